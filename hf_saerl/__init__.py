@@ -1,0 +1,48 @@
+"""hf_saerl: curate post-training data with sparse-autoencoder features, inside Hugging Face datasets.
+
+The public API is re-exported here and imported lazily, so ``import hf_saerl`` stays fast: torch,
+transformers and sae-lens load only when the object that needs them is first used.
+
+Example:
+    >>> import hf_saerl
+    >>> hf_saerl.sparse_matrix({"sae_indices": [[2]], "sae_values": [[1.5]]}, d_sae=3).toarray()
+    array([[0. , 0. , 1.5]], dtype=float32)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "sparse_matrix": "hf_saerl.sparse",
+    "SAEEncoder": "hf_saerl.encoder",
+    "load_model": "hf_saerl.loading",
+    "load_sae": "hf_saerl.loading",
+    "resolve_hook": "hf_saerl.hooks",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hf_saerl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .encoder import SAEEncoder
+    from .hooks import resolve_hook
+    from .loading import load_model, load_sae
+    from .sparse import sparse_matrix

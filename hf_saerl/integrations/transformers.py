@@ -1,0 +1,74 @@
+"""HF ``transformers.Trainer`` on the SAERL curriculum order.
+
+:class:`CurriculumTrainer` replaces the random train sampler with :class:`~hf_saerl.curriculum.CurriculumSampler`
+over curriculum batches of one optimizer step (:func:`trainer_curriculum_batch_size`): Accelerate hands each
+process consecutive per-device batches of the global order, so every optimizer step sees exactly one curriculum
+batch. Without a subclass, give ``Trainer`` ``CurriculumDataset(...).to_ordered_dataset()`` and
+``TrainingArguments(train_sampling_strategy="sequential")``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import Trainer
+
+from ..columns import CLUSTER_ID, DIFFICULTY
+from ..curriculum.sampler import CurriculumSampler
+
+
+def trainer_curriculum_batch_size(args: Any, world_size: int | None = None) -> int:
+    """Examples per optimizer step: ``per_device_train_batch_size * world_size * gradient_accumulation_steps``.
+
+    ``world_size`` defaults to ``args.world_size``; pass it to plan a multi-process launch from one process.
+    """
+    world_size = args.world_size if world_size is None else world_size
+    return args.per_device_train_batch_size * world_size * args.gradient_accumulation_steps
+
+
+class CurriculumTrainer(Trainer):
+    """``transformers.Trainer`` whose train order is the SAERL curriculum.
+
+    Takes every ``Trainer`` argument plus keyword-only curriculum options (see :func:`build_schedule`). The seed
+    is ``args.seed``, ``drop_last`` is ``args.dataloader_drop_last``, and the curriculum batch is one optimizer step.
+    ``train_dataset`` must be a ``datasets.Dataset`` with the cluster and difficulty columns; they may be removed
+    from the model inputs (``remove_unused_columns``), the sampler reads them from ``trainer.train_dataset``.
+
+    Example (not run here)::
+
+        trainer = CurriculumTrainer(model=model, args=TrainingArguments("out", per_device_train_batch_size=8),
+                                    train_dataset=curated, data_collator=collator, mix_ratio=0.125)
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        mix_ratio: float = 0.125,
+        interleave: str = "round_robin",
+        order: str = "easy_to_hard",
+        cluster_column: str | None = CLUSTER_ID,
+        difficulty_column: str | None = DIFFICULTY,
+        **kwargs: Any,
+    ):
+        super().__init__(*args, **kwargs)
+        self._curriculum_options = dict(mix_ratio=mix_ratio, interleave=interleave, order=order,
+                                        cluster_column=cluster_column, difficulty_column=difficulty_column)
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
+        import datasets
+
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        if not isinstance(dataset, datasets.Dataset):
+            return super()._get_train_sampler(train_dataset)
+        wanted = [c for c in (self._curriculum_options["cluster_column"],
+                              self._curriculum_options["difficulty_column"]) if c is not None]
+        if any(c not in dataset.column_names for c in wanted):  # removed as unused model inputs
+            dataset = self.train_dataset
+        return CurriculumSampler(
+            dataset,
+            trainer_curriculum_batch_size(self.args),
+            seed=self.args.seed,
+            drop_last=self.args.dataloader_drop_last,
+            **self._curriculum_options,
+        )

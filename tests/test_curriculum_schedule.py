@@ -1,0 +1,273 @@
+"""Properties of build_schedule (DESIGN.md section 5): a pure function, every example once, exact batch sizes,
+easy to hard within clusters, round-robin interleaving, exact moderate mixing, a new order per epoch."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from hf_saerl.curriculum import build_schedule, describe_schedule, mix_count
+
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def layouts(draw, max_rows: int = 70):
+    """Random cluster/difficulty layouts: sparse cluster ids, ties in difficulty, uneven cluster sizes."""
+    n = draw(st.integers(0, max_rows))
+    n_clusters = draw(st.integers(1, 6))
+    ids = draw(st.lists(st.integers(0, n_clusters - 1), min_size=n, max_size=n))
+    spread = draw(st.sampled_from([1, 3, 100]))  # non-contiguous ids
+    levels = draw(st.sampled_from([2, 5, 1000]))  # few levels -> many ties
+    diff = draw(st.lists(st.integers(0, levels - 1), min_size=n, max_size=n))
+    return [c * spread for c in ids], [d / levels for d in diff]
+
+
+params = st.fixed_dictionaries({
+    "batch_size": st.integers(1, 12),
+    "mix_ratio": st.sampled_from([0.0, 0.1, 0.125, 0.25, 1 / 3, 0.5]) | st.floats(0, 0.5),
+    "seed": st.integers(0, 2**31),
+    "epoch": st.integers(0, 50),
+    "drop_last": st.booleans(),
+    "interleave": st.sampled_from(["round_robin", "sequential", "random"]),
+    "order": st.sampled_from(["easy_to_hard", "random"]),
+})
+
+
+def flat(schedule):
+    return [i for b in schedule for i in b]
+
+
+@FAST
+@given(layouts(), params)
+def test_every_kept_example_once_and_exact_batch_sizes(layout, p):
+    clusters, diff = layout
+    n, B = len(clusters), p["batch_size"]
+    schedule = build_schedule(clusters, diff, **p)
+    order = flat(schedule)
+    assert len(order) == len(set(order))
+    assert all(isinstance(i, int) for i in order)
+    if p["drop_last"]:
+        assert len(order) == n - n % B and set(order) <= set(range(n))
+        assert all(len(b) == B for b in schedule)
+    else:
+        assert sorted(order) == list(range(n))
+        assert all(len(b) == B for b in schedule[:-1])
+        if schedule:
+            assert len(schedule[-1]) == (n % B or B)
+
+
+@FAST
+@given(layouts(), params)
+def test_pure_function_of_data_params_seed_epoch(layout, p):
+    clusters, diff = layout
+    first = build_schedule(clusters, diff, **p)
+    assert build_schedule(clusters, diff, **p) == first
+    assert build_schedule(np.asarray(clusters, dtype=np.int32), np.asarray(diff, dtype=np.float32), **p) == first
+    assert build_schedule(tuple(clusters), tuple(diff), **p) == first
+
+
+@FAST
+@given(st.integers(2, 4), st.integers(1, 6), st.integers(0, 5), st.integers(0, 2**31), params)
+def test_a_new_epoch_gives_a_new_order(n_clusters, batch_size, extra, seed, p):
+    # Freedom is guaranteed: at least two clusters have a full batch in round 0, so round 0's order is seeded.
+    rows = n_clusters * batch_size + extra
+    clusters = [i % n_clusters for i in range(rows)]
+    diff = [(i * 7919) % 13 / 13 for i in range(rows)]
+    p = {**p, "batch_size": batch_size, "seed": seed, "interleave": "round_robin"}
+    seen = {str(build_schedule(clusters, diff, **{**p, "epoch": e})) for e in range(20)}
+    assert len(seen) > 1
+
+
+def test_seed_changes_the_order():
+    clusters = [i % 4 for i in range(64)]
+    diff = [0.5] * 64
+    assert build_schedule(clusters, diff, 4, seed=0) != build_schedule(clusters, diff, 4, seed=1)
+
+
+@FAST
+@given(layouts(), params)
+def test_unmixed_order_within_each_cluster_is_easy_to_hard(layout, p):
+    clusters, diff = layout
+    p = {**p, "mix_ratio": 0.0, "order": "easy_to_hard"}
+    if p["interleave"] == "random":
+        p["interleave"] = "round_robin"  # "random" shuffles batches: only the within-batch order holds
+    for c in set(clusters):
+        seen = [diff[i] for i in flat(build_schedule(clusters, diff, **p)) if clusters[i] == c]
+        assert seen == sorted(seen)
+
+
+@FAST
+@given(layouts(), params)
+def test_round_robin_all_jth_batches_before_any_next(layout, p):
+    clusters, diff = layout
+    p = {**p, "mix_ratio": 0.0, "interleave": "round_robin"}
+    B = p["batch_size"]
+    schedule = build_schedule(clusters, diff, **p)
+    rounds, count = [], Counter()
+    for batch in schedule:
+        owners = {clusters[i] for i in batch}
+        if len(batch) == B and len(owners) == 1:  # a cluster batch (a mixed batch spans >= 2 clusters)
+            (c,) = owners
+            rounds.append(count[c])
+            count[c] += 1
+    assert rounds == sorted(rounds)
+    sizes = Counter(clusters)
+    assert count == Counter({c: s // B for c, s in sizes.items() if s // B})
+
+
+@FAST
+@given(layouts(), params)
+def test_sequential_keeps_each_clusters_batches_together(layout, p):
+    clusters, diff = layout
+    p = {**p, "mix_ratio": 0.0, "interleave": "sequential"}
+    B = p["batch_size"]
+    owners = [next(iter({clusters[i] for i in b})) for b in build_schedule(clusters, diff, **p)
+              if len(b) == B and len({clusters[i] for i in b}) == 1]
+    runs = [c for k, c in enumerate(owners) if k == 0 or owners[k - 1] != c]
+    assert len(runs) == len(set(runs))
+
+
+@FAST
+@given(layouts(), params)
+def test_random_interleave_permutes_the_round_robin_batches(layout, p):
+    clusters, diff = layout
+    p = {**p, "mix_ratio": 0.0}
+    rr = build_schedule(clusters, diff, **{**p, "interleave": "round_robin"})
+    rnd = build_schedule(clusters, diff, **{**p, "interleave": "random"})
+    assert sorted(map(tuple, rr)) == sorted(map(tuple, rnd))
+    if rr and len(rr[-1]) < p["batch_size"]:
+        assert rnd[-1] == rr[-1]  # the short batch stays last
+
+
+@FAST
+@given(layouts(), params)
+def test_mixing_swaps_exactly_round_mix_ratio_times_batch_size(layout, p):
+    clusters, diff = layout
+    B, ratio = p["batch_size"], p["mix_ratio"]
+    unmixed = build_schedule(clusters, diff, **{**p, "mix_ratio": 0.0})
+    mixed = build_schedule(clusters, diff, **p)
+    m = mix_count(B, ratio)
+    assert m == min(round(ratio * B), B // 2)
+    assert [len(b) for b in mixed] == [len(b) for b in unmixed]
+    for i in range(len(unmixed) - 1):
+        swapped = min(m, len(unmixed[i + 1]))  # only the final batch can be short
+        moved_forward = set(mixed[i + 1]) & set(unmixed[i])
+        moved_back = set(mixed[i]) & set(unmixed[i + 1])
+        assert moved_forward == set(unmixed[i][len(unmixed[i]) - swapped:])  # the tail (hardest) of batch i
+        assert moved_back == set(unmixed[i + 1][:swapped])  # the head (easiest) of batch i + 1
+    where = {i: k for k, b in enumerate(unmixed) for i in b}
+    assert all(abs(where[i] - k) <= 1 for k, b in enumerate(mixed) for i in b)
+
+
+def test_mixing_with_the_default_ratio():
+    clusters = [i // 16 for i in range(64)]
+    diff = [(i % 16) / 16 for i in range(64)]
+    unmixed = build_schedule(clusters, diff, 16, mix_ratio=0)
+    mixed = build_schedule(clusters, diff, 16)  # round(0.125 * 16) = 2
+    assert [len(set(a) - set(b)) for a, b in zip(mixed, unmixed)] == [2, 4, 4, 2]
+
+
+@FAST
+@given(layouts(), params)
+def test_no_clustering_is_one_cluster(layout, p):
+    clusters, diff = layout
+    assume(len(diff) > 0)
+    assert build_schedule(None, diff, **p) == build_schedule([0] * len(diff), diff, **p)
+
+
+@FAST
+@given(layouts(), params)
+def test_random_order_ignores_difficulty(layout, p):
+    clusters, diff = layout
+    p = {**p, "order": "random"}
+    assert build_schedule(clusters, None, **p) == build_schedule(clusters, diff, **p)
+
+
+def test_single_cluster_easy_to_hard_and_fully_random_ablation():
+    diff = [0.9, 0.1, 0.5, 0.3, 0.7, 0.2]
+    assert build_schedule(None, diff, 2, mix_ratio=0) == [[1, 5], [3, 2], [4, 0]]
+    assert build_schedule(None, diff, 6, mix_ratio=0.5) == [[1, 5, 3, 2, 4, 0]]  # one batch: nothing to mix
+    fully_random = build_schedule(None, diff, 2, order="random", interleave="random", mix_ratio=0)
+    assert sorted(flat(fully_random)) == list(range(6))
+
+
+def test_leftovers_close_their_stage_and_only_the_last_batch_is_short():
+    # cluster 0: 5 rows, cluster 1: 3 rows, batch 2 -> full: c0 x2, c1 x1; leftovers: c0 (round 1), c1 (round 0)
+    clusters = [0] * 5 + [1] * 3
+    diff = [0.1, 0.2, 0.3, 0.4, 0.5, 0.15, 0.25, 0.35]
+    schedule = build_schedule(clusters, diff, 2, mix_ratio=0, seed=3)
+    assert sorted(map(len, schedule)) == [2, 2, 2, 2]
+    # round 0: both clusters' first batches (seeded order), then c1's leftover waits (1 row < batch 2)
+    assert {tuple(b) for b in schedule[:2]} == {(0, 1), (5, 6)}
+    assert schedule[2] == [2, 3]  # round 1: c0's second batch
+    assert schedule[3] == [7, 4]  # end of round 1: c1's carried leftover with c0's, easy to hard
+
+
+def test_empty_and_tiny_inputs():
+    assert build_schedule([], [], 4) == []
+    assert build_schedule([0], [0.5], 4) == [[0]]
+    assert build_schedule([0], [0.5], 4, drop_last=True) == []
+    assert build_schedule([2, 2, 2], [0.3, 0.1, 0.2], 1, mix_ratio=0.5) == [[1], [2], [0]]  # round(0.5) == 0
+    assert build_schedule([0] * 6, [0.0] * 6, 3, mix_ratio=0.5, seed=1) != []  # odd batch: capped at 1 swap
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"cluster_ids": [0, 1], "difficulty": [0.1]}, ValueError, "2 values but difficulty has 1"),
+        ({"difficulty": [0.1, float("nan")]}, ValueError, "NaN"),
+        ({"batch_size": 0}, ValueError, "batch_size"),
+        ({"batch_size": 2.5}, ValueError, "batch_size"),
+        ({"mix_ratio": 0.6}, ValueError, r"mix_ratio must be in \[0, 0.5\]"),
+        ({"mix_ratio": -0.1}, ValueError, "mix_ratio"),
+        ({"cluster_ids": [0, -1]}, ValueError, "non-negative"),
+        ({"cluster_ids": [0, 1.5]}, ValueError, "integers"),
+        ({"cluster_ids": ["a", "b"]}, TypeError, "integers"),
+        ({"cluster_ids": [[0], [1]]}, ValueError, "1-D"),
+        ({"difficulty": ["x", "y"]}, TypeError, "numeric"),
+        ({"difficulty": None}, ValueError, "order='random'"),
+        ({"interleave": "zigzag"}, ValueError, "interleave must be one of"),
+        ({"order": "hard_to_easy"}, ValueError, "order must be one of"),
+        ({"seed": -1}, ValueError, "seed"),
+        ({"epoch": 1.0}, ValueError, "epoch"),
+        ({"drop_last": "yes"}, TypeError, "drop_last"),
+        ({"cluster_ids": None, "difficulty": None, "order": "random"}, ValueError, "both None"),
+    ],
+)
+def test_invalid_inputs_raise_clear_errors(kwargs, error, match):
+    args = {"cluster_ids": [0, 1], "difficulty": [0.1, 0.2], "batch_size": 2, **kwargs}
+    with pytest.raises(error, match=match):
+        build_schedule(**args)
+
+
+def test_integral_float_cluster_ids_are_accepted():
+    assert build_schedule([0.0, 1.0], [0.1, 0.2], 1) == build_schedule([0, 1], [0.1, 0.2], 1)
+
+
+def test_describe_schedule():
+    clusters = [0, 0, 0, 1, 1, 1]
+    diff = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    schedule = [[0, 1, 3], [2, 4, 5]]
+    info = describe_schedule(schedule, clusters, diff)
+    assert info["batch"] == [0, 1] and info["size"] == [3, 3]
+    assert info["majority_cluster"] == [0, 1]
+    assert info["majority_share"] == pytest.approx([2 / 3, 2 / 3])
+    assert info["mean_difficulty"] == pytest.approx([0.8 / 3, 2.2 / 3])
+    assert info["n_clusters"] == [2, 2]
+    bare = describe_schedule(schedule)
+    assert bare["majority_cluster"] == [-1, -1] and math.isnan(bare["mean_difficulty"][0])
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from hf_saerl.curriculum import dataset, sampler, schedule
+
+    for module in (schedule, sampler, dataset):
+        assert doctest.testmod(module).failed == 0, module.__name__

@@ -1,0 +1,190 @@
+"""SAEEncoder numbers checked against independent computations on a tiny random Llama + SAE."""
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+
+from hf_saerl import SAEEncoder, resolve_hook, sparse_matrix
+from hf_saerl.testing import tiny_sae
+
+
+def as_lists(rows):
+    return [list(map(int, r)) for r in rows]
+
+
+def reference_pooled(model, tokenizer, sae, text, pooling, layer=1, site="post"):
+    """One text, no padding, full forward with output_hidden_states, then a hand-written pooling loop."""
+    ids = tokenizer(text)["input_ids"]
+    with torch.no_grad():
+        hs = model(torch.tensor([ids]), output_hidden_states=True).hidden_states
+        h = hs[layer + 1 if site == "post" else layer][0]
+        acts = sae.encode(h)[1:]  # drop BOS
+    out = torch.zeros(acts.shape[1])
+    for j in range(acts.shape[1]):
+        column = [acts[t, j].item() for t in range(acts.shape[0])]
+        if pooling == "mean":
+            out[j] = sum(column) / len(column)
+        elif pooling == "sum":
+            out[j] = sum(column)
+        elif pooling == "max":
+            out[j] = max(column)
+        elif pooling == "last":
+            out[j] = column[-1]
+        elif pooling == "freq":
+            out[j] = sum(1 for v in column if v > 0) / len(column)
+    return out.numpy(), acts.shape[0]
+
+
+@pytest.mark.parametrize("layer", [0, 1, 2])
+def test_truncated_forward_matches_hidden_states(model, layer):
+    ids = torch.randint(4, 100, (2, 9))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    with torch.no_grad():
+        hs = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        pre = resolve_hook(model, f"blocks.{layer}.hook_resid_pre").capture(model, input_ids=ids, attention_mask=mask)
+        post = resolve_hook(model, f"blocks.{layer}.hook_resid_post").capture(model, input_ids=ids, attention_mask=mask)
+    torch.testing.assert_close(pre, hs[layer], rtol=0, atol=0)
+    if layer < 2:
+        torch.testing.assert_close(post, hs[layer + 1], rtol=0, atol=0)
+    else:
+        # HF's last hidden_states entry is after the final norm: the hook must read the layer output itself.
+        assert not torch.allclose(post, hs[layer + 1])
+        captured = {}
+        handle = model.model.layers[layer].register_forward_hook(lambda m, a, o: captured.setdefault("h", o))
+        with torch.no_grad():
+            model(input_ids=ids, attention_mask=mask)
+        handle.remove()
+        torch.testing.assert_close(post, captured["h"], rtol=0, atol=0)
+        torch.testing.assert_close(model.model.norm(post), hs[layer + 1])
+
+
+def test_later_layers_and_lm_head_never_run(model, tokenizer, sae):
+    calls = []
+    handles = [model.model.layers[2].register_forward_hook(lambda *a: calls.append("layer2")),
+               model.lm_head.register_forward_hook(lambda *a: calls.append("lm_head")),
+               model.model.layers[1].register_forward_hook(lambda *a: calls.append("layer1"))]
+    try:
+        SAEEncoder(model, sae, tokenizer=tokenizer).encode(["hello there"])
+    finally:
+        for h in handles:
+            h.remove()
+    assert "layer1" in calls and "layer2" not in calls and "lm_head" not in calls
+
+
+@pytest.mark.parametrize("pooling", ["mean", "max", "sum", "last", "freq"])
+def test_pooling_matches_hand_written_loop(model, tokenizer, sae, texts, pooling):
+    enc = SAEEncoder(model, sae, tokenizer=tokenizer, pooling=pooling, top_k=None, token_budget=40)
+    out = enc({"text": texts})
+    X = sparse_matrix(out, enc.d_sae).toarray()
+    for i, text in enumerate(texts):
+        ref, n_tok = reference_pooled(model, tokenizer, sae, text, pooling)
+        np.testing.assert_allclose(X[i], ref, rtol=1e-5, atol=1e-5)
+        assert out["sae_n_tokens"][i] == n_tok == len(text)  # char-level tokenizer, BOS excluded
+
+
+def test_resid_pre_hook(model, tokenizer):
+    sae = tiny_sae(hook_name="blocks.2.hook_resid_pre", seed=3)
+    X = SAEEncoder(model, sae, tokenizer=tokenizer, top_k=None).encode(["abc def"]).toarray()
+    ref, _ = reference_pooled(model, tokenizer, sae, "abc def", "mean", layer=2, site="pre")
+    np.testing.assert_allclose(X[0], ref, rtol=1e-5, atol=1e-5)
+
+
+def test_top_k_keeps_largest_by_value_descending(model, tokenizer, sae, texts):
+    full = SAEEncoder(model, sae, tokenizer=tokenizer, top_k=None)({"text": texts})
+    top = SAEEncoder(model, sae, tokenizer=tokenizer, top_k=5)({"text": texts})
+    dense = sparse_matrix(full, 128).toarray()
+    for i in range(len(texts)):
+        expected = np.argsort(-dense[i], kind="stable")[:5]
+        assert top["sae_indices"][i].tolist() == expected.tolist()
+        np.testing.assert_array_equal(top["sae_values"][i], dense[i][expected].astype(np.float32))
+        assert np.all(np.diff(top["sae_values"][i]) <= 0)
+        assert len(full["sae_indices"][i]) == np.count_nonzero(dense[i])
+
+
+def test_features_do_not_depend_on_batch_neighbours(model, tokenizer, sae, texts):
+    enc = SAEEncoder(model, sae, tokenizer=tokenizer, top_k=None, token_budget=64)
+    alone = np.stack([sparse_matrix(enc({"text": [t]}), 128).toarray()[0] for t in texts])
+    together = sparse_matrix(enc({"text": texts[::-1]}), 128).toarray()[::-1]
+    np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-5)  # fp32 round-off of other matmul shapes
+
+
+def test_dataset_and_iterable_dataset_map_agree(model, tokenizer, sae, texts):
+    enc = SAEEncoder(model, sae, tokenizer=tokenizer, top_k=16)
+    ds = Dataset.from_dict({"text": texts, "id": list(range(len(texts)))})
+    mapped = enc.map(ds, batch_size=4)
+    streamed = list(enc.map(ds.to_iterable_dataset(), batch_size=4))
+    assert mapped.features == enc.output_features(ds.features)
+    assert enc.map(ds.to_iterable_dataset()).column_names == mapped.column_names
+    for row, srow in zip(mapped, streamed):
+        assert row["id"] == srow["id"] and row["sae_indices"] == srow["sae_indices"]
+        np.testing.assert_array_equal(np.float32(row["sae_values"]), np.float32(srow["sae_values"]))
+    # plain Dataset.map without the helper gives the same columns
+    plain = ds.map(enc, batched=True, batch_size=3)
+    assert as_lists(plain["sae_indices"]) == as_lists(mapped["sae_indices"])
+
+
+def test_encode_returns_csr_equal_to_map(model, tokenizer, sae, texts):
+    enc = SAEEncoder(model, sae, tokenizer=tokenizer, top_k=10)
+    X = enc.encode(texts, batch_size=4)
+    Y = sparse_matrix(enc.map(Dataset.from_dict({"text": texts})), enc.d_sae)
+    assert X.shape == (len(texts), 128)
+    np.testing.assert_allclose(X.toarray(), Y.toarray(), rtol=1e-5, atol=1e-5)
+
+
+def test_pooled_activations_are_the_raw_mean(model, tokenizer, sae):
+    enc = SAEEncoder(model, sae, tokenizer=tokenizer)
+    got = enc.pooled_activations(["abc", "hello world"])
+    ids = tokenizer("hello world")["input_ids"]
+    with torch.no_grad():
+        h = model(torch.tensor([ids]), output_hidden_states=True).hidden_states[2][0, 1:]
+    np.testing.assert_allclose(got[1], h.mean(0).numpy(), rtol=1e-5, atol=1e-6)
+    acts = torch.cat(list(enc.iter_activations(["abc", "hello world"])))
+    assert acts.shape == (3 + 11, 32)
+
+
+def test_template_and_chat_template(model, tokenizer, sae):
+    ds = Dataset.from_dict({"q": ["1+1?"], "a": ["2"]})
+    enc = SAEEncoder(model, sae, tokenizer=tokenizer, text_column=None, template="Q: {q} A: {a}", top_k=None)
+    direct = SAEEncoder(model, sae, tokenizer=tokenizer, top_k=None).encode(["Q: 1+1? A: 2"])
+    np.testing.assert_array_equal(sparse_matrix(enc.map(ds), 128).toarray(), direct.toarray())
+
+    chat = SAEEncoder(model, sae, tokenizer=tokenizer, chat_template=True, top_k=None)
+    out = chat({"text": ["hi"]})
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)
+    assert out["sae_n_tokens"][0] == len(rendered) - len("<s>")  # BOS from the template is excluded once
+    messages = chat({"text": [[{"role": "user", "content": "hi"}]]})
+    assert as_lists(messages["sae_indices"]) == as_lists(out["sae_indices"])
+
+
+def test_truncation_is_counted(model, tokenizer, sae, caplog):
+    enc = SAEEncoder(model, sae, tokenizer=tokenizer, max_length=8)
+    ds = Dataset.from_dict({"text": ["short", "a much longer text than eight tokens"]})
+    with caplog.at_level("WARNING", logger="hf_saerl"):
+        out = enc.map(ds)
+    assert out["sae_truncated"] == [False, True]
+    assert out["sae_n_tokens"] == [5, 7]  # 8 tokens minus BOS
+    assert "truncated 1 of 2 texts to max_length=8" in caplog.text
+
+
+def test_spec_built_encoder_loads_lazily_and_pickles_small(model_dir, sae_dir, model, tokenizer, sae, texts):
+    import pickle
+
+    enc = SAEEncoder(str(model_dir), str(sae_dir), top_k=12)
+    assert enc._model is None
+    blob = pickle.dumps(enc)
+    assert len(blob) < 5_000
+    clone = pickle.loads(blob)
+    got = clone({"text": texts})
+    ref = SAEEncoder(model, sae, tokenizer=tokenizer, top_k=12)({"text": texts})
+    assert as_lists(got["sae_indices"]) == as_lists(ref["sae_indices"])
+    assert clone.fingerprint == enc.fingerprint
+
+
+def test_num_proc_workers_give_same_result(model_dir, sae_dir, texts):
+    enc = SAEEncoder(str(model_dir), str(sae_dir), top_k=12)
+    ds = Dataset.from_dict({"text": texts * 2})
+    one = enc.map(ds, batch_size=3)
+    two = enc.map(ds, batch_size=3, num_proc=2)
+    assert as_lists(one["sae_indices"]) == as_lists(two["sae_indices"])
