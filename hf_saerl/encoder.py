@@ -148,6 +148,11 @@ class SAEEncoder(Fingerprinted):
         self._device_used: torch.device | None = None
 
     def _ensure_loaded(self, rank: int | None = None) -> None:
+        if rank is not None and self._hook is None and not torch.cuda.is_available():
+            # A `map(num_proc=n)` worker forked from a parent that already ran torch: OpenMP's thread
+            # pool does not survive fork and the first parallel op would hang. One thread per worker
+            # (as torch's DataLoader workers do); the processes are the parallelism.
+            torch.set_num_threads(1)
         if self._model is None:
             device = torch.device(self.device) if self.device else default_device(rank)
             self._model, self._tokenizer = load_model(
@@ -249,9 +254,9 @@ class SAEEncoder(Fingerprinted):
         token_ids, truncated = self._tokenize(texts)
         pooled, n_tokens = self._pool(token_ids)
         indices, values = topk_rows(pooled, self.top_k)
-        return {
-            self.indices_column: indices,
-            self.values_column: values,
+        return {  # plain lists: IterableDataset.map passes returned arrays through as numpy
+            self.indices_column: [row.tolist() for row in indices],
+            self.values_column: [row.tolist() for row in values],
             self.n_tokens_column: n_tokens.tolist(),
             self.truncated_column: truncated,
         }

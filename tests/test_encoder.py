@@ -97,8 +97,8 @@ def test_top_k_keeps_largest_by_value_descending(model, tokenizer, sae, texts):
     dense = sparse_matrix(full, 128).toarray()
     for i in range(len(texts)):
         expected = np.argsort(-dense[i], kind="stable")[:5]
-        assert top["sae_indices"][i].tolist() == expected.tolist()
-        np.testing.assert_array_equal(top["sae_values"][i], dense[i][expected].astype(np.float32))
+        assert top["sae_indices"][i] == expected.tolist()
+        np.testing.assert_array_equal(np.float32(top["sae_values"][i]), dense[i][expected].astype(np.float32))
         assert np.all(np.diff(top["sae_values"][i]) <= 0)
         assert len(full["sae_indices"][i]) == np.count_nonzero(dense[i])
 
