@@ -23,6 +23,16 @@ _EXPORTS: dict[str, str] = {
     "load_model": "hf_saerl.loading",
     "load_sae": "hf_saerl.loading",
     "resolve_hook": "hf_saerl.hooks",
+    "QualityProbe": "hf_saerl.probes",
+    "DifficultyProbe": "hf_saerl.probes",
+    "SAEClusterer": "hf_saerl.clustering",
+    "build_schedule": "hf_saerl.curriculum",
+    "describe_schedule": "hf_saerl.curriculum",
+    "CurriculumDataset": "hf_saerl.curriculum",
+    "CurriculumSampler": "hf_saerl.curriculum",
+    "CurriculumBatchSampler": "hf_saerl.curriculum",
+    "DemoConfig": "hf_saerl.demo",
+    "run_demo": "hf_saerl.demo",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -42,7 +52,17 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .clustering import SAEClusterer
+    from .curriculum import (
+        CurriculumBatchSampler,
+        CurriculumDataset,
+        CurriculumSampler,
+        build_schedule,
+        describe_schedule,
+    )
+    from .demo import DemoConfig, run_demo
     from .encoder import SAEEncoder
+    from .probes import DifficultyProbe, QualityProbe
     from .hooks import resolve_hook
     from .loading import load_model, load_sae
     from .sparse import sparse_matrix
