@@ -31,6 +31,9 @@ _EXPORTS: dict[str, str] = {
     "CurriculumDataset": "hf_saerl.curriculum",
     "CurriculumSampler": "hf_saerl.curriculum",
     "CurriculumBatchSampler": "hf_saerl.curriculum",
+    "SAERLPipeline": "hf_saerl.pipeline",
+    "push_curated": "hf_saerl.hub",
+    "build_dataset_card": "hf_saerl.hub",
     "DemoConfig": "hf_saerl.demo",
     "run_demo": "hf_saerl.demo",
 }
@@ -62,6 +65,8 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from .demo import DemoConfig, run_demo
     from .encoder import SAEEncoder
+    from .hub import build_dataset_card, push_curated
+    from .pipeline import SAERLPipeline
     from .probes import DifficultyProbe, QualityProbe
     from .hooks import resolve_hook
     from .loading import load_model, load_sae
