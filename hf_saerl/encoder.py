@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from . import columns as C
-from .batching import plan_microbatches
+from .activations import ActivationReader
 from .fingerprint import Fingerprinted, module_digest, path_digest, stable_hash
 from .hooks import ResolvedHook, resolve_hook
 from .loading import default_device, is_model_spec, load_config, load_model, load_sae, resolve_dtype, sae_hook_name
@@ -144,11 +144,11 @@ class SAEEncoder(Fingerprinted):
     # ------------------------------------------------------------------ runtime (never pickled)
     def _clear_runtime(self) -> None:
         self._model = self._tokenizer = self._sae = None
-        self._hook: ResolvedHook | None = None
+        self._reader: ActivationReader | None = None
         self._device_used: torch.device | None = None
 
     def _ensure_loaded(self, rank: int | None = None) -> None:
-        if rank is not None and self._hook is None and not torch.cuda.is_available():
+        if rank is not None and self._reader is None and not torch.cuda.is_available():
             # A `map(num_proc=n)` worker forked from a parent that already ran torch: OpenMP's thread
             # pool does not survive fork and the first parallel op would hang. One thread per worker
             # (as torch's DataLoader workers do); the processes are the parallelism.
@@ -168,14 +168,17 @@ class SAEEncoder(Fingerprinted):
             self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_spec)
         if self._sae is None:
             self._sae = load_sae(self.sae_spec)
-        if self._hook is None:
-            self._hook = resolve_hook(self._model, self.hook_name)
-            self._device_used = next(self._model.parameters()).device
+        if self._reader is None:
+            self._reader = ActivationReader(
+                self._model, self._tokenizer, self.hook_name, max_length=self.max_length,
+                token_budget=self.token_budget, exclude_bos=self.exclude_bos,
+            )
+            self._device_used = self._reader.device
             self._sae = self._sae.to(self._device_used)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        for key in ("_hook", "_device_used"):
+        for key in ("_reader", "_device_used"):
             state[key] = None
         if self.model_spec is not None:
             state["_model"] = state["_tokenizer"] = None
@@ -359,39 +362,8 @@ class SAEEncoder(Fingerprinted):
         return token_ids, truncated
 
     def _forward(self, token_ids: list[list[int]], pool_from: Sequence[int] | None = None):
-        """Yield ``(rows, flat, row_ids, is_last)`` per micro-batch: the hooked activations of the tokens
-        to pool, flattened, with the local row each belongs to."""
-        bos = self._tokenizer.bos_token_id if self.exclude_bos else None
-        pad = self._tokenizer.pad_token_id
-        pad = pad if pad is not None else (self._tokenizer.eos_token_id or 0)
-        lengths = [len(t) for t in token_ids]
-        for rows in plan_microbatches(lengths, self.token_budget):
-            rows = [r for r in rows if lengths[r] > 0]
-            if not rows:
-                continue
-            width = lengths[rows[0]]
-            input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-            attention = torch.zeros((len(rows), width), dtype=torch.long)
-            for j, r in enumerate(rows):
-                input_ids[j, : lengths[r]] = torch.tensor(token_ids[r])
-                attention[j, : lengths[r]] = 1
-            keep = attention.bool()
-            if bos is not None:
-                keep[:, 0] &= input_ids[:, 0] != bos
-            if pool_from is not None:
-                positions = torch.arange(width)[None, :]
-                keep &= positions >= torch.tensor([pool_from[r] for r in rows])[:, None]
-            with torch.inference_mode():
-                hidden = self._hook.capture(
-                    self._model, input_ids=input_ids.to(self._device_used),
-                    attention_mask=attention.to(self._device_used), use_cache=False,
-                )
-                keep = keep.to(hidden.device)
-                flat = hidden[keep]
-                row_ids = torch.arange(len(rows), device=hidden.device)[:, None].expand_as(keep)[keep]
-            is_last = torch.ones_like(row_ids, dtype=torch.bool)
-            is_last[:-1] = row_ids[1:] != row_ids[:-1]
-            yield rows, flat, row_ids, is_last
+        """Yield ``(rows, flat, row_ids, is_last)`` per micro-batch (see :class:`ActivationReader`)."""
+        return self._reader.microbatches(token_ids, pool_from)
 
     def _pool(self, token_ids: list[list[int]], through_sae: bool = True, pooling: str | None = None,
               pool_from: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
