@@ -43,8 +43,8 @@ class DemoConfig:
 
     Attributes:
         hook_name: where the SAE reads SmolLM2; None means the middle layer's residual stream.
-        sae_training: keyword arguments for :func:`hf_saerl.sae_training.train_sae` (None: its defaults).
-        n_sae_texts: CHAMP texts (problems, hints, model responses) whose activations train the SAE.
+        sae_training: keyword arguments for :func:`hf_saerl.sae_training.train_sae` (None: its defaults,
+            ``DEFAULT_SAE_TRAINING``); the texts are :func:`~hf_saerl.sae_training.champ_sae_texts`.
         n_problems: problems to use (None: all 270); a seeded, category-stratified subset otherwise.
         max_negatives: cap on the quality negatives (None: all hints, concepts and corrupted copies).
         pooling, top_k, max_length: encoder settings (see :class:`~hf_saerl.SAEEncoder`).
@@ -56,7 +56,6 @@ class DemoConfig:
 
     hook_name: str | None = None
     sae_training: dict[str, Any] | None = None
-    n_sae_texts: int = 1500
     n_problems: int | None = None
     max_negatives: int | None = None
     pooling: str = "mean"
@@ -75,7 +74,7 @@ class DemoConfig:
         """The scaled-down demo for CI: a smaller SAE trained on fewer tokens, fewer texts."""
         from .sae_training import CI_SAE_TRAINING
 
-        return cls(sae_training=dict(CI_SAE_TRAINING), n_sae_texts=200, n_problems=120, max_negatives=160,
+        return cls(sae_training=dict(CI_SAE_TRAINING), n_problems=120, max_negatives=160,
                    max_length=128)
 
 
@@ -120,21 +119,6 @@ def champ_demo_data(config: DemoConfig) -> tuple[Any, Any]:
     texts = concatenate_datasets([positives.select_columns(negatives.column_names), negatives])
     texts = texts.map(lambda row: {"is_problem": row["kind"] == "problem"})
     return problems, texts
-
-
-def sae_training_texts(config: DemoConfig) -> list[str]:
-    """CHAMP text to train the SAE on: every problem, hint and concept, and model responses, up to
-    ``config.n_sae_texts`` texts in all (a seeded sample; responses fill what problems and hints leave)."""
-    from .data import load_champ, load_champ_attempts, load_champ_texts
-
-    rng = np.random.default_rng(config.seed)
-    base = list(load_champ()["problem"]) + list(load_champ_texts()["text"])
-    rng.shuffle(base)
-    if len(base) >= config.n_sae_texts:
-        return base[: config.n_sae_texts]
-    responses = load_champ_attempts()["response"]
-    picks = rng.choice(len(responses), size=min(len(responses), config.n_sae_texts - len(base)), replace=False)
-    return base + [responses[int(i)] for i in picks]
 
 
 # ---------------------------------------------------------------------- metrics
@@ -221,10 +205,10 @@ def run_demo(
 
     with timer.stage("SAE"):
         if sae is None:
-            from .sae_training import train_sae
+            from .sae_training import champ_sae_texts, train_sae
 
-            sae, sae_stats = train_sae(model, tokenizer, sae_training_texts(config), hook_name=hook_name,
-                                       progress=progress, **(config.sae_training or {}))
+            sae, sae_stats = train_sae(model, tokenizer, champ_sae_texts(config.seed), hook_name=hook_name,
+                                       seed=config.seed, progress=progress, **(config.sae_training or {}))
         else:
             from .loading import load_sae
 
@@ -454,4 +438,4 @@ def _jsonable(obj: Any) -> Any:
 
 
 __all__ = ["DemoConfig", "run_demo", "render_report_markdown", "format_batches", "champ_demo_data",
-           "sae_training_texts", "topic_probe_metrics", "out_of_fold_pass_rate"]
+           "topic_probe_metrics", "out_of_fold_pass_rate"]

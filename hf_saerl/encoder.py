@@ -47,6 +47,10 @@ class SAEEncoder(Fingerprinted):
         on_empty: ``"error"`` (default) refuses empty texts; ``"zeros"`` gives them no features.
         pooling: ``mean`` (default), ``max``, ``sum``, ``last`` or ``freq``.
         top_k: latents kept per example (``None`` keeps every non-zero).
+        exclude_bos: leave out position 0 when it holds the tokenizer's BOS token.
+        pool_start: never pool positions before this one. ``None`` (default) follows the SAE's own
+            training (:func:`sae_pool_start`): 1 for SAEs trained without position 0, such as those
+            :func:`hf_saerl.sae_training.train_sae` makes, else 0.
         token_budget: padded tokens per micro-batch; examples are length-sorted inside each map batch.
         device, dtype: default to CUDA (``cuda:{rank}`` under ``with_rank=True``) with bf16 when a GPU
             exists, else CPU with fp32.
@@ -81,6 +85,7 @@ class SAEEncoder(Fingerprinted):
         pooling: str = "mean",
         top_k: int | None = 64,
         exclude_bos: bool = True,
+        pool_start: int | None = None,
         token_budget: int = 4096,
         device: str | None = None,
         dtype: str | None = None,
@@ -117,6 +122,9 @@ class SAEEncoder(Fingerprinted):
             self._model, self._tokenizer = model.eval(), tokenizer if self.tokenizer_spec is None else None
         self._sae = load_sae(sae)
         self.d_in, self.d_sae = int(self._sae.cfg.d_in), int(self._sae.cfg.d_sae)
+        self.pool_start = sae_pool_start(self._sae) if pool_start is None else int(pool_start)
+        if self.pool_start < 0:
+            raise ValueError(f"pool_start must be >= 0 (the first token position to pool), got {pool_start}.")
         self.hook_name = hook_name or sae_hook_name(self._sae)
         if not self.hook_name:
             raise ValueError("The SAE records no hook_name in cfg.metadata; pass hook_name= (e.g. 'blocks.6.hook_resid_post').")
@@ -207,7 +215,7 @@ class SAEEncoder(Fingerprinted):
             "tokenizer": self.tokenizer_spec, "sae": _jsonable_spec(self.sae_spec), "hook_name": self.hook_name,
             "d_in": self.d_in, "d_sae": self.d_sae, **self.text.to_dict(), "max_length": self.max_length,
             "on_overlong": self.on_overlong, "on_empty": self.on_empty, "pooling": self.pooling, "top_k": self.top_k,
-            "exclude_bos": self.exclude_bos, "dtype": self.dtype, "indices_column": self.indices_column,
+            "exclude_bos": self.exclude_bos, "pool_start": self.pool_start, "dtype": self.dtype, "indices_column": self.indices_column,
             "values_column": self.values_column, "n_tokens_column": self.n_tokens_column,
             "truncated_column": self.truncated_column,
         }
@@ -363,6 +371,8 @@ class SAEEncoder(Fingerprinted):
 
     def _forward(self, token_ids: list[list[int]], pool_from: Sequence[int] | None = None):
         """Yield ``(rows, flat, row_ids, is_last)`` per micro-batch (see :class:`ActivationReader`)."""
+        if self.pool_start:
+            pool_from = [max(self.pool_start, p) for p in (pool_from or [0] * len(token_ids))]
         return self._reader.microbatches(token_ids, pool_from)
 
     def _pool(self, token_ids: list[list[int]], through_sae: bool = True, pooling: str | None = None,
@@ -391,6 +401,17 @@ class SAEEncoder(Fingerprinted):
 
 
 # ---------------------------------------------------------------------- helpers
+def sae_pool_start(sae: Any) -> int:
+    """The first token position the SAE was trained on: the start of ``cfg.metadata.seqpos_slice``
+    (sae-lens records it; 0 when absent). SAEs trained without position 0 have never seen the
+    attention-sink activation there, whose norm can be 100x the others' (e.g. SmolLM2, whose
+    tokenizer adds no BOS), so it is not pooled either."""
+    metadata = getattr(sae.cfg, "metadata", None)
+    seqpos = metadata.get("seqpos_slice") if metadata is not None and hasattr(metadata, "get") else None
+    start = seqpos[0] if seqpos else None
+    return int(start) if isinstance(start, int) and start > 0 else 0
+
+
 def _sae_spec(sae: Any) -> tuple[str, str] | str | None:
     if isinstance(sae, tuple):
         return (str(sae[0]), str(sae[1])) if len(sae) == 2 else sae

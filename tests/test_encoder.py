@@ -188,3 +188,30 @@ def test_num_proc_workers_give_same_result(model_dir, sae_dir, texts):
     one = enc.map(ds, batch_size=3)
     two = enc.map(ds, batch_size=3, num_proc=2)
     assert as_lists(one["sae_indices"]) == as_lists(two["sae_indices"])
+
+
+def test_pool_start_follows_the_saes_training_positions(model, tokenizer, texts):
+    """An SAE trained without the first positions (sae-lens ``seqpos_slice``) is not asked to pool them:
+    for a tokenizer without BOS, position 0 is an attention sink with a huge norm."""
+    import torch
+
+    from hf_saerl.testing import tiny_sae
+
+    sae = tiny_sae(d_in=32, d_sae=128, hook_name="blocks.1.hook_resid_post")
+    sae.cfg.metadata.seqpos_slice = (3, None)
+    enc = SAEEncoder(model, sae, tokenizer=tokenizer, top_k=None, exclude_bos=False)
+    assert enc.pool_start == 3 and enc.config()["pool_start"] == 3
+    out = enc({"text": texts})
+    got = sparse_matrix(out, 128).toarray()
+    for i, text in enumerate(texts):
+        ids = tokenizer(text, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            hidden = model(ids, output_hidden_states=True).hidden_states[2][0]  # blocks.1 output
+            expected = sae.encode(hidden[3:]).mean(0).numpy() if ids.shape[1] > 3 else np.zeros(128)
+        assert out["sae_n_tokens"][i] == max(0, ids.shape[1] - 3)
+        np.testing.assert_allclose(got[i], expected, rtol=1e-5, atol=1e-6)
+    # an explicit pool_start overrides the SAE's, and a plain SAE pools from position 0 (BOS rules apply)
+    assert SAEEncoder(model, sae, tokenizer=tokenizer, pool_start=0).pool_start == 0
+    assert SAEEncoder(model, tiny_sae(d_in=32, d_sae=128), tokenizer=tokenizer).pool_start == 0
+    with pytest.raises(ValueError, match="pool_start"):
+        SAEEncoder(model, sae, tokenizer=tokenizer, pool_start=-1)
