@@ -34,6 +34,13 @@ _EXPORTS: dict[str, str] = {
     "SAERLPipeline": "hf_saerl.pipeline",
     "push_curated": "hf_saerl.hub",
     "build_dataset_card": "hf_saerl.hub",
+    "PreferenceAudit": "hf_saerl.audit",
+    "AuditReport": "hf_saerl.audit",
+    "filter_pairs": "hf_saerl.audit",
+    "add_pair_weights": "hf_saerl.audit",
+    "add_concept_margin": "hf_saerl.audit",
+    "dpo_loss": "hf_saerl.audit",
+    "train_sae": "hf_saerl.sae_training",
     "DemoConfig": "hf_saerl.demo",
     "run_demo": "hf_saerl.demo",
 }
@@ -55,6 +62,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .audit import AuditReport, PreferenceAudit, add_concept_margin, add_pair_weights, dpo_loss, filter_pairs
     from .clustering import SAEClusterer
     from .curriculum import (
         CurriculumBatchSampler,
@@ -68,6 +76,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .hub import build_dataset_card, push_curated
     from .pipeline import SAERLPipeline
     from .probes import DifficultyProbe, QualityProbe
+    from .sae_training import train_sae
     from .hooks import resolve_hook
     from .loading import load_model, load_sae
     from .sparse import sparse_matrix

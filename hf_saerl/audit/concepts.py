@@ -1,0 +1,96 @@
+"""Group SAE latents into concepts by how they co-fire, so one idea split over several latents counts once.
+
+Latents that fire on at least ``min_support`` responses are grouped by average-linkage agglomerative
+clustering of their Jaccard distance (``1 − |A ∩ B| / |A ∪ B|`` over the sets of responses each fires
+on); a cluster is cut where the average Jaccard similarity falls below ``similarity``. A latent that
+co-fires with nothing stays a concept of its own. Only the ``max_grouped_latents`` most frequent latents
+are clustered (the distance matrix is quadratic); rarer supported latents become single-latent concepts.
+
+Example:
+    >>> import numpy as np, scipy.sparse as sp
+    >>> F = sp.csr_matrix(np.array([[1, 1, 0, 1], [1, 1, 0, 0], [0, 0, 1, 1], [1, 1, 1, 0]]))
+    >>> concepts = LatentConcepts(min_support=1, similarity=0.9).fit(F)
+    >>> [c.tolist() for c in concepts.concepts_]
+    [[0, 1], [2], [3]]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["LatentConcepts"]
+
+
+class LatentConcepts:
+    """Co-firing groups of SAE latents.
+
+    Args:
+        min_support: a latent must fire on at least this many responses to be in any concept.
+        similarity: average-linkage Jaccard similarity at which groups are cut (0.5: on average, two
+            latents of a concept fire together on at least half the responses either fires on).
+        max_grouped_latents: cap on the latents clustered (the most frequent); the rest are singletons.
+
+    Fitted attributes: ``concepts_`` (list of int arrays of latent ids, ordered by their smallest id),
+    ``membership_`` (CSR ``(d_sae, n_concepts)`` 0/1), ``latent_concept_`` (``(d_sae,)`` concept id or −1),
+    ``support_`` (``(d_sae,)`` responses fired on), ``n_concepts_``, ``d_sae_``.
+    """
+
+    def __init__(self, min_support: int = 3, similarity: float = 0.5, max_grouped_latents: int = 2048):
+        self.min_support = min_support
+        self.similarity = similarity
+        self.max_grouped_latents = max_grouped_latents
+
+    def fit(self, fires: Any) -> "LatentConcepts":
+        """Fit on a ``(n_responses, d_sae)`` firing matrix (non-zero = fired), sparse or dense."""
+        if not 0.0 < self.similarity <= 1.0:
+            raise ValueError(f"similarity must be in (0, 1], got {self.similarity}.")
+        if self.min_support < 1 or self.max_grouped_latents < 1:
+            raise ValueError("min_support and max_grouped_latents must be positive ints.")
+        B = sp.csr_matrix(fires, dtype=np.float64)
+        B.data = (B.data != 0).astype(np.float64)
+        B.eliminate_zeros()
+        d_sae = B.shape[1]
+        support = np.asarray(B.sum(axis=0)).ravel()
+        active = np.flatnonzero(support >= self.min_support)
+        order = active[np.lexsort((active, -support[active]))]
+        grouped, single = np.sort(order[: self.max_grouped_latents]), np.sort(order[self.max_grouped_latents:])
+        labels = self._cluster(B[:, grouped], support[grouped]) if len(grouped) > 1 else np.zeros(len(grouped), int)
+        groups = [grouped[labels == lab] for lab in np.unique(labels)] + [np.array([j]) for j in single]
+        groups = sorted((np.sort(g).astype(np.int64) for g in groups), key=lambda g: int(g[0]))
+        self.concepts_ = groups
+        self.n_concepts_ = len(groups)
+        self.d_sae_ = d_sae
+        self.support_ = support.astype(np.int64)
+        self.latent_concept_ = np.full(d_sae, -1, dtype=np.int64)
+        rows = np.concatenate(groups) if groups else np.zeros(0, np.int64)
+        cols = np.concatenate([np.full(len(g), c) for c, g in enumerate(groups)]) if groups else np.zeros(0, np.int64)
+        self.latent_concept_[rows] = cols
+        self.membership_ = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(d_sae, len(groups)))
+        return self
+
+    def _cluster(self, B: sp.csr_matrix, support: np.ndarray) -> np.ndarray:
+        from scipy.cluster.hierarchy import fcluster, linkage
+        from scipy.spatial.distance import squareform
+
+        inter = (B.T @ B).toarray()
+        union = support[:, None] + support[None, :] - inter
+        dist = 1.0 - np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        np.fill_diagonal(dist, 0.0)
+        Z = linkage(squareform(np.clip(dist, 0.0, 1.0), checks=False), method="average")
+        return fcluster(Z, t=1.0 - self.similarity + 1e-12, criterion="distance")
+
+    def shares(self, fires: Any) -> sp.csr_matrix:
+        """``(n, n_concepts)`` share of each concept's latents that fire in each row (firing = non-zero)."""
+        B = sp.csr_matrix(fires, dtype=np.float64)
+        B.data = (B.data != 0).astype(np.float64)
+        sizes = np.array([len(g) for g in self.concepts_], dtype=np.float64)
+        return sp.csr_matrix(B @ self.membership_ @ sp.diags(1.0 / np.maximum(sizes, 1)))
+
+    def strengths(self, values: Any) -> sp.csr_matrix:
+        """``(n, n_concepts)`` mean value (e.g. max activation) over each concept's latents."""
+        V = sp.csr_matrix(values, dtype=np.float64)
+        sizes = np.array([len(g) for g in self.concepts_], dtype=np.float64)
+        return sp.csr_matrix(V @ self.membership_ @ sp.diags(1.0 / np.maximum(sizes, 1)))

@@ -1,0 +1,117 @@
+"""Act on an audit: filter pairs, re-weight them, or add a ``concept_margin`` column for reward shaping.
+
+All three read the same per-pair disparity the statistics test (:meth:`PreferenceAudit.disparity`:
+share of the concept's latents firing on chosen minus on rejected), so what is removed, weighted or
+shaped is exactly what the report flagged. ``concepts=None`` means every concept flagged as
+chosen-leaning (in any region or globally). The dataset must be the one audited (same rows, same order).
+
+Example:
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from datasets import Dataset
+    >>> from hf_saerl.audit import PreferenceAudit, filter_pairs, add_concept_margin
+    >>> c = sp.csr_matrix(np.tile([[1.0, 1.0], [1.0, 0.0]], (20, 1)))
+    >>> r = sp.csr_matrix(np.tile([[0.0, 1.0], [1.0, 0.0]], (20, 1)))
+    >>> audit = PreferenceAudit(n_regions=1, min_support=1).fit_features(c, c, r, r)
+    >>> ds = Dataset.from_dict({"i": list(range(40))})
+    >>> kept, counts = filter_pairs(ds, audit, concepts=[audit.concept_of(0)], threshold=0.5)
+    >>> counts["n_removed"], len(kept)
+    (20, 20)
+    >>> add_concept_margin(ds, audit, concepts=[audit.concept_of(0)])["concept_margin"][:2]
+    [1.0, 0.0]
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["filter_pairs", "pair_weights", "add_pair_weights", "concept_margin", "add_concept_margin",
+           "resolve_concepts"]
+
+
+def resolve_concepts(audit: Any, concepts: int | Sequence[int] | None, leaning: str = "chosen") -> list[int]:
+    """Concept ids to act on: the given ones, or (``None``) every concept flagged with ``leaning``."""
+    audit._check_fitted()
+    if concepts is None:
+        ids = sorted(set(audit.flagged(leaning=leaning)["concept"].tolist()))
+        if not ids:
+            raise ValueError(f"No concept is flagged as {leaning}-leaning; pass concepts=[...] explicitly (see "
+                             "audit.statistics_) or relax z_threshold / half_z_threshold.")
+        return ids
+    ids = [int(c) for c in np.atleast_1d(concepts)]
+    bad = [c for c in ids if not 0 <= c < audit.concepts_.n_concepts_]
+    if bad:
+        raise ValueError(f"Unknown concept id(s) {bad}; the audit has {audit.concepts_.n_concepts_} concepts. "
+                         "Map a latent to its concept with audit.concept_of(latent).")
+    return ids
+
+
+def _check_rows(dataset: Any, audit: Any) -> None:
+    if len(dataset) != audit.n_pairs_:
+        raise ValueError(f"The dataset has {len(dataset)} rows but the audit saw {audit.n_pairs_} pairs. Pass the "
+                         "dataset that was audited (same rows, same order), before any filter or shuffle.")
+
+
+def concept_margin(audit: Any, concepts: int | Sequence[int] | None = None) -> np.ndarray:
+    """Per-pair concept score on chosen minus on rejected, summed over ``concepts``: ``(n,)`` float64."""
+    ids = resolve_concepts(audit, concepts)
+    return audit.disparity(ids).sum(axis=1)
+
+
+def add_concept_margin(dataset: Any, audit: Any, concepts: int | Sequence[int] | None = None,
+                       column: str = "concept_margin") -> Any:
+    """``dataset`` plus a float32 ``column`` = :func:`concept_margin` (for :func:`dpo_loss` / reward shaping)."""
+    _check_rows(dataset, audit)
+    if column in dataset.column_names:
+        dataset = dataset.remove_columns(column)
+    return dataset.add_column(column, concept_margin(audit, concepts).astype(np.float32).tolist())
+
+
+def filter_pairs(dataset: Any, audit: Any, concepts: int | Sequence[int] | None = None, threshold: float = 0.5,
+                 leaning: str = "chosen") -> tuple[Any, dict[str, Any]]:
+    """Drop pairs whose preference a concept explains: disparity ≥ ``threshold`` (``leaning="chosen"``) or
+    ≤ −``threshold`` (``leaning="rejected"``) for any of ``concepts``.
+
+    Returns ``(kept dataset, counts)`` with ``n_pairs``, ``n_removed``, ``n_kept`` and ``per_concept``
+    (pairs each concept alone would remove).
+    """
+    if leaning not in ("chosen", "rejected"):
+        raise ValueError(f"leaning must be 'chosen' or 'rejected', got {leaning!r}.")
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold is a disparity in (0, 1] (share of the concept's latents); got {threshold}.")
+    _check_rows(dataset, audit)
+    ids = resolve_concepts(audit, concepts, leaning)
+    D = audit.disparity(ids) * (1.0 if leaning == "chosen" else -1.0)
+    hit = D >= threshold - 1e-12
+    drop = hit.any(axis=1)
+    counts = {"n_pairs": int(len(drop)), "n_removed": int(drop.sum()), "n_kept": int((~drop).sum()),
+              "per_concept": {c: int(hit[:, j].sum()) for j, c in enumerate(ids)}, "threshold": threshold}
+    return dataset.select(np.flatnonzero(~drop)), counts
+
+
+def pair_weights(audit: Any, concepts: int | Sequence[int] | None = None, strength: float = 0.5,
+                 min_weight: float = 0.0, normalize: bool = False) -> np.ndarray:
+    """Per-pair weights ``clip(1 − strength · margin, min_weight, ∞)`` with ``margin`` = :func:`concept_margin`.
+
+    ``strength > 0`` down-weights pairs whose chosen response carries more of the concept (and up-weights
+    those where the rejected one does), so training learns less of it; ``strength < 0`` amplifies it.
+    ``normalize`` rescales the weights to mean 1.
+    """
+    w = np.maximum(1.0 - strength * concept_margin(audit, concepts), min_weight)
+    if normalize:
+        mean = w.mean()
+        if mean <= 0:
+            raise ValueError("All weights are zero; lower strength or raise min_weight.")
+        w = w / mean
+    return w
+
+
+def add_pair_weights(dataset: Any, audit: Any, concepts: int | Sequence[int] | None = None, strength: float = 0.5,
+                     min_weight: float = 0.0, normalize: bool = False, column: str = "weight") -> Any:
+    """``dataset`` plus a float32 ``column`` of :func:`pair_weights`."""
+    _check_rows(dataset, audit)
+    if column in dataset.column_names:
+        dataset = dataset.remove_columns(column)
+    w = pair_weights(audit, concepts, strength, min_weight, normalize)
+    return dataset.add_column(column, w.astype(np.float32).tolist())
