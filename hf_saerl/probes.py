@@ -79,6 +79,12 @@ class _LinearProbe(SAEEstimator):
         # Latents that never fire in the training rows get a zero coefficient under any of these penalties,
         # so the models are fitted on the active columns only (much faster for wide SAEs, same solution).
         active = np.unique(Xt.indices) if sp.issparse(Xt) else np.arange(Xt.shape[1])
+        if active.size == 0:
+            raise ValueError(
+                f"None of the {len(y)} labelled rows has an active SAE latent (after the transform "
+                f"{self.transform_.steps_}), so there is nothing to fit on. Check the encoder output (empty "
+                "sae_indices: empty or truncated texts, top_k) or a 'binarize' threshold that removes every value."
+            )
         Xt = Xt[:, active]
         model = self._make_model().fit(Xt, y)
         self.coef_ = np.zeros(X.shape[1], dtype=np.float64)

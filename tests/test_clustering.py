@@ -77,6 +77,27 @@ def test_recovers_planted_clusters(clusterer):
     np.testing.assert_allclose(np.linalg.norm(clusterer.cluster_centers_, axis=1), 1.0)  # spherical
 
 
+def test_metrics_equal_an_independent_computation(clusterer, data):
+    from sklearn.metrics import normalized_mutual_info_score
+
+    ds, X, group = data
+    ids = clusterer.predict(X)
+    D, C = _dense_space(X, spherical=True), clusterer.cluster_centers_
+    m = clusterer.metrics_
+    assert m["inertia"] == pytest.approx(((D - C[ids]) ** 2).sum(), rel=1e-9)
+    assert m["nmi"] == pytest.approx(normalized_mutual_info_score(group, ids))
+    assert m["purity"] == pytest.approx(sum(np.bincount(group[ids == c]).max() for c in np.unique(ids)) / len(ids))
+    assert m["cluster_sizes"] == np.bincount(ids, minlength=4).tolist()
+
+
+def test_a_baseline_that_carries_the_clusters_recovers_them(data):
+    # The noise baseline scores low; a dense column holding the groups must score high (it really is clustered).
+    _, X, group = data
+    signal = np.eye(N_GROUPS)[group] + np.random.default_rng(1).normal(0, 0.05, (len(group), N_GROUPS))
+    est = SAEClusterer(d_sae=D_SAE, n_clusters=4).fit(X, group, baseline=signal)
+    assert est.metrics_["baseline"]["width"] == N_GROUPS and est.metrics_["baseline"]["nmi"] > 0.95
+
+
 def test_auto_k_finds_the_planted_number(data):
     ds, X, group = data
     auto = SAEClusterer(d_sae=D_SAE, auto_range=(2, 8)).fit(X, group)

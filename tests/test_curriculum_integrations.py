@@ -50,15 +50,18 @@ def test_curriculum_trainer_sampler_matches_the_schedule(tmp_path):
 # ---------------------------------------------------------------------------------------------- verl
 def test_verl_parquet_rows_in_curriculum_order(tmp_path):
     ds = problems()
-    curriculum = CurriculumDataset(ds, 4, seed=1, remove_columns=["sae_indices"])
+    # 22 rows in batches of 4: drop_last=True so that both epochs are whole batches back to back
+    curriculum = CurriculumDataset(ds, 4, seed=1, remove_columns=["sae_indices"], drop_last=True)
     path = tmp_path / "train.parquet"
     rows = to_verl_parquet(curriculum, path, data_source="toy/math", ability="arithmetic", num_epochs=2,
                            extra_info_columns=["source"])
     table = pq.read_table(path).to_pylist()
-    assert len(table) == len(rows) == 44
+    assert len(table) == len(rows) == 40
     expected = [(e, g, i) for e in (0, 1)
-                for g, b in enumerate(build_schedule(ds["cluster_id"][:], ds["difficulty"][:], 4, seed=1, epoch=e))
+                for g, b in enumerate(build_schedule(ds["cluster_id"][:], ds["difficulty"][:], 4, seed=1, epoch=e,
+                                                     drop_last=True))
                 for i in b]
+    assert len(expected) == 40
     first = table[0]
     assert set(first) == {"data_source", "prompt", "ability", "reward_model", "extra_info"}
     assert first["data_source"] == "toy/math" and first["ability"] == "arithmetic"
@@ -72,6 +75,11 @@ def test_verl_parquet_rows_in_curriculum_order(tmp_path):
     # verl reads `train_batch_size` rows per step in file order: each full step is one curriculum batch
     steps = [[r["extra_info"]["curriculum_batch"] for r in table[s:s + 4]] for s in range(0, 20, 4)]
     assert steps == [[g] * 4 for g in range(5)]
+    steps = [{(r["extra_info"]["curriculum_epoch"], r["extra_info"]["curriculum_batch"]) for r in table[s:s + 4]}
+             for s in range(0, 40, 4)]
+    assert steps == [{(e, g)} for e in (0, 1) for g in range(5)]  # in the second epoch too
+    with pytest.raises(ValueError, match=r"Cannot export 2 epochs .* short batch of 2 row"):
+        to_verl_parquet(CurriculumDataset(ds, 4, seed=1), tmp_path / "shifted.parquet", num_epochs=2)
 
 
 def test_verl_export_keeps_chat_prompts_and_streams(tmp_path):

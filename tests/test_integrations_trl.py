@@ -92,6 +92,18 @@ def test_curriculum_grpo_trainer_trains_in_curriculum_order_with_groups_intact(t
     assert all({"cluster_id", "difficulty"} <= set(cols) for _, cols in seen)
 
 
+def test_curriculum_sampler_survives_remove_unused_columns(tmp_path):
+    # With remove_unused_columns=True, TRL hands _get_train_sampler a dataset without cluster_id/difficulty.
+    ds = prompts_dataset()
+    args = grpo_args(tmp_path, remove_unused_columns=True)
+    trainer = CurriculumGRPOTrainer(model=tiny_llama(), reward_funcs=lambda **k: [], args=args, train_dataset=ds,
+                                    processing_class=tiny_tokenizer(), mix_ratio=0.25)
+    stripped = trainer._remove_unused_columns(trainer.train_dataset, description="training")
+    assert "cluster_id" not in stripped.column_names
+    schedule = build_schedule(ds["cluster_id"][:], ds["difficulty"][:], 2, mix_ratio=0.25, seed=7, drop_last=True)
+    assert list(trainer._get_train_sampler(stripped)) == [i for b in schedule for i in b for _ in range(2)]
+
+
 def test_plain_grpo_trainer_on_the_exported_stream(tmp_path):
     seen: list[str] = []
 

@@ -224,6 +224,58 @@ def test_baseline_from_an_array_with_a_matrix(data):
         QualityProbe(d_sae=D_SAE, cv=None).fit(ragged, label_column="good", baseline="mean_act")
 
 
+def _log1p(X):
+    L = X.astype(np.float64)
+    L.data = np.log1p(L.data)
+    return L
+
+
+def test_metrics_and_predictions_equal_an_independent_sklearn_computation(data, quality, difficulty):
+    """The out-of-fold metrics and the fitted predictions, recomputed with plain sklearn on the full-width
+    log1p(X) (no active-column trick, no hf_saerl code)."""
+    from scipy.stats import pearsonr
+    from sklearn.linear_model import ElasticNetCV, LogisticRegression, Ridge
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
+
+    ds, X, pass_rate = data
+    L, good = _log1p(X), np.asarray(ds["good"]).astype(int)
+    folds, strat = KFold(5, shuffle=True, random_state=0), StratifiedKFold(5, shuffle=True, random_state=0)
+
+    logistic = LogisticRegression(C=1.0, max_iter=1000, random_state=0)
+    oof = cross_val_predict(logistic, L, good, cv=strat, method="predict_proba")[:, 1]
+    assert quality.metrics_["auroc"] == pytest.approx(roc_auc_score(good, oof), rel=1e-9)
+    np.testing.assert_allclose(quality.predict_quality(X), logistic.fit(L, good).predict_proba(L)[:, 1], atol=1e-6)
+
+    ridge_probe = QualityProbe(d_sae=D_SAE).fit(X, pass_rate)
+    oof = cross_val_predict(Ridge(alpha=1.0), L, pass_rate, cv=folds)
+    assert ridge_probe.metrics_["pearson"] == pytest.approx(pearsonr(pass_rate, oof)[0], rel=1e-9)
+    assert ridge_probe.metrics_["spearman"] == pytest.approx(spearmanr(pass_rate, oof)[0], rel=1e-9)
+    np.testing.assert_allclose(ridge_probe.predict(X), Ridge(alpha=1.0).fit(L, pass_rate).predict(L), atol=1e-9)
+
+    enet = ElasticNetCV(l1_ratio=[0.5, 1.0], alphas=20, cv=folds, max_iter=2000, tol=1e-4, random_state=0)
+    oof = cross_val_predict(enet, L, pass_rate, cv=folds)  # alpha / l1_ratio chosen inside each outer fold
+    m = difficulty.metrics_
+    assert m["pearson"] == pytest.approx(pearsonr(pass_rate, oof)[0], rel=1e-9)
+    assert m["spearman"] == pytest.approx(spearmanr(pass_rate, oof)[0], rel=1e-9)
+    assert m["r2"] == pytest.approx(1 - ((pass_rate - oof) ** 2).sum() / ((pass_rate - pass_rate.mean()) ** 2).sum())
+    enet.fit(L, pass_rate)
+    assert (difficulty.alpha_, difficulty.l1_ratio_) == pytest.approx((enet.alpha_, enet.l1_ratio_))
+    np.testing.assert_allclose(difficulty.predict(X), enet.predict(L), atol=1e-9)
+    np.testing.assert_array_equal(difficulty.predict_pass_rate(X), np.clip(enet.predict(L), 0, 1).astype(np.float32))
+
+
+def test_a_baseline_that_carries_the_signal_scores_high(data):
+    # The noise baselines above score low; this one holds the planted latents densely, so it must score high
+    # (the baseline really is fitted on the same labels, not just reported).
+    ds, X, pass_rate = data
+    signal = np.log1p(X[:, :5].toarray()) + np.random.default_rng(3).normal(0, 0.01, (X.shape[0], 5))
+    q = QualityProbe(d_sae=D_SAE).fit(X, np.asarray(ds["good"]), baseline=signal)
+    assert q.metrics_["baseline"]["width"] == 5 and q.metrics_["baseline"]["auroc"] > 0.9
+    d = DifficultyProbe(d_sae=D_SAE, label="pass_rate", alpha=1e-3, l1_ratio=0.5).fit(X, pass_rate, baseline=signal)
+    assert d.metrics_["baseline"]["spearman"] > 0.8 and d.metrics_["baseline"]["label"] == "pass_rate"
+
+
 # ====================================================================== sklearn manners
 def test_sklearn_manners(quality):
     params = quality.get_params()
@@ -311,6 +363,17 @@ def test_empty_feature_rows_are_warned_and_kept(data):
     assert probe.metrics_["n_empty_rows"] == 2 and probe.metrics_["n_train"] == 300
     q = probe.predict_quality(empties.select([4, 9]))
     assert np.array_equal(q, np.full(2, 1 / (1 + np.exp(-probe.intercept_[0])), dtype=np.float32))
+
+
+@pytest.mark.parametrize("probe, labels", [
+    (QualityProbe(d_sae=D_SAE, cv=2), lambda rate: rate > 0.5),
+    (DifficultyProbe(d_sae=D_SAE, label="pass_rate", cv=2), lambda rate: rate),
+])
+def test_all_feature_rows_empty_is_a_clear_error(probe, labels, data):
+    _, _, pass_rate = data
+    with pytest.warns(UserWarning, match="20 of 20 rows have no active SAE latent"):
+        with pytest.raises(ValueError, match=r"None of the 20 labelled rows has an active SAE latent"):
+            clone(probe).fit(sp.csr_matrix((20, D_SAE)), labels(pass_rate[:20]))
 
 
 @pytest.mark.parametrize(
@@ -459,6 +522,11 @@ def test_load_width_override_and_bad_paths(data, tmp_path):
     _fitted("quality", data).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match=r"saved for SAE width d_sae=2000, but d_sae=4000 was requested"):
         QualityProbe.from_pretrained(tmp_path, d_sae=4000)
+    loaded = QualityProbe.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"width d_sae=2000, but the data does not fit: .*encode the data with that SAE"):
+        loaded({"sae_indices": [[3, 2999]], "sae_values": [[1.0, 1.0]]})  # features of a wider SAE
+    with pytest.raises(ValueError, match=r"X has 4096 columns but this QualityProbe works on SAE features of width d_sae=2000"):
+        loaded.predict(sp.csr_matrix((2, 4096)))
     with pytest.raises(FileNotFoundError, match=r"Directory '/nonexistent/probe' does not exist"):
         QualityProbe.from_pretrained("/nonexistent/probe")
     (tmp_path / "empty").mkdir()

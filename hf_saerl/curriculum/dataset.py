@@ -340,9 +340,11 @@ class CurriculumDataset(torch.utils.data.IterableDataset, Fingerprinted):
     def to_iterable_dataset(self, epoch: int | None = None, num_epochs: int = 1):
         """The global stream (all ranks, unsplit) as a ``datasets.IterableDataset`` with declared features.
 
-        Epochs ``epoch, epoch + 1, ...`` (default: the current one) follow each other, each with its own schedule.
-        It is one shard: iterate it with ``num_workers=0`` (TRL forces this), and let the trainer split it across
-        ranks. It resumes with ``state_dict``/``load_state_dict`` like any ``datasets`` stream.
+        Epochs ``epoch, epoch + 1, ...`` (default: the current one) follow each other, each with its own schedule;
+        with ``num_epochs > 1`` each epoch must end on a whole batch (``drop_last=True``, or a row count divisible by
+        ``batch_size``), else a ``ValueError`` says so, since the next epoch's batches would be shifted. It is one
+        shard: iterate it with ``num_workers=0`` (TRL forces this), and let the trainer split it across ranks. It
+        resumes with ``state_dict``/``load_state_dict`` like any ``datasets`` stream.
 
         Example:
             >>> import datasets
@@ -362,7 +364,8 @@ class CurriculumDataset(torch.utils.data.IterableDataset, Fingerprinted):
     def to_ordered_dataset(self, epoch: int | None = None, num_epochs: int = 1):
         """A map-style ``datasets.Dataset`` in global curriculum order, for trainers that read by index
         (HF ``Trainer`` with ``train_sampling_strategy="sequential"``, TRL with ``shuffle_dataset=False``, verl,
-        OpenRLHF). Over a map-style source it is an index mapping (no copy).
+        OpenRLHF). Over a map-style source it is an index mapping (no copy). Several epochs follow each other as in
+        :meth:`to_iterable_dataset` (each must end on a whole batch).
 
         Example:
             >>> import datasets
@@ -388,7 +391,20 @@ class CurriculumDataset(torch.utils.data.IterableDataset, Fingerprinted):
         first = self.epoch if epoch is None else _check_epoch(epoch)
         if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
             raise ValueError(f"num_epochs must be an integer >= 1, got {num_epochs!r}.")
+        if num_epochs > 1 and self._columns is not None:
+            _check_whole_epochs(self._columns.num_rows % self.params.batch_size, self.params, num_epochs)
         return tuple(range(first, first + num_epochs))
+
+    def _iter_epochs(self, epochs: tuple[int, ...]) -> Iterator[tuple[int, int, list[int], list[Row]]]:
+        """``(epoch, global batch index, source indices, rows)`` of consecutive epochs, for the exports. A short
+        final batch followed by another epoch is an error (a stream's length is only known at its end)."""
+        for k, epoch in enumerate(epochs):
+            short = 0
+            for g, sources, rows in self.iter_global(epoch):
+                short = len(sources) % self.params.batch_size
+                yield epoch, g, sources, rows
+            if short and k + 1 < len(epochs):
+                _check_whole_epochs(short, self.params, len(epochs))
 
     def iter_global(self, epoch: int | None = None) -> Iterator[tuple[int, list[int], list[Row]]]:
         """``(global batch index, source row indices, rows)`` for the whole epoch, ignoring ranks and workers.
@@ -410,9 +426,21 @@ class CurriculumDataset(torch.utils.data.IterableDataset, Fingerprinted):
 
 
 def _generate_examples(curriculum: CurriculumDataset, epochs: tuple[int, ...]) -> Iterator[Row]:
-    for epoch in epochs:
-        for _, _, rows in curriculum.iter_global(epoch):
-            yield from rows
+    for _, _, _, rows in curriculum._iter_epochs(epochs):
+        yield from rows
+
+
+def _check_whole_epochs(remainder: int, params: Any, num_epochs: int) -> None:
+    """Epochs written one after the other must each end on a whole batch, or every batch of the next epoch is
+    shifted against the trainer's fixed-size steps (mixing clusters and difficulty stages)."""
+    if remainder and not params.drop_last:
+        raise ValueError(
+            f"Cannot export {num_epochs} epochs one after the other: each epoch ends with a short batch of "
+            f"{remainder} row(s) (batch_size={params.batch_size}), so a trainer reading {params.batch_size} rows per "
+            f"step would see every batch of the following epochs shifted by {remainder}. Pass drop_last=True to "
+            "the CurriculumDataset (each epoch then drops its short batch), or export one epoch at a time "
+            "(num_epochs=1)."
+        )
 
 
 def _rows(batch: dict[str, Any], n: int) -> list[Row]:

@@ -9,7 +9,7 @@ Two ways, both keeping TRL's grouping intact:
    :func:`grpo_curriculum_batch_size` prompts, so one curriculum batch is one generation batch. A new epoch gives a
    new schedule.
 2. A plain ``GRPOTrainer`` with ``GRPOConfig(shuffle_dataset=False)`` over
-   ``CurriculumDataset(ds, grpo_curriculum_batch_size(args)).to_ordered_dataset(num_epochs=...)`` (or
+   ``CurriculumDataset(ds, grpo_curriculum_batch_size(args), drop_last=True).to_ordered_dataset(num_epochs=...)`` (or
    ``.to_iterable_dataset()`` with ``max_steps``): TRL reads rows in order and repeats them itself.
 
 TRL and Accelerate split each generation batch across processes themselves, so what they receive is global: never
@@ -176,8 +176,13 @@ class CurriculumGRPOTrainer(GRPOTrainer):
         return self.args.generation_batch_size // self.num_generations
 
     def _get_train_sampler(self, dataset: Any = None) -> torch.utils.data.Sampler:
+        dataset = self.train_dataset if dataset is None else dataset
+        wanted = [c for c in (self._curriculum_options["cluster_column"],
+                              self._curriculum_options["difficulty_column"]) if c is not None]
+        if any(c not in dataset.column_names for c in wanted):  # removed as unused (remove_unused_columns=True)
+            dataset = self.train_dataset
         return CurriculumRepeatSampler(
-            self.train_dataset if dataset is None else dataset,
+            dataset,
             mini_repeat_count=self.num_generations,
             batch_size=self.curriculum_batch_size,
             repeat_count=self.num_iterations * self.args.steps_per_generation,

@@ -36,7 +36,8 @@ def to_verl_parquet(
     difficulty columns when the curriculum yields them, and ``extra_info_columns``. A prompt that is already a list
     of chat messages is kept as is. Train verl on it with :func:`verl_overrides` (``data.train_batch_size`` equal
     to the curriculum ``batch_size``, ``data.shuffle=False``). Several epochs are written one after the other, each
-    with its own schedule; train on them with ``trainer.total_epochs=1``.
+    with its own schedule; train on them with ``trainer.total_epochs=1``. Each epoch must then end on a whole
+    batch (a ``ValueError`` says so otherwise): build the curriculum with ``drop_last=True``, or write one epoch.
 
     Example:
         >>> import datasets, tempfile, os
@@ -96,22 +97,21 @@ def to_verl_parquet(
 def _verl_rows(curriculum: CurriculumDataset, epochs: tuple[int, ...], prompt_column: str, answer_column: str,
                data_source: str, ability: str, split: str, info_columns: tuple[str, ...]) -> Iterator[dict[str, Any]]:
     index = 0
-    for epoch in epochs:
-        for g, sources, rows in curriculum.iter_global(epoch):
-            for source_index, row in zip(sources, rows):
-                prompt = row[prompt_column]
-                if isinstance(prompt, str):
-                    prompt = [{"role": "user", "content": prompt}]
-                yield {
-                    "data_source": data_source,
-                    "prompt": prompt,
-                    "ability": ability,
-                    "reward_model": {"style": "rule", "ground_truth": row[answer_column]},
-                    "extra_info": {"split": split, "index": index, "source_index": source_index,
-                                   "curriculum_epoch": epoch, "curriculum_batch": g,
-                                   **{c: row[c] for c in info_columns}},
-                }
-                index += 1
+    for epoch, g, sources, rows in curriculum._iter_epochs(epochs):
+        for source_index, row in zip(sources, rows):
+            prompt = row[prompt_column]
+            if isinstance(prompt, str):
+                prompt = [{"role": "user", "content": prompt}]
+            yield {
+                "data_source": data_source,
+                "prompt": prompt,
+                "ability": ability,
+                "reward_model": {"style": "rule", "ground_truth": row[answer_column]},
+                "extra_info": {"split": split, "index": index, "source_index": source_index,
+                               "curriculum_epoch": epoch, "curriculum_batch": g,
+                               **{c: row[c] for c in info_columns}},
+            }
+            index += 1
 
 
 def verl_overrides(batch_size: int, train_files: str | os.PathLike, total_epochs: int = 1) -> list[str]:
