@@ -1,4 +1,4 @@
-"""Trainer integrations of the SAERL curriculum. Each module imports its trainer library only when imported.
+"""Trainer integrations of the SAERL curriculum and the preference audit. Each module imports its trainer library only when imported.
 
 - :mod:`hf_saerl.integrations.trl`: ``CurriculumGRPOTrainer`` (TRL ``GRPOTrainer`` on the curriculum order, prompt
   groups intact) and ``grpo_curriculum_batch_size``.
@@ -7,5 +7,8 @@
 - :mod:`hf_saerl.integrations.verl`: ``to_verl_parquet`` (a pre-ordered Parquet in verl's row format) and
   ``verl_overrides`` (the config switches that make verl read it in order).
 
-See docs/curriculum.md.
+- :mod:`hf_saerl.integrations.dpo`: ``ConceptShapedDPOTrainer`` (TRL ``DPOTrainer`` with λ·concept_margin
+  added to the preference logit, the reward shaping of the preference audit).
+
+See docs/curriculum.md and docs/preference_audit.md.
 """

@@ -1,0 +1,128 @@
+"""Concept reward shaping inside TRL's ``DPOTrainer``: ``−log σ(β·((π_c − ref_c) − (π_r − ref_r)) + λ·margin)``.
+
+:class:`ConceptShapedDPOTrainer` is a ``DPOTrainer`` that trains on exactly
+:func:`hf_saerl.audit.dpo_loss` with ``lam=concept_lambda``, reading ``margin`` per pair from the dataset's
+``concept_margin`` column (:func:`hf_saerl.audit.add_concept_margin`). ``λ > 0`` suppresses the concept the chosen
+side carries, ``λ < 0`` amplifies it (see :mod:`hf_saerl.audit.shaping`).
+
+How the margin reaches the loss (TRL 1.16 computes the loss inside ``_compute_loss``, with no hook):
+
+1. The margin column is kept by TRL's tokenisation (``Dataset.map`` keeps columns) and by
+   ``remove_unused_columns`` (it is added to the signature columns); the data collator is wrapped so each batch
+   carries a float32 ``concept_margin`` tensor, one value per pair.
+2. ``compute_loss`` pops it (the model never sees it), takes the batch's reference log-probs (precomputed ones if
+   ``precompute_ref_log_probs=True``, else one reference forward through TRL's own ``compute_ref_log_probs``),
+   shifts ``ref_chosen_logps`` by ``−λ·margin/β`` and hands them to TRL's loss as precomputed reference log-probs.
+   For ``loss_type="sigmoid"`` and ``f_divergence_type="reverse_kl"`` this adds exactly ``λ·margin`` to the
+   logit; other loss types are refused when ``λ ≠ 0``. With ``λ = 0`` the loss is vanilla DPO's.
+
+The logged ``rewards/chosen``, ``rewards/margins`` and ``rewards/accuracies`` include the shaping term
+(``rewards/chosen`` is ``β·(π_c − ref_c) + λ·margin``).
+
+Example:
+    >>> from hf_saerl.audit import add_concept_margin                          # doctest: +SKIP
+    >>> shaped = add_concept_margin(pairs, audit, [k])                          # doctest: +SKIP
+    >>> trainer = ConceptShapedDPOTrainer(model, args=DPOConfig(...), train_dataset=shaped,
+    ...                                   processing_class=tok, concept_lambda=1.0)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+try:
+    from trl import DPOTrainer
+except ImportError as err:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "hf_saerl.integrations.dpo needs TRL: pip install 'hf-saerl[trl]' (or pip install trl)."
+    ) from err
+
+__all__ = ["ConceptShapedDPOTrainer", "MarginCollator"]
+
+MARGIN_COLUMN = "concept_margin"
+SHAPEABLE_LOSS_TYPES = {"sigmoid", "sft"}  # "sft" ignores the reference, so sigmoid (+ sft) stays exact
+
+
+def check_shaping_supported(args: Any, concept_lambda: float) -> None:
+    """Raise ``ValueError`` if ``λ ≠ 0`` and the config's loss is not one the reference shift shapes exactly."""
+    if concept_lambda == 0.0 or args is None:
+        return
+    loss_types = [args.loss_type] if isinstance(args.loss_type, str) else list(args.loss_type)
+    if "sigmoid" not in loss_types or not set(loss_types) <= SHAPEABLE_LOSS_TYPES:
+        raise ValueError(
+            f"Concept reward shaping (concept_lambda={concept_lambda}) supports loss_type='sigmoid' (optionally with "
+            f"'sft'), got {loss_types}. Use concept_lambda=0.0 for other losses."
+        )
+    if args.f_divergence_type != "reverse_kl":
+        raise ValueError(
+            "Concept reward shaping needs f_divergence_type='reverse_kl' (the standard DPO log-ratio), got "
+            f"{args.f_divergence_type!r}."
+        )
+
+
+class MarginCollator:
+    """Wraps a preference collator and adds ``column`` as a float32 tensor ``(batch,)`` to each batch."""
+
+    def __init__(self, collator: Callable[[list[dict[str, Any]]], dict[str, Any]], column: str = MARGIN_COLUMN):
+        self.collator, self.column = collator, column
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        if examples and self.column not in examples[0]:
+            raise KeyError(f"The examples have no {self.column!r} column; add it with "
+                           "hf_saerl.audit.add_concept_margin(dataset, audit, concepts).")
+        batch = self.collator(examples)
+        batch[self.column] = torch.tensor([float(e[self.column]) for e in examples], dtype=torch.float32)
+        return batch
+
+
+class ConceptShapedDPOTrainer(DPOTrainer):
+    """``DPOTrainer`` whose loss is ``−log σ(β·((π_c − ref_c) − (π_r − ref_r)) + concept_lambda·margin)``.
+
+    Takes ``DPOTrainer``'s arguments plus ``concept_lambda`` (λ, fixed at construction) and ``margin_column``
+    (default ``"concept_margin"``), which every train and eval row must have.
+    """
+
+    def __init__(self, *args: Any, concept_lambda: float = 0.0, margin_column: str = MARGIN_COLUMN, **kwargs: Any):
+        self._concept_lambda = float(concept_lambda)
+        self.margin_column = margin_column
+        check_shaping_supported(kwargs.get("args", args[2] if len(args) > 2 else None), self._concept_lambda)
+        train_dataset = kwargs.get("train_dataset", args[4] if len(args) > 4 else None)
+        columns = getattr(train_dataset, "column_names", None)
+        if columns is not None and margin_column not in columns:
+            raise ValueError(f"train_dataset has no {margin_column!r} column; add it with "
+                             "hf_saerl.audit.add_concept_margin(dataset, audit, concepts).")
+        super().__init__(*args, **kwargs)
+        # After super().__init__: the precompute pass (if any) ran with TRL's own collator.
+        self.data_collator = MarginCollator(self.data_collator, margin_column)
+
+    @property
+    def concept_lambda(self) -> float:
+        return self._concept_lambda
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if self.margin_column not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, self.margin_column]
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        margin = inputs.pop(self.margin_column, None)
+        if margin is None:
+            raise KeyError(f"The batch has no {self.margin_column!r}; was the data collator replaced after init?")
+        if self.precompute_ref_logps:
+            ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
+        else:
+            ref_chosen, ref_rejected = self.compute_ref_log_probs(
+                self.ref_model if self.ref_model is not None else self.model, inputs)
+        margin = margin.to(device=ref_chosen.device, dtype=ref_chosen.dtype)
+        inputs["ref_chosen_logps"] = ref_chosen - (self._concept_lambda / self.beta) * margin
+        inputs["ref_rejected_logps"] = ref_rejected
+        # TRL reads the reference log-probs from the batch only when it believes they were precomputed.
+        precompute, self.precompute_ref_logps = self.precompute_ref_logps, True
+        try:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        finally:
+            self.precompute_ref_logps = precompute
