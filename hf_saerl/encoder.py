@@ -51,6 +51,9 @@ class SAEEncoder(Fingerprinted):
         pool_start: never pool positions before this one. ``None`` (default) follows the SAE's own
             training (:func:`sae_pool_start`): 1 for SAEs trained without position 0, such as those
             :func:`hf_saerl.sae_training.train_sae` makes, else 0.
+        activations_column: also write the raw hooked activations, pooled the same way, as this
+            fixed-length float32 column (``d_in`` wide) from the same forward pass: the dense baseline
+            that SAE features are compared against (``baseline=`` of the estimators).
         token_budget: padded tokens per micro-batch; examples are length-sorted inside each map batch.
         device, dtype: default to CUDA (``cuda:{rank}`` under ``with_rank=True``) with bf16 when a GPU
             exists, else CPU with fp32.
@@ -93,6 +96,7 @@ class SAEEncoder(Fingerprinted):
         values_column: str = C.SAE_VALUES,
         n_tokens_column: str = C.SAE_N_TOKENS,
         truncated_column: str = TRUNCATED,
+        activations_column: str | None = None,
     ):
         if pooling not in POOLINGS:
             raise ValueError(f"Unknown pooling {pooling!r}; choose one of {POOLINGS}.")
@@ -110,6 +114,7 @@ class SAEEncoder(Fingerprinted):
         self.device, self.dtype = device, None if dtype is None else str(dtype).replace("torch.", "")
         self.indices_column, self.values_column = indices_column, values_column
         self.n_tokens_column, self.truncated_column = n_tokens_column, truncated_column
+        self.activations_column = activations_column
 
         self.model_spec = str(model) if is_model_spec(model) else None
         self.gguf_file, self.revision = gguf_file, revision
@@ -217,7 +222,7 @@ class SAEEncoder(Fingerprinted):
             "on_overlong": self.on_overlong, "on_empty": self.on_empty, "pooling": self.pooling, "top_k": self.top_k,
             "exclude_bos": self.exclude_bos, "pool_start": self.pool_start, "dtype": self.dtype, "indices_column": self.indices_column,
             "values_column": self.values_column, "n_tokens_column": self.n_tokens_column,
-            "truncated_column": self.truncated_column,
+            "truncated_column": self.truncated_column, "activations_column": self.activations_column,
         }
 
     @property
@@ -242,12 +247,15 @@ class SAEEncoder(Fingerprinted):
         """The ``datasets.Features`` of the columns this transform adds."""
         from datasets import Features, List, Value
 
-        return Features({
+        features = Features({
             self.indices_column: List(Value("int32")),
             self.values_column: List(Value("float32")),
             self.n_tokens_column: Value("int32"),
             self.truncated_column: Value("bool"),
         })
+        if self.activations_column:
+            features[self.activations_column] = List(Value("float32"), length=self.d_in)
+        return features
 
     def output_features(self, input_features: Any, remove_columns: Sequence[str] = ()) -> Any:
         """``input_features`` (minus ``remove_columns``) plus :attr:`features`, for ``map(features=...)``."""
@@ -263,14 +271,18 @@ class SAEEncoder(Fingerprinted):
         self._ensure_loaded(rank)
         texts = self.text.build(batch, self._tokenizer)
         token_ids, truncated = self._tokenize(texts)
-        pooled, n_tokens = self._pool(token_ids)
+        raw = np.zeros((len(token_ids), self.d_in), np.float32) if self.activations_column else None
+        pooled, n_tokens = self._pool(token_ids, raw=raw)
         indices, values = topk_rows(pooled, self.top_k)
-        return {  # plain lists: IterableDataset.map passes returned arrays through as numpy
+        out = {  # plain lists: IterableDataset.map passes returned arrays through as numpy
             self.indices_column: [row.tolist() for row in indices],
             self.values_column: [row.tolist() for row in values],
             self.n_tokens_column: n_tokens.tolist(),
             self.truncated_column: truncated,
         }
+        if raw is not None:
+            out[self.activations_column] = raw.tolist()
+        return out
 
     def map(self, dataset: Any, *, batch_size: int = 256, desc: str | None = "SAE features", **map_kwargs: Any) -> Any:
         """``dataset.map(self, batched=True, ...)`` with declared features, a cheap fingerprint and a
@@ -376,7 +388,9 @@ class SAEEncoder(Fingerprinted):
         return self._reader.microbatches(token_ids, pool_from)
 
     def _pool(self, token_ids: list[list[int]], through_sae: bool = True, pooling: str | None = None,
-              pool_from: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+              pool_from: Sequence[int] | None = None, raw: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Pooled SAE codes (or raw activations with ``through_sae=False``) and pooled-token counts per text.
+        ``raw``, an ``(n, d_in)`` array, is filled in the same pass with the raw activations pooled alike."""
         pooling = pooling or self.pooling
         width = self.d_sae if through_sae else self.d_in
         pooled = np.zeros((len(token_ids), width), dtype=np.float32)
@@ -390,12 +404,16 @@ class SAEEncoder(Fingerprinted):
                         f"d_in={self.d_in}. Use an SAE trained on this hook of this model."
                     )
                 pooler = SegmentPooler(pooling, len(rows), width, device=flat.device)
+                raw_pooler = SegmentPooler(pooling, len(rows), self.d_in, device=flat.device) if raw is not None else None
                 chunk = max(1, _SAE_CHUNK_FLOATS // width)
                 for s in range(0, flat.shape[0], chunk):
-                    x = flat[s:s + chunk]
-                    acts = self._sae.encode(x.to(sae_dtype)) if through_sae else x
-                    pooler.update(acts, row_ids[s:s + chunk], is_last[s:s + chunk])
+                    x, seg, last = flat[s:s + chunk], row_ids[s:s + chunk], is_last[s:s + chunk]
+                    pooler.update(self._sae.encode(x.to(sae_dtype)) if through_sae else x, seg, last)
+                    if raw_pooler is not None:
+                        raw_pooler.update(x.float(), seg, last)
                 pooled[rows] = pooler.result().cpu().numpy()
+                if raw_pooler is not None:
+                    raw[rows] = raw_pooler.result().cpu().numpy()
                 n_tokens[rows] = pooler.counts.cpu().numpy().astype(np.int32)
         return pooled, n_tokens
 

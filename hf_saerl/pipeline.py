@@ -53,6 +53,7 @@ ESTIMATORS: dict[str, tuple[str, str, str]] = {
 _ENCODER_KWARGS = (
     "hook_name", "text_column", "template", "chat_template", "max_length", "on_overlong", "on_empty", "pooling",
     "top_k", "exclude_bos", "pool_start", "dtype", "indices_column", "values_column", "n_tokens_column", "truncated_column",
+    "activations_column",
 )
 _RESAVE = "Save the pipeline again with SAERLPipeline.save_pretrained(dir), or download it again (force_download=True)."
 

@@ -215,3 +215,22 @@ def test_pool_start_follows_the_saes_training_positions(model, tokenizer, texts)
     assert SAEEncoder(model, tiny_sae(d_in=32, d_sae=128), tokenizer=tokenizer).pool_start == 0
     with pytest.raises(ValueError, match="pool_start"):
         SAEEncoder(model, sae, tokenizer=tokenizer, pool_start=-1)
+
+
+def test_activations_column_is_the_raw_baseline_from_the_same_pass(model, tokenizer, sae, texts):
+    import torch
+
+    enc = SAEEncoder(model, sae, tokenizer=tokenizer, top_k=8, activations_column="mean_act")
+    ds = enc.map(Dataset.from_dict({"text": texts}), batch_size=4)
+    assert ds.features["mean_act"].length == 32
+    got = np.asarray(ds["mean_act"], dtype=np.float32)
+    np.testing.assert_allclose(got, enc.pooled_activations(texts), rtol=1e-5, atol=1e-6)
+    for i, text in enumerate(texts):
+        ids = tokenizer(text, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            hidden = model(ids, output_hidden_states=True).hidden_states[2][0, 1:]  # BOS left out
+        np.testing.assert_allclose(got[i], hidden.mean(0).numpy(), rtol=1e-5, atol=1e-6)
+    # the SAE columns are unchanged by the extra column
+    plain = SAEEncoder(model, sae, tokenizer=tokenizer, top_k=8)({"text": texts})
+    assert plain["sae_indices"] == ds["sae_indices"]
+    assert enc.fingerprint != SAEEncoder(model, sae, tokenizer=tokenizer, top_k=8).fingerprint
