@@ -121,6 +121,19 @@ def champ_demo_data(config: DemoConfig) -> tuple[Any, Any]:
     return problems, texts
 
 
+def _on_disk(ds: Any) -> Any:
+    """``ds`` saved under the hf_saerl cache (keyed by its content) and loaded back memory-mapped."""
+    from datasets import load_from_disk
+
+    from .cache import cache_root
+    from .fingerprint import stable_hash
+
+    folder = cache_root() / "datasets" / stable_hash([ds.features.to_dict(), ds.to_dict()], 24)
+    if not (folder / "dataset_info.json").is_file():
+        ds.save_to_disk(str(folder))
+    return load_from_disk(str(folder))
+
+
 # ---------------------------------------------------------------------- metrics
 def topic_probe_metrics(X: Any, labels: list[str], cv: int, seed: int, dense: bool = False) -> dict[str, Any]:
     """Cross-validated accuracy of a multinomial logistic regression predicting ``labels`` from ``X``, next
@@ -216,13 +229,12 @@ def run_demo(
     report["sae"] = {"d_in": int(sae.cfg.d_in), "d_sae": int(sae.cfg.d_sae), **_jsonable(sae_stats)}
 
     encoder = SAEEncoder(model, sae, tokenizer=tokenizer, hook_name=hook_name, pooling=config.pooling,
-                         top_k=config.top_k, max_length=config.max_length)
+                         top_k=config.top_k, max_length=config.max_length, activations_column=BASELINE_COLUMN)
     d_sae = encoder.d_sae
     with timer.stage("encode"):
-        encoded = encoder.map(texts, batch_size=64, desc="SAE features")
-    with timer.stage("encode baseline"):
-        baseline = encoder.pooled_activations(texts["text"], batch_size=64, progress=progress)
-        encoded = encoded.add_column(BASELINE_COLUMN, [row.tolist() for row in baseline])
+        # From disk, so datasets caches the map under the encoder's fingerprint: a re-run reads it back.
+        encoded = encoder.map(_on_disk(texts), batch_size=64, desc="SAE features")
+        baseline = np.asarray(encoded[BASELINE_COLUMN], dtype=np.float32)
     n_tokens = np.asarray(encoded["sae_n_tokens"])
     report["encoding"] = {"n_texts": len(encoded), "n_tokens": int(n_tokens.sum()),
                           "n_truncated": int(np.sum(encoded["sae_truncated"])),

@@ -7,7 +7,7 @@ them in memory (float32, shuffled), holds out whole texts for evaluation, and fe
 activations are fine). The result is a sae-lens inference ``TopKSAE`` with ``cfg.metadata.hook_name``
 and ``model_name`` set, plus honest quality numbers measured on the held-out texts.
 
-Results are cached under ``cache_dir`` (default ``$HF_SAERL_CACHE`` or ``~/.cache/hf_saerl/saes``) in
+Results are cached under ``cache_dir`` (default ``saes/`` in ``$HF_SAERL_CACHE`` or ``~/.cache/hf_saerl``) in
 a folder named by a hash of everything that decides them (model weights or id, tokenizer, hook,
 hyper-parameters, texts, format version); the folder is a plain sae-lens folder
 (``cfg.json`` + ``sae_weights.safetensors``, loadable with ``SAE.load_from_disk`` or
@@ -83,9 +83,10 @@ CI_SAE_TRAINING: dict[str, Any] = {
 
 
 def default_cache_dir() -> Path:
-    """``$HF_SAERL_CACHE`` if set, else ``~/.cache/hf_saerl/saes``."""
-    env = os.environ.get("HF_SAERL_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "hf_saerl" / "saes"
+    """``saes/`` under :func:`hf_saerl.cache.cache_root` (``$HF_SAERL_CACHE`` or ``~/.cache/hf_saerl``)."""
+    from .cache import cache_root
+
+    return cache_root() / "saes"
 
 
 def middle_hook(model: Any, site: str = "resid_post") -> str:

@@ -69,7 +69,8 @@ def _check_outputs(out, report, config):
     assert set(report["timings_seconds"]) >= {"encode", "quality probe", "difficulty probe", "clustering", "total"}
 
 
-def test_demo_on_tiny_model_reports_what_its_outputs_say(tmp_path):
+def test_demo_on_tiny_model_reports_what_its_outputs_say(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_SAERL_CACHE", str(tmp_path / "cache"))
     config = DemoConfig(n_problems=60, max_negatives=60, max_length=48, cv=3, batch_size=8)
     model, tok = tiny_llama(n_layers=3, hidden_size=32), tiny_tokenizer()
     sae = tiny_sae(d_in=32, d_sae=128, hook_name="blocks.1.hook_resid_post")
@@ -78,6 +79,16 @@ def test_demo_on_tiny_model_reports_what_its_outputs_say(tmp_path):
     assert report["sae"] == {"d_in": 32, "d_sae": 128, "source": "given"}
     assert report["model"]["hook_name"] == "blocks.1.hook_resid_post"
     _check_outputs(tmp_path, report, config)
+
+    # a second run reads the encoded features back from the datasets cache: the encoder never runs
+    from hf_saerl.encoder import SAEEncoder
+
+    def refuse(self, batch, rank=None):
+        raise AssertionError("the encoder ran again instead of hitting the datasets cache")
+
+    monkeypatch.setattr(SAEEncoder, "__call__", refuse)
+    again = run_demo(tmp_path / "again", config, model=model, tokenizer=tok, sae=sae, progress=False)
+    assert again["metrics"] == report["metrics"]
 
 
 needs_smollm2 = pytest.mark.skipif(

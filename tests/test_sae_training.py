@@ -172,4 +172,4 @@ def test_no_cache_writes_nothing(model, tok, tmp_path, monkeypatch):
     _, stats = train_sae(model, tok, TEXTS[:30], cache=False, **{**FAST, "total_tokens": 1024})
     assert stats["path"] is None and list(tmp_path.iterdir()) == []
     _, stats = train_sae(model, tok, TEXTS[:30], **{**FAST, "total_tokens": 1024})
-    assert stats["path"] == str(tmp_path / stats["key"])
+    assert stats["path"] == str(tmp_path / "saes" / stats["key"])
