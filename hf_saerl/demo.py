@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -80,14 +81,27 @@ class DemoConfig:
 
 # ---------------------------------------------------------------------- stage timing
 class _Timer:
+    """Times each stage, and counts scikit-learn's convergence warnings instead of printing each one
+    (ElasticNetCV's alpha path warns for its weakest penalties, by the dozen)."""
+
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.convergence_warnings: dict[str, int] = {}
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        from sklearn.exceptions import ConvergenceWarning
+
         logger.info("demo: %s ...", name)
         start = time.perf_counter()
-        yield
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            yield
+        for w in caught:
+            if issubclass(w.category, ConvergenceWarning):
+                self.convergence_warnings[name] = self.convergence_warnings.get(name, 0) + 1
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         self.seconds[name] = round(time.perf_counter() - start, 2)
         logger.info("demo: %s done in %.1f s", name, self.seconds[name])
 
@@ -297,6 +311,7 @@ def run_demo(
         with timer.stage("plots"):
             report["plots"] = _write_plots(out, X_prob, augmented, categories, pass_rate, oof,
                                            metrics["difficulty"].get("spearman"), info)
+    report["sklearn_convergence_warnings"] = timer.convergence_warnings
     report["timings_seconds"] = timer.seconds
     report["timings_seconds"]["total"] = round(sum(timer.seconds.values()), 2)
     (out / "report.json").write_text(json.dumps(_jsonable(report), indent=2, sort_keys=False))

@@ -114,11 +114,16 @@ def plot_schedule(info: Mapping[str, Sequence[Any]], path: str | Path | None = N
     clusters = np.asarray(info["majority_cluster"])
     cmap = plt.get_cmap("tab10")
     fig, ax = plt.subplots(figsize=(max(6, min(16, len(batches) * 0.25)), 3.5))
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
+
     ax.bar(batches, info["mean_difficulty"], color=[cmap(int(c) % cmap.N) for c in clusters], width=0.85)
-    for c in sorted(set(clusters.tolist())):
-        ax.bar([], [], color=cmap(int(c) % cmap.N), label=f"cluster {c}")
+    names = sorted(set(clusters.tolist()))
+    ax.legend(handles=[Patch(color=cmap(int(c) % cmap.N), label=f"cluster {c}") for c in names],
+              title="majority cluster", fontsize=7, title_fontsize=7, ncol=min(6, len(names)), frameon=False,
+              loc="upper left")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("batch (training order)")
     ax.set_ylabel("mean predicted difficulty")
     ax.set_title("Curriculum: interleaved clusters, easy to hard")
-    ax.legend(fontsize=7, ncol=min(6, len(set(clusters.tolist()))), frameon=False, loc="upper left")
     return _finish(fig, path)
