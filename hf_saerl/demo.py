@@ -166,18 +166,6 @@ def topic_probe_metrics(X: Any, labels: list[str], cv: int, seed: int, dense: bo
             "majority_baseline": float(counts.max() / counts.sum()), "n": len(labels), "cv_folds": cv}
 
 
-def out_of_fold_pass_rate(probe: Any, X: Any, pass_rate: np.ndarray, cv: int, seed: int) -> np.ndarray:
-    """Each labelled row's pass rate as predicted by a copy of ``probe`` fitted without that row's fold."""
-    from sklearn.base import clone
-    from sklearn.model_selection import KFold
-
-    oof = np.zeros(len(pass_rate))
-    for train, test in KFold(cv, shuffle=True, random_state=seed).split(pass_rate):
-        fold = clone(probe).set_params(cv=None).fit(X[train], pass_rate[train])
-        oof[test] = fold.predict_pass_rate(X[test])
-    return oof
-
-
 # ---------------------------------------------------------------------- the job
 def run_demo(
     output_dir: str | Path = "saerl_demo",
@@ -268,9 +256,9 @@ def run_demo(
     with timer.stage("difficulty probe"):
         labelled = np.flatnonzero([p is not None for p in problems["pass_rate"]])
         pass_rate = np.asarray(problems.select(labelled)["pass_rate"], dtype=np.float64)
-        difficulty = DifficultyProbe(d_sae, label="pass_rate", cv=config.cv, random_state=config.seed)
+        difficulty = DifficultyProbe(d_sae, label="pass_rate", n_alphas=20, cv=config.cv, random_state=config.seed)
         difficulty.fit(prob_enc.select(labelled), pass_rate, baseline=BASELINE_COLUMN)
-        oof = out_of_fold_pass_rate(difficulty, X_prob[labelled], pass_rate, config.cv, config.seed)
+        oof = np.clip(difficulty.cv_predictions_, 0.0, 1.0)
         metrics["difficulty"] = difficulty.metrics_
 
     with timer.stage("topic probe"):
@@ -465,4 +453,4 @@ def _jsonable(obj: Any) -> Any:
 
 
 __all__ = ["DemoConfig", "run_demo", "render_report_markdown", "format_batches", "champ_demo_data",
-           "topic_probe_metrics", "out_of_fold_pass_rate"]
+           "topic_probe_metrics"]

@@ -138,10 +138,14 @@ class _LinearProbe(SAEEstimator):
             )
 
     def _oof(self, model: Any, Xt: Any, y: np.ndarray) -> np.ndarray:
-        """Out-of-fold predictions (probability of the good class for the classifier)."""
+        """Out-of-fold predictions (probability of the good class for the classifier), kept as
+        ``cv_predictions_`` (label scale, in the order of the labelled rows) for plots and audits."""
         if self._is_classifier():
-            return cross_val_predict(clone(model), Xt, y, cv=self._splitter(), method="predict_proba")[:, 1]
-        return cross_val_predict(clone(model), Xt, y, cv=self._splitter())
+            oof = cross_val_predict(clone(model), Xt, y, cv=self._splitter(), method="predict_proba")[:, 1]
+        else:
+            oof = cross_val_predict(clone(model), Xt, y, cv=self._splitter())
+        self.cv_predictions_ = np.asarray(oof, dtype=np.float64)
+        return oof
 
     def _cv_metrics(self, model: Any, Xt: Any, y: np.ndarray) -> dict[str, Any]:
         return {"cv_folds": int(self.cv), **_regression_metrics(y, self._oof(model, Xt, y))}
@@ -232,7 +236,8 @@ class QualityProbe(_LinearProbe, tags=["quality-probe"], model_card_template=_QU
         output_column: the column written by ``probe(batch)``.
 
     Fitted attributes: ``coef_``, ``intercept_``, ``task_``, ``classes_`` (``[bad, good]``, classifier
-    only), ``transform_``, ``n_features_in_``, ``metrics_``.
+    only), ``transform_``, ``n_features_in_``, ``metrics_``, and ``cv_predictions_`` (the out-of-fold
+    predictions behind the metrics, one per labelled row; when ``cv`` is set; not saved by ``save_pretrained``).
 
     Example:
         >>> import numpy as np, scipy.sparse as sp
@@ -460,7 +465,8 @@ class DifficultyProbe(_LinearProbe, tags=["difficulty-probe"], model_card_templa
 
     Fitted attributes: ``coef_``, ``intercept_``, ``label_``, ``clip_``, ``alpha_``, ``l1_ratio_``,
     ``transform_``, ``n_features_in_``, ``metrics_`` (out-of-fold ``pearson``, ``spearman``, ``r2``,
-    ``mae`` on the label scale, plus ``alpha``, ``l1_ratio``, ``n_nonzero_coef``).
+    ``mae`` on the label scale, plus ``alpha``, ``l1_ratio``, ``n_nonzero_coef``), and ``cv_predictions_`` (the
+    out-of-fold predictions behind them, one per labelled row; when ``cv`` is set; not saved).
 
     Example:
         >>> import numpy as np, scipy.sparse as sp

@@ -245,6 +245,7 @@ def test_metrics_and_predictions_equal_an_independent_sklearn_computation(data, 
     logistic = LogisticRegression(C=1.0, max_iter=1000, random_state=0)
     oof = cross_val_predict(logistic, L, good, cv=strat, method="predict_proba")[:, 1]
     assert quality.metrics_["auroc"] == pytest.approx(roc_auc_score(good, oof), rel=1e-9)
+    np.testing.assert_allclose(quality.cv_predictions_, oof, rtol=1e-9)
     np.testing.assert_allclose(quality.predict_quality(X), logistic.fit(L, good).predict_proba(L)[:, 1], atol=1e-6)
 
     ridge_probe = QualityProbe(d_sae=D_SAE).fit(X, pass_rate)
@@ -256,6 +257,7 @@ def test_metrics_and_predictions_equal_an_independent_sklearn_computation(data, 
     enet = ElasticNetCV(l1_ratio=[0.5, 1.0], alphas=20, cv=folds, max_iter=2000, tol=1e-4, random_state=0)
     oof = cross_val_predict(enet, L, pass_rate, cv=folds)  # alpha / l1_ratio chosen inside each outer fold
     m = difficulty.metrics_
+    np.testing.assert_allclose(difficulty.cv_predictions_, oof, rtol=1e-9, atol=1e-12)
     assert m["pearson"] == pytest.approx(pearsonr(pass_rate, oof)[0], rel=1e-9)
     assert m["spearman"] == pytest.approx(spearmanr(pass_rate, oof)[0], rel=1e-9)
     assert m["r2"] == pytest.approx(1 - ((pass_rate - oof) ** 2).sum() / ((pass_rate - pass_rate.mean()) ** 2).sum())
