@@ -27,11 +27,13 @@ import math
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+
+from .estimator_io import jsonable
 
 logger = logging.getLogger("hf_saerl.demo")
 
@@ -68,7 +70,6 @@ class DemoConfig:
     cv: int = 5
     seed: int = 0
     plots: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def ci(cls) -> "DemoConfig":
@@ -193,7 +194,7 @@ def run_demo(
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     timer = _Timer()
-    report: dict[str, Any] = {"config": _jsonable(asdict(config))}
+    report: dict[str, Any] = {"config": jsonable(asdict(config))}
 
     with timer.stage("load model"):
         if model is None:
@@ -228,7 +229,7 @@ def run_demo(
             from .loading import load_sae
 
             sae, sae_stats = load_sae(sae), {"source": "given"}
-    report["sae"] = {"d_in": int(sae.cfg.d_in), "d_sae": int(sae.cfg.d_sae), **_jsonable(sae_stats)}
+    report["sae"] = {"d_in": int(sae.cfg.d_in), "d_sae": int(sae.cfg.d_sae), **jsonable(sae_stats)}
 
     encoder = SAEEncoder(model, sae, tokenizer=tokenizer, hook_name=hook_name, pooling=config.pooling,
                          top_k=config.top_k, max_length=config.max_length, activations_column=BASELINE_COLUMN)
@@ -271,7 +272,7 @@ def run_demo(
         clusterer = SAEClusterer(d_sae, n_clusters=config.n_clusters, random_state=config.seed)
         clusterer.fit(prob_enc, categories, baseline=BASELINE_COLUMN)
         metrics["clusters"] = clusterer.metrics_
-    report["metrics"] = _jsonable(metrics)
+    report["metrics"] = jsonable(metrics)
 
     with timer.stage("augment + curriculum"):
         augmented = problems.add_column("sae_indices", prob_enc["sae_indices"])
@@ -302,7 +303,7 @@ def run_demo(
     report["sklearn_convergence_warnings"] = timer.convergence_warnings
     report["timings_seconds"] = timer.seconds
     report["timings_seconds"]["total"] = round(sum(timer.seconds.values()), 2)
-    (out / "report.json").write_text(json.dumps(_jsonable(report), indent=2, sort_keys=False))
+    (out / "report.json").write_text(json.dumps(jsonable(report), indent=2, default=str))
     (out / "report.md").write_text(render_report_markdown(report))
     return report
 
@@ -434,22 +435,6 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) < 1000 else f"{value:.0f}"
     return str(value)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating, float)):
-        return None if not math.isfinite(float(obj)) else float(obj)
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (str, int, bool)) or obj is None:
-        return obj
-    return str(obj)
 
 
 __all__ = ["DemoConfig", "run_demo", "render_report_markdown", "format_batches", "champ_demo_data",

@@ -372,9 +372,11 @@ class SAERLPipeline:
                 raise ValueError("Could not get the encoder's SAE to store it in the bundle; build the SAEEncoder from "
                                  "a sae-lens folder or a (release, sae_id) reference.")
             sae.save_model(str(folder / SAE_FOLDER))
+        from .estimator_io import jsonable
+
         for role, est in self.estimators().items():
             est.save_pretrained(folder / ESTIMATORS[role][0])
-        (folder / CONFIG_NAME).write_text(json.dumps(_jsonable(config), indent=2, sort_keys=True) + "\n",
+        (folder / CONFIG_NAME).write_text(json.dumps(jsonable(config), indent=2, sort_keys=True) + "\n",
                                           encoding="utf-8")
         (folder / CARD_NAME).write_text(self._model_card(config, repo_id), encoding="utf-8")
         return folder
@@ -746,13 +748,3 @@ def _filter_quality(ds: Any, column: str, threshold: float, batch_size: int) -> 
         kwargs.update(desc=f"quality >= {threshold}",
                       new_fingerprint=stable_hash([ds._fingerprint, "quality>=", column, threshold], 32))
     return ds.filter(_AtLeast(threshold), **kwargs)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        return obj.item()
-    return obj
