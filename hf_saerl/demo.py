@@ -205,7 +205,9 @@ def run_demo(
         else:
             model_name = getattr(model.config, "_name_or_path", None) or type(model).__name__
     n_layers = model.config.num_hidden_layers
-    hook_name = config.hook_name or f"blocks.{n_layers // 2}.hook_resid_post"
+    from .sae_training import middle_hook
+
+    hook_name = config.hook_name or middle_hook(model)
     report["model"] = {"name": model_name, "n_layers": n_layers, "hidden_size": model.config.hidden_size,
                        "hook_name": hook_name}
 
