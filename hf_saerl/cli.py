@@ -15,7 +15,7 @@ import sys
 from typing import Sequence
 
 #: Modules that register subcommands, in the order ``--help`` lists them.
-COMMAND_MODULES = ("hf_saerl.commands.demo", "hf_saerl.commands.hub")
+COMMAND_MODULES = ("hf_saerl.commands.demo", "hf_saerl.commands.train_sae", "hf_saerl.commands.hub")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -197,12 +197,7 @@ def run_fit(args: argparse.Namespace) -> int:
     n_clusters = _parse_clusters(args.clusters)
     dataset = _single_split(load_data(args.data, args.data_config, args.split or "train"), args.split)
 
-    model, gguf_file = args.model, args.gguf_file
-    if args.model == "embedded":
-        from ..embedded import default_model_spec
-
-        spec = default_model_spec()
-        model, gguf_file = spec["model"], spec["gguf_file"]
+    model, gguf_file = model_spec(args.model, args.gguf_file)
     sae = (args.sae, args.sae_id) if args.sae_id else args.sae
     encoder = SAEEncoder(model, sae, gguf_file=gguf_file, revision=args.revision, hook_name=args.hook_name,
                          text_column=None if args.template else args.text_column, template=args.template,
@@ -293,6 +288,16 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- data
+def model_spec(model: str, gguf_file: str | None) -> tuple[str, str | None]:
+    """``(model, gguf_file)`` as given, or the embedded SmolLM2's folder and file for ``model='embedded'``."""
+    if model != "embedded":
+        return model, gguf_file
+    from ..embedded import default_model_spec
+
+    spec = default_model_spec()
+    return spec["model"], spec["gguf_file"]
+
+
 def load_data(data: list[str], config_name: str | None = None, split: str | None = None) -> Any:
     """A ``Dataset`` (``split`` given) or ``DatasetDict`` from a Hub id, a ``save_to_disk`` folder, a data
     folder or data files."""
