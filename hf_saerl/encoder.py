@@ -392,8 +392,25 @@ class SAEEncoder(Fingerprinted):
         """Pooled SAE codes (or raw activations with ``through_sae=False``) and pooled-token counts per text.
         ``raw``, an ``(n, d_in)`` array, is filled in the same pass with the raw activations pooled alike."""
         pooling = pooling or self.pooling
+        pooled, n_tokens = self._pool_many(token_ids, (pooling,), pool_from, through_sae=through_sae,
+                                           raw=None if raw is None else {pooling: raw})
+        return pooled[pooling], n_tokens
+
+    def _pool_many(self, token_ids: list[list[int]], poolings: Sequence[str], pool_from: Sequence[int] | None = None,
+                   *, through_sae: bool = True, raw: Mapping[str, np.ndarray] | None = None,
+                   ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Several poolings from **one** forward and one SAE encode per token: ``({pooling: (n, width)
+        float32}, pooled-token counts)``, each array equal to what ``_pool(..., pooling=p)`` gives.
+        ``raw`` maps a pooling to an ``(n, d_in)`` array to fill with the raw activations pooled that way."""
+        poolings = list(dict.fromkeys(poolings))  # drop repeats, keep order
+        if not poolings:
+            raise ValueError(f"poolings must name at least one of {POOLINGS}.")
+        bad = [p for p in poolings if p not in POOLINGS]
+        if bad:
+            raise ValueError(f"Unknown pooling(s) {bad}; choose from {POOLINGS}.")
+        raw = dict(raw or {})
         width = self.d_sae if through_sae else self.d_in
-        pooled = np.zeros((len(token_ids), width), dtype=np.float32)
+        pooled = {p: np.zeros((len(token_ids), width), dtype=np.float32) for p in poolings}
         n_tokens = np.zeros(len(token_ids), dtype=np.int32)
         sae_dtype = next(self._sae.parameters()).dtype
         for rows, flat, row_ids, is_last in self._forward(token_ids, pool_from):
@@ -403,18 +420,23 @@ class SAEEncoder(Fingerprinted):
                         f"The activation at {self.hook_name!r} has width {flat.shape[-1]} but the SAE expects "
                         f"d_in={self.d_in}. Use an SAE trained on this hook of this model."
                     )
-                pooler = SegmentPooler(pooling, len(rows), width, device=flat.device)
-                raw_pooler = SegmentPooler(pooling, len(rows), self.d_in, device=flat.device) if raw is not None else None
+                poolers = {p: SegmentPooler(p, len(rows), width, device=flat.device) for p in poolings}
+                raw_poolers = {p: SegmentPooler(p, len(rows), self.d_in, device=flat.device) for p in raw}
                 chunk = max(1, _SAE_CHUNK_FLOATS // width)
                 for s in range(0, flat.shape[0], chunk):
                     x, seg, last = flat[s:s + chunk], row_ids[s:s + chunk], is_last[s:s + chunk]
-                    pooler.update(self._sae.encode(x.to(sae_dtype)) if through_sae else x, seg, last)
-                    if raw_pooler is not None:
-                        raw_pooler.update(x.float(), seg, last)
-                pooled[rows] = pooler.result().cpu().numpy()
-                if raw_pooler is not None:
-                    raw[rows] = raw_pooler.result().cpu().numpy()
-                n_tokens[rows] = pooler.counts.cpu().numpy().astype(np.int32)
+                    acts = (self._sae.encode(x.to(sae_dtype)) if through_sae else x).float()
+                    for pooler in poolers.values():
+                        pooler.update(acts, seg, last)
+                    if raw_poolers:
+                        xf = x.float()
+                        for raw_pooler in raw_poolers.values():
+                            raw_pooler.update(xf, seg, last)
+                for p, pooler in poolers.items():
+                    pooled[p][rows] = pooler.result().cpu().numpy()
+                for p, raw_pooler in raw_poolers.items():
+                    raw[p][rows] = raw_pooler.result().cpu().numpy()
+                n_tokens[rows] = poolers[poolings[0]].counts.cpu().numpy().astype(np.int32)
         return pooled, n_tokens
 
 

@@ -93,3 +93,30 @@ def test_audit_on_champ_pairs(encoder):
     md = report.to_markdown()
     assert md.startswith("# Preference-data audit") and "6 pairs" in md
     assert report.to_dataset().num_rows == len(report.to_pandas())
+
+
+def test_each_span_runs_one_forward_for_all_poolings(encoder, model):
+    calls = []
+    handle = model.model.layers[1].register_forward_hook(lambda *a: calls.append(1))
+    try:
+        encode_response_spans(encoder, PROMPTS, RESPONSES, poolings=("max",), batch_size=8)
+        one = len(calls)
+        calls.clear()
+        spans = encode_response_spans(encoder, PROMPTS, RESPONSES, poolings=("max", "freq", "mean"), batch_size=8)
+        assert len(calls) == one
+        calls.clear()
+        encode_prompts(encoder, PROMPTS, poolings=("max", "freq"))
+        assert 0 < len(calls) <= one
+    finally:
+        handle.remove()
+    assert set(spans.pooled) == {"max", "freq", "mean"}
+    for pooling, m in spans.pooled.items():
+        assert m.shape == (3, encoder.d_sae)
+    # mean of the span equals the hand loop, too
+    for i, (p, r) in enumerate(zip(PROMPTS, RESPONSES)):
+        p_ids = encoder._tokenizer(p)["input_ids"]
+        r_ids = encoder._tokenizer(r, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            hidden = model(torch.tensor([p_ids + r_ids]), output_hidden_states=True).hidden_states[2][0]
+            acts = encoder._sae.encode(hidden[len(p_ids):])
+        np.testing.assert_allclose(spans.pooled["mean"][i].toarray()[0], acts.mean(0).numpy(), atol=1e-5)

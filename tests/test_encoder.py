@@ -234,3 +234,44 @@ def test_activations_column_is_the_raw_baseline_from_the_same_pass(model, tokeni
     plain = SAEEncoder(model, sae, tokenizer=tokenizer, top_k=8)({"text": texts})
     assert plain["sae_indices"] == ds["sae_indices"]
     assert enc.fingerprint != SAEEncoder(model, sae, tokenizer=tokenizer, top_k=8).fingerprint
+
+
+ALL_POOLINGS = ["mean", "max", "sum", "last", "freq"]
+
+
+def _count_layer1_calls(model):
+    calls = []
+    return calls, model.model.layers[1].register_forward_hook(lambda *a: calls.append(1))
+
+
+@pytest.mark.parametrize("through_sae", [True, False])
+def test_pool_many_equals_one_pool_call_per_pooling_in_one_pass(model, tokenizer, sae, texts, through_sae):
+    enc = SAEEncoder(model, sae, tokenizer=tokenizer, top_k=None, token_budget=40)
+    enc._ensure_loaded()
+    ids, _ = enc._tokenize(texts)
+    pool_from = [0, 3, 1, 5, 10, 2]  # mask a prefix of each text, as span encoding does
+    width = enc.d_sae if through_sae else enc.d_in
+    raw_many = {p: np.zeros((len(ids), enc.d_in), np.float32) for p in ("mean", "max")}
+    calls, handle = _count_layer1_calls(model)
+    try:
+        many, n_many = enc._pool_many(ids, ALL_POOLINGS + ["max"], pool_from, through_sae=through_sae, raw=raw_many)
+        n_passes = len(calls)
+        calls.clear()
+        for pooling in ALL_POOLINGS:
+            raw_one = np.zeros((len(ids), enc.d_in), np.float32)
+            one, n_one = enc._pool(ids, through_sae=through_sae, pooling=pooling, pool_from=pool_from,
+                                   raw=raw_one if pooling in raw_many else None)
+            assert one.shape == many[pooling].shape == (len(ids), width)
+            np.testing.assert_allclose(many[pooling], one, rtol=1e-6, atol=1e-6)
+            np.testing.assert_array_equal(n_many, n_one)
+            if pooling in raw_many:
+                np.testing.assert_allclose(raw_many[pooling], raw_one, rtol=1e-6, atol=1e-6)
+    finally:
+        handle.remove()
+    assert list(many) == ALL_POOLINGS  # repeats dropped, order kept
+    assert n_passes * len(ALL_POOLINGS) == len(calls)  # one forward for all five poolings
+    assert n_many.tolist() == [len(t) + 1 - max(p, 1) for t, p in zip(texts, pool_from)]  # BOS + char ids
+    with pytest.raises(ValueError, match="Unknown pooling"):
+        enc._pool_many(ids, ["max", "median"])
+    with pytest.raises(ValueError, match="at least one"):
+        enc._pool_many(ids, [])

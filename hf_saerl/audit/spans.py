@@ -2,8 +2,9 @@
 
 A response span is pooled over **its own tokens only**: the model reads ``prompt + response`` (so the
 response is seen in context) and every position before the first response token is masked out of the
-pooling (``SAEEncoder._pool(..., pool_from=...)``). Prompt and response are tokenized separately and
-their ids concatenated, so the span boundary is exact for any tokenizer.
+pooling (``SAEEncoder._pool_many(..., pool_from=...)``, which gives every requested pooling from one
+forward pass and one SAE encode per span). Prompt and response are tokenized separately and their ids
+concatenated, so the span boundary is exact for any tokenizer.
 
 Rows may be plain strings, or chat messages (TRL's conversational format: ``prompt`` a list of
 messages, ``chosen`` / ``rejected`` a list holding the assistant turn). Chat rows are rendered through
@@ -162,9 +163,9 @@ def encode_response_spans(encoder: Any, prompts: Sequence[Any], responses: Seque
     n_tokens = np.zeros(len(ids), dtype=np.int32)
     for s in _chunks(len(ids), batch_size, progress, f"{column} spans"):
         chunk_ids, chunk_starts = ids[s:s + batch_size], starts[s:s + batch_size]
-        for pooling in poolings:
-            pooled, counts = encoder._pool(chunk_ids, through_sae=True, pooling=pooling, pool_from=chunk_starts)
-            blocks[pooling].append(_to_csr(pooled, top_k))
+        pooled, counts = encoder._pool_many(chunk_ids, poolings, pool_from=chunk_starts)  # one forward per span
+        for pooling in blocks:
+            blocks[pooling].append(_to_csr(pooled[pooling], top_k))
         n_tokens[s:s + batch_size] = counts
     d_sae = encoder.d_sae
     out = {p: (sp.vstack(b, format="csr") if b else sp.csr_matrix((0, d_sae), dtype=np.float32)) for p, b in blocks.items()}
@@ -199,9 +200,9 @@ def encode_prompts(encoder: Any, prompts: Sequence[Any], *, poolings: Sequence[s
     blocks: dict[str, list[sp.csr_matrix]] = {p: [] for p in poolings}
     n_tokens = np.zeros(len(ids), dtype=np.int32)
     for s in _chunks(len(ids), batch_size, progress, "prompts"):
-        for pooling in poolings:
-            pooled, counts = encoder._pool(ids[s:s + batch_size], through_sae=True, pooling=pooling)
-            blocks[pooling].append(_to_csr(pooled, top_k))
+        pooled, counts = encoder._pool_many(ids[s:s + batch_size], poolings)  # one forward per prompt
+        for pooling in blocks:
+            blocks[pooling].append(_to_csr(pooled[pooling], top_k))
         n_tokens[s:s + batch_size] = counts
     d_sae = encoder.d_sae
     out = {p: (sp.vstack(b, format="csr") if b else sp.csr_matrix((0, d_sae), dtype=np.float32)) for p, b in blocks.items()}
