@@ -195,6 +195,14 @@ class SAEEncoder(Fingerprinted):
             state[key] = None
         if self.model_spec is not None:
             state["_model"] = state["_tokenizer"] = None
+        elif self._model is not None:
+            # Class + config + weights, not the live object: after one output_hidden_states=True call,
+            # transformers 5 leaves forward hooks holding ContextVars on the layers, which cannot be pickled
+            # (num_proc workers, Ray actors). Rebuilding costs an init; an encoder built from a model id or
+            # folder ships its configuration only.
+            state["_model"] = {"class": type(self._model), "config": self._model.config,
+                               "dtype": next(self._model.parameters()).dtype,
+                               "weights": {k: v.cpu() for k, v in self._model.state_dict().items()}}
         if self.tokenizer_spec is not None:
             state["_tokenizer"] = None
         if self.sae_spec is not None:
@@ -205,6 +213,11 @@ class SAEEncoder(Fingerprinted):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        if isinstance(self._model, dict):
+            shipped = self._model
+            model = shipped["class"](shipped["config"]).to(shipped["dtype"])
+            model.load_state_dict(shipped["weights"], strict=True)
+            self._model = model.eval()
         if isinstance(self._sae, dict):
             from sae_lens import SAE
 

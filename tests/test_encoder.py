@@ -275,3 +275,24 @@ def test_pool_many_equals_one_pool_call_per_pooling_in_one_pass(model, tokenizer
         enc._pool_many(ids, ["max", "median"])
     with pytest.raises(ValueError, match="at least one"):
         enc._pool_many(ids, [])
+
+
+def test_in_memory_model_pickles_after_output_hidden_states(tokenizer, sae):
+    """transformers 5 leaves unpicklable ContextVar hooks on a model after output_hidden_states=True; an
+    encoder holding such a model still travels to num_proc workers and Ray actors (as config + weights)."""
+    import pickle
+
+    from hf_saerl.testing import tiny_llama
+
+    model = tiny_llama(n_layers=3, hidden_size=32, seed=5)
+    with torch.no_grad():
+        model(torch.tensor([[1, 2, 3]]), output_hidden_states=True)
+    with pytest.raises(Exception):  # its output-capturing hooks: local functions holding ContextVars
+        pickle.dumps(model)  # the transformers behaviour this guards against; if it goes away, so can this test
+    enc = SAEEncoder(model, sae, tokenizer=tokenizer, top_k=8)
+    texts = ["abc", "hello world"]
+    clone = pickle.loads(pickle.dumps(enc))
+    assert clone.fingerprint == enc.fingerprint
+    a, b = enc({"text": texts}), clone({"text": texts})
+    assert a["sae_indices"] == b["sae_indices"]
+    np.testing.assert_allclose(np.concatenate(a["sae_values"]), np.concatenate(b["sae_values"]), rtol=1e-6)
