@@ -27,30 +27,10 @@ import time
 from contextlib import contextmanager
 
 import numpy as np
+from bench_encoder import load  # the same models and SAE as the encoder benchmark (this folder is on sys.path)
 
 RESPONSE_POOLINGS = ("max", "freq")
 PROMPT_POOLINGS = ("max",)
-
-
-def load(model_name: str):
-    import torch
-
-    torch.manual_seed(0)
-    if model_name == "smollm2":
-        from hf_saerl.embedded import load_smollm2
-
-        model, tok = load_smollm2()
-    else:
-        from hf_saerl.testing import tiny_llama, tiny_tokenizer
-
-        tok = tiny_tokenizer()
-        model = tiny_llama(n_layers=8, hidden_size=256)
-    from hf_saerl.testing import tiny_sae
-
-    layer = model.config.num_hidden_layers // 2
-    sae = tiny_sae(d_in=model.config.hidden_size, d_sae=8 * model.config.hidden_size,
-                   hook_name=f"blocks.{layer}.hook_resid_post")
-    return model, tok, sae
 
 
 def pairs(n: int) -> tuple[list[str], list[str], list[str], str]:
@@ -121,7 +101,7 @@ def main() -> None:
 
     logging.getLogger("hf_saerl").setLevel(logging.ERROR)  # the truncation warning repeats on every run
     torch.set_num_threads(args.threads)
-    model, tok, sae = load(args.model)
+    model, tok, sae, _ = load(args.model)
     prompts, chosen, rejected, source = pairs(args.n_pairs)
     enc = SAEEncoder(model, sae, tokenizer=tok, top_k=None, max_length=args.max_length)
 
