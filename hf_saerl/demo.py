@@ -182,7 +182,7 @@ def run_demo(
     ``model``/``tokenizer`` default to the embedded SmolLM2; ``sae`` to one trained locally (cached).
     Pass your own pretrained SAE as ``sae=`` to skip training.
     """
-    from datasets import Dataset
+    from datasets import concatenate_datasets
 
     from .clustering import SAEClusterer
     from .curriculum import build_schedule, describe_schedule
@@ -213,9 +213,10 @@ def run_demo(
 
     with timer.stage("load data"):
         problems, texts = champ_demo_data(config)
+        labelled = np.flatnonzero([p is not None for p in problems["pass_rate"]])
     report["data"] = {
         "n_problems": len(problems),
-        "n_problems_with_pass_rate": int(sum(p is not None for p in problems["pass_rate"])),
+        "n_problems_with_pass_rate": len(labelled),
         "n_negatives": len(texts) - len(problems),
         "negatives_by_kind": _counts(texts["kind"][len(problems):]),
         "categories": _counts(problems["category"]),
@@ -257,7 +258,6 @@ def run_demo(
         metrics["quality"] = quality.metrics_
 
     with timer.stage("difficulty probe"):
-        labelled = np.flatnonzero([p is not None for p in problems["pass_rate"]])
         pass_rate = np.asarray(problems.select(labelled)["pass_rate"], dtype=np.float64)
         difficulty = DifficultyProbe(d_sae, label="pass_rate", n_alphas=20, cv=config.cv, random_state=config.seed)
         difficulty.fit(prob_enc.select(labelled), pass_rate, baseline=BASELINE_COLUMN)
@@ -277,9 +277,8 @@ def run_demo(
     report["metrics"] = jsonable(metrics)
 
     with timer.stage("augment + curriculum"):
-        augmented = problems.add_column("sae_indices", prob_enc["sae_indices"])
-        for name in ("sae_values", "sae_n_tokens", BASELINE_COLUMN):
-            augmented = augmented.add_column(name, prob_enc[name])
+        sae_columns = ["sae_indices", "sae_values", "sae_n_tokens", BASELINE_COLUMN]
+        augmented = concatenate_datasets([problems, prob_enc.select_columns(sae_columns)], axis=1)
         for estimator in (quality, difficulty, clusterer):
             augmented = augmented.map(estimator, batched=True, desc=type(estimator).__name__)
         augmented = augmented.remove_columns(BASELINE_COLUMN)
