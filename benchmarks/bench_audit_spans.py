@@ -35,7 +35,7 @@ PROMPT_POOLINGS = ("max",)
 
 def pairs(n: int) -> tuple[list[str], list[str], list[str], str]:
     try:
-        from hf_saerl.data import champ_preference_pairs
+        from hf_saerl.demo.champ import champ_preference_pairs
 
         ds = champ_preference_pairs(seed=0)
         rows = [ds[i % len(ds)] for i in range(n)]

@@ -64,7 +64,7 @@ def load(model_name: str):
 
     torch.manual_seed(0)
     if model_name == "smollm2":
-        from hf_saerl.embedded import load_smollm2
+        from hf_saerl.encoding.embedded import load_smollm2
 
         model, tok = load_smollm2()
     else:
@@ -82,7 +82,7 @@ def load(model_name: str):
 
 def texts(n: int) -> list[str]:
     try:
-        from hf_saerl.data import load_champ
+        from hf_saerl.demo.champ import load_champ
 
         base = list(load_champ()["problem"])
     except ImportError:
@@ -94,7 +94,7 @@ def run_ours(model, tok, sae, layer, batch, max_length):
     from hf_saerl import SAEEncoder
 
     enc = SAEEncoder(model, sae, tokenizer=tok, top_k=None, max_length=max_length)
-    from hf_saerl.sparse import sparse_matrix
+    from hf_saerl.encoding.sparse import sparse_matrix
 
     out = enc({"text": batch})
     return sparse_matrix(out, enc.d_sae).toarray(), int(np.sum(out["sae_n_tokens"]))

@@ -12,44 +12,53 @@ Example:
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+from . import _moved  # noqa: E402  (old module paths, see _moved.py)
+
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
-    "sparse_matrix": "hf_saerl.sparse",
-    "SAEEncoder": "hf_saerl.encoder",
-    "load_model": "hf_saerl.loading",
-    "load_sae": "hf_saerl.loading",
-    "resolve_hook": "hf_saerl.hooks",
-    "QualityProbe": "hf_saerl.probes",
-    "DifficultyProbe": "hf_saerl.probes",
-    "SAEClusterer": "hf_saerl.clustering",
+    "sparse_matrix": "hf_saerl.encoding.sparse",
+    "SAEEncoder": "hf_saerl.encoding.encoder",
+    "load_model": "hf_saerl.encoding.loading",
+    "load_sae": "hf_saerl.encoding.loading",
+    "resolve_hook": "hf_saerl.encoding.hooks",
+    "QualityProbe": "hf_saerl.estimators.probes",
+    "DifficultyProbe": "hf_saerl.estimators.probes",
+    "SAEClusterer": "hf_saerl.estimators.clustering",
     "build_schedule": "hf_saerl.curriculum",
     "describe_schedule": "hf_saerl.curriculum",
     "CurriculumDataset": "hf_saerl.curriculum",
     "CurriculumSampler": "hf_saerl.curriculum",
     "CurriculumBatchSampler": "hf_saerl.curriculum",
     "SAERLPipeline": "hf_saerl.pipeline",
-    "push_curated": "hf_saerl.hub",
-    "build_dataset_card": "hf_saerl.hub",
+    "push_curated": "hf_saerl.pipeline.hub",
+    "build_dataset_card": "hf_saerl.pipeline.hub",
     "PreferenceAudit": "hf_saerl.audit",
     "AuditReport": "hf_saerl.audit",
     "filter_pairs": "hf_saerl.audit",
     "add_pair_weights": "hf_saerl.audit",
     "add_concept_margin": "hf_saerl.audit",
     "dpo_loss": "hf_saerl.audit",
-    "train_sae": "hf_saerl.sae_training",
-    "DemoConfig": "hf_saerl.demo",
-    "run_demo": "hf_saerl.demo",
+    "train_sae": "hf_saerl.encoding.sae_training",
 }
+#: Names that left the top-level API; still resolved for one release, with a DeprecationWarning.
+_DEPRECATED_EXPORTS: dict[str, str] = {"DemoConfig": "hf_saerl.demo", "run_demo": "hf_saerl.demo"}
 
 __all__ = ["__version__", *_EXPORTS]
+
+_moved.install()
 
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
+    if module is None and name in _DEPRECATED_EXPORTS:
+        module = _DEPRECATED_EXPORTS[name]
+        warnings.warn(f"hf_saerl.{name} moved to {module}.{name}: the worked example is not part of the library API.",
+                      DeprecationWarning, stacklevel=2)
     if module is None:
         raise AttributeError(f"module 'hf_saerl' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
@@ -63,7 +72,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from .audit import AuditReport, PreferenceAudit, add_concept_margin, add_pair_weights, dpo_loss, filter_pairs
-    from .clustering import SAEClusterer
+    from .estimators.clustering import SAEClusterer
     from .curriculum import (
         CurriculumBatchSampler,
         CurriculumDataset,
@@ -71,12 +80,11 @@ if TYPE_CHECKING:  # pragma: no cover
         build_schedule,
         describe_schedule,
     )
-    from .demo import DemoConfig, run_demo
-    from .encoder import SAEEncoder
-    from .hub import build_dataset_card, push_curated
-    from .pipeline import SAERLPipeline
-    from .probes import DifficultyProbe, QualityProbe
-    from .sae_training import train_sae
-    from .hooks import resolve_hook
-    from .loading import load_model, load_sae
-    from .sparse import sparse_matrix
+    from .encoding.encoder import SAEEncoder
+    from .pipeline.hub import build_dataset_card, push_curated
+    from .pipeline.pipeline import SAERLPipeline
+    from .estimators.probes import DifficultyProbe, QualityProbe
+    from .encoding.sae_training import train_sae
+    from .encoding.hooks import resolve_hook
+    from .encoding.loading import load_model, load_sae
+    from .encoding.sparse import sparse_matrix

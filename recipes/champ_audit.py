@@ -2,7 +2,7 @@
 beyond correctness?
 
 Pairs: a correct solution (chosen) against an incorrect attempt (rejected) to the same CHAMP problem
-(``hf_saerl.data.champ_preference_pairs``). The SAE is the one ``hf-saerl demo`` trains and caches (it is
+(``hf_saerl.demo.champ.champ_preference_pairs``). The SAE is the one ``hf-saerl demo`` trains and caches (it is
 trained here if the cache is empty). Writes ``docs/champ_audit.md`` (the report) and prints the top
 concepts with simple length/hedging/formatting statistics of the responses that carry them.
 
@@ -40,9 +40,10 @@ def main() -> None:
 
     from hf_saerl import SAEEncoder
     from hf_saerl.audit import PreferenceAudit
-    from hf_saerl.data import champ_preference_pairs
-    from hf_saerl.embedded import load_smollm2
-    from hf_saerl.sae_training import champ_sae_texts, train_sae
+    from hf_saerl.demo.champ import champ_preference_pairs
+    from hf_saerl.encoding.embedded import load_smollm2
+    from hf_saerl.demo.presets import champ_sae_texts
+    from hf_saerl.encoding.sae_training import train_sae
 
     start = time.perf_counter()
     model, tok = load_smollm2()

@@ -35,7 +35,7 @@ def pair_regions(chosen: Any, rejected: Any, *, n_regions: int | str = "auto", a
 
     ``n_regions=1`` puts every pair in one region. Returns ``(region id per pair, region names)``.
     """
-    from ..clustering import SAEClusterer
+    from ..estimators.clustering import SAEClusterer
 
     X = sp.csr_matrix(chosen, dtype=np.float64) + sp.csr_matrix(rejected, dtype=np.float64)
     n = X.shape[0]

@@ -30,8 +30,8 @@ from typing import Any, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from ..estimator_io import is_missing
-from ..text import render_chat
+from ..estimators.base import is_missing
+from ..encoding.text import render_chat
 
 logger = logging.getLogger("hf_saerl")
 

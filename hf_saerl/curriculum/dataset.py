@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..columns import CLUSTER_ID, DIFFICULTY
-from ..fingerprint import Fingerprinted, stable_hash
-from ._columns import ColumnSchedule, ScheduleParams, check_columns, column_names, digest_arrays, read_column
+from ..core.columns import CLUSTER_ID, DIFFICULTY
+from ..core.fingerprint import Fingerprinted, stable_hash
+from .columns import ColumnSchedule, ScheduleParams, check_columns, column_names, digest_arrays, read_column
 from .schedule import describe_schedule
 
 STATE_VERSION = 1

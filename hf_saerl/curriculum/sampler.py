@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from ..columns import CLUSTER_ID, DIFFICULTY
-from ._columns import ColumnSchedule, ScheduleParams
+from ..core.columns import CLUSTER_ID, DIFFICULTY
+from .columns import ColumnSchedule, ScheduleParams
 
 
 class CurriculumBatchSampler(torch.utils.data.Sampler[list[int]]):

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from transformers import Trainer
 
-from ..columns import CLUSTER_ID, DIFFICULTY
+from ..core.columns import CLUSTER_ID, DIFFICULTY
 from ..curriculum.sampler import CurriculumSampler
 
 

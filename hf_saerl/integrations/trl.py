@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
-from ..columns import CLUSTER_ID, DIFFICULTY, SAE_INDICES, SAE_VALUES
-from ..curriculum._columns import ColumnSchedule, ScheduleParams
+from ..core.columns import CLUSTER_ID, DIFFICULTY, SAE_INDICES, SAE_VALUES
+from ..curriculum.columns import ColumnSchedule, ScheduleParams
 
 try:
     from trl import GRPOTrainer

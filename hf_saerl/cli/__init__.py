@@ -1,0 +1,51 @@
+"""The ``hf-saerl`` command line (also ``python -m hf_saerl``).
+
+Each subcommand lives in its own module under :mod:`hf_saerl.commands` and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` (``args -> exit code``).
+
+Exit codes: 0 success, 1 the job failed (bad data, a refused bundle, ...), 2 bad command-line usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+#: Modules that register subcommands, in the order ``--help`` lists them.
+COMMAND_MODULES = ("hf_saerl.cli.demo", "hf_saerl.cli.train_sae", "hf_saerl.cli.hub")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="hf-saerl",
+        description="Curate post-training data with sparse-autoencoder features of an LLM, inside Hugging Face datasets.",
+    )
+    parser.add_argument("--version", action="version", version=f"hf_saerl {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, KeyError, FileNotFoundError, ImportError) as err:
+        print(f"hf-saerl {args.command}: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,1 +1,0 @@
-"""Subcommands of the ``hf-saerl`` CLI, one module each (see :mod:`hf_saerl.cli`)."""

@@ -1,0 +1,129 @@
+"""Plots people would rather look at than read: cluster map, pass-rate fit, difficulty histogram, schedule.
+
+Each function draws one figure, saves it as PNG when ``path`` is given, and returns the matplotlib
+``Figure``. matplotlib is an optional extra (``pip install 'hf-saerl[plot]'``) and is imported only here,
+with the non-interactive Agg backend when no backend has been chosen yet.
+
+Example:
+    >>> import numpy as np
+    >>> from hf_saerl.demo.plots import plot_difficulty_histogram
+    >>> fig = plot_difficulty_histogram(np.linspace(0, 1, 50))
+    >>> fig.axes[0].get_xlabel()
+    'predicted difficulty (0 easy … 1 hard)'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError as err:  # pragma: no cover - exercised only without the extra
+        raise ImportError("Plotting needs matplotlib: pip install 'hf-saerl[plot]'") from err
+    if "matplotlib.pyplot" not in __import__("sys").modules:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _finish(fig: Any, path: str | Path | None) -> Any:
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def _scatter_by_label(ax: Any, xy: np.ndarray, labels: Sequence[Any], title: str) -> None:
+    labels = np.asarray([str(v) for v in labels])
+    names = sorted(set(labels.tolist()), key=lambda s: (len(s), s))
+    cmap = _pyplot().get_cmap("tab10" if len(names) <= 10 else "tab20")
+    for i, name in enumerate(names):
+        mask = labels == name
+        ax.scatter(xy[mask, 0], xy[mask, 1], s=14, alpha=0.8, color=cmap(i % cmap.N), label=f"{name} ({mask.sum()})")
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(fontsize=7, loc="best", frameon=False)
+
+
+def project_2d(X: Any, random_state: int = 0) -> np.ndarray:
+    """A 2-D view of (sparse) feature rows: l2-normalised rows, then ``TruncatedSVD`` (PCA without centring,
+    which keeps a sparse matrix sparse)."""
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.preprocessing import normalize
+
+    Xn = normalize(X, norm="l2")
+    if min(Xn.shape) < 3:
+        raise ValueError(f"A 2-D map needs at least 3 rows and 3 features; got shape {Xn.shape}.")
+    return TruncatedSVD(n_components=2, random_state=random_state).fit_transform(Xn)
+
+
+def plot_cluster_map(xy: np.ndarray, cluster_ids: Sequence[int], categories: Sequence[Any] | None = None,
+                     path: str | Path | None = None) -> Any:
+    """The examples in 2-D (see :func:`project_2d`), coloured by cluster and, side by side, by a reference
+    label such as the category."""
+    plt = _pyplot()
+    n = 1 if categories is None else 2
+    fig, axes = plt.subplots(1, n, figsize=(6 * n, 5), squeeze=False)
+    _scatter_by_label(axes[0, 0], xy, [f"cluster {c}" for c in cluster_ids], "SAE-space clusters")
+    if categories is not None:
+        _scatter_by_label(axes[0, 1], xy, categories, "reference category")
+    return _finish(fig, path)
+
+
+def plot_pass_rate_fit(actual: Sequence[float], predicted: Sequence[float], spearman: float | None = None,
+                       path: str | Path | None = None) -> Any:
+    """Predicted against actual pass rate (use out-of-fold predictions for an honest picture)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(actual, predicted, s=14, alpha=0.7)
+    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("actual pass rate")
+    ax.set_ylabel("predicted pass rate (out of fold)")
+    title = "Difficulty probe"
+    if spearman is not None:
+        title += f" — Spearman {spearman:.2f}"
+    ax.set_title(title)
+    return _finish(fig, path)
+
+
+def plot_difficulty_histogram(difficulty: Sequence[float], path: str | Path | None = None, bins: int = 20) -> Any:
+    """Histogram of predicted difficulty."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(np.asarray(difficulty, dtype=float), bins=bins, range=(0, 1), color="tab:blue", alpha=0.8)
+    ax.set_xlabel("predicted difficulty (0 easy … 1 hard)")
+    ax.set_ylabel("examples")
+    return _finish(fig, path)
+
+
+def plot_schedule(info: Mapping[str, Sequence[Any]], path: str | Path | None = None) -> Any:
+    """The curriculum batch by batch: mean difficulty as bars coloured by the batch's majority cluster.
+
+    ``info`` is :func:`hf_saerl.curriculum.describe_schedule`'s output."""
+    plt = _pyplot()
+    batches = np.asarray(info["batch"])
+    clusters = np.asarray(info["majority_cluster"])
+    cmap = plt.get_cmap("tab10")
+    fig, ax = plt.subplots(figsize=(max(6, min(16, len(batches) * 0.25)), 3.5))
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
+
+    ax.bar(batches, info["mean_difficulty"], color=[cmap(int(c) % cmap.N) for c in clusters], width=0.85)
+    names = sorted(set(clusters.tolist()))
+    ax.legend(handles=[Patch(color=cmap(int(c) % cmap.N), label=f"cluster {c}") for c in names],
+              title="majority cluster", fontsize=7, title_fontsize=7, ncol=min(6, len(names)), frameon=False,
+              loc="upper left")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("batch (training order)")
+    ax.set_ylabel("mean predicted difficulty")
+    ax.set_title("Curriculum: interleaved clusters, easy to hard")
+    return _finish(fig, path)

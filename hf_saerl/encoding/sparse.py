@@ -1,0 +1,105 @@
+"""Conversions between the sparse SAE columns and ``scipy.sparse`` matrices."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..core.columns import SAE_INDICES, SAE_VALUES
+
+
+def sparse_matrix(
+    data: Any,
+    d_sae: int,
+    indices_column: str = SAE_INDICES,
+    values_column: str = SAE_VALUES,
+) -> sp.csr_matrix:
+    """Turn the ``sae_indices`` / ``sae_values`` columns into a CSR matrix of shape ``(n, d_sae)``.
+
+    ``data`` is a ``datasets.Dataset``, a batch dict (as ``Dataset.map(batched=True)`` passes) or
+    anything indexable by column name. The Arrow columns are read without copying rows into Python
+    objects when ``data`` is a ``Dataset``.
+
+    Example:
+        >>> from hf_saerl import sparse_matrix
+        >>> X = sparse_matrix({"sae_indices": [[3, 0], [1]], "sae_values": [[2.0, 1.0], [5.0]]}, d_sae=4)
+        >>> X.toarray()
+        array([[1., 0., 0., 2.],
+               [0., 5., 0., 0.]], dtype=float32)
+    """
+    indices, values, indptr = _flat_columns(data, indices_column, values_column)
+    if indices.size and (indices.min() < 0 or indices.max() >= d_sae):
+        raise ValueError(
+            f"Column {indices_column!r} holds latent ids in [{indices.min()}, {indices.max()}], outside "
+            f"[0, d_sae={d_sae}). Pass the d_sae of the SAE that produced these features."
+        )
+    X = sp.csr_matrix((values, indices, indptr), shape=(len(indptr) - 1, d_sae), dtype=np.float32)
+    X.sum_duplicates()
+    X.sort_indices()
+    return X
+
+
+def _flat_columns(data: Any, indices_column: str, values_column: str):
+    names = _column_names(data)
+    missing = [c for c in (indices_column, values_column) if names is not None and c not in names]
+    if missing:
+        raise KeyError(
+            f"Missing column(s) {missing}; found {sorted(names)}. Run SAEEncoder over the dataset first "
+            f"(dataset.map(encoder, batched=True)) or pass indices_column=/values_column=."
+        )
+    table = getattr(data, "data", None)
+    if hasattr(data, "_data") and table is not None and hasattr(table, "column"):
+        # datasets.Dataset: read the Arrow list arrays directly (respecting any indices mapping).
+        import pyarrow as pa
+
+        if getattr(data, "_indices", None) is not None:
+            data = data.flatten_indices()
+            table = data.data
+        idx_col = table.column(indices_column).combine_chunks()
+        val_col = table.column(values_column).combine_chunks()
+        if isinstance(idx_col, pa.ChunkedArray):  # empty tables
+            idx_col, val_col = idx_col.combine_chunks(), val_col.combine_chunks()
+        idx_col = idx_col.cast(pa.large_list(pa.int64()))
+        val_col = val_col.cast(pa.large_list(pa.float32()))
+        indptr = np.asarray(idx_col.offsets, dtype=np.int64)
+        indptr = indptr - indptr[0]
+        indices = np.array(idx_col.flatten().to_numpy(zero_copy_only=False), dtype=np.int64)
+        values = np.array(val_col.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+        lens_v = np.diff(np.asarray(val_col.offsets))
+        if not np.array_equal(np.diff(indptr), lens_v):
+            raise ValueError(f"Columns {indices_column!r} and {values_column!r} have rows of different lengths.")
+        return indices, values, indptr
+    idx_rows, val_rows = data[indices_column], data[values_column]
+    lengths = np.fromiter((len(r) for r in idx_rows), dtype=np.int64, count=len(idx_rows))
+    if not np.array_equal(lengths, [len(r) for r in val_rows]):
+        raise ValueError(f"Columns {indices_column!r} and {values_column!r} have rows of different lengths.")
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    indices = np.concatenate([np.asarray(r, dtype=np.int64) for r in idx_rows]) if len(idx_rows) else np.zeros(0, np.int64)
+    values = np.concatenate([np.asarray(r, dtype=np.float32) for r in val_rows]) if len(val_rows) else np.zeros(0, np.float32)
+    return indices, values, indptr
+
+
+def _column_names(data: Any):
+    names = getattr(data, "column_names", None)
+    if names is not None and not isinstance(names, Mapping):
+        return list(names)
+    if isinstance(data, Mapping):
+        return list(data.keys())
+    return None
+
+
+def topk_rows(pooled: "np.ndarray", k: int | None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per row of a dense ``(n, d_sae)`` array, the ids and values of its top-``k`` non-zero entries,
+    by value descending (ties by id). ``k=None`` keeps every non-zero entry."""
+    out_idx, out_val = [], []
+    for row in pooled:
+        nz = np.flatnonzero(row)
+        order = np.lexsort((nz, -row[nz]))
+        nz = nz[order]
+        if k is not None:
+            nz = nz[:k]
+        out_idx.append(nz.astype(np.int32))
+        out_val.append(row[nz].astype(np.float32))
+    return out_idx, out_val

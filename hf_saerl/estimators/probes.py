@@ -1,0 +1,649 @@
+"""Linear probes on SAE features: a quality probe and an ElasticNet difficulty proxy (SAERL §1, 2).
+
+Both are fit-then-map estimators: ``fit`` on a labelled dataset (or a CSR matrix and labels), then
+``dataset.map(probe, batched=True)`` adds their columns. They share one linear form,
+``score = transform(X) @ coef_ + intercept_``, computed by hf_saerl itself (not by a stored sklearn
+object), so a reloaded probe predicts bit-identically.
+
+Metrics in ``metrics_`` are honest: computed on out-of-fold predictions (``cross_val_predict`` with
+shuffled, seeded folds; the ElasticNet alpha search is nested inside each fold). Label-free
+transform statistics (``maxabs``/``std`` steps) are learnt once on all rows before the folds.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import expit
+from sklearn.base import clone
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
+
+from ..core.columns import DIFFICULTY, PASS_RATE_PRED, QUALITY, SAE_INDICES, SAE_N_TOKENS, SAE_VALUES
+from .base import SAEEstimator, card_template, clean_labels, read_labels, take_array, warn_empty_rows
+from .transforms import TransformSpec
+from ..encoding.sparse import _column_names
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["QualityProbe", "DifficultyProbe"]
+
+_PREDICT_CHUNK_ROWS = 65_536
+_PASS_RATE_WORDS = ("pass", "solve", "success", "accuracy")
+_DIFFICULTY_WORDS = ("difficult", "hard", "level")
+
+
+class _LinearProbe(SAEEstimator):
+    """Shared fitting, cross-validation, prediction and state of the two probes."""
+
+    def fit(self, X: Any, y: Any = None, *, label_column: str | None = None, baseline: Any = None,
+            n_tokens: Any = None) -> "_LinearProbe":
+        """Fit on ``X`` (a Dataset / batch dict with the SAE columns, or an ``(n, d_sae)`` matrix) and labels.
+
+        Args:
+            X: the features.
+            y: labels as an array-like (with a matrix), or
+            label_column: the dataset column holding the labels. Rows whose label is None/NaN are
+                dropped with a warning (counted in ``metrics_["n_dropped_labels"]``).
+            baseline: a dataset column of fixed-length float lists (e.g. ``"mean_act"``), or an
+                ``(n, width)`` array: the same probe is fitted on those dense features (standardised,
+                no SAE transform) and its metrics are stored in ``metrics_["baseline"]``.
+            n_tokens: token counts per row, for a ``length`` step with ``by="tokens"`` on a matrix
+                (a dataset supplies its ``sae_n_tokens`` column).
+
+        Returns:
+            self
+        """
+        self._validate_params()
+        features, n_tokens = self._read_features(X, n_tokens)
+        name = label_column or "y"
+        labels, keep, n_dropped = clean_labels(read_labels(X, y, label_column), name)
+        if n_dropped:
+            features = features[keep]
+            n_tokens = None if n_tokens is None else n_tokens[keep]
+        n_empty = warn_empty_rows(features, "they are kept, and the probe scores them by its intercept alone.")
+        self._fit_core(features, labels, n_tokens, name)
+        self.metrics_ = {"n_dropped_labels": n_dropped, "n_empty_rows": n_empty, **self.metrics_}
+        if baseline is not None:
+            self.metrics_["baseline"] = self._baseline_fit(X, baseline, keep, labels, None, name,
+                                                           **self._baseline_overrides())
+        return self
+
+    def _fit_core(self, X: Any, labels: np.ndarray, n_tokens: np.ndarray | None, name: str) -> "_LinearProbe":
+        y = self._encode_target(labels, name)
+        self._check_cv_size(y)
+        Xt = self._fit_transform(X, n_tokens)
+        # Latents that never fire in the training rows get a zero coefficient under any of these penalties,
+        # so the models are fitted on the active columns only (much faster for wide SAEs, same solution).
+        active = np.unique(Xt.indices) if sp.issparse(Xt) else np.arange(Xt.shape[1])
+        if active.size == 0:
+            raise ValueError(
+                f"None of the {len(y)} labelled rows has an active SAE latent (after the transform "
+                f"{self.transform_.steps_}), so there is nothing to fit on. Check the encoder output (empty "
+                "sae_indices: empty or truncated texts, top_k) or a 'binarize' threshold that removes every value."
+            )
+        Xt = Xt[:, active]
+        model = self._make_model().fit(Xt, y)
+        self.coef_ = np.zeros(X.shape[1], dtype=np.float64)
+        self.coef_[active] = np.asarray(model.coef_, dtype=np.float64).reshape(-1)
+        self.intercept_ = np.asarray(model.intercept_, dtype=np.float64).reshape(1)
+        self.n_features_in_ = X.shape[1]
+        self.metrics_ = {"n_train": int(len(y)), **self._fitted_metrics(model)}
+        if self.cv is not None:
+            self.metrics_.update(self._cv_metrics(model, Xt, y))
+        return self
+
+    # ------------------------------------------------------------------ subclass hooks
+    def _is_classifier(self) -> bool:
+        return False
+
+    def _encode_target(self, labels: np.ndarray, name: str) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _make_model(self) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _fitted_metrics(self, model: Any) -> dict[str, Any]:
+        return {}
+
+    def _baseline_overrides(self) -> dict[str, Any]:
+        """Parameters the baseline clone takes from this fit (so it needs no re-detection)."""
+        return {}
+
+    # ------------------------------------------------------------------ cross-validation
+    def _splitter(self) -> Any:
+        kind = StratifiedKFold if self._is_classifier() else KFold
+        return kind(self.cv, shuffle=True, random_state=self.random_state)
+
+    def _check_cv_size(self, y: np.ndarray) -> None:
+        cv = self.cv
+        if cv is None:
+            return
+        if self._is_classifier():
+            values, counts = np.unique(y, return_counts=True)
+            if counts.min() < cv:
+                smallest = self.classes_.tolist()[values[counts.argmin()]]
+                raise ValueError(
+                    f"cv={cv} needs at least {cv} labelled rows of each class; class {smallest!r} has "
+                    f"{counts.min()} (of {len(y)} rows). Label more rows, lower cv (e.g. cv={max(2, counts.min())}), "
+                    "or pass cv=None to skip the cross-validated metrics."
+                )
+        elif len(y) < 2 * cv:
+            raise ValueError(
+                f"cv={cv} needs at least {2 * cv} labelled rows (2 per fold); got {len(y)}. Label more rows, lower cv "
+                f"(e.g. cv={max(2, len(y) // 2)}), or pass cv=None to skip the cross-validated metrics."
+            )
+
+    def _oof(self, model: Any, Xt: Any, y: np.ndarray) -> np.ndarray:
+        """Out-of-fold predictions (probability of the good class for the classifier), kept as
+        ``cv_predictions_`` (label scale, in the order of the labelled rows) for plots and audits."""
+        if self._is_classifier():
+            oof = cross_val_predict(clone(model), Xt, y, cv=self._splitter(), method="predict_proba")[:, 1]
+        else:
+            oof = cross_val_predict(clone(model), Xt, y, cv=self._splitter())
+        self.cv_predictions_ = np.asarray(oof, dtype=np.float64)
+        return oof
+
+    def _cv_metrics(self, model: Any, Xt: Any, y: np.ndarray) -> dict[str, Any]:
+        return {"cv_folds": int(self.cv), **_regression_metrics(y, self._oof(model, Xt, y))}
+
+    # ------------------------------------------------------------------ prediction
+    def decision_function(self, X: Any, n_tokens: Any = None) -> np.ndarray:
+        """The linear score ``transform(X) @ coef_ + intercept_`` (float64)."""
+        return self._linear(self._features_for_predict(X, n_tokens))
+
+    def _linear(self, Xt: Any) -> np.ndarray:
+        return np.asarray(Xt @ self.coef_, dtype=np.float64).reshape(-1) + self.intercept_[0]
+
+    def _predict_dataset(self, dataset: Any, column: str) -> np.ndarray:
+        """``column`` of ``self(batch)`` over a Dataset, read in contiguous chunks (bounded memory). A
+        dataset without the SAE columns but with ``column`` already there is read as is."""
+        names = _column_names(dataset) or []
+        if (self.indices_column not in names or self.values_column not in names) and column in names:
+            return np.asarray(list(dataset[column]), dtype=np.float64)
+        if not hasattr(dataset, "select"):
+            raise TypeError(f"Expected a datasets.Dataset; got {type(dataset).__name__}.")
+        parts = [self(dataset.select(range(start, min(start + _PREDICT_CHUNK_ROWS, len(dataset)))))[column]
+                 for start in range(0, len(dataset), _PREDICT_CHUNK_ROWS)]
+        return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
+
+    # ------------------------------------------------------------------ state
+    def _fitted_arrays(self) -> dict[str, np.ndarray]:
+        return {"coef": self.coef_, "intercept": self.intercept_}
+
+    def _restore(self, arrays: dict[str, np.ndarray], source: str) -> None:
+        self.coef_ = take_array(arrays, "coef", (self.d_sae,), source)
+        self.intercept_ = take_array(arrays, "intercept", (1,), source)
+
+
+def _regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    """Pearson, Spearman (None when a side is constant), R² and MAE of out-of-fold predictions."""
+    from scipy.stats import pearsonr, spearmanr
+
+    y, pred = np.asarray(y, dtype=np.float64), np.asarray(pred, dtype=np.float64)
+    varied = np.ptp(y) > 0 and np.ptp(pred) > 0
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    return {
+        "pearson": float(pearsonr(y, pred)[0]) if varied else None,
+        "spearman": float(spearmanr(y, pred)[0]) if varied else None,
+        "r2": 1.0 - float(((y - pred) ** 2).sum()) / ss_tot if ss_tot > 0 else None,
+        "mae": float(np.abs(y - pred).mean()),
+    }
+
+
+def _select_rows(dataset: Any, keep: np.ndarray, stats: dict[str, Any], what: str, return_stats: bool) -> Any:
+    criteria = ", ".join(f"{k}={v}" for k, v in stats.items())
+    stats = {"n_rows": int(len(keep)), "n_kept": int(keep.sum()), "n_dropped": int((~keep).sum()), **stats}
+    logger.info("%s: kept %d of %d rows, dropped %d (%s).", what, stats["n_kept"], stats["n_rows"], stats["n_dropped"],
+                criteria)
+    kept = dataset.select(np.flatnonzero(keep))
+    return (kept, stats) if return_stats else kept
+
+
+# ====================================================================== QualityProbe
+_QUALITY_CARD = card_template(
+    "hf_saerl quality probe",
+    "A linear probe on sparse-autoencoder (SAE) features that scores post-training examples; higher is "
+    "better. Fitted on binary good/bad labels it is a logistic regression and `quality` is the probability "
+    "of the good class; fitted on real-valued scores it is a ridge regression and `quality` is the predicted "
+    "score. Use it to filter noisy or off-distribution prompts (SAERL, arXiv 2605.27354).",
+)
+
+
+class QualityProbe(_LinearProbe, tags=["quality-probe"], model_card_template=_QUALITY_CARD):
+    """A linear quality probe on SAE features: adds a float32 ``quality`` column (higher is better).
+
+    ``task="auto"`` picks the model from the labels: booleans, strings, or exactly two distinct values
+    mean **classification** (``LogisticRegression(C)``, ``quality`` = probability of the good class);
+    other numbers mean **regression** (``Ridge(alpha)``, ``quality`` = predicted score). The good class is
+    ``True`` / ``1`` for boolean or 0/1 labels; name it with ``positive_label=`` otherwise.
+
+    Args:
+        d_sae: width of the SAE (number of latents).
+        task: ``"auto"``, ``"classification"`` or ``"regression"``.
+        transform: feature transform steps (see :mod:`hf_saerl.estimators.transforms`); default ``("log1p",)``
+            compresses the heavy-tailed activations and keeps each latent's value independent of the others.
+        C: inverse L2 strength of the logistic regression.
+        alpha: L2 strength of the ridge regression.
+        class_weight: passed to ``LogisticRegression`` (e.g. ``"balanced"``).
+        positive_label: the label of the good class, when it cannot be inferred.
+        cv: folds for the out-of-fold metrics (AUROC, or Pearson/Spearman/R²); ``None`` skips them.
+        max_iter, random_state: solver iterations; seed of the folds.
+        indices_column, values_column, n_tokens_column: input columns.
+        output_column: the column written by ``probe(batch)``.
+
+    Fitted attributes: ``coef_``, ``intercept_``, ``task_``, ``classes_`` (``[bad, good]``, classifier
+    only), ``transform_``, ``n_features_in_``, ``metrics_``, and ``cv_predictions_`` (the out-of-fold
+    predictions behind the metrics, one per labelled row; when ``cv`` is set; not saved by ``save_pretrained``).
+
+    Example:
+        >>> import numpy as np, scipy.sparse as sp
+        >>> from datasets import Dataset
+        >>> X = sp.random(200, 50, density=0.2, random_state=0, format="csr", dtype=np.float32)
+        >>> X.data += 1.0                                 # activations of the firing latents
+        >>> good = X[:, :3].sum(axis=1).A1 > 0           # rows firing latents 0-2 are "good"
+        >>> probe = QualityProbe(d_sae=50).fit(X, good)
+        >>> probe.metrics_["auroc"] > 0.9
+        True
+        >>> ds = Dataset.from_dict({"sae_indices": [[0, 7], [9]], "sae_values": [[2.0, 1.0], [1.0]]})
+        >>> scores = ds.map(probe, batched=True)["quality"]
+        >>> scores[0] > 0.5 > scores[1]
+        True
+        >>> len(probe.filter(ds, threshold=0.5))
+        1
+    """
+
+    _kind = "quality_probe"
+    _state_keys = ("task_", "classes_")
+
+    def __init__(
+        self,
+        d_sae: int,
+        task: str = "auto",
+        transform: TransformSpec = ("log1p",),
+        C: float = 1.0,
+        alpha: float = 1.0,
+        class_weight: Any = None,
+        positive_label: Any = None,
+        cv: int | None = 5,
+        max_iter: int = 1000,
+        random_state: int | None = 0,
+        indices_column: str = SAE_INDICES,
+        values_column: str = SAE_VALUES,
+        n_tokens_column: str = SAE_N_TOKENS,
+        output_column: str = QUALITY,
+    ) -> None:
+        self.d_sae = d_sae
+        self.task = task
+        self.transform = transform
+        self.C = C
+        self.alpha = alpha
+        self.class_weight = class_weight
+        self.positive_label = positive_label
+        self.cv = cv
+        self.max_iter = max_iter
+        self.random_state = random_state
+        self.indices_column = indices_column
+        self.values_column = values_column
+        self.n_tokens_column = n_tokens_column
+        self.output_column = output_column
+
+    def _validate_params(self) -> None:
+        self._validate_common()
+        if self.task not in ("auto", "classification", "regression"):
+            raise ValueError(f"task must be 'auto', 'classification' or 'regression'; got {self.task!r}.")
+        _check_cv_param(self.cv)
+
+    def _is_classifier(self) -> bool:
+        return self.task_ == "classification"
+
+    def _encode_target(self, labels: np.ndarray, name: str) -> np.ndarray:
+        values = np.unique(labels)
+        task = self.task
+        if task == "auto":
+            task = "classification" if labels.dtype.kind in "bOUS" or len(values) == 2 else "regression"
+        self.task_ = task
+        if task == "regression":
+            if labels.dtype.kind not in "iuf":
+                raise ValueError(f"task='regression' needs numeric labels; {name!r} holds {labels.dtype} values.")
+            if len(values) < 2:
+                raise ValueError(f"All {len(labels)} labels in {name!r} equal {values.tolist()[0]!r}: nothing to learn. "
+                                 "Provide rows with different scores.")
+            self.classes_ = None
+            return labels.astype(np.float64)
+        if len(values) < 2:
+            raise ValueError(
+                f"Label column {name!r} has a single class ({values.tolist()[0]!r}) among {len(labels)} labelled rows; "
+                "a quality classifier needs both good and bad examples. Add rows of the other class, or fit "
+                "real-valued scores with task='regression'."
+            )
+        if len(values) > 2:
+            raise ValueError(
+                f"QualityProbe is a binary classifier, but {name!r} has {len(values)} classes {values.tolist()[:10]}. "
+                "Map the labels to good/bad first, or fit numeric scores with task='regression'."
+            )
+        if self.positive_label is not None:
+            if self.positive_label not in values.tolist():
+                raise ValueError(f"positive_label={self.positive_label!r} is not among the labels {values.tolist()}.")
+            good = self.positive_label
+        elif labels.dtype.kind == "b" or set(values.tolist()) <= {0, 1}:
+            good = values[1]
+        else:
+            raise ValueError(f"Cannot tell which of the classes {values.tolist()} is the good one; pass positive_label=, "
+                             "or task='regression' if these are scores.")
+        bad = values[0] if values[1] == good else values[1]
+        self.classes_ = np.array([bad, good])
+        return (labels == good).astype(np.int64)
+
+    def _make_model(self) -> Any:
+        from sklearn.linear_model import LogisticRegression, Ridge
+
+        if self.task_ == "classification":
+            return LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter,
+                                      random_state=self.random_state)
+        return Ridge(alpha=self.alpha)
+
+    def _cv_metrics(self, model: Any, Xt: Any, y: np.ndarray) -> dict[str, Any]:
+        if not self._is_classifier():
+            return super()._cv_metrics(model, Xt, y)
+        from sklearn.metrics import roc_auc_score
+
+        proba = self._oof(model, Xt, y)
+        return {"cv_folds": int(self.cv), "auroc": float(roc_auc_score(y, proba)),
+                "accuracy": float(((proba >= 0.5) == y).mean()), "positive_rate": float(y.mean())}
+
+    # ------------------------------------------------------------------ prediction
+    def predict_quality(self, X: Any, n_tokens: Any = None) -> np.ndarray:
+        """The float32 ``quality`` of each row of ``X`` (dataset, batch dict or matrix)."""
+        return self._predict_columns(self._features_for_predict(X, n_tokens))[self.output_column]
+
+    def predict_proba(self, X: Any, n_tokens: Any = None) -> np.ndarray:
+        """``(n, 2)`` probabilities of ``classes_`` = ``[bad, good]`` (classifier only), float64."""
+        self._require_classifier("predict_proba")
+        p = expit(self.decision_function(X, n_tokens))
+        return np.stack([1.0 - p, p], axis=1)
+
+    def predict(self, X: Any, n_tokens: Any = None) -> np.ndarray:
+        """Class labels (classifier, good when probability >= 0.5) or predicted scores (regression)."""
+        z = self.decision_function(X, n_tokens)
+        return self.classes_[(z >= 0).astype(int)] if self.task_ == "classification" else z
+
+    def _require_classifier(self, what: str) -> None:
+        if getattr(self, "task_", "classification") != "classification":
+            raise AttributeError(f"{what} needs a classifier probe; this QualityProbe was fitted as a regression.")
+
+    def _predict_columns(self, Xt: Any) -> dict[str, np.ndarray]:
+        z = self._linear(Xt)
+        quality = expit(z) if self.task_ == "classification" else z
+        return {self.output_column: quality.astype(np.float32)}
+
+    def _output_dtypes(self) -> dict[str, str]:
+        return {self.output_column: "float32"}
+
+    def filter(self, dataset: Any, threshold: float | None = None, drop_fraction: float | None = None, *,
+               return_stats: bool = False) -> Any:
+        """Keep the rows with ``quality >= threshold``, or drop the ``drop_fraction`` lowest-quality rows.
+
+        Exactly one of ``threshold`` / ``drop_fraction`` is required. With ``drop_fraction`` exactly
+        ``round(drop_fraction * n)`` rows are dropped (ties broken by row order). Quality is computed
+        from the SAE columns (or read from ``output_column`` when the SAE columns are gone).
+
+        Returns:
+            The filtered ``Dataset``; with ``return_stats=True``, ``(dataset, stats)`` where ``stats``
+            holds ``n_rows``, ``n_kept``, ``n_dropped`` and the ``threshold`` applied. The counts are
+            also logged at INFO level by the ``hf_saerl.estimators.probes`` logger.
+        """
+        if (threshold is None) == (drop_fraction is None):
+            raise ValueError("Pass exactly one of threshold= (keep quality >= threshold) or drop_fraction= "
+                             "(drop that share of the lowest-quality rows).")
+        scores = self._predict_dataset(dataset, self.output_column)
+        if drop_fraction is not None:
+            if not 0.0 <= drop_fraction < 1.0:
+                raise ValueError(f"drop_fraction must be in [0, 1); got {drop_fraction!r}.")
+            n_drop = int(round(drop_fraction * len(scores)))
+            order = np.argsort(scores, kind="stable")
+            keep = np.ones(len(scores), dtype=bool)
+            keep[order[:n_drop]] = False
+            threshold = float(scores[order[n_drop]]) if n_drop < len(scores) else None
+        else:
+            keep = scores >= threshold
+        return _select_rows(dataset, keep, {"threshold": threshold}, "QualityProbe.filter", return_stats)
+
+    def _restore(self, arrays: dict[str, np.ndarray], source: str) -> None:
+        super()._restore(arrays, source)
+        if self.task_ not in ("classification", "regression"):
+            raise ValueError(f"{source}: saved task_={self.task_!r} is not 'classification' or 'regression'.")
+        if self.task_ == "classification":
+            if not isinstance(self.classes_, list) or len(self.classes_) != 2:
+                raise ValueError(f"{source}: a classifier probe needs two saved classes_; found {self.classes_!r}.")
+            self.classes_ = np.asarray(self.classes_)
+
+
+# ====================================================================== DifficultyProbe
+_DIFFICULTY_CARD = card_template(
+    "hf_saerl difficulty probe",
+    "An ElasticNet regression from sparse-autoencoder (SAE) features to example difficulty, trained on a "
+    "small labelled subset. Trained on pass rates it outputs `difficulty` = 1 − predicted pass rate in "
+    "[0, 1] and the predicted pass rate `pass_rate_pred`, so prompts can be ordered easy to hard or "
+    "selected around a 50% pass rate (SAERL, arXiv 2605.27354).",
+)
+
+
+class DifficultyProbe(_LinearProbe, tags=["difficulty-probe"], model_card_template=_DIFFICULTY_CARD):
+    """An ElasticNet difficulty proxy on SAE features (adds ``difficulty``, and ``pass_rate_pred``).
+
+    What the label means (``label=``):
+
+    * ``"pass_rate"``: labels are pass rates in [0, 1]. ``pass_rate_pred`` is the prediction clipped
+      to [0, 1] and ``difficulty = 1 - pass_rate_pred`` exactly (both float32).
+      :meth:`select_band` keeps the rows whose predicted pass rate lies in a band (e.g. near 50%).
+    * ``"difficulty"``: labels are difficulties; ``difficulty`` is the prediction, clipped to [0, 1]
+      only when every label was in [0, 1]. No ``pass_rate_pred`` column.
+    * ``"auto"`` (default): a label column whose name mentions pass/solve/success/accuracy is a
+      pass rate, one mentioning difficult/hard/level a difficulty; otherwise labels all in [0, 1]
+      are taken as pass rates (with a warning, as the SAERL paper trains on pass rates) and others
+      as difficulties.
+
+    ``alpha`` and ``l1_ratio`` are chosen by ``ElasticNetCV`` (``n_alphas`` alphas per ``l1_ratio``
+    in the grid, ``cv`` shuffled folds, or 3 folds when ``cv=None``); fix ``alpha`` and a single
+    ``l1_ratio`` to fit a plain ``ElasticNet``.
+
+    Args:
+        d_sae: width of the SAE.
+        label: ``"auto"``, ``"pass_rate"`` or ``"difficulty"``.
+        transform: feature transform steps; default ``("log1p",)``.
+        alpha: fixed ElasticNet alpha, or None to search it.
+        l1_ratio: a float, or a grid to search (default ``(0.1, 0.5, 0.9, 1.0)``).
+        n_alphas: length of the alpha path searched per l1_ratio.
+        cv: folds for the alpha search and the out-of-fold metrics; None skips the metrics.
+        max_iter, tol, random_state, n_jobs: ElasticNet solver and fold settings.
+        indices_column, values_column, n_tokens_column: input columns.
+        difficulty_column, pass_rate_column: output columns.
+
+    Fitted attributes: ``coef_``, ``intercept_``, ``label_``, ``clip_``, ``alpha_``, ``l1_ratio_``,
+    ``transform_``, ``n_features_in_``, ``metrics_`` (out-of-fold ``pearson``, ``spearman``, ``r2``,
+    ``mae`` on the label scale, plus ``alpha``, ``l1_ratio``, ``n_nonzero_coef``), and ``cv_predictions_`` (the
+    out-of-fold predictions behind them, one per labelled row; when ``cv`` is set; not saved).
+
+    Example:
+        >>> import numpy as np, scipy.sparse as sp
+        >>> X = sp.random(300, 100, density=0.2, random_state=0, format="csr")
+        >>> pass_rate = np.clip(0.5 + 0.5 * X[:, 0].toarray().ravel() - 0.5 * X[:, 1].toarray().ravel(), 0, 1)
+        >>> probe = DifficultyProbe(d_sae=100, label="pass_rate", transform=None).fit(X, pass_rate)
+        >>> probe.metrics_["spearman"] > 0.8
+        True
+        >>> cols = probe(X[:3])
+        >>> bool(np.array_equal(cols["difficulty"], 1 - cols["pass_rate_pred"]))
+        True
+    """
+
+    _kind = "difficulty_probe"
+    _state_keys = ("label_", "clip_", "alpha_", "l1_ratio_")
+
+    def __init__(
+        self,
+        d_sae: int,
+        label: str = "auto",
+        transform: TransformSpec = ("log1p",),
+        alpha: float | None = None,
+        l1_ratio: float | Sequence[float] = (0.1, 0.5, 0.9, 1.0),
+        n_alphas: int = 50,
+        cv: int | None = 5,
+        max_iter: int = 2000,
+        tol: float = 1e-4,
+        random_state: int | None = 0,
+        n_jobs: int | None = None,
+        indices_column: str = SAE_INDICES,
+        values_column: str = SAE_VALUES,
+        n_tokens_column: str = SAE_N_TOKENS,
+        difficulty_column: str = DIFFICULTY,
+        pass_rate_column: str = PASS_RATE_PRED,
+    ) -> None:
+        self.d_sae = d_sae
+        self.label = label
+        self.transform = transform
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.n_alphas = n_alphas
+        self.cv = cv
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.indices_column = indices_column
+        self.values_column = values_column
+        self.n_tokens_column = n_tokens_column
+        self.difficulty_column = difficulty_column
+        self.pass_rate_column = pass_rate_column
+
+    def _validate_params(self) -> None:
+        self._validate_common()
+        if self.label not in ("auto", "pass_rate", "difficulty"):
+            raise ValueError(f"label must be 'auto', 'pass_rate' or 'difficulty'; got {self.label!r}.")
+        _check_cv_param(self.cv)
+        ratios = np.atleast_1d(np.asarray(self.l1_ratio, dtype=np.float64))
+        if ratios.size == 0 or ((ratios < 0) | (ratios > 1)).any():
+            raise ValueError(f"l1_ratio must be a float or a non-empty list of floats in [0, 1]; got {self.l1_ratio!r}.")
+
+    def _encode_target(self, labels: np.ndarray, name: str) -> np.ndarray:
+        if labels.dtype.kind not in "iufb":
+            raise ValueError(f"DifficultyProbe needs numeric labels (pass rates or difficulties); {name!r} holds "
+                             f"{labels.dtype} values.")
+        y = labels.astype(np.float64)
+        if np.ptp(y) == 0:
+            raise ValueError(f"All {len(y)} labels in {name!r} equal {y[0]:g}: nothing to learn. Provide rows of "
+                             "different difficulty.")
+        in_unit = bool(y.min() >= 0.0 and y.max() <= 1.0)
+        label, lowered = self.label, name.lower()
+        if label == "auto":
+            if any(w in lowered for w in _PASS_RATE_WORDS):
+                label = "pass_rate"
+            elif any(w in lowered for w in _DIFFICULTY_WORDS):
+                label = "difficulty"
+            elif in_unit:
+                label = "pass_rate"
+                warnings.warn(
+                    f"Treating the labels in {name!r} (all in [0, 1]) as pass rates: difficulty = 1 - predicted pass "
+                    "rate. Pass label='difficulty' if they already are difficulties (or label='pass_rate' to "
+                    "silence this warning).", UserWarning, stacklevel=4,
+                )
+            else:
+                label = "difficulty"
+        if label == "pass_rate" and not in_unit:
+            raise ValueError(f"Pass rates must lie in [0, 1], but {name!r} ranges over [{y.min():g}, {y.max():g}]. "
+                             "Pass label='difficulty' if these are difficulty scores.")
+        self.label_ = label
+        self.clip_ = in_unit
+        return y
+
+    def _l1_ratios(self) -> list[float]:
+        return [float(r) for r in np.atleast_1d(np.asarray(self.l1_ratio, dtype=np.float64))]
+
+    def _make_model(self) -> Any:
+        from sklearn.linear_model import ElasticNet, ElasticNetCV
+
+        ratios = self._l1_ratios()
+        if self.alpha is not None and len(ratios) == 1:
+            return ElasticNet(alpha=self.alpha, l1_ratio=ratios[0], max_iter=self.max_iter, tol=self.tol,
+                              random_state=self.random_state)
+        inner = KFold(self.cv or 3, shuffle=True, random_state=self.random_state)
+        return ElasticNetCV(l1_ratio=ratios if len(ratios) > 1 else ratios[0],
+                            alphas=[self.alpha] if self.alpha is not None else self.n_alphas, cv=inner,
+                            max_iter=self.max_iter, tol=self.tol, random_state=self.random_state, n_jobs=self.n_jobs)
+
+    def _check_cv_size(self, y: np.ndarray) -> None:
+        super()._check_cv_size(y)
+        searching = self.alpha is None or len(self._l1_ratios()) > 1
+        if self.cv is None and searching and len(y) < 3:
+            raise ValueError(f"Choosing alpha/l1_ratio by cross-validation needs at least 3 labelled rows; got {len(y)}. "
+                             "Pass a fixed alpha= and a single l1_ratio=.")
+
+    def _baseline_overrides(self) -> dict[str, Any]:
+        return {"label": self.label_}
+
+    def _fitted_metrics(self, model: Any) -> dict[str, Any]:
+        self.alpha_ = float(model.alpha_ if hasattr(model, "alpha_") else model.alpha)
+        self.l1_ratio_ = float(model.l1_ratio_ if hasattr(model, "l1_ratio_") else model.l1_ratio)
+        return {"label": self.label_, "alpha": self.alpha_, "l1_ratio": self.l1_ratio_,
+                "n_nonzero_coef": int(np.count_nonzero(model.coef_))}
+
+    # ------------------------------------------------------------------ prediction
+    def predict(self, X: Any, n_tokens: Any = None) -> np.ndarray:
+        """The unclipped regression output on the label's scale (pass rate or difficulty), float64."""
+        return self.decision_function(X, n_tokens)
+
+    def predict_difficulty(self, X: Any, n_tokens: Any = None) -> np.ndarray:
+        """The float32 ``difficulty`` column for the rows of ``X``."""
+        return self._predict_columns(self._features_for_predict(X, n_tokens))[self.difficulty_column]
+
+    def predict_pass_rate(self, X: Any, n_tokens: Any = None) -> np.ndarray:
+        """The float32 predicted pass rate in [0, 1] (probes fitted on pass rates only)."""
+        self._require_pass_rate("predict_pass_rate")
+        return self._predict_columns(self._features_for_predict(X, n_tokens))[self.pass_rate_column]
+
+    def _require_pass_rate(self, what: str) -> None:
+        if getattr(self, "label_", "pass_rate") != "pass_rate":
+            raise ValueError(f"{what} needs a DifficultyProbe fitted on pass rates; this one predicts difficulty labels "
+                             f"directly. Use the {self.difficulty_column!r} column instead.")
+
+    def _predict_columns(self, Xt: Any) -> dict[str, np.ndarray]:
+        raw = self._linear(Xt)
+        if self.label_ == "pass_rate":
+            pass_rate = np.clip(raw, 0.0, 1.0).astype(np.float32)
+            return {self.difficulty_column: np.float32(1.0) - pass_rate, self.pass_rate_column: pass_rate}
+        difficulty = np.clip(raw, 0.0, 1.0) if self.clip_ else raw
+        return {self.difficulty_column: difficulty.astype(np.float32)}
+
+    def _output_dtypes(self) -> dict[str, str]:
+        columns = {self.difficulty_column: "float32"}
+        if getattr(self, "label_", "pass_rate") == "pass_rate":
+            columns[self.pass_rate_column] = "float32"
+        return columns
+
+    def select_band(self, dataset: Any, low: float = 0.25, high: float = 0.75, *, return_stats: bool = False) -> Any:
+        """Keep the rows whose predicted pass rate lies in ``[low, high]`` (the learnable ~50% band).
+
+        Returns the filtered ``Dataset``, or ``(dataset, stats)`` with ``return_stats=True``
+        (``n_rows``, ``n_kept``, ``n_dropped``, ``low``, ``high``; also logged at INFO level).
+        """
+        self._require_pass_rate("select_band")
+        if not 0.0 <= low <= high <= 1.0:
+            raise ValueError(f"Need 0 <= low <= high <= 1; got low={low}, high={high}.")
+        rates = self._predict_dataset(dataset, self.pass_rate_column)
+        keep = (rates >= low) & (rates <= high)
+        return _select_rows(dataset, keep, {"low": low, "high": high}, "DifficultyProbe.select_band", return_stats)
+
+    def _restore(self, arrays: dict[str, np.ndarray], source: str) -> None:
+        super()._restore(arrays, source)
+        if self.label_ not in ("pass_rate", "difficulty") or not isinstance(self.clip_, bool):
+            raise ValueError(f"{source}: saved label_={self.label_!r} / clip_={self.clip_!r} are invalid; the file is "
+                             "corrupt.")
+
+
+def _check_cv_param(cv: Any) -> None:
+    if cv is not None and (isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 2):
+        raise ValueError(f"cv must be an int >= 2 (number of folds) or None (skip the cross-validated metrics); "
+                         f"got {cv!r}.")
