@@ -1,0 +1,88 @@
+"""Hub I/O shared by every saved hf_saerl object: "is this a folder or a repo id?", download, upload.
+
+Every call to the Hub goes through the names imported here (``HfApi``, ``snapshot_download``), so tests
+replace them with local stand-ins (``monkeypatch.setattr(hf_saerl.core.hub, "snapshot_download", fake)``)
+and nothing needs the network. Repo ids are checked with ``huggingface_hub``'s own ``validate_repo_id``.
+
+Example:
+    >>> from hf_saerl.core.hub import is_repo_id
+    >>> is_repo_id("HuggingFaceTB/SmolLM2-135M-Instruct"), is_repo_id("./my-pipeline"), is_repo_id("a/b/c")
+    (True, False, False)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from huggingface_hub import HfApi, snapshot_download
+
+__all__ = ["is_repo_id", "local_folder", "download_folder", "upload_folder"]
+
+
+def is_repo_id(value: Any) -> bool:
+    """Whether ``value`` is a valid Hub repo id (``name`` or ``owner/name``) and not an existing local path."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if not isinstance(value, str) or os.path.exists(value) or value.startswith((".", "~")) or os.path.isabs(value):
+        return False
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        return False
+    return True
+
+
+def local_folder(repo_id_or_path: str | Path, what: str, *, allow_patterns: Sequence[str] | None = None,
+                 **hub_kwargs: Any) -> Path:
+    """The folder of a saved object: ``repo_id_or_path`` itself when it is a local folder, else the download of
+    the ``allow_patterns`` files of that Hub repo. Anything else is a ``FileNotFoundError`` naming ``what``."""
+    path = str(repo_id_or_path)
+    if os.path.isdir(path):
+        return Path(path)
+    if not is_repo_id(path):
+        raise FileNotFoundError(f"{path!r} is neither a local folder nor a Hub repo id ('owner/name'). Pass the folder "
+                                f"written by {what}.save_pretrained, or a Hub repo id.")
+    return download_folder(path, allow_patterns=allow_patterns, **hub_kwargs)
+
+
+def download_folder(repo_id: str, *, revision: str | None = None, token: str | bool | None = None,
+                    cache_dir: str | Path | None = None, force_download: bool = False,
+                    local_files_only: bool = False, allow_patterns: Sequence[str] | None = None) -> Path:
+    """Download (the ``allow_patterns`` files of) a model repo and return its local folder.
+
+    Hub and connection errors become a ``FileNotFoundError`` that says what to check.
+    """
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    from .. import __version__
+
+    try:
+        folder = snapshot_download(
+            repo_id, revision=revision, token=token, cache_dir=cache_dir, force_download=force_download,
+            local_files_only=local_files_only, allow_patterns=list(allow_patterns) if allow_patterns else None,
+            library_name="hf_saerl", library_version=__version__,
+        )
+    except (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled, OSError) as e:
+        raise FileNotFoundError(
+            f"Could not fetch {repo_id!r} from the Hugging Face Hub ({type(e).__name__}: {e}). Check the repo id, "
+            "the revision and your token and connection (HF_HUB_OFFLINE must be unset to download), or pass the "
+            "path of a local folder instead."
+        ) from e
+    return Path(folder)
+
+
+def upload_folder(folder: str | Path, repo_id: str, *, repo_type: str = "model", private: bool | None = None,
+                  token: str | bool | None = None, commit_message: str = "Upload with hf_saerl",
+                  commit_description: str | None = None, revision: str | None = None, create_pr: bool = False) -> Any:
+    """Create the repo if needed (``exist_ok=True``) and upload ``folder`` as one commit.
+
+    Returns the ``CommitInfo`` of ``HfApi.upload_folder``.
+    """
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, repo_type=repo_type, exist_ok=True)
+    return api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type=repo_type,
+                             commit_message=commit_message, commit_description=commit_description,
+                             revision=revision, create_pr=create_pr)
