@@ -78,13 +78,13 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
     """Base class; see the module docstring.
 
     Subclasses store the constructor parameters ``d_sae``, ``transform``, ``indices_column``,
-    ``values_column`` and ``n_tokens_column``; set ``_kind`` (file stem) and ``_state_keys`` (fitted
+    ``values_column`` and ``n_tokens_column``; set ``kind`` (file stem) and ``_state_keys`` (fitted
     JSON scalars); and implement ``fit`` (reading the input with ``_read_features``), ``_fit_core``
     (fitting on a matrix, also used for the baseline), ``_predict_columns``, ``_output_dtypes``,
     ``_fitted_arrays`` and ``_restore``.
     """
 
-    _kind: ClassVar[str] = "estimator"
+    kind: ClassVar[str] = "estimator"
     _state_keys: ClassVar[tuple[str, ...]] = ()
     d_sae: int
     transform: TransformSpec
@@ -231,8 +231,8 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
         arrays = {k: np.ascontiguousarray(v) for k, v in self._all_arrays().items()}
-        save_file(arrays, str(directory / f"{self._kind}.safetensors"),
-                  metadata={"format": f"hf_saerl/{self._kind}", "format_version": str(FORMAT_VERSION)})
+        save_file(arrays, str(directory / f"{self.kind}.safetensors"),
+                  metadata={"format": f"hf_saerl/{self.kind}", "format_version": str(FORMAT_VERSION)})
         state = {
             "estimator": type(self).__name__,
             "format_version": FORMAT_VERSION,
@@ -243,7 +243,7 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
             "fitted": self._fitted_state(),
             "metrics": self.metrics_,
         }
-        _write_json(directory / f"{self._kind}.json", state)
+        _write_json(directory / f"{self.kind}.json", state)
         _write_json(directory / CONFIG_NAME, self.get_params(deep=False))
 
     def generate_model_card(self, *args: Any, **kwargs: Any):
@@ -251,7 +251,7 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
 
         values = {
             "estimator": type(self).__name__,
-            "kind": self._kind,
+            "kind": self.kind,
             "d_sae": self.d_sae,
             "version": __version__,
             "metrics_table": metrics_markdown(getattr(self, "metrics_", None)),
@@ -285,7 +285,7 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
         """Load from a local folder or a Hub repo id (optionally a ``subfolder`` of it).
 
         ``model_kwargs`` override the saved constructor parameters (e.g. output column names)."""
-        expected = [CONFIG_NAME, f"{cls._kind}.json", f"{cls._kind}.safetensors"]
+        expected = [CONFIG_NAME, f"{cls.kind}.json", f"{cls.kind}.safetensors"]
 
         def fetch(filename: str) -> Path:
             return _fetch(str(model_id), filename, expected, cls.__name__, subfolder=subfolder, revision=revision,
@@ -293,10 +293,10 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
                           token=token)
 
         config = _read_json(fetch(CONFIG_NAME))
-        state_path = fetch(f"{cls._kind}.json")
+        state_path = fetch(f"{cls.kind}.json")
         state = _read_json(state_path)
         _check_state(cls, state, state_path)
-        weights_path = fetch(f"{cls._kind}.safetensors")
+        weights_path = fetch(f"{cls.kind}.safetensors")
         arrays = _read_arrays(weights_path)
 
         init_params = cls._get_param_names()

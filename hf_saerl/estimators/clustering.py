@@ -78,7 +78,7 @@ class SAEClusterer(SAEEstimator, tags=["sae-clustering", "kmeans"], model_card_t
         (dtype('int32'), dtype('float32'))
     """
 
-    _kind = "clusters"
+    kind = "clusters"
     _state_keys = ("n_clusters_", "algorithm_")
 
     def __init__(

@@ -256,7 +256,7 @@ class QualityProbe(_LinearProbe, tags=["quality-probe"], model_card_template=_QU
         1
     """
 
-    _kind = "quality_probe"
+    kind = "quality_probe"
     _state_keys = ("task_", "classes_")
 
     def __init__(
@@ -480,7 +480,7 @@ class DifficultyProbe(_LinearProbe, tags=["difficulty-probe"], model_card_templa
         True
     """
 
-    _kind = "difficulty_probe"
+    kind = "difficulty_probe"
     _state_keys = ("label_", "clip_", "alpha_", "l1_ratio_")
 
     def __init__(

@@ -436,7 +436,7 @@ def _fitted(kind, data):
 def test_save_load_round_trip_is_bit_identical(kind, data, tmp_path):
     probe = _fitted(kind, data)
     probe.save_pretrained(tmp_path)
-    stem = probe._kind
+    stem = probe.kind
     assert {p.name for p in tmp_path.iterdir()} == {"config.json", "README.md", f"{stem}.json", f"{stem}.safetensors"}
     card = (tmp_path / "README.md").read_text()
     assert "library_name: hf_saerl" in card and f"hf_saerl.{type(probe).__name__}" in card and "| n_train | 300 |" in card
