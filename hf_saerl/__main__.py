@@ -1,3 +1,5 @@
+"""`python -m hf_saerl`: the hf-saerl command line."""
+
 import sys
 
 from .cli import main

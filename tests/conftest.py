@@ -58,3 +58,14 @@ TEXTS = [
 @pytest.fixture
 def texts():
     return list(TEXTS)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` are the full-size versions of end-to-end tests: they run with ``-m slow`` (or
+    ``HF_SAERL_SLOW=1``); the default command, which CI runs, runs their small versions only."""
+    if "slow" in (config.getoption("-m") or "") or os.environ.get("HF_SAERL_SLOW"):
+        return
+    skip = pytest.mark.skip(reason="full-size version: run with -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
