@@ -1,18 +1,20 @@
 """Benchmark: encoding preference-pair spans with one forward per span vs one forward per pooling.
 
 A preference audit pools each response span (prompt as context, response tokens only) with both ``max``
-and ``freq`` pooling, and each prompt with ``max``. Old way: one ``SAEEncoder._pool`` call per pooling,
-so every response span runs the truncated model forward and the SAE twice (5 forwards per pair). New
-way: ``SAEEncoder._pool_many`` gives every pooling from one forward and one SAE encode (3 per pair).
+and ``freq`` pooling, and each prompt with ``max``. Old way: one single-pooling pass per pooling, so every
+response span runs the truncated model forward and the SAE twice (5 forwards per pair). New way:
+``SAEEncoder.pool_spans`` gives every pooling from one forward and one SAE encode (3 per pair).
 
 Both variants run the same ``encode_response_spans`` / ``encode_prompts`` code in the same process on
-the same pairs; the old one only has ``_pool_many`` replaced by a loop of single-pooling passes (what
-``_pool`` runs). One untimed full run warms up first (both variants see the same micro-batch shapes),
+the same pairs; the old one only has ``pool_spans`` replaced by a loop of single-pooling ``pool_spans``
+calls. One untimed full run warms up first (both variants see the same micro-batch shapes),
 then both are timed ``--repeats`` times, alternating, and each one's best run is reported. The two
 outputs are checked to agree before any time is reported.
 
     python benchmarks/bench_audit_spans.py                  # a random 8-layer Llama, hidden 256
     python benchmarks/bench_audit_spans.py --model smollm2  # the embedded SmolLM2-135M-Instruct
+
+    python benchmarks/bench_audit_spans.py --n-pairs 2 --max-length 32   # smallest: proves it runs
 
 Prints seconds, pooled tokens/s and the speed-up ratio old / new.
 """
@@ -51,23 +53,23 @@ def pairs(n: int) -> tuple[list[str], list[str], list[str], str]:
 
 @contextmanager
 def one_pool_call_per_pooling(enc):
-    """The old way: ``_pool_many`` replaced by one single-pooling pass (one forward + SAE encode) per
-    pooling, which is what ``_pool(..., pooling=p)`` runs (``_pool`` itself calls ``_pool_many``, so the
-    class's method is called directly here)."""
-    one_pass = type(enc)._pool_many
+    """The old way: ``enc.pool_spans`` replaced by one single-pooling ``pool_spans`` call (one forward + SAE
+    encode) per pooling. The class's method is called directly, as the instance attribute shadows it."""
+    one_pass = type(enc).pool_spans
 
-    def pool_many(token_ids, poolings, pool_from=None, **kw):
-        out, counts = {}, None
-        for pooling in dict.fromkeys(poolings):
-            single, counts = one_pass(enc, token_ids, (pooling,), pool_from, **kw)
-            out[pooling] = single[pooling]
-        return out, counts
+    def pool_spans(token_ids, poolings=None, **kw):
+        spans = None
+        pooled = {}
+        for pooling in dict.fromkeys(poolings or (enc.pooling,)):
+            spans = one_pass(enc, token_ids, (pooling,), **kw)
+            pooled[pooling] = spans.pooled[pooling]
+        return spans._replace(pooled=pooled)
 
-    enc._pool_many = pool_many  # instance attribute shadows the method
+    enc.pool_spans = pool_spans  # instance attribute shadows the method
     try:
         yield
     finally:
-        del enc._pool_many
+        del enc.pool_spans
 
 
 def encode_pairs(enc, prompts, chosen, rejected, batch_size):

@@ -2,9 +2,9 @@
 
 A response span is pooled over **its own tokens only**: the model reads ``prompt + response`` (so the
 response is seen in context) and every position before the first response token is masked out of the
-pooling (``SAEEncoder._pool_many(..., pool_from=...)``, which gives every requested pooling from one
-forward pass and one SAE encode per span). Prompt and response are tokenized separately and their ids
-concatenated, so the span boundary is exact for any tokenizer.
+pooling (:meth:`hf_saerl.SAEEncoder.pool_spans` with ``pool_from=``, which gives every requested pooling
+from one forward pass and one SAE encode per span; prompts alone go through the same loop). Prompt and
+response are tokenized separately and their ids concatenated, so the span boundary is exact for any tokenizer.
 
 Rows may be plain strings, or chat messages (TRL's conversational format: ``prompt`` a list of
 messages, ``chosen`` / ``rejected`` a list holding the assistant turn). Chat rows are rendered through
@@ -30,10 +30,11 @@ from typing import Any, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from ..estimators.base import is_missing
 from ..encoding.text import render_chat
+from ..errors import InvalidParameterError
+from ..core.validation import is_missing
 
-logger = logging.getLogger("hf_saerl")
+logger = logging.getLogger(__name__)
 
 __all__ = ["SpanFeatures", "render_pairs", "encode_response_spans", "encode_prompts"]
 
@@ -60,28 +61,31 @@ def render_pairs(tokenizer: Any, prompts: Sequence[Any], responses: Sequence[Any
     """Turn rows into ``(prompt_texts, response_texts, rendered)``.
 
     ``rendered`` is True when the chat template was applied (the prompt text then carries its own
-    special tokens). Raises a ``ValueError`` naming the rows for missing (None / NaN) or empty responses.
+    special tokens). Raises an :class:`~hf_saerl.errors.InvalidParameterError` (a ``ValueError``) naming the
+    rows for missing (None / NaN) or empty responses.
     """
     if len(prompts) != len(responses):
-        raise ValueError(f"Got {len(prompts)} prompts but {len(responses)} {column} responses; they must pair up.")
+        raise InvalidParameterError(f"Got {len(prompts)} prompts but {len(responses)} {column} responses; they must "
+                                    "pair up. Pass one response per prompt, or select the rows that have both.")
     bad = [i for i, r in enumerate(responses) if is_missing(r)]
     if bad:
-        raise ValueError(f"{len(bad)} missing (None/NaN) {column!r} response(s) at rows {bad[:10]}. Drop these pairs "
-                         f"first, e.g. dataset.filter(lambda r: r[{column!r}] is not None).")
+        raise InvalidParameterError(f"{len(bad)} missing (None/NaN) {column!r} response(s) at rows {bad[:10]}. Drop "
+                                    f"these pairs first, e.g. dataset.filter(lambda r: r[{column!r}] is not None).")
     bad = [i for i, p in enumerate(prompts) if is_missing(p)]
     if bad:
-        raise ValueError(f"{len(bad)} missing (None/NaN) prompt(s) at rows {bad[:10]}. Use '' for no prompt, or drop them.")
+        raise InvalidParameterError(f"{len(bad)} missing (None/NaN) prompt(s) at rows {bad[:10]}. Use '' for no "
+                                    "prompt, or drop them.")
     is_chat = any(isinstance(x, (list, tuple)) for x in list(prompts) + list(responses))
     if not (is_chat or chat_template):
         empty = [i for i, r in enumerate(responses) if not str(r).strip()]
         if empty:
-            raise ValueError(f"{len(empty)} empty {column!r} response(s) at rows {empty[:10]}: an empty span has no "
-                             f"features to compare. Drop these pairs first, e.g. dataset.filter(lambda r: "
-                             f"bool(str(r[{column!r}]).strip())).")
+            raise InvalidParameterError(f"{len(empty)} empty {column!r} response(s) at rows {empty[:10]}: an empty "
+                                        "span has no features to compare. Drop these pairs first, e.g. "
+                                        f"dataset.filter(lambda r: bool(str(r[{column!r}]).strip())).")
         return [str(p) for p in prompts], [str(r) for r in responses], False
     if getattr(tokenizer, "chat_template", None) is None:
-        raise ValueError("The rows hold chat messages (or chat_template=True), but the tokenizer has no chat template. "
-                         "Set tokenizer.chat_template or pass plain strings.")
+        raise InvalidParameterError("The rows hold chat messages (or chat_template=True), but the tokenizer has no "
+                                    "chat template. Set tokenizer.chat_template or pass plain strings.")
     prompt_texts, response_texts, empty = [], [], []
     for i, (p, r) in enumerate(zip(prompts, responses)):
         p_msgs = [{"role": "user", "content": p}] if isinstance(p, str) else list(p)
@@ -92,7 +96,7 @@ def render_pairs(tokenizer: Any, prompts: Sequence[Any], responses: Sequence[Any
         p_text = tokenizer.apply_chat_template(p_msgs, tokenize=False, add_generation_prompt=True)
         full = tokenizer.apply_chat_template(p_msgs + r_msgs, tokenize=False, add_generation_prompt=False)
         if not full.startswith(p_text):
-            raise ValueError(
+            raise InvalidParameterError(
                 f"Row {i}: the chat template renders the conversation so that it does not start with the rendered "
                 "prompt (add_generation_prompt=True), so the response span cannot be located. Pass plain strings "
                 "(prompt / response text) instead."
@@ -100,8 +104,8 @@ def render_pairs(tokenizer: Any, prompts: Sequence[Any], responses: Sequence[Any
         prompt_texts.append(p_text)
         response_texts.append(full[len(p_text):])
     if empty:
-        raise ValueError(f"{len(empty)} empty {column!r} response(s) at rows {empty[:10]}: an empty span has no "
-                         "features to compare. Drop these pairs first.")
+        raise InvalidParameterError(f"{len(empty)} empty {column!r} response(s) at rows {empty[:10]}: an empty span "
+                                    "has no features to compare. Drop these pairs first, or fill in the responses.")
     return prompt_texts, response_texts, True
 
 
@@ -131,10 +135,25 @@ def _to_csr(dense: np.ndarray, top_k: int | None) -> sp.csr_matrix:
     return sp.csr_matrix(dense, dtype=np.float32)
 
 
-def _chunks(n: int, batch_size: int, progress: bool, desc: str):
+def _pool_rows(encoder: Any, ids: list[list[int]], starts: list[int] | None, poolings: Sequence[str],
+               top_k: int | None, batch_size: int, progress: bool,
+               desc: str) -> tuple[dict[str, sp.csr_matrix], np.ndarray]:
+    """Pool ``ids`` (from ``starts`` when given) ``batch_size`` rows at a time, one forward per row for every
+    pooling; each chunk is densified to ``(batch_size, d_sae)``, cut to ``top_k`` and stacked as CSR."""
     from tqdm.auto import tqdm
 
-    return tqdm(range(0, n, batch_size), desc=desc, disable=not progress, total=(n + batch_size - 1) // batch_size)
+    blocks: dict[str, list[sp.csr_matrix]] = {p: [] for p in poolings}
+    n_tokens = np.zeros(len(ids), dtype=np.int32)
+    chunks = range(0, len(ids), batch_size)
+    for s in tqdm(chunks, desc=desc, disable=not progress, total=len(chunks)):
+        spans = encoder.pool_spans(ids[s:s + batch_size], poolings,
+                                   pool_from=None if starts is None else starts[s:s + batch_size])
+        for pooling in blocks:
+            blocks[pooling].append(_to_csr(spans.pooled[pooling], top_k))
+        n_tokens[s:s + batch_size] = spans.n_tokens
+    empty = sp.csr_matrix((0, encoder.d_sae), dtype=np.float32)
+    out = {p: (sp.vstack(b, format="csr") if b else empty.copy()) for p, b in blocks.items()}
+    return out, n_tokens
 
 
 def encode_response_spans(encoder: Any, prompts: Sequence[Any], responses: Sequence[Any], *,
@@ -152,21 +171,11 @@ def encode_response_spans(encoder: Any, prompts: Sequence[Any], responses: Seque
         progress: show a tqdm bar.
         column: name used in error messages.
     """
-    encoder._ensure_loaded()
-    tok = encoder._tokenizer
+    tok = encoder.tokenizer
     p_texts, r_texts, rendered = render_pairs(tok, prompts, responses, chat_template=encoder.text.chat_template,
                                               column=column)
     ids, starts, truncated = _span_ids(tok, p_texts, r_texts, rendered, encoder.max_length)
-    blocks: dict[str, list[sp.csr_matrix]] = {p: [] for p in poolings}
-    n_tokens = np.zeros(len(ids), dtype=np.int32)
-    for s in _chunks(len(ids), batch_size, progress, f"{column} spans"):
-        chunk_ids, chunk_starts = ids[s:s + batch_size], starts[s:s + batch_size]
-        pooled, counts = encoder._pool_many(chunk_ids, poolings, pool_from=chunk_starts)  # one forward per span
-        for pooling in blocks:
-            blocks[pooling].append(_to_csr(pooled[pooling], top_k))
-        n_tokens[s:s + batch_size] = counts
-    d_sae = encoder.d_sae
-    out = {p: (sp.vstack(b, format="csr") if b else sp.csr_matrix((0, d_sae), dtype=np.float32)) for p, b in blocks.items()}
+    out, n_tokens = _pool_rows(encoder, ids, starts, poolings, top_k, batch_size, progress, f"{column} spans")
     n_trunc = int(np.sum(truncated))
     if n_trunc:
         logger.warning("%d of %d %s spans exceeded max_length=%d tokens with their prompt; prompts were cut from the "
@@ -177,28 +186,16 @@ def encode_response_spans(encoder: Any, prompts: Sequence[Any], responses: Seque
 def encode_prompts(encoder: Any, prompts: Sequence[Any], *, poolings: Sequence[str] = ("max",),
                    top_k: int | None = None, batch_size: int = 32, progress: bool = False) -> SpanFeatures:
     """Pool each prompt on its own (BOS left out as the encoder does). Empty prompts give empty rows."""
-    encoder._ensure_loaded()
-    tok = encoder._tokenizer
-    texts = []
+    tok = encoder.tokenizer
+    ids, truncated = [], []
     for i, p in enumerate(prompts):
         if is_missing(p):
-            raise ValueError(f"Prompt at row {i} is missing (None/NaN). Use '' for no prompt, or drop the row.")
-        if isinstance(p, (list, tuple)) or encoder.text.chat_template:
-            texts.append((render_chat(tok, p, add_generation_prompt=True), True))
-        else:
-            texts.append((str(p), False))
-    ids, truncated = [], []
-    for text, rendered in texts:
+            raise InvalidParameterError(f"Prompt at row {i} is missing (None/NaN). Use '' for no prompt, or drop the "
+                                        "row.")
+        rendered = isinstance(p, (list, tuple)) or encoder.text.chat_template
+        text = render_chat(tok, p, add_generation_prompt=True) if rendered else str(p)
         row = tok(text, add_special_tokens=not rendered, truncation=False)["input_ids"]
         truncated.append(len(row) > encoder.max_length)
         ids.append(list(row)[: encoder.max_length])
-    blocks: dict[str, list[sp.csr_matrix]] = {p: [] for p in poolings}
-    n_tokens = np.zeros(len(ids), dtype=np.int32)
-    for s in _chunks(len(ids), batch_size, progress, "prompts"):
-        pooled, counts = encoder._pool_many(ids[s:s + batch_size], poolings)  # one forward per prompt
-        for pooling in blocks:
-            blocks[pooling].append(_to_csr(pooled[pooling], top_k))
-        n_tokens[s:s + batch_size] = counts
-    d_sae = encoder.d_sae
-    out = {p: (sp.vstack(b, format="csr") if b else sp.csr_matrix((0, d_sae), dtype=np.float32)) for p, b in blocks.items()}
+    out, n_tokens = _pool_rows(encoder, ids, None, poolings, top_k, batch_size, progress, "prompts")
     return SpanFeatures(out, n_tokens, np.asarray(truncated, dtype=bool))

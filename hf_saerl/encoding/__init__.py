@@ -5,8 +5,10 @@
 - :mod:`.hooks`: a TransformerLens-style hook name → the Hugging Face module to read;
 - :mod:`.activations`: the truncated forward pass over length-sorted micro-batches (:mod:`.batching`);
 - :mod:`.text`: the text of each row (a column, a template, a chat template);
-- :mod:`.pooling`: pooling over real tokens (mean, max, sum, last, freq);
+- :mod:`.pooling`: pooling over real tokens (mean, max, sum, last, freq), several at once;
 - :mod:`.sparse`: top-k sparse columns ↔ ``scipy.sparse`` matrices;
+- :mod:`.runtime`: the model, tokenizer and SAE of an encoder, loaded lazily, placed per rank, pickled small;
+- :mod:`.identity`: what identifies a model, tokenizer and SAE in a fingerprint;
 - :mod:`.encoder`: :class:`SAEEncoder`, the ``Dataset.map`` transform that composes them;
 - :mod:`.sae_training`: train an SAE with sae-lens's trainer for a model that has none.
 """

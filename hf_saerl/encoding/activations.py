@@ -25,6 +25,7 @@ from typing import Any, Iterator, NamedTuple, Sequence
 
 import torch
 
+from ..errors import InvalidParameterError
 from .batching import plan_microbatches
 from .hooks import ResolvedHook, resolve_hook
 
@@ -51,7 +52,8 @@ class ActivationReader:
         model: a loaded ``transformers`` causal LM (put it on its device and dtype first).
         tokenizer: its tokenizer.
         hook_name: ``blocks.{L}.hook_resid_pre|resid_post|mlp_out|attn_out`` or an HF module path
-            (see :mod:`hf_saerl.encoding.hooks`); an unknown hook raises a ``ValueError`` naming the choices.
+            (see :mod:`hf_saerl.encoding.hooks`); an unknown hook raises a
+            :class:`~hf_saerl.errors.HookMismatchError` naming the choices.
         max_length: texts are cut to this many tokens (BOS included) by :meth:`tokenize`.
         token_budget: padded tokens per micro-batch (rows × longest row).
         exclude_bos: leave out position 0 when it holds the BOS token (its norm is huge and its
@@ -69,9 +71,10 @@ class ActivationReader:
         exclude_bos: bool = True,
     ):
         if max_length < 2:
-            raise ValueError(f"max_length must be at least 2 tokens, got {max_length}.")
+            raise InvalidParameterError(f"max_length must be at least 2 tokens, got {max_length}; the default is 512.")
         if token_budget < 1:
-            raise ValueError(f"token_budget must be >= 1, got {token_budget}.")
+            raise InvalidParameterError(f"token_budget must be >= 1 (padded tokens per micro-batch), got "
+                                        f"{token_budget}; the default is 4096.")
         self.model, self.tokenizer, self.hook_name = model, tokenizer, hook_name
         self.max_length, self.token_budget, self.exclude_bos = max_length, token_budget, exclude_bos
         self.hook: ResolvedHook = resolve_hook(model, hook_name)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from ..errors import InvalidParameterError
+
 
 def plan_microbatches(lengths: Sequence[int], token_budget: int, max_rows: int | None = None) -> list[list[int]]:
     """Group example indices into micro-batches, longest first, so that each padded micro-batch holds at
@@ -14,7 +16,8 @@ def plan_microbatches(lengths: Sequence[int], token_budget: int, max_rows: int |
         [[1, 3], [2, 0]]
     """
     if token_budget < 1:
-        raise ValueError(f"token_budget must be >= 1, got {token_budget}.")
+        raise InvalidParameterError(f"token_budget must be >= 1 (padded tokens per micro-batch), got {token_budget}; "
+                                    "the default is 4096.")
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
     current: list[int] = []

@@ -1,29 +1,53 @@
-"""``SAEEncoder``: a ``Dataset.map`` transform that attaches pooled, sparse SAE features."""
+"""``SAEEncoder``: a ``Dataset.map`` transform that attaches pooled, sparse SAE features.
+
+The encoder is a composition: :class:`~hf_saerl.encoding.text.TextBuilder` reads the text of each row,
+:class:`~hf_saerl.encoding.runtime.EncoderRuntime` holds the model, tokenizer and SAE (lazy loading, device per
+rank, small pickles), :class:`~hf_saerl.encoding.activations.ActivationReader` runs the truncated forward, and
+:func:`~hf_saerl.encoding.pooling.pool_microbatches` pools the SAE codes. Its fingerprint is built from
+:meth:`SAEEncoder.config` and :mod:`hf_saerl.encoding.identity`.
+"""
 
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ..core import columns as C
-from .activations import ActivationReader
-from ..core.fingerprint import Fingerprinted, module_digest, path_digest, stable_hash
-from .hooks import ResolvedHook, resolve_hook
-from .loading import default_device, is_model_spec, load_config, load_model, load_sae, resolve_dtype, sae_hook_name
-from .pooling import POOLINGS, SegmentPooler
+from ..core.fingerprint import Fingerprinted, stable_hash
+from ..core.serialization import jsonable
+from ..errors import HookMismatchError, InvalidParameterError, WidthMismatchError
+from .activations import ActivationBatch, ActivationReader
+from .hooks import check_hook_width
+from .loading import sae_hook_name, sae_pool_start
+from .pooling import POOLINGS, PooledSpans, check_poolings, pool_microbatches
+from .runtime import EncoderRuntime
 from .sparse import topk_rows
-from .text import TextBuilder
+from .text import TextBuilder, render_chat, tokenize_texts
 
-logger = logging.getLogger("hf_saerl")
+logger = logging.getLogger(__name__)
 
-TRUNCATED = "sae_truncated"
+__all__ = ["SAEEncoder", "PooledSpans", "sae_pool_start", "TRUNCATED"]
+
+TRUNCATED = C.SAE_TRUNCATED
 _FORMAT_VERSION = 1
-_SAE_CHUNK_FLOATS = 1 << 24  # SAE-encode at most this many (token × latent) floats at once
+
+
+def _delegated(name: str, doc: str, convert: Any = None) -> property:
+    """A property reading ``self.runtime.<name>``; settable (through ``convert``) when ``convert`` is given."""
+    def get(self: "SAEEncoder") -> Any:
+        return getattr(self.runtime, name)
+
+    def set_(self: "SAEEncoder", value: Any) -> None:  # takes effect when the model is next placed
+        setattr(self.runtime, name, convert(value))
+
+    return property(get, set_ if convert is not None else None, doc=doc)
+
+
+def _dtype_name(dtype: Any) -> str | None:
+    return None if dtype is None else str(dtype).replace("torch.", "")
 
 
 class SAEEncoder(Fingerprinted):
@@ -58,6 +82,11 @@ class SAEEncoder(Fingerprinted):
         device, dtype: default to CUDA (``cuda:{rank}`` under ``with_rank=True``) with bf16 when a GPU
             exists, else CPU with fp32.
 
+    Besides the ``datasets`` transform (``__call__``, :meth:`map`, :attr:`features`), the encoder offers
+    :meth:`encode`, :meth:`pooled_activations`, :meth:`iter_activations` and :meth:`pool_spans` (any token
+    spans, several poolings from one forward), and the :attr:`model`, :attr:`tokenizer` and :attr:`sae` it reads
+    through (each loaded on first use).
+
     Example:
         >>> from datasets import Dataset
         >>> from hf_saerl import SAEEncoder
@@ -69,6 +98,9 @@ class SAEEncoder(Fingerprinted):
         >>> len(ds[0]["sae_indices"]), ds[0]["sae_n_tokens"]
         (8, 9)
     """
+
+    #: Constructor options that :meth:`config` leaves out: where and how fast the model runs, never what it gives.
+    RUNTIME_OPTIONS = ("token_budget", "device")
 
     def __init__(
         self,
@@ -99,160 +131,99 @@ class SAEEncoder(Fingerprinted):
         activations_column: str | None = None,
     ):
         if pooling not in POOLINGS:
-            raise ValueError(f"Unknown pooling {pooling!r}; choose one of {POOLINGS}.")
+            raise InvalidParameterError(f"Unknown pooling {pooling!r}; choose one of {POOLINGS}.")
         if top_k is not None and top_k < 1:
-            raise ValueError(f"top_k must be a positive int or None (keep all non-zeros), got {top_k}.")
+            raise InvalidParameterError(f"top_k must be a positive int or None (keep all non-zeros), got {top_k}.")
         if max_length < 2:
-            raise ValueError(f"max_length must be at least 2 tokens, got {max_length}.")
+            raise InvalidParameterError(f"max_length must be at least 2 tokens, got {max_length}; the default is 512.")
         if on_overlong not in ("truncate", "error"):
-            raise ValueError(f"on_overlong must be 'truncate' or 'error', got {on_overlong!r}.")
+            raise InvalidParameterError(f"on_overlong must be 'truncate' or 'error', got {on_overlong!r}.")
         if on_empty not in ("error", "zeros"):
-            raise ValueError(f"on_empty must be 'error' or 'zeros', got {on_empty!r}.")
+            raise InvalidParameterError(f"on_empty must be 'error' or 'zeros', got {on_empty!r}.")
         self.text = TextBuilder(text_column, template, chat_template)
         self.max_length, self.on_overlong, self.on_empty = max_length, on_overlong, on_empty
         self.pooling, self.top_k, self.exclude_bos, self.token_budget = pooling, top_k, exclude_bos, token_budget
-        self.device, self.dtype = device, None if dtype is None else str(dtype).replace("torch.", "")
         self.indices_column, self.values_column = indices_column, values_column
         self.n_tokens_column, self.truncated_column = n_tokens_column, truncated_column
         self.activations_column = activations_column
-
-        self.model_spec = str(model) if is_model_spec(model) else None
-        self.gguf_file, self.revision = gguf_file, revision
-        self.tokenizer_spec = str(tokenizer) if is_model_spec(tokenizer) else None
-        self.sae_spec = _sae_spec(sae)
-        self._clear_runtime()
-        if self.model_spec is None:
-            if tokenizer is None:
-                raise ValueError("A loaded model needs its tokenizer: pass tokenizer=AutoTokenizer.from_pretrained(...).")
-            self._model, self._tokenizer = model.eval(), tokenizer if self.tokenizer_spec is None else None
-        self._sae = load_sae(sae)
-        self.d_in, self.d_sae = int(self._sae.cfg.d_in), int(self._sae.cfg.d_sae)
-        self.pool_start = sae_pool_start(self._sae) if pool_start is None else int(pool_start)
+        self.runtime = EncoderRuntime(model, sae, tokenizer=tokenizer, gguf_file=gguf_file, revision=revision,
+                                      device=device, dtype=dtype)
+        sae_obj = self.runtime.sae
+        self.d_in, self.d_sae = int(sae_obj.cfg.d_in), int(sae_obj.cfg.d_sae)
+        self.pool_start = sae_pool_start(sae_obj) if pool_start is None else int(pool_start)
         if self.pool_start < 0:
-            raise ValueError(f"pool_start must be >= 0 (the first token position to pool), got {pool_start}.")
-        self.hook_name = hook_name or sae_hook_name(self._sae)
+            raise InvalidParameterError(f"pool_start must be >= 0 (the first token position to pool), got "
+                                        f"{pool_start}; or leave it None to follow the SAE's own training positions.")
+        self.hook_name = hook_name or sae_hook_name(sae_obj)
         if not self.hook_name:
-            raise ValueError("The SAE records no hook_name in cfg.metadata; pass hook_name= (e.g. 'blocks.6.hook_resid_post').")
-        self._validate_against_model()
+            raise HookMismatchError("The SAE records no hook_name in cfg.metadata; pass hook_name= (e.g. "
+                                    "'blocks.6.hook_resid_post'), or set sae.cfg.metadata.hook_name.")
+        check_hook_width(self.runtime.structure(), self.hook_name, self.d_in)
 
-    # ------------------------------------------------------------------ construction-time checks
-    def _validate_against_model(self) -> None:
-        if self._model is not None:
-            model, config = self._model, self._model.config
-        else:
-            from transformers import AutoModelForCausalLM
+    # ------------------------------------------------------------------ what it reads through
+    @property
+    def model(self) -> Any:
+        """The causal LM, loaded on first use (on ``device`` / ``dtype``, see :class:`EncoderRuntime`)."""
+        return self.runtime.model
 
-            config = load_config(self.model_spec, self.gguf_file, self.revision)
-            with torch.device("meta"):
-                model = AutoModelForCausalLM.from_config(config)
-        hook = resolve_hook(model, self.hook_name)
-        hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", None)
-        if hidden is not None and _reads_residual_width(hook, model) and hidden != self.d_in:
-            raise ValueError(
-                f"SAE width mismatch: the SAE expects d_in={self.d_in} activations, but {self.hook_name!r} of "
-                f"this model has hidden size {hidden}. Use an SAE trained on this model (same layer type and width)."
-            )
-        self._n_layers = getattr(config, "num_hidden_layers", None)
+    @property
+    def tokenizer(self) -> Any:
+        """The tokenizer, loaded on first use (without loading the model)."""
+        return self.runtime.tokenizer
 
-    # ------------------------------------------------------------------ runtime (never pickled)
-    def _clear_runtime(self) -> None:
-        self._model = self._tokenizer = self._sae = None
-        self._reader: ActivationReader | None = None
-        self._device_used: torch.device | None = None
+    @property
+    def sae(self) -> Any:
+        """The sae-lens SAE, loaded on first use (without loading the model)."""
+        return self.runtime.sae
 
-    def _ensure_loaded(self, rank: int | None = None) -> None:
-        if rank is not None and self._reader is None and not torch.cuda.is_available():
-            # A `map(num_proc=n)` worker forked from a parent that already ran torch: OpenMP's thread
-            # pool does not survive fork and the first parallel op would hang. One thread per worker
-            # (as torch's DataLoader workers do); the processes are the parallelism.
-            torch.set_num_threads(1)
-        if self._model is None:
-            device = torch.device(self.device) if self.device else default_device(rank)
-            self._model, self._tokenizer = load_model(
-                self.model_spec, self.tokenizer_spec, gguf_file=self.gguf_file, revision=self.revision,
-                device=device, dtype=self.dtype,
-            )
-        elif self._device_used is None and (self.device or self.dtype):
-            device = torch.device(self.device) if self.device else next(self._model.parameters()).device
-            self._model = self._model.to(device=device, dtype=resolve_dtype(self.dtype, device))
-        if self._tokenizer is None:
-            from transformers import AutoTokenizer
-
-            self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_spec)
-        if self._sae is None:
-            self._sae = load_sae(self.sae_spec)
-        if self._reader is None:
-            self._reader = ActivationReader(
-                self._model, self._tokenizer, self.hook_name, max_length=self.max_length,
-                token_budget=self.token_budget, exclude_bos=self.exclude_bos,
-            )
-            self._device_used = self._reader.device
-            self._sae = self._sae.to(self._device_used)
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        for key in ("_reader", "_device_used"):
-            state[key] = None
-        if self.model_spec is not None:
-            state["_model"] = state["_tokenizer"] = None
-        elif self._model is not None:
-            # Class + config + weights, not the live object: after one output_hidden_states=True call,
-            # transformers 5 leaves forward hooks holding ContextVars on the layers, which cannot be pickled
-            # (num_proc workers, Ray actors). Rebuilding costs an init; an encoder built from a model id or
-            # folder ships its configuration only.
-            state["_model"] = {"class": type(self._model), "config": self._model.config,
-                               "dtype": next(self._model.parameters()).dtype,
-                               "weights": {k: v.cpu() for k, v in self._model.state_dict().items()}}
-        if self.tokenizer_spec is not None:
-            state["_tokenizer"] = None
-        if self.sae_spec is not None:
-            state["_sae"] = None
-        elif hasattr(self._sae.cfg, "to_dict"):  # sae-lens SAEs hold lambdas: ship config + weights
-            state["_sae"] = {"cfg": self._sae.cfg.to_dict(), "weights": {k: v.cpu() for k, v in self._sae.state_dict().items()}}
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        if isinstance(self._model, dict):
-            shipped = self._model
-            model = shipped["class"](shipped["config"]).to(shipped["dtype"])
-            model.load_state_dict(shipped["weights"], strict=True)
-            self._model = model.eval()
-        if isinstance(self._sae, dict):
-            from sae_lens import SAE
-
-            sae = SAE.from_dict(self._sae["cfg"])
-            sae.load_state_dict(self._sae["weights"])
-            self._sae = sae.eval()
+    model_spec = _delegated("model_spec", "The model's Hub id or folder; ``None`` for an in-memory model.")
+    tokenizer_spec = _delegated("tokenizer_spec", "The tokenizer's Hub id or folder, if one was given.")
+    sae_spec = _delegated("sae_spec", "The SAE's ``(release, sae_id)`` or folder; ``None`` for an in-memory SAE.")
+    gguf_file = _delegated("gguf_file", "The GGUF file inside the model's folder, if any.")
+    revision = _delegated("revision", "The model's Hub revision, if any.")
+    device = _delegated("device", "Where the model runs (``None``: the default device, per rank).", lambda v: v)
+    dtype = _delegated("dtype", "The model's dtype name (``None``: bf16 on GPU, fp32 on CPU).", _dtype_name)
 
     # ------------------------------------------------------------------ identity
     def config(self) -> dict[str, Any]:
-        """The JSON-able configuration (everything that decides the output columns)."""
+        """The JSON-able configuration: everything that decides the output columns.
+
+        It holds every constructor option except :attr:`RUNTIME_OPTIONS` (``token_budget``, ``device``), which never
+        change the output, plus ``d_in`` and ``d_sae`` (the SAE's widths, not options). The references ``model``,
+        ``tokenizer``, ``sae`` (a ``(release, sae_id)`` as a list), ``gguf_file`` and ``revision`` say what was
+        read; every other key is an option that a saved pipeline restores as is, so
+        ``{k: v for k, v in config().items() if k in inspect.signature(SAEEncoder).parameters}`` minus the
+        references rebuilds an equal encoder, and a new option needs only its entry here.
+
+        Example:
+            >>> from hf_saerl import SAEEncoder
+            >>> from hf_saerl.testing import tiny_llama, tiny_sae, tiny_tokenizer
+            >>> config = SAEEncoder(tiny_llama(), tiny_sae(), tokenizer=tiny_tokenizer(), pooling="max").config()
+            >>> config["pooling"], config["hook_name"], config["d_sae"], config["model"]
+            ('max', 'blocks.1.hook_resid_post', 128, None)
+        """
         return {
             "model": self.model_spec, "gguf_file": self.gguf_file, "revision": self.revision,
-            "tokenizer": self.tokenizer_spec, "sae": _jsonable_spec(self.sae_spec), "hook_name": self.hook_name,
+            "tokenizer": self.tokenizer_spec, "sae": jsonable(self.sae_spec), "hook_name": self.hook_name,
             "d_in": self.d_in, "d_sae": self.d_sae, **self.text.to_dict(), "max_length": self.max_length,
             "on_overlong": self.on_overlong, "on_empty": self.on_empty, "pooling": self.pooling, "top_k": self.top_k,
-            "exclude_bos": self.exclude_bos, "pool_start": self.pool_start, "dtype": self.dtype, "indices_column": self.indices_column,
-            "values_column": self.values_column, "n_tokens_column": self.n_tokens_column,
-            "truncated_column": self.truncated_column, "activations_column": self.activations_column,
+            "exclude_bos": self.exclude_bos, "pool_start": self.pool_start, "dtype": self.dtype,
+            "indices_column": self.indices_column, "values_column": self.values_column,
+            "n_tokens_column": self.n_tokens_column, "truncated_column": self.truncated_column,
+            "activations_column": self.activations_column,
         }
 
     @property
     def fingerprint(self) -> str:
         """A short digest of the configuration and the weights' identity (not of every weight)."""
         identity = {k: v for k, v in self.config().items() if k not in ("model", "tokenizer", "sae")}
-        identity["model"] = _model_identity(self.model_spec, self.gguf_file, self.revision, self._model)
-        if self.tokenizer_spec or self.model_spec is None:  # else the model's files cover the tokenizer
-            identity["tokenizer"] = self.tokenizer_spec or _tokenizer_identity(self._tokenizer)
-        identity["sae"] = _sae_identity(self.sae_spec, self._sae)
+        identity.update(self.runtime.identity())
         identity["format"] = _FORMAT_VERSION
         return stable_hash(identity)
 
     def __repr__(self) -> str:
-        model = self.model_spec or type(self._model).__name__
-        return (f"SAEEncoder(model={model!r}, hook_name={self.hook_name!r}, d_sae={self.d_sae}, "
-                f"pooling={self.pooling!r}, top_k={self.top_k})")
+        return (f"SAEEncoder(model={self.runtime.describe_model()!r}, hook_name={self.hook_name!r}, "
+                f"d_sae={self.d_sae}, pooling={self.pooling!r}, top_k={self.top_k})")
 
     # ------------------------------------------------------------------ datasets integration
     @property
@@ -281,20 +252,19 @@ class SAEEncoder(Fingerprinted):
 
     def __call__(self, batch: Mapping[str, Sequence[Any]], rank: int | None = None) -> dict[str, list]:
         """Encode one batch (``Dataset.map(encoder, batched=True[, with_rank=True])``)."""
-        self._ensure_loaded(rank)
-        texts = self.text.build(batch, self._tokenizer)
+        self._reader(rank)  # load (and place per rank) before anything else touches the runtime
+        texts = self.text.build(batch, self.tokenizer)
         token_ids, truncated = self._tokenize(texts)
-        raw = np.zeros((len(token_ids), self.d_in), np.float32) if self.activations_column else None
-        pooled, n_tokens = self._pool(token_ids, raw=raw)
-        indices, values = topk_rows(pooled, self.top_k)
+        spans = self.pool_spans(token_ids, raw_poolings=(self.pooling,) if self.activations_column else ())
+        indices, values = topk_rows(spans.pooled[self.pooling], self.top_k)
         out = {  # plain lists: IterableDataset.map passes returned arrays through as numpy
             self.indices_column: [row.tolist() for row in indices],
             self.values_column: [row.tolist() for row in values],
-            self.n_tokens_column: n_tokens.tolist(),
+            self.n_tokens_column: spans.n_tokens.tolist(),
             self.truncated_column: truncated,
         }
-        if raw is not None:
-            out[self.activations_column] = raw.tolist()
+        if self.activations_column:
+            out[self.activations_column] = spans.raw[self.pooling].tolist()
         return out
 
     def map(self, dataset: Any, *, batch_size: int = 256, desc: str | None = "SAE features", **map_kwargs: Any) -> Any:
@@ -309,7 +279,8 @@ class SAEEncoder(Fingerprinted):
         kwargs = dict(batched=True, batch_size=batch_size, features=features, **map_kwargs)
         if isinstance(dataset, Dataset):
             kwargs.setdefault("desc", desc)
-            kwargs.setdefault("new_fingerprint", stable_hash([dataset._fingerprint, self.fingerprint, _jsonable(map_kwargs), batch_size], 32))
+            key = [dataset._fingerprint, self.fingerprint, jsonable(map_kwargs), batch_size]
+            kwargs.setdefault("new_fingerprint", stable_hash(key, 32))
             if kwargs.get("num_proc", 1) and kwargs.get("num_proc", 1) > 1:
                 kwargs.setdefault("with_rank", True)
             out = dataset.map(self, **kwargs)
@@ -327,9 +298,8 @@ class SAEEncoder(Fingerprinted):
         pooled latents. Templates over columns apply to datasets only."""
         from .sparse import sparse_matrix
 
-        def run(chunk):
-            ids, _ = self._tokenize(self._texts(chunk))
-            return topk_rows(self._pool(ids)[0], self.top_k)
+        def run(ids):
+            return topk_rows(self.pool_spans(ids).pooled[self.pooling], self.top_k)
 
         out = self._batched(texts, batch_size, progress, run)
         batch = {"i": [r for idx, _ in out for r in idx], "v": [r for _, val in out for r in val]}
@@ -339,172 +309,108 @@ class SAEEncoder(Fingerprinted):
                            progress: bool = False) -> np.ndarray:
         """Raw hooked activations pooled per text, ``(len(texts), d_in)`` float32: the dense baseline that
         SAE features are compared against."""
-        def run(chunk):
-            ids, _ = self._tokenize(self._texts(chunk))
-            return self._pool(ids, through_sae=False, pooling=pooling)[0]
+        pooling = pooling or self.pooling
+
+        def run(ids):
+            return self.pool_spans(ids, (pooling,), through_sae=False).pooled[pooling]
 
         return np.concatenate(self._batched(texts, batch_size, progress, run) or [np.zeros((0, self.d_in), np.float32)])
 
     def iter_activations(self, texts: Sequence[Any], batch_size: int = 64, progress: bool = False) -> Iterator[torch.Tensor]:
         """Yield the hooked activations of real tokens (padding and BOS left out) as ``(n_tokens, d_in)``
         tensors, micro-batch by micro-batch. This is what SAE training consumes."""
-        self._ensure_loaded()
+        reader = self._reader()
         from tqdm.auto import tqdm
 
         for start in tqdm(range(0, len(texts), batch_size), desc="activations", disable=not progress):
             ids, _ = self._tokenize(self._texts(texts[start:start + batch_size]))
-            for _, flat, _, _ in self._forward(ids):
-                yield flat
+            for batch in reader.microbatches(ids, self._pool_from(ids, None)):
+                yield batch.flat
+
+    def pool_spans(self, token_ids: Sequence[Sequence[int]], poolings: Sequence[str] | None = None, *,
+                   pool_from: Sequence[int] | None = None, through_sae: bool = True,
+                   raw_poolings: Sequence[str] = ()) -> PooledSpans:
+        """Pool token spans every way in ``poolings`` from **one** forward and one SAE encode per token.
+
+        Args:
+            token_ids: one list of token ids per row, as the model should read them (special tokens included;
+                rows are not cut, so keep them within ``max_length``). Empty rows pool to zeros.
+            poolings: names from ``mean``, ``max``, ``sum``, ``last``, ``freq`` (repeats dropped, order kept);
+                ``None`` is the encoder's own ``pooling``.
+            pool_from: per row, the first position to pool; the positions before it are read as context only
+                (e.g. a prompt before its response). The encoder's ``pool_start`` and ``exclude_bos`` still apply.
+            through_sae: ``False`` pools the raw hooked activations (``d_in`` wide) instead of the SAE codes.
+            raw_poolings: also pool the raw activations these ways in the same pass (``PooledSpans.raw``).
+
+        Returns:
+            :class:`~hf_saerl.encoding.pooling.PooledSpans`: ``pooled`` (pooling -> ``(n, d_sae)`` float32,
+            ``(n, d_in)`` with ``through_sae=False``), ``n_tokens`` (``(n,)`` int32, tokens pooled per row) and
+            ``raw`` (pooling -> ``(n, d_in)`` float32). Each array equals what a single-pooling call gives.
+
+        Example:
+            >>> from hf_saerl import SAEEncoder
+            >>> from hf_saerl.testing import tiny_llama, tiny_sae, tiny_tokenizer
+            >>> enc = SAEEncoder(tiny_llama(), tiny_sae(), tokenizer=tiny_tokenizer())
+            >>> ids = enc.tokenizer(["Q: 2+2? A: 4"])["input_ids"]  # BOS + one id per character
+            >>> spans = enc.pool_spans(ids, poolings=("max", "freq"), pool_from=[1 + len("Q: 2+2? ")])
+            >>> spans.pooled["max"].shape, spans.n_tokens.tolist()  # the 4 tokens of "A: 4", read after the question
+            ((1, 128), [4])
+        """
+        poolings = check_poolings((self.pooling,) if poolings is None else poolings)
+        raw_poolings = check_poolings(raw_poolings) if raw_poolings else []
+        if pool_from is not None and len(pool_from) != len(token_ids):
+            raise InvalidParameterError(f"pool_from has {len(pool_from)} entries for {len(token_ids)} rows of "
+                                        "token_ids; pass one start position per row, or pool_from=None to pool whole "
+                                        "rows.")
+        reader = self._reader()
+        encode = None
+        if through_sae:
+            sae = self.runtime.sae
+            sae_dtype = next(sae.parameters()).dtype
+
+            def encode(x: torch.Tensor) -> torch.Tensor:
+                return sae.encode(x.to(sae_dtype))
+
+        batches = self._checked(reader.microbatches(token_ids, self._pool_from(token_ids, pool_from)))
+        return pool_microbatches(batches, len(token_ids), poolings, self.d_sae if through_sae else self.d_in,
+                                 encode=encode, raw_poolings=raw_poolings, raw_width=self.d_in)
+
+    # ------------------------------------------------------------------ internals
+    def _reader(self, rank: int | None = None) -> ActivationReader:
+        return self.runtime.reader(self.hook_name, max_length=self.max_length, token_budget=self.token_budget,
+                                   exclude_bos=self.exclude_bos, rank=rank)
+
+    def _pool_from(self, token_ids: Sequence[Sequence[int]], pool_from: Sequence[int] | None) -> Sequence[int] | None:
+        if not self.pool_start:
+            return pool_from
+        return [max(self.pool_start, p) for p in (pool_from or [0] * len(token_ids))]
+
+    def _checked(self, batches: Iterator[ActivationBatch]) -> Iterator[ActivationBatch]:
+        for batch in batches:
+            if batch.flat.shape[-1] != self.d_in:
+                raise WidthMismatchError(
+                    f"The activation at {self.hook_name!r} has width {batch.flat.shape[-1]} but the SAE expects "
+                    f"d_in={self.d_in}. Use an SAE trained on this hook of this model, or pass the hook_name= it was "
+                    "trained on."
+                )
+            yield batch
 
     def _texts(self, chunk: Sequence[Any]) -> list[Any]:
         texts = list(chunk)
         if self.text.chat_template:
-            from .text import render_chat
-
-            texts = [render_chat(self._tokenizer, t) for t in texts]
+            texts = [render_chat(self.tokenizer, t) for t in texts]
         return texts
 
     def _batched(self, texts, batch_size, progress, fn):
+        """``fn(token_ids)`` over chunks of ``batch_size`` texts, tokenized as the encoder does."""
         from tqdm.auto import tqdm
 
-        self._ensure_loaded()
+        self._reader()
         chunks = range(0, len(texts), batch_size)
-        return [fn(list(texts[s:s + batch_size])) for s in tqdm(chunks, desc="SAE features", disable=not progress)]
+        return [fn(self._tokenize(self._texts(list(texts[s:s + batch_size])))[0])
+                for s in tqdm(chunks, desc="SAE features", disable=not progress)]
 
-    # ------------------------------------------------------------------ core
     def _tokenize(self, texts: Sequence[Any]) -> tuple[list[list[int]], list[bool]]:
-        empty = [i for i, t in enumerate(texts) if t is None or not str(t).strip()]
-        if empty and self.on_empty == "error":
-            raise ValueError(
-                f"{len(empty)} empty text(s) in this batch (batch rows {empty[:10]}). Filter them first, e.g. "
-                f"dataset.filter(lambda r: bool(r[{self.text.columns[0]!r}] and r[{self.text.columns[0]!r}].strip())), "
-                "or pass on_empty='zeros' to give them no features (sae_n_tokens=0)."
-            )
-        add_special = not self.text.chat_template
-        encoded = self._tokenizer([t if i not in empty else "" for i, t in enumerate(texts)],
-                                  add_special_tokens=add_special, truncation=False)["input_ids"]
-        truncated = [len(ids) > self.max_length for ids in encoded]
-        if any(truncated) and self.on_overlong == "error":
-            rows = [i for i, t in enumerate(truncated) if t]
-            longest = max(len(encoded[i]) for i in rows)
-            raise ValueError(
-                f"{len(rows)} text(s) exceed max_length={self.max_length} tokens (batch rows {rows[:10]}, longest "
-                f"{longest}). Raise max_length=, shorten the texts, or pass on_overlong='truncate'."
-            )
-        token_ids = [ids[: self.max_length] if i not in empty else [] for i, ids in enumerate(encoded)]
-        return token_ids, truncated
-
-    def _forward(self, token_ids: list[list[int]], pool_from: Sequence[int] | None = None):
-        """Yield ``(rows, flat, row_ids, is_last)`` per micro-batch (see :class:`ActivationReader`)."""
-        if self.pool_start:
-            pool_from = [max(self.pool_start, p) for p in (pool_from or [0] * len(token_ids))]
-        return self._reader.microbatches(token_ids, pool_from)
-
-    def _pool(self, token_ids: list[list[int]], through_sae: bool = True, pooling: str | None = None,
-              pool_from: Sequence[int] | None = None, raw: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Pooled SAE codes (or raw activations with ``through_sae=False``) and pooled-token counts per text.
-        ``raw``, an ``(n, d_in)`` array, is filled in the same pass with the raw activations pooled alike."""
-        pooling = pooling or self.pooling
-        pooled, n_tokens = self._pool_many(token_ids, (pooling,), pool_from, through_sae=through_sae,
-                                           raw=None if raw is None else {pooling: raw})
-        return pooled[pooling], n_tokens
-
-    def _pool_many(self, token_ids: list[list[int]], poolings: Sequence[str], pool_from: Sequence[int] | None = None,
-                   *, through_sae: bool = True, raw: Mapping[str, np.ndarray] | None = None,
-                   ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Several poolings from **one** forward and one SAE encode per token: ``({pooling: (n, width)
-        float32}, pooled-token counts)``, each array equal to what ``_pool(..., pooling=p)`` gives.
-        ``raw`` maps a pooling to an ``(n, d_in)`` array to fill with the raw activations pooled that way."""
-        poolings = list(dict.fromkeys(poolings))  # drop repeats, keep order
-        if not poolings:
-            raise ValueError(f"poolings must name at least one of {POOLINGS}.")
-        bad = [p for p in poolings if p not in POOLINGS]
-        if bad:
-            raise ValueError(f"Unknown pooling(s) {bad}; choose from {POOLINGS}.")
-        raw = dict(raw or {})
-        width = self.d_sae if through_sae else self.d_in
-        pooled = {p: np.zeros((len(token_ids), width), dtype=np.float32) for p in poolings}
-        n_tokens = np.zeros(len(token_ids), dtype=np.int32)
-        sae_dtype = next(self._sae.parameters()).dtype
-        for rows, flat, row_ids, is_last in self._forward(token_ids, pool_from):
-            with torch.inference_mode():
-                if flat.shape[-1] != self.d_in:
-                    raise ValueError(
-                        f"The activation at {self.hook_name!r} has width {flat.shape[-1]} but the SAE expects "
-                        f"d_in={self.d_in}. Use an SAE trained on this hook of this model."
-                    )
-                poolers = {p: SegmentPooler(p, len(rows), width, device=flat.device) for p in poolings}
-                raw_poolers = {p: SegmentPooler(p, len(rows), self.d_in, device=flat.device) for p in raw}
-                chunk = max(1, _SAE_CHUNK_FLOATS // width)
-                for s in range(0, flat.shape[0], chunk):
-                    x, seg, last = flat[s:s + chunk], row_ids[s:s + chunk], is_last[s:s + chunk]
-                    acts = (self._sae.encode(x.to(sae_dtype)) if through_sae else x).float()
-                    for pooler in poolers.values():
-                        pooler.update(acts, seg, last)
-                    if raw_poolers:
-                        xf = x.float()
-                        for raw_pooler in raw_poolers.values():
-                            raw_pooler.update(xf, seg, last)
-                for p, pooler in poolers.items():
-                    pooled[p][rows] = pooler.result().cpu().numpy()
-                for p, raw_pooler in raw_poolers.items():
-                    raw[p][rows] = raw_pooler.result().cpu().numpy()
-                n_tokens[rows] = poolers[poolings[0]].counts.cpu().numpy().astype(np.int32)
-        return pooled, n_tokens
-
-
-# ---------------------------------------------------------------------- helpers
-def sae_pool_start(sae: Any) -> int:
-    """The first token position the SAE was trained on: the start of ``cfg.metadata.seqpos_slice``
-    (sae-lens records it; 0 when absent). SAEs trained without position 0 have never seen the
-    attention-sink activation there, whose norm can be 100x the others' (e.g. SmolLM2, whose
-    tokenizer adds no BOS), so it is not pooled either."""
-    metadata = getattr(sae.cfg, "metadata", None)
-    seqpos = metadata.get("seqpos_slice") if metadata is not None and hasattr(metadata, "get") else None
-    start = seqpos[0] if seqpos else None
-    return int(start) if isinstance(start, int) and start > 0 else 0
-
-
-def _sae_spec(sae: Any) -> tuple[str, str] | str | None:
-    if isinstance(sae, tuple):
-        return (str(sae[0]), str(sae[1])) if len(sae) == 2 else sae
-    if is_model_spec(sae):
-        return str(Path(sae))
-    return None
-
-
-def _jsonable_spec(spec: Any) -> Any:
-    return list(spec) if isinstance(spec, tuple) else spec
-
-
-def _jsonable(obj: Any) -> Any:
-    return {k: (v if isinstance(v, (str, int, float, bool, type(None), list, tuple)) else repr(v)) for k, v in obj.items()}
-
-
-def _reads_residual_width(hook: ResolvedHook, model: Any) -> bool:
-    if hook.layer is None:
-        return False
-    return hook.hook_name.startswith("blocks.") or hook.module_path.rsplit(".", 1)[-1].isdigit()
-
-
-def _model_identity(spec: str | None, gguf_file: str | None, revision: str | None, model: Any) -> Any:
-    if spec is None:
-        return module_digest(model)
-    if os.path.isdir(spec):
-        target = Path(spec) / gguf_file if gguf_file else Path(spec)
-        return {"content": path_digest(target), "gguf_file": gguf_file}
-    return {"id": spec, "revision": revision, "gguf_file": gguf_file}
-
-
-def _tokenizer_identity(tokenizer: Any) -> str:
-    vocab = sorted(tokenizer.get_vocab().items())
-    return stable_hash([type(tokenizer).__name__, vocab, getattr(tokenizer, "chat_template", None),
-                        tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id])
-
-
-def _sae_identity(spec: Any, sae: Any) -> Any:
-    if isinstance(spec, tuple):
-        return list(spec)
-    if isinstance(spec, str):
-        return path_digest(spec)
-    return module_digest(sae)
+        return tokenize_texts(self.tokenizer, texts, max_length=self.max_length, on_empty=self.on_empty,
+                              on_overlong=self.on_overlong, add_special_tokens=not self.text.chat_template,
+                              column=self.text.columns[0])

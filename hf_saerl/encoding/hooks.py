@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
+
+from ..errors import HookMismatchError, WidthMismatchError
 
 _TL_HOOK = re.compile(r"^blocks\.(\d+)\.hook_(resid_pre|resid_post|mlp_out|attn_out)$")
 SUPPORTED_HOOKS = (
@@ -59,6 +61,14 @@ class ResolvedHook:
     module_path: str
     read_input: bool
     layer: int | None
+
+    @property
+    def reads_hidden_size(self) -> bool:
+        """Whether the activation read here is as wide as the model's hidden size: a TransformerLens-style hook
+        of a decoder layer (residual stream, MLP or attention output) or a whole decoder layer's output."""
+        if self.layer is None:
+            return False
+        return self.hook_name.startswith("blocks.") or self.module_path.rsplit(".", 1)[-1].isdigit()
 
     def capture(self, model: nn.Module, *args: Any, **kwargs: Any) -> torch.Tensor:
         """Run ``model(*args, **kwargs)`` up to this hook and return the activation there."""
@@ -107,9 +117,10 @@ def find_decoder_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
     for path, module in model.named_modules():
         if isinstance(module, nn.ModuleList) and n_layers is not None and len(module) == n_layers:
             return path, module
-    raise ValueError(
-        f"Could not find the decoder layers of {type(model).__name__}. Pass the hook as an HF module "
-        "path instead (e.g. hook_name='model.layers.12')."
+    raise HookMismatchError(
+        f"Could not find the decoder layers of {type(model).__name__} (looked for {list(_LAYER_PATHS)}). Pass the "
+        "hook as an HF module path instead (e.g. hook_name='model.layers.12'), or use a model with a decoder-layer "
+        "list."
     )
 
 
@@ -127,7 +138,7 @@ def resolve_hook(model: nn.Module, hook_name: str) -> ResolvedHook:
     layer, site = int(match.group(1)), match.group(2)
     layers_path, layers = find_decoder_layers(model)
     if layer >= len(layers):
-        raise ValueError(
+        raise HookMismatchError(
             f"Hook {hook_name!r} asks for layer {layer}, but the model has {len(layers)} layers "
             f"(0..{len(layers) - 1}). Use an SAE trained on this model, or pass hook_name= with a valid layer."
         )
@@ -139,10 +150,36 @@ def resolve_hook(model: nn.Module, hook_name: str) -> ResolvedHook:
         sub = getattr(layers[layer], name, None)
         if isinstance(sub, nn.Module):
             return ResolvedHook(hook_name, sub, f"{block_path}.{name}", False, layer)
-    raise ValueError(
+    raise HookMismatchError(
         f"Hook {hook_name!r}: layer {block_path} of {type(model).__name__} has none of the submodules "
         f"{names}. Pass the hook as an HF module path instead (e.g. '{block_path}.<name>')."
     )
+
+
+def check_hook_width(model: nn.Module, hook_name: str, d_in: int) -> ResolvedHook:
+    """Resolve ``hook_name`` on ``model`` (a loaded model or its ``meta``-device structure) and refuse an SAE whose
+    ``d_in`` is not the model's hidden size where the hook reads a hidden-size activation
+    (:attr:`ResolvedHook.reads_hidden_size`); other module paths are checked on the first forward.
+
+    Example:
+        >>> from hf_saerl.testing import tiny_llama
+        >>> check_hook_width(tiny_llama(hidden_size=32), "blocks.1.hook_resid_post", d_in=32).module_path
+        'model.layers.1'
+        >>> check_hook_width(tiny_llama(hidden_size=32), "blocks.1.hook_resid_post", d_in=48)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        hf_saerl.errors.WidthMismatchError: SAE width mismatch: the SAE expects d_in=48 activations, but ...
+    """
+    hook = resolve_hook(model, hook_name)
+    config = getattr(model, "config", None)
+    hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", None)
+    if hidden is not None and hook.reads_hidden_size and hidden != d_in:
+        raise WidthMismatchError(
+            f"SAE width mismatch: the SAE expects d_in={d_in} activations, but {hook_name!r} of "
+            f"this model has hidden size {hidden}. Use an SAE trained on this model (same layer type and width), "
+            "or the model the SAE was trained on."
+        )
+    return hook
 
 
 def _resolve_module_path(model: nn.Module, path: str) -> ResolvedHook:
@@ -158,7 +195,7 @@ def _resolve_module_path(model: nn.Module, path: str) -> ResolvedHook:
             break
         layer = _layer_index(model, module)
         return ResolvedHook(path, module, candidate, False, layer)
-    raise ValueError(
+    raise HookMismatchError(
         f"Unknown hook name {path!r} for {type(model).__name__}. Supported: "
         + ", ".join(SUPPORTED_HOOKS)
         + ". Pass hook_name= to override the SAE's own hook."
@@ -168,19 +205,10 @@ def _resolve_module_path(model: nn.Module, path: str) -> ResolvedHook:
 def _layer_index(model: nn.Module, module: nn.Module) -> int | None:
     try:
         _, layers = find_decoder_layers(model)
-    except ValueError:
+    except HookMismatchError:
         return None
     for i, layer in enumerate(layers):
         if module is layer or any(module is m for m in layer.modules()):
             return i
     return None
 
-
-def capture_fn(model: nn.Module, hook_name: str) -> Callable[..., torch.Tensor]:
-    """``fn(input_ids, attention_mask) -> activation at hook_name``, running the truncated forward."""
-    hook = resolve_hook(model, hook_name)
-
-    def run(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return hook.capture(model, input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-
-    return run

@@ -10,13 +10,25 @@ micro-batch never needs its whole ``n_tokens × d_sae`` matrix at once.
 ``last``            activation at the example's last token
 ``freq``            firing frequency: share of tokens where the latent is active (> 0), as the
                     Anatomy-of-Post-Training audit uses
+
+:func:`pool_microbatches` is the pooling core of :class:`hf_saerl.SAEEncoder`: every requested pooling (of SAE
+codes, and of the raw activations) from one pass over the micro-batches of one forward, encoding each token once.
 """
 
 from __future__ import annotations
 
+from typing import Callable, Iterable, NamedTuple, Sequence
+
+import numpy as np
 import torch
 
+from ..errors import InvalidParameterError
+from .activations import ActivationBatch
+
+__all__ = ["POOLINGS", "SegmentPooler", "pool_tokens", "check_poolings", "PooledSpans", "pool_microbatches"]
+
 POOLINGS = ("mean", "max", "sum", "last", "freq")
+_CHUNK_FLOATS = 1 << 24  # encode and pool at most this many (token x width) floats at once
 
 
 class SegmentPooler:
@@ -24,7 +36,7 @@ class SegmentPooler:
 
     def __init__(self, method: str, n_rows: int, d_sae: int, device: torch.device | str = "cpu"):
         if method not in POOLINGS:
-            raise ValueError(f"Unknown pooling {method!r}; choose one of {POOLINGS}.")
+            raise InvalidParameterError(f"Unknown pooling {method!r}; choose one of {POOLINGS}.")
         self.method = method
         self.counts = torch.zeros(n_rows, dtype=torch.float32, device=device)
         init = -torch.inf if method == "max" else 0.0
@@ -43,7 +55,8 @@ class SegmentPooler:
             self.acc.scatter_reduce_(0, index, acts, reduce="amax", include_self=True)
         else:  # last
             if is_last is None:
-                raise ValueError("pooling='last' needs is_last.")
+                raise InvalidParameterError("pooling='last' needs is_last (True at each example's final token); "
+                                            "pass it, or use pool_tokens, which derives it from row_ids.")
             self.acc[row_ids[is_last]] = acts[is_last]
 
     def result(self) -> torch.Tensor:
@@ -72,3 +85,79 @@ def pool_tokens(acts: torch.Tensor, row_ids: torch.Tensor, n_rows: int, method: 
     is_last[:-1] = row_ids[1:] != row_ids[:-1]
     pooler.update(acts, row_ids, is_last)
     return pooler.result()
+
+
+def check_poolings(poolings: Sequence[str]) -> list[str]:
+    """``poolings`` without repeats, in their order; unknown names and an empty list are refused.
+
+    Example:
+        >>> check_poolings(["max", "freq", "max"])
+        ['max', 'freq']
+    """
+    if isinstance(poolings, str):
+        poolings = [poolings]
+    poolings = list(dict.fromkeys(poolings))
+    if not poolings:
+        raise InvalidParameterError(f"poolings must name at least one of {POOLINGS}; pass e.g. poolings=('max',), "
+                                    "or leave it unset for the encoder's own pooling.")
+    bad = [p for p in poolings if p not in POOLINGS]
+    if bad:
+        raise InvalidParameterError(f"Unknown pooling(s) {bad}; choose from {POOLINGS}.")
+    return poolings
+
+
+class PooledSpans(NamedTuple):
+    """Pooled activations of ``n`` token spans: ``pooled`` maps each pooling to an ``(n, width)`` float32 array,
+    ``n_tokens`` (``(n,)`` int32) counts the tokens pooled per span, and ``raw`` maps each raw pooling to an
+    ``(n, d_in)`` float32 array of the raw activations pooled that way (empty unless asked for)."""
+
+    pooled: dict[str, np.ndarray]
+    n_tokens: np.ndarray
+    raw: dict[str, np.ndarray]
+
+
+def pool_microbatches(batches: Iterable[ActivationBatch], n_rows: int, poolings: Sequence[str], width: int, *,
+                      encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                      raw_poolings: Sequence[str] = (), raw_width: int | None = None) -> PooledSpans:
+    """Pool the token activations of ``batches`` (from :meth:`ActivationReader.microbatches` over ``n_rows``
+    texts) every way in ``poolings`` at once: ``encode`` (e.g. an SAE's ``encode``; ``None`` keeps the
+    activations) runs once per token, in chunks of at most 2**24 floats, and every pooler reads the same codes.
+    ``raw_poolings`` also pools the activations themselves (``raw_width`` wide) in the same pass. Rows without
+    tokens pool to zeros.
+
+    Example:
+        >>> from hf_saerl.encoding.activations import ActivationBatch
+        >>> batch = ActivationBatch([1, 0], torch.tensor([[1.0, 0.0], [3.0, 2.0], [5.0, 0.0]]),
+        ...                         torch.tensor([0, 0, 1]), torch.tensor([False, True, True]))
+        >>> out = pool_microbatches([batch], 2, ["mean", "max"], 2)
+        >>> out.pooled["mean"].tolist(), out.pooled["max"].tolist(), out.n_tokens.tolist()
+        ([[5.0, 0.0], [2.0, 1.0]], [[5.0, 0.0], [3.0, 2.0]], [1, 2])
+    """
+    poolings = check_poolings(poolings)
+    raw_poolings = check_poolings(raw_poolings) if raw_poolings else []
+    if raw_poolings and raw_width is None:
+        raise InvalidParameterError("raw_poolings needs raw_width= (the width of the activations, d_in); pass it, "
+                                    "or drop raw_poolings.")
+    pooled = {p: np.zeros((n_rows, width), dtype=np.float32) for p in poolings}
+    raw = {p: np.zeros((n_rows, raw_width), dtype=np.float32) for p in raw_poolings}
+    n_tokens = np.zeros(n_rows, dtype=np.int32)
+    for rows, flat, row_ids, is_last in batches:
+        with torch.inference_mode():
+            poolers = {p: SegmentPooler(p, len(rows), width, device=flat.device) for p in poolings}
+            raw_poolers = {p: SegmentPooler(p, len(rows), raw_width, device=flat.device) for p in raw_poolings}
+            chunk = max(1, _CHUNK_FLOATS // width)
+            for s in range(0, flat.shape[0], chunk):
+                x, seg, last = flat[s:s + chunk], row_ids[s:s + chunk], is_last[s:s + chunk]
+                acts = (encode(x) if encode is not None else x).float()
+                for pooler in poolers.values():
+                    pooler.update(acts, seg, last)
+                if raw_poolers:
+                    xf = x.float()
+                    for raw_pooler in raw_poolers.values():
+                        raw_pooler.update(xf, seg, last)
+            for p, pooler in poolers.items():
+                pooled[p][rows] = pooler.result().cpu().numpy()
+            for p, raw_pooler in raw_poolers.items():
+                raw[p][rows] = raw_pooler.result().cpu().numpy()
+            n_tokens[rows] = poolers[poolings[0]].counts.cpu().numpy().astype(np.int32)
+    return PooledSpans(pooled, n_tokens, raw)

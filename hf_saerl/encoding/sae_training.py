@@ -47,10 +47,12 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from .activations import ActivationReader
 from ..core.fingerprint import module_digest, stable_hash
+from ..errors import HookMismatchError, InvalidParameterError
+from .activations import ActivationReader
+from .identity import tokenizer_identity
 
-logger = logging.getLogger("hf_saerl")
+logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 TRAINING_FILE = "training.json"
@@ -141,12 +143,14 @@ def train_sae(
         ``passes``, ``cache_hit``, ``path`` (the cache folder, or None) and ``key``.
 
     Raises:
-        ValueError: no non-empty text, ``k``/``d_sae``/``total_tokens``/``batch_size_tokens``/``lr``
-            out of range, or an unknown ``hook_name``.
+        InvalidParameterError: (a ``ValueError``) no non-empty text, or ``k``/``d_sae``/``total_tokens``/
+            ``batch_size_tokens``/``lr`` out of range.
+        HookMismatchError: (a ``ValueError``) an unknown ``hook_name``.
     """
     texts = [str(t) for t in texts if t is not None and str(t).strip()]
     if not texts:
-        raise ValueError("train_sae needs at least one non-empty text; for example the text column of your prompts.")
+        raise InvalidParameterError("train_sae needs at least one non-empty text; pass e.g. the text column of your "
+                                    "prompts, or any text from the same domain.")
     _check_args(d_sae, k, total_tokens, batch_size_tokens, lr, eval_fraction, max_activation_tokens)
     hook_name = hook_name or middle_hook(model)
     reader = ActivationReader(model, tokenizer, hook_name, max_length=max_length,
@@ -159,7 +163,7 @@ def train_sae(
     }
     model_name = model_id or str(getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__)
     identity = {
-        **config, "model": model_id or module_digest(model), "tokenizer": _tokenizer_identity(tokenizer),
+        **config, "model": model_id or module_digest(model), "tokenizer": tokenizer_identity(tokenizer),
         "texts": texts_digest(texts), "format": FORMAT_VERSION,
     }
     key = stable_hash(identity, 20)
@@ -206,7 +210,8 @@ def evaluate_sae(sae: Any, acts: torch.Tensor, chunk: int = 8192) -> dict[str, f
     = 1 - sum ||x - x̂||² / sum ||x - mean(x)||², ``mse`` (per token, summed over dims), ``mean_l0``
     (active latents per token), ``dead_fraction`` and ``n_dead`` (latents that never fire on ``acts``)."""
     if acts.shape[0] == 0:
-        raise ValueError("evaluate_sae needs at least one activation row.")
+        raise InvalidParameterError("evaluate_sae needs at least one activation row; pass acts of shape "
+                                    "(n >= 1, d_in), e.g. from ActivationReader.iter_activations.")
     was_training = sae.training
     sae.eval()
     dtype = next(sae.parameters()).dtype
@@ -247,20 +252,22 @@ def texts_digest(texts: Sequence[str]) -> str:
 def _check_args(d_sae: int, k: int, total_tokens: int, batch_size_tokens: int, lr: float,
                 eval_fraction: float, max_activation_tokens: int | None) -> None:
     if not isinstance(d_sae, int) or d_sae < 1:
-        raise ValueError(f"d_sae must be a positive int (e.g. 4-8x the hidden size), got {d_sae!r}.")
+        raise InvalidParameterError(f"d_sae must be a positive int (e.g. 4-8x the hidden size), got {d_sae!r}.")
     if not isinstance(k, int) or not 1 <= k <= d_sae:
-        raise ValueError(f"k (latents active per token) must be an int with 1 <= k <= d_sae={d_sae}, got {k!r}.")
+        raise InvalidParameterError(f"k (latents active per token) must be an int with 1 <= k <= d_sae={d_sae}, "
+                                    f"got {k!r}.")
     if batch_size_tokens < 1:
-        raise ValueError(f"batch_size_tokens must be >= 1, got {batch_size_tokens}.")
+        raise InvalidParameterError(f"batch_size_tokens must be >= 1, got {batch_size_tokens}.")
     if total_tokens < batch_size_tokens:
-        raise ValueError(f"total_tokens={total_tokens} is less than one batch (batch_size_tokens={batch_size_tokens}); "
-                         "raise total_tokens.")
+        raise InvalidParameterError(f"total_tokens={total_tokens} is less than one batch (batch_size_tokens="
+                                    f"{batch_size_tokens}); raise total_tokens, or lower batch_size_tokens.")
     if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr}.")
+        raise InvalidParameterError(f"lr must be > 0, got {lr}.")
     if not 0 < eval_fraction < 1:
-        raise ValueError(f"eval_fraction must be in (0, 1), got {eval_fraction}.")
+        raise InvalidParameterError(f"eval_fraction must be in (0, 1), got {eval_fraction}.")
     if max_activation_tokens is not None and max_activation_tokens < 2:
-        raise ValueError(f"max_activation_tokens must be >= 2 or None (read every text), got {max_activation_tokens}.")
+        raise InvalidParameterError(f"max_activation_tokens must be >= 2 or None (read every text), got "
+                                    f"{max_activation_tokens}.")
 
 
 def _collect(reader: ActivationReader, texts: list[str], max_tokens: int | None, eval_fraction: float,
@@ -294,7 +301,8 @@ def _collect(reader: ActivationReader, texts: list[str], max_tokens: int | None,
         everything = torch.cat([t for t in (train, held) if t.numel()])
         n_eval = max(1, round(eval_fraction * everything.shape[0]))
         if everything.shape[0] < 2:
-            raise ValueError("The texts gave fewer than 2 activation tokens; pass more or longer texts.")
+            raise InvalidParameterError("The texts gave fewer than 2 activation tokens; pass more or longer texts, or "
+                                        "raise max_length=.")
         perm = torch.randperm(everything.shape[0], generator=torch.Generator().manual_seed(0))
         held, train = everything[perm[:n_eval]], everything[perm[n_eval:]]
     return train, held, n_texts
@@ -408,7 +416,7 @@ def _load_cached(folder: Path, hook_name: str) -> tuple[Any, dict[str, Any]] | N
             raise ValueError(f"format {record.get('format')} != {FORMAT_VERSION}")
         sae = SAE.load_from_disk(folder)
         if sae.cfg.metadata.hook_name != hook_name:
-            raise ValueError(f"hook {sae.cfg.metadata.hook_name!r} != {hook_name!r}")
+            raise HookMismatchError(f"hook {sae.cfg.metadata.hook_name!r} != {hook_name!r}")
         return sae, dict(record["stats"])
     except Exception as err:  # noqa: BLE001 - any damage means: train again
         logger.warning("SAE cache entry %s is unreadable (%s: %s); training again.", folder, type(err).__name__, err)
@@ -423,8 +431,3 @@ def _adds_bos(tokenizer: Any) -> bool:
     ids = tokenizer("a")["input_ids"]
     return bool(ids) and ids[0] == bos
 
-
-def _tokenizer_identity(tokenizer: Any) -> str:
-    from .encoder import _tokenizer_identity as identity
-
-    return identity(tokenizer)

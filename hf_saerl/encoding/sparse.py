@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from ..core.columns import SAE_INDICES, SAE_VALUES
+from ..core.columns import SAE_INDICES, SAE_VALUES, column_names
+from ..errors import InvalidParameterError, MissingColumnError, WidthMismatchError
+
+__all__ = ["sparse_matrix", "topk_rows"]
 
 
 def sparse_matrix(
@@ -31,7 +34,7 @@ def sparse_matrix(
     """
     indices, values, indptr = _flat_columns(data, indices_column, values_column)
     if indices.size and (indices.min() < 0 or indices.max() >= d_sae):
-        raise ValueError(
+        raise WidthMismatchError(
             f"Column {indices_column!r} holds latent ids in [{indices.min()}, {indices.max()}], outside "
             f"[0, d_sae={d_sae}). Pass the d_sae of the SAE that produced these features."
         )
@@ -42,10 +45,10 @@ def sparse_matrix(
 
 
 def _flat_columns(data: Any, indices_column: str, values_column: str):
-    names = _column_names(data)
+    names = column_names(data)
     missing = [c for c in (indices_column, values_column) if names is not None and c not in names]
     if missing:
-        raise KeyError(
+        raise MissingColumnError(
             f"Missing column(s) {missing}; found {sorted(names)}. Run SAEEncoder over the dataset first "
             f"(dataset.map(encoder, batched=True)) or pass indices_column=/values_column=."
         )
@@ -69,25 +72,19 @@ def _flat_columns(data: Any, indices_column: str, values_column: str):
         values = np.array(val_col.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
         lens_v = np.diff(np.asarray(val_col.offsets))
         if not np.array_equal(np.diff(indptr), lens_v):
-            raise ValueError(f"Columns {indices_column!r} and {values_column!r} have rows of different lengths.")
+            raise InvalidParameterError(f"Columns {indices_column!r} and {values_column!r} have rows of different "
+                                        "lengths; they must pair up. Pass the columns one encoder wrote, or rebuild "
+                                        "them.")
         return indices, values, indptr
     idx_rows, val_rows = data[indices_column], data[values_column]
     lengths = np.fromiter((len(r) for r in idx_rows), dtype=np.int64, count=len(idx_rows))
     if not np.array_equal(lengths, [len(r) for r in val_rows]):
-        raise ValueError(f"Columns {indices_column!r} and {values_column!r} have rows of different lengths.")
+        raise InvalidParameterError(f"Columns {indices_column!r} and {values_column!r} have rows of different "
+                                    "lengths; they must pair up. Pass the columns one encoder wrote, or rebuild them.")
     indptr = np.concatenate([[0], np.cumsum(lengths)])
     indices = np.concatenate([np.asarray(r, dtype=np.int64) for r in idx_rows]) if len(idx_rows) else np.zeros(0, np.int64)
     values = np.concatenate([np.asarray(r, dtype=np.float32) for r in val_rows]) if len(val_rows) else np.zeros(0, np.float32)
     return indices, values, indptr
-
-
-def _column_names(data: Any):
-    names = getattr(data, "column_names", None)
-    if names is not None and not isinstance(names, Mapping):
-        return list(names)
-    if isinstance(data, Mapping):
-        return list(data.keys())
-    return None
 
 
 def topk_rows(pooled: "np.ndarray", k: int | None) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -114,9 +114,9 @@ def test_each_span_runs_one_forward_for_all_poolings(encoder, model):
         assert m.shape == (3, encoder.d_sae)
     # mean of the span equals the hand loop, too
     for i, (p, r) in enumerate(zip(PROMPTS, RESPONSES)):
-        p_ids = encoder._tokenizer(p)["input_ids"]
-        r_ids = encoder._tokenizer(r, add_special_tokens=False)["input_ids"]
+        p_ids = encoder.tokenizer(p)["input_ids"]
+        r_ids = encoder.tokenizer(r, add_special_tokens=False)["input_ids"]
         with torch.no_grad():
             hidden = model(torch.tensor([p_ids + r_ids]), output_hidden_states=True).hidden_states[2][0]
-            acts = encoder._sae.encode(hidden[len(p_ids):])
+            acts = encoder.sae.encode(hidden[len(p_ids):])
         np.testing.assert_allclose(spans.pooled["mean"][i].toarray()[0], acts.mean(0).numpy(), atol=1e-5)

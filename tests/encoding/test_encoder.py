@@ -6,6 +6,7 @@ import torch
 from datasets import Dataset
 
 from hf_saerl import SAEEncoder, resolve_hook, sparse_matrix
+from hf_saerl.errors import InvalidParameterError
 from hf_saerl.testing import tiny_sae
 
 
@@ -172,7 +173,7 @@ def test_spec_built_encoder_loads_lazily_and_pickles_small(model_dir, sae_dir, m
     import pickle
 
     enc = SAEEncoder(str(model_dir), str(sae_dir), top_k=12)
-    assert enc._model is None
+    assert not enc.runtime.model_loaded
     blob = pickle.dumps(enc)
     assert len(blob) < 5_000
     clone = pickle.loads(blob)
@@ -245,36 +246,70 @@ def _count_layer1_calls(model):
 
 
 @pytest.mark.parametrize("through_sae", [True, False])
-def test_pool_many_equals_one_pool_call_per_pooling_in_one_pass(model, tokenizer, sae, texts, through_sae):
+def test_pool_spans_equals_one_call_per_pooling_in_one_pass(model, tokenizer, sae, texts, through_sae):
     enc = SAEEncoder(model, sae, tokenizer=tokenizer, top_k=None, token_budget=40)
-    enc._ensure_loaded()
-    ids, _ = enc._tokenize(texts)
+    ids = enc.tokenizer(texts)["input_ids"]
     pool_from = [0, 3, 1, 5, 10, 2]  # mask a prefix of each text, as span encoding does
     width = enc.d_sae if through_sae else enc.d_in
-    raw_many = {p: np.zeros((len(ids), enc.d_in), np.float32) for p in ("mean", "max")}
+    raw_poolings = ("mean", "max")
     calls, handle = _count_layer1_calls(model)
     try:
-        many, n_many = enc._pool_many(ids, ALL_POOLINGS + ["max"], pool_from, through_sae=through_sae, raw=raw_many)
+        many = enc.pool_spans(ids, ALL_POOLINGS + ["max"], pool_from=pool_from, through_sae=through_sae,
+                              raw_poolings=raw_poolings)
         n_passes = len(calls)
         calls.clear()
         for pooling in ALL_POOLINGS:
-            raw_one = np.zeros((len(ids), enc.d_in), np.float32)
-            one, n_one = enc._pool(ids, through_sae=through_sae, pooling=pooling, pool_from=pool_from,
-                                   raw=raw_one if pooling in raw_many else None)
-            assert one.shape == many[pooling].shape == (len(ids), width)
-            np.testing.assert_allclose(many[pooling], one, rtol=1e-6, atol=1e-6)
-            np.testing.assert_array_equal(n_many, n_one)
-            if pooling in raw_many:
-                np.testing.assert_allclose(raw_many[pooling], raw_one, rtol=1e-6, atol=1e-6)
+            one = enc.pool_spans(ids, (pooling,), pool_from=pool_from, through_sae=through_sae,
+                                 raw_poolings=(pooling,) if pooling in raw_poolings else ())
+            assert one.pooled[pooling].shape == many.pooled[pooling].shape == (len(ids), width)
+            np.testing.assert_allclose(many.pooled[pooling], one.pooled[pooling], rtol=1e-6, atol=1e-6)
+            np.testing.assert_array_equal(many.n_tokens, one.n_tokens)
+            if pooling in raw_poolings:
+                assert many.raw[pooling].shape == (len(ids), enc.d_in)
+                np.testing.assert_allclose(many.raw[pooling], one.raw[pooling], rtol=1e-6, atol=1e-6)
     finally:
         handle.remove()
-    assert list(many) == ALL_POOLINGS  # repeats dropped, order kept
+    assert list(many.pooled) == ALL_POOLINGS  # repeats dropped, order kept
+    assert list(many.raw) == list(raw_poolings)
     assert n_passes * len(ALL_POOLINGS) == len(calls)  # one forward for all five poolings
-    assert n_many.tolist() == [len(t) + 1 - max(p, 1) for t, p in zip(texts, pool_from)]  # BOS + char ids
-    with pytest.raises(ValueError, match="Unknown pooling"):
-        enc._pool_many(ids, ["max", "median"])
-    with pytest.raises(ValueError, match="at least one"):
-        enc._pool_many(ids, [])
+    assert many.n_tokens.tolist() == [len(t) + 1 - max(p, 1) for t, p in zip(texts, pool_from)]  # BOS + char ids
+    # the default pooling is the encoder's, and whole rows equal what the datasets transform pools
+    whole = enc.pool_spans(ids)
+    assert list(whole.pooled) == ["mean"] and whole.raw == {}
+    np.testing.assert_allclose(whole.pooled["mean"], sparse_matrix(enc({"text": texts}), enc.d_sae).toarray(),
+                               rtol=1e-6, atol=1e-6)
+    with pytest.raises(InvalidParameterError, match="Unknown pooling"):
+        enc.pool_spans(ids, ["max", "median"])
+    with pytest.raises(InvalidParameterError, match="at least one"):
+        enc.pool_spans(ids, [])
+    with pytest.raises(InvalidParameterError, match="pool_from has 2 entries for 6 rows"):
+        enc.pool_spans(ids, pool_from=[0, 1])
+
+
+def test_public_model_tokenizer_and_sae_load_lazily_one_at_a_time(model_dir, sae_dir, tokenizer):
+    enc = SAEEncoder(str(model_dir), str(sae_dir))
+    assert enc.sae.cfg.d_sae == enc.d_sae and not enc.runtime.model_loaded
+    assert enc.tokenizer.get_vocab() == tokenizer.get_vocab() and not enc.runtime.model_loaded
+    assert type(enc.model).__name__ == "LlamaForCausalLM" and enc.runtime.model_loaded
+    assert enc.model is enc.model and enc.tokenizer is enc.tokenizer
+    assert enc.sae_spec == str(sae_dir) and enc.model_spec == str(model_dir) and enc.tokenizer_spec is None
+
+
+def test_config_holds_every_option_a_saved_pipeline_restores(model, tokenizer, sae):
+    """config() records every constructor option but the runtime ones, so rebuilding from it is one filter."""
+    import inspect
+
+    params = set(inspect.signature(SAEEncoder).parameters)
+    references = {"model", "sae", "tokenizer", "gguf_file", "revision"}
+    enc = SAEEncoder(model, sae, tokenizer=tokenizer, pooling="max", top_k=7, max_length=33, exclude_bos=False,
+                     pool_start=2, dtype="float32", text_column=None, template="{q} {a}", chat_template=True,
+                     on_overlong="error", on_empty="zeros", indices_column="i", values_column="v",
+                     n_tokens_column="n", truncated_column="t", activations_column="act", token_budget=128)
+    config = enc.config()
+    assert params - set(SAEEncoder.RUNTIME_OPTIONS) <= set(config)
+    options = {k: v for k, v in config.items() if k in params and k not in references}
+    rebuilt = SAEEncoder(model, sae, tokenizer=tokenizer, **options)
+    assert rebuilt.config() == config and rebuilt.fingerprint == enc.fingerprint
 
 
 def test_in_memory_model_pickles_after_output_hidden_states(tokenizer, sae):
