@@ -3,8 +3,10 @@
 * :class:`PreferenceAudit` encodes response spans, groups latents into concepts and tests per-pair
   disparities per data region (:mod:`.spans`, :mod:`.concepts`, :mod:`.regions`, :mod:`.statistics`);
 * :class:`AuditReport` is the readable result (:mod:`.report`);
-* :mod:`.interventions` filters, re-weights or adds a ``concept_margin`` column;
-* :func:`dpo_loss` is DPO with reward shaping (:mod:`.shaping`).
+* :mod:`.interventions` filters, re-weights or adds a ``concept_margin`` column, on the audited rows only
+  (:mod:`.rows`);
+* :func:`dpo_loss` is DPO with reward shaping (:mod:`.shaping`);
+* a fitted audit is saved, loaded and pushed like the estimators (:mod:`.saving`).
 """
 
 from .concepts import LatentConcepts

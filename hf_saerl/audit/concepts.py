@@ -16,15 +16,31 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.base import BaseEstimator
 
-__all__ = ["LatentConcepts"]
+from ..core.validation import check_fitted
+from ..errors import InvalidParameterError
+
+__all__ = ["LatentConcepts", "firing"]
 
 
-class LatentConcepts:
+def firing(max_pooled: Any, freq_pooled: Any, activation_threshold: float, frequency_threshold: float) -> sp.csr_matrix:
+    """0/1 CSR of the latents that fire on each response: max activation > ``activation_threshold`` and
+    firing frequency > ``frequency_threshold``."""
+    a = sp.csr_matrix(max_pooled, dtype=np.float64)
+    f = sp.csr_matrix(freq_pooled, dtype=np.float64)
+    a.data = (a.data > activation_threshold).astype(np.float64)
+    f.data = (f.data > frequency_threshold).astype(np.float64)
+    out = sp.csr_matrix(a.multiply(f))
+    out.eliminate_zeros()
+    return out
+
+
+class LatentConcepts(BaseEstimator):
     """Co-firing groups of SAE latents.
 
     Args:
@@ -46,9 +62,11 @@ class LatentConcepts:
     def fit(self, fires: Any) -> "LatentConcepts":
         """Fit on a ``(n_responses, d_sae)`` firing matrix (non-zero = fired), sparse or dense."""
         if not 0.0 < self.similarity <= 1.0:
-            raise ValueError(f"similarity must be in (0, 1], got {self.similarity}.")
+            raise InvalidParameterError(f"similarity must be in (0, 1]; got {self.similarity}. Pass e.g. 0.5 (the "
+                                        "default), higher for tighter concepts.")
         if self.min_support < 1 or self.max_grouped_latents < 1:
-            raise ValueError("min_support and max_grouped_latents must be positive ints.")
+            raise InvalidParameterError(f"min_support and max_grouped_latents must be positive ints; got "
+                                        f"{self.min_support} and {self.max_grouped_latents}.")
         B = sp.csr_matrix(fires, dtype=np.float64)
         B.data = (B.data != 0).astype(np.float64)
         B.eliminate_zeros()
@@ -60,14 +78,20 @@ class LatentConcepts:
         labels = self._cluster(B[:, grouped], support[grouped]) if len(grouped) > 1 else np.zeros(len(grouped), int)
         groups = [grouped[labels == lab] for lab in np.unique(labels)] + [np.array([j]) for j in single]
         groups = sorted((np.sort(g).astype(np.int64) for g in groups), key=lambda g: int(g[0]))
-        self.concepts_ = groups
+        return self._set_groups(groups, support.astype(np.int64), d_sae)
+
+    def _set_groups(self, groups: Sequence[np.ndarray], support: np.ndarray, d_sae: int) -> "LatentConcepts":
+        """Set every fitted attribute from the concepts' latent groups (by ``fit``, and by a loaded audit)."""
+        rows = np.concatenate(groups) if len(groups) else np.zeros(0, np.int64)
+        cols = (np.concatenate([np.full(len(g), c) for c, g in enumerate(groups)]) if len(groups)
+                else np.zeros(0, np.int64))
+        latent_concept = np.full(d_sae, -1, dtype=np.int64)
+        latent_concept[rows] = cols
+        self.concepts_ = list(groups)
         self.n_concepts_ = len(groups)
         self.d_sae_ = d_sae
-        self.support_ = support.astype(np.int64)
-        self.latent_concept_ = np.full(d_sae, -1, dtype=np.int64)
-        rows = np.concatenate(groups) if groups else np.zeros(0, np.int64)
-        cols = np.concatenate([np.full(len(g), c) for c, g in enumerate(groups)]) if groups else np.zeros(0, np.int64)
-        self.latent_concept_[rows] = cols
+        self.support_ = support
+        self.latent_concept_ = latent_concept
         self.membership_ = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(d_sae, len(groups)))
         return self
 
@@ -84,13 +108,8 @@ class LatentConcepts:
 
     def shares(self, fires: Any) -> sp.csr_matrix:
         """``(n, n_concepts)`` share of each concept's latents that fire in each row (firing = non-zero)."""
+        check_fitted(self, "shares")
         B = sp.csr_matrix(fires, dtype=np.float64)
         B.data = (B.data != 0).astype(np.float64)
         sizes = np.array([len(g) for g in self.concepts_], dtype=np.float64)
         return sp.csr_matrix(B @ self.membership_ @ sp.diags(1.0 / np.maximum(sizes, 1)))
-
-    def strengths(self, values: Any) -> sp.csr_matrix:
-        """``(n, n_concepts)`` mean value (e.g. max activation) over each concept's latents."""
-        V = sp.csr_matrix(values, dtype=np.float64)
-        sizes = np.array([len(g) for g in self.concepts_], dtype=np.float64)
-        return sp.csr_matrix(V @ self.membership_ @ sp.diags(1.0 / np.maximum(sizes, 1)))

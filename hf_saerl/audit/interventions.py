@@ -3,7 +3,8 @@
 All three read the same per-pair disparity the statistics test (:meth:`PreferenceAudit.disparity`:
 share of the concept's latents firing on chosen minus on rejected), so what is removed, weighted or
 shaped is exactly what the report flagged. ``concepts=None`` means every concept flagged as
-chosen-leaning (in any region or globally). The dataset must be the one audited (same rows, same order).
+chosen-leaning (in any region or globally). The dataset must be the one audited (same rows, same order;
+checked by :func:`~hf_saerl.audit.rows.check_rows`), and the audit fitted or loaded.
 
 Example:
     >>> import numpy as np, scipy.sparse as sp
@@ -26,46 +27,54 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..core.validation import check_choice, check_fitted
+from ..errors import InvalidParameterError
+from .rows import check_rows
+
 __all__ = ["filter_pairs", "pair_weights", "add_pair_weights", "concept_margin", "add_concept_margin",
            "resolve_concepts"]
 
 
-def resolve_concepts(audit: Any, concepts: int | Sequence[int] | None, leaning: str = "chosen") -> list[int]:
+def resolve_concepts(audit: Any, concepts: int | Sequence[int] | None, leaning: str = "chosen",
+                     method: str = "resolve_concepts") -> list[int]:
     """Concept ids to act on: the given ones, or (``None``) every concept flagged with ``leaning``."""
-    audit._check_fitted()
+    check_fitted(audit, method)
     if concepts is None:
         ids = sorted(set(audit.flagged(leaning=leaning)["concept"].tolist()))
         if not ids:
-            raise ValueError(f"No concept is flagged as {leaning}-leaning; pass concepts=[...] explicitly (see "
-                             "audit.statistics_) or relax z_threshold / half_z_threshold.")
+            raise InvalidParameterError(f"No concept is flagged as {leaning}-leaning; pass concepts=[...] explicitly "
+                                        "(see audit.statistics_) or relax z_threshold / half_z_threshold.")
         return ids
     ids = [int(c) for c in np.atleast_1d(concepts)]
     bad = [c for c in ids if not 0 <= c < audit.concepts_.n_concepts_]
     if bad:
-        raise ValueError(f"Unknown concept id(s) {bad}; the audit has {audit.concepts_.n_concepts_} concepts. "
-                         "Map a latent to its concept with audit.concept_of(latent).")
+        raise InvalidParameterError(f"Unknown concept id(s) {bad}; the audit has {audit.concepts_.n_concepts_} "
+                                    "concepts. Map a latent to its concept with audit.concept_of(latent).")
     return ids
-
-
-def _check_rows(dataset: Any, audit: Any) -> None:
-    if len(dataset) != audit.n_pairs_:
-        raise ValueError(f"The dataset has {len(dataset)} rows but the audit saw {audit.n_pairs_} pairs. Pass the "
-                         "dataset that was audited (same rows, same order), before any filter or shuffle.")
 
 
 def concept_margin(audit: Any, concepts: int | Sequence[int] | None = None) -> np.ndarray:
     """Per-pair concept score on chosen minus on rejected, summed over ``concepts``: ``(n,)`` float64."""
-    ids = resolve_concepts(audit, concepts)
-    return audit.disparity(ids).sum(axis=1)
+    return _margin(audit, concepts, "concept_margin")
+
+
+def _margin(audit: Any, concepts: int | Sequence[int] | None, method: str) -> np.ndarray:
+    return audit.disparity(resolve_concepts(audit, concepts, method=method)).sum(axis=1)
 
 
 def add_concept_margin(dataset: Any, audit: Any, concepts: int | Sequence[int] | None = None,
                        column: str = "concept_margin") -> Any:
     """``dataset`` plus a float32 ``column`` = :func:`concept_margin` (for :func:`dpo_loss` / reward shaping)."""
-    _check_rows(dataset, audit)
+    check_rows(dataset, audit, "add_concept_margin")
+    margin = _margin(audit, concepts, "add_concept_margin")
+    return _with_column(dataset, column, margin)
+
+
+def _with_column(dataset: Any, column: str, values: np.ndarray) -> Any:
+    """``dataset`` with ``column`` (replaced if there) holding ``values`` as float32."""
     if column in dataset.column_names:
         dataset = dataset.remove_columns(column)
-    return dataset.add_column(column, concept_margin(audit, concepts).astype(np.float32).tolist())
+    return dataset.add_column(column, values.astype(np.float32).tolist())
 
 
 def filter_pairs(dataset: Any, audit: Any, concepts: int | Sequence[int] | None = None, threshold: float = 0.5,
@@ -76,12 +85,12 @@ def filter_pairs(dataset: Any, audit: Any, concepts: int | Sequence[int] | None 
     Returns ``(kept dataset, counts)`` with ``n_pairs``, ``n_removed``, ``n_kept`` and ``per_concept``
     (pairs each concept alone would remove).
     """
-    if leaning not in ("chosen", "rejected"):
-        raise ValueError(f"leaning must be 'chosen' or 'rejected', got {leaning!r}.")
+    check_choice("leaning", leaning, ("chosen", "rejected"))
     if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"threshold is a disparity in (0, 1] (share of the concept's latents); got {threshold}.")
-    _check_rows(dataset, audit)
-    ids = resolve_concepts(audit, concepts, leaning)
+        raise InvalidParameterError(f"threshold is a disparity in (0, 1] (share of the concept's latents); got "
+                                    f"{threshold}. Pass e.g. threshold=0.5.")
+    check_rows(dataset, audit, "filter_pairs")
+    ids = resolve_concepts(audit, concepts, leaning, method="filter_pairs")
     D = audit.disparity(ids) * (1.0 if leaning == "chosen" else -1.0)
     hit = D >= threshold - 1e-12
     drop = hit.any(axis=1)
@@ -98,11 +107,16 @@ def pair_weights(audit: Any, concepts: int | Sequence[int] | None = None, streng
     those where the rejected one does), so training learns less of it; ``strength < 0`` amplifies it.
     ``normalize`` rescales the weights to mean 1.
     """
-    w = np.maximum(1.0 - strength * concept_margin(audit, concepts), min_weight)
+    return _weights(audit, concepts, strength, min_weight, normalize, "pair_weights")
+
+
+def _weights(audit: Any, concepts: int | Sequence[int] | None, strength: float, min_weight: float, normalize: bool,
+             method: str) -> np.ndarray:
+    w = np.maximum(1.0 - strength * _margin(audit, concepts, method), min_weight)
     if normalize:
         mean = w.mean()
         if mean <= 0:
-            raise ValueError("All weights are zero; lower strength or raise min_weight.")
+            raise InvalidParameterError("All weights are zero; lower strength or raise min_weight.")
         w = w / mean
     return w
 
@@ -110,8 +124,5 @@ def pair_weights(audit: Any, concepts: int | Sequence[int] | None = None, streng
 def add_pair_weights(dataset: Any, audit: Any, concepts: int | Sequence[int] | None = None, strength: float = 0.5,
                      min_weight: float = 0.0, normalize: bool = False, column: str = "weight") -> Any:
     """``dataset`` plus a float32 ``column`` of :func:`pair_weights`."""
-    _check_rows(dataset, audit)
-    if column in dataset.column_names:
-        dataset = dataset.remove_columns(column)
-    w = pair_weights(audit, concepts, strength, min_weight, normalize)
-    return dataset.add_column(column, w.astype(np.float32).tolist())
+    check_rows(dataset, audit, "add_pair_weights")
+    return _with_column(dataset, column, _weights(audit, concepts, strength, min_weight, normalize, "add_pair_weights"))

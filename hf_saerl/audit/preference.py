@@ -8,47 +8,69 @@ per-pair signed disparity of a concept is the share of its latents firing on cho
 Pairs are clustered into data regions on their symmetric activity, and
 :func:`~hf_saerl.audit.statistics.concept_statistics` tests each concept per region against the rest and
 globally. Everything stays sparse (CSR); no dense ``n × d_sae`` matrix is built beyond one encoding chunk.
+
+A fitted audit is saved and shared like the estimators (``save_pretrained`` / ``from_pretrained`` /
+``push_to_hub``, safetensors + JSON, see :mod:`.saving`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from huggingface_hub import ModelHubMixin
+from sklearn.base import BaseEstimator
 
-from .concepts import LatentConcepts
+from ..core.columns import column_names
+from ..core.validation import check_choice, check_fitted
+from ..errors import InvalidParameterError, MissingColumnError, NonFiniteError, WidthMismatchError
+from .concepts import LatentConcepts, firing
 from .regions import labels_to_regions, pair_regions
+from .rows import pair_digests
+from .saving import AUDIT_CARD, load_audit, save_audit
 from .spans import encode_prompts, encode_response_spans
 from .statistics import GLOBAL_REGION, concept_statistics
 
 __all__ = ["PreferenceAudit"]
 
 
-def _firing(max_pooled: sp.csr_matrix, freq_pooled: sp.csr_matrix, act_thr: float, freq_thr: float) -> sp.csr_matrix:
-    """0/1 CSR: max activation > act_thr and firing frequency > freq_thr."""
-    a = sp.csr_matrix(max_pooled, dtype=np.float64)
-    f = sp.csr_matrix(freq_pooled, dtype=np.float64)
-    a.data = (a.data > act_thr).astype(np.float64)
-    f.data = (f.data > freq_thr).astype(np.float64)
-    out = sp.csr_matrix(a.multiply(f))
-    out.eliminate_zeros()
-    return out
-
-
 def _check_matrix(name: str, X: Any, n: int | None, d: int | None) -> sp.csr_matrix:
     X = sp.csr_matrix(X, dtype=np.float32)
     if X.nnz and not np.all(np.isfinite(X.data)):
-        raise ValueError(f"{name} holds NaN or infinite values; re-encode (e.g. the SAE in fp32) before auditing.")
+        raise NonFiniteError(f"{name} holds NaN or infinite values; re-encode (e.g. the SAE in fp32) before auditing, "
+                             "or drop those pairs.")
     if n is not None and X.shape[0] != n:
-        raise ValueError(f"{name} has {X.shape[0]} rows, expected {n} (one per pair).")
+        raise InvalidParameterError(f"{name} has {X.shape[0]} rows, expected {n} (one per pair). Pass the matrices of "
+                                    "the same pairs, in the same order.")
     if d is not None and X.shape[1] != d:
-        raise ValueError(f"{name} has width {X.shape[1]}, expected d_sae={d}.")
+        raise WidthMismatchError(f"{name} has width {X.shape[1]}, expected d_sae={d}. Pool every side with the same "
+                                 "SAE.")
     return X
 
 
-class PreferenceAudit:
+def _concept_table(audit: Any, concepts: LatentConcepts, disparity: sp.csr_matrix, regions: np.ndarray,
+                   region_names: list[str], prompt_max: sp.csr_matrix | None) -> pd.DataFrame:
+    """:func:`concept_statistics` with each concept's latents, its region's name and (with the prompts) the share
+    of its latents firing on the prompt alone."""
+    stats = concept_statistics(disparity, regions, z_threshold=audit.z_threshold,
+                               half_z_threshold=audit.half_z_threshold)
+    sizes = np.array([len(g) for g in concepts.concepts_])
+    stats["n_latents"] = sizes[stats["concept"].to_numpy()]
+    stats["latents"] = [concepts.concepts_[k].tolist() for k in stats["concept"]]
+    names = {GLOBAL_REGION: "all", **dict(enumerate(region_names))}
+    stats.insert(1, "region_name", [names[r] for r in stats["region"]])
+    if prompt_max is not None:
+        prompt_fires = sp.csr_matrix(prompt_max > audit.activation_threshold, dtype=np.float64)
+        share = np.asarray(concepts.shares(prompt_fires).mean(axis=0)).ravel()
+        stats["prompt_share"] = share[stats["concept"].to_numpy()]
+    return stats
+
+
+class PreferenceAudit(ModelHubMixin, BaseEstimator, library_name="hf_saerl",
+                      tags=["hf_saerl", "sparse-autoencoder", "preference-audit"], model_card_template=AUDIT_CARD):
     """Audit a preference dataset (prompt / chosen / rejected) at the level of SAE concepts.
 
     Args:
@@ -67,7 +89,10 @@ class PreferenceAudit:
     Fitted attributes: ``chosen_max_``, ``chosen_freq_``, ``rejected_max_``, ``rejected_freq_``, ``prompt_max_``
     (CSR ``(n, d_sae)``), ``chosen_fires_``, ``rejected_fires_`` (0/1 CSR), ``concepts_``
     (:class:`LatentConcepts`), ``disparity_`` (CSR ``(n, n_concepts)``), ``regions_`` (int per pair),
-    ``region_names_``, ``statistics_`` (DataFrame), ``n_pairs_``, ``d_sae_``.
+    ``region_names_``, ``statistics_`` (DataFrame), ``n_pairs_``, ``d_sae_``, ``texts_`` (chosen / rejected, for
+    the report's snippets), and what :meth:`fit` records (``None`` / 0 after :meth:`fit_features`):
+    ``pair_digests_`` (a digest per pair, see :mod:`.rows`), ``n_tokens_``, ``n_truncated_``, ``encoder_config_``
+    (``encoder.config()``).
 
     Example:
         >>> from datasets import Dataset
@@ -81,6 +106,9 @@ class PreferenceAudit:
         >>> audit.disparity_.shape[0], list(audit.statistics_.columns[:4])
         (8, ['region', 'region_name', 'concept', 'leaning'])
     """
+
+    #: What to call before the queries (named by their ``NotFittedError``).
+    fit_hint = "fit(dataset) or fit_features(...)"
 
     def __init__(
         self,
@@ -114,37 +142,36 @@ class PreferenceAudit:
         self.encode_prompt, self.top_k, self.batch_size = encode_prompt, top_k, batch_size
         self.progress, self.random_state = progress, random_state
 
-    def get_params(self, deep: bool = False) -> dict[str, Any]:
-        """The constructor parameters (scikit-learn style)."""
-        import inspect
-
-        return {k: getattr(self, k) for k in inspect.signature(type(self).__init__).parameters if k != "self"}
-
     def set_params(self, **params: Any) -> "PreferenceAudit":
-        valid = self.get_params()
-        for key, value in params.items():
-            if key not in valid:
-                raise ValueError(f"Unknown parameter {key!r}; valid: {sorted(valid)}.")
-            setattr(self, key, value)
-        return self
+        """Set constructor parameters (scikit-learn style); an unknown name is an InvalidParameterError."""
+        valid = self.get_params(deep=False)
+        unknown = sorted(set(params) - set(valid))
+        if unknown:
+            raise InvalidParameterError(f"Unknown parameter(s) {unknown}; valid: {sorted(valid)}.")
+        return super().set_params(**params)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        """Fitted once :attr:`statistics_` is set, which ``fit_features`` (and ``from_pretrained``) does last."""
+        return hasattr(self, "statistics_")
 
     # ------------------------------------------------------------------ fitting
     def fit(self, dataset: Any, y: Any = None) -> "PreferenceAudit":
-        """Encode every pair's spans with :attr:`encoder`, then :meth:`fit_features`. Returns self."""
+        """Encode every pair's spans with :attr:`encoder`, then fit as :meth:`fit_features` does. Returns self."""
         if self.encoder is None:
-            raise ValueError("PreferenceAudit.fit needs an encoder: PreferenceAudit(SAEEncoder(...)). With features "
-                             "already pooled, call fit_features(...) instead.")
+            raise InvalidParameterError("PreferenceAudit.fit needs an encoder: PreferenceAudit(SAEEncoder(...)). With "
+                                        "features already pooled, call fit_features(...) instead.")
         cols = [self.prompt_column, self.chosen_column, self.rejected_column]
         if self.region_column:
             cols.append(self.region_column)
-        names = list(getattr(dataset, "column_names", None) or dataset.keys())
+        names = column_names(dataset) or []
         missing = [c for c in cols if c not in names]
         if missing:
-            raise KeyError(f"Missing column(s) {missing}; the dataset has {sorted(names)}. Pass prompt_column=, "
-                           "chosen_column=, rejected_column= (or region_column=) naming existing columns.")
+            raise MissingColumnError(f"Missing column(s) {missing}; the dataset has {sorted(names)}. Pass "
+                                     "prompt_column=, chosen_column=, rejected_column= (or region_column=) naming "
+                                     "existing columns.")
         prompts, chosen, rejected = (list(dataset[c]) for c in cols[:3])
         if not prompts:
-            raise ValueError("The dataset has no pairs to audit.")
+            raise InvalidParameterError("The dataset has no pairs to audit; pass a dataset with at least one row.")
         kw = dict(poolings=("max", "freq"), top_k=self.top_k, batch_size=self.batch_size, progress=self.progress)
         c = encode_response_spans(self.encoder, prompts, chosen, column=self.chosen_column, **kw)
         r = encode_response_spans(self.encoder, prompts, rejected, column=self.rejected_column, **kw)
@@ -153,10 +180,12 @@ class PreferenceAudit:
             p = encode_prompts(self.encoder, prompts, top_k=self.top_k, batch_size=self.batch_size,
                                progress=self.progress).pooled["max"]
         labels = list(dataset[self.region_column]) if self.region_column else None
-        self.n_tokens_ = {"chosen": c.n_tokens, "rejected": r.n_tokens}
-        self.n_truncated_ = int(c.truncated.sum() + r.truncated.sum())
-        return self.fit_features(c.pooled["max"], c.pooled["freq"], r.pooled["max"], r.pooled["freq"],
-                                 prompt_max=p, region_labels=labels, texts=(chosen, rejected))
+        return self._fit(c.pooled["max"], c.pooled["freq"], r.pooled["max"], r.pooled["freq"], prompt_max=p,
+                         region_labels=labels, texts=(chosen, rejected),
+                         digests=pair_digests(prompts, chosen, rejected),
+                         n_tokens={"chosen": c.n_tokens, "rejected": r.n_tokens},
+                         n_truncated=int(c.truncated.sum() + r.truncated.sum()),
+                         encoder_config=self.encoder.config() if hasattr(self.encoder, "config") else None)
 
     def fit_features(self, chosen_max: Any, chosen_freq: Any, rejected_max: Any, rejected_freq: Any, *,
                      prompt_max: Any = None, regions: Any = None, region_labels: Sequence[Any] | None = None,
@@ -166,103 +195,148 @@ class PreferenceAudit:
         ``regions`` (int ids) or ``region_labels`` (any labels) override the region clustering; ``texts``
         ``(chosen, rejected)`` are kept for the report's example snippets. Returns self.
         """
+        return self._fit(chosen_max, chosen_freq, rejected_max, rejected_freq, prompt_max=prompt_max,
+                         regions=regions, region_labels=region_labels, texts=texts)
+
+    def _fit(self, chosen_max: Any, chosen_freq: Any, rejected_max: Any, rejected_freq: Any, *, prompt_max: Any = None,
+             regions: Any = None, region_labels: Sequence[Any] | None = None,
+             texts: tuple[Sequence[Any], Sequence[Any]] | None = None, digests: np.ndarray | None = None,
+             n_tokens: dict[str, np.ndarray] | None = None, n_truncated: int = 0,
+             encoder_config: dict[str, Any] | None = None) -> "PreferenceAudit":
+        """Everything is computed first and set at the end, so a fit that fails leaves no partial state."""
         chosen_max = _check_matrix("chosen_max", chosen_max, None, None)
         n, d = chosen_max.shape
         if n == 0:
-            raise ValueError("No pairs to audit (0 rows).")
+            raise InvalidParameterError("No pairs to audit (0 rows); pass matrices with one row per pair.")
         chosen_freq = _check_matrix("chosen_freq", chosen_freq, n, d)
         rejected_max = _check_matrix("rejected_max", rejected_max, n, d)
         rejected_freq = _check_matrix("rejected_freq", rejected_freq, n, d)
+        prompt_max = None if prompt_max is None else _check_matrix("prompt_max", prompt_max, n, d)
+        chosen_fires = firing(chosen_max, chosen_freq, self.activation_threshold, self.frequency_threshold)
+        rejected_fires = firing(rejected_max, rejected_freq, self.activation_threshold, self.frequency_threshold)
+        empty = np.flatnonzero((chosen_fires.getnnz(axis=1) == 0) & (rejected_fires.getnnz(axis=1) == 0))
+        if len(empty) == n:
+            raise InvalidParameterError("No latent fires on any response: lower activation_threshold / "
+                                        "frequency_threshold, or check the encoder (hook, SAE) produces activations.")
+        concepts = LatentConcepts(self.min_support, self.similarity, self.max_grouped_latents).fit(
+            sp.vstack([chosen_fires, rejected_fires]))
+        if concepts.n_concepts_ == 0:
+            raise InvalidParameterError(f"No latent fires on at least min_support={self.min_support} responses; lower "
+                                        "min_support or audit more pairs.")
+        disparity = sp.csr_matrix(concepts.shares(chosen_fires) - concepts.shares(rejected_fires))
+        if regions is not None:
+            region_ids = np.asarray(regions, dtype=np.int64)
+            region_names = [f"region {k}" for k in range(int(region_ids.max()) + 1)]
+        elif region_labels is not None:
+            region_ids, region_names = labels_to_regions(region_labels)
+        else:
+            region_ids, region_names = pair_regions(chosen_freq, rejected_freq, n_regions=self.n_regions,
+                                                    auto_range=self.auto_range, random_state=self.random_state)
+        if region_ids.shape != (n,):
+            raise InvalidParameterError(f"regions must give one id per pair ({n}); got shape {region_ids.shape}.")
+        stats = _concept_table(self, concepts, disparity, region_ids, region_names, prompt_max)
+
         self.chosen_max_, self.chosen_freq_ = chosen_max, chosen_freq
         self.rejected_max_, self.rejected_freq_ = rejected_max, rejected_freq
-        self.prompt_max_ = None if prompt_max is None else _check_matrix("prompt_max", prompt_max, n, d)
+        self.prompt_max_ = prompt_max
         self.n_pairs_, self.d_sae_ = n, d
-        self.chosen_fires_ = _firing(chosen_max, chosen_freq, self.activation_threshold, self.frequency_threshold)
-        self.rejected_fires_ = _firing(rejected_max, rejected_freq, self.activation_threshold, self.frequency_threshold)
-        empty = np.flatnonzero((self.chosen_fires_.getnnz(axis=1) == 0) & (self.rejected_fires_.getnnz(axis=1) == 0))
-        if len(empty) == n:
-            raise ValueError("No latent fires on any response: lower activation_threshold / frequency_threshold, or "
-                             "check the encoder (hook, SAE) produces activations.")
-        self.concepts_ = LatentConcepts(self.min_support, self.similarity, self.max_grouped_latents).fit(
-            sp.vstack([self.chosen_fires_, self.rejected_fires_]))
-        if self.concepts_.n_concepts_ == 0:
-            raise ValueError(f"No latent fires on at least min_support={self.min_support} responses; lower "
-                             "min_support or audit more pairs.")
-        self.disparity_ = sp.csr_matrix(self.concepts_.shares(self.chosen_fires_) - self.concepts_.shares(self.rejected_fires_))
-        if regions is not None:
-            self.regions_ = np.asarray(regions, dtype=np.int64)
-            self.region_names_ = [f"region {k}" for k in range(int(self.regions_.max()) + 1)]
-        elif region_labels is not None:
-            self.regions_, self.region_names_ = labels_to_regions(region_labels)
-        else:
-            self.regions_, self.region_names_ = pair_regions(chosen_freq, rejected_freq, n_regions=self.n_regions,
-                                                             auto_range=self.auto_range, random_state=self.random_state)
-        if self.regions_.shape != (n,):
-            raise ValueError(f"regions must give one id per pair ({n}); got shape {self.regions_.shape}.")
-        stats = concept_statistics(self.disparity_, self.regions_, z_threshold=self.z_threshold,
-                                   half_z_threshold=self.half_z_threshold)
-        sizes = np.array([len(g) for g in self.concepts_.concepts_])
-        stats["n_latents"] = sizes[stats["concept"].to_numpy()]
-        stats["latents"] = [self.concepts_.concepts_[k].tolist() for k in stats["concept"]]
-        names = {GLOBAL_REGION: "all", **dict(enumerate(self.region_names_))}
-        stats.insert(1, "region_name", [names[r] for r in stats["region"]])
-        if self.prompt_max_ is not None:
-            prompt_fires = sp.csr_matrix(self.prompt_max_ > self.activation_threshold, dtype=np.float64)
-            share = np.asarray(self.concepts_.shares(prompt_fires).mean(axis=0)).ravel()
-            stats["prompt_share"] = share[stats["concept"].to_numpy()]
-        self.statistics_ = stats
+        self.chosen_fires_, self.rejected_fires_ = chosen_fires, rejected_fires
+        self.concepts_, self.disparity_ = concepts, disparity
+        self.regions_, self.region_names_ = region_ids, region_names
         self.texts_ = None if texts is None else (list(texts[0]), list(texts[1]))
+        self.pair_digests_, self.n_tokens_, self.n_truncated_ = digests, n_tokens, int(n_truncated)
+        self.encoder_config_ = encoder_config
+        self.statistics_ = stats  # last: the audit counts as fitted from here on
         return self
 
     # ------------------------------------------------------------------ queries
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "statistics_"):
-            from sklearn.exceptions import NotFittedError
-
-            raise NotFittedError("This PreferenceAudit is not fitted yet; call fit(dataset) or fit_features(...) first.")
-
     def flagged(self, leaning: str | None = None, region: int | None = None, top: int | None = None) -> pd.DataFrame:
         """Flagged rows of :attr:`statistics_` (by ``rank_score``), optionally one leaning / region."""
-        self._check_fitted()
+        check_fitted(self, "flagged")
         t = self.statistics_[self.statistics_["flagged"]]
         if leaning is not None:
-            if leaning not in ("chosen", "rejected"):
-                raise ValueError(f"leaning must be 'chosen' or 'rejected', got {leaning!r}.")
-            t = t[t["leaning"] == leaning]
+            t = t[t["leaning"] == check_choice("leaning", leaning, ("chosen", "rejected"))]
         if region is not None:
             t = t[t["region"] == region]
         return t.head(top) if top is not None else t
 
     def concept_of(self, latent: int) -> int:
         """The concept id holding ``latent`` (−1 if it is in none)."""
-        self._check_fitted()
+        check_fitted(self, "concept_of")
+        if not 0 <= int(latent) < self.d_sae_:
+            raise InvalidParameterError(f"latent must be an SAE latent id in [0, {self.d_sae_}); got {latent}.")
         return int(self.concepts_.latent_concept_[latent])
 
     def disparity(self, concepts: int | Sequence[int]) -> np.ndarray:
         """Per-pair disparity (chosen share − rejected share) of one concept ``(n,)`` or several ``(n, k)``."""
-        self._check_fitted()
-        single = np.isscalar(concepts)
-        ids = np.atleast_1d(np.asarray(concepts, dtype=np.int64))
-        if ids.size and (ids.min() < 0 or ids.max() >= self.concepts_.n_concepts_):
-            raise ValueError(f"Concept ids must be in [0, {self.concepts_.n_concepts_}); got {ids.tolist()}.")
-        out = self.disparity_[:, ids].toarray()
-        return out[:, 0] if single else out
+        check_fitted(self, "disparity")
+        return self._concept_columns(self.disparity_, concepts)
 
     def concept_scores(self, concepts: int | Sequence[int], side: str = "chosen") -> np.ndarray:
         """Per-pair concept score (share of the concept's latents firing) on ``side`` ('chosen'/'rejected')."""
-        self._check_fitted()
-        fires = {"chosen": self.chosen_fires_, "rejected": self.rejected_fires_}.get(side)
-        if fires is None:
-            raise ValueError(f"side must be 'chosen' or 'rejected', got {side!r}.")
-        single = np.isscalar(concepts)
-        out = self.concepts_.shares(fires)[:, np.atleast_1d(concepts)].toarray()
-        return out[:, 0] if single else out
+        check_fitted(self, "concept_scores")
+        fires = {"chosen": self.chosen_fires_, "rejected": self.rejected_fires_}[
+            check_choice("side", side, ("chosen", "rejected"))]
+        return self._concept_columns(self.concepts_.shares(fires), concepts)
+
+    def _concept_columns(self, per_concept: sp.csr_matrix, concepts: int | Sequence[int]) -> np.ndarray:
+        """Columns ``concepts`` of an ``(n, n_concepts)`` matrix: ``(n,)`` for one id, ``(n, k)`` for several."""
+        ids = np.atleast_1d(np.asarray(concepts, dtype=np.int64))
+        n_concepts = self.concepts_.n_concepts_
+        if ids.size and (ids.min() < 0 or ids.max() >= n_concepts):
+            raise InvalidParameterError(f"Concept ids must be in [0, {n_concepts}); got {ids.tolist()}. Map a latent "
+                                        "to its concept with concept_of(latent).")
+        out = per_concept[:, ids].toarray()
+        return out[:, 0] if np.isscalar(concepts) else out
 
     def report(self, top: int = 10, n_examples: int = 3, labeler: Callable[..., str] | None = None,
                snippet_chars: int = 160, region: int | None = None, flagged_only: bool = False):
         """An :class:`~hf_saerl.audit.report.AuditReport` of the ``top`` chosen- and rejected-leaning concepts."""
         from .report import AuditReport
 
-        self._check_fitted()
+        check_fitted(self, "report")
         return AuditReport.from_audit(self, top=top, n_examples=n_examples, labeler=labeler,
                                       snippet_chars=snippet_chars, region=region, flagged_only=flagged_only)
+
+    # ------------------------------------------------------------------ saving (huggingface_hub ModelHubMixin)
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """Write the audit into ``save_directory`` (see :mod:`.saving`); ``save_pretrained`` adds the card."""
+        check_fitted(self, "save_pretrained")
+        save_audit(self, Path(save_directory))
+
+    def generate_model_card(self, *args: Any, **kwargs: Any):
+        from .. import __version__
+
+        check_fitted(self, "generate_model_card")
+        values = {"n_pairs": self.n_pairs_, "d_sae": self.d_sae_, "n_concepts": self.concepts_.n_concepts_,
+                  "n_regions": len(self.region_names_), "n_flagged": int(self.statistics_["flagged"].sum()),
+                  "version": __version__, **kwargs}
+        return super().generate_model_card(*args, **values)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, encoder: Any = None,
+                        force_download: bool = False, token: str | bool | None = None,
+                        cache_dir: str | Path | None = None, local_files_only: bool = False,
+                        revision: str | None = None, **params: Any) -> "PreferenceAudit":
+        """Load a saved audit from a folder or a Hub repo id (``huggingface_hub`` keyword arguments apply).
+
+        The encoder is not saved (only its ``config()``): pass ``encoder=`` to :meth:`fit` again later; its SAE
+        width and hook are checked against the saved ones. ``params`` override constructor parameters that did
+        not decide the fitted state (column names, ``batch_size``, ``progress``).
+        """
+        from ..estimators.files import check_path_or_repo_id
+
+        model_id = check_path_or_repo_id(pretrained_model_name_or_path)
+        return cls._from_pretrained(model_id=model_id, revision=revision, cache_dir=cache_dir,
+                                    force_download=force_download, local_files_only=local_files_only, token=token,
+                                    encoder=encoder, **params)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision: str | None = None, cache_dir: str | Path | None = None,
+                         force_download: bool = False, local_files_only: bool = False,
+                         token: str | bool | None = None, subfolder: str | None = None, encoder: Any = None,
+                         **params: Any) -> "PreferenceAudit":
+        """Load from a folder or a Hub repo id (optionally a ``subfolder`` of it); see :func:`.saving.load_audit`."""
+        hub = dict(revision=revision, cache_dir=cache_dir, force_download=force_download,
+                   local_files_only=local_files_only, token=token)
+        return load_audit(cls, str(model_id), encoder=encoder, subfolder=subfolder, params=params, **hub)

@@ -19,6 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from ..errors import InvalidParameterError
+
 __all__ = ["pair_regions", "labels_to_regions"]
 
 
@@ -42,7 +44,8 @@ def pair_regions(chosen: Any, rejected: Any, *, n_regions: int | str = "auto", a
     if n_regions == 1 or n < 4:
         return np.zeros(n, dtype=np.int64), ["all"]
     if n_regions != "auto" and int(n_regions) > n:
-        raise ValueError(f"n_regions={n_regions} exceeds the {n} pairs; pass a smaller n_regions.")
+        raise InvalidParameterError(f"n_regions={n_regions} exceeds the {n} pairs; pass a smaller n_regions, or "
+                                    "n_regions='auto'.")
     lo, hi = auto_range
     clusterer = SAEClusterer(X.shape[1], n_clusters=n_regions, auto_range=(lo, max(lo, min(hi, n - 1))),
                              random_state=random_state)

@@ -90,7 +90,7 @@ class AuditReport:
             "n_regions": len(audit.region_names_), "region_sizes": np.bincount(audit.regions_).tolist(),
             "n_flagged": int(audit.statistics_["flagged"].sum()),
             "z_threshold": audit.z_threshold, "half_z_threshold": audit.half_z_threshold,
-            "n_truncated": int(getattr(audit, "n_truncated_", 0)),
+            "n_truncated": int(audit.n_truncated_),
         }
         return cls(table[[c for c in _COLUMNS if c in table.columns]].reset_index(drop=True), summary)
 

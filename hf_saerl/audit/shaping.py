@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..errors import InvalidParameterError
+
 __all__ = ["dpo_loss"]
 
 
@@ -32,7 +34,8 @@ def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Ten
     if margin is not None and lam != 0.0:
         margin = torch.as_tensor(margin, dtype=logits.dtype, device=logits.device)
         if margin.shape != logits.shape:
-            raise ValueError(f"margin has shape {tuple(margin.shape)} but the batch has {tuple(logits.shape)} pairs.")
+            raise InvalidParameterError(f"margin has shape {tuple(margin.shape)} but the batch has "
+                                        f"{tuple(logits.shape)} pairs; pass one margin per pair.")
         logits = logits + lam * margin
     losses = -F.logsigmoid(logits)
     if reduction == "none":
@@ -41,4 +44,4 @@ def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Ten
         return losses.sum()
     if reduction == "mean":
         return losses.mean()
-    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}.")
+    raise InvalidParameterError(f"reduction must be 'mean', 'sum' or 'none'; got {reduction!r}.")

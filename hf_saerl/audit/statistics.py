@@ -32,6 +32,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..errors import InvalidParameterError, NonFiniteError
+
 __all__ = ["concept_statistics", "GLOBAL_REGION"]
 
 #: ``region`` value of the whole-dataset rows.
@@ -116,14 +118,14 @@ def concept_statistics(D: Any, regions: Any, *, z_threshold: float = 3.0, half_z
     D = sp.csr_matrix(D, dtype=np.float64)
     n, K = D.shape
     if D.nnz and not np.all(np.isfinite(D.data)):
-        raise ValueError("The disparity matrix holds NaN or infinite values; check the pooled features for NaN "
-                         "(e.g. an SAE run in fp16 that overflowed) and re-encode.")
+        raise NonFiniteError("The disparity matrix holds NaN or infinite values; check the pooled features for NaN "
+                             "(e.g. an SAE run in fp16 that overflowed) and re-encode.")
     regions = np.asarray(regions)
     if regions.shape != (n,):
-        raise ValueError(f"regions must have one id per pair ({n}), got shape {regions.shape}.")
+        raise InvalidParameterError(f"regions must have one id per pair ({n}), got shape {regions.shape}.")
     if n and (not np.issubdtype(regions.dtype, np.integer) or regions.min() < 0):
-        raise ValueError("regions must be non-negative integer ids (factorize labels first, e.g. np.unique(..., "
-                         "return_inverse=True)).")
+        raise InvalidParameterError("regions must be non-negative integer ids (factorize labels first, e.g. "
+                                    "np.unique(..., return_inverse=True)).")
     n_regions = int(regions.max()) + 1 if n else 0
     rows_all, rows_even, rows_odd = np.arange(n), np.arange(0, n, 2), np.arange(1, n, 2)
     parts = []

@@ -33,7 +33,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..estimators.base import jsonable
+from ..core.serialization import jsonable
 
 logger = logging.getLogger("hf_saerl.demo")
 

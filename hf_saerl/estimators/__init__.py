@@ -1,9 +1,13 @@
 """Stage 2, fit-then-map estimators over SAE features, with scikit-learn manners and pickle-free Hub files.
 
 - :mod:`.base`: :class:`SAEEstimator`, the shared fit/map/save/load machinery;
+- :mod:`.inputs`: reading features, labels and baselines at the edge;
 - :mod:`.transforms`: feature transforms fitted with the estimator (log1p, l2 normalisation, ...);
 - :mod:`.probes`: :class:`QualityProbe` (filter) and :class:`DifficultyProbe` (order easy → hard);
-- :mod:`.clustering`: :class:`SAEClusterer` (group in SAE space).
+- :mod:`.clustering`: :class:`SAEClusterer` (group in SAE space);
+- :mod:`.selection`: keeping dataset rows by a probe's scores (``filter``, ``select_band``);
+- :mod:`.metrics`: the fit-time metrics and their Markdown table;
+- :mod:`.files`: the saved files (safetensors arrays, per-file Hub download), shared with the audit.
 """
 
 from .clustering import SAEClusterer

@@ -15,7 +15,12 @@ import scipy.sparse as sp
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
 from ..core.columns import CLUSTER_DISTANCE, CLUSTER_ID, SAE_INDICES, SAE_N_TOKENS, SAE_VALUES
-from .base import SAEEstimator, card_template, clean_labels, read_labels, take_array, warn_empty_rows
+from ..core.validation import check_choice
+from ..errors import BundleError, InvalidParameterError
+from .base import SAEEstimator, card_template
+from .files import take_array
+from .inputs import read_labels, warn_empty_rows
+from .metrics import cluster_agreement
 from .transforms import FeatureTransform, TransformSpec, row_nnz
 
 __all__ = ["SAEClusterer"]
@@ -80,6 +85,7 @@ class SAEClusterer(SAEEstimator, tags=["sae-clustering", "kmeans"], model_card_t
 
     kind = "clusters"
     _state_keys = ("n_clusters_", "algorithm_")
+    _array_attributes = {"cluster_centers": "cluster_centers_"}
 
     def __init__(
         self,
@@ -100,33 +106,17 @@ class SAEClusterer(SAEEstimator, tags=["sae-clustering", "kmeans"], model_card_t
         id_column: str = CLUSTER_ID,
         distance_column: str = CLUSTER_DISTANCE,
     ) -> None:
-        self.d_sae = d_sae
-        self.n_clusters = n_clusters
-        self.spherical = spherical
-        self.transform = transform
-        self.algorithm = algorithm
-        self.n_init = n_init
-        self.max_iter = max_iter
-        self.batch_size = batch_size
-        self.auto_range = auto_range
-        self.auto_sample_size = auto_sample_size
-        self.random_state = random_state
-        self.indices_column = indices_column
-        self.values_column = values_column
-        self.n_tokens_column = n_tokens_column
-        self.id_column = id_column
-        self.distance_column = distance_column
+        self._store_params(locals())
 
     def _validate_params(self) -> None:
         self._validate_common()
         k = self.n_clusters
         if k != "auto" and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
-            raise ValueError(f"n_clusters must be a positive int or 'auto'; got {k!r}.")
-        if self.algorithm not in ("auto", "kmeans", "minibatch"):
-            raise ValueError(f"algorithm must be 'auto', 'kmeans' or 'minibatch'; got {self.algorithm!r}.")
+            raise InvalidParameterError(f"n_clusters must be a positive int or 'auto'; got {k!r}.")
+        check_choice("algorithm", self.algorithm, ("auto", "kmeans", "minibatch"))
         lo, hi = self.auto_range
         if not 2 <= lo <= hi:
-            raise ValueError(f"auto_range must be (lo, hi) with 2 <= lo <= hi; got {self.auto_range!r}.")
+            raise InvalidParameterError(f"auto_range must be (lo, hi) with 2 <= lo <= hi; got {self.auto_range!r}.")
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X: Any, y: Any = None, *, reference_column: str | None = None, baseline: Any = None,
@@ -165,8 +155,8 @@ class SAEClusterer(SAEEstimator, tags=["sae-clustering", "kmeans"], model_card_t
         n_train = train.shape[0]
         k, silhouettes = self._choose_k(train)
         if n_train < k:
-            raise ValueError(f"n_clusters={k} needs at least {k} rows with an active latent; got {n_train}. "
-                             "Pass a smaller n_clusters or more rows.")
+            raise InvalidParameterError(f"n_clusters={k} needs at least {k} rows with an active latent; got "
+                                        f"{n_train}. Pass a smaller n_clusters or more rows.")
         self.algorithm_ = self.algorithm if self.algorithm != "auto" else (
             "minibatch" if n_train > MINIBATCH_MIN_ROWS else "kmeans")
         if self.algorithm_ == "kmeans":
@@ -191,7 +181,7 @@ class SAEClusterer(SAEEstimator, tags=["sae-clustering", "kmeans"], model_card_t
         if silhouettes:
             self.metrics_["silhouette_by_k"] = {str(key): value for key, value in silhouettes.items()}
         if reference is not None:
-            self.metrics_.update(_agreement(ids, *reference))
+            self.metrics_.update(cluster_agreement(ids, *reference))
         return self
 
     def _choose_k(self, train: Any) -> tuple[int, dict[int, float]]:
@@ -205,15 +195,16 @@ class SAEClusterer(SAEEstimator, tags=["sae-clustering", "kmeans"], model_card_t
         lo, hi = self.auto_range
         hi = min(hi, m - 1)
         if hi < lo:
-            raise ValueError(f"n_clusters='auto' searches k in {tuple(self.auto_range)} and needs at least {lo + 1} rows "
-                             f"with an active latent; got {m}. Pass an explicit n_clusters.")
+            raise InvalidParameterError(f"n_clusters='auto' searches k in {tuple(self.auto_range)} and needs at least "
+                                        f"{lo + 1} rows with an active latent; got {m}. Pass an explicit n_clusters.")
         scores: dict[int, float] = {}
         for k in range(lo, hi + 1):
             labels = KMeans(k, n_init=self.n_init, max_iter=self.max_iter, random_state=self.random_state).fit_predict(sample)
             if len(np.unique(labels)) > 1:
                 scores[k] = float(silhouette_score(sample, labels, metric="cosine" if self.spherical else "euclidean"))
         if not scores:
-            raise ValueError("n_clusters='auto' found no k with two or more distinct clusters; pass an explicit n_clusters.")
+            raise InvalidParameterError("n_clusters='auto' found no k with two or more distinct clusters; pass an "
+                                        "explicit n_clusters.")
         return max(scores, key=lambda k: (scores[k], -k)), scores
 
     # ------------------------------------------------------------------ assignment
@@ -238,11 +229,11 @@ class SAEClusterer(SAEEstimator, tags=["sae-clustering", "kmeans"], model_card_t
 
     def distances(self, X: Any, n_tokens: Any = None) -> np.ndarray:
         """``(n, n_clusters_)`` float64 distances of each row to every centroid."""
-        return self._distance_matrix(self._space(self._features_for_predict(X, n_tokens)))
+        return self._distance_matrix(self._space(self._features_for_predict(X, n_tokens, method="distances")))
 
     def predict(self, X: Any, n_tokens: Any = None) -> np.ndarray:
         """The int32 id of the nearest centroid of each row."""
-        return self._predict_columns(self._features_for_predict(X, n_tokens))[self.id_column]
+        return self._predict_columns(self._features_for_predict(X, n_tokens, method="predict"))[self.id_column]
 
     def fit_predict(self, X: Any, y: Any = None, **fit_kwargs: Any) -> np.ndarray:
         """``fit(X, y, **fit_kwargs)`` then ``predict(X)``."""
@@ -256,14 +247,11 @@ class SAEClusterer(SAEEstimator, tags=["sae-clustering", "kmeans"], model_card_t
         return {self.id_column: "int32", self.distance_column: "float32"}
 
     # ------------------------------------------------------------------ state
-    def _fitted_arrays(self) -> dict[str, np.ndarray]:
-        return {"cluster_centers": self.cluster_centers_}
-
     def _restore(self, arrays: dict[str, np.ndarray], source: str) -> None:
         k = self.n_clusters_
         if isinstance(k, bool) or not isinstance(k, int) or k < 1 or self.algorithm_ not in ("kmeans", "minibatch"):
-            raise ValueError(f"{source}: saved n_clusters_={k!r} / algorithm_={self.algorithm_!r} are invalid; the file "
-                             "is corrupt.")
+            raise BundleError(f"{source}: saved n_clusters_={k!r} / algorithm_={self.algorithm_!r} are invalid; the "
+                              "file is corrupt. Save the clusterer again.")
         self.cluster_centers_ = take_array(arrays, "cluster_centers", (k, self.d_sae), source)
 
 
@@ -272,20 +260,3 @@ def _l2_rows(X: Any) -> Any:
         return FeatureTransform(["l2"]).transform(X)
     norms = np.linalg.norm(X, axis=1, keepdims=True)
     return X / np.where(norms > 0, norms, 1.0)
-
-
-def _agreement(ids: np.ndarray, reference: list, name: str) -> dict[str, Any]:
-    """NMI and purity of the cluster ids against reference labels (rows with a missing label skipped)."""
-    from sklearn.metrics import normalized_mutual_info_score
-
-    labels, keep, n_missing = clean_labels(reference, name)
-    ids = ids[keep]
-    _, codes = np.unique(labels, return_inverse=True)
-    counts = np.zeros((int(ids.max()) + 1, int(codes.max()) + 1), dtype=np.int64)
-    np.add.at(counts, (ids, codes), 1)
-    return {
-        "nmi": float(normalized_mutual_info_score(codes, ids)),
-        "purity": float(counts.max(axis=1).sum() / len(ids)),
-        "n_reference": int(len(ids)),
-        "n_reference_missing": n_missing,
-    }

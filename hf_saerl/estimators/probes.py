@@ -23,21 +23,27 @@ from sklearn.base import clone
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 
 from ..core.columns import DIFFICULTY, PASS_RATE_PRED, QUALITY, SAE_INDICES, SAE_N_TOKENS, SAE_VALUES
-from .base import SAEEstimator, card_template, clean_labels, read_labels, take_array, warn_empty_rows
+from ..core.validation import check_choice, check_fitted, is_fitted
+from ..errors import BundleError, InvalidParameterError
+from .base import SAEEstimator, card_template
+from .files import take_array
+from .inputs import clean_labels, read_labels, warn_empty_rows
+from .metrics import classification_metrics, regression_metrics
+from .selection import band_mask, check_band, check_threshold_args, column_scores, select_rows, threshold_mask
 from .transforms import TransformSpec
-from ..encoding.sparse import _column_names
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["QualityProbe", "DifficultyProbe"]
 
-_PREDICT_CHUNK_ROWS = 65_536
 _PASS_RATE_WORDS = ("pass", "solve", "success", "accuracy")
 _DIFFICULTY_WORDS = ("difficult", "hard", "level")
 
 
 class _LinearProbe(SAEEstimator):
     """Shared fitting, cross-validation, prediction and state of the two probes."""
+
+    _array_attributes = {"coef": "coef_", "intercept": "intercept_"}
 
     def fit(self, X: Any, y: Any = None, *, label_column: str | None = None, baseline: Any = None,
             n_tokens: Any = None) -> "_LinearProbe":
@@ -59,6 +65,7 @@ class _LinearProbe(SAEEstimator):
         """
         self._validate_params()
         features, n_tokens = self._read_features(X, n_tokens)
+        self.__dict__.pop("cv_predictions_", None)  # set only when cv is: a refit must not keep the last fit's
         name = label_column or "y"
         labels, keep, n_dropped = clean_labels(read_labels(X, y, label_column), name)
         if n_dropped:
@@ -80,7 +87,7 @@ class _LinearProbe(SAEEstimator):
         # so the models are fitted on the active columns only (much faster for wide SAEs, same solution).
         active = np.unique(Xt.indices) if sp.issparse(Xt) else np.arange(Xt.shape[1])
         if active.size == 0:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"None of the {len(y)} labelled rows has an active SAE latent (after the transform "
                 f"{self.transform_.steps_}), so there is nothing to fit on. Check the encoder output (empty "
                 "sae_indices: empty or truncated texts, top_k) or a 'binarize' threshold that removes every value."
@@ -97,6 +104,13 @@ class _LinearProbe(SAEEstimator):
         return self
 
     # ------------------------------------------------------------------ subclass hooks
+    def _validate_params(self) -> None:
+        self._validate_common()
+        cv = self.cv
+        if cv is not None and (isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 2):
+            raise InvalidParameterError(f"cv must be an int >= 2 (number of folds) or None (skip the cross-validated "
+                                        f"metrics); got {cv!r}.")
+
     def _is_classifier(self) -> bool:
         return False
 
@@ -126,13 +140,13 @@ class _LinearProbe(SAEEstimator):
             values, counts = np.unique(y, return_counts=True)
             if counts.min() < cv:
                 smallest = self.classes_.tolist()[values[counts.argmin()]]
-                raise ValueError(
+                raise InvalidParameterError(
                     f"cv={cv} needs at least {cv} labelled rows of each class; class {smallest!r} has "
                     f"{counts.min()} (of {len(y)} rows). Label more rows, lower cv (e.g. cv={max(2, counts.min())}), "
                     "or pass cv=None to skip the cross-validated metrics."
                 )
         elif len(y) < 2 * cv:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"cv={cv} needs at least {2 * cv} labelled rows (2 per fold); got {len(y)}. Label more rows, lower cv "
                 f"(e.g. cv={max(2, len(y) // 2)}), or pass cv=None to skip the cross-validated metrics."
             )
@@ -148,59 +162,26 @@ class _LinearProbe(SAEEstimator):
         return oof
 
     def _cv_metrics(self, model: Any, Xt: Any, y: np.ndarray) -> dict[str, Any]:
-        return {"cv_folds": int(self.cv), **_regression_metrics(y, self._oof(model, Xt, y))}
+        return {"cv_folds": int(self.cv), **regression_metrics(y, self._oof(model, Xt, y))}
 
     # ------------------------------------------------------------------ prediction
     def decision_function(self, X: Any, n_tokens: Any = None) -> np.ndarray:
         """The linear score ``transform(X) @ coef_ + intercept_`` (float64)."""
-        return self._linear(self._features_for_predict(X, n_tokens))
+        return self._score(X, n_tokens, "decision_function")
+
+    def _score(self, X: Any, n_tokens: Any, method: str) -> np.ndarray:
+        return self._linear(self._features_for_predict(X, n_tokens, method=method))
+
+    def _columns(self, X: Any, n_tokens: Any, method: str) -> dict[str, np.ndarray]:
+        return self._predict_columns(self._features_for_predict(X, n_tokens, method=method))
 
     def _linear(self, Xt: Any) -> np.ndarray:
         return np.asarray(Xt @ self.coef_, dtype=np.float64).reshape(-1) + self.intercept_[0]
 
-    def _predict_dataset(self, dataset: Any, column: str) -> np.ndarray:
-        """``column`` of ``self(batch)`` over a Dataset, read in contiguous chunks (bounded memory). A
-        dataset without the SAE columns but with ``column`` already there is read as is."""
-        names = _column_names(dataset) or []
-        if (self.indices_column not in names or self.values_column not in names) and column in names:
-            return np.asarray(list(dataset[column]), dtype=np.float64)
-        if not hasattr(dataset, "select"):
-            raise TypeError(f"Expected a datasets.Dataset; got {type(dataset).__name__}.")
-        parts = [self(dataset.select(range(start, min(start + _PREDICT_CHUNK_ROWS, len(dataset)))))[column]
-                 for start in range(0, len(dataset), _PREDICT_CHUNK_ROWS)]
-        return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
-
     # ------------------------------------------------------------------ state
-    def _fitted_arrays(self) -> dict[str, np.ndarray]:
-        return {"coef": self.coef_, "intercept": self.intercept_}
-
     def _restore(self, arrays: dict[str, np.ndarray], source: str) -> None:
         self.coef_ = take_array(arrays, "coef", (self.d_sae,), source)
         self.intercept_ = take_array(arrays, "intercept", (1,), source)
-
-
-def _regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
-    """Pearson, Spearman (None when a side is constant), R² and MAE of out-of-fold predictions."""
-    from scipy.stats import pearsonr, spearmanr
-
-    y, pred = np.asarray(y, dtype=np.float64), np.asarray(pred, dtype=np.float64)
-    varied = np.ptp(y) > 0 and np.ptp(pred) > 0
-    ss_tot = float(((y - y.mean()) ** 2).sum())
-    return {
-        "pearson": float(pearsonr(y, pred)[0]) if varied else None,
-        "spearman": float(spearmanr(y, pred)[0]) if varied else None,
-        "r2": 1.0 - float(((y - pred) ** 2).sum()) / ss_tot if ss_tot > 0 else None,
-        "mae": float(np.abs(y - pred).mean()),
-    }
-
-
-def _select_rows(dataset: Any, keep: np.ndarray, stats: dict[str, Any], what: str, return_stats: bool) -> Any:
-    criteria = ", ".join(f"{k}={v}" for k, v in stats.items())
-    stats = {"n_rows": int(len(keep)), "n_kept": int(keep.sum()), "n_dropped": int((~keep).sum()), **stats}
-    logger.info("%s: kept %d of %d rows, dropped %d (%s).", what, stats["n_kept"], stats["n_rows"], stats["n_dropped"],
-                criteria)
-    kept = dataset.select(np.flatnonzero(keep))
-    return (kept, stats) if return_stats else kept
 
 
 # ====================================================================== QualityProbe
@@ -276,26 +257,11 @@ class QualityProbe(_LinearProbe, tags=["quality-probe"], model_card_template=_QU
         n_tokens_column: str = SAE_N_TOKENS,
         output_column: str = QUALITY,
     ) -> None:
-        self.d_sae = d_sae
-        self.task = task
-        self.transform = transform
-        self.C = C
-        self.alpha = alpha
-        self.class_weight = class_weight
-        self.positive_label = positive_label
-        self.cv = cv
-        self.max_iter = max_iter
-        self.random_state = random_state
-        self.indices_column = indices_column
-        self.values_column = values_column
-        self.n_tokens_column = n_tokens_column
-        self.output_column = output_column
+        self._store_params(locals())
 
     def _validate_params(self) -> None:
-        self._validate_common()
-        if self.task not in ("auto", "classification", "regression"):
-            raise ValueError(f"task must be 'auto', 'classification' or 'regression'; got {self.task!r}.")
-        _check_cv_param(self.cv)
+        super()._validate_params()
+        check_choice("task", self.task, ("auto", "classification", "regression"))
 
     def _is_classifier(self) -> bool:
         return self.task_ == "classification"
@@ -308,32 +274,34 @@ class QualityProbe(_LinearProbe, tags=["quality-probe"], model_card_template=_QU
         self.task_ = task
         if task == "regression":
             if labels.dtype.kind not in "iuf":
-                raise ValueError(f"task='regression' needs numeric labels; {name!r} holds {labels.dtype} values.")
+                raise InvalidParameterError(f"task='regression' needs numeric labels; {name!r} holds {labels.dtype} "
+                                            "values. Map them to numbers, or use task='classification'.")
             if len(values) < 2:
-                raise ValueError(f"All {len(labels)} labels in {name!r} equal {values.tolist()[0]!r}: nothing to learn. "
-                                 "Provide rows with different scores.")
+                raise InvalidParameterError(f"All {len(labels)} labels in {name!r} equal {values.tolist()[0]!r}: "
+                                            "nothing to learn. Provide rows with different scores.")
             self.classes_ = None
             return labels.astype(np.float64)
         if len(values) < 2:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"Label column {name!r} has a single class ({values.tolist()[0]!r}) among {len(labels)} labelled rows; "
                 "a quality classifier needs both good and bad examples. Add rows of the other class, or fit "
                 "real-valued scores with task='regression'."
             )
         if len(values) > 2:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"QualityProbe is a binary classifier, but {name!r} has {len(values)} classes {values.tolist()[:10]}. "
                 "Map the labels to good/bad first, or fit numeric scores with task='regression'."
             )
         if self.positive_label is not None:
             if self.positive_label not in values.tolist():
-                raise ValueError(f"positive_label={self.positive_label!r} is not among the labels {values.tolist()}.")
+                raise InvalidParameterError(f"positive_label={self.positive_label!r} is not among the labels "
+                                            f"{values.tolist()}; pass one of them, or None for 0/1 or boolean labels.")
             good = self.positive_label
         elif labels.dtype.kind == "b" or set(values.tolist()) <= {0, 1}:
             good = values[1]
         else:
-            raise ValueError(f"Cannot tell which of the classes {values.tolist()} is the good one; pass positive_label=, "
-                             "or task='regression' if these are scores.")
+            raise InvalidParameterError(f"Cannot tell which of the classes {values.tolist()} is the good one; pass "
+                                        "positive_label=, or task='regression' if these are scores.")
         bad = values[0] if values[1] == good else values[1]
         self.classes_ = np.array([bad, good])
         return (labels == good).astype(np.int64)
@@ -349,31 +317,26 @@ class QualityProbe(_LinearProbe, tags=["quality-probe"], model_card_template=_QU
     def _cv_metrics(self, model: Any, Xt: Any, y: np.ndarray) -> dict[str, Any]:
         if not self._is_classifier():
             return super()._cv_metrics(model, Xt, y)
-        from sklearn.metrics import roc_auc_score
-
-        proba = self._oof(model, Xt, y)
-        return {"cv_folds": int(self.cv), "auroc": float(roc_auc_score(y, proba)),
-                "accuracy": float(((proba >= 0.5) == y).mean()), "positive_rate": float(y.mean())}
+        return {"cv_folds": int(self.cv), **classification_metrics(y, self._oof(model, Xt, y))}
 
     # ------------------------------------------------------------------ prediction
     def predict_quality(self, X: Any, n_tokens: Any = None) -> np.ndarray:
         """The float32 ``quality`` of each row of ``X`` (dataset, batch dict or matrix)."""
-        return self._predict_columns(self._features_for_predict(X, n_tokens))[self.output_column]
+        return self._columns(X, n_tokens, "predict_quality")[self.output_column]
 
     def predict_proba(self, X: Any, n_tokens: Any = None) -> np.ndarray:
         """``(n, 2)`` probabilities of ``classes_`` = ``[bad, good]`` (classifier only), float64."""
-        self._require_classifier("predict_proba")
-        p = expit(self.decision_function(X, n_tokens))
+        check_fitted(self, "predict_proba")
+        if self.task_ != "classification":
+            raise AttributeError("predict_proba needs a classifier probe; this QualityProbe was fitted as a "
+                                 "regression. Use predict_quality, or fit on good/bad labels.")
+        p = expit(self._score(X, n_tokens, "predict_proba"))
         return np.stack([1.0 - p, p], axis=1)
 
     def predict(self, X: Any, n_tokens: Any = None) -> np.ndarray:
         """Class labels (classifier, good when probability >= 0.5) or predicted scores (regression)."""
-        z = self.decision_function(X, n_tokens)
+        z = self._score(X, n_tokens, "predict")
         return self.classes_[(z >= 0).astype(int)] if self.task_ == "classification" else z
-
-    def _require_classifier(self, what: str) -> None:
-        if getattr(self, "task_", "classification") != "classification":
-            raise AttributeError(f"{what} needs a classifier probe; this QualityProbe was fitted as a regression.")
 
     def _predict_columns(self, Xt: Any) -> dict[str, np.ndarray]:
         z = self._linear(Xt)
@@ -396,29 +359,20 @@ class QualityProbe(_LinearProbe, tags=["quality-probe"], model_card_template=_QU
             holds ``n_rows``, ``n_kept``, ``n_dropped`` and the ``threshold`` applied. The counts are
             also logged at INFO level by the ``hf_saerl.estimators.probes`` logger.
         """
-        if (threshold is None) == (drop_fraction is None):
-            raise ValueError("Pass exactly one of threshold= (keep quality >= threshold) or drop_fraction= "
-                             "(drop that share of the lowest-quality rows).")
-        scores = self._predict_dataset(dataset, self.output_column)
-        if drop_fraction is not None:
-            if not 0.0 <= drop_fraction < 1.0:
-                raise ValueError(f"drop_fraction must be in [0, 1); got {drop_fraction!r}.")
-            n_drop = int(round(drop_fraction * len(scores)))
-            order = np.argsort(scores, kind="stable")
-            keep = np.ones(len(scores), dtype=bool)
-            keep[order[:n_drop]] = False
-            threshold = float(scores[order[n_drop]]) if n_drop < len(scores) else None
-        else:
-            keep = scores >= threshold
-        return _select_rows(dataset, keep, {"threshold": threshold}, "QualityProbe.filter", return_stats)
+        check_threshold_args(threshold, drop_fraction)
+        keep, threshold = threshold_mask(column_scores(self, dataset, self.output_column), threshold, drop_fraction)
+        return select_rows(dataset, keep, {"threshold": threshold}, what="QualityProbe.filter",
+                           return_stats=return_stats, log=logger)
 
     def _restore(self, arrays: dict[str, np.ndarray], source: str) -> None:
         super()._restore(arrays, source)
         if self.task_ not in ("classification", "regression"):
-            raise ValueError(f"{source}: saved task_={self.task_!r} is not 'classification' or 'regression'.")
+            raise BundleError(f"{source}: saved task_={self.task_!r} is not 'classification' or 'regression'; the file "
+                              "is corrupt. Save the probe again.")
         if self.task_ == "classification":
             if not isinstance(self.classes_, list) or len(self.classes_) != 2:
-                raise ValueError(f"{source}: a classifier probe needs two saved classes_; found {self.classes_!r}.")
+                raise BundleError(f"{source}: a classifier probe needs two saved classes_; found {self.classes_!r}. "
+                                  "The file is corrupt: save the probe again.")
             self.classes_ = np.asarray(self.classes_)
 
 
@@ -502,40 +456,24 @@ class DifficultyProbe(_LinearProbe, tags=["difficulty-probe"], model_card_templa
         difficulty_column: str = DIFFICULTY,
         pass_rate_column: str = PASS_RATE_PRED,
     ) -> None:
-        self.d_sae = d_sae
-        self.label = label
-        self.transform = transform
-        self.alpha = alpha
-        self.l1_ratio = l1_ratio
-        self.n_alphas = n_alphas
-        self.cv = cv
-        self.max_iter = max_iter
-        self.tol = tol
-        self.random_state = random_state
-        self.n_jobs = n_jobs
-        self.indices_column = indices_column
-        self.values_column = values_column
-        self.n_tokens_column = n_tokens_column
-        self.difficulty_column = difficulty_column
-        self.pass_rate_column = pass_rate_column
+        self._store_params(locals())
 
     def _validate_params(self) -> None:
-        self._validate_common()
-        if self.label not in ("auto", "pass_rate", "difficulty"):
-            raise ValueError(f"label must be 'auto', 'pass_rate' or 'difficulty'; got {self.label!r}.")
-        _check_cv_param(self.cv)
+        super()._validate_params()
+        check_choice("label", self.label, ("auto", "pass_rate", "difficulty"))
         ratios = np.atleast_1d(np.asarray(self.l1_ratio, dtype=np.float64))
         if ratios.size == 0 or ((ratios < 0) | (ratios > 1)).any():
-            raise ValueError(f"l1_ratio must be a float or a non-empty list of floats in [0, 1]; got {self.l1_ratio!r}.")
+            raise InvalidParameterError(f"l1_ratio must be a float or a non-empty list of floats in [0, 1]; got "
+                                        f"{self.l1_ratio!r}.")
 
     def _encode_target(self, labels: np.ndarray, name: str) -> np.ndarray:
         if labels.dtype.kind not in "iufb":
-            raise ValueError(f"DifficultyProbe needs numeric labels (pass rates or difficulties); {name!r} holds "
-                             f"{labels.dtype} values.")
+            raise InvalidParameterError(f"DifficultyProbe needs numeric labels (pass rates or difficulties); {name!r} "
+                                        f"holds {labels.dtype} values. Map them to numbers, or pick the right column.")
         y = labels.astype(np.float64)
         if np.ptp(y) == 0:
-            raise ValueError(f"All {len(y)} labels in {name!r} equal {y[0]:g}: nothing to learn. Provide rows of "
-                             "different difficulty.")
+            raise InvalidParameterError(f"All {len(y)} labels in {name!r} equal {y[0]:g}: nothing to learn. Provide "
+                                        "rows of different difficulty.")
         in_unit = bool(y.min() >= 0.0 and y.max() <= 1.0)
         label, lowered = self.label, name.lower()
         if label == "auto":
@@ -553,8 +491,8 @@ class DifficultyProbe(_LinearProbe, tags=["difficulty-probe"], model_card_templa
             else:
                 label = "difficulty"
         if label == "pass_rate" and not in_unit:
-            raise ValueError(f"Pass rates must lie in [0, 1], but {name!r} ranges over [{y.min():g}, {y.max():g}]. "
-                             "Pass label='difficulty' if these are difficulty scores.")
+            raise InvalidParameterError(f"Pass rates must lie in [0, 1], but {name!r} ranges over [{y.min():g}, "
+                                        f"{y.max():g}]. Pass label='difficulty' if these are difficulty scores.")
         self.label_ = label
         self.clip_ = in_unit
         return y
@@ -578,8 +516,8 @@ class DifficultyProbe(_LinearProbe, tags=["difficulty-probe"], model_card_templa
         super()._check_cv_size(y)
         searching = self.alpha is None or len(self._l1_ratios()) > 1
         if self.cv is None and searching and len(y) < 3:
-            raise ValueError(f"Choosing alpha/l1_ratio by cross-validation needs at least 3 labelled rows; got {len(y)}. "
-                             "Pass a fixed alpha= and a single l1_ratio=.")
+            raise InvalidParameterError(f"Choosing alpha/l1_ratio by cross-validation needs at least 3 labelled rows; "
+                                        f"got {len(y)}. Pass a fixed alpha= and a single l1_ratio=.")
 
     def _baseline_overrides(self) -> dict[str, Any]:
         return {"label": self.label_}
@@ -593,21 +531,24 @@ class DifficultyProbe(_LinearProbe, tags=["difficulty-probe"], model_card_templa
     # ------------------------------------------------------------------ prediction
     def predict(self, X: Any, n_tokens: Any = None) -> np.ndarray:
         """The unclipped regression output on the label's scale (pass rate or difficulty), float64."""
-        return self.decision_function(X, n_tokens)
+        return self._score(X, n_tokens, "predict")
 
     def predict_difficulty(self, X: Any, n_tokens: Any = None) -> np.ndarray:
         """The float32 ``difficulty`` column for the rows of ``X``."""
-        return self._predict_columns(self._features_for_predict(X, n_tokens))[self.difficulty_column]
+        return self._columns(X, n_tokens, "predict_difficulty")[self.difficulty_column]
 
     def predict_pass_rate(self, X: Any, n_tokens: Any = None) -> np.ndarray:
         """The float32 predicted pass rate in [0, 1] (probes fitted on pass rates only)."""
+        check_fitted(self, "predict_pass_rate")
         self._require_pass_rate("predict_pass_rate")
-        return self._predict_columns(self._features_for_predict(X, n_tokens))[self.pass_rate_column]
+        return self._columns(X, n_tokens, "predict_pass_rate")[self.pass_rate_column]
 
     def _require_pass_rate(self, what: str) -> None:
-        if getattr(self, "label_", "pass_rate") != "pass_rate":
-            raise ValueError(f"{what} needs a DifficultyProbe fitted on pass rates; this one predicts difficulty labels "
-                             f"directly. Use the {self.difficulty_column!r} column instead.")
+        """A fitted probe must predict pass rates (an unfitted one is checked where it predicts)."""
+        if is_fitted(self) and self.label_ != "pass_rate":
+            raise InvalidParameterError(f"{what} needs a DifficultyProbe fitted on pass rates; this one predicts "
+                                        f"difficulty labels directly. Use the {self.difficulty_column!r} column "
+                                        "instead, or fit it with label='pass_rate'.")
 
     def _predict_columns(self, Xt: Any) -> dict[str, np.ndarray]:
         raw = self._linear(Xt)
@@ -618,8 +559,9 @@ class DifficultyProbe(_LinearProbe, tags=["difficulty-probe"], model_card_templa
         return {self.difficulty_column: difficulty.astype(np.float32)}
 
     def _output_dtypes(self) -> dict[str, str]:
+        """The columns ``probe(batch)`` adds; before fitting, those of a probe on pass rates (the default)."""
         columns = {self.difficulty_column: "float32"}
-        if getattr(self, "label_", "pass_rate") == "pass_rate":
+        if not is_fitted(self) or self.label_ == "pass_rate":
             columns[self.pass_rate_column] = "float32"
         return columns
 
@@ -630,20 +572,13 @@ class DifficultyProbe(_LinearProbe, tags=["difficulty-probe"], model_card_templa
         (``n_rows``, ``n_kept``, ``n_dropped``, ``low``, ``high``; also logged at INFO level).
         """
         self._require_pass_rate("select_band")
-        if not 0.0 <= low <= high <= 1.0:
-            raise ValueError(f"Need 0 <= low <= high <= 1; got low={low}, high={high}.")
-        rates = self._predict_dataset(dataset, self.pass_rate_column)
-        keep = (rates >= low) & (rates <= high)
-        return _select_rows(dataset, keep, {"low": low, "high": high}, "DifficultyProbe.select_band", return_stats)
+        check_band(low, high)
+        keep = band_mask(column_scores(self, dataset, self.pass_rate_column), low, high)
+        return select_rows(dataset, keep, {"low": low, "high": high}, what="DifficultyProbe.select_band",
+                           return_stats=return_stats, log=logger)
 
     def _restore(self, arrays: dict[str, np.ndarray], source: str) -> None:
         super()._restore(arrays, source)
         if self.label_ not in ("pass_rate", "difficulty") or not isinstance(self.clip_, bool):
-            raise ValueError(f"{source}: saved label_={self.label_!r} / clip_={self.clip_!r} are invalid; the file is "
-                             "corrupt.")
-
-
-def _check_cv_param(cv: Any) -> None:
-    if cv is not None and (isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 2):
-        raise ValueError(f"cv must be an int >= 2 (number of folds) or None (skip the cross-validated metrics); "
-                         f"got {cv!r}.")
+            raise BundleError(f"{source}: saved label_={self.label_!r} / clip_={self.clip_!r} are invalid; the file is "
+                              "corrupt. Save the probe again.")

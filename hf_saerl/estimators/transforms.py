@@ -39,6 +39,8 @@ from typing import Any, Iterable, Mapping, Sequence, Union
 import numpy as np
 import scipy.sparse as sp
 
+from ..errors import BundleError, InvalidParameterError
+
 __all__ = ["FeatureTransform", "TransformSpec", "normalize_steps", "row_nnz", "STEP_DEFAULTS"]
 
 #: Step name -> its parameters and their defaults.
@@ -74,19 +76,20 @@ def normalize_steps(spec: TransformSpec) -> list[dict[str, Any]]:
         step = {"name": item} if isinstance(item, str) else dict(item) if isinstance(item, Mapping) else None
         name = step.get("name") if step is not None else None
         if name not in STEP_DEFAULTS:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"Unknown transform step {item!r}; choose from {sorted(STEP_DEFAULTS)}, "
                 f"e.g. transform=['log1p', 'l2'] or [{{'name': 'length', 'by': 'tokens', 'power': 0.5}}]."
             )
         unknown = sorted(set(step) - {"name"} - set(STEP_DEFAULTS[name]))
         if unknown:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"Transform step {name!r} got unknown parameter(s) {unknown}; it accepts {sorted(STEP_DEFAULTS[name])}."
             )
         step = {"name": name, **STEP_DEFAULTS[name], **{k: v for k, v in step.items() if k != "name"}}
         if name == "length":
             if step["by"] not in ("nnz", "tokens"):
-                raise ValueError(f"Transform step 'length' needs by='nnz' or by='tokens'; got by={step['by']!r}.")
+                raise InvalidParameterError(f"Transform step 'length' needs by='nnz' or by='tokens'; got "
+                                            f"by={step['by']!r}.")
             step["power"] = float(step["power"])
         if name == "binarize":
             step["threshold"] = float(step["threshold"])
@@ -133,7 +136,8 @@ class FeatureTransform:
 
         With no steps, the input comes back unchanged in type (dense stays dense), as float64."""
         if not self.is_fitted:
-            raise RuntimeError("FeatureTransform with 'maxabs'/'std' steps must be fitted before transform.")
+            raise RuntimeError("FeatureTransform with 'maxabs'/'std' steps must be fitted before transform: call "
+                               "fit(X) or fit_transform(X) first, or rebuild it with FeatureTransform.from_state.")
         return self._run(X, n_tokens, fit=False)
 
     def fit_transform(self, X: Any, n_tokens: Any = None) -> sp.csr_matrix:
@@ -154,11 +158,12 @@ class FeatureTransform:
             if step["name"] in _FITTED_STEPS:
                 key = f"{prefix}{i}.scale"
                 if key not in arrays:
-                    raise ValueError(f"Saved transform step {i} ({step['name']!r}) has no array {key!r}; the file is "
-                                     "incomplete.")
+                    raise BundleError(f"Saved transform step {i} ({step['name']!r}) has no array {key!r}; the file is "
+                                      "incomplete. Save the estimator again.")
                 scale = np.asarray(arrays[key])
                 if scale.shape != (width,):
-                    raise ValueError(f"Saved array {key!r} has shape {scale.shape}, expected ({width},).")
+                    raise BundleError(f"Saved array {key!r} has shape {scale.shape}, expected ({width},); the file is "
+                                      "corrupt or was saved for another SAE width. Save the estimator again.")
                 out.scales_[i] = scale
         return out
 
@@ -174,13 +179,14 @@ class FeatureTransform:
         n_rows = X.shape[0]
         if self.needs_n_tokens:
             if n_tokens is None:
-                raise ValueError(
+                raise InvalidParameterError(
                     "Transform step 'length' with by='tokens' needs the token counts: keep the 'sae_n_tokens' "
                     "column in the dataset (or pass n_tokens= with a matrix), or use by='nnz'."
                 )
             n_tokens = np.asarray(n_tokens, dtype=np.float64).reshape(-1)
             if n_tokens.shape[0] != n_rows:
-                raise ValueError(f"n_tokens has {n_tokens.shape[0]} values for {n_rows} rows.")
+                raise InvalidParameterError(f"n_tokens has {n_tokens.shape[0]} values for {n_rows} rows; pass one "
+                                            "token count per row.")
         row_len = np.diff(X.indptr)
         for i, step in enumerate(self.steps_):
             name = step["name"]

@@ -10,6 +10,7 @@ from datasets import Dataset
 
 from hf_saerl.audit import (PreferenceAudit, add_concept_margin, add_pair_weights, concept_margin, dpo_loss,
                             filter_pairs, pair_weights)
+from hf_saerl.errors import InvalidParameterError, RowMismatchError
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +66,14 @@ def test_margin_weights_filter_are_exactly_the_disparity(fitted):
 
 def test_intervention_errors(fitted):
     audit, _, _, ds = fitted
-    with pytest.raises(ValueError, match="audit saw 200 pairs"):
+    with pytest.raises(RowMismatchError, match="audit saw 200 pairs"):
         add_concept_margin(ds.select(range(10)), audit)
-    with pytest.raises(ValueError, match="Unknown concept"):
+    with pytest.raises(InvalidParameterError, match="Unknown concept"):
         pair_weights(audit, [10_000])
-    with pytest.raises(ValueError, match="threshold"):
+    with pytest.raises(InvalidParameterError, match="threshold"):
         filter_pairs(ds, audit, threshold=0.0)
+    with pytest.raises(InvalidParameterError, match="leaning must be 'chosen' or 'rejected'; got 'both'"):
+        filter_pairs(ds, audit, leaning="both")
 
 
 def test_dpo_loss_equals_hand_computation():
@@ -92,5 +95,7 @@ def test_dpo_loss_equals_hand_computation():
     logp.grad = None
     dpo_loss(logp, pr, rc, rr, beta=beta, reduction="sum").backward()
     assert shaped < logp.grad[0].abs().item()
-    with pytest.raises(ValueError, match="margin has shape"):
+    with pytest.raises(InvalidParameterError, match="margin has shape"):
         dpo_loss(pc, pr, rc, rr, margin=torch.zeros(2), lam=1.0)
+    with pytest.raises(InvalidParameterError, match="reduction must be 'mean', 'sum' or 'none'"):
+        dpo_loss(pc, pr, rc, rr, reduction="max")

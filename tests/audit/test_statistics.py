@@ -5,7 +5,10 @@ import pytest
 import scipy.sparse as sp
 from scipy import stats as scistats
 
+from sklearn.exceptions import NotFittedError
+
 from hf_saerl.audit import GLOBAL_REGION, LatentConcepts, PreferenceAudit, concept_statistics
+from hf_saerl.errors import InvalidParameterError, NonFiniteError
 
 N, D_SAE = 400, 64
 X_LAT, W_LAT, Y_LAT, NOISE_LAT, REG_A, REG_B = [20, 21, 22], [25, 26], [30, 31], [40, 41], range(0, 6), range(6, 12)
@@ -116,11 +119,13 @@ def test_statistics_match_scipy_and_hand_computation():
 
 
 def test_statistics_errors():
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(NonFiniteError, match="NaN"):
         concept_statistics(np.array([[np.nan], [1.0]]), np.array([0, 0]))
-    with pytest.raises(ValueError, match="one id per pair"):
+    with pytest.raises(InvalidParameterError, match="one id per pair"):
         concept_statistics(np.ones((3, 1)), np.array([0, 1]))
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(InvalidParameterError, match="non-negative integer ids"):
+        concept_statistics(np.ones((2, 1)), np.array([0, -1]))
+    with pytest.raises(NonFiniteError, match="NaN"):
         PreferenceAudit(n_regions=1).fit_features(sp.csr_matrix([[np.nan]]), [[1.0]], [[1.0]], [[1.0]])
 
 
@@ -132,3 +137,7 @@ def test_latent_concepts_jaccard_cut():
     assert [g.tolist() for g in LatentConcepts(min_support=1, similarity=0.8).fit(F).concepts_] == [[0, 1], [2]]
     assert [g.tolist() for g in LatentConcepts(min_support=1, similarity=0.9).fit(F).concepts_] == [[0], [1], [2]]
     assert LatentConcepts(min_support=6).fit(F).concepts_[0].tolist() == [0]  # latents 1 (5) and 2 (6): 2 kept
+    with pytest.raises(InvalidParameterError, match=r"similarity must be in \(0, 1\]; got 0"):
+        LatentConcepts(similarity=0).fit(F)
+    with pytest.raises(NotFittedError, match="This LatentConcepts is not fitted yet, so shares cannot run"):
+        LatentConcepts().shares(F)

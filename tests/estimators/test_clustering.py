@@ -16,6 +16,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 import hf_saerl.estimators.clustering as clustering
+from hf_saerl.errors import BundleError, InvalidParameterError, MissingColumnError, WidthMismatchError
 from hf_saerl.estimators.clustering import SAEClusterer
 
 D_SAE = 2000
@@ -194,12 +195,12 @@ def test_damaged_centroids_are_a_clear_error(clusterer, tmp_path):
 
     clusterer.save_pretrained(tmp_path)
     save_file({"cluster_centers": np.zeros((3, D_SAE))}, str(tmp_path / "clusters.safetensors"))
-    with pytest.raises(ValueError, match=r"Array 'cluster_centers' in .* has shape \(3, 2000\), expected \(4, 2000\)"):
+    with pytest.raises(BundleError, match=r"Array 'cluster_centers' in .* has shape \(3, 2000\), expected \(4, 2000\)"):
         SAEClusterer.from_pretrained(tmp_path)
     state = json.loads((tmp_path / "clusters.json").read_text())
     state["fitted"]["n_clusters_"] = "four"
     (tmp_path / "clusters.json").write_text(json.dumps(state))
-    with pytest.raises(ValueError, match=r"saved n_clusters_='four' / algorithm_='kmeans' are invalid"):
+    with pytest.raises(BundleError, match=r"saved n_clusters_='four' / algorithm_='kmeans' are invalid"):
         SAEClusterer.from_pretrained(tmp_path)
 
 
@@ -207,8 +208,10 @@ def test_sklearn_manners_and_not_fitted(data):
     ds, X, _ = data
     est = SAEClusterer(d_sae=D_SAE, n_clusters=3, spherical=False)
     assert clone(est).get_params() == est.get_params()
-    with pytest.raises(NotFittedError):
+    with pytest.raises(NotFittedError, match=r"This SAEClusterer is not fitted yet, so predict cannot run"):
         est.predict(X)
+    with pytest.raises(NotFittedError, match="so distances cannot run"):
+        est.distances(X)
     with pytest.raises(NotFittedError):
         est(ds[:3])
     assert est.fit(X) is est and est.set_params(id_column="topic") is est
@@ -228,19 +231,19 @@ def test_sklearn_manners_and_not_fitted(data):
 )
 def test_bad_parameters_and_too_little_data(params, match, data):
     _, X, _ = data
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(InvalidParameterError, match=match):
         SAEClusterer(d_sae=D_SAE, **params).fit(X[:20])
 
 
 def test_missing_columns_and_width_mismatch(clusterer, data):
     ds, X, _ = data
-    with pytest.raises(KeyError, match=r"Missing column\(s\) \['sae_indices', 'sae_values'\]; found \['category', 'mean_act'\]"):
+    with pytest.raises(MissingColumnError, match=r"Missing column\(s\) \['sae_indices', 'sae_values'\]; found \['category', 'mean_act'\]"):
         SAEClusterer(d_sae=D_SAE, n_clusters=2).fit(ds.remove_columns(["sae_indices", "sae_values"]))
-    with pytest.raises(KeyError, match=r"Missing column 'topic' holding the reference labels; found \['category'"):
+    with pytest.raises(MissingColumnError, match=r"Missing column 'topic' holding the reference labels; found \['category'"):
         SAEClusterer(d_sae=D_SAE, n_clusters=2).fit(ds, reference_column="topic")
-    with pytest.raises(ValueError, match=r"X has 1000 columns but this SAEClusterer works on SAE features of width d_sae=2000"):
+    with pytest.raises(WidthMismatchError, match=r"X has 1000 columns but this SAEClusterer works on SAE features of width d_sae=2000"):
         clusterer.predict(X[:, :1000])
-    with pytest.raises(ValueError, match=r"width d_sae=2000, but the data does not fit"):
+    with pytest.raises(WidthMismatchError, match=r"width d_sae=2000, but the data does not fit"):
         clusterer({"sae_indices": [[1, 4000]], "sae_values": [[1.0, 1.0]]})
 
 

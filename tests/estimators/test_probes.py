@@ -1,5 +1,5 @@
 """QualityProbe and DifficultyProbe on planted synthetic SAE features, end to end through ``Dataset.map``,
-plus the shared save/load (estimator_io) behaviour."""
+plus the shared save/load (estimators.base / estimators.files) behaviour."""
 
 from __future__ import annotations
 
@@ -18,8 +18,12 @@ from scipy.stats import spearmanr
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-import hf_saerl.estimators.base as estimator_io
+import hf_saerl.estimators.base as base_module
+import hf_saerl.estimators.files as files_module
 import hf_saerl.estimators.probes as probes_module
+from hf_saerl.core.serialization import jsonable
+from hf_saerl.errors import (BundleError, InvalidParameterError, MissingColumnError, NonFiniteError,
+                             WidthMismatchError)
 from hf_saerl.estimators.probes import DifficultyProbe, QualityProbe
 
 D_SAE = 2000
@@ -121,7 +125,7 @@ def test_difficulty_labels_are_predicted_directly(data):
     assert scaled.label_ == "difficulty" and scaled.clip_ is False  # labels outside [0, 1]: no clipping
     d = scaled.predict_difficulty(ds)
     assert d.max() > 1.0
-    with pytest.raises(ValueError, match="needs a DifficultyProbe fitted on pass rates"):
+    with pytest.raises(InvalidParameterError, match="needs a DifficultyProbe fitted on pass rates"):
         scaled.select_band(ds)
 
 
@@ -134,7 +138,7 @@ def test_difficulty_label_auto_detection(data):
         hard = ds.add_column("hardness", (1 - pass_rate).tolist())
         assert DifficultyProbe(d_sae=D_SAE, cv=None, **FAST_GRID).fit(hard, label_column="hardness").label_ == "difficulty"
         assert DifficultyProbe(d_sae=D_SAE, cv=None, **FAST_GRID).fit(X, 5 * pass_rate).label_ == "difficulty"
-    with pytest.raises(ValueError, match=r"Pass rates must lie in \[0, 1\], but 'y' ranges over \[0, 5\]"):
+    with pytest.raises(InvalidParameterError, match=r"Pass rates must lie in \[0, 1\], but 'y' ranges over \[0, 5\]"):
         DifficultyProbe(d_sae=D_SAE, label="pass_rate", cv=None).fit(X, 5 * pass_rate)
 
 
@@ -148,7 +152,7 @@ def test_select_band_keeps_the_middle_pass_rates(data, difficulty):
     # without the SAE columns the existing pass_rate_pred column is used
     mapped = ds.map(difficulty, batched=True).remove_columns(["sae_indices", "sae_values"])
     assert len(difficulty.select_band(mapped, low=0.3, high=0.7)) == len(kept)
-    with pytest.raises(ValueError, match="Need 0 <= low <= high <= 1"):
+    with pytest.raises(InvalidParameterError, match="Need 0 <= low <= high <= 1"):
         difficulty.select_band(ds, low=0.8, high=0.2)
 
 
@@ -186,10 +190,12 @@ def test_quality_map_end_to_end_and_filter(data, quality, caplog):
     assert np.sort(q)[75] == np.float32(stats["threshold"])
     kept = quality.filter(out, threshold=0.5)
     assert len(kept) == int((q >= 0.5).sum()) and min(kept["quality"]) >= 0.5
-    with pytest.raises(ValueError, match="Pass exactly one of threshold="):
+    with pytest.raises(InvalidParameterError, match="Pass exactly one of threshold="):
         quality.filter(ds)
-    with pytest.raises(ValueError, match="Pass exactly one of threshold="):
+    with pytest.raises(InvalidParameterError, match="Pass exactly one of threshold="):
         quality.filter(ds, threshold=0.5, drop_fraction=0.1)
+    with pytest.raises(InvalidParameterError, match=r"drop_fraction must be in \[0, 1\); got 1.5"):
+        quality.filter(ds, drop_fraction=1.5)
 
 
 def test_quality_regression_on_real_valued_scores(data):
@@ -205,7 +211,7 @@ def test_quality_regression_on_real_valued_scores(data):
 def test_quality_string_labels_need_the_good_class(data):
     _, X, pass_rate = data
     labels = np.where(pass_rate > np.median(pass_rate), "keep", "junk")
-    with pytest.raises(ValueError, match=r"Cannot tell which of the classes \['junk', 'keep'\] is the good one"):
+    with pytest.raises(InvalidParameterError, match=r"Cannot tell which of the classes \['junk', 'keep'\] is the good one"):
         QualityProbe(d_sae=D_SAE, cv=None).fit(X, labels)
     probe = QualityProbe(d_sae=D_SAE, positive_label="keep").fit(X, labels)
     assert probe.classes_.tolist() == ["junk", "keep"] and probe.metrics_["auroc"] > 0.9
@@ -217,11 +223,15 @@ def test_baseline_from_an_array_with_a_matrix(data):
     dense = np.asarray(ds["mean_act"])
     probe = QualityProbe(d_sae=D_SAE).fit(X, np.asarray(ds["good"]), baseline=dense)
     assert probe.metrics_["baseline"]["column"] == "array" and probe.metrics_["baseline"]["width"] == 8
-    with pytest.raises(ValueError, match=r"baseline='mean_act' names a column, but the data is a matrix"):
+    with pytest.raises(InvalidParameterError, match=r"baseline='mean_act' names a column, but the data is a matrix"):
         QualityProbe(d_sae=D_SAE).fit(X, np.asarray(ds["good"]), baseline="mean_act")
     ragged = ds.select(range(20)).map(lambda r, i: {"mean_act": [0.0] * (1 + i % 2)}, with_indices=True)
-    with pytest.raises(ValueError, match=r"Baseline column 'mean_act' must hold fixed-length lists"):
+    with pytest.raises(InvalidParameterError, match=r"Baseline column 'mean_act' must hold fixed-length lists"):
         QualityProbe(d_sae=D_SAE, cv=None).fit(ragged, label_column="good", baseline="mean_act")
+    holed = dense.copy()
+    holed[3, 2] = np.nan
+    with pytest.raises(NonFiniteError, match=r"baseline features in the baseline array hold 1 NaN or infinite"):
+        QualityProbe(d_sae=D_SAE, cv=None).fit(X, np.asarray(ds["good"]), baseline=holed)
 
 
 def _log1p(X):
@@ -292,28 +302,56 @@ def test_sklearn_manners(quality):
 
 
 @pytest.mark.parametrize("make", [lambda: QualityProbe(d_sae=D_SAE), lambda: DifficultyProbe(d_sae=D_SAE)])
-def test_not_fitted_errors(make, data):
+def test_not_fitted_errors(make, data, tmp_path):
     ds, X, _ = data
     probe = make()
+    name = type(probe).__name__
+    with pytest.raises(NotFittedError, match=rf"This {name} is not fitted yet, so predict cannot run. Call fit\(...\) "
+                                             rf"first, or load a fitted one with {name}.from_pretrained\(path\)"):
+        probe.predict(X)
+    with pytest.raises(NotFittedError, match=r"so dataset.map\(estimator\) cannot run"):
+        probe(ds[:4])
+    with pytest.raises(NotFittedError, match="so save_pretrained cannot run"):
+        probe.save_pretrained(tmp_path / "never-written")
+    with pytest.raises(NotFittedError, match="so decision_function cannot run"):
+        probe.decision_function(X)
+    other = probe.predict_quality if isinstance(probe, QualityProbe) else probe.predict_pass_rate
+    with pytest.raises(NotFittedError, match=f"so {other.__name__} cannot run"):
+        other(X)
+    assert not (tmp_path / "never-written" / f"{probe.kind}.json").exists()
+
+
+def test_a_failed_fit_leaves_the_probe_unfitted(data):
+    _, X, pass_rate = data
+    probe = QualityProbe(d_sae=D_SAE)
+    with pytest.raises(InvalidParameterError, match="cv=5 needs at least 5 labelled rows of each class"):
+        probe.fit(X[:6], [True, False, False, False, False, False])  # task_ is set before the cv check fails
     with pytest.raises(NotFittedError):
         probe.predict(X)
-    with pytest.raises(NotFittedError):
-        probe(ds[:4])
-    with pytest.raises(NotFittedError):
-        probe.save_pretrained("/tmp/never-written")
+
+
+def test_refit_drops_stale_state_and_reads_the_new_transform(data):
+    ds, X, pass_rate = data
+    probe = QualityProbe(d_sae=D_SAE, cv=2).fit(X, pass_rate > 0.5)
+    assert probe.cv_predictions_.shape == (300,)
+    probe.set_params(cv=None).fit(X, pass_rate > 0.5)
+    assert not hasattr(probe, "cv_predictions_")
+    # the transform of the parameters decides whether the token counts are read, not the last fit's transform_
+    probe.set_params(transform=["log1p", {"name": "length", "by": "tokens"}]).fit(ds, label_column="good")
+    assert probe.transform_.needs_n_tokens
 
 
 # ====================================================================== bad input
 def test_missing_sae_columns_list_what_was_found(data):
     ds, _, _ = data
     bare = ds.remove_columns(["sae_indices", "sae_values"])
-    with pytest.raises(KeyError, match=r"Missing column\(s\) \['sae_indices', 'sae_values'\]; found \['good', 'mean_act'"):
+    with pytest.raises(MissingColumnError, match=r"Missing column\(s\) \['sae_indices', 'sae_values'\]; found \['good', 'mean_act'"):
         QualityProbe(d_sae=D_SAE).fit(bare, label_column="good")
-    with pytest.raises(KeyError, match=r"Missing column 'label' holding the labels; found \['good', 'mean_act', 'pass_rate'"):
+    with pytest.raises(MissingColumnError, match=r"Missing column 'label' holding the labels; found \['good', 'mean_act', 'pass_rate'"):
         QualityProbe(d_sae=D_SAE).fit(ds, label_column="label")
-    with pytest.raises(ValueError, match=r"No labels: pass label_column='<column>' \(columns found: \['good'"):
+    with pytest.raises(InvalidParameterError, match=r"No labels: pass label_column='<column>' \(columns found: \['good'"):
         QualityProbe(d_sae=D_SAE).fit(ds)
-    with pytest.raises(ValueError, match="either as y= or as label_column="):
+    with pytest.raises(InvalidParameterError, match="either as y= or as label_column="):
         QualityProbe(d_sae=D_SAE).fit(ds, [True] * 300, label_column="good")
 
 
@@ -325,19 +363,28 @@ def test_missing_labels_are_dropped_with_a_count(data):
         probe = DifficultyProbe(d_sae=D_SAE, cv=None, **FAST_GRID).fit(
             ds.remove_columns("pass_rate").add_column("pass_rate", labels), label_column="pass_rate")
     assert probe.metrics_["n_dropped_labels"] == 3 and probe.metrics_["n_train"] == 297
-    with pytest.raises(ValueError, match=r"All 300 labels in 'y' are missing"):
+    with pytest.raises(InvalidParameterError, match=r"All 300 labels in 'y' are missing"):
         QualityProbe(d_sae=D_SAE).fit(ds, [None] * 300)
+
+
+def test_infinite_labels_name_the_column(data):
+    ds, _, pass_rate = data
+    labels = pass_rate.tolist()
+    labels[7] = float("inf")
+    with pytest.raises(NonFiniteError, match=r"1 label\(s\) in 'pass_rate' are infinite \(rows \[7\]\)"):
+        DifficultyProbe(d_sae=D_SAE, cv=None, **FAST_GRID).fit(
+            ds.remove_columns("pass_rate").add_column("pass_rate", labels), label_column="pass_rate")
 
 
 def test_label_shape_problems(data):
     _, X, pass_rate = data
-    with pytest.raises(ValueError, match=r"single class \(True\) among 300 labelled rows.*task='regression'"):
+    with pytest.raises(InvalidParameterError, match=r"single class \(True\) among 300 labelled rows.*task='regression'"):
         QualityProbe(d_sae=D_SAE).fit(X, [True] * 300)
-    with pytest.raises(ValueError, match=r"binary classifier, but 'y' has 3 classes \['a', 'b', 'c'\]"):
+    with pytest.raises(InvalidParameterError, match=r"binary classifier, but 'y' has 3 classes \['a', 'b', 'c'\]"):
         QualityProbe(d_sae=D_SAE).fit(X, ["a", "b", "c"] * 100)
-    with pytest.raises(ValueError, match=r"All 300 labels in 'y' equal 0.5: nothing to learn"):
+    with pytest.raises(InvalidParameterError, match=r"All 300 labels in 'y' equal 0.5: nothing to learn"):
         DifficultyProbe(d_sae=D_SAE).fit(X, [0.5] * 300)
-    with pytest.raises(ValueError, match=r"Got 10 labels for 300 rows"):
+    with pytest.raises(InvalidParameterError, match=r"Got 10 labels for 300 rows"):
         QualityProbe(d_sae=D_SAE).fit(X, [True, False] * 5)
 
 
@@ -345,14 +392,14 @@ def test_too_few_rows_for_cv_and_cv_none_for_tiny_data():
     X, _, _, pass_rate = planted(n=30, seed=3)
     good = np.zeros(30, dtype=bool)
     good[:3] = True
-    with pytest.raises(ValueError, match=r"cv=5 needs at least 5 labelled rows of each class; class True has 3 \(of 30 rows\).*cv=None"):
+    with pytest.raises(InvalidParameterError, match=r"cv=5 needs at least 5 labelled rows of each class; class True has 3 \(of 30 rows\).*cv=None"):
         QualityProbe(d_sae=D_SAE).fit(X, good)
-    with pytest.raises(ValueError, match=r"cv=5 needs at least 10 labelled rows \(2 per fold\); got 6.*cv=None"):
+    with pytest.raises(InvalidParameterError, match=r"cv=5 needs at least 10 labelled rows \(2 per fold\); got 6.*cv=None"):
         DifficultyProbe(d_sae=D_SAE, label="pass_rate").fit(X[:6], pass_rate[:6])
     tiny = QualityProbe(d_sae=D_SAE, cv=None).fit(X[:4], [True, False, True, False])
     assert "auroc" not in tiny.metrics_ and tiny.metrics_["n_train"] == 4
     assert DifficultyProbe(d_sae=D_SAE, label="pass_rate", cv=None, **FAST_GRID).fit(X[:6], pass_rate[:6]).metrics_["n_train"] == 6
-    with pytest.raises(ValueError, match=r"needs at least 3 labelled rows; got 2. Pass a fixed alpha= and a single l1_ratio="):
+    with pytest.raises(InvalidParameterError, match=r"needs at least 3 labelled rows; got 2. Pass a fixed alpha= and a single l1_ratio="):
         DifficultyProbe(d_sae=D_SAE, label="pass_rate", cv=None).fit(X[:2], pass_rate[:2])
 
 
@@ -374,7 +421,7 @@ def test_empty_feature_rows_are_warned_and_kept(data):
 def test_all_feature_rows_empty_is_a_clear_error(probe, labels, data):
     _, _, pass_rate = data
     with pytest.warns(UserWarning, match="20 of 20 rows have no active SAE latent"):
-        with pytest.raises(ValueError, match=r"None of the 20 labelled rows has an active SAE latent"):
+        with pytest.raises(InvalidParameterError, match=r"None of the 20 labelled rows has an active SAE latent"):
             clone(probe).fit(sp.csr_matrix((20, D_SAE)), labels(pass_rate[:20]))
 
 
@@ -391,16 +438,16 @@ def test_all_feature_rows_empty_is_a_clear_error(probe, labels, data):
 )
 def test_bad_parameters_fail_at_fit(make, match, data):
     _, X, pass_rate = data
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(InvalidParameterError, match=match):
         make().fit(X, pass_rate > 0.5)
 
 
 def test_width_mismatch_names_both_widths(quality, data):
     ds, X, _ = data
-    with pytest.raises(ValueError, match=r"X has 3000 columns but this QualityProbe works on SAE features of width d_sae=2000"):
+    with pytest.raises(WidthMismatchError, match=r"X has 3000 columns but this QualityProbe works on SAE features of width d_sae=2000"):
         quality.predict(sp.hstack([X, sp.csr_matrix((300, 1000))]).tocsr())
     wide = Dataset.from_dict({"sae_indices": [[5, 2500]], "sae_values": [[1.0, 2.0]]})
-    with pytest.raises(ValueError, match=r"width d_sae=2000, but the data does not fit: .*\[5, 2500\].*encode the data with that SAE"):
+    with pytest.raises(WidthMismatchError, match=r"width d_sae=2000, but the data does not fit: .*\[5, 2500\].*encode the data with that SAE"):
         wide.map(quality, batched=True)
 
 
@@ -408,9 +455,9 @@ def test_non_finite_features_are_rejected(quality, data):
     _, X, pass_rate = data
     bad = X.copy()
     bad.data[5] = np.nan
-    with pytest.raises(ValueError, match=r"The SAE features hold 1 NaN or infinite value\(s\); re-encode those rows"):
+    with pytest.raises(NonFiniteError, match=r"The SAE features hold 1 NaN or infinite value\(s\); re-encode those rows"):
         QualityProbe(d_sae=D_SAE).fit(bad, pass_rate > 0.5)
-    with pytest.raises(ValueError, match=r"hold 1 NaN or infinite value"):
+    with pytest.raises(NonFiniteError, match=r"The SAE features \(column 'sae_values'\) hold 1 NaN or infinite value"):
         quality({"sae_indices": [[1, 2]], "sae_values": [[1.0, float("inf")]]})
 
 
@@ -420,11 +467,11 @@ def test_token_length_transform_reads_the_n_tokens_column(data):
     probe = QualityProbe(d_sae=D_SAE, transform=spec, cv=None).fit(ds, label_column="good")
     n_tokens = np.asarray(ds["sae_n_tokens"])
     np.testing.assert_array_equal(probe.predict_quality(ds), probe.predict_quality(X, n_tokens=n_tokens))
-    with pytest.raises(KeyError, match=r"Missing column 'sae_n_tokens' holding the token counts"):
+    with pytest.raises(MissingColumnError, match=r"Missing column 'sae_n_tokens' holding the token counts"):
         probe.predict_quality(ds.remove_columns("sae_n_tokens"))
 
 
-# ====================================================================== save / load (estimator_io)
+# ====================================================================== save / load (estimators.base, .saving, .files)
 def _fitted(kind, data):
     ds, _, _ = data
     if kind == "quality":
@@ -445,7 +492,7 @@ def test_save_load_round_trip_is_bit_identical(kind, data, tmp_path):
 
     (tmp_path / "junk.bin").write_bytes(b"\x80\x04 not a pickle")  # unexpected files are ignored
     loaded = type(probe).from_pretrained(tmp_path)
-    assert estimator_io.jsonable(loaded.get_params()) == estimator_io.jsonable(probe.get_params())
+    assert jsonable(loaded.get_params()) == jsonable(probe.get_params())
     assert np.array_equal(loaded.coef_, probe.coef_) and np.array_equal(loaded.intercept_, probe.intercept_)
     new, X_new, _ = planted_dataset(n=120, seed=7)
     a, b = probe(new[:]), loaded(new[:])
@@ -484,8 +531,8 @@ def test_subfolder_and_hub_repo_loading(data, tmp_path, monkeypatch):
             raise RemoteEntryNotFoundError(f"404 {filename}", response=response)
         return str(path)
 
-    monkeypatch.setattr(estimator_io, "hf_hub_download", fake_download)
-    monkeypatch.setattr(huggingface_hub.hub_mixin, "hf_hub_download", fake_download)
+    monkeypatch.setattr(files_module, "hf_hub_download", fake_download)
+    monkeypatch.setattr(huggingface_hub.hub_mixin, "hf_hub_download", fake_download)  # nothing downloads past files
     remote = DifficultyProbe._from_pretrained(model_id="someone/probes", subfolder="difficulty", revision="main")
     assert np.array_equal(remote.coef_, probe.coef_)
     assert ("someone/probes", "difficulty", "difficulty_probe.safetensors") in calls
@@ -501,16 +548,23 @@ def test_subfolder_and_hub_repo_loading(data, tmp_path, monkeypatch):
          r"quality_probe.safetensors is missing. A saved QualityProbe folder holds .*found \['README.md', 'config.json', 'quality_probe.json'\]"),
         (lambda d: (d / "config.json").unlink(), FileNotFoundError, r"config.json is missing"),
         (lambda d: (d / "quality_probe.safetensors").write_bytes((d / "quality_probe.safetensors").read_bytes()[:100]),
-         ValueError, r"Could not read .*quality_probe.safetensors.*corrupt or truncated"),
-        (lambda d: (d / "quality_probe.json").write_text("{not json"), ValueError, r"Could not parse .*quality_probe.json"),
-        (lambda d: _edit_state(d, format_version=99, hf_saerl_version="9.0"), ValueError,
+         BundleError, r"Could not read .*quality_probe.safetensors.*corrupt or truncated"),
+        (lambda d: (d / "quality_probe.json").write_text("{not json"), BundleError, r"Could not parse .*quality_probe.json"),
+        (lambda d: (d / "config.json").write_text("[1, 2]"), BundleError, r"config.json .*should hold a JSON object"),
+        (lambda d: (d / "config.json").write_text('{"C": NaN}'), BundleError, r"Could not parse .*config.json"),
+        (lambda d: _edit_state(d, format_version=99, hf_saerl_version="9.0"), BundleError,
          r"written in format version 99 by hf_saerl 9.0; this hf_saerl .* reads format versions up to 1. Upgrade hf_saerl"),
-        (lambda d: _edit_state(d, estimator="DifficultyProbe"), ValueError,
+        (lambda d: _edit_state(d, format_version="1"), BundleError, r"has no valid 'format_version' \(found '1'\)"),
+        (lambda d: _edit_state(d, estimator="DifficultyProbe"), BundleError,
          r"holds a 'DifficultyProbe', not a QualityProbe: load it with DifficultyProbe.from_pretrained"),
-        (lambda d: _edit_state(d, fitted={"task_": "classification"}), ValueError, r"lacks the fitted value\(s\) \['classes_'\]"),
-        (lambda d: _edit_arrays(d, coef=np.zeros(3)), ValueError,
+        (lambda d: _edit_state(d, fitted={"task_": "classification"}), BundleError, r"lacks the fitted value\(s\) \['classes_'\]"),
+        (lambda d: _edit_state(d, fitted={"task_": "ranking", "classes_": None}), BundleError, r"saved task_='ranking'"),
+        (lambda d: _edit_state(d, transform=[{"name": "sqrt"}]), BundleError, r"the saved transform is invalid"),
+        (lambda d: _edit_arrays(d, coef=np.zeros(3)), BundleError,
          r"Array 'coef' in .* has shape \(3,\), expected \(2000,\)"),
-        (lambda d: _edit_arrays(d, coef=None), ValueError, r"has no array 'coef'"),
+        (lambda d: _edit_arrays(d, coef=None), BundleError, r"has no array 'coef'"),
+        (lambda d: _edit_arrays(d, **{"transform.1.scale": np.ones(5)}), BundleError,
+         r"Saved array 'transform.1.scale' has shape \(5,\), expected \(2000,\)"),
     ],
 )
 def test_damaged_saves_are_clear_errors(damage, error, match, data, tmp_path):
@@ -522,15 +576,19 @@ def test_damaged_saves_are_clear_errors(damage, error, match, data, tmp_path):
 
 def test_load_width_override_and_bad_paths(data, tmp_path):
     _fitted("quality", data).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match=r"saved for SAE width d_sae=2000, but d_sae=4000 was requested"):
+    with pytest.raises(WidthMismatchError, match=r"saved for SAE width d_sae=2000, but d_sae=4000 was requested"):
         QualityProbe.from_pretrained(tmp_path, d_sae=4000)
     loaded = QualityProbe.from_pretrained(tmp_path)
-    with pytest.raises(ValueError, match=r"width d_sae=2000, but the data does not fit: .*encode the data with that SAE"):
+    with pytest.raises(WidthMismatchError, match=r"width d_sae=2000, but the data does not fit: .*encode the data with that SAE"):
         loaded({"sae_indices": [[3, 2999]], "sae_values": [[1.0, 1.0]]})  # features of a wider SAE
-    with pytest.raises(ValueError, match=r"X has 4096 columns but this QualityProbe works on SAE features of width d_sae=2000"):
+    with pytest.raises(WidthMismatchError, match=r"X has 4096 columns but this QualityProbe works on SAE features of width d_sae=2000"):
         loaded.predict(sp.csr_matrix((2, 4096)))
     with pytest.raises(FileNotFoundError, match=r"Directory '/nonexistent/probe' does not exist"):
         QualityProbe.from_pretrained("/nonexistent/probe")
+    with pytest.raises(FileNotFoundError, match=r"Directory 'not a/valid repo' does not exist \(and it is not a Hub repo id"):
+        QualityProbe.from_pretrained("not a/valid repo")
+    with pytest.raises(FileNotFoundError, match=r"config.json' is a file; pass the folder written by save_pretrained"):
+        QualityProbe.from_pretrained(tmp_path / "config.json")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"config.json is missing. A saved QualityProbe folder holds .*; found \[\]"):
         QualityProbe.from_pretrained(tmp_path / "empty")
@@ -584,4 +642,5 @@ def test_fingerprint_is_deterministic_and_tracks_weights(data):
 
 def test_docstring_examples_run():
     assert doctest.testmod(probes_module, optionflags=doctest.ELLIPSIS).failed == 0
-    assert doctest.testmod(estimator_io).failed == 0
+    assert doctest.testmod(base_module).failed == 0
+    assert doctest.testmod(files_module).failed == 0

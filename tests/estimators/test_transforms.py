@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hf_saerl.errors import BundleError, InvalidParameterError
 from hf_saerl.estimators.transforms import FeatureTransform, normalize_steps
 
 
@@ -134,7 +135,7 @@ def test_spec_forms_are_normalised_and_json_able():
     ],
 )
 def test_bad_specs_are_clear_errors(spec, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(InvalidParameterError, match=match):
         FeatureTransform(spec)
 
 
@@ -142,9 +143,9 @@ def test_token_length_step_needs_token_counts():
     X = sp.csr_matrix(_codes())
     t = FeatureTransform([{"name": "length", "by": "tokens"}])
     assert t.needs_n_tokens
-    with pytest.raises(ValueError, match=r"needs the token counts: keep the 'sae_n_tokens' column"):
+    with pytest.raises(InvalidParameterError, match=r"needs the token counts: keep the 'sae_n_tokens' column"):
         t.fit_transform(X)
-    with pytest.raises(ValueError, match=r"n_tokens has 3 values for 40 rows"):
+    with pytest.raises(InvalidParameterError, match=r"n_tokens has 3 values for 40 rows"):
         t.fit_transform(X, n_tokens=[1, 2, 3])
 
 
@@ -160,9 +161,9 @@ def test_state_round_trip_is_exact():
     assert sorted(arrays) == ["transform.1.scale", "transform.3.scale"]
     restored = FeatureTransform.from_state(json.loads(json.dumps(t.steps_)), arrays, width=X.shape[1])
     assert (restored.transform(X) != t.transform(X)).nnz == 0
-    with pytest.raises(ValueError, match=r"has shape \(25,\), expected \(30,\)"):
+    with pytest.raises(BundleError, match=r"has shape \(25,\), expected \(30,\)"):
         FeatureTransform.from_state(t.steps_, arrays, width=30)
-    with pytest.raises(ValueError, match=r"no array 'transform.3.scale'"):
+    with pytest.raises(BundleError, match=r"no array 'transform.3.scale'"):
         FeatureTransform.from_state(t.steps_, {"transform.1.scale": arrays["transform.1.scale"]}, width=25)
 
 

@@ -1,0 +1,59 @@
+"""Which pairs an audit saw: a digest per pair, and the check that a dataset is the audited one (rows and order).
+
+:meth:`PreferenceAudit.fit <hf_saerl.audit.PreferenceAudit.fit>` keeps one 64-bit digest of each pair's
+(prompt, chosen, rejected), saved with the audit. The interventions act on the audited rows in order, so
+:func:`check_rows` refuses a dataset of another length and, when the dataset still has the pair columns and
+the audit has digests, one whose rows differ (filtered, shuffled or edited since the audit).
+
+Example:
+    >>> from hf_saerl.audit.rows import pair_digests
+    >>> d = pair_digests(["2+2?", "3+3?"], ["4", "6"], ["5", "7"])
+    >>> d.dtype, len(set(d.tolist())), bool((d == pair_digests(["2+2?", "3+3?"], ["4", "6"], ["5", "7"])).all())
+    (dtype('uint64'), 2, True)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..core.columns import column_names
+from ..core.validation import check_fitted
+from ..errors import RowMismatchError
+
+__all__ = ["pair_digests", "check_rows"]
+
+
+def pair_digests(prompts: Sequence[Any], chosen: Sequence[Any], rejected: Sequence[Any]) -> np.ndarray:
+    """One ``uint64`` digest per pair of its (prompt, chosen, rejected) values (strings or chat message lists)."""
+    out = np.empty(len(prompts), dtype=np.uint64)
+    for i, row in enumerate(zip(prompts, chosen, rejected)):
+        text = json.dumps(row, sort_keys=True, ensure_ascii=False, default=str)
+        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+        out[i] = int.from_bytes(digest, "little")
+    return out
+
+
+def check_rows(dataset: Any, audit: Any, method: str) -> None:
+    """Refuse (naming ``method``) a ``dataset`` that is not the one ``audit`` saw.
+
+    An unfitted audit is sklearn's ``NotFittedError``; another number of rows, or (with digests and the pair
+    columns present) other rows or another order, a :class:`~hf_saerl.errors.RowMismatchError`.
+    """
+    check_fitted(audit, method)
+    fix = "Pass the dataset that was audited (same rows, same order), before any filter or shuffle, or audit this one."
+    if len(dataset) != audit.n_pairs_:
+        raise RowMismatchError(f"The dataset has {len(dataset)} rows but the audit saw {audit.n_pairs_} pairs. {fix}")
+    columns = [audit.prompt_column, audit.chosen_column, audit.rejected_column]
+    names = column_names(dataset) or []
+    if audit.pair_digests_ is None or any(c not in names for c in columns):
+        return
+    found = pair_digests(*(list(dataset[c]) for c in columns))
+    differ = np.flatnonzero(found != audit.pair_digests_)
+    if len(differ):
+        raise RowMismatchError(f"{len(differ)} of the dataset's {len(found)} rows differ from the audited pairs "
+                               f"(first: row {int(differ[0])}), in {columns}: the rows were reordered or edited since "
+                               f"the audit. {fix}")

@@ -1,0 +1,135 @@
+"""Reading an estimator's input at the edge: matrix or dataset, labels (missing ones dropped), dense baselines.
+
+Example:
+    >>> import numpy as np
+    >>> from hf_saerl.estimators.inputs import clean_labels
+    >>> labels, keep, n_dropped = clean_labels([0.5, float("inf")], "pass_rate")
+    Traceback (most recent call last):
+    ...
+    hf_saerl.errors.NonFiniteError: 1 label(s) in 'pass_rate' are infinite (rows [1]). Fix or drop those rows, or set them to None to have them dropped with a warning.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..core.columns import column_names, read_column
+from ..core.validation import is_missing
+from ..errors import InvalidParameterError, NonFiniteError
+from .transforms import row_nnz
+
+__all__ = ["is_matrix", "n_rows", "read_labels", "clean_labels", "warn_empty_rows", "read_baseline"]
+
+
+def is_matrix(data: Any) -> bool:
+    """Whether ``data`` is a feature matrix (scipy sparse or numpy array) rather than a dataset or batch dict."""
+    return sp.issparse(data) or isinstance(data, np.ndarray)
+
+
+def n_rows(data: Any) -> int:
+    """Rows of a matrix, a batch dict (length of its first column) or a dataset."""
+    if is_matrix(data):
+        return data.shape[0]
+    if isinstance(data, Mapping):
+        return len(next(iter(data.values()))) if data else 0
+    return len(data)
+
+
+def read_labels(data: Any, y: Any, label_column: str | None, what: str = "labels") -> list[Any]:
+    """Labels from ``y`` (array-like) or from ``data[label_column]``; raw, missing values kept."""
+    if y is not None and label_column is not None:
+        raise InvalidParameterError(f"Pass the {what} either as y= or as label_column=, not both.")
+    if label_column is not None:
+        if is_matrix(data):
+            raise InvalidParameterError(f"label_column={label_column!r} needs a dataset; with a feature matrix pass "
+                                        f"the {what} as y=.")
+        values = read_column(data, label_column, what)
+    elif y is not None:
+        values = y.tolist() if isinstance(y, np.ndarray) else list(y)
+    else:
+        names = column_names(data)
+        hint = f" (columns found: {sorted(names)})" if names is not None else ""
+        raise InvalidParameterError(f"No {what}: pass label_column='<column>'{hint} or y=<array>.")
+    if len(values) != n_rows(data):
+        raise InvalidParameterError(f"Got {len(values)} {what} for {n_rows(data)} rows of features. Pass one per row, "
+                                    "or select the rows that have them.")
+    return values
+
+
+def clean_labels(values: Sequence[Any], name: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(labels, keep_mask, n_dropped)``: drops missing labels (None or NaN) with a warning.
+
+    Every label missing is an :class:`~hf_saerl.errors.InvalidParameterError`; an infinite one a
+    :class:`~hf_saerl.errors.NonFiniteError` naming ``name`` (the column) and the rows.
+    """
+    missing = np.fromiter((is_missing(v) for v in values), dtype=bool, count=len(values))
+    n_dropped = int(missing.sum())
+    if n_dropped == len(values):
+        raise InvalidParameterError(
+            f"All {len(values)} labels in {name!r} are missing (None or NaN); nothing to fit. Check the label column "
+            "and that the labelled rows were joined in."
+        )
+    kept = [v for v, m in zip(values, missing) if not m]
+    labels = np.asarray(kept)
+    if labels.dtype.kind in "fc" and not np.isfinite(labels).all():
+        rows = np.flatnonzero(~missing)[~np.isfinite(labels)]
+        raise NonFiniteError(f"{len(rows)} label(s) in {name!r} are infinite (rows {rows[:10].tolist()}). Fix or drop "
+                             "those rows, or set them to None to have them dropped with a warning.")
+    if n_dropped:
+        warnings.warn(
+            f"Dropped {n_dropped} of {len(values)} rows whose label {name!r} is missing (None or NaN); using the other "
+            f"{len(values) - n_dropped}. Fill or filter them first to silence this warning.",
+            UserWarning, stacklevel=3,
+        )
+    return labels, ~missing, n_dropped
+
+
+def warn_empty_rows(X: Any, policy: str) -> int:
+    """Warn (with the count) about rows with no active latent, saying ``policy`` (what happens to them); returns
+    the count."""
+    n_empty = int((row_nnz(X) == 0).sum())
+    if n_empty:
+        warnings.warn(
+            f"{n_empty} of {X.shape[0]} rows have no active SAE latent (empty sae_indices); {policy} Check the "
+            "encoder (empty or truncated texts, top_k) or filter these rows out first.",
+            UserWarning, stacklevel=3,
+        )
+    return n_empty
+
+
+def read_baseline(data: Any, baseline: Any, keep: np.ndarray | None) -> tuple[np.ndarray, str]:
+    """``(features, source)`` of a dense baseline: a dataset column of fixed-length float lists, or an
+    ``(n_rows, width)`` array (source ``"array"``); rows limited to ``keep`` when given. Checked finite."""
+    if isinstance(baseline, str):
+        if is_matrix(data):
+            raise InvalidParameterError(f"baseline={baseline!r} names a column, but the data is a matrix; pass the "
+                                        "baseline features as a 2-D array instead.")
+        Xb, source = _dense_column(data, baseline), baseline
+    else:
+        Xb, source = np.asarray(baseline, dtype=np.float64), "array"
+        if Xb.ndim != 2 or Xb.shape[0] != n_rows(data):
+            raise InvalidParameterError(f"baseline array must have shape (n_rows={n_rows(data)}, width); got "
+                                        f"{Xb.shape}.")
+    if keep is not None:
+        Xb = Xb[keep]
+    if not np.isfinite(Xb).all():
+        where = f"column {source!r}" if source != "array" else "the baseline array"
+        raise NonFiniteError(f"The baseline features in {where} hold {int((~np.isfinite(Xb)).sum())} NaN or infinite "
+                             "value(s); fix or drop those rows, or pass another baseline.")
+    return Xb, source
+
+
+def _dense_column(data: Any, column: str) -> np.ndarray:
+    """A column of fixed-length float lists as an ``(n, width)`` float64 array."""
+    rows = read_column(data, column, "dense baseline features (fixed-length float lists)")
+    lengths = {len(r) if isinstance(r, (list, tuple, np.ndarray)) else -1 for r in rows}
+    if len(lengths) != 1 or -1 in lengths:
+        raise InvalidParameterError(
+            f"Baseline column {column!r} must hold fixed-length lists of floats (e.g. a mean activation per row); "
+            f"found row lengths {sorted(lengths)[:5]}."
+        )
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
