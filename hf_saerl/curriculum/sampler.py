@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 
-from ..core.columns import CLUSTER_ID, DIFFICULTY
-from .columns import ColumnSchedule, ScheduleParams
+from .columns import CurriculumOptions
+
+__all__ = ["CurriculumBatchSampler", "CurriculumSampler"]
+
+logger = logging.getLogger(__name__)
 
 
 class CurriculumBatchSampler(torch.utils.data.Sampler[list[int]]):
     """Yields the global curriculum batches (lists of row indices) of a map-style dataset.
 
     ``data_source`` is a ``datasets.Dataset`` or a dict of columns holding ``cluster_column`` and
-    ``difficulty_column``; the other arguments are those of :func:`build_schedule`. Call :meth:`set_epoch` each
-    epoch (HF ``Trainer`` and Accelerate do) for a new order. The batches are global: Accelerate and HF ``Trainer``
-    split them across processes; for a hand-written DDP loop use :class:`CurriculumDataset` instead.
+    ``difficulty_column``; ``batch_size`` and the keyword ``**options`` (``mix_ratio``, ``seed``, ``drop_last``,
+    ``interleave``, ``order``, ``cluster_column``, ``difficulty_column``: see
+    :class:`~hf_saerl.curriculum.CurriculumOptions`) are those of :func:`build_schedule`. Call :meth:`set_epoch`
+    each epoch (HF ``Trainer`` and Accelerate do) for a new order. The batches are global: Accelerate and HF
+    ``Trainer`` split them across processes; for a hand-written DDP loop use :class:`CurriculumDataset` instead.
 
     Example:
         >>> from torch.utils.data import DataLoader
@@ -30,22 +36,8 @@ class CurriculumBatchSampler(torch.utils.data.Sampler[list[int]]):
         [['b', 'a'], ['d', 'c']]
     """
 
-    def __init__(
-        self,
-        data_source: Any,
-        batch_size: int,
-        *,
-        mix_ratio: float = 0.125,
-        seed: int = 0,
-        drop_last: bool = False,
-        interleave: str = "round_robin",
-        order: str = "easy_to_hard",
-        cluster_column: str | None = CLUSTER_ID,
-        difficulty_column: str | None = DIFFICULTY,
-        epoch: int = 0,
-    ):
-        params = ScheduleParams(batch_size, mix_ratio, seed, drop_last, interleave, order)
-        self._columns = ColumnSchedule(data_source, params, cluster_column, difficulty_column)
+    def __init__(self, data_source: Any, batch_size: int, *, epoch: int = 0, **options: Any):
+        self._columns = CurriculumOptions(**options).schedule(data_source, batch_size)
         self.epoch = epoch
 
     @property
@@ -78,8 +70,8 @@ class CurriculumSampler(torch.utils.data.Sampler[int]):
         [1, 0, 3, 2]
     """
 
-    def __init__(self, data_source: Any, batch_size: int, **kwargs: Any):
-        self.batch_sampler = CurriculumBatchSampler(data_source, batch_size, **kwargs)
+    def __init__(self, data_source: Any, batch_size: int, **options: Any):
+        self.batch_sampler = CurriculumBatchSampler(data_source, batch_size, **options)
 
     @property
     def epoch(self) -> int:

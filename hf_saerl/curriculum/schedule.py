@@ -1,4 +1,4 @@
-"""SAERL curriculum batch schedules (DESIGN.md section 5) as a pure function.
+"""SAERL curriculum batch schedules (DESIGN.md section 5) as a pure function, vectorised with numpy.
 
 :func:`build_schedule` turns per-example ``cluster_id`` and ``difficulty`` values into a list of batches of row
 indices. Everything else in :mod:`hf_saerl.curriculum` (the stream, the samplers, the trainer integrations) only
@@ -15,54 +15,136 @@ The five steps, each of which can be switched off for ablations:
 4. moderate mixing: each pair of neighbouring batches swaps ``round(mix_ratio * batch_size)`` samples, the tail
    (hardest) of the first for the head (easiest) of the second (``mix_ratio=0``: no mixing);
 5. a new ``epoch`` gives a new seeded schedule.
+
+No step loops over rows or batches in Python: the rows are sorted once (packed into ``uint64`` keys, see
+:class:`~hf_saerl.curriculum.ordering.RowOrder`), full batches are slices of that order found with array
+arithmetic, the rounds' seeded cluster orders are drawn in blocks, and mixing is two slice assignments on a
+``(batches, batch_size)`` matrix. Only the pools of leftovers (at most one per cluster) are handled one by one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import logging
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from ..core.validation import check_choice
+from ..errors import InvalidParameterError, NonFiniteError
+from .ordering import RowOrder
+
+logger = logging.getLogger(__name__)
+
 INTERLEAVES = ("round_robin", "sequential", "random")
 ORDERS = ("easy_to_hard", "random")
 
+#: Cluster orders drawn per block of rounds (rounds x clusters entries), bounding the memory they take.
+_ROUND_BLOCK = 1 << 22
 
-def check_schedule_params(
-    batch_size: int,
-    mix_ratio: float = 0.125,
-    seed: int = 0,
-    epoch: int = 0,
-    drop_last: bool = False,
-    interleave: str = "round_robin",
-    order: str = "easy_to_hard",
-) -> None:
-    """Raise a ``ValueError``/``TypeError`` naming the first invalid schedule parameter."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
-    if isinstance(mix_ratio, bool) or not isinstance(mix_ratio, (int, float, np.floating, np.integer)):
-        raise TypeError(f"mix_ratio must be a number in [0, 0.5], got {mix_ratio!r}.")
-    if not 0.0 <= float(mix_ratio) <= 0.5:
-        raise ValueError(
-            f"mix_ratio must be in [0, 0.5] (the share of a batch swapped with each neighbour), got {mix_ratio!r}. "
-            "Use 0 to turn mixing off."
+
+@dataclass(frozen=True)
+class ScheduleParams:
+    """The parameters of :func:`build_schedule` except the data and the epoch, validated on construction.
+
+    Raises :class:`~hf_saerl.errors.InvalidParameterError` (a ``ValueError``) for a value out of range and
+    ``TypeError`` for a value of the wrong type, naming the parameter.
+
+    Example:
+        >>> from hf_saerl.curriculum.schedule import ScheduleParams
+        >>> params = ScheduleParams(batch_size=2, mix_ratio=0)
+        >>> params.build([0, 0, 1, 1], [0.4, 0.3, 0.2, 0.1], epoch=0)
+        [[1, 0], [3, 2]]
+        >>> ScheduleParams(batch_size=0)
+        Traceback (most recent call last):
+        ...
+        hf_saerl.errors.InvalidParameterError: batch_size must be an integer >= 1, got 0. Pass the number of rows per batch, e.g. batch_size=64 (for TRL: grpo_curriculum_batch_size(args)).
+    """
+
+    batch_size: int
+    mix_ratio: float = 0.125
+    seed: int = 0
+    drop_last: bool = False
+    interleave: str = "round_robin"
+    order: str = "easy_to_hard"
+
+    def __post_init__(self) -> None:
+        batch_size, mix_ratio = self.batch_size, self.mix_ratio
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise InvalidParameterError(
+                f"batch_size must be an integer >= 1, got {batch_size!r}. Pass the number of rows per batch, e.g. "
+                "batch_size=64 (for TRL: grpo_curriculum_batch_size(args))."
+            )
+        if isinstance(mix_ratio, bool) or not isinstance(mix_ratio, (int, float, np.floating, np.integer)):
+            raise TypeError(f"mix_ratio must be a number in [0, 0.5], got {mix_ratio!r}. Pass e.g. mix_ratio=0.125, "
+                            "or mix_ratio=0 to turn mixing off.")
+        if not 0.0 <= float(mix_ratio) <= 0.5:
+            raise InvalidParameterError(
+                f"mix_ratio must be in [0, 0.5] (the share of a batch swapped with each neighbour), got {mix_ratio!r}. "
+                "Use the default 0.125 for moderate mixing, or 0 to turn mixing off."
+            )
+        check_epoch(self.seed, "seed")
+        if not isinstance(self.drop_last, (bool, np.bool_)):
+            raise TypeError(f"drop_last must be a bool, got {self.drop_last!r}. Pass drop_last=True to drop the final "
+                            "short batch, or drop_last=False to keep it.")
+        check_choice("interleave", self.interleave, INTERLEAVES,
+                     "Use 'round_robin' (the SAERL default), or 'sequential' / 'random' for the ablations.")
+        check_choice("order", self.order, ORDERS,
+                     "Use 'easy_to_hard' (the default), or 'random' to turn the difficulty ordering off.")
+
+    def build(self, cluster_ids: Any, difficulty: Any, epoch: int, seed: int | None = None) -> list[list[int]]:
+        """:func:`build_schedule` with these parameters (``seed`` overrides :attr:`seed`, e.g. per stream buffer)."""
+        return build_schedule(
+            cluster_ids, difficulty, self.batch_size, mix_ratio=self.mix_ratio,
+            seed=self.seed if seed is None else seed, epoch=epoch, drop_last=self.drop_last,
+            interleave=self.interleave, order=self.order,
         )
-    for name, value in (("seed", seed), ("epoch", epoch)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {value!r}.")
-    if not isinstance(drop_last, (bool, np.bool_)):
-        raise TypeError(f"drop_last must be a bool, got {drop_last!r}.")
-    if interleave not in INTERLEAVES:
-        raise ValueError(f"interleave must be one of {INTERLEAVES}, got {interleave!r}.")
-    if order not in ORDERS:
-        raise ValueError(f"order must be one of {ORDERS}, got {order!r}.")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The parameters as a JSON-able dict (part of a stream's identity in its ``state_dict``)."""
+        return asdict(self)
+
+
+def check_epoch(value: Any, name: str = "epoch") -> int:
+    """``value`` as an ``int`` if it is a non-negative integer (an epoch, a seed), else an
+    :class:`~hf_saerl.errors.InvalidParameterError` naming ``name``.
+
+    Example:
+        >>> from hf_saerl.curriculum.schedule import check_epoch
+        >>> check_epoch(3)
+        3
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise InvalidParameterError(
+            f"{name} must be a non-negative integer, got {value!r}. Pass e.g. {name}=0, or int({name}) if it is a "
+            "float or a tensor."
+        )
+    return int(value)
+
+
+def check_schedule_params(batch_size: int, mix_ratio: float = 0.125, seed: int = 0, epoch: int = 0,
+                          drop_last: bool = False, interleave: str = "round_robin",
+                          order: str = "easy_to_hard") -> None:
+    """Raise an :class:`~hf_saerl.errors.InvalidParameterError` (or ``TypeError``) naming the first invalid
+    parameter of :func:`build_schedule`; see :class:`ScheduleParams`."""
+    ScheduleParams(batch_size, mix_ratio, seed, drop_last, interleave, order)
+    check_epoch(epoch)
 
 
 def mix_count(batch_size: int, mix_ratio: float) -> int:
     """Samples swapped between two full neighbouring batches: ``round(mix_ratio * batch_size)`` (Python's
-    rounding), capped at ``batch_size // 2`` so that a batch's head and tail never overlap."""
+    rounding), capped at ``batch_size // 2`` so that a batch's head and tail never overlap.
+
+    Example:
+        >>> from hf_saerl.curriculum import mix_count
+        >>> mix_count(16, 0.125), mix_count(3, 0.5)
+        (2, 1)
+    """
     return min(round(mix_ratio * batch_size), batch_size // 2)
 
 
@@ -97,6 +179,8 @@ def build_schedule(
     full batch (round 0 when it has none); they are pooled with the remainder carried from earlier rounds, sorted
     easy to hard and cut into mixed batches placed at the end of that round. What cannot fill a batch carries on.
 
+    Vectorised: 10 million rows take about 2 s on two CPU cores (``benchmarks/bench_schedule.py``).
+
     Example:
         >>> from hf_saerl.curriculum import build_schedule
         >>> build_schedule([0, 0, 0, 1, 1, 1], [0.9, 0.1, 0.5, 0.3, 0.2, 0.8], batch_size=3, mix_ratio=0)
@@ -104,8 +188,9 @@ def build_schedule(
         >>> build_schedule([0, 0, 0, 1, 1, 1], [0.9, 0.1, 0.5, 0.3, 0.2, 0.8], batch_size=3, mix_ratio=1/3)
         [[1, 2, 4], [0, 3, 5]]
     """
-    check_schedule_params(batch_size, mix_ratio, seed, epoch, drop_last, interleave, order)
-    clusters, key = _as_arrays(cluster_ids, difficulty, order)
+    ScheduleParams(batch_size, mix_ratio, seed, drop_last, interleave, order)
+    check_epoch(epoch)
+    clusters, key = as_schedule_arrays(cluster_ids, difficulty, order)
     n = len(clusters)
     if n == 0:
         return []
@@ -115,96 +200,196 @@ def build_schedule(
     round_rng = np.random.default_rng(round_ss)
 
     # Step 1: easy -> hard within each cluster (cluster, then difficulty, then the seeded tie rank).
-    ranked = np.lexsort((tie, key, clusters))
-    uniq, starts = np.unique(clusters[ranked], return_index=True)
-    members = dict(zip(uniq.tolist(), np.split(ranked, starts[1:])))
-    n_full = {c: len(m) // B for c, m in members.items()}
+    rows = RowOrder(clusters, key, tie)
+    ranked = rows.ranked()
+    sizes = rows.cluster_sizes(ranked)
+    starts = np.cumsum(sizes) - sizes
+    n_full, n_left = np.divmod(sizes, B)
 
-    # Steps 2-3: stages of full cluster batches, each with the leftovers that close it.
-    def full_batch(c: int, j: int) -> np.ndarray:
-        return members[c][j * B : (j + 1) * B]
-
-    def leftover(c: int) -> np.ndarray:
-        return members[c][n_full[c] * B :]
-
-    stages: list[tuple[list[np.ndarray], list[np.ndarray]]] = []
+    # Steps 2-3: full cluster batches (as start offsets into `ranked`), each with the stage that holds it; every
+    # cluster's leftovers close one stage.
     if interleave == "sequential":
-        for c in round_rng.permutation(uniq).tolist():
-            stages.append(([full_batch(c, j) for j in range(n_full[c])], [leftover(c)]))
+        full_starts, full_stage, closes = _sequential(round_rng, starts, n_full, B)
     else:
-        for j in range(max(1, max(n_full.values()))):
-            round_order = [c for c in round_rng.permutation(uniq).tolist() if n_full[c] > j]
-            closing = [leftover(c) for c in uniq.tolist() if max(n_full[c] - 1, 0) == j]
-            stages.append(([full_batch(c, j) for c in round_order], closing))
+        full_starts, full_stage, closes = _round_robin(round_rng, starts, n_full, B)
+    mixed_rows, mixed_stage, carry = _leftover_batches(rows, ranked, starts + n_full * B, n_left, closes, B)
 
-    batches: list[np.ndarray] = []
-    carry = np.empty(0, dtype=np.int64)
-    for full, leftovers in stages:
-        batches.extend(full)
-        pool = np.concatenate([carry, *leftovers])
-        pool = pool[np.lexsort((tie[pool], key[pool]))]
-        cut = len(pool) - len(pool) % B
-        batches.extend(pool[i : i + B] for i in range(0, cut, B))
-        carry = pool[cut:]
+    # The mixed batches of a stage follow its full batches.
+    source = np.concatenate((ranked, mixed_rows))
+    mixed_starts = n + B * np.arange(len(mixed_stage), dtype=np.int64)
+    batch_starts = np.insert(full_starts, np.searchsorted(full_stage, mixed_stage, side="right"), mixed_starts)
     if interleave == "random":
-        batches = [batches[i] for i in np.random.default_rng(shuffle_ss).permutation(len(batches))]
-    if len(carry) and not drop_last:
-        batches.append(carry)  # the only short batch, always last
+        batch_starts = batch_starts[np.random.default_rng(shuffle_ss).permutation(len(batch_starts))]
+    batches = source[batch_starts[:, None] + np.arange(B)]
+    short = carry if len(carry) and not drop_last else None  # the only short batch, always last
 
     # Step 4: moderate mixing between neighbours.
-    batches = _mix_neighbours(batches, mix_count(B, float(mix_ratio)))
-    return [b.tolist() for b in batches]
+    batches, short = _mix_neighbours(batches, short, mix_count(B, float(mix_ratio)))
+    logger.debug("Scheduled %d rows in %d batches of %d (%d clusters, %d mixed batches).", n,
+                 len(batches) + (short is not None), B, len(starts), len(mixed_stage))
+    with _gc_paused():  # ~n/B new lists: the collector would traverse them again and again, for nothing
+        out = batches.tolist()
+        if short is not None:
+            out.append(short.tolist())
+    return out
 
 
-def _mix_neighbours(batches: list[np.ndarray], m: int) -> list[np.ndarray]:
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector (lists of ints hold no cycles), restoring its state after."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _sequential(rng: np.random.Generator, starts: np.ndarray, n_full: np.ndarray,
+                B: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cluster after cluster in one seeded cluster order: stage ``s`` is the ``s``-th cluster's batches, closed
+    by its leftovers. Returns the full batches' starts and stages, and each cluster's closing stage."""
+    K = len(starts)
+    cluster_order = rng.permutation(K)  # the same draws as permuting the sorted cluster ids themselves
+    counts = n_full[cluster_order]
+    full_starts = _strided_ranges(starts[cluster_order], counts, B)
+    full_stage = np.repeat(np.arange(K), counts)
+    closes = np.empty(K, dtype=np.int64)
+    closes[cluster_order] = np.arange(K)
+    return full_starts, full_stage, closes
+
+
+def _round_robin(rng: np.random.Generator, starts: np.ndarray, n_full: np.ndarray,
+                 B: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Round ``j`` holds every cluster's ``j``-th batch, in a seeded cluster order drawn for each round (all
+    clusters permuted, those without a ``j``-th batch skipped). A cluster's leftovers close the round of its last
+    full batch (round 0 when it has none)."""
+    K = len(starts)
+    n_rounds = max(1, int(n_full.max()))
+    block = max(1, _ROUND_BLOCK // K)
+    full_starts, full_stage = [], []
+    for first in range(0, n_rounds, block):
+        count = min(block, n_rounds - first)
+        # Row r is the permutation of the (first + r)-th round: Generator.permuted shuffles each row in turn
+        # with the draws of one Generator.permutation(K) call.
+        orders = rng.permuted(np.tile(np.arange(K), (count, 1)), axis=1)
+        rounds = np.arange(first, first + count)[:, None]
+        has_batch = n_full[orders] > rounds
+        clusters = orders[has_batch]
+        stage = np.broadcast_to(rounds, orders.shape)[has_batch]
+        full_starts.append(starts[clusters] + B * stage)
+        full_stage.append(stage)
+    return np.concatenate(full_starts), np.concatenate(full_stage), np.maximum(n_full - 1, 0)
+
+
+def _leftover_batches(rows: RowOrder, ranked: np.ndarray, left_starts: np.ndarray, n_left: np.ndarray,
+                      closes: np.ndarray, B: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pool the leftovers closing each stage with the carried remainder, sort the pool easy to hard, cut it into
+    mixed batches. Returns their rows (concatenated), each batch's stage, and the final remainder."""
+    empty = np.empty(0, dtype=np.int64)
+    owners = np.flatnonzero(n_left)
+    if not owners.size:
+        return empty, empty, empty
+    owners = owners[np.argsort(closes[owners], kind="stable")]
+    left = ranked[_strided_ranges(left_starts[owners], n_left[owners], 1)]
+    stages = closes[owners]
+    firsts = np.flatnonzero(np.concatenate(([True], stages[1:] != stages[:-1])))
+    ends = np.cumsum(n_left[owners])[np.append(firsts[1:], len(owners)) - 1]
+    mixed, mixed_stage, carry, begin = [], [], empty, 0
+    for stage, end in zip(stages[firsts].tolist(), ends.tolist()):
+        pool = rows.by_difficulty(np.concatenate((carry, left[begin:end])))
+        begin = end
+        cut = len(pool) - len(pool) % B
+        if cut:
+            mixed.append(pool[:cut])
+            mixed_stage.append(np.full(cut // B, stage, dtype=np.int64))
+        carry = pool[cut:]
+    if not mixed:
+        return empty, empty, carry
+    return np.concatenate(mixed), np.concatenate(mixed_stage), carry
+
+
+def _strided_ranges(starts: np.ndarray, counts: np.ndarray, step: int) -> np.ndarray:
+    """``concatenate([s + step * arange(c) for s, c in zip(starts, counts)])`` without the Python loop."""
+    total = int(counts.sum())
+    if not total:
+        return np.empty(0, dtype=np.int64)
+    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    return np.repeat(starts, counts) + step * within
+
+
+def _mix_neighbours(batches: np.ndarray, short: np.ndarray | None,
+                    m: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Swap the last ``m`` rows of each batch with the first ``m`` of the next, all pairs from the unmixed
-    batches, so each row moves at most one batch. Only the final batch can be short: its pair swaps
-    ``min(m, len(final))``."""
-    if m == 0 or len(batches) < 2:
-        return batches
-    swaps = [min(m, len(batches[i + 1])) for i in range(len(batches) - 1)] + [0]
-    mixed = []
-    for i, b in enumerate(batches):
-        before = swaps[i - 1] if i else 0
-        after = swaps[i]
-        parts = [batches[i - 1][len(batches[i - 1]) - before :]] if before else []
-        parts.append(b[before : len(b) - after])
-        if after:
-            parts.append(batches[i + 1][:after])
-        mixed.append(np.concatenate(parts))
-    return mixed
+    batches, so each row moves at most one batch. ``batches`` is the ``(count, batch_size)`` matrix of full
+    batches; only the final ``short`` batch can be shorter: its pair swaps ``min(m, len(short))``."""
+    if m == 0 or len(batches) + (short is not None) < 2:
+        return batches, short
+    B = batches.shape[1]
+    mixed = batches.copy()
+    mixed[1:, :m] = batches[:-1, B - m:]
+    mixed[:-1, B - m:] = batches[1:, :m]
+    if short is not None and len(batches):
+        a = min(m, len(short))
+        mixed[-1, B - a:] = short[:a]
+        short = np.concatenate((batches[-1, B - a:], short[a:]))
+    return mixed, short
 
 
-def _as_arrays(cluster_ids: Any, difficulty: Any, order: str) -> tuple[np.ndarray, np.ndarray]:
+def as_schedule_arrays(cluster_ids: Any, difficulty: Any, order: str) -> tuple[np.ndarray, np.ndarray]:
+    """Check the per-example inputs of :func:`build_schedule`; return the cluster ids (``int64``) and the
+    sort key (``float64`` difficulty, or zeros with ``order="random"``).
+
+    :class:`~hf_saerl.curriculum.columns.ColumnSchedule` calls it on read, so that NaN, negative ids or
+    mismatched lengths fail when a stream or a sampler is built, not in the middle of an epoch. Raises
+    :class:`~hf_saerl.errors.NonFiniteError` for NaN difficulty, ``TypeError`` for a non-numeric column and
+    :class:`~hf_saerl.errors.InvalidParameterError` for the rest.
+
+    Example:
+        >>> from hf_saerl.curriculum.schedule import as_schedule_arrays
+        >>> clusters, key = as_schedule_arrays([0, 1], [0.5, 0.25], "easy_to_hard")
+        >>> clusters.tolist(), key.tolist()
+        ([0, 1], [0.5, 0.25])
+    """
     if difficulty is None and order == "easy_to_hard":
-        raise ValueError(
+        raise InvalidParameterError(
             "difficulty is None but order='easy_to_hard' needs it. Pass a difficulty per example (e.g. the "
             "'difficulty' column from DifficultyProbe), or order='random' to turn ordering off."
         )
     if cluster_ids is None and difficulty is None:
-        raise ValueError("cluster_ids and difficulty are both None: nothing tells how many examples there are.")
+        raise InvalidParameterError(
+            "cluster_ids and difficulty are both None: nothing tells how many examples there are. Pass the "
+            "cluster ids (cluster_ids=None means one cluster), or a difficulty per example."
+        )
     diff = None
     if difficulty is not None:
         diff = np.asarray(difficulty)
         if diff.ndim != 1:
-            raise ValueError(f"difficulty must be one number per example (1-D), got shape {diff.shape}.")
+            raise InvalidParameterError(
+                f"difficulty must be one number per example (1-D), got shape {diff.shape}. Pass a column "
+                "(ds['difficulty'][:]), or flatten a (n, 1) array with .ravel()."
+            )
         if diff.size and not (np.issubdtype(diff.dtype, np.number) or diff.dtype == bool):
-            raise TypeError(f"difficulty must be numeric, got dtype {diff.dtype}.")
-        diff = diff.astype(np.float64)
-        bad = np.flatnonzero(np.isnan(diff))
-        if bad.size:
-            raise ValueError(
+            raise TypeError(f"difficulty must be numeric, got dtype {diff.dtype}. Pass numbers (e.g. the 'difficulty' "
+                            "column from DifficultyProbe), or order='random' with difficulty=None.")
+        diff = diff.astype(np.float64, copy=False)
+        nan = np.isnan(diff)
+        if nan.any():
+            bad = np.flatnonzero(nan)
+            raise NonFiniteError(
                 f"difficulty has {bad.size} NaN value(s) (first at row {bad[0]}). Fill or filter them first, "
-                "e.g. dataset.filter(lambda d: d == d, input_columns='difficulty')."
+                "e.g. dataset.filter(lambda d: d == d, input_columns='difficulty'), or order='random' with "
+                "difficulty=None."
             )
     if cluster_ids is None:
         clusters = np.zeros(len(diff), dtype=np.int64)
     else:
         clusters = _as_cluster_array(cluster_ids)
     if diff is not None and len(diff) != len(clusters):
-        raise ValueError(
+        raise InvalidParameterError(
             f"cluster_ids has {len(clusters)} values but difficulty has {len(diff)}; they must describe the same "
-            "rows."
+            "rows. Read both from the same dataset, or pass cluster_ids=None for no clustering."
         )
     key = diff if (order == "easy_to_hard") else np.zeros(len(clusters))
     return clusters, key
@@ -213,23 +398,27 @@ def _as_arrays(cluster_ids: Any, difficulty: Any, order: str) -> tuple[np.ndarra
 def _as_cluster_array(cluster_ids: Any) -> np.ndarray:
     arr = np.asarray(cluster_ids)
     if arr.ndim != 1:
-        raise ValueError(f"cluster_ids must be one integer per example (1-D), got shape {arr.shape}.")
+        raise InvalidParameterError(
+            f"cluster_ids must be one integer per example (1-D), got shape {arr.shape}. Pass a column "
+            "(ds['cluster_id'][:]), or cluster_ids=None for no clustering."
+        )
     if arr.size == 0:
         return arr.astype(np.int64)
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
-        raise TypeError(f"cluster_ids must be integers, got dtype {arr.dtype}.")
+        raise TypeError(f"cluster_ids must be integers, got dtype {arr.dtype}. Use the 'cluster_id' column from "
+                        "SAEClusterer, or cluster_ids=None for no clustering.")
     if not np.issubdtype(arr.dtype, np.integer):
         bad = np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))
         if bad.size:
             row = int(bad[0])
-            raise ValueError(
-                f"cluster_ids must be integers, got {arr[row].item()!r} at row {row}. Use the 'cluster_id' column from "
-                "SAEClusterer, or cluster_ids=None for no clustering."
+            raise InvalidParameterError(
+                f"cluster_ids must be integers, got {arr[row].item()!r} at row {row}. Use the 'cluster_id' column "
+                "from SAEClusterer, or cluster_ids=None for no clustering."
             )
-    arr = arr.astype(np.int64)
+    arr = arr.astype(np.int64, copy=False)
     if arr.min() < 0:
         row = int(np.argmin(arr))
-        raise ValueError(
+        raise InvalidParameterError(
             f"cluster_ids must be non-negative, got {arr[row]} at row {row}. Map noise labels (e.g. HDBSCAN's -1) "
             "to a cluster of their own or filter those rows first."
         )

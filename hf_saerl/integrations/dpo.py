@@ -28,10 +28,13 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from ..errors import InvalidParameterError, MissingColumnError
 
 try:
     from trl import DPOTrainer
@@ -42,24 +45,28 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
 
 __all__ = ["ConceptShapedDPOTrainer", "MarginCollator"]
 
+logger = logging.getLogger(__name__)
+
 MARGIN_COLUMN = "concept_margin"
 SHAPEABLE_LOSS_TYPES = {"sigmoid", "sft"}  # "sft" ignores the reference, so sigmoid (+ sft) stays exact
 
 
 def check_shaping_supported(args: Any, concept_lambda: float) -> None:
-    """Raise ``ValueError`` if ``λ ≠ 0`` and the config's loss is not one the reference shift shapes exactly."""
+    """Raise :class:`~hf_saerl.errors.InvalidParameterError` (a ``ValueError``) if ``λ ≠ 0`` and the config's loss is
+    not one the reference shift shapes exactly."""
     if concept_lambda == 0.0 or args is None:
         return
     loss_types = [args.loss_type] if isinstance(args.loss_type, str) else list(args.loss_type)
     if "sigmoid" not in loss_types or not set(loss_types) <= SHAPEABLE_LOSS_TYPES:
-        raise ValueError(
+        raise InvalidParameterError(
             f"Concept reward shaping (concept_lambda={concept_lambda}) supports loss_type='sigmoid' (optionally with "
-            f"'sft'), got {loss_types}. Use concept_lambda=0.0 for other losses."
+            f"'sft'), got {loss_types}. Set DPOConfig(loss_type='sigmoid'), or use concept_lambda=0.0 for other "
+            "losses."
         )
     if args.f_divergence_type != "reverse_kl":
-        raise ValueError(
+        raise InvalidParameterError(
             "Concept reward shaping needs f_divergence_type='reverse_kl' (the standard DPO log-ratio), got "
-            f"{args.f_divergence_type!r}."
+            f"{args.f_divergence_type!r}. Set DPOConfig(f_divergence_type='reverse_kl'), or use concept_lambda=0.0."
         )
 
 
@@ -71,8 +78,9 @@ class MarginCollator:
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         if examples and self.column not in examples[0]:
-            raise KeyError(f"The examples have no {self.column!r} column; add it with "
-                           "hf_saerl.audit.add_concept_margin(dataset, audit, concepts).")
+            raise MissingColumnError(f"The examples have no {self.column!r} column; add it with "
+                                     "hf_saerl.audit.add_concept_margin(dataset, audit, concepts), or pass "
+                                     "margin_column=<name> of the column that holds the margins.")
         batch = self.collator(examples)
         batch[self.column] = torch.tensor([float(e[self.column]) for e in examples], dtype=torch.float32)
         return batch
@@ -92,8 +100,10 @@ class ConceptShapedDPOTrainer(DPOTrainer):
         train_dataset = kwargs.get("train_dataset", args[4] if len(args) > 4 else None)
         columns = getattr(train_dataset, "column_names", None)
         if columns is not None and margin_column not in columns:
-            raise ValueError(f"train_dataset has no {margin_column!r} column; add it with "
-                             "hf_saerl.audit.add_concept_margin(dataset, audit, concepts).")
+            # A ValueError, as before (MissingColumnError is a KeyError).
+            raise InvalidParameterError(f"train_dataset has no {margin_column!r} column; add it with "
+                                        "hf_saerl.audit.add_concept_margin(dataset, audit, concepts), or pass "
+                                        f"margin_column=<name> (found {sorted(columns)}).")
         super().__init__(*args, **kwargs)
         # After super().__init__: the precompute pass (if any) ran with TRL's own collator.
         self.data_collator = MarginCollator(self.data_collator, margin_column)
@@ -111,7 +121,9 @@ class ConceptShapedDPOTrainer(DPOTrainer):
         inputs = dict(inputs)
         margin = inputs.pop(self.margin_column, None)
         if margin is None:
-            raise KeyError(f"The batch has no {self.margin_column!r}; was the data collator replaced after init?")
+            raise MissingColumnError(f"The batch has no {self.margin_column!r}; was the data collator replaced after "
+                                     "init? Wrap the new one in MarginCollator(collator, margin_column), or set it "
+                                     "before building the trainer.")
         if self.precompute_ref_logps:
             ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
         else:

@@ -26,12 +26,15 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Mapping
 
 try:
     import ray.data  # noqa: F401
 except ImportError as err:  # pragma: no cover - exercised only without the extra
     raise ImportError("Ray Data is needed here: pip install 'hf-saerl[ray]'") from err
+
+logger = logging.getLogger(__name__)
 
 
 class KeepColumns:

@@ -9,6 +9,7 @@ batch. Without a subclass, give ``Trainer`` ``CurriculumDataset(...).to_ordered_
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -16,6 +17,8 @@ from transformers import Trainer
 
 from ..core.columns import CLUSTER_ID, DIFFICULTY
 from ..curriculum.sampler import CurriculumSampler
+
+logger = logging.getLogger(__name__)
 
 
 def trainer_curriculum_batch_size(args: Any, world_size: int | None = None) -> int:

@@ -18,13 +18,15 @@ give them a per-rank slice. Heavy SAE columns are dropped, since TRL passes ever
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 
 from ..core.columns import CLUSTER_ID, DIFFICULTY, SAE_INDICES, SAE_VALUES
-from ..curriculum.columns import ColumnSchedule, ScheduleParams
+from ..curriculum import CurriculumOptions
+from ..errors import InvalidParameterError
 
 try:
     from trl import GRPOTrainer
@@ -32,6 +34,8 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
     raise ImportError(
         "hf_saerl.integrations.trl needs TRL: pip install 'hf-saerl[trl]' (or pip install trl)."
     ) from err
+
+logger = logging.getLogger(__name__)
 
 HEAVY_COLUMNS = (SAE_INDICES, SAE_VALUES)
 
@@ -56,9 +60,10 @@ def grpo_curriculum_batch_size(args: Any, world_size: int | None = None) -> int:
     else:
         generation_batch = args.per_device_train_batch_size * world_size * args.steps_per_generation
     if generation_batch % args.num_generations:
-        raise ValueError(
+        raise InvalidParameterError(
             f"The generation batch ({generation_batch} completions) is not divisible by num_generations "
-            f"({args.num_generations}); TRL would refuse this config. Adjust per_device_train_batch_size."
+            f"({args.num_generations}); TRL would refuse this config. Adjust per_device_train_batch_size, or "
+            "num_generations."
         )
     return generation_batch // args.num_generations
 
@@ -69,7 +74,8 @@ class CurriculumRepeatSampler(torch.utils.data.Sampler[int]):
     Curriculum batches of ``batch_size`` prompts (the schedule is built with ``drop_last=True``, as RepeatSampler
     drops incomplete chunks) are each repeated ``repeat_count`` times, and each index ``mini_repeat_count`` times
     in a row. The order depends only on the data, the parameters, ``seed`` and the epoch, so it is the same on
-    every process.
+    every process. The keyword ``**options`` are those of :class:`~hf_saerl.curriculum.CurriculumOptions` but
+    ``drop_last``: ``mix_ratio``, ``seed``, ``interleave``, ``order``, ``cluster_column``, ``difficulty_column``.
 
     Example:
         >>> from hf_saerl.integrations.trl import CurriculumRepeatSampler
@@ -78,26 +84,13 @@ class CurriculumRepeatSampler(torch.utils.data.Sampler[int]):
         [1, 1, 0, 0, 1, 1, 0, 0, 3, 3, 2, 2, 3, 3, 2, 2]
     """
 
-    def __init__(
-        self,
-        data_source: Any,
-        mini_repeat_count: int,
-        batch_size: int = 1,
-        repeat_count: int = 1,
-        *,
-        seed: int = 0,
-        mix_ratio: float = 0.125,
-        interleave: str = "round_robin",
-        order: str = "easy_to_hard",
-        cluster_column: str | None = CLUSTER_ID,
-        difficulty_column: str | None = DIFFICULTY,
-        epoch: int = 0,
-    ):
+    def __init__(self, data_source: Any, mini_repeat_count: int, batch_size: int = 1, repeat_count: int = 1, *,
+                 epoch: int = 0, **options: Any):
         for name, value in (("mini_repeat_count", mini_repeat_count), ("repeat_count", repeat_count)):
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
-        params = ScheduleParams(batch_size, mix_ratio, seed, True, interleave, order)
-        self._columns = ColumnSchedule(data_source, params, cluster_column, difficulty_column)
+                raise InvalidParameterError(f"{name} must be an integer >= 1, got {value!r}. Pass e.g. {name}=1 "
+                                            "(no repetition), or the count TRL's RepeatSampler would get.")
+        self._columns = CurriculumOptions(**options, drop_last=True).schedule(data_source, batch_size)
         self.mini_repeat_count = mini_repeat_count
         self.repeat_count = repeat_count
         self.epoch = epoch
@@ -166,8 +159,7 @@ class CurriculumGRPOTrainer(GRPOTrainer):
         # Validate the options and the columns now rather than at the first training step.
         self._curriculum_options = dict(mix_ratio=mix_ratio, interleave=interleave, order=order,
                                         cluster_column=cluster_column, difficulty_column=difficulty_column)
-        ColumnSchedule(train_dataset, ScheduleParams(1, mix_ratio, 0, True, interleave, order), cluster_column,
-                       difficulty_column)
+        CurriculumOptions(**self._curriculum_options, drop_last=True).schedule(train_dataset, 1)
         super().__init__(model, reward_funcs, args, train_dataset, *more, **kwargs)
 
     @property

@@ -8,11 +8,15 @@ verl itself is not needed to write the file.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from ..core.columns import require_columns
 from ..curriculum.dataset import CurriculumDataset
+
+logger = logging.getLogger(__name__)
 
 
 def to_verl_parquet(
@@ -37,7 +41,8 @@ def to_verl_parquet(
     of chat messages is kept as is. Train verl on it with :func:`verl_overrides` (``data.train_batch_size`` equal
     to the curriculum ``batch_size``, ``data.shuffle=False``). Several epochs are written one after the other, each
     with its own schedule; train on them with ``trainer.total_epochs=1``. Each epoch must then end on a whole
-    batch (a ``ValueError`` says so otherwise): build the curriculum with ``drop_last=True``, or write one epoch.
+    batch (an :class:`~hf_saerl.errors.InvalidParameterError` says so otherwise): build the curriculum with
+    ``drop_last=True``, or write one epoch. Missing columns raise :class:`~hf_saerl.errors.MissingColumnError`.
 
     Example:
         >>> import datasets, tempfile, os
@@ -54,13 +59,11 @@ def to_verl_parquet(
 
     names = curriculum.output_columns
     if names is not None:
-        missing = [c for c in (prompt_column, answer_column, *extra_info_columns) if c not in names]
-        if missing:
-            raise KeyError(
-                f"Column(s) {missing} are not yielded by the curriculum (it yields {names}). Keep them in "
-                "CurriculumDataset(columns=...) or pass prompt_column=/answer_column=."
-            )
-    epochs = curriculum._epochs(epoch, num_epochs)
+        require_columns(dict.fromkeys(names), [prompt_column, answer_column, *extra_info_columns],
+                        "verl row fields (prompt, answer, extra info)",
+                        "The curriculum does not yield them: keep them in CurriculumDataset(columns=...), or pass "
+                        "prompt_column= / answer_column= / extra_info_columns= naming columns it yields.")
+    epochs = curriculum.export_epochs(epoch, num_epochs)
     schedule_columns = [c for c in (curriculum.cluster_column, curriculum.difficulty_column) if c is not None]
     info_columns = [c for c in schedule_columns if names is None or c in names] + [
         c for c in extra_info_columns if c not in schedule_columns
@@ -97,7 +100,7 @@ def to_verl_parquet(
 def _verl_rows(curriculum: CurriculumDataset, epochs: tuple[int, ...], prompt_column: str, answer_column: str,
                data_source: str, ability: str, split: str, info_columns: tuple[str, ...]) -> Iterator[dict[str, Any]]:
     index = 0
-    for epoch, g, sources, rows in curriculum._iter_epochs(epochs):
+    for epoch, g, sources, rows in curriculum.iter_epoch_batches(epochs):
         for source_index, row in zip(sources, rows):
             prompt = row[prompt_column]
             if isinstance(prompt, str):

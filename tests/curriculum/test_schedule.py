@@ -1,10 +1,12 @@
 """Properties of build_schedule (DESIGN.md section 5): a pure function, every example once, exact batch sizes,
-easy to hard within clusters, round-robin interleaving, exact moderate mixing, a new order per epoch."""
+easy to hard within clusters, round-robin interleaving, exact moderate mixing, a new order per epoch; and the
+vectorised implementation gives bit for bit the schedule of the loop-based reference it replaced."""
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -12,6 +14,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from hf_saerl.curriculum import build_schedule, describe_schedule, mix_count
+from hf_saerl.curriculum import ordering
+from hf_saerl.curriculum import schedule as schedule_module
+from hf_saerl.curriculum.schedule import as_schedule_arrays, check_schedule_params
+from hf_saerl.errors import InvalidParameterError, NonFiniteError
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -220,24 +226,25 @@ def test_empty_and_tiny_inputs():
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"cluster_ids": [0, 1], "difficulty": [0.1]}, ValueError, "2 values but difficulty has 1"),
-        ({"difficulty": [0.1, float("nan")]}, ValueError, "NaN"),
-        ({"batch_size": 0}, ValueError, "batch_size"),
-        ({"batch_size": 2.5}, ValueError, "batch_size"),
-        ({"mix_ratio": 0.6}, ValueError, r"mix_ratio must be in \[0, 0.5\]"),
-        ({"mix_ratio": -0.1}, ValueError, "mix_ratio"),
-        ({"cluster_ids": [0, -1]}, ValueError, "non-negative"),
-        ({"cluster_ids": [0, 1.5]}, ValueError, "integers"),
+        ({"cluster_ids": [0, 1], "difficulty": [0.1]}, InvalidParameterError, "2 values but difficulty has 1"),
+        ({"difficulty": [0.1, float("nan")]}, NonFiniteError, "NaN"),
+        ({"batch_size": 0}, InvalidParameterError, "batch_size"),
+        ({"batch_size": 2.5}, InvalidParameterError, "batch_size"),
+        ({"mix_ratio": 0.6}, InvalidParameterError, r"mix_ratio must be in \[0, 0.5\]"),
+        ({"mix_ratio": -0.1}, InvalidParameterError, "mix_ratio"),
+        ({"cluster_ids": [0, -1]}, InvalidParameterError, "non-negative"),
+        ({"cluster_ids": [0, 1.5]}, InvalidParameterError, "integers"),
         ({"cluster_ids": ["a", "b"]}, TypeError, "integers"),
-        ({"cluster_ids": [[0], [1]]}, ValueError, "1-D"),
+        ({"cluster_ids": [[0], [1]]}, InvalidParameterError, "1-D"),
         ({"difficulty": ["x", "y"]}, TypeError, "numeric"),
-        ({"difficulty": None}, ValueError, "order='random'"),
-        ({"interleave": "zigzag"}, ValueError, "interleave must be one of"),
-        ({"order": "hard_to_easy"}, ValueError, "order must be one of"),
-        ({"seed": -1}, ValueError, "seed"),
-        ({"epoch": 1.0}, ValueError, "epoch"),
+        ({"difficulty": None}, InvalidParameterError, "order='random'"),
+        ({"interleave": "zigzag"}, InvalidParameterError,
+         "interleave must be 'round_robin', 'sequential' or 'random'; got 'zigzag'"),
+        ({"order": "hard_to_easy"}, InvalidParameterError, "order must be 'easy_to_hard' or 'random'; got 'hard_to_easy'"),
+        ({"seed": -1}, InvalidParameterError, "seed"),
+        ({"epoch": 1.0}, InvalidParameterError, "epoch"),
         ({"drop_last": "yes"}, TypeError, "drop_last"),
-        ({"cluster_ids": None, "difficulty": None, "order": "random"}, ValueError, "both None"),
+        ({"cluster_ids": None, "difficulty": None, "order": "random"}, InvalidParameterError, "both None"),
     ],
 )
 def test_invalid_inputs_raise_clear_errors(kwargs, error, match):
@@ -267,7 +274,121 @@ def test_describe_schedule():
 def test_docstring_examples_run():
     import doctest
 
-    from hf_saerl.curriculum import dataset, sampler, schedule
+    from hf_saerl.curriculum import columns, dataset, exports, ordering, sampler, schedule, sources, state
 
-    for module in (schedule, sampler, dataset):
+    for module in (schedule, sampler, dataset, columns, sources, state, exports, ordering):
         assert doctest.testmod(module).failed == 0, module.__name__
+
+
+# ---------------------------------------------------------------------------------------------- the reference
+def reference_build_schedule(cluster_ids, difficulty, batch_size, mix_ratio=0.125, seed=0, epoch=0, drop_last=False,
+                             interleave="round_robin", order="easy_to_hard"):
+    """build_schedule as it was before it was vectorised (issue 16): a Python loop over rounds and batches. It
+    defines the schedule; the library's must stay equal to it, bit for bit."""
+    check_schedule_params(batch_size, mix_ratio, seed, epoch, drop_last, interleave, order)
+    clusters, key = as_schedule_arrays(cluster_ids, difficulty, order)
+    n = len(clusters)
+    if n == 0:
+        return []
+    B = int(batch_size)
+    tie_ss, round_ss, shuffle_ss = np.random.SeedSequence([int(seed), int(epoch)]).spawn(3)
+    tie = np.random.default_rng(tie_ss).permutation(n)
+    round_rng = np.random.default_rng(round_ss)
+
+    ranked = np.lexsort((tie, key, clusters))
+    uniq, starts = np.unique(clusters[ranked], return_index=True)
+    members = dict(zip(uniq.tolist(), np.split(ranked, starts[1:])))
+    n_full = {c: len(m) // B for c, m in members.items()}
+
+    def full_batch(c, j):
+        return members[c][j * B: (j + 1) * B]
+
+    def leftover(c):
+        return members[c][n_full[c] * B:]
+
+    stages = []
+    if interleave == "sequential":
+        for c in round_rng.permutation(uniq).tolist():
+            stages.append(([full_batch(c, j) for j in range(n_full[c])], [leftover(c)]))
+    else:
+        for j in range(max(1, max(n_full.values()))):
+            round_order = [c for c in round_rng.permutation(uniq).tolist() if n_full[c] > j]
+            closing = [leftover(c) for c in uniq.tolist() if max(n_full[c] - 1, 0) == j]
+            stages.append(([full_batch(c, j) for c in round_order], closing))
+
+    batches = []
+    carry = np.empty(0, dtype=np.int64)
+    for full, leftovers in stages:
+        batches.extend(full)
+        pool = np.concatenate([carry, *leftovers])
+        pool = pool[np.lexsort((tie[pool], key[pool]))]
+        cut = len(pool) - len(pool) % B
+        batches.extend(pool[i: i + B] for i in range(0, cut, B))
+        carry = pool[cut:]
+    if interleave == "random":
+        batches = [batches[i] for i in np.random.default_rng(shuffle_ss).permutation(len(batches))]
+    if len(carry) and not drop_last:
+        batches.append(carry)
+
+    m = mix_count(B, float(mix_ratio))
+    if m and len(batches) >= 2:
+        swaps = [min(m, len(batches[i + 1])) for i in range(len(batches) - 1)] + [0]
+        mixed = []
+        for i, b in enumerate(batches):
+            before = swaps[i - 1] if i else 0
+            after = swaps[i]
+            parts = [batches[i - 1][len(batches[i - 1]) - before:]] if before else []
+            parts.append(b[before: len(b) - after])
+            if after:
+                parts.append(batches[i + 1][:after])
+            mixed.append(np.concatenate(parts))
+        batches = mixed
+    return [b.tolist() for b in batches]
+
+
+@st.composite
+def wide_layouts(draw, max_rows: int = 300):
+    """Layouts that reach every branch of the vectorised sort: float32 and float64 difficulty, -0.0 next to 0.0,
+    infinities, huge and negative values, few and many levels, cluster ids up to 10**15."""
+    n = draw(st.integers(0, max_rows))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    n_clusters = draw(st.integers(1, 40))
+    spread = draw(st.sampled_from([1, 7, 10**6, 10**15]))
+    clusters = rng.integers(0, n_clusters, n) * spread + draw(st.sampled_from([0, 5]))
+    kind = draw(st.sampled_from(["levels", "float32", "float64", "signed_zero_inf", "huge"]))
+    if kind == "levels":
+        diff = rng.integers(0, draw(st.sampled_from([1, 2, 5, 1000])), n) / 7
+    elif kind == "float32":
+        diff = rng.random(n).astype(np.float32)
+    elif kind == "float64":
+        diff = rng.random(n)
+    elif kind == "signed_zero_inf":
+        diff = rng.choice([-0.0, 0.0, -1.5, 2.0, np.inf, -np.inf], n)
+    else:
+        diff = rng.normal(size=n) * 1e300
+    return clusters, diff
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(wide_layouts(), params, st.booleans(), st.sampled_from([1, 2, 3, 1 << 22]))
+def test_vectorised_schedule_equals_the_reference(layout, p, packed_pools, round_block):
+    clusters, diff = layout
+    # packed_pools: sort every leftover pool with the packed radix sort (normally only pools of >= 16384 rows);
+    # round_block: draw the rounds' cluster orders a few rounds at a time (normally 4M entries at a time).
+    with mock.patch.object(ordering, "_LEXSORT_BELOW", 0 if packed_pools else 1 << 14), \
+            mock.patch.object(schedule_module, "_ROUND_BLOCK", round_block):
+        assert build_schedule(clusters, diff, **p) == reference_build_schedule(clusters, diff, **p)
+
+
+def test_vectorised_schedule_equals_the_reference_on_large_inputs():
+    # Large pools (4000 small clusters leave one pool of 60000 leftover rows), float64 keys (a second sort pass).
+    rng = np.random.default_rng(0)
+    n = 60_000
+    for clusters, diff, batch_size in [
+        (rng.integers(0, 4_000, n), rng.random(n), 32),
+        (rng.integers(0, 16, n), rng.random(n).astype(np.float32), 64),
+        (rng.integers(0, 3, n) * 10**12, rng.integers(0, 4, n) / 4, 7),
+    ]:
+        for interleave in ("round_robin", "sequential", "random"):
+            kw = dict(batch_size=batch_size, mix_ratio=0.125, seed=3, epoch=1, interleave=interleave)
+            assert build_schedule(clusters, diff, **kw) == reference_build_schedule(clusters, diff, **kw)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
 from hf_saerl.curriculum import CurriculumBatchSampler, CurriculumDataset, CurriculumSampler, build_schedule
+from hf_saerl.errors import InvalidParameterError, MissingColumnError, NonFiniteError, ScheduleMismatchError
 
 FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                      HealthCheck.function_scoped_fixture])
@@ -73,7 +74,7 @@ def test_columns_and_remove_columns():
     assert list(light.features) == ["i", "prompt", "cluster_id", "difficulty"]
     only = CurriculumDataset(ds, 4, columns=["prompt"])
     assert list(next(iter(only))) == ["prompt"] and ids(heavy) == [int(p["prompt"][1:]) for p in only]
-    with pytest.raises(KeyError, match="not in the dataset"):
+    with pytest.raises(MissingColumnError, match="not in the dataset"):
         CurriculumDataset(ds, 4, columns=["nope"])
     with pytest.raises(TypeError, match="list of column names"):
         CurriculumDataset(ds, 4, remove_columns="sae_indices")
@@ -81,23 +82,27 @@ def test_columns_and_remove_columns():
 
 def test_missing_schedule_columns_and_bad_arguments():
     ds = make_dataset(6).remove_columns(["cluster_id"])
-    with pytest.raises(KeyError, match="cluster column 'cluster_id' is missing.*cluster_column=None"):
+    with pytest.raises(MissingColumnError, match="Missing column 'cluster_id' holding the cluster ids.*"
+                                                 "cluster_column=None"):
         CurriculumDataset(ds, 2)
     assert len(ids(CurriculumDataset(ds, 2, cluster_column=None))) == 6
-    with pytest.raises(KeyError, match="difficulty column 'level'"):
+    with pytest.raises(MissingColumnError, match="Missing column 'level' holding the difficulty scores.*"
+                                                 "DifficultyProbe"):
         CurriculumDataset(make_dataset(6), 2, difficulty_column="level")
-    with pytest.raises(ValueError, match="order='random'"):
+    with pytest.raises(InvalidParameterError, match="order='random'"):
         CurriculumDataset(make_dataset(6), 2, difficulty_column=None)
     with pytest.raises(TypeError, match="datasets.Dataset"):
         CurriculumDataset({"cluster_id": [0]}, 2)
-    with pytest.raises(ValueError, match="mix_ratio"):
+    with pytest.raises(InvalidParameterError, match="mix_ratio"):
         CurriculumDataset(make_dataset(6), 2, mix_ratio=0.9)
-    with pytest.raises(ValueError, match="rank and world_size"):
+    with pytest.raises(InvalidParameterError, match="rank and world_size"):
         CurriculumDataset(make_dataset(6), 2, world_size=2)
-    with pytest.raises(ValueError, match="rank < world_size"):
+    with pytest.raises(InvalidParameterError, match="rank < world_size"):
         CurriculumDataset(make_dataset(6), 2, rank=2, world_size=2)
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(NonFiniteError, match="NaN"):
         CurriculumDataset(datasets.Dataset.from_dict({"cluster_id": [0, 1], "difficulty": [0.1, None]}), 2)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'mix'"):
+        CurriculumDataset(make_dataset(6), 2, mix=0.1)  # a misspelt schedule option
 
 
 def test_set_epoch_gives_a_new_order_and_describe():
@@ -234,17 +239,17 @@ def test_resume_twice_and_at_the_ends():
 def test_loading_another_schedules_state_names_what_differs():
     ds = make_dataset(20)
     state = CurriculumDataset(ds, 4, seed=1).state_dict()
-    with pytest.raises(ValueError, match=r"batch_size: 4 in the state, 5 here"):
+    with pytest.raises(ScheduleMismatchError, match=r"batch_size: 4 in the state, 5 here"):
         CurriculumDataset(ds, 5, seed=1).load_state_dict(state)
-    with pytest.raises(ValueError, match=r"seed: 1 in the state, 2 here"):
+    with pytest.raises(ScheduleMismatchError, match=r"seed: 1 in the state, 2 here"):
         CurriculumDataset(ds, 4, seed=2).load_state_dict(state)
-    with pytest.raises(ValueError, match=r"num_rows: 20 in the state, 21 here"):
+    with pytest.raises(ScheduleMismatchError, match=r"num_rows: 20 in the state, 21 here"):
         CurriculumDataset(make_dataset(21), 4, seed=1).load_state_dict(state)
-    with pytest.raises(ValueError, match=r"data: '\w+' in the state, '\w+' here"):
+    with pytest.raises(ScheduleMismatchError, match=r"data: '\w+' in the state, '\w+' here"):
         CurriculumDataset(make_dataset(20, seed=5), 4, seed=1).load_state_dict(state)
-    with pytest.raises(ValueError, match="rank 0 of 1 but this is rank 1 of 2"):
+    with pytest.raises(ScheduleMismatchError, match="rank 0 of 1 but this is rank 1 of 2"):
         CurriculumDataset(ds, 4, seed=1, rank=1, world_size=2).load_state_dict(state)
-    with pytest.raises(ValueError, match="Not a CurriculumDataset state"):
+    with pytest.raises(InvalidParameterError, match="Not a CurriculumDataset state"):
         CurriculumDataset(ds, 4).load_state_dict({"examples_iterable": {}, "epoch": 0})
     # other columns or yield mode do not change the schedule: the state loads
     CurriculumDataset(ds, 4, seed=1, columns=["i"], yield_batches=True).load_state_dict(state)
@@ -373,9 +378,9 @@ def test_streaming_resume_on_a_different_stream_is_an_error():
     other, _, _ = counting_stream(40, seed=1)
     resumed = CurriculumDataset(other, 4, buffer_size=8)
     resumed.load_state_dict(state)
-    with pytest.raises(ValueError, match="stream differs"):
+    with pytest.raises(ScheduleMismatchError, match="stream differs"):
         list(resumed)
-    with pytest.raises(ValueError, match="buffer_size: 8 in the state, 12 here"):
+    with pytest.raises(ScheduleMismatchError, match="buffer_size: 8 in the state, 12 here"):
         CurriculumDataset(other, 4, buffer_size=12).load_state_dict(state)
 
 
@@ -395,7 +400,7 @@ def test_streaming_has_no_length_nor_global_schedule():
         len(stream)
     with pytest.raises(TypeError, match="map-style"):
         stream.schedule()
-    with pytest.raises(ValueError, match="buffer_size"):
+    with pytest.raises(InvalidParameterError, match="buffer_size"):
         CurriculumDataset(source, 8, buffer_size=4)
 
 
@@ -427,7 +432,7 @@ def test_to_ordered_dataset():
     assert whole["i"][:] == [i for e in (0, 1, 2) for b in schedule_of(ds, batch_size=4, epoch=e, drop_last=True)
                              for i in b]
     assert len(whole) == 84
-    with pytest.raises(ValueError, match="num_epochs"):
+    with pytest.raises(InvalidParameterError, match="num_epochs"):
         stream.to_ordered_dataset(num_epochs=0)
     source, _, _ = counting_stream(29)
     from_stream = CurriculumDataset(source, 4, buffer_size=8).to_ordered_dataset()
@@ -439,8 +444,8 @@ def test_several_epochs_in_a_row_need_whole_batches(export):
     # 29 rows in batches of 4 leave a short batch of 1: written back to back, every batch of the next epoch would
     # be shifted by one row against a trainer's fixed-size steps.
     ds = make_dataset(29)
-    with pytest.raises(ValueError, match=r"Cannot export 2 epochs .* short batch of 1 row\(s\) \(batch_size=4\).*"
-                                         r"drop_last=True"):
+    with pytest.raises(InvalidParameterError, match=r"Cannot export 2 epochs .* short batch of 1 row\(s\) "
+                                                    r"\(batch_size=4\).*drop_last=True"):
         getattr(CurriculumDataset(ds, 4), export)(num_epochs=2)
     assert len(list(getattr(CurriculumDataset(ds, 4), export)(num_epochs=1))) == 29  # one epoch: all rows
     assert len(list(getattr(CurriculumDataset(make_dataset(28), 4), export)(num_epochs=2))) == 56  # whole batches
@@ -473,3 +478,62 @@ def test_samplers_follow_the_schedule_and_epochs():
     assert [b["i"].tolist() for b in loader] == schedule
     columns = {"cluster_id": ds["cluster_id"][:], "difficulty": ds["difficulty"][:]}
     assert list(CurriculumSampler(columns, 4)) == sum(schedule, [])
+
+
+# ---------------------------------------------------------------------------------------------- public seams
+def test_state_dict_format_is_unchanged():
+    # Checkpoints written before the stream was split into parts must still load: the same keys, the same identity.
+    from hf_saerl.core.fingerprint import stable_hash
+    from hf_saerl.curriculum.columns import digest_arrays
+
+    ds = make_dataset(20)
+    stream = CurriculumDataset(ds, 4, seed=1)
+    it = iter(stream)
+    next(it)
+    state = stream.state_dict()
+    identity = {"data": digest_arrays(np.asarray(ds["cluster_id"][:]), np.asarray(ds["difficulty"][:])),
+                "num_rows": 20, "batch_size": 4, "mix_ratio": 0.125, "seed": 1, "drop_last": False,
+                "interleave": "round_robin", "order": "easy_to_hard", "cluster_column": "cluster_id",
+                "difficulty_column": "difficulty"}
+    assert state == {"version": 1, "fingerprint": stable_hash(identity), "schedule": identity, "epoch": 0,
+                     "rank": 0, "world_size": 1, "num_workers": 1, "position": {"batch": 0, "offset": 1}}
+    source, _, _ = counting_stream(20)
+    streamed = CurriculumDataset(source, 4, buffer_size=8)
+    it = iter(streamed)
+    next(it)
+    position = streamed.state_dict()["position"]
+    assert set(position) == {"buffer", "batches_before", "source_state", "buffer_digest", "batch", "offset"}
+    assert streamed.state_dict()["schedule"]["data"] == "stream"
+
+
+def test_epoch_batches_are_public_and_checked_up_front():
+    ds = make_dataset(29)
+    stream = CurriculumDataset(ds, 4, columns=["i"], drop_last=True)
+    epochs = stream.export_epochs(epoch=2, num_epochs=2)
+    assert epochs == (2, 3)
+    got = [(e, g, sources, ids(rows)) for e, g, sources, rows in stream.iter_epoch_batches(epochs)]
+    expected = [(e, g, b, b) for e in epochs
+                for g, b in enumerate(schedule_of(ds, batch_size=4, epoch=e, drop_last=True))]
+    assert got == expected
+    with pytest.raises(InvalidParameterError, match="Cannot export 2 epochs"):
+        CurriculumDataset(ds, 4).export_epochs(num_epochs=2)  # a short batch of 1 row: refused before any row
+    with pytest.raises(InvalidParameterError, match="num_epochs"):
+        stream.export_epochs(num_epochs=True)
+
+
+def test_one_set_of_options_serves_every_curriculum_class():
+    from hf_saerl.curriculum.columns import CurriculumOptions
+
+    ds = make_dataset(30)
+    options = dict(mix_ratio=0.25, seed=4, interleave="sequential", order="random", difficulty_column=None)
+    expected = CurriculumOptions(**options).schedule(ds, 4).batches(0)
+    assert expected == build_schedule(ds["cluster_id"][:], None, 4, mix_ratio=0.25, seed=4, interleave="sequential",
+                                      order="random")
+    assert CurriculumDataset(ds, 4, **options).schedule() == expected
+    assert list(CurriculumBatchSampler(ds, 4, **options)) == expected
+    assert list(CurriculumSampler(ds, 4, **options)) == sum(expected, [])
+    for bad, error in (({"order": "sideways"}, InvalidParameterError), ({"drop_last": 1}, TypeError),
+                       ({"cluster_column": None, "difficulty_column": None}, InvalidParameterError)):
+        for make in (lambda kw: CurriculumDataset(ds, 4, **kw), lambda kw: CurriculumBatchSampler(ds, 4, **kw)):
+            with pytest.raises(error):
+                make(bad)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from hf_saerl.curriculum import CurriculumDataset, build_schedule
+from hf_saerl.errors import InvalidParameterError, MissingColumnError
 from hf_saerl.integrations.verl import to_verl_parquet, verl_overrides
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
@@ -78,7 +79,7 @@ def test_verl_parquet_rows_in_curriculum_order(tmp_path):
     steps = [{(r["extra_info"]["curriculum_epoch"], r["extra_info"]["curriculum_batch"]) for r in table[s:s + 4]}
              for s in range(0, 40, 4)]
     assert steps == [{(e, g)} for e in (0, 1) for g in range(5)]  # in the second epoch too
-    with pytest.raises(ValueError, match=r"Cannot export 2 epochs .* short batch of 2 row"):
+    with pytest.raises(InvalidParameterError, match=r"Cannot export 2 epochs .* short batch of 2 row"):
         to_verl_parquet(CurriculumDataset(ds, 4, seed=1), tmp_path / "shifted.parquet", num_epochs=2)
 
 
@@ -91,7 +92,7 @@ def test_verl_export_keeps_chat_prompts_and_streams(tmp_path):
     to_verl_parquet(stream, tmp_path / "stream.parquet")
     table = pq.read_table(tmp_path / "stream.parquet").to_pylist()
     assert sorted(r["extra_info"]["source_index"] for r in table) == list(range(10))
-    with pytest.raises(KeyError, match="answer"):
+    with pytest.raises(MissingColumnError, match="Missing column 'answer' holding the verl row fields"):
         to_verl_parquet(CurriculumDataset(problems(4), 2, columns=["prompt"]), tmp_path / "x.parquet")
 
 

@@ -12,6 +12,7 @@ pytest.importorskip("trl")
 from trl import DPOConfig, DPOTrainer  # noqa: E402
 
 from hf_saerl.audit import dpo_loss  # noqa: E402
+from hf_saerl.errors import InvalidParameterError  # noqa: E402
 from hf_saerl.integrations.dpo import ConceptShapedDPOTrainer  # noqa: E402
 from hf_saerl.testing import tiny_llama, tiny_tokenizer  # noqa: E402
 
@@ -122,11 +123,11 @@ def test_train_two_steps_with_the_datasets_margins(tmp_path):
 
 
 def test_refuses_unshapeable_losses_and_missing_column(tmp_path):
-    with pytest.raises(ValueError, match="loss_type='sigmoid'"):
+    with pytest.raises(InvalidParameterError, match="loss_type='sigmoid'"):
         make(tmp_path, concept_lambda=1.0, loss_type=["ipo"])
-    with pytest.raises(ValueError, match="reverse_kl"):
+    with pytest.raises(InvalidParameterError, match="reverse_kl"):
         make(tmp_path, concept_lambda=1.0, f_divergence_type="forward_kl")
-    with pytest.raises(ValueError, match="add_concept_margin"):
+    with pytest.raises(InvalidParameterError, match="add_concept_margin"):
         make(tmp_path, data=pairs().remove_columns("concept_margin"), concept_lambda=1.0)
     make(tmp_path, concept_lambda=0.0, loss_type=["ipo"])  # λ = 0 shapes nothing: any loss
 

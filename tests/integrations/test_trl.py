@@ -15,6 +15,7 @@ from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 from trl.trainer.utils import RepeatSampler  # noqa: E402
 
 from hf_saerl.curriculum import CurriculumDataset, build_schedule  # noqa: E402
+from hf_saerl.errors import InvalidParameterError, MissingColumnError  # noqa: E402
 from hf_saerl.integrations.trl import (  # noqa: E402
     CurriculumGRPOTrainer,
     CurriculumRepeatSampler,
@@ -66,7 +67,7 @@ def test_grpo_curriculum_batch_size(tmp_path):
     assert grpo_curriculum_batch_size(args, world_size=4) == 16
     planned_for_two = SimpleNamespace(world_size=2, generation_batch_size=2, per_device_train_batch_size=1,
                                       steps_per_generation=1, num_generations=2)
-    with pytest.raises(ValueError, match="not divisible by num_generations"):
+    with pytest.raises(InvalidParameterError, match="not divisible by num_generations"):
         grpo_curriculum_batch_size(planned_for_two, world_size=1)
 
 
@@ -127,7 +128,7 @@ def test_curriculum_grpo_trainer_rejects_a_stream(tmp_path):
     with pytest.raises(TypeError, match="map-style datasets.Dataset"):
         CurriculumGRPOTrainer(model=tiny_llama(), reward_funcs=lambda **k: [], args=grpo_args(tmp_path),
                               train_dataset=stream, processing_class=tiny_tokenizer())
-    with pytest.raises(KeyError, match="cluster column 'topic'"):
+    with pytest.raises(MissingColumnError, match="Missing column 'topic' holding the cluster ids"):
         CurriculumGRPOTrainer(model=tiny_llama(), reward_funcs=lambda **k: [], args=grpo_args(tmp_path),
                               train_dataset=prompts_dataset(), processing_class=tiny_tokenizer(),
                               cluster_column="topic")
