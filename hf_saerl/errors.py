@@ -19,6 +19,7 @@ from __future__ import annotations
 __all__ = [
     "HfSaerlError",
     "InvalidParameterError",
+    "ParameterTypeError",
     "MissingColumnError",
     "WidthMismatchError",
     "HookMismatchError",
@@ -36,6 +37,10 @@ class HfSaerlError(Exception):
 
 class InvalidParameterError(HfSaerlError, ValueError):
     """An argument or configuration value outside what the function accepts (wrong type, range or choice)."""
+
+
+class ParameterTypeError(HfSaerlError, TypeError):
+    """An argument of the wrong type (a float where an int is needed, one string where a list of texts is)."""
 
 
 class MissingColumnError(HfSaerlError, KeyError):
