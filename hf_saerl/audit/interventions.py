@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..core.validation import check_choice, check_fitted
+from ..curriculum.checks import check_bool, check_integer, check_real
 from ..errors import InvalidParameterError
 from .rows import check_rows
 
@@ -45,7 +46,8 @@ def resolve_concepts(audit: Any, concepts: int | Sequence[int] | None, leaning: 
             raise InvalidParameterError(f"No concept is flagged as {leaning}-leaning; pass concepts=[...] explicitly "
                                         "(see audit.statistics_) or relax z_threshold / half_z_threshold.")
         return ids
-    ids = [int(c) for c in np.atleast_1d(concepts)]
+    ids = [check_integer("concepts", c, "Pass concept ids (ints, e.g. audit.concept_of(latent)), or concepts=None "
+                         "for every flagged concept.") for c in np.atleast_1d(np.asarray(concepts, dtype=object))]
     bad = [c for c in ids if not 0 <= c < audit.concepts_.n_concepts_]
     if bad:
         raise InvalidParameterError(f"Unknown concept id(s) {bad}; the audit has {audit.concepts_.n_concepts_} "
@@ -86,9 +88,8 @@ def filter_pairs(dataset: Any, audit: Any, concepts: int | Sequence[int] | None 
     (pairs each concept alone would remove).
     """
     check_choice("leaning", leaning, ("chosen", "rejected"))
-    if not 0.0 < threshold <= 1.0:
-        raise InvalidParameterError(f"threshold is a disparity in (0, 1] (share of the concept's latents); got "
-                                    f"{threshold}. Pass e.g. threshold=0.5.")
+    threshold = check_real("threshold", threshold, "It is a disparity (share of the concept's latents): pass e.g. "
+                           "threshold=0.5.", low=0.0, high=1.0, low_open=True)
     check_rows(dataset, audit, "filter_pairs")
     ids = resolve_concepts(audit, concepts, leaning, method="filter_pairs")
     D = audit.disparity(ids) * (1.0 if leaning == "chosen" else -1.0)
@@ -112,6 +113,11 @@ def pair_weights(audit: Any, concepts: int | Sequence[int] | None = None, streng
 
 def _weights(audit: Any, concepts: int | Sequence[int] | None, strength: float, min_weight: float, normalize: bool,
              method: str) -> np.ndarray:
+    strength = check_real("strength", strength, "Pass e.g. strength=0.5 to down-weight the concept, a negative one "
+                          "to amplify it, or 0 for uniform weights.")
+    min_weight = check_real("min_weight", min_weight, "Pass e.g. min_weight=0.0 (weights are clipped below at it).",
+                            low=0.0)
+    normalize = check_bool("normalize", normalize, "Pass normalize=True for weights of mean 1, or False.")
     w = np.maximum(1.0 - strength * _margin(audit, concepts, method), min_weight)
     if normalize:
         mean = w.mean()

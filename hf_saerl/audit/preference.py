@@ -26,7 +26,9 @@ from sklearn.base import BaseEstimator
 
 from ..core.columns import column_names
 from ..core.validation import check_choice, check_fitted
-from ..errors import InvalidParameterError, MissingColumnError, NonFiniteError, WidthMismatchError
+from ..curriculum.checks import check_integer, check_real
+from ..errors import (InvalidParameterError, MissingColumnError, NonFiniteError, ParameterTypeError,
+                      RowMismatchError, WidthMismatchError)
 from .concepts import LatentConcepts, firing
 from .regions import labels_to_regions, pair_regions
 from .rows import pair_digests
@@ -49,6 +51,29 @@ def _check_matrix(name: str, X: Any, n: int | None, d: int | None) -> sp.csr_mat
         raise WidthMismatchError(f"{name} has width {X.shape[1]}, expected d_sae={d}. Pool every side with the same "
                                  "SAE.")
     return X
+
+
+def _region_ids(regions: Any, n: int) -> np.ndarray:
+    """Given region ids as ``int64``: whole, finite, non-negative numbers, one per pair."""
+    ids = np.asarray(regions)
+    fix = "Pass one non-negative integer id per pair, or region_labels= for labels of any kind."
+    if ids.shape != (n,):
+        raise InvalidParameterError(f"regions must give one id per pair ({n}); got shape {ids.shape}. {fix}")
+    if ids.dtype == bool or not np.issubdtype(ids.dtype, np.number):
+        raise ParameterTypeError(f"regions must be integer ids, got dtype {ids.dtype}. {fix}")
+    if not np.issubdtype(ids.dtype, np.integer):
+        bad = np.flatnonzero(~np.isfinite(ids))
+        if bad.size:
+            raise NonFiniteError(f"regions holds {bad.size} NaN or infinite id(s) (first at pair {int(bad[0])}). {fix}")
+        bad = np.flatnonzero(ids != np.round(ids))
+        if bad.size:
+            raise InvalidParameterError(f"regions must be integer ids, got {ids[bad[0]].item()!r} at pair "
+                                        f"{int(bad[0])}. {fix}")
+    ids = ids.astype(np.int64)
+    if n and ids.min() < 0:
+        raise InvalidParameterError(f"regions must be non-negative, got {ids.min()} at pair {int(np.argmin(ids))}. "
+                                    f"{fix}")
+    return ids
 
 
 def _concept_table(audit: Any, concepts: LatentConcepts, disparity: sp.csr_matrix, regions: np.ndarray,
@@ -189,14 +214,38 @@ class PreferenceAudit(ModelHubMixin, BaseEstimator, library_name="hf_saerl",
 
     def fit_features(self, chosen_max: Any, chosen_freq: Any, rejected_max: Any, rejected_freq: Any, *,
                      prompt_max: Any = None, regions: Any = None, region_labels: Sequence[Any] | None = None,
-                     texts: tuple[Sequence[Any], Sequence[Any]] | None = None) -> "PreferenceAudit":
+                     texts: tuple[Sequence[Any], Sequence[Any]] | None = None,
+                     pairs: Any = None) -> "PreferenceAudit":
         """Fit from already pooled ``(n, d_sae)`` matrices (max and firing-frequency pooling of each side).
 
         ``regions`` (int ids) or ``region_labels`` (any labels) override the region clustering; ``texts``
-        ``(chosen, rejected)`` are kept for the report's example snippets. Returns self.
+        ``(chosen, rejected)`` are kept for the report's example snippets. ``pairs`` (the dataset the features were
+        pooled from, with the prompt / chosen / rejected columns, or a ``(prompts, chosen, rejected)`` tuple) keeps
+        a digest of each pair, as :meth:`fit` does, so the interventions refuse a reordered or edited copy; without
+        it only the number of rows is checked. Returns self.
         """
+        digests = None
+        if pairs is not None:
+            columns = (self.prompt_column, self.chosen_column, self.rejected_column)
+            names = column_names(pairs)
+            if names is not None:
+                missing = [c for c in columns if c not in names]
+                if missing:
+                    raise MissingColumnError(f"pairs lacks the column(s) {missing}; it has {sorted(names)}. Pass the "
+                                             "dataset the features were pooled from, or a (prompts, chosen, "
+                                             "rejected) tuple.")
+                pairs = tuple(list(pairs[c]) for c in columns)
+            if not isinstance(pairs, (tuple, list)) or len(pairs) != 3:
+                raise InvalidParameterError("pairs must be a dataset with the pair columns or a (prompts, chosen, "
+                                            f"rejected) tuple; got {type(pairs).__name__}.")
+            n = sp.csr_matrix(chosen_max).shape[0]
+            if any(len(side) != n for side in pairs):
+                raise RowMismatchError(f"pairs has {[len(side) for side in pairs]} prompts/chosen/rejected but the "
+                                       f"features have {n} rows. Pass the pairs the features were pooled from, in "
+                                       "the same order.")
+            digests = pair_digests(*pairs)
         return self._fit(chosen_max, chosen_freq, rejected_max, rejected_freq, prompt_max=prompt_max,
-                         regions=regions, region_labels=region_labels, texts=texts)
+                         regions=regions, region_labels=region_labels, texts=texts, digests=digests)
 
     def _fit(self, chosen_max: Any, chosen_freq: Any, rejected_max: Any, rejected_freq: Any, *, prompt_max: Any = None,
              regions: Any = None, region_labels: Sequence[Any] | None = None,
@@ -204,6 +253,7 @@ class PreferenceAudit(ModelHubMixin, BaseEstimator, library_name="hf_saerl",
              n_tokens: dict[str, np.ndarray] | None = None, n_truncated: int = 0,
              encoder_config: dict[str, Any] | None = None) -> "PreferenceAudit":
         """Everything is computed first and set at the end, so a fit that fails leaves no partial state."""
+        self._check_params()
         chosen_max = _check_matrix("chosen_max", chosen_max, None, None)
         n, d = chosen_max.shape
         if n == 0:
@@ -224,8 +274,12 @@ class PreferenceAudit(ModelHubMixin, BaseEstimator, library_name="hf_saerl",
             raise InvalidParameterError(f"No latent fires on at least min_support={self.min_support} responses; lower "
                                         "min_support or audit more pairs.")
         disparity = sp.csr_matrix(concepts.shares(chosen_fires) - concepts.shares(rejected_fires))
+        if texts is not None and (len(texts) != 2 or any(len(side) != n for side in texts)):
+            raise InvalidParameterError(f"texts must be (chosen, rejected) with one text per pair ({n}) each; got "
+                                        f"lengths {[len(side) for side in texts]}. Pass the texts of the pooled pairs, "
+                                        "in the same order, or texts=None.")
         if regions is not None:
-            region_ids = np.asarray(regions, dtype=np.int64)
+            region_ids = _region_ids(regions, n)
             region_names = [f"region {k}" for k in range(int(region_ids.max()) + 1)]
         elif region_labels is not None:
             region_ids, region_names = labels_to_regions(region_labels)
@@ -248,6 +302,23 @@ class PreferenceAudit(ModelHubMixin, BaseEstimator, library_name="hf_saerl",
         self.encoder_config_ = encoder_config
         self.statistics_ = stats  # last: the audit counts as fitted from here on
         return self
+
+    def _check_params(self) -> None:
+        """Refuse (naming the parameter) a NaN or infinite threshold, or a count that is not a whole number, before
+        any work: a NaN ``z_threshold`` would silently flag nothing."""
+        for name, low in (("activation_threshold", None), ("frequency_threshold", None), ("z_threshold", 0.0),
+                          ("half_z_threshold", 0.0)):
+            check_real(name, getattr(self, name), f"Pass a finite {name} (the default is "
+                       f"{PreferenceAudit().get_params()[name]}).", low=low)
+        for name in ("min_support", "max_grouped_latents", "batch_size"):
+            check_integer(name, getattr(self, name), f"Pass a whole number, e.g. {name}="
+                          f"{PreferenceAudit().get_params()[name]}.", minimum=1)
+        if self.top_k is not None:
+            check_integer("top_k", self.top_k, "Pass the latents to keep per span, e.g. top_k=64, or top_k=None "
+                          "for every non-zero one.", minimum=1)
+        if self.n_regions != "auto":
+            check_integer("n_regions", self.n_regions, "Pass the number of data regions, e.g. n_regions=4, "
+                          "n_regions=1 for the global view only, or n_regions='auto'.", minimum=1)
 
     # ------------------------------------------------------------------ queries
     def flagged(self, leaning: str | None = None, region: int | None = None, top: int | None = None) -> pd.DataFrame:

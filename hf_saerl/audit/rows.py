@@ -1,9 +1,11 @@
 """Which pairs an audit saw: a digest per pair, and the check that a dataset is the audited one (rows and order).
 
 :meth:`PreferenceAudit.fit <hf_saerl.audit.PreferenceAudit.fit>` keeps one 64-bit digest of each pair's
-(prompt, chosen, rejected), saved with the audit. The interventions act on the audited rows in order, so
-:func:`check_rows` refuses a dataset of another length and, when the dataset still has the pair columns and
-the audit has digests, one whose rows differ (filtered, shuffled or edited since the audit).
+(prompt, chosen, rejected), saved with the audit (``fit_features(..., pairs=...)`` keeps them too). The
+interventions act on the audited rows in order, so :func:`check_rows` refuses a dataset of another length and,
+when the dataset still has the pair columns and the audit has digests, one whose rows differ (filtered, shuffled
+or edited since the audit). A dataset without the pair columns can only be checked by length, and a
+``UserWarning`` says so.
 
 Example:
     >>> from hf_saerl.audit.rows import pair_digests
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -41,7 +44,8 @@ def check_rows(dataset: Any, audit: Any, method: str) -> None:
     """Refuse (naming ``method``) a ``dataset`` that is not the one ``audit`` saw.
 
     An unfitted audit is sklearn's ``NotFittedError``; another number of rows, or (with digests and the pair
-    columns present) other rows or another order, a :class:`~hf_saerl.errors.RowMismatchError`.
+    columns present) other rows or another order, a :class:`~hf_saerl.errors.RowMismatchError`; digests but no
+    pair columns to compare them with, a ``UserWarning``.
     """
     check_fitted(audit, method)
     fix = "Pass the dataset that was audited (same rows, same order), before any filter or shuffle, or audit this one."
@@ -49,7 +53,14 @@ def check_rows(dataset: Any, audit: Any, method: str) -> None:
         raise RowMismatchError(f"The dataset has {len(dataset)} rows but the audit saw {audit.n_pairs_} pairs. {fix}")
     columns = [audit.prompt_column, audit.chosen_column, audit.rejected_column]
     names = column_names(dataset) or []
-    if audit.pair_digests_ is None or any(c not in names for c in columns):
+    if audit.pair_digests_ is None:
+        return
+    absent = [c for c in columns if c not in names]
+    if absent:
+        warnings.warn(f"{method}: the dataset lacks {absent}, so only its length ({len(dataset)} rows) could be "
+                      "checked against the audited pairs, not their identity or order. Pass the dataset with the "
+                      "prompt/chosen/rejected columns (remove them after the intervention), so a shuffled or edited "
+                      "copy is refused.", UserWarning, stacklevel=3)
         return
     found = pair_digests(*(list(dataset[c]) for c in columns))
     differ = np.flatnonzero(found != audit.pair_digests_)

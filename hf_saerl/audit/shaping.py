@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..errors import InvalidParameterError
+from ..curriculum.checks import check_real
+from ..errors import InvalidParameterError, NonFiniteError
 
 __all__ = ["dpo_loss"]
 
@@ -28,15 +29,36 @@ def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Ten
              margin: torch.Tensor | None = None, lam: float = 0.0, reduction: str = "mean") -> torch.Tensor:
     """The (shaped) sigmoid DPO loss from summed sequence log-probs, shape ``(batch,)`` each.
 
-    ``reduction``: ``"mean"``, ``"sum"`` or ``"none"`` (per pair).
+    ``reduction``: ``"mean"``, ``"sum"`` or ``"none"`` (per pair). Refused, naming the argument: a ``beta`` that
+    is not a finite number > 0, a ``lam`` that is not finite, ``lam != 0`` without a ``margin``, log-probs or a
+    ``margin`` whose shapes differ (they would broadcast into a wrong loss instead of pairing rows), and a NaN or
+    infinite margin.
     """
+    beta = check_real("beta", beta, "Pass the DPO temperature, e.g. beta=0.1.", low=0.0, low_open=True)
+    lam = check_real("lam", lam, "Pass a finite λ, e.g. lam=1.0 to suppress the concept, or lam=0.0 for vanilla DPO.")
+    logps = {"policy_chosen_logps": policy_chosen_logps, "policy_rejected_logps": policy_rejected_logps,
+             "ref_chosen_logps": ref_chosen_logps, "ref_rejected_logps": ref_rejected_logps}
+    shapes = {name: tuple(torch.as_tensor(value).shape) for name, value in logps.items()}
+    if len(set(shapes.values())) > 1 or len(shapes["policy_chosen_logps"]) != 1:
+        raise InvalidParameterError(f"The four log-prob tensors must each have shape (batch,), one value per pair, "
+                                    f"got {shapes}. Pass summed sequence log-probs of the same pairs, in the same "
+                                    "order (e.g. .sum(-1) over the token axis).")
     logits = beta * ((policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps))
-    if margin is not None and lam != 0.0:
+    if margin is None and lam != 0.0:
+        raise InvalidParameterError(f"lam={lam} shapes the loss with a margin, but margin is None. Pass margin= (the "
+                                    "batch's 'concept_margin' values), or lam=0.0 for vanilla DPO.")
+    if margin is not None:
         margin = torch.as_tensor(margin, dtype=logits.dtype, device=logits.device)
         if margin.shape != logits.shape:
             raise InvalidParameterError(f"margin has shape {tuple(margin.shape)} but the batch has "
                                         f"{tuple(logits.shape)} pairs; pass one margin per pair.")
-        logits = logits + lam * margin
+        bad = torch.nonzero(~torch.isfinite(margin)).flatten().tolist()
+        if bad:
+            raise NonFiniteError(f"margin has {len(bad)} NaN or infinite value(s) (first: {margin[bad[0]].item()} at "
+                                 f"pair {bad[0]}). Recompute it with hf_saerl.audit.concept_margin, or drop those "
+                                 "pairs.")
+        if lam != 0.0:
+            logits = logits + lam * margin
     losses = -F.logsigmoid(logits)
     if reduction == "none":
         return losses

@@ -15,12 +15,14 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..core.columns import column_names
 from ..core.fingerprint import Fingerprinted, stable_hash
-from ..errors import InvalidParameterError, MissingColumnError
+from ..errors import InvalidParameterError, MissingColumnError, ParameterTypeError
 from . import exports
+from .checks import check_bool
 from .columns import CurriculumOptions
 from .schedule import check_epoch, describe_schedule
 from .sources import BufferedSource, MapSource, Row
@@ -38,7 +40,10 @@ class CurriculumDataset(torch.utils.data.IterableDataset, Fingerprinted):
 
     Args:
         dataset: a ``datasets.Dataset`` with the schedule columns, or a streaming ``datasets.IterableDataset``
-            (scheduled ``buffer_size`` rows at a time, so memory stays flat however long the stream).
+            (scheduled ``buffer_size`` rows at a time, so memory stays flat however long the stream). A map-style
+            dataset's columns are checked on construction; a stream's, buffer by buffer: a bad value (NaN or
+            missing difficulty, a fractional cluster id) raises before anything of its buffer is yielded, naming its
+            row in the whole stream.
         batch_size: rows per global batch (all ranks together), see :func:`build_schedule`.
         columns: keep only these columns in the yielded examples (default: all).
         remove_columns: drop these columns, e.g. the heavy ``["sae_indices", "sae_values"]`` before they reach
@@ -95,12 +100,13 @@ class CurriculumDataset(torch.utils.data.IterableDataset, Fingerprinted):
         self.params = self.options.params(batch_size)
         self.cluster_column = self.options.cluster_column
         self.difficulty_column = self.options.difficulty_column
-        self.yield_batches = bool(yield_batches)
+        self.yield_batches = check_bool("yield_batches", yield_batches, "Pass yield_batches=True for whole batches, "
+                                        "or yield_batches=False for single examples.")
         self._rank, self._world_size = check_rank(rank, world_size)
         self._cursor = StreamCursor(epoch)
         streaming = isinstance(dataset, datasets.IterableDataset)
         if not streaming and not isinstance(dataset, datasets.Dataset):
-            raise TypeError(
+            raise ParameterTypeError(
                 f"CurriculumDataset wraps a datasets.Dataset or datasets.IterableDataset, got {type(dataset).__name__}."
                 " Convert with datasets.Dataset.from_dict / from_list / from_pandas first."
             )
@@ -226,7 +232,7 @@ class CurriculumDataset(torch.utils.data.IterableDataset, Fingerprinted):
             (1, 2, 3)
         """
         first = self.epoch if epoch is None else check_epoch(epoch)
-        if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
+        if isinstance(num_epochs, bool) or not isinstance(num_epochs, (int, np.integer)) or num_epochs < 1:
             raise InvalidParameterError(f"num_epochs must be an integer >= 1, got {num_epochs!r}. Pass num_epochs=1 "
                                         "for one epoch, or the number of epochs to write one after the other.")
         if num_epochs > 1 and not self.streaming:
@@ -338,8 +344,8 @@ def _output_columns(
 ) -> list[str] | None:
     for arg, value in (("columns", columns), ("remove_columns", remove_columns)):
         if isinstance(value, str):
-            raise TypeError(f"{arg} must be a list of column names, got the string {value!r}; wrap it in a list "
-                            f"({arg}=[{value!r}]).")
+            raise ParameterTypeError(f"{arg} must be a list of column names, got the string {value!r}; wrap it in a "
+                                     f"list ({arg}=[{value!r}]).")
     if names is None:
         return None
     missing = [c for c in list(columns or ()) + list(remove_columns or ()) if c not in names]

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from .columns import CurriculumOptions
+from .schedule import check_epoch
 
 __all__ = ["CurriculumBatchSampler", "CurriculumSampler"]
 
@@ -38,18 +39,19 @@ class CurriculumBatchSampler(torch.utils.data.Sampler[list[int]]):
 
     def __init__(self, data_source: Any, batch_size: int, *, epoch: int = 0, **options: Any):
         self._columns = CurriculumOptions(**options).schedule(data_source, batch_size)
-        self.epoch = epoch
+        self.epoch = check_epoch(epoch)
 
     @property
     def batch_size(self) -> int:
         return self._columns.params.batch_size
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        """Use the schedule of ``epoch`` (a non-negative integer; a float or a string is refused, not truncated)."""
+        self.epoch = check_epoch(epoch)
 
     def batches(self, epoch: int | None = None) -> list[list[int]]:
         """The schedule of ``epoch`` (default: the current one)."""
-        return self._columns.batches(self.epoch if epoch is None else epoch)
+        return self._columns.batches(self.epoch if epoch is None else check_epoch(epoch))
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter([list(b) for b in self.batches()])

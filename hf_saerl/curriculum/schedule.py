@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..core.validation import check_choice
-from ..errors import InvalidParameterError, NonFiniteError
+from ..errors import InvalidParameterError, NonFiniteError, ParameterTypeError
 from .ordering import RowOrder
 
 logger = logging.getLogger(__name__)
@@ -81,8 +81,11 @@ class ScheduleParams:
                 "batch_size=64 (for TRL: grpo_curriculum_batch_size(args))."
             )
         if isinstance(mix_ratio, bool) or not isinstance(mix_ratio, (int, float, np.floating, np.integer)):
-            raise TypeError(f"mix_ratio must be a number in [0, 0.5], got {mix_ratio!r}. Pass e.g. mix_ratio=0.125, "
-                            "or mix_ratio=0 to turn mixing off.")
+            raise ParameterTypeError(f"mix_ratio must be a number in [0, 0.5], got {mix_ratio!r}. Pass e.g. "
+                                     "mix_ratio=0.125, or mix_ratio=0 to turn mixing off.")
+        if not math.isfinite(float(mix_ratio)):
+            raise NonFiniteError(f"mix_ratio must be a finite number in [0, 0.5], got {mix_ratio!r}. Pass e.g. "
+                                 "mix_ratio=0.125, or mix_ratio=0 to turn mixing off.")
         if not 0.0 <= float(mix_ratio) <= 0.5:
             raise InvalidParameterError(
                 f"mix_ratio must be in [0, 0.5] (the share of a batch swapped with each neighbour), got {mix_ratio!r}. "
@@ -90,8 +93,8 @@ class ScheduleParams:
             )
         check_epoch(self.seed, "seed")
         if not isinstance(self.drop_last, (bool, np.bool_)):
-            raise TypeError(f"drop_last must be a bool, got {self.drop_last!r}. Pass drop_last=True to drop the final "
-                            "short batch, or drop_last=False to keep it.")
+            raise ParameterTypeError(f"drop_last must be a bool, got {self.drop_last!r}. Pass drop_last=True to drop "
+                                     "the final short batch, or drop_last=False to keep it.")
         check_choice("interleave", self.interleave, INTERLEAVES,
                      "Use 'round_robin' (the SAERL default), or 'sequential' / 'random' for the ablations.")
         check_choice("order", self.order, ORDERS,
@@ -337,13 +340,17 @@ def _mix_neighbours(batches: np.ndarray, short: np.ndarray | None,
     return mixed, short
 
 
-def as_schedule_arrays(cluster_ids: Any, difficulty: Any, order: str) -> tuple[np.ndarray, np.ndarray]:
+def as_schedule_arrays(cluster_ids: Any, difficulty: Any, order: str, *, first_row: int = 0,
+                       row_label: str = "row") -> tuple[np.ndarray, np.ndarray]:
     """Check the per-example inputs of :func:`build_schedule`; return the cluster ids (``int64``) and the
     sort key (``float64`` difficulty, or zeros with ``order="random"``).
 
     :class:`~hf_saerl.curriculum.columns.ColumnSchedule` calls it on read, so that NaN, negative ids or
-    mismatched lengths fail when a stream or a sampler is built, not in the middle of an epoch. Raises
-    :class:`~hf_saerl.errors.NonFiniteError` for NaN difficulty, ``TypeError`` for a non-numeric column and
+    mismatched lengths fail when a stream or a sampler is built, not in the middle of an epoch; a streaming
+    source calls it on each buffer before yielding anything from it, with ``first_row`` (the buffer's first
+    position in the stream) and ``row_label="stream row"``, so a message names the row of the whole stream.
+    Raises :class:`~hf_saerl.errors.NonFiniteError` for NaN or infinite difficulty or cluster ids,
+    :class:`~hf_saerl.errors.ParameterTypeError` (a ``TypeError``) for a non-numeric column and
     :class:`~hf_saerl.errors.InvalidParameterError` for the rest.
 
     Example:
@@ -351,6 +358,10 @@ def as_schedule_arrays(cluster_ids: Any, difficulty: Any, order: str) -> tuple[n
         >>> clusters, key = as_schedule_arrays([0, 1], [0.5, 0.25], "easy_to_hard")
         >>> clusters.tolist(), key.tolist()
         ([0, 1], [0.5, 0.25])
+        >>> as_schedule_arrays([0, 1], [0.5, float("inf")], "easy_to_hard", first_row=100, row_label="stream row")
+        Traceback (most recent call last):
+        ...
+        hf_saerl.errors.NonFiniteError: difficulty has 1 missing, NaN or infinite value(s) (first: inf at stream row 101). Fill or filter them first, e.g. dataset.filter(lambda d: d == d and abs(d) != float('inf'), input_columns='difficulty'), or order='random' with difficulty=None.
     """
     if difficulty is None and order == "easy_to_hard":
         raise InvalidParameterError(
@@ -370,22 +381,25 @@ def as_schedule_arrays(cluster_ids: Any, difficulty: Any, order: str) -> tuple[n
                 f"difficulty must be one number per example (1-D), got shape {diff.shape}. Pass a column "
                 "(ds['difficulty'][:]), or flatten a (n, 1) array with .ravel()."
             )
+        if diff.dtype == object:  # a Python list with None (a missing value) in it
+            with contextlib.suppress(TypeError, ValueError):
+                diff = np.array([math.nan if v is None else v for v in diff.tolist()], dtype=np.float64)
         if diff.size and not (np.issubdtype(diff.dtype, np.number) or diff.dtype == bool):
-            raise TypeError(f"difficulty must be numeric, got dtype {diff.dtype}. Pass numbers (e.g. the 'difficulty' "
-                            "column from DifficultyProbe), or order='random' with difficulty=None.")
+            raise ParameterTypeError(f"difficulty must be numeric, got dtype {diff.dtype}. Pass numbers (e.g. the "
+                                     "'difficulty' column from DifficultyProbe), or order='random' with "
+                                     "difficulty=None.")
         diff = diff.astype(np.float64, copy=False)
-        nan = np.isnan(diff)
-        if nan.any():
-            bad = np.flatnonzero(nan)
+        bad = np.flatnonzero(~np.isfinite(diff))
+        if bad.size:
             raise NonFiniteError(
-                f"difficulty has {bad.size} NaN value(s) (first at row {bad[0]}). Fill or filter them first, "
-                "e.g. dataset.filter(lambda d: d == d, input_columns='difficulty'), or order='random' with "
-                "difficulty=None."
+                f"difficulty has {bad.size} missing, NaN or infinite value(s) (first: {diff[bad[0]].item()!r} at "
+                f"{row_label} {first_row + int(bad[0])}). Fill or filter them first, e.g. dataset.filter(lambda d: d == d and "
+                "abs(d) != float('inf'), input_columns='difficulty'), or order='random' with difficulty=None."
             )
     if cluster_ids is None:
         clusters = np.zeros(len(diff), dtype=np.int64)
     else:
-        clusters = _as_cluster_array(cluster_ids)
+        clusters = _as_cluster_array(cluster_ids, first_row, row_label)
     if diff is not None and len(diff) != len(clusters):
         raise InvalidParameterError(
             f"cluster_ids has {len(clusters)} values but difficulty has {len(diff)}; they must describe the same "
@@ -395,7 +409,7 @@ def as_schedule_arrays(cluster_ids: Any, difficulty: Any, order: str) -> tuple[n
     return clusters, key
 
 
-def _as_cluster_array(cluster_ids: Any) -> np.ndarray:
+def _as_cluster_array(cluster_ids: Any, first_row: int = 0, row_label: str = "row") -> np.ndarray:
     arr = np.asarray(cluster_ids)
     if arr.ndim != 1:
         raise InvalidParameterError(
@@ -405,22 +419,26 @@ def _as_cluster_array(cluster_ids: Any) -> np.ndarray:
     if arr.size == 0:
         return arr.astype(np.int64)
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
-        raise TypeError(f"cluster_ids must be integers, got dtype {arr.dtype}. Use the 'cluster_id' column from "
-                        "SAEClusterer, or cluster_ids=None for no clustering.")
+        raise ParameterTypeError(f"cluster_ids must be integers, got dtype {arr.dtype}. Use the 'cluster_id' column "
+                                 "from SAEClusterer, or cluster_ids=None for no clustering.")
+    fix = "Use the 'cluster_id' column from SAEClusterer, or cluster_ids=None for no clustering."
     if not np.issubdtype(arr.dtype, np.integer):
-        bad = np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))
+        infinite = np.flatnonzero(~np.isfinite(arr))
+        if infinite.size:
+            row = int(infinite[0])
+            raise NonFiniteError(f"cluster_ids must be integers, got {arr[row].item()!r} at {row_label} "
+                                 f"{first_row + row} ({infinite.size} NaN or infinite value(s)). {fix}")
+        bad = np.flatnonzero(arr != np.round(arr))
         if bad.size:
             row = int(bad[0])
-            raise InvalidParameterError(
-                f"cluster_ids must be integers, got {arr[row].item()!r} at row {row}. Use the 'cluster_id' column "
-                "from SAEClusterer, or cluster_ids=None for no clustering."
-            )
+            raise InvalidParameterError(f"cluster_ids must be integers, got {arr[row].item()!r} at {row_label} "
+                                        f"{first_row + row}. {fix}")
     arr = arr.astype(np.int64, copy=False)
     if arr.min() < 0:
         row = int(np.argmin(arr))
         raise InvalidParameterError(
-            f"cluster_ids must be non-negative, got {arr[row]} at row {row}. Map noise labels (e.g. HDBSCAN's -1) "
-            "to a cluster of their own or filter those rows first."
+            f"cluster_ids must be non-negative, got {arr[row]} at {row_label} {first_row + row}. Map noise labels "
+            "(e.g. HDBSCAN's -1) to a cluster of their own or filter those rows first."
         )
     return arr
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import InvalidParameterError, ScheduleMismatchError
 from .columns import ColumnSchedule, CurriculumOptions, digest_arrays, read_schedule_column, require_schedule_columns
-from .schedule import ScheduleParams
+from .schedule import ScheduleParams, as_schedule_arrays
 
 __all__ = ["BufferedSource", "GlobalBatch", "MapSource", "Row"]
 
@@ -112,6 +112,10 @@ class BufferedSource:
             values = dict.fromkeys(("cluster", "difficulty"))
             for name, role in self.columns:
                 values[role] = read_schedule_column(chunk, name, role)
+            # Every value of the buffer is checked before anything of it is yielded, and a bad one is named by
+            # its row in the whole stream (the buffers before this one hold exactly `size` rows each).
+            as_schedule_arrays(values["cluster"], values["difficulty"], self.params.order, first_row=buffer * size,
+                               row_label="stream row")
             digest = digest_arrays(values["cluster"], values["difficulty"])
             if buffer == start.get("buffer") and start.get("buffer_digest") not in (None, digest):
                 raise ScheduleMismatchError(

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..core.fingerprint import stable_hash
@@ -55,12 +56,16 @@ def check_rank(rank: int | None, world_size: int | None) -> tuple[int | None, in
             f"Pass both rank and world_size, or neither (then torch.distributed is read); got rank={rank!r}, "
             f"world_size={world_size!r}."
         )
-    if not (isinstance(world_size, int) and world_size >= 1 and isinstance(rank, int) and 0 <= rank < world_size):
+    def whole(value: Any) -> bool:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+    if not (whole(world_size) and world_size >= 1 and whole(rank) and 0 <= rank < world_size):
         raise InvalidParameterError(
-            f"Need 0 <= rank < world_size with world_size >= 1, got rank={rank}, world_size={world_size}. Pass "
-            "this process's rank (e.g. torch.distributed.get_rank()), or leave both unset."
+            f"Need integers 0 <= rank < world_size with world_size >= 1, got rank={rank!r}, "
+            f"world_size={world_size!r}. Pass this process's rank (e.g. torch.distributed.get_rank()), or leave both "
+            "unset."
         )
-    return rank, world_size
+    return int(rank), int(world_size)
 
 
 def distributed_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -137,7 +142,8 @@ class StreamCursor:
 
     def load_state_dict(self, state: dict[str, Any], identity: dict[str, Any], rank: int, world_size: int) -> None:
         """Check ``state`` against this stream's ``identity`` and rank, then keep it for the next iteration."""
-        if not isinstance(state, dict) or state.get("version") != STATE_VERSION or "position" not in state:
+        keys = ("fingerprint", "epoch", "rank", "world_size", "position")
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION or any(k not in state for k in keys):
             raise InvalidParameterError(
                 "Not a CurriculumDataset state (expected the dict returned by CurriculumDataset.state_dict()). For a "
                 "DataLoader with workers, load the state into torchdata's StatefulDataLoader instead."

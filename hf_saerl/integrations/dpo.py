@@ -29,12 +29,15 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
-from ..errors import InvalidParameterError, MissingColumnError
+from ..curriculum.checks import check_real
+from ..errors import InvalidParameterError, MissingColumnError, NonFiniteError, ParameterTypeError
 
 try:
     from trl import DPOTrainer
@@ -81,9 +84,54 @@ class MarginCollator:
             raise MissingColumnError(f"The examples have no {self.column!r} column; add it with "
                                      "hf_saerl.audit.add_concept_margin(dataset, audit, concepts), or pass "
                                      "margin_column=<name> of the column that holds the margins.")
+        margins = torch.tensor([_margin_value(e[self.column], self.column) for e in examples], dtype=torch.float32)
+        bad = torch.nonzero(~torch.isfinite(margins)).flatten().tolist()
+        if bad:
+            raise NonFiniteError(f"{len(bad)} example(s) of this batch have a NaN or infinite {self.column!r} "
+                                 f"(first: {margins[bad[0]].item()} at batch position {bad[0]}). Recompute the column "
+                                 "with hf_saerl.audit.add_concept_margin, or drop those rows (dataset.filter).")
         batch = self.collator(examples)
-        batch[self.column] = torch.tensor([float(e[self.column]) for e in examples], dtype=torch.float32)
+        batch[self.column] = margins
         return batch
+
+
+def _margin_value(value: Any, column: str) -> float:
+    """One margin as a float; a missing one (``None``) is NaN, a non-number a ParameterTypeError."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ParameterTypeError(f"{column!r} must hold one number per pair, got {value!r} "
+                                 f"({type(value).__name__}). Recompute it with hf_saerl.audit.add_concept_margin, or "
+                                 "pass margin_column=<name> of the column that holds the margins.")
+    return float(value)
+
+
+def check_margin_column(dataset: Any, column: str, name: str) -> None:
+    """Refuse a map-style ``dataset`` (``name``: ``"train_dataset"`` / ``"eval_dataset"``) without ``column`` or
+    with a NaN, infinite or missing margin in it, at construction rather than at the batch that holds it."""
+    import datasets
+
+    if dataset is None or isinstance(dataset, dict):
+        for key, part in (dataset or {}).items():
+            check_margin_column(part, column, f"{name}[{key!r}]")
+        return
+    columns = getattr(dataset, "column_names", None)
+    if columns is None:
+        return  # a stream without declared columns: MarginCollator checks each batch
+    if column not in columns:
+        # A ValueError, as before (MissingColumnError is a KeyError).
+        raise InvalidParameterError(f"{name} has no {column!r} column; add it with "
+                                    "hf_saerl.audit.add_concept_margin(dataset, audit, concepts), or pass "
+                                    f"margin_column=<name> (found {sorted(columns)}).")
+    if not isinstance(dataset, datasets.Dataset):
+        return
+    values = np.array([_margin_value(v, column) for v in dataset[column]], dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise NonFiniteError(f"{name}'s {column!r} column has {bad.size} NaN, infinite or missing value(s) (first: "
+                             f"{values[bad[0]]} at row {int(bad[0])}). Recompute it with "
+                             "hf_saerl.audit.add_concept_margin on the audited dataset, or drop those rows "
+                             "(dataset.filter).")
 
 
 class ConceptShapedDPOTrainer(DPOTrainer):
@@ -94,16 +142,15 @@ class ConceptShapedDPOTrainer(DPOTrainer):
     """
 
     def __init__(self, *args: Any, concept_lambda: float = 0.0, margin_column: str = MARGIN_COLUMN, **kwargs: Any):
-        self._concept_lambda = float(concept_lambda)
+        self._concept_lambda = check_real("concept_lambda", concept_lambda, "Pass a finite λ, e.g. "
+                                          "concept_lambda=1.0 to suppress the concept, or 0.0 for vanilla DPO.")
         self.margin_column = margin_column
         check_shaping_supported(kwargs.get("args", args[2] if len(args) > 2 else None), self._concept_lambda)
-        train_dataset = kwargs.get("train_dataset", args[4] if len(args) > 4 else None)
-        columns = getattr(train_dataset, "column_names", None)
-        if columns is not None and margin_column not in columns:
-            # A ValueError, as before (MissingColumnError is a KeyError).
-            raise InvalidParameterError(f"train_dataset has no {margin_column!r} column; add it with "
-                                        "hf_saerl.audit.add_concept_margin(dataset, audit, concepts), or pass "
-                                        f"margin_column=<name> (found {sorted(columns)}).")
+        # (model, ref_model, args, data_collator, train_dataset, eval_dataset, ...), as DPOTrainer takes them
+        check_margin_column(kwargs.get("train_dataset", args[4] if len(args) > 4 else None), margin_column,
+                            "train_dataset")
+        check_margin_column(kwargs.get("eval_dataset", args[5] if len(args) > 5 else None), margin_column,
+                            "eval_dataset")
         super().__init__(*args, **kwargs)
         # After super().__init__: the precompute pass (if any) ran with TRL's own collator.
         self.data_collator = MarginCollator(self.data_collator, margin_column)

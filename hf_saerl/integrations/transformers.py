@@ -16,9 +16,34 @@ import torch
 from transformers import Trainer
 
 from ..core.columns import CLUSTER_ID, DIFFICULTY
+from ..curriculum.columns import CurriculumOptions
 from ..curriculum.sampler import CurriculumSampler
+from ..errors import RowMismatchError
 
 logger = logging.getLogger(__name__)
+
+
+def same_rows(dataset: Any, original: Any) -> Any:
+    """``original``, whose schedule columns a sampler reads in place of ``dataset`` (a copy the trainer stripped of
+    unused columns), after checking that both have the same number of rows: the sampler's indices are rows of
+    ``original`` used on ``dataset``. A :class:`~hf_saerl.errors.RowMismatchError` otherwise.
+
+    Example:
+        >>> import datasets
+        >>> from hf_saerl.integrations.transformers import same_rows
+        >>> full = datasets.Dataset.from_dict({"x": [1, 2], "cluster_id": [0, 1]})
+        >>> same_rows(full.remove_columns("cluster_id"), full) is full
+        True
+    """
+    if original is None or len(dataset) != len(original):
+        found = "no train_dataset" if original is None else f"{len(original)} rows"
+        raise RowMismatchError(
+            f"The dataset to sample has {len(dataset)} rows but lacks the curriculum's columns, and the trainer's "
+            f"train_dataset (read for them instead) has {found}: the schedule's row indices would point at other "
+            "rows. Keep the cluster and difficulty columns in the dataset passed to the sampler, or filter "
+            "train_dataset itself before building the trainer."
+        )
+    return original
 
 
 def trainer_curriculum_batch_size(args: Any, world_size: int | None = None) -> int:
@@ -36,7 +61,9 @@ class CurriculumTrainer(Trainer):
     Takes every ``Trainer`` argument plus keyword-only curriculum options (see :func:`build_schedule`). The seed
     is ``args.seed``, ``drop_last`` is ``args.dataloader_drop_last``, and the curriculum batch is one optimizer step.
     ``train_dataset`` must be a ``datasets.Dataset`` with the cluster and difficulty columns; they may be removed
-    from the model inputs (``remove_unused_columns``), the sampler reads them from ``trainer.train_dataset``.
+    from the model inputs (``remove_unused_columns``), the sampler reads them from ``trainer.train_dataset`` (which
+    must then have as many rows as the dataset sampled: :func:`same_rows`). The options and the columns are checked
+    on construction, not at the first training step.
 
     Example (not run here)::
 
@@ -54,9 +81,16 @@ class CurriculumTrainer(Trainer):
         difficulty_column: str | None = DIFFICULTY,
         **kwargs: Any,
     ):
-        super().__init__(*args, **kwargs)
+        import datasets
+
         self._curriculum_options = dict(mix_ratio=mix_ratio, interleave=interleave, order=order,
                                         cluster_column=cluster_column, difficulty_column=difficulty_column)
+        # The options (and, for a map-style dataset, its columns) are checked now, not at the first training step.
+        options = CurriculumOptions(**self._curriculum_options)
+        train_dataset = kwargs.get("train_dataset", args[3] if len(args) > 3 else None)  # (model, args, collator, data)
+        if isinstance(train_dataset, datasets.Dataset):
+            options.schedule(train_dataset, 1)
+        super().__init__(*args, **kwargs)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
         import datasets
@@ -67,7 +101,7 @@ class CurriculumTrainer(Trainer):
         wanted = [c for c in (self._curriculum_options["cluster_column"],
                               self._curriculum_options["difficulty_column"]) if c is not None]
         if any(c not in dataset.column_names for c in wanted):  # removed as unused model inputs
-            dataset = self.train_dataset
+            dataset = same_rows(dataset, self.train_dataset)
         return CurriculumSampler(
             dataset,
             trainer_curriculum_batch_size(self.args),

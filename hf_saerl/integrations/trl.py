@@ -26,7 +26,10 @@ import torch
 
 from ..core.columns import CLUSTER_ID, DIFFICULTY, SAE_INDICES, SAE_VALUES
 from ..curriculum import CurriculumOptions
-from ..errors import InvalidParameterError
+from ..curriculum.checks import check_integer
+from ..curriculum.schedule import check_epoch
+from ..errors import InvalidParameterError, ParameterTypeError
+from .transformers import same_rows
 
 try:
     from trl import GRPOTrainer
@@ -86,21 +89,20 @@ class CurriculumRepeatSampler(torch.utils.data.Sampler[int]):
 
     def __init__(self, data_source: Any, mini_repeat_count: int, batch_size: int = 1, repeat_count: int = 1, *,
                  epoch: int = 0, **options: Any):
-        for name, value in (("mini_repeat_count", mini_repeat_count), ("repeat_count", repeat_count)):
-            if not isinstance(value, int) or value < 1:
-                raise InvalidParameterError(f"{name} must be an integer >= 1, got {value!r}. Pass e.g. {name}=1 "
-                                            "(no repetition), or the count TRL's RepeatSampler would get.")
+        counts = [check_integer(name, value, f"Pass e.g. {name}=1 (no repetition), or the count TRL's RepeatSampler "
+                                "would get.", minimum=1)
+                  for name, value in (("mini_repeat_count", mini_repeat_count), ("repeat_count", repeat_count))]
         self._columns = CurriculumOptions(**options, drop_last=True).schedule(data_source, batch_size)
-        self.mini_repeat_count = mini_repeat_count
-        self.repeat_count = repeat_count
-        self.epoch = epoch
+        self.mini_repeat_count, self.repeat_count = counts
+        self.epoch = check_epoch(epoch)
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        """Use the schedule of ``epoch`` (a non-negative integer; a float or a string is refused, not truncated)."""
+        self.epoch = check_epoch(epoch)
 
     def batches(self, epoch: int | None = None) -> list[list[int]]:
         """The curriculum batches (unique prompt indices) of ``epoch`` (default: the current one)."""
-        return self._columns.batches(self.epoch if epoch is None else epoch)
+        return self._columns.batches(self.epoch if epoch is None else check_epoch(epoch))
 
     def __iter__(self) -> Iterator[int]:
         for chunk in self.batches():
@@ -148,7 +150,7 @@ class CurriculumGRPOTrainer(GRPOTrainer):
         import datasets
 
         if not isinstance(train_dataset, datasets.Dataset):
-            raise TypeError(
+            raise ParameterTypeError(
                 "CurriculumGRPOTrainer needs train_dataset to be a map-style datasets.Dataset (it reorders indices), "
                 f"got {type(train_dataset).__name__}. For a stream, use trl.GRPOTrainer with "
                 "GRPOConfig(shuffle_dataset=False, max_steps=...) on CurriculumDataset(...).to_iterable_dataset()."
@@ -172,7 +174,7 @@ class CurriculumGRPOTrainer(GRPOTrainer):
         wanted = [c for c in (self._curriculum_options["cluster_column"],
                               self._curriculum_options["difficulty_column"]) if c is not None]
         if any(c not in dataset.column_names for c in wanted):  # removed as unused (remove_unused_columns=True)
-            dataset = self.train_dataset
+            dataset = same_rows(dataset, self.train_dataset)
         return CurriculumRepeatSampler(
             dataset,
             mini_repeat_count=self.num_generations,

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..core.columns import require_columns
+from ..curriculum.checks import check_integer
 from ..curriculum.dataset import CurriculumDataset
 
 logger = logging.getLogger(__name__)
@@ -93,8 +94,36 @@ def to_verl_parquet(
                         info_columns=tuple(info_columns)),
         fingerprint=generate_random_fingerprint(),
     )
-    rows.to_parquet(os.fspath(path))
+    write_atomically(rows, path)
     return rows
+
+
+def write_atomically(rows: Any, path: str | os.PathLike) -> None:
+    """Write ``rows`` (a ``datasets.Dataset``) to the Parquet file ``path`` through a temporary file in the same
+    folder, renamed into place only once it is complete: a failure leaves no partial file (and an existing file at
+    ``path`` as it was).
+
+    Example:
+        >>> import datasets, os, tempfile
+        >>> from hf_saerl.integrations.verl import write_atomically
+        >>> path = os.path.join(tempfile.mkdtemp(), "rows.parquet")
+        >>> write_atomically(datasets.Dataset.from_dict({"x": [1, 2]}), path)
+        >>> sorted(os.listdir(os.path.dirname(path)))
+        ['rows.parquet']
+    """
+    import tempfile
+
+    target = os.path.abspath(os.fspath(path))
+    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".partial",
+                                         dir=os.path.dirname(target))
+    os.close(handle)
+    try:
+        rows.to_parquet(temporary)
+        os.replace(temporary, target)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
 
 
 def _verl_rows(curriculum: CurriculumDataset, epochs: tuple[int, ...], prompt_column: str, answer_column: str,
@@ -131,10 +160,14 @@ def verl_overrides(batch_size: int, train_files: str | os.PathLike, total_epochs
         ['data.train_files=curriculum.parquet', 'data.shuffle=False', 'data.train_batch_size=64',
          'data.filter_overlong_prompts=False', 'trainer.total_epochs=1']
     """
+    batch_size = check_integer("batch_size", batch_size, "Pass the curriculum's batch_size (prompts per verl step), "
+                               "e.g. curriculum.params.batch_size.", minimum=1)
+    total_epochs = check_integer("total_epochs", total_epochs, "Pass total_epochs=1 for a file written with "
+                                 "num_epochs epochs one after the other.", minimum=1)
     return [
         f"data.train_files={os.fspath(train_files)}",
         "data.shuffle=False",
-        f"data.train_batch_size={int(batch_size)}",
+        f"data.train_batch_size={batch_size}",
         "data.filter_overlong_prompts=False",
-        f"trainer.total_epochs={int(total_epochs)}",
+        f"trainer.total_epochs={total_epochs}",
     ]

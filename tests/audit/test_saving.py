@@ -141,8 +141,9 @@ def test_the_interventions_refuse_rows_other_than_the_audited_ones(encoded, pair
         add_concept_margin(edited, encoded, [k])
     with pytest.raises(RowMismatchError, match="has 6 rows but the audit saw 12 pairs"):
         add_pair_weights(pairs.select(range(6)), encoded, [k])
-    # without the pair columns only the length can be checked
-    assert len(add_concept_margin(pairs.select_columns(["prompt"]), encoded, [k])) == 12
+    # without the pair columns only the length can be checked, and a warning says so
+    with pytest.warns(UserWarning, match=r"lacks \['chosen', 'rejected'\], so only its length \(12 rows\)"):
+        assert len(add_concept_margin(pairs.select_columns(["prompt"]), encoded, [k])) == 12
 
 
 @pytest.mark.parametrize("call", [
