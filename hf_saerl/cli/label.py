@@ -1,0 +1,155 @@
+"""``hf-saerl label``: attach the policy's own pass rates (``pass_rate``, ``n_samples``, ``n_correct``) to prompts.
+
+Example:
+    hf-saerl label --model embedded --data prompts.jsonl --answer-column answer -n 8 --budget 256 \\
+        --strategy stratified --output ./labelled --rest-output ./unlabelled
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from .common import DATA_HELP, add_model_args, finite_float, load_data, model_spec, positive_int, single_split
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..rollouts.labeller import DEFAULT_INSTRUCTION
+
+    p = subparsers.add_parser(
+        "label",
+        help="label prompts with the policy's pass rates: sample n completions each and verify them",
+        description=(
+            "Sample N completions per prompt from MODEL (the policy), score each with a verifier (math-verify by "
+            "default, reasoning-gym's scorer, or your own TRL-style reward function), and save the dataset with "
+            "pass_rate, n_samples, n_correct and n_empty columns (Dataset.save_to_disk). With --budget, only a "
+            "subset is labelled (seeded random, or stratified over cluster_id) and the rest can be saved apart, "
+            "for a difficulty probe to predict."
+        ),
+        epilog="example: hf-saerl label --model embedded --data gsm8k.jsonl --prompt-column question -n 8 "
+               "--max-new-tokens 256 --output ./labelled",
+    )
+    add_model_args(p.add_argument_group("policy"))
+    g = p.add_argument_group("data")
+    g.add_argument("--data", required=True, nargs="+", help=DATA_HELP)
+    g.add_argument("--config", dest="data_config", help="the dataset's configuration name (Hub datasets)")
+    g.add_argument("--split", default="train", help="the split to label (default: train)")
+    g.add_argument("--prompt-column", default="prompt", help="the column holding the prompts (default: prompt)")
+    g.add_argument("--template", help="build the prompt from several columns, e.g. '{question}\\n{context}'")
+    v = p.add_argument_group("verifier")
+    v.add_argument("--verifier", default="math", choices=["math", "reasoning-gym"],
+                   help="math: math-verify against --answer-column (default); reasoning-gym: the task's own scorer")
+    v.add_argument("--answer-column", default="answer",
+                   help="the column holding the reference answers (default: answer)")
+    v.add_argument("--rg-dataset", help="the reasoning-gym task family (default: each row's metadata.source_dataset)")
+    v.add_argument("--reward-function", metavar="MODULE:NAME",
+                   help="use this TRL-style reward function f(prompts, completions, **columns) instead of --verifier")
+    v.add_argument("--threshold", type=finite_float, default=1.0, help="a reward counted as correct (default: 1.0)")
+    s = p.add_argument_group("sampling")
+    s.add_argument("-n", type=positive_int, default=8, help="samples per prompt (default: 8)")
+    s.add_argument("--max-new-tokens", type=positive_int, default=256, help="tokens per completion (default: 256)")
+    s.add_argument("--temperature", type=finite_float, default=1.0, help="0 is greedy (default: 1.0)")
+    s.add_argument("--top-p", type=finite_float, default=1.0, help="nucleus sampling (default: 1.0, off)")
+    s.add_argument("--top-k", type=positive_int, help="top-k sampling (default: off)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the samples and of the budget (default: 0)")
+    s.add_argument("--chat-template", choices=["auto", "on", "off"], default="auto",
+                   help="render prompts through the tokenizer's chat template (default: auto, when it has one)")
+    s.add_argument("--instruction", default=DEFAULT_INSTRUCTION,
+                   help=f"appended to each prompt ('{{prompt}}' makes it a template); default: {DEFAULT_INSTRUCTION!r}")
+    s.add_argument("--no-instruction", action="store_true", help="append no instruction")
+    s.add_argument("--system-prompt", help="a system message for every prompt")
+    s.add_argument("--backend", default="transformers", choices=["transformers", "vllm"],
+                   help="transformers generate (CPU or GPU) or vLLM (GPU, pip install vllm) (default: transformers)")
+    s.add_argument("--batch-size", type=positive_int, default=32, help="sequences per generate call (default: 32)")
+    s.add_argument("--device", help="e.g. cpu, cuda:0 (default: the first GPU, else CPU)")
+    s.add_argument("--dtype", help="e.g. float32, bfloat16 (default: bf16 on GPU, fp32 on CPU)")
+    b = p.add_argument_group("budget")
+    b.add_argument("--budget", type=finite_float, metavar="N",
+                   help="label only N rows (or a fraction 0 < N < 1 of them); default: every row")
+    b.add_argument("--strategy", default="random", choices=["random", "stratified"],
+                   help="how the budget picks rows: seeded random, or stratified over --cluster-column")
+    b.add_argument("--cluster-column", default="cluster_id", help="the cluster column for --strategy stratified")
+    o = p.add_argument_group("output")
+    o.add_argument("-o", "--output", type=Path, required=True, help="folder to save the labelled rows to")
+    o.add_argument("--rest-output", type=Path, help="with --budget: folder to save the unlabelled rows to")
+    o.add_argument("--keep-completions", action="store_true", help="also save the completions and their rewards")
+    p.set_defaults(func=run)  # hf_saerl.cli.main runs it under common.guard (exit codes 1 and 2)
+
+
+def _reward_function(spec: str) -> Any:
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise UsageError(f"--reward-function {spec!r} must be MODULE:NAME, e.g. my_rewards:accuracy.")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise UsageError(f"cannot load --reward-function {spec!r}: {err}. Check that the module is importable "
+                         "(on PYTHONPATH) and defines that name.") from err
+
+
+def _verifier(args: argparse.Namespace) -> Any:
+    from ..rollouts.verifiers import MathVerifier, ReasoningGymVerifier, RewardFunctionVerifier
+
+    if args.reward_function:
+        return RewardFunctionVerifier(_reward_function(args.reward_function), threshold=args.threshold)
+    if args.verifier == "reasoning-gym":
+        return ReasoningGymVerifier(args.rg_dataset, answer_column=args.answer_column, threshold=args.threshold)
+    return MathVerifier(args.answer_column, threshold=args.threshold)
+
+
+def _budget(value: float | None) -> int | float | None:
+    if value is None:
+        return None
+    if value <= 0 or (value >= 1 and not float(value).is_integer()):
+        raise UsageError(f"--budget {value} must be a whole number of rows or a fraction between 0 and 1.")
+    return int(value) if value >= 1 else value
+
+
+def run(args: argparse.Namespace) -> int:
+    """Label the dataset as the arguments say; prints a JSON summary."""
+    from ..rollouts.budget import split_for_labelling
+    from ..rollouts.labeller import RolloutLabeller
+
+    budget = _budget(args.budget)
+    if args.rest_output is not None and budget is None:
+        raise UsageError("--rest-output needs --budget (without a budget every row is labelled).")
+    dataset = single_split(load_data(args.data, args.data_config, args.split), args.split)
+    model, gguf_file = model_spec(args.model, args.gguf_file)
+    labeller = RolloutLabeller(
+        model, _verifier(args), gguf_file=gguf_file, revision=args.revision, backend=args.backend, n=args.n,
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+        prompt_column=args.prompt_column, template=args.template,
+        chat_template={"auto": None, "on": True, "off": False}[args.chat_template],
+        instruction=None if args.no_instruction else args.instruction, system_prompt=args.system_prompt,
+        seed=args.seed, batch_size=args.batch_size, keep_completions=args.keep_completions, device=args.device,
+        dtype=args.dtype,
+    )
+    labeller.check_columns(dataset)  # before choosing rows or loading the model
+    rest = None
+    if budget is not None:
+        dataset, rest = split_for_labelling(dataset, budget, args.strategy, cluster_column=args.cluster_column,
+                                            seed=args.seed)
+    start = time.perf_counter()
+    labelled = labeller.map(dataset)
+    seconds = time.perf_counter() - start
+    labelled.save_to_disk(str(args.output))
+    if rest is not None and args.rest_output is not None:
+        rest.save_to_disk(str(args.rest_output))
+    n_samples = int(sum(labelled[labeller.n_samples_column]))
+    summary = {
+        "rows_labelled": len(labelled),
+        "rows_unlabelled": 0 if rest is None else len(rest),
+        "completions": n_samples,
+        "empty_completions": int(sum(labelled[labeller.n_empty_column])),
+        "mean_pass_rate": round(float(sum(labelled[labeller.pass_rate_column])) / max(len(labelled), 1), 4),
+        "seconds": round(seconds, 2),
+    }
+    print(json.dumps(summary, indent=2))
+    print(f"Saved {len(labelled)} labelled rows to {args.output}"
+          + (f" and {len(rest)} unlabelled rows to {args.rest_output}" if rest is not None and args.rest_output else ""))
+    return 0
