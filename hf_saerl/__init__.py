@@ -44,6 +44,13 @@ _EXPORTS: dict[str, str] = {
     "add_concept_margin": "hf_saerl.audit",
     "dpo_loss": "hf_saerl.audit",
     "train_sae": "hf_saerl.encoding.sae_training",
+    "RolloutLabeller": "hf_saerl.rollouts",
+    "MathVerifier": "hf_saerl.rollouts",
+    "ReasoningGymVerifier": "hf_saerl.rollouts",
+    "RewardFunctionVerifier": "hf_saerl.rollouts",
+    "select_for_labelling": "hf_saerl.rollouts",
+    "split_for_labelling": "hf_saerl.rollouts",
+    "reasoning_gym_dataset": "hf_saerl.rollouts",
 }
 #: Names that left the top-level API; still resolved for one release, with a DeprecationWarning.
 _DEPRECATED_EXPORTS: dict[str, str] = {"DemoConfig": "hf_saerl.demo", "run_demo": "hf_saerl.demo"}
@@ -83,6 +90,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from .encoding.encoder import SAEEncoder
     from .pipeline.hub import build_dataset_card, push_curated
     from .pipeline.pipeline import SAERLPipeline
+    from .rollouts import (
+        MathVerifier,
+        ReasoningGymVerifier,
+        RewardFunctionVerifier,
+        RolloutLabeller,
+        reasoning_gym_dataset,
+        select_for_labelling,
+        split_for_labelling,
+    )
     from .estimators.probes import DifficultyProbe, QualityProbe
     from .encoding.sae_training import train_sae
     from .encoding.hooks import resolve_hook

@@ -27,6 +27,7 @@ __all__ = [
     "BundleError",
     "ScheduleMismatchError",
     "RowMismatchError",
+    "VerificationError",
     "UsageError",
 ]
 
@@ -73,6 +74,11 @@ class ScheduleMismatchError(HfSaerlError, ValueError):
 
 class RowMismatchError(HfSaerlError, ValueError):
     """Per-row state fitted on one dataset met a dataset with other rows (another order, length or content)."""
+
+
+class VerificationError(HfSaerlError, RuntimeError):
+    """A verifier (reward function) raised, or returned something other than one reward per completion; the
+    message names the verifier and the row, and the original exception is chained."""
 
 
 class UsageError(HfSaerlError, ValueError):

@@ -28,6 +28,12 @@ DIFFICULTY = "difficulty"  #: float32 in [0, 1], 0 easy ... 1 hard
 PASS_RATE_PRED = "pass_rate_pred"  #: float32, raw predicted pass rate (difficulty probe on pass rates)
 CLUSTER_ID = "cluster_id"  #: int32, nearest centroid
 CLUSTER_DISTANCE = "cluster_distance"  #: float32, distance to it
+PASS_RATE = "pass_rate"  #: float32, share of the policy's sampled completions the verifier accepted
+N_SAMPLES = "n_samples"  #: int32, completions sampled for the row
+N_CORRECT = "n_correct"  #: int32, completions whose reward reached the verifier's threshold
+N_EMPTY = "n_empty"  #: int32, completions that were empty (scored 0, not passed to the verifier)
+COMPLETIONS = "completions"  #: list<string>, the sampled completions (kept on request only)
+REWARDS = "rewards"  #: list<float32>, their rewards (NaN: the verifier could not score it)
 
 #: What each hf_saerl column holds, keyed by its default name.
 COLUMN_MEANINGS: dict[str, str] = {
@@ -40,6 +46,12 @@ COLUMN_MEANINGS: dict[str, str] = {
     PASS_RATE_PRED: "predicted pass rate in [0, 1]",
     CLUSTER_ID: "nearest SAE-space centroid",
     CLUSTER_DISTANCE: "distance to that centroid",
+    PASS_RATE: "share of the policy's sampled completions that the verifier accepted",
+    N_SAMPLES: "completions sampled from the policy for the row",
+    N_CORRECT: "completions whose reward reached the verifier's threshold",
+    N_EMPTY: "completions that were empty (scored 0)",
+    COMPLETIONS: "the sampled completions",
+    REWARDS: "their rewards (NaN: the verifier could not score it)",
 }
 
 

@@ -14,7 +14,7 @@ import math
 import time
 from typing import Any, Mapping, Sequence
 
-from ..core.columns import require_columns
+from ..core.columns import COMPLETIONS, N_CORRECT, N_EMPTY, N_SAMPLES, PASS_RATE, REWARDS, require_columns
 from ..core.fingerprint import Fingerprinted, stable_hash
 from ..errors import HfSaerlError, InvalidParameterError
 from .backends import derive_seed, make_backend, sampling_settings
@@ -25,13 +25,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["RolloutLabeller", "DEFAULT_INSTRUCTION", "PASS_RATE", "N_SAMPLES", "N_CORRECT", "N_EMPTY", "COMPLETIONS",
            "REWARDS"]
 
-# TODO(lead): move these defaults (with COLUMN_MEANINGS entries) into hf_saerl/core/columns.py.
-PASS_RATE = "pass_rate"  #: float32, share of the policy's sampled completions the verifier accepted
-N_SAMPLES = "n_samples"  #: int32, completions sampled for the row
-N_CORRECT = "n_correct"  #: int32, completions whose reward reached the verifier's threshold
-N_EMPTY = "n_empty"  #: int32, completions that were empty (scored 0, not passed to the verifier)
-COMPLETIONS = "completions"  #: list<string>, the sampled completions (keep_completions=True only)
-REWARDS = "rewards"  #: list<float32>, their rewards (NaN: the verifier could not score it)
 
 #: The answer-format instruction appended to each prompt by default (the usual one for math RL).
 DEFAULT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."

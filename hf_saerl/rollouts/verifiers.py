@@ -33,7 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..core.columns import require_columns
 from ..core.fingerprint import stable_hash
-from ..errors import HfSaerlError, InvalidParameterError
+from ..errors import HfSaerlError, InvalidParameterError, VerificationError
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +48,6 @@ __all__ = [
     "extract_final_answer",
     "callable_identity",
 ]
-
-
-# TODO(lead): move to hf_saerl/errors.py (and its __all__) once errors.py lists it; import it from there here.
-class VerificationError(HfSaerlError, RuntimeError):
-    """A verifier (reward function) raised, or returned something other than one finite reward per completion;
-    the message names the verifier and the row, and the original exception is chained."""
 
 
 def completion_text(completion: Any) -> str:
