@@ -17,6 +17,7 @@ from datasets.fingerprint import Hasher
 from scipy.stats import spearmanr
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import KFold
 
 import hf_saerl.estimators.base as base_module
 import hf_saerl.estimators.files as files_module
@@ -244,7 +245,7 @@ def test_metrics_and_predictions_equal_an_independent_sklearn_computation(data, 
     """The out-of-fold metrics and the fitted predictions, recomputed with plain sklearn on the full-width
     log1p(X) (no active-column trick, no hf_saerl code)."""
     from scipy.stats import pearsonr
-    from sklearn.linear_model import ElasticNetCV, LogisticRegression, Ridge
+    from sklearn.linear_model import ElasticNet, ElasticNetCV, LogisticRegression, Ridge
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 
@@ -264,17 +265,47 @@ def test_metrics_and_predictions_equal_an_independent_sklearn_computation(data, 
     assert ridge_probe.metrics_["spearman"] == pytest.approx(spearmanr(pass_rate, oof)[0], rel=1e-9)
     np.testing.assert_allclose(ridge_probe.predict(X), Ridge(alpha=1.0).fit(L, pass_rate).predict(L), atol=1e-9)
 
-    enet = ElasticNetCV(l1_ratio=[0.5, 1.0], alphas=20, cv=folds, max_iter=2000, tol=1e-4, random_state=0)
-    oof = cross_val_predict(enet, L, pass_rate, cv=folds)  # alpha / l1_ratio chosen inside each outer fold
+    # DifficultyProbe (issue 12). Default protocol: alpha / l1_ratio chosen once by the folds, the folds scored there.
     m = difficulty.metrics_
-    np.testing.assert_allclose(difficulty.cv_predictions_, oof, rtol=1e-9, atol=1e-12)
-    assert m["pearson"] == pytest.approx(pearsonr(pass_rate, oof)[0], rel=1e-9)
-    assert m["spearman"] == pytest.approx(spearmanr(pass_rate, oof)[0], rel=1e-9)
-    assert m["r2"] == pytest.approx(1 - ((pass_rate - oof) ** 2).sum() / ((pass_rate - pass_rate.mean()) ** 2).sum())
+    assert m["cv_protocol"] == "once" and "slightly optimistic" in m["cv_protocol_note"]
+    assert m["spearman"] == pytest.approx(spearmanr(pass_rate, difficulty.cv_predictions_)[0], rel=1e-9)
+    tight = {"tol": 1e-6, "max_iter": 100_000}
+    once = DifficultyProbe(d_sae=D_SAE, label="pass_rate", **FAST_GRID, **tight).fit(X, pass_rate)
+    oof = np.empty(len(pass_rate))
+    for train, test in folds.split(L):
+        enet = ElasticNet(alpha=once.alpha_, l1_ratio=once.l1_ratio_, **tight).fit(L[train], pass_rate[train])
+        oof[test] = enet.predict(L[test])
+    np.testing.assert_allclose(once.cv_predictions_, oof, rtol=0, atol=1e-6)
+    # cv_protocol="nested" over the whole grid is sklearn's ElasticNetCV nested in cross_val_predict
+    nested = DifficultyProbe(d_sae=D_SAE, label="pass_rate", cv_protocol="nested", patience=None, **FAST_GRID,
+                             **tight).fit(X, pass_rate)
+    enet = ElasticNetCV(l1_ratio=[0.5, 1.0], alphas=20, cv=folds, random_state=0, **tight)
+    oof = cross_val_predict(enet, L, pass_rate, cv=folds)  # alpha / l1_ratio chosen inside each outer fold
+    np.testing.assert_allclose(nested.cv_predictions_, oof, rtol=0, atol=1e-6)
+    n = nested.metrics_
+    assert n["pearson"] == pytest.approx(pearsonr(pass_rate, oof)[0], rel=1e-6)
+    assert n["spearman"] == pytest.approx(spearmanr(pass_rate, oof)[0], rel=1e-6)
+    assert n["r2"] == pytest.approx(1 - ((pass_rate - oof) ** 2).sum() / ((pass_rate - pass_rate.mean()) ** 2).sum())
     enet.fit(L, pass_rate)
-    assert (difficulty.alpha_, difficulty.l1_ratio_) == pytest.approx((enet.alpha_, enet.l1_ratio_))
-    np.testing.assert_allclose(difficulty.predict(X), enet.predict(L), atol=1e-9)
-    np.testing.assert_array_equal(difficulty.predict_pass_rate(X), np.clip(enet.predict(L), 0, 1).astype(np.float32))
+    assert (nested.alpha_, nested.l1_ratio_) == pytest.approx((enet.alpha_, enet.l1_ratio_))
+    np.testing.assert_allclose(nested.predict(X), enet.predict(L), atol=1e-6)
+    np.testing.assert_allclose(nested.predict_pass_rate(X), np.clip(enet.predict(L), 0, 1), atol=1e-6)
+
+
+def test_difficulty_length_baseline_uses_the_token_column_and_the_same_folds(data, difficulty):
+    """metrics_["length_baseline"]: the same search on log1p(sae_n_tokens) alone, on the probe's folds."""
+    from hf_saerl.estimators.elastic_net import length_baseline
+
+    ds, X, pass_rate = data
+    base = difficulty.metrics_["length_baseline"]
+    expected = length_baseline(np.asarray(ds["sae_n_tokens"]), pass_rate, cv=KFold(5, shuffle=True, random_state=0),
+                               l1_ratio=[0.5, 1.0], n_alphas=20)
+    assert base == pytest.approx(expected)
+    assert base["feature"] == "log1p(n_tokens)" and base["spearman"] < difficulty.metrics_["spearman"]
+    # a matrix has no token column: pass n_tokens=, or there is no baseline (None, not an error)
+    probe = DifficultyProbe(d_sae=D_SAE, label="pass_rate", **FAST_GRID)
+    assert probe.fit(X, pass_rate).metrics_["length_baseline"] is None
+    assert probe.fit(X, pass_rate, n_tokens=ds["sae_n_tokens"]).metrics_["length_baseline"] == pytest.approx(expected)
 
 
 def test_a_baseline_that_carries_the_signal_scores_high(data):
