@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..core.validation import check_choice, check_fitted
-from ..curriculum.checks import check_bool, check_integer, check_real
+from ..core.validation import check_bool, check_integer, check_real
 from ..errors import InvalidParameterError
 from .rows import check_rows
 

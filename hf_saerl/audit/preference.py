@@ -26,7 +26,7 @@ from sklearn.base import BaseEstimator
 
 from ..core.columns import column_names
 from ..core.validation import check_choice, check_fitted
-from ..curriculum.checks import check_integer, check_real
+from ..core.validation import check_integer, check_real
 from ..errors import (InvalidParameterError, MissingColumnError, NonFiniteError, ParameterTypeError,
                       RowMismatchError, WidthMismatchError)
 from .concepts import LatentConcepts, firing

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..curriculum.checks import check_real
+from ..core.validation import check_real
 from ..errors import InvalidParameterError, NonFiniteError
 
 __all__ = ["dpo_loss"]

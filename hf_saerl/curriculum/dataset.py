@@ -22,7 +22,7 @@ from ..core.columns import column_names
 from ..core.fingerprint import Fingerprinted, stable_hash
 from ..errors import InvalidParameterError, MissingColumnError, ParameterTypeError
 from . import exports
-from .checks import check_bool
+from ..core.validation import check_bool
 from .columns import CurriculumOptions
 from .schedule import check_epoch, describe_schedule
 from .sources import BufferedSource, MapSource, Row

@@ -13,8 +13,8 @@
 - :mod:`.sae_training`: train an SAE with sae-lens's trainer for a model that has none.
 """
 
-from .encoder import SAEEncoder
+from .encoder import SAEEncoder, sae_identity_of
 from .loading import load_model, load_sae
 from .sparse import sparse_matrix
 
-__all__ = ["SAEEncoder", "load_model", "load_sae", "sparse_matrix"]
+__all__ = ["SAEEncoder", "sae_identity_of", "load_model", "load_sae", "sparse_matrix"]

@@ -25,9 +25,16 @@ from typing import Any, Iterator, NamedTuple, Sequence
 
 import torch
 
+from ..core.validation import check_finite
 from ..errors import InvalidParameterError
 from .batching import plan_microbatches
 from .hooks import ResolvedHook, resolve_hook
+
+
+def _bad_rows(keep: torch.Tensor, flat: torch.Tensor) -> list[int]:
+    """The micro-batch rows whose kept tokens in ``flat`` (``hidden[keep]``) hold a non-finite value."""
+    row_ids = torch.arange(keep.shape[0], device=keep.device)[:, None].expand_as(keep)[keep]
+    return row_ids[~flat.isfinite().all(-1)].unique().tolist()
 
 
 class ActivationBatch(NamedTuple):
@@ -118,6 +125,11 @@ class ActivationReader:
                 )
                 keep = keep.to(hidden.device)
                 flat = hidden[keep]
+                if not bool(flat.isfinite().all()):
+                    bad = sorted({rows[int(j)] for j in _bad_rows(keep, flat)})
+                    check_finite(flat, f"The activations at {self.hook_name!r} (texts {bad[:10]} of this call)",
+                                 "The model's weights or its dtype overflow here: load the model in float32 "
+                                 "(dtype='float32'), or check its weights (load_model refuses non-finite ones).")
                 row_ids = torch.arange(len(rows), device=hidden.device)[:, None].expand_as(keep)[keep]
             is_last = torch.ones_like(row_ids, dtype=torch.bool)
             is_last[:-1] = row_ids[1:] != row_ids[:-1]

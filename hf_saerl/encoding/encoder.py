@@ -18,18 +18,23 @@ import torch
 from ..core import columns as C
 from ..core.fingerprint import Fingerprinted, stable_hash
 from ..core.serialization import jsonable
-from ..errors import HookMismatchError, InvalidParameterError, WidthMismatchError
+from ..core.validation import check_bool, check_finite, check_integer
+from ..errors import HookMismatchError, InvalidParameterError, ParameterTypeError, WidthMismatchError
 from .activations import ActivationBatch, ActivationReader
 from .hooks import check_hook_width
 from .loading import sae_hook_name, sae_pool_start
 from .pooling import POOLINGS, PooledSpans, check_poolings, pool_microbatches
 from .runtime import EncoderRuntime
 from .sparse import topk_rows
-from .text import TextBuilder, render_chat, tokenize_texts
+from .text import TextBuilder, check_text_values, tokenize_texts
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SAEEncoder", "PooledSpans", "sae_pool_start", "TRUNCATED"]
+__all__ = ["SAEEncoder", "PooledSpans", "sae_pool_start", "sae_identity_of", "SAE_IDENTITY_KEY", "TRUNCATED"]
+
+#: The key of the JSON object that :attr:`SAEEncoder.features` stores as the ``id`` of the indices column's
+#: ``Value`` (see :func:`sae_identity_of`).
+SAE_IDENTITY_KEY = "hf_saerl.sae_columns"
 
 TRUNCATED = C.SAE_TRUNCATED
 _FORMAT_VERSION = 1
@@ -132,10 +137,30 @@ class SAEEncoder(Fingerprinted):
     ):
         if pooling not in POOLINGS:
             raise InvalidParameterError(f"Unknown pooling {pooling!r}; choose one of {POOLINGS}.")
+        if top_k is not None:
+            check_integer("top_k", top_k, "Pass a whole number of latents to keep per example, e.g. top_k=64, or "
+                          "top_k=None to keep every non-zero latent.")
+        for name, value, example in (("max_length", max_length, 512), ("token_budget", token_budget, 4096)):
+            check_integer(name, value, f"Pass a whole number of tokens, e.g. {name}={example}.")
+        if pool_start is not None:
+            check_integer("pool_start", pool_start, "Pass the first token position to pool, e.g. pool_start=1, or "
+                          "pool_start=None to follow the SAE's own training positions.")
+        for name, value in (("chat_template", chat_template), ("exclude_bos", exclude_bos)):
+            check_bool(name, value, f"Pass {name}=True or {name}=False.")
+        for name, value in (("indices_column", indices_column), ("values_column", values_column),
+                            ("n_tokens_column", n_tokens_column), ("truncated_column", truncated_column),
+                            ("activations_column", activations_column)):
+            if not (isinstance(value, str) and value) and not (value is None and name == "activations_column"):
+                raise ParameterTypeError(f"{name} must be a non-empty column name (str), got {value!r}. Pass a "
+                                         f"column name, e.g. {name}='my_{name.replace('_column', '')}', or leave "
+                                         "the default.")
         if top_k is not None and top_k < 1:
             raise InvalidParameterError(f"top_k must be a positive int or None (keep all non-zeros), got {top_k}.")
         if max_length < 2:
             raise InvalidParameterError(f"max_length must be at least 2 tokens, got {max_length}; the default is 512.")
+        if token_budget < 1:
+            raise InvalidParameterError(f"token_budget must be >= 1 (padded tokens per micro-batch), got "
+                                        f"{token_budget}; the default is 4096.")
         if on_overlong not in ("truncate", "error"):
             raise InvalidParameterError(f"on_overlong must be 'truncate' or 'error', got {on_overlong!r}.")
         if on_empty not in ("error", "zeros"):
@@ -231,8 +256,11 @@ class SAEEncoder(Fingerprinted):
         """The ``datasets.Features`` of the columns this transform adds."""
         from datasets import Features, List, Value
 
-        features = Features({
-            self.indices_column: List(Value("int32")),
+        import json
+
+        identity = json.dumps({SAE_IDENTITY_KEY: self.column_identity()}, sort_keys=True)
+        features = Features({  # the identity rides in the Value's id: it survives map, save_to_disk and Parquet
+            self.indices_column: List(Value("int32", id=identity)),
             self.values_column: List(Value("float32")),
             self.n_tokens_column: Value("int32"),
             self.truncated_column: Value("bool"),
@@ -240,6 +268,13 @@ class SAEEncoder(Fingerprinted):
         if self.activations_column:
             features[self.activations_column] = List(Value("float32"), length=self.d_in)
         return features
+
+    def column_identity(self) -> dict[str, Any]:
+        """Which SAE made the columns: the encoder's :attr:`fingerprint`, ``d_sae``, ``d_in``, ``hook_name``,
+        ``pooling``, ``top_k`` and the ``values_column`` paired with the indices. :attr:`features` stores it with
+        the indices column (read it back with :func:`sae_identity_of`)."""
+        return {"fingerprint": self.fingerprint, "d_sae": self.d_sae, "d_in": self.d_in, "hook_name": self.hook_name,
+                "pooling": self.pooling, "top_k": self.top_k, "values_column": self.values_column}
 
     def output_features(self, input_features: Any, remove_columns: Sequence[str] = ()) -> Any:
         """``input_features`` (minus ``remove_columns``) plus :attr:`features`, for ``map(features=...)``."""
@@ -298,6 +333,8 @@ class SAEEncoder(Fingerprinted):
         pooled latents. Templates over columns apply to datasets only."""
         from .sparse import sparse_matrix
 
+        texts = self._text_list(texts, "encode")
+
         def run(ids):
             return topk_rows(self.pool_spans(ids).pooled[self.pooling], self.top_k)
 
@@ -310,6 +347,7 @@ class SAEEncoder(Fingerprinted):
         """Raw hooked activations pooled per text, ``(len(texts), d_in)`` float32: the dense baseline that
         SAE features are compared against."""
         pooling = pooling or self.pooling
+        texts = self._text_list(texts, "pooled_activations")
 
         def run(ids):
             return self.pool_spans(ids, (pooling,), through_sae=False).pooled[pooling]
@@ -320,6 +358,7 @@ class SAEEncoder(Fingerprinted):
         """Yield the hooked activations of real tokens (padding and BOS left out) as ``(n_tokens, d_in)``
         tensors, micro-batch by micro-batch. This is what SAE training consumes."""
         reader = self._reader()
+        texts = self._text_list(texts, "iter_activations")
         from tqdm.auto import tqdm
 
         for start in tqdm(range(0, len(texts), batch_size), desc="activations", disable=not progress):
@@ -369,7 +408,10 @@ class SAEEncoder(Fingerprinted):
             sae_dtype = next(sae.parameters()).dtype
 
             def encode(x: torch.Tensor) -> torch.Tensor:
-                return sae.encode(x.to(sae_dtype))
+                codes = sae.encode(x.to(sae_dtype))
+                return check_finite(codes, f"The SAE codes of the activations at {self.hook_name!r}",
+                                    "The activations are finite, so the SAE's weights or its dtype overflow; check "
+                                    "the SAE (load_sae refuses non-finite weights), or run it in float32 (dtype=).")
 
         batches = self._checked(reader.microbatches(token_ids, self._pool_from(token_ids, pool_from)))
         return pool_microbatches(batches, len(token_ids), poolings, self.d_sae if through_sae else self.d_in,
@@ -396,9 +438,16 @@ class SAEEncoder(Fingerprinted):
             yield batch
 
     def _texts(self, chunk: Sequence[Any]) -> list[Any]:
-        texts = list(chunk)
-        if self.text.chat_template:
-            texts = [render_chat(self.tokenizer, t) for t in texts]
+        where = "texts" if self.text.template is not None else f"texts (as column {self.text.columns[0]!r})"
+        return check_text_values(list(chunk), where, self.tokenizer, self.text.chat_template)
+
+    @staticmethod
+    def _text_list(texts: Any, method: str) -> Sequence[Any]:
+        if isinstance(texts, (str, bytes)) or not hasattr(texts, "__len__") or not hasattr(texts, "__getitem__"):
+            raise ParameterTypeError(
+                f"{method} takes a sequence of texts, got {type(texts).__name__}"
+                f"{' ' + repr(texts[:40]) if isinstance(texts, (str, bytes)) else ''}; a single string would be read "
+                f"as one text per character. Pass a list: {method}([text]), or encoder.map(dataset) for a dataset.")
         return texts
 
     def _batched(self, texts, batch_size, progress, fn):
@@ -414,3 +463,41 @@ class SAEEncoder(Fingerprinted):
         return tokenize_texts(self.tokenizer, texts, max_length=self.max_length, on_empty=self.on_empty,
                               on_overlong=self.on_overlong, add_special_tokens=not self.text.chat_template,
                               column=self.text.columns[0])
+
+
+def sae_identity_of(data: Any, indices_column: str = C.SAE_INDICES) -> dict[str, Any] | None:
+    """Which SAE made the sparse columns of ``data``, as :meth:`SAEEncoder.column_identity` recorded it, or ``None``
+    when the columns carry no record (written by something else, or rebuilt from plain Python lists).
+
+    ``data`` is a ``Dataset``, an ``IterableDataset`` (with features) or a ``datasets.Features``. The record is a
+    JSON object stored as the ``id`` of the indices column's inner ``Value`` (``Value("int32", id=...)``), so it
+    lives in the schema: it survives ``map``, ``filter``, ``select``, ``save_to_disk`` / ``load_from_disk``,
+    ``to_parquet`` / ``load_dataset("parquet")``, ``to_iterable_dataset`` and ``push_to_hub``; it is lost by
+    ``to_dict`` / ``to_pandas`` round trips and by a ``map`` that rewrites the column without ``features=``.
+
+    Example:
+        >>> from datasets import Dataset
+        >>> from hf_saerl import SAEEncoder
+        >>> from hf_saerl.testing import tiny_llama, tiny_sae, tiny_tokenizer
+        >>> enc = SAEEncoder(tiny_llama(), tiny_sae(), tokenizer=tiny_tokenizer(), top_k=8)
+        >>> ds = enc.map(Dataset.from_dict({"text": ["2 + 2 = 4"]}))
+        >>> identity = sae_identity_of(ds)
+        >>> identity["fingerprint"] == enc.fingerprint, identity["d_sae"], identity["hook_name"]
+        (True, 128, 'blocks.1.hook_resid_post')
+        >>> sae_identity_of(Dataset.from_dict({"sae_indices": [[1]]})) is None
+        True
+    """
+    import json
+
+    features = data if isinstance(data, Mapping) and not hasattr(data, "features") else getattr(data, "features", None)
+    if not features or indices_column not in features:
+        return None
+    inner = getattr(features[indices_column], "feature", None)
+    raw = getattr(inner, "id", None)
+    if not isinstance(raw, str):
+        return None
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return None
+    return record.get(SAE_IDENTITY_KEY) if isinstance(record, dict) else None

@@ -2,6 +2,13 @@
 
 Both accept a Hub id, a local folder, or an already loaded object. sae-lens is imported only when
 an SAE has to be loaded, since it pulls in TransformerLens (several seconds of import time).
+
+Nothing here unpickles: model weights load with ``use_safetensors=True`` (a folder holding only
+``pytorch_model.bin`` is refused, not ``torch.load``-ed; GGUF files are not pickles either), and sae-lens folders
+are ``cfg.json`` + safetensors. Every weight crosses an edge here, so every loaded model and SAE is checked for
+NaN and infinity (:func:`check_weights_finite`), naming the tensor and where it came from.
+:func:`model_state` / :func:`model_from_state` ship an in-memory model to another process as class + config +
+weights (the encoder's runtime and the rollout backend both use them).
 """
 
 from __future__ import annotations
@@ -12,11 +19,13 @@ from typing import Any
 
 import torch
 
-from ..errors import InvalidParameterError
+from ..core.validation import check_finite
+from ..errors import BundleError, InvalidParameterError
 
 __all__ = [
     "default_device", "default_dtype", "resolve_dtype", "is_model_spec", "sae_reference", "load_config", "load_model",
-    "load_tokenizer", "load_sae", "sae_hook_name", "sae_pool_start",
+    "load_tokenizer", "load_sae", "sae_hook_name", "sae_pool_start", "check_weights_finite", "model_state",
+    "model_from_state",
 ]
 
 ModelSpec = Any  # str | os.PathLike | PreTrainedModel
@@ -111,6 +120,7 @@ def load_model(
         if device is not None or dtype is not None:
             device = torch.device(device) if device is not None else next(model.parameters()).device
             model = model.to(device=device, dtype=resolve_dtype(dtype, device) if dtype else None)
+        check_weights_finite(model, f"the model {type(model).__name__}")
         return model.eval(), tokenizer
     device = torch.device(device) if device is not None else default_device()
     kwargs: dict[str, Any] = {"revision": revision}
@@ -118,7 +128,19 @@ def load_model(
         kwargs["gguf_file"] = gguf_file
     if tokenizer is None or is_model_spec(tokenizer):
         tokenizer = load_tokenizer(tokenizer or model, gguf_file=gguf_file, revision=revision)
-    loaded = AutoModelForCausalLM.from_pretrained(str(model), dtype=resolve_dtype(dtype, device), **kwargs)
+    if not gguf_file:  # never torch.load a pickle: a folder with only pytorch_model.bin is refused
+        kwargs["use_safetensors"] = True
+    try:
+        loaded = AutoModelForCausalLM.from_pretrained(str(model), dtype=resolve_dtype(dtype, device), **kwargs)
+    except OSError as err:
+        if gguf_file or "safetensors" not in str(err):
+            raise
+        raise BundleError(
+            f"The model {str(model)!r} has no safetensors weights ({err}). hf_saerl never unpickles, so "
+            "pytorch_model.bin is not loaded. Convert it once where you trust the file (model.save_pretrained(folder, "
+            "safe_serialization=True)), or pass a Hub id / folder that ships model.safetensors or a GGUF file."
+        ) from err
+    check_weights_finite(loaded, f"the model {str(model)!r}" + (f" ({gguf_file})" if gguf_file else ""))
     return loaded.to(device).eval(), tokenizer
 
 
@@ -149,7 +171,8 @@ def load_sae(sae: SAESpec, device: torch.device | str = "cpu") -> Any:
                                         "both parts, or a local sae-lens folder, or a sae_lens.SAE object.")
         from sae_lens import SAE
 
-        return SAE.from_pretrained(sae[0], sae[1], device=str(device)).eval()
+        loaded = SAE.from_pretrained(sae[0], sae[1], device=str(device)).eval()
+        return check_weights_finite(loaded, f"the SAE {sae[0]!r} / {sae[1]!r}")
     if is_model_spec(sae):
         path = Path(sae)
         if not (path / "cfg.json").is_file():
@@ -159,12 +182,65 @@ def load_sae(sae: SAESpec, device: torch.device | str = "cpu") -> Any:
             )
         from sae_lens import SAE
 
-        return SAE.load_from_disk(str(path), device=str(device)).eval()
+        return check_weights_finite(SAE.load_from_disk(str(path), device=str(device)).eval(), f"the SAE in {str(path)!r}")
     if not (hasattr(sae, "encode") and hasattr(sae, "cfg")):
         raise TypeError(
             f"sae must be a (release, sae_id) tuple, a sae-lens folder or a sae_lens.SAE, got {type(sae).__name__}."
         )
-    return sae.eval() if hasattr(sae, "eval") else sae
+    sae = sae.eval() if hasattr(sae, "eval") else sae
+    return check_weights_finite(sae, f"the SAE {type(sae).__name__}") if hasattr(sae, "named_parameters") else sae
+
+
+def check_weights_finite(module: Any, where: str) -> Any:
+    """``module`` unchanged if every floating-point parameter and buffer is finite, else a
+    :class:`~hf_saerl.errors.NonFiniteError` naming ``where`` (e.g. ``"the SAE in './sae'"``) and the tensor.
+    Checked where the weights live (one ``isfinite`` per tensor, no copy).
+
+    Example:
+        >>> import torch
+        >>> layer = torch.nn.Linear(2, 2)
+        >>> with torch.no_grad():
+        ...     _ = layer.weight.fill_(float("nan"))
+        >>> check_weights_finite(layer, "the probe")
+        Traceback (most recent call last):
+        ...
+        hf_saerl.errors.NonFiniteError: the probe: tensor 'weight' hold 4 NaN or infinite value(s) of 4 (first in row 0). Replace or retrain the weights; a model or SAE with NaN or infinity gives NaN features and meaningless top-k ids.
+    """
+    tensors = list(module.named_parameters()) + list(module.named_buffers())
+    for name, tensor in tensors:
+        if tensor.is_floating_point() and tensor.numel() and tensor.device.type != "meta":
+            check_finite(tensor.detach(), f"{where}: tensor {name!r}", "Replace or retrain the weights; a model or "
+                         "SAE with NaN or infinity gives NaN features and meaningless top-k ids.")
+    return module
+
+
+def model_state(model: Any) -> dict[str, Any]:
+    """An in-memory ``transformers`` model as plain data for pickling: class, config, generation config, dtype
+    and CPU weights (not the live object: after one ``output_hidden_states=True`` call, transformers 5 leaves
+    forward hooks holding ContextVars on the layers, which cannot be pickled for ``num_proc`` workers or Ray
+    actors). :func:`model_from_state` rebuilds it.
+
+    Example:
+        >>> import pickle, torch
+        >>> from hf_saerl.testing import tiny_llama
+        >>> model = tiny_llama()
+        >>> clone = model_from_state(pickle.loads(pickle.dumps(model_state(model))))
+        >>> all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), clone.state_dict().values()))
+        True
+    """
+    return {"class": type(model), "config": model.config,
+            "generation_config": getattr(model, "generation_config", None),
+            "dtype": next(model.parameters()).dtype,
+            "weights": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+
+
+def model_from_state(state: dict[str, Any]) -> Any:
+    """The model :func:`model_state` described, rebuilt on CPU in eval mode (weights loaded strictly)."""
+    model = state["class"](state["config"]).to(state["dtype"])
+    model.load_state_dict(state["weights"], strict=True)
+    if state.get("generation_config") is not None:
+        model.generation_config = state["generation_config"]
+    return model.eval()
 
 
 def sae_hook_name(sae: Any) -> str | None:

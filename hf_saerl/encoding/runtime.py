@@ -34,12 +34,15 @@ from ..errors import InvalidParameterError
 from .activations import ActivationReader
 from .identity import model_identity, sae_identity, tokenizer_identity
 from .loading import (
+    check_weights_finite,
     default_device,
     is_model_spec,
     load_config,
     load_model,
     load_sae,
     load_tokenizer,
+    model_from_state,
+    model_state,
     resolve_dtype,
     sae_reference,
 )
@@ -81,6 +84,7 @@ class EncoderRuntime:
                     "A loaded model needs its tokenizer: pass tokenizer=AutoTokenizer.from_pretrained(...), or pass "
                     "the model as a Hub id or folder so that its own tokenizer is loaded with it.")
             self._model, self._tokenizer = model.eval(), tokenizer if self.tokenizer_spec is None else None
+            check_weights_finite(self._model, f"the model {type(model).__name__}")
         self._sae = load_sae(sae)
 
     # ------------------------------------------------------------------ the three objects
@@ -189,9 +193,7 @@ class EncoderRuntime:
             # transformers 5 leaves forward hooks holding ContextVars on the layers, which cannot be pickled
             # (num_proc workers, Ray actors). Rebuilding costs an init; a model given as an id or folder
             # ships its reference only.
-            state["_model"] = {"class": type(self._model), "config": self._model.config,
-                               "dtype": next(self._model.parameters()).dtype,
-                               "weights": {k: v.cpu() for k, v in self._model.state_dict().items()}}
+            state["_model"] = model_state(self._model)
         if self.tokenizer_spec is not None:
             state["_tokenizer"] = None
         if self.sae_spec is not None:
@@ -204,10 +206,7 @@ class EncoderRuntime:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         if isinstance(self._model, dict):
-            shipped = self._model
-            model = shipped["class"](shipped["config"]).to(shipped["dtype"])
-            model.load_state_dict(shipped["weights"], strict=True)
-            self._model = model.eval()
+            self._model = model_from_state(self._model)
         if isinstance(self._sae, dict):
             from sae_lens import SAE
 

@@ -48,6 +48,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from ..core.fingerprint import module_digest, stable_hash
+from ..core.validation import check_integer, check_real
 from ..errors import HookMismatchError, InvalidParameterError
 from .activations import ActivationReader
 from .identity import tokenizer_identity
@@ -68,6 +69,7 @@ DEFAULT_SAE_TRAINING: dict[str, Any] = {
     "lr": 2e-3,
     "max_length": 256,
     "max_activation_tokens": 40_000,
+    "threads": 2,
 }
 
 def default_cache_dir() -> Path:
@@ -104,6 +106,7 @@ def train_sae(
     exclude_first_token: bool = True,
     eval_fraction: float = 0.1,
     token_budget: int = 4096,
+    threads: int | None = DEFAULT_SAE_TRAINING["threads"],
     model_id: str | None = None,
     cache_dir: str | os.PathLike | None = None,
     cache: bool = True,
@@ -123,7 +126,12 @@ def train_sae(
         batch_size_tokens, lr: trainer batch (tokens) and Adam learning rate (5% warm-up, the last 20%
             of steps decay linearly to 0). Activations are scaled to mean norm ``sqrt(d_in)`` while
             training and the scale is folded into the weights afterwards.
-        seed: seeds the SAE initialisation, the batch order and nothing else.
+        seed: seeds the SAE initialisation and the batch order (through its own generators: the caller's global
+            RNG is left as it was). With the same seed, texts, ``threads`` and torch build, a CPU run is
+            reproducible bit for bit (see "Reproducibility" below).
+        threads: the torch intra-op thread count while collecting activations and training (restored after);
+            ``None`` keeps the caller's. Part of the cache key, because on CPU the thread count decides how matrix
+            products are split, and so the last bits of every sum.
         exclude_first_token: leave out position 0 of every text (BOS when the tokenizer adds one; for
             tokenizers without BOS, e.g. SmolLM2, the first token is an attention sink whose norm is
             ~100x the others and would dominate the reconstruction loss). Recorded in the SAE's
@@ -144,14 +152,28 @@ def train_sae(
 
     Raises:
         InvalidParameterError: (a ``ValueError``) no non-empty text, or ``k``/``d_sae``/``total_tokens``/
-            ``batch_size_tokens``/``lr`` out of range.
+            ``batch_size_tokens``/``lr``/``threads`` out of range or not numbers of the right kind.
+        NonFiniteError: (a ``ValueError``) the activations hold NaN or infinity (named by hook and text).
         HookMismatchError: (a ``ValueError``) an unknown ``hook_name``.
+
+    Reproducibility:
+        Training runs under :func:`reproducible` (a fixed thread count, ``torch.use_deterministic_algorithms``,
+        seeded generators, the global RNG forked), so two CPU runs with the same arguments on the same torch build
+        give bit-identical weights (``tests/reliability/test_reproducibility.py``). Torch does not promise the same
+        bits across CPU kinds (another SIMD width picks other kernels), torch versions, or on GPU (cuBLAS
+        reductions), so the cache key records the torch version and ``threads``, and reports quote the spread over
+        seeds rather than one run's numbers. On SmolLM2-135M (layer 15, d_sae 1536) 1 and 2 threads gave the same
+        activations and bit-identical SAEs on one 2-core x86_64 machine; across CPU kinds it is not promised.
     """
     texts = [str(t) for t in texts if t is not None and str(t).strip()]
     if not texts:
         raise InvalidParameterError("train_sae needs at least one non-empty text; pass e.g. the text column of your "
                                     "prompts, or any text from the same domain.")
     _check_args(d_sae, k, total_tokens, batch_size_tokens, lr, eval_fraction, max_activation_tokens)
+    check_integer("seed", seed, "Pass a whole-number seed, e.g. seed=0.")
+    if threads is not None:
+        check_integer("threads", threads, "Pass a thread count, e.g. threads=2, or threads=None to keep the caller's.",
+                      minimum=1)
     hook_name = hook_name or middle_hook(model)
     reader = ActivationReader(model, tokenizer, hook_name, max_length=max_length,
                               token_budget=token_budget, exclude_bos=True)  # unknown hooks raise here
@@ -159,12 +181,12 @@ def train_sae(
         "hook_name": hook_name, "d_sae": d_sae, "k": k, "total_tokens": total_tokens,
         "batch_size_tokens": batch_size_tokens, "lr": lr, "seed": seed, "max_length": max_length,
         "max_activation_tokens": max_activation_tokens, "exclude_first_token": exclude_first_token,
-        "eval_fraction": eval_fraction, "architecture": "topk",
+        "eval_fraction": eval_fraction, "architecture": "topk", "threads": threads,
     }
     model_name = model_id or str(getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__)
     identity = {
         **config, "model": model_id or module_digest(model), "tokenizer": tokenizer_identity(tokenizer),
-        "texts": texts_digest(texts), "format": FORMAT_VERSION,
+        "texts": texts_digest(texts), "format": FORMAT_VERSION, "torch": torch.__version__,
     }
     key = stable_hash(identity, 20)
     folder = None
@@ -177,13 +199,16 @@ def train_sae(
             return sae.eval(), {**stats, "cache_hit": True, "path": str(folder)}
 
     seqpos = 1 if exclude_first_token else 0
-    t0 = time.perf_counter()
-    train_acts, eval_acts, n_texts = _collect(reader, texts, max_activation_tokens, eval_fraction, seqpos, progress)
-    collect_seconds = time.perf_counter() - t0
+    with reproducible(seed, threads):
+        used_threads = torch.get_num_threads()
+        t0 = time.perf_counter()
+        train_acts, eval_acts, n_texts = _collect(reader, texts, max_activation_tokens, eval_fraction, seqpos,
+                                                  progress)
+        collect_seconds = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    training_sae, steps = _fit(train_acts, config, seed, progress, reader.device)
-    train_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        training_sae, steps = _fit(train_acts, config, seed, progress, reader.device)
+        train_seconds = time.perf_counter() - t0
     training_sae.cfg.metadata.hook_name = hook_name
     training_sae.cfg.metadata.model_name = model_name
     training_sae.cfg.metadata.context_size = max_length
@@ -196,7 +221,7 @@ def train_sae(
         "n_eval_tokens": int(eval_acts.shape[0]), "n_texts": n_texts, "d_in": int(train_acts.shape[1]),
         "collect_seconds": round(collect_seconds, 2), "train_seconds": round(train_seconds, 2),
         "train_steps": steps, "passes": round(total_tokens / max(1, train_acts.shape[0]), 2),
-        "key": key, "cache_hit": False,
+        "key": key, "cache_hit": False, "threads": used_threads,
     }
     record = {"stats": stats, "config": config, "identity": identity, "model_name": model_name,
               "format": FORMAT_VERSION}
@@ -238,6 +263,37 @@ def evaluate_sae(sae: Any, acts: torch.Tensor, chunk: int = 8192) -> dict[str, f
     }
 
 
+@contextlib.contextmanager
+def reproducible(seed: int, threads: int | None = None) -> Iterator[None]:
+    """Run the body as reproducibly as torch allows on CPU, and leave the caller's settings as they were: the global
+    RNG forked and seeded with ``seed``, ``threads`` intra-op threads (``None``: unchanged), and
+    ``torch.use_deterministic_algorithms(True, warn_only=True)`` (operations without a deterministic version warn).
+
+    Example:
+        >>> import torch
+        >>> with reproducible(0, threads=1):
+        ...     a = torch.rand(2)
+        >>> with reproducible(0, threads=1):
+        ...     b = torch.rand(2)
+        >>> torch.equal(a, b)
+        True
+    """
+    old_threads = torch.get_num_threads()
+    old_deterministic = torch.are_deterministic_algorithms_enabled()
+    old_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            if threads is not None and threads != old_threads:
+                torch.set_num_threads(threads)
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            yield
+        finally:
+            torch.use_deterministic_algorithms(old_deterministic, warn_only=old_warn_only)
+            if torch.get_num_threads() != old_threads:
+                torch.set_num_threads(old_threads)
+
+
 def texts_digest(texts: Sequence[str]) -> str:
     """A digest of the texts, in order."""
     h = hashlib.sha256()
@@ -251,20 +307,26 @@ def texts_digest(texts: Sequence[str]) -> str:
 # ---------------------------------------------------------------------- internals
 def _check_args(d_sae: int, k: int, total_tokens: int, batch_size_tokens: int, lr: float,
                 eval_fraction: float, max_activation_tokens: int | None) -> None:
-    if not isinstance(d_sae, int) or d_sae < 1:
+    if not isinstance(d_sae, int) or isinstance(d_sae, bool) or d_sae < 1:
         raise InvalidParameterError(f"d_sae must be a positive int (e.g. 4-8x the hidden size), got {d_sae!r}.")
-    if not isinstance(k, int) or not 1 <= k <= d_sae:
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= d_sae:
         raise InvalidParameterError(f"k (latents active per token) must be an int with 1 <= k <= d_sae={d_sae}, "
                                     f"got {k!r}.")
+    check_integer("batch_size_tokens", batch_size_tokens, "Pass a whole number of tokens, e.g. 1024.")
+    check_integer("total_tokens", total_tokens, "Pass a whole number of training samples, e.g. 250_000.")
     if batch_size_tokens < 1:
         raise InvalidParameterError(f"batch_size_tokens must be >= 1, got {batch_size_tokens}.")
     if total_tokens < batch_size_tokens:
         raise InvalidParameterError(f"total_tokens={total_tokens} is less than one batch (batch_size_tokens="
                                     f"{batch_size_tokens}); raise total_tokens, or lower batch_size_tokens.")
+    check_real("lr", lr, "Pass a positive learning rate, e.g. lr=2e-3.")
     if not lr > 0:
         raise InvalidParameterError(f"lr must be > 0, got {lr}.")
+    check_real("eval_fraction", eval_fraction, "Pass a fraction in (0, 1), e.g. eval_fraction=0.1.")
     if not 0 < eval_fraction < 1:
         raise InvalidParameterError(f"eval_fraction must be in (0, 1), got {eval_fraction}.")
+    if max_activation_tokens is not None:
+        check_integer("max_activation_tokens", max_activation_tokens, "Pass a whole number of tokens, or None.")
     if max_activation_tokens is not None and max_activation_tokens < 2:
         raise InvalidParameterError(f"max_activation_tokens must be >= 2 or None (read every text), got "
                                     f"{max_activation_tokens}.")
@@ -339,7 +401,7 @@ def _fit(acts: torch.Tensor, config: dict[str, Any], seed: int, progress: bool, 
     d_in = int(acts.shape[1])
     batch, total = config["batch_size_tokens"], config["total_tokens"]
     steps = total // batch
-    torch.manual_seed(config["seed"])
+    torch.manual_seed(config["seed"])  # sae-lens initialises from the global RNG (forked by reproducible())
     sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=config["d_sae"], k=config["k"],
                                                 device=str(device), normalize_activations="expected_average_only_in"))
     # Scale activations to mean norm sqrt(d_in) (sae-lens folds the factor into the weights after

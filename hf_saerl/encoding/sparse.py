@@ -8,7 +8,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..core.columns import SAE_INDICES, SAE_VALUES, column_names
-from ..errors import InvalidParameterError, MissingColumnError, WidthMismatchError
+from ..core.validation import check_finite, check_integer
+from ..errors import InvalidParameterError, MissingColumnError, ParameterTypeError, WidthMismatchError
 
 __all__ = ["sparse_matrix", "topk_rows"]
 
@@ -32,7 +33,10 @@ def sparse_matrix(
         array([[1., 0., 0., 2.],
                [0., 5., 0., 0.]], dtype=float32)
     """
+    check_integer("d_sae", d_sae, "Pass the SAE's width, e.g. d_sae=encoder.d_sae.", minimum=1)
     indices, values, indptr = _flat_columns(data, indices_column, values_column)
+    check_finite(values, f"Column {values_column!r}", "Re-encode these rows (SAEEncoder refuses non-finite "
+                 "activations), or drop them with dataset.filter(...).")
     if indices.size and (indices.min() < 0 or indices.max() >= d_sae):
         raise WidthMismatchError(
             f"Column {indices_column!r} holds latent ids in [{indices.min()}, {indices.max()}], outside "
@@ -64,6 +68,7 @@ def _flat_columns(data: Any, indices_column: str, values_column: str):
         val_col = table.column(values_column).combine_chunks()
         if isinstance(idx_col, pa.ChunkedArray):  # empty tables
             idx_col, val_col = idx_col.combine_chunks(), val_col.combine_chunks()
+        _check_integer_ids(idx_col.type.value_type, indices_column)
         idx_col = idx_col.cast(pa.large_list(pa.int64()))
         val_col = val_col.cast(pa.large_list(pa.float32()))
         indptr = np.asarray(idx_col.offsets, dtype=np.int64)
@@ -82,9 +87,24 @@ def _flat_columns(data: Any, indices_column: str, values_column: str):
         raise InvalidParameterError(f"Columns {indices_column!r} and {values_column!r} have rows of different "
                                     "lengths; they must pair up. Pass the columns one encoder wrote, or rebuild them.")
     indptr = np.concatenate([[0], np.cumsum(lengths)])
-    indices = np.concatenate([np.asarray(r, dtype=np.int64) for r in idx_rows]) if len(idx_rows) else np.zeros(0, np.int64)
+    idx_arrays = [np.asarray(r) for r in idx_rows if len(r)]
+    for arr in idx_arrays:
+        _check_integer_ids(arr.dtype, indices_column)
+    indices = np.concatenate(idx_arrays).astype(np.int64) if idx_arrays else np.zeros(0, np.int64)
     values = np.concatenate([np.asarray(r, dtype=np.float32) for r in val_rows]) if len(val_rows) else np.zeros(0, np.float32)
     return indices, values, indptr
+
+
+def _check_integer_ids(dtype: Any, column: str) -> None:
+    """Refuse latent ids that are not integers (floats would be truncated, strings misread)."""
+    import pyarrow as pa
+
+    ok = pa.types.is_integer(dtype) if isinstance(dtype, pa.DataType) else np.issubdtype(np.dtype(dtype), np.integer)
+    if not ok:
+        raise ParameterTypeError(
+            f"Column {column!r} holds latent ids of type {dtype}, not integers; they would be truncated or misread. "
+            f"Write the ids as integers (SAEEncoder writes int32), or cast the column, e.g. "
+            f"dataset.cast_column({column!r}, datasets.List(datasets.Value('int32'))) after checking they are whole.")
 
 
 def topk_rows(pooled: "np.ndarray", k: int | None) -> tuple[list[np.ndarray], list[np.ndarray]]:

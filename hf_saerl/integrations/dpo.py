@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..curriculum.checks import check_real
+from ..core.validation import check_real
 from ..errors import InvalidParameterError, MissingColumnError, NonFiniteError, ParameterTypeError
 
 try:

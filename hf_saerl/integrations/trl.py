@@ -26,7 +26,7 @@ import torch
 
 from ..core.columns import CLUSTER_ID, DIFFICULTY, SAE_INDICES, SAE_VALUES
 from ..curriculum import CurriculumOptions
-from ..curriculum.checks import check_integer
+from ..core.validation import check_integer
 from ..curriculum.schedule import check_epoch
 from ..errors import InvalidParameterError, ParameterTypeError
 from .transformers import same_rows

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..core.columns import require_columns
-from ..curriculum.checks import check_integer
+from ..core.validation import check_integer
 from ..curriculum.dataset import CurriculumDataset
 
 logger = logging.getLogger(__name__)

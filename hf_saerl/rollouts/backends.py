@@ -31,7 +31,8 @@ import logging
 import os
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
-from ..errors import InvalidParameterError
+from ..core.validation import check_integer, check_real
+from ..errors import InvalidParameterError, ParameterTypeError
 
 logger = logging.getLogger(__name__)
 
@@ -74,20 +75,44 @@ def sampling_settings(sampling: Mapping[str, Any] | None) -> tuple[dict[str, Any
     """
     sampling = dict(sampling or {})
     common = {k: sampling.pop(k, v) for k, v in DEFAULT_SAMPLING.items()}
-    if not isinstance(common["max_new_tokens"], int) or common["max_new_tokens"] < 1:
+    check_integer("max_new_tokens", common["max_new_tokens"], "Pass e.g. max_new_tokens=256.")
+    if common["max_new_tokens"] < 1:
         raise InvalidParameterError(f"max_new_tokens must be a positive int, got {common['max_new_tokens']!r}. "
                                     "Pass e.g. max_new_tokens=256.")
-    if common["temperature"] is None or common["temperature"] < 0:
-        raise InvalidParameterError(f"temperature must be >= 0 (0: greedy), got {common['temperature']!r}. "
-                                    "Pass e.g. temperature=1.0 for pass rates of the policy as it samples.")
-    if common["top_p"] is not None and not 0 < common["top_p"] <= 1:
-        raise InvalidParameterError(f"top_p must be in (0, 1], got {common['top_p']!r}; 1.0 turns it off.")
-    if common["top_k"] is not None and (not isinstance(common["top_k"], int) or common["top_k"] < 0):
-        raise InvalidParameterError(f"top_k must be a non-negative int, got {common['top_k']!r}; 0 or None turns it "
-                                    "off.")
-    if common["min_p"] is not None and not 0 <= common["min_p"] < 1:
-        raise InvalidParameterError(f"min_p must be in [0, 1), got {common['min_p']!r}; None turns it off.")
+    if common["temperature"] is None:
+        raise InvalidParameterError("temperature must be >= 0 (0: greedy), got None. Pass e.g. temperature=1.0 for "
+                                    "pass rates of the policy as it samples.")
+    common["temperature"] = check_real("temperature", common["temperature"], "Pass temperature >= 0 (0: greedy), "
+                                       "e.g. temperature=1.0 for pass rates of the policy as it samples.", low=0.0)
+    if common["top_p"] is not None:
+        common["top_p"] = check_real("top_p", common["top_p"], "Pass top_p in (0, 1]; 1.0 turns it off.", low=0.0,
+                                     high=1.0, low_open=True)
+    if common["top_k"] is not None:
+        check_integer("top_k", common["top_k"], "Pass a whole number; 0 or None turns it off.")
+        if common["top_k"] < 0:
+            raise InvalidParameterError(f"top_k must be a non-negative int, got {common['top_k']!r}; 0 or None turns "
+                                        "it off.")
+    if common["min_p"] is not None:
+        common["min_p"] = check_real("min_p", common["min_p"], "Pass min_p in [0, 1); None turns it off.", low=0.0,
+                                     high=1.0, high_open=True)
     return common, sampling
+
+
+def _checked_seeds(prompts: Sequence[str], seeds: Sequence[int] | None, n: int) -> list[int]:
+    """One whole-number seed per prompt (derived from the prompt when ``seeds`` is None); prompts are strings."""
+    if isinstance(prompts, str):
+        raise ParameterTypeError(f"prompts must be a list of rendered prompt strings, got one string {prompts[:40]!r}; "
+                                 "pass [prompt].")
+    bad = [i for i, p in enumerate(prompts) if not isinstance(p, str)]
+    if bad:
+        raise ParameterTypeError(f"prompts must be rendered strings; prompt {bad[0]} is {type(prompts[bad[0]]).__name__}"
+                                 ". Render chat messages first (RolloutLabeller.render), or pass str prompts.")
+    check_integer("n", n, "Pass the number of samples per prompt, e.g. n=8.", minimum=1)
+    seeds = list(seeds) if seeds is not None else [derive_seed(0, p) for p in prompts]
+    if len(seeds) != len(prompts):
+        raise InvalidParameterError(f"Got {len(seeds)} seeds for {len(prompts)} prompts; pass one seed per prompt.")
+    return [check_integer(f"seeds[{i}]", s, "Pass whole-number seeds, e.g. from derive_seed(seed, prompt).")
+            for i, s in enumerate(seeds)]
 
 
 def encode_prompts(tokenizer: Any, prompts: Sequence[str]) -> list[list[int]]:
@@ -180,6 +205,7 @@ class TransformersBackend:
                  batch_size: int = 32, device: str | None = None, dtype: str | None = None):
         from ..encoding.loading import is_model_spec
 
+        check_integer("batch_size", batch_size, "Pass a whole number of sequences per generate call, e.g. 32.")
         if batch_size < 1:
             raise InvalidParameterError(f"batch_size must be >= 1 sequence per generate call, got {batch_size}.")
         self.model_spec = str(model) if is_model_spec(model) else None
@@ -198,6 +224,9 @@ class TransformersBackend:
             if tokenizer is None:
                 raise InvalidParameterError(
                     "A loaded model needs its tokenizer: pass tokenizer=AutoTokenizer.from_pretrained(...).")
+            from ..encoding.loading import check_weights_finite
+
+            check_weights_finite(model, f"the policy {type(model).__name__}")
 
     # ------------------------------------------------------------------ loading (lazy, per rank)
     def load(self, rank: int | None = None) -> "TransformersBackend":
@@ -237,30 +266,24 @@ class TransformersBackend:
         return self._model
 
     def __getstate__(self) -> dict[str, Any]:
-        # TODO(lead): this ships an in-memory model as SAEEncoder.__getstate__ does; share one public helper in
-        # hf_saerl/encoding/loading.py once it exists (e.g. model_state / model_from_state).
+        from ..encoding.loading import model_state
+
         state = dict(self.__dict__)
         state["_loaded"] = False
         if self.model_spec is not None:
             state["_model"] = None
         elif self._model is not None:
-            state["_model"] = {"class": type(self._model), "config": self._model.config,
-                               "generation_config": getattr(self._model, "generation_config", None),
-                               "dtype": next(self._model.parameters()).dtype,
-                               "weights": {k: v.cpu() for k, v in self._model.state_dict().items()}}
+            state["_model"] = model_state(self._model)  # class + config + weights, as the encoder ships its model
         if self.tokenizer_spec is not None:
             state["_tokenizer"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        from ..encoding.loading import model_from_state
+
         self.__dict__.update(state)
         if isinstance(self._model, dict):
-            shipped = self._model
-            model = shipped["class"](shipped["config"]).to(shipped["dtype"])
-            model.load_state_dict(shipped["weights"], strict=True)
-            if shipped.get("generation_config") is not None:
-                model.generation_config = shipped["generation_config"]
-            self._model = model.eval()
+            self._model = model_from_state(self._model)
 
     def identity(self) -> Any:
         """What the model and tokenizer are, for fingerprints (:mod:`hf_saerl.encoding.identity`): a Hub id and
@@ -285,9 +308,7 @@ class TransformersBackend:
         from transformers import LogitsProcessorList
 
         common, extra = sampling_settings(sampling)
-        seeds = list(seeds) if seeds is not None else [derive_seed(0, p) for p in prompts]
-        if len(seeds) != len(prompts):
-            raise InvalidParameterError(f"Got {len(seeds)} seeds for {len(prompts)} prompts; pass one seed per prompt.")
+        seeds = _checked_seeds(prompts, seeds, n)
         self.load()
         model, tokenizer = self._model, self._tokenizer
         device = next(model.parameters()).device
@@ -398,7 +419,7 @@ class VLLMBackend:
                  seeds: Sequence[int] | None = None) -> list[list[str]]:
         """``n`` completions per prompt, ``[prompt][sample]``."""
         common, extra = sampling_settings(sampling)
-        seeds = list(seeds) if seeds is not None else [derive_seed(0, p) for p in prompts]
+        seeds = _checked_seeds(prompts, seeds, n)
         self.load()
         from vllm import SamplingParams
 

@@ -16,7 +16,8 @@ from typing import Any, Mapping, Sequence
 
 from ..core.columns import COMPLETIONS, N_CORRECT, N_EMPTY, N_SAMPLES, PASS_RATE, REWARDS, require_columns
 from ..core.fingerprint import Fingerprinted, stable_hash
-from ..errors import HfSaerlError, InvalidParameterError
+from ..core.validation import check_bool, check_integer, is_missing
+from ..errors import HfSaerlError, InvalidParameterError, ParameterTypeError
 from .backends import derive_seed, make_backend, sampling_settings
 from .verifiers import VerificationError, as_verifier, callable_identity, completion_text
 
@@ -117,10 +118,20 @@ class RolloutLabeller(Fingerprinted):
     ):
         from ..encoding.text import TextBuilder
 
-        if not isinstance(n, int) or n < 1:
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise InvalidParameterError(f"n must be a positive int (samples per prompt), got {n!r}. Pass e.g. n=8.")
-        if not isinstance(seed, int):
-            raise InvalidParameterError(f"seed must be an int, got {type(seed).__name__}.")
+        check_integer("seed", seed, "Pass a whole-number seed, e.g. seed=0.")
+        check_integer("batch_size", batch_size, "Pass a whole number of sequences per generate call, e.g. 32.",
+                      minimum=1)
+        for name, value in (("keep_completions", keep_completions), ("progress", progress)):
+            check_bool(name, value, f"Pass {name}=True or {name}=False.")
+        if chat_template is not None:
+            check_bool("chat_template", chat_template, "Pass chat_template=True, False, or None (when the tokenizer "
+                       "has one).")
+        for name, value in (("instruction", instruction), ("system_prompt", system_prompt)):
+            if value is not None and not isinstance(value, str):
+                raise ParameterTypeError(f"{name} must be a str or None, got {value!r} ({type(value).__name__}). "
+                                         f"Pass the text, or {name}=None for none.")
         self.sampling = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "top_k": top_k,
                          **dict(sampling or {})}
         sampling_settings(self.sampling)  # validate now, not inside map
@@ -268,7 +279,23 @@ class RolloutLabeller(Fingerprinted):
         are what the verifier receives as ``prompts`` (TRL passes the same)."""
         if self.template is not None:
             return self.text.build(batch)
-        return list(batch[self.prompt_column])
+        from ..encoding.text import is_chat
+
+        prompts = list(batch[self.prompt_column])
+        for row, prompt in enumerate(prompts):
+            if is_missing(prompt) or isinstance(prompt, str):
+                continue
+            if is_chat(prompt):
+                if all(not str(m.get("content") or "").strip() for m in prompt):
+                    prompts[row] = None  # a conversation without content is an empty prompt, never bare scaffolding
+                continue
+            what = (f"a list of {'/'.join(sorted({type(v).__name__ for v in prompt})) or 'nothing'}"
+                    if isinstance(prompt, (list, tuple)) else f"{prompt!r} ({type(prompt).__name__})")
+            raise ParameterTypeError(
+                f"Column {self.prompt_column!r} holds {what} in batch row {row}, which is neither a prompt string nor "
+                "chat messages ([{'role': 'user', 'content': ...}]). Cast the column to strings, e.g. "
+                f"dataset.cast_column({self.prompt_column!r}, datasets.Value('string')), or build the messages as dicts.")
+        return prompts
 
     def render(self, prompt: Any, tokenizer: Any = None) -> str:
         """One prompt as the policy reads it: the instruction added, then the system prompt and the chat template.
@@ -283,7 +310,7 @@ class RolloutLabeller(Fingerprinted):
         messages = [dict(m) for m in prompt] if is_chat else [{"role": "user", "content": str(prompt)}]
         users = [m for m in messages if m.get("role") == "user"]
         if self.instruction and users:
-            content = str(users[-1].get("content", ""))
+            content = str(users[-1].get("content") or "")
             users[-1]["content"] = (self.instruction.replace("{prompt}", content) if "{prompt}" in self.instruction
                                     else f"{content}\n\n{self.instruction}")
         if self.system_prompt and not any(m.get("role") == "system" for m in messages):
@@ -300,14 +327,14 @@ class RolloutLabeller(Fingerprinted):
             raise InvalidParameterError(
                 f"Column {self.prompt_column!r} holds a multi-turn conversation, which needs a chat template; pass "
                 "chat_template=True with a tokenizer that has one, or use single-message prompts.")
-        return "\n\n".join(str(m.get("content", "")) for m in messages)
+        return "\n\n".join(str(m.get("content") or "") for m in messages)
 
     # ------------------------------------------------------------------ the transform
     def __call__(self, batch: Mapping[str, Sequence[Any]], rank: int | None = None) -> dict[str, list]:
         """Label one batch (``Dataset.map(labeller, batched=True[, with_rank=True])``)."""
         self.check_columns(batch)  # before any generation
         raw = self.prompts(batch)
-        empty = [i for i, p in enumerate(raw) if p is None or (isinstance(p, str) and not p.strip()) or
+        empty = [i for i, p in enumerate(raw) if is_missing(p) or (isinstance(p, str) and not p.strip()) or
                  (isinstance(p, (list, tuple)) and not p)]
         if empty:
             raise InvalidParameterError(
