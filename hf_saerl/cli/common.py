@@ -28,7 +28,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ..errors import HfSaerlError, InvalidParameterError, UsageError
 
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "USAGE_EXIT", "FAILURE_EXIT", "failures", "guard", "positive_int", "non_negative_int", "at_least", "hub_repo_id", "finite_float",
-    "positive_float", "add_data_args", "add_push_args", "add_model_args", "model_spec", "load_data", "single_split",
+    "positive_float", "add_data_args", "add_push_args", "add_model_args", "model_spec", "load_data", "save_dataset", "single_split",
     "DATA_HELP", "DATA_EXTENSIONS",
 ]
 
@@ -189,12 +189,21 @@ def load_data(data: list[str], config_name: str | None = None, split: str | None
         if None in kinds or len(kinds) != 1:
             raise UsageError(f"cannot tell the format of {data}: use files of one kind among "
                              f"{sorted(set(DATA_EXTENSIONS))}.")
-        loaded = load_dataset(kinds.pop(), data_files={"train": list(data)})
+        empty = [d for d in data if os.path.getsize(d) == 0]
+        if empty:
+            raise InvalidParameterError(f"the data file(s) {empty} are empty (0 bytes); pass files with at least one "
+                                        "row, or drop them from --data.")
+        loaded = _read_files(kinds.pop(), list(data))
     elif len(data) > 1:
         missing = [d for d in data if not os.path.exists(d)]
         raise FileNotFoundError(f"not found: {missing}. Several --data values must all be local files.")
     else:
         loaded = load_dataset(first, config_name)
+    splits = loaded if isinstance(loaded, DatasetDict) else {"data": loaded}
+    empty_splits = [name for name, part in splits.items() if hasattr(part, "__len__") and len(part) == 0]
+    if empty_splits and (split is None or split in empty_splits or "data" in empty_splits):
+        raise InvalidParameterError(f"{' '.join(data)} has no rows (empty split(s) {empty_splits}); pass data with at "
+                                    "least one row.")
     if split is None:
         return loaded
     if isinstance(loaded, DatasetDict):
@@ -203,6 +212,62 @@ def load_data(data: list[str], config_name: str | None = None, split: str | None
                                         "them with --split, or leave --split out.")
         return loaded[split]
     return loaded
+
+
+def _read_files(builder: str, files: list[str]) -> Any:
+    """``load_dataset(builder, data_files=files)``, with a ``datasets`` failure naming the files and the cause."""
+    from datasets import load_dataset
+    from datasets.exceptions import DatasetGenerationError
+
+    try:
+        return load_dataset(builder, data_files={"train": files})
+    except DatasetGenerationError as e:
+        cause = e.__cause__ or e.__context__
+        why = f"{type(cause).__name__}: {cause}" if cause is not None else str(e)
+        raise DatasetGenerationError(f"could not read {files} as {builder} ({why}). Fix or remove the malformed "
+                                     "rows, or pass files of another format.") from e
+    except StopIteration:  # datasets' JSON reader on a file without a single row
+        raise InvalidParameterError(f"the data file(s) {files} hold no rows; pass files with at least one row.") from None
+    except ValueError as e:  # a header-only CSV, a blank JSONL: "Instruction 'train' corresponds to no data!"
+        if "corresponds to no data" not in str(e):
+            raise
+        raise InvalidParameterError(f"the data file(s) {files} hold no rows; pass files with at least one row.") from None
+
+
+def save_dataset(dataset: Any, output: Path, sources: Sequence[str] = ()) -> None:
+    """``dataset.save_to_disk(output)``, only ever leaving a folder ``load_from_disk`` reads back.
+
+    The dataset is written to a temporary sibling folder, read back, and only then moved into place (an existing
+    saved dataset there is replaced). An ``output`` that is a file, a non-empty folder that is not a saved dataset,
+    or a folder holding one of the ``sources`` (``--data``) is a :class:`~hf_saerl.errors.UsageError`, and nothing
+    is written.
+    """
+    import shutil
+    import tempfile
+
+    from datasets import load_from_disk
+
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"--output {output} is a file; pass a folder to save the dataset in.")
+    target = output.resolve()
+    for src in sources:
+        source = Path(src).resolve()
+        if source == target or target in source.parents:
+            raise UsageError(f"--output {output} would overwrite the input data {src}; pass another folder.")
+    if output.is_dir() and any(output.iterdir()) and not _is_saved_dataset(output):
+        raise UsageError(f"--output {output} is a non-empty folder that holds no saved dataset; pass a new or empty "
+                         "folder, so nothing of yours is overwritten.")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        dataset.save_to_disk(str(staging / "data"))
+        load_from_disk(str(staging / "data"))  # it reads back, or nothing replaces the output
+        if output.exists():
+            shutil.rmtree(output)
+        os.replace(staging / "data", output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def single_split(dataset: Any, split: str | None) -> Any:

@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import InvalidParameterError, UsageError
 from .common import (
     add_data_args,
     add_model_args,
@@ -31,6 +31,7 @@ from .common import (
     finite_float,
     hub_repo_id,
     load_data,
+    save_dataset,
     model_spec,
     non_negative_int,
     positive_int,
@@ -189,6 +190,8 @@ def run_fit(args: argparse.Namespace) -> int:
     )
     pipeline.fit(dataset, quality_label=args.quality_label, difficulty_label=args.difficulty_label,
                  cluster_reference=args.cluster_reference, batch_size=args.batch_size)
+    if args.quality_threshold is not None:  # the probe's kind (classifier or not) is known once it is fitted
+        _check_threshold_argument(pipeline, args.quality_threshold)
     for role, est in pipeline.estimators().items():
         shown = {k: v for k, v in est.metrics_.items() if isinstance(v, (int, float, str)) and v is not None}
         print(f"{role}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
@@ -216,6 +219,7 @@ def run_augment(args: argparse.Namespace) -> int:
     elif args.quality_threshold is not None:
         if pipeline.quality is None:
             raise UsageError(f"--quality-threshold needs a pipeline with a quality probe; {args.pipeline} has none.")
+        _check_threshold_argument(pipeline, args.quality_threshold)
         pipeline.quality_threshold = args.quality_threshold
     dataset = load_data(args.data, args.data_config, args.split)
     out, stats = pipeline(dataset, batch_size=args.batch_size, num_proc=args.num_proc, return_stats=True)
@@ -223,7 +227,7 @@ def run_augment(args: argparse.Namespace) -> int:
         dropped = f", dropped {s['n_dropped']} with quality < {s['quality_threshold']}" if s["quality_threshold"] is not None else ""
         print(f"{split}: {s['n_kept']} rows{dropped}")
     if args.output is not None:
-        out.save_to_disk(str(args.output))
+        save_dataset(out, args.output, sources=args.data)
         print(f"Saved the augmented dataset to {args.output}")
     if args.push_to:
         filtering = stats if "n_rows" in stats else _merge_stats(stats)
@@ -260,6 +264,17 @@ def run_inspect(args: argparse.Namespace) -> int:
     print(card.read_text(encoding="utf-8") if card.is_file() else f"(no {CARD_NAME} in {args.pipeline})")
     print(f"\n===== {CONFIG_NAME} =====\n{text}")
     return 0
+
+
+def _check_threshold_argument(pipeline: Any, threshold: float) -> None:
+    """``--quality-threshold`` inside [0, 1] when the quality probe is a classifier (a usage error otherwise)."""
+    from ..estimators.selection import check_probability_threshold
+
+    if getattr(pipeline.quality, "task_", None) == "classification":
+        try:
+            check_probability_threshold("--quality-threshold", threshold, "the pipeline's quality probe")
+        except InvalidParameterError as e:
+            raise UsageError(str(e)) from None
 
 
 def _parse_clusters(value: str | None) -> int | str | None:

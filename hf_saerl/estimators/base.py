@@ -46,7 +46,7 @@ from ..core.fingerprint import Fingerprinted, stable_hash
 from ..core.serialization import jsonable
 from ..core.validation import check_fitted, is_fitted
 from ..encoding.sparse import sparse_matrix
-from ..errors import InvalidParameterError, NonFiniteError, WidthMismatchError
+from ..errors import HookMismatchError, InvalidParameterError, NonFiniteError, WidthMismatchError
 from .files import check_path_or_repo_id
 from .inputs import is_matrix, read_baseline
 from .metrics import metrics_markdown
@@ -136,6 +136,7 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
             transform = self.transform_ if fitted else FeatureTransform(self.transform)
             if transform.needs_n_tokens and n_tokens is None:
                 n_tokens = read_column(data, self.n_tokens_column, "token counts (for the 'length' transform step)")
+        self._check_sae_identity(data, fitted)
         finite = np.isfinite(X.data if sp.issparse(X) else X)
         if not finite.all():
             raise NonFiniteError(f"{where} hold {int((~finite).sum())} NaN or infinite value(s); re-encode those rows "
@@ -143,6 +144,33 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
         if n_tokens is not None:
             n_tokens = np.asarray(n_tokens, dtype=np.float64).reshape(-1)
         return X, n_tokens
+
+    def _check_sae_identity(self, data: Any, fitted: bool) -> None:
+        """Which SAE made a dataset's columns (the encoder's record in its features; none for a matrix or a batch):
+        remembered at fit as ``sae_identity_``, compared at predict. Another hook or ``d_in`` is a
+        :class:`~hf_saerl.errors.HookMismatchError`; another encoder fingerprint (a different SAE of the same shape,
+        but also another model revision, pooling or top_k) is logged as a warning, since the record cannot tell
+        these apart."""
+        identity = _column_identity(data, self.indices_column)
+        if not fitted:
+            self.sae_identity_ = identity
+            return
+        recorded = getattr(self, "sae_identity_", None)
+        if not identity or not recorded:
+            return
+        name = type(self).__name__
+        for key in ("hook_name", "d_in"):
+            if key in identity and key in recorded and identity[key] != recorded[key]:
+                raise HookMismatchError(
+                    f"This {name} was fitted on SAE features read at {key}={recorded[key]!r}, but the data's columns "
+                    f"were encoded at {key}={identity[key]!r}: another SAE, whose latents mean other things. Encode "
+                    f"the data with the SAE the {name} was fitted on, or fit a new {name} on these features."
+                )
+        if identity.get("fingerprint") != recorded.get("fingerprint"):
+            logger.warning("%s: the data's SAE columns were made by encoder %s, but this %s was fitted on columns of "
+                           "encoder %s (same hook and width). If the SAE differs, its scores mean nothing; re-encode "
+                           "with the fitting encoder to be sure.", name, identity.get("fingerprint"), name,
+                           recorded.get("fingerprint"))
 
     def _sparse_columns(self, data: Any) -> sp.csr_matrix:
         name = type(self).__name__
@@ -279,3 +307,15 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
         return load_estimator(cls, str(model_id), subfolder=subfolder, overrides=model_kwargs, revision=revision,
                               cache_dir=cache_dir, force_download=force_download, local_files_only=local_files_only,
                               token=token)
+
+
+def _column_identity(data: Any, indices_column: str) -> dict[str, Any] | None:
+    """The SAE record :class:`~hf_saerl.encoding.encoder.SAEEncoder` stores in a dataset's features, or None."""
+    if is_matrix(data) or not hasattr(data, "features"):
+        return None
+    try:
+        from ..encoding.encoder import sae_identity_of
+    except ImportError:  # pragma: no cover - an encoding layer without column records
+        return None
+    record = sae_identity_of(data, indices_column)
+    return dict(record) if isinstance(record, Mapping) else None

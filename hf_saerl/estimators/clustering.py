@@ -252,7 +252,8 @@ class SAEClusterer(SAEEstimator, tags=["sae-clustering", "kmeans"], model_card_t
         if isinstance(k, bool) or not isinstance(k, int) or k < 1 or self.algorithm_ not in ("kmeans", "minibatch"):
             raise BundleError(f"{source}: saved n_clusters_={k!r} / algorithm_={self.algorithm_!r} are invalid; the "
                               "file is corrupt. Save the clusterer again.")
-        self.cluster_centers_ = take_array(arrays, "cluster_centers", (k, self.d_sae), source)
+        self.cluster_centers_ = take_array(arrays, "cluster_centers", (k, self.d_sae), source,
+                                           dtype=np.float64, finite=True)
 
 
 def _l2_rows(X: Any) -> Any:

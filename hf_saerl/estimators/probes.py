@@ -35,7 +35,8 @@ from .elastic_net import PROTOCOLS, ElasticNetPathCV, length_baseline
 from .files import take_array
 from .inputs import clean_labels, is_matrix, read_labels, warn_empty_rows
 from .metrics import classification_metrics, regression_metrics
-from .selection import band_mask, check_band, check_threshold_args, column_scores, select_rows, threshold_mask
+from .selection import (band_mask, check_band, check_finite_number, check_probability_threshold, check_threshold_args,
+                        column_scores, select_rows, threshold_mask)
 from .transforms import TransformSpec
 
 logger = logging.getLogger(__name__)
@@ -186,8 +187,8 @@ class _LinearProbe(SAEEstimator):
 
     # ------------------------------------------------------------------ state
     def _restore(self, arrays: dict[str, np.ndarray], source: str) -> None:
-        self.coef_ = take_array(arrays, "coef", (self.d_sae,), source)
-        self.intercept_ = take_array(arrays, "intercept", (1,), source)
+        self.coef_ = take_array(arrays, "coef", (self.d_sae,), source, dtype=np.float64, finite=True)
+        self.intercept_ = take_array(arrays, "intercept", (1,), source, dtype=np.float64, finite=True)
 
 
 # ====================================================================== QualityProbe
@@ -268,6 +269,11 @@ class QualityProbe(_LinearProbe, tags=["quality-probe"], model_card_template=_QU
     def _validate_params(self) -> None:
         super()._validate_params()
         check_choice("task", self.task, ("auto", "classification", "regression"))
+        for name in ("C", "alpha"):
+            value = check_finite_number(name, getattr(self, name), f"Pass a positive, finite {name}, e.g. {name}=1.0.")
+            if value <= 0:
+                raise InvalidParameterError(f"{name} must be > 0; got {value!r}. Pass a positive {name}, e.g. "
+                                            f"{name}=1.0.")
 
     def _is_classifier(self) -> bool:
         return self.task_ == "classification"
@@ -366,6 +372,8 @@ class QualityProbe(_LinearProbe, tags=["quality-probe"], model_card_template=_QU
             also logged at INFO level by the ``hf_saerl.estimators.probes`` logger.
         """
         check_threshold_args(threshold, drop_fraction)
+        if threshold is not None and getattr(self, "task_", None) == "classification":
+            check_probability_threshold("threshold", threshold, "this QualityProbe")
         keep, threshold = threshold_mask(column_scores(self, dataset, self.output_column), threshold, drop_fraction)
         return select_rows(dataset, keep, {"threshold": threshold}, what="QualityProbe.filter",
                            return_stats=return_stats, log=logger)

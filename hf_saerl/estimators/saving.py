@@ -28,7 +28,7 @@ from typing import Any, Mapping
 
 from ..core.serialization import check_format_version, read_json, write_json
 from ..errors import BundleError, InvalidParameterError, WidthMismatchError
-from .files import REFETCH, fetch_file, read_arrays, write_arrays
+from .files import REFETCH, check_sealed, fetch_file, read_arrays, sealed, write_arrays
 from .transforms import FeatureTransform
 
 __all__ = ["FORMAT_VERSION", "CONFIG_NAME", "save_estimator", "load_estimator"]
@@ -56,9 +56,10 @@ def save_estimator(estimator: Any, directory: Path) -> None:
         "transform": estimator.transform_.steps_,
         "fitted": estimator._fitted_state(),
         "metrics": estimator.metrics_,
+        "sae_identity": getattr(estimator, "sae_identity_", None),
     }
-    write_json(directory / f"{kind}.json", state)
-    write_json(directory / CONFIG_NAME, estimator.get_params(deep=False), nonfinite="raise")
+    write_json(directory / f"{kind}.json", sealed(state), nonfinite="raise")
+    write_json(directory / CONFIG_NAME, sealed(estimator.get_params(deep=False)), nonfinite="raise")
 
 
 def load_estimator(cls: type, model_id: str, *, subfolder: str | None = None,
@@ -68,7 +69,8 @@ def load_estimator(cls: type, model_id: str, *, subfolder: str | None = None,
     kind, name = cls.kind, cls.__name__
     fetch = partial(fetch_file, model_id, expected=[CONFIG_NAME, f"{kind}.json", f"{kind}.safetensors"], owner=name,
                     subfolder=subfolder, **hub_kwargs)
-    config = read_json(fetch(CONFIG_NAME), f"the {name}'s parameters", REFETCH)
+    config_path = fetch(CONFIG_NAME)
+    config = read_json(config_path, f"the {name}'s parameters", REFETCH)
     state_path = fetch(f"{kind}.json")
     state = read_json(state_path, f"the fitted {name}", REFETCH)
     _check_state(cls, state, state_path)
@@ -100,7 +102,15 @@ def load_estimator(cls: type, model_id: str, *, subfolder: str | None = None,
         setattr(estimator, key, fitted[key])
     estimator._restore(arrays, str(weights_path))
     estimator.metrics_ = state.get("metrics") or {}
+    identity = state.get("sae_identity")
+    if identity is not None and not isinstance(identity, dict):
+        raise BundleError(f"{state_path}: 'sae_identity' must be an object or null (found {identity!r}); the file is "
+                          f"corrupt. {REFETCH}")
+    estimator.sae_identity_ = identity
     estimator.n_features_in_ = estimator.d_sae
+    # Last, once every specific check has had its say: nothing valid-looking but changed gets through.
+    check_sealed(config, config_path)
+    check_sealed(state, state_path)
     return estimator
 
 

@@ -39,7 +39,7 @@ from typing import Any, Iterable, Mapping, Sequence, Union
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import BundleError, InvalidParameterError
+from ..errors import BundleError, InvalidParameterError, NonFiniteError
 
 __all__ = ["FeatureTransform", "TransformSpec", "normalize_steps", "row_nnz", "STEP_DEFAULTS"]
 
@@ -164,6 +164,9 @@ class FeatureTransform:
                 if scale.shape != (width,):
                     raise BundleError(f"Saved array {key!r} has shape {scale.shape}, expected ({width},); the file is "
                                       "corrupt or was saved for another SAE width. Save the estimator again.")
+                if not np.isfinite(scale).all():
+                    raise NonFiniteError(f"Saved array {key!r} holds {int((~np.isfinite(scale)).sum())} NaN or "
+                                         "infinite value(s); the file is corrupt. Save the estimator again.")
                 out.scales_[i] = scale
         return out
 

@@ -37,6 +37,7 @@ from typing import Any, Mapping
 
 from ..core.hub import local_folder
 from ..core.serialization import check_format_version, read_json, write_json
+from ..estimators.files import check_sealed, sealed
 from ..errors import BundleError, HookMismatchError, InvalidParameterError, WidthMismatchError
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "PIPELINE_FORMAT", "PIPELINE_FORMAT_VERSION", "CONFIG_NAME", "CARD_NAME", "SAE_FOLDER", "SAE_FILES",
     "estimator_classes", "estimator_folder", "bundle_patterns", "bundle_folder", "encoder_record", "encoder_options",
-    "model_record", "write_bundle", "check_bundle",
+    "model_record", "write_bundle", "check_bundle", "file_sha256",
     "check_safetensors", "load_estimators", "build_encoder", "resolve_model",
 ]
 
@@ -122,7 +123,11 @@ def write_bundle(folder: str | Path, config: Mapping[str, Any], *, estimators: M
         sae.save_model(str(folder / config["sae"]["path"]))
     for role, est in estimators.items():
         est.save_pretrained(folder / estimator_folder(role))
-    write_json(folder / CONFIG_NAME, config)
+    config = dict(config)
+    sae_path = (config.get("sae") or {}).get("path")
+    if sae_path:  # sae-lens writes no checksum of its own: record one per file
+        config["files"] = {f"{sae_path}/{name}": file_sha256(folder / sae_path / name) for name in SAE_FILES}
+    write_json(folder / CONFIG_NAME, sealed(config), nonfinite="raise")
     if card is not None:
         card.save(folder / CARD_NAME)
     return folder
@@ -243,6 +248,10 @@ def check_bundle(folder: str | Path) -> dict[str, Any]:
     d_sae = config.get("d_sae")
     if isinstance(d_sae, bool) or not isinstance(d_sae, int) or d_sae <= 0:
         raise BundleError(f"{config_path} has no valid 'd_sae' (found {d_sae!r}); the file is corrupt. {_RESAVE}")
+    threshold = config.get("quality_threshold")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
+        raise BundleError(f"{config_path} has quality_threshold={threshold!r}, not a number or null; the file is "
+                          f"corrupt. {_RESAVE}")
     estimators = config.get("estimators") or {}
     unknown = sorted(set(estimators) - set(estimator_classes()))
     if unknown:
@@ -256,13 +265,41 @@ def check_bundle(folder: str | Path) -> dict[str, Any]:
         sae = config.get("sae") or {}
         if sae.get("path"):
             _check_sae_folder(_inside(folder, sae["path"], config_path), config, config_path)
+    # Last, once every specific check has had its say: nothing valid-looking but changed gets through.
+    _check_file_digests(folder, config.get("files") or {}, config_path)
+    check_sealed(config, config_path, _RESAVE)
     return config
 
 
-def _inside(folder: Path, relative: Any, config_path: Path) -> Path:
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of the file at ``path``, read in 1 MiB blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_file_digests(folder: Path, files: Any, config_path: Path) -> None:
+    """Every file ``config.json`` lists under ``files`` lies inside the bundle and has the recorded SHA-256."""
+    if not isinstance(files, Mapping):
+        raise BundleError(f"{config_path}: 'files' must map paths to SHA-256 digests (found {files!r}); the file is "
+                          f"corrupt. {_RESAVE}")
+    for relative, digest in files.items():
+        path = _inside(folder, relative, config_path, what=f"a file ({relative!r})")
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing from the pipeline folder ({config_path} lists it). {_RESAVE}")
+        if file_sha256(path) != digest:
+            raise BundleError(f"{path} does not match the SHA-256 that {config_path} recorded when the pipeline was "
+                              f"saved; the file is corrupt or was replaced. {_RESAVE}")
+
+
+def _inside(folder: Path, relative: Any, config_path: Path, what: str = "the SAE") -> Path:
     path = folder / str(relative)
     if not isinstance(relative, str) or not path.resolve().is_relative_to(folder.resolve()):
-        raise BundleError(f"{config_path} points the SAE at {relative!r}, outside the pipeline's folder; the file was "
+        raise BundleError(f"{config_path} points {what} at {relative!r}, outside the pipeline's folder; the file was "
                           f"tampered with. {_RESAVE}")
     return path
 
@@ -301,6 +338,11 @@ def _check_encoder_config(config: Mapping[str, Any], path: Path) -> None:
                           f"{sae!r}); the file is corrupt. {_RESAVE}")
     if not isinstance(enc, Mapping) or not config.get("hook_name") or not isinstance(config.get("d_in"), int):
         raise BundleError(f"{path} lacks the encoder settings, hook_name or d_in; the file is corrupt. {_RESAVE}")
+    unknown = sorted(set(enc) - _encoder_arguments())
+    if unknown:
+        raise BundleError(f"{path} records encoder options {unknown} that this hf_saerl's SAEEncoder does not take; "
+                          "the pipeline was saved by a newer hf_saerl. Upgrade hf_saerl (pip install -U hf-saerl), or "
+                          "save the pipeline again with this version.")
 
 
 def _check_sae_folder(sae_dir: Path, config: Mapping[str, Any], config_path: Path) -> None:

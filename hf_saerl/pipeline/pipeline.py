@@ -24,7 +24,9 @@ from sklearn.base import BaseEstimator
 from ..core.fingerprint import stable_hash
 from ..core.hub import upload_folder
 from ..core.validation import is_fitted
-from ..errors import InvalidParameterError, MissingColumnError, WidthMismatchError
+from ..estimators.selection import check_finite_number, check_probability_threshold
+from ..errors import (InvalidParameterError, MissingColumnError, NonFiniteError, ParameterTypeError,
+                      WidthMismatchError)
 from .bundle import (
     PIPELINE_FORMAT,
     PIPELINE_FORMAT_VERSION,
@@ -120,6 +122,7 @@ class SAERLPipeline(BaseEstimator):
         if self.quality_threshold is not None and self.quality is None:
             raise InvalidParameterError("quality_threshold needs a quality probe: pass quality=QualityProbe(...), or "
                                         "drop quality_threshold.")
+        self._check_threshold()
         width = self.d_sae
         source = "the encoder's SAE" if self.encoder is not None else "the first estimator"
         for role, est in self.estimators().items():
@@ -136,6 +139,16 @@ class SAERLPipeline(BaseEstimator):
                             f"The {role} reads {attr}={getattr(est, attr)!r} but the encoder writes "
                             f"{getattr(self.encoder, attr)!r}; give them the same column name."
                         )
+
+    def _check_threshold(self) -> None:
+        """``quality_threshold`` is None or a finite number, and inside [0, 1] for a fitted classifier probe (its scores
+        are probabilities: a threshold outside would keep every row or none)."""
+        if self.quality_threshold is None:
+            return
+        check_finite_number("quality_threshold", self.quality_threshold,
+                            "Pass a finite quality_threshold (e.g. 0.5), or None to keep every row.")
+        if getattr(self.quality, "task_", None) == "classification":
+            check_probability_threshold("quality_threshold", float(self.quality_threshold), "the quality probe")
 
     def __sklearn_is_fitted__(self) -> bool:
         """Fitted once :meth:`fit` ran or the pipeline was loaded, or when every estimator it holds is fitted
@@ -208,6 +221,7 @@ class SAERLPipeline(BaseEstimator):
         from datasets import DatasetDict, IterableDatasetDict
 
         self._check_fitted("pipeline(dataset)")
+        self._check_threshold()  # set after construction, or the probe fitted since
         if isinstance(dataset, (DatasetDict, IterableDatasetDict)):
             results = {name: self(split, batch_size=batch_size, num_proc=num_proc, return_stats=True)
                        for name, split in dataset.items()}
@@ -423,9 +437,12 @@ class SAERLPipeline(BaseEstimator):
         encoder = None
         if config.get("model") is not None:
             encoder = build_encoder(folder, config, model, tokenizer, encoder_kwargs)
-        pipeline = cls(encoder, **estimators, quality_threshold=config.get("quality_threshold"),
-                       model_id=(config.get("model") or {}).get("id"),
-                       tokenizer_id=(config.get("model") or {}).get("tokenizer"))
+        try:
+            pipeline = cls(encoder, **estimators, quality_threshold=config.get("quality_threshold"),
+                           model_id=(config.get("model") or {}).get("id"),
+                           tokenizer_id=(config.get("model") or {}).get("tokenizer"))
+        except (InvalidParameterError, NonFiniteError, ParameterTypeError) as e:  # a value config.json holds
+            raise type(e)(f"{Path(folder) / 'config.json'}: {e}") from e
         pipeline.fit_info_ = config.get("fit") or {}
         return pipeline
 

@@ -55,7 +55,7 @@ def test_malformed_data_file_exits_1(model_dir, sae_dir, tmp_path, capsys):
     assert main(["fit", "--model", str(model_dir), "--sae", str(sae_dir), "--data", str(bad),
                  "--quality-label", "good", "--output", str(tmp_path / "p")]) == 1
     last = capsys.readouterr().err.strip().splitlines()[-1]  # after the datasets progress bar
-    assert last.startswith("hf-saerl fit: error: An error occurred while generating the dataset")
+    assert last.startswith("hf-saerl fit: error: could not read [") and "bad.jsonl" in last and "JSON parse error" in last
 
 
 @pytest.mark.parametrize("argv", [

@@ -199,6 +199,7 @@ def test_damaged_centroids_are_a_clear_error(clusterer, tmp_path):
         SAEClusterer.from_pretrained(tmp_path)
     state = json.loads((tmp_path / "clusters.json").read_text())
     state["fitted"]["n_clusters_"] = "four"
+    del state["checksum"]  # a deliberate edit: the checksum would refuse it first
     (tmp_path / "clusters.json").write_text(json.dumps(state))
     with pytest.raises(BundleError, match=r"saved n_clusters_='four' / algorithm_='kmeans' are invalid"):
         SAEClusterer.from_pretrained(tmp_path)
