@@ -28,19 +28,42 @@ def _suite():
 SUITE = _suite()
 
 
+@contextlib.contextmanager
+def _global_state_kept():
+    """A benchmark may switch off datasets' cache and progress bars, or quiet hf_saerl's logger, for its own run;
+    give the rest of the test session the state it had."""
+    import logging
+
+    import datasets
+    import torch
+
+    caching, bars = datasets.is_caching_enabled(), datasets.is_progress_bar_enabled()
+    levels = {name: logging.getLogger(name).level for name in ("hf_saerl", "datasets", "transformers")}
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        datasets.enable_caching() if caching else datasets.disable_caching()
+        datasets.enable_progress_bars() if bars else datasets.disable_progress_bars()
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        torch.set_num_threads(threads)
+
+
 def _run_script(script: str, argv: list[str]) -> str:
     """``python benchmarks/<script> argv`` in this process; its printed output."""
     sys.path.insert(0, str(BENCH))
     old_argv = sys.argv
     sys.argv = [str(BENCH / script), *argv]
     try:
-        spec = importlib.util.spec_from_file_location(f"_smoke_{Path(script).stem}", BENCH / script)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            module.main()
-        return out.getvalue()
+        with _global_state_kept():
+            spec = importlib.util.spec_from_file_location(f"_smoke_{Path(script).stem}", BENCH / script)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                module.main()
+            return out.getvalue()
     finally:
         sys.argv = old_argv
         sys.path.remove(str(BENCH))
