@@ -1,0 +1,351 @@
+"""Does DPO on audited pairs move each SAE concept as the audit predicted? Audit, train, sample, compare.
+
+Three models: the **reference** (SFT) model; **DPO** on the audited pairs (TRL's ``DPOTrainer``); and an
+**intervention** on the audit's top chosen-leaning concept: ``ConceptShapedDPOTrainer`` with λ·margin
+(``--intervention shape``, default) or DPO on the pairs ``filter_pairs`` keeps (``--intervention filter``).
+Both trained models are sampled on held-out prompts with the reference model's seeds, and
+``hf_saerl.audit.shift.validate_shift`` compares each concept's measured shift with the audit's Δ.
+
+Presets: ``ci`` (tiny random models and synthetic pairs with a planted concept, seconds); ``cpu`` (the embedded
+SmolLM2-135M-Instruct, its locally trained SAE, CHAMP preference pairs, sized for a 2-core CPU); ``gpu`` (the same
+model and data, larger, in one script of about 8 minutes on one GPU; vLLM for sampling when installed).
+Responses are cut to ``--response-tokens`` before the audit, so the audit, DPO and the rollouts
+(``max_new_tokens`` = the same) all see spans of the same length.
+
+    .venv/bin/python recipes/audit_then_dpo.py --preset cpu --out audit_then_dpo_cpu
+    # -> OUT/results.json (every number), OUT/shift_dpo.png, OUT/shift_intervention.png, OUT/*_validation.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import platform
+import random
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger("audit_then_dpo")
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "ci": dict(n_train=48, n_prompts=12, n_samples=2, response_tokens=12, max_new_tokens=12, epochs=2, lr=5e-3,
+               beta=0.1, batch_size=8, concept_lambda=2.0, temperature=1.0, chat=True, device="cpu"),
+    "cpu": dict(n_train=96, n_prompts=48, n_samples=1, response_tokens=64, max_new_tokens=64, epochs=1, lr=5e-5,
+                beta=0.1, batch_size=4, concept_lambda=2.0, temperature=1.0, chat=True, device="cpu"),
+    "gpu": dict(n_train=160, n_prompts=110, n_samples=8, response_tokens=192, max_new_tokens=192, epochs=3, lr=2e-5,
+                beta=0.1, batch_size=8, concept_lambda=2.0, temperature=1.0, chat=True, device="cuda"),
+}
+
+
+class Clock:
+    """Wall time per stage, logged as it goes."""
+
+    def __init__(self, progress_file: Path | None = None) -> None:
+        self.start = time.perf_counter()
+        self.stages: dict[str, float] = {}
+        self._last = self.start
+        self.progress_file = progress_file
+
+    def __call__(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.stages[stage] = round(now - self._last, 1)
+        self._last = now
+        logger.info("%-28s %7.1f s  (total %.0f s)", stage, self.stages[stage], now - self.start)
+        if self.progress_file is not None:  # what finished so far, should the run be cut short
+            self.progress_file.write_text(json.dumps({"stages_s": self.stages, "load_avg": os.getloadavg()}))
+
+
+def load_ci(cfg: dict[str, Any]) -> tuple[Any, Any, Any, Any, list[Any], dict[str, Any]]:
+    """Tiny random Llama + SAE; synthetic pairs whose chosen side says ``"yes"`` (a planted concept)."""
+    from datasets import Dataset
+
+    from hf_saerl.testing import tiny_llama, tiny_sae, tiny_tokenizer
+
+    model, tok, sae = tiny_llama(seed=0), tiny_tokenizer(), tiny_sae(seed=0)
+    rng = random.Random(0)
+    prompts = [f"{a}+{b}=?" for a, b in ((rng.randint(1, 9), rng.randint(1, 9)) for _ in range(cfg["n_train"]))]
+    chosen = [f"yes {eval(p[:-2])}" for p in prompts]  # noqa: S307 - our own digits
+    rejected = [f"{eval(p[:-2]) + 1} no" for p in prompts]  # noqa: S307
+    pairs = Dataset.from_dict({"prompt": prompts, "chosen": chosen, "rejected": rejected,
+                               "category": ["synthetic"] * len(prompts)})
+    held_out = [f"{a}*{b}=?" for a, b in ((rng.randint(1, 9), rng.randint(1, 9)) for _ in range(cfg["n_prompts"]))]
+    return model, tok, sae, pairs, held_out, {"sae": "tiny random (d_sae 128)", "model": "tiny random Llama"}
+
+
+def load_champ_run(cfg: dict[str, Any]) -> tuple[Any, Any, Any, Any, list[Any], dict[str, Any]]:
+    """SmolLM2-135M-Instruct, the demo's SAE (cached), CHAMP pairs; held-out prompts: problems not trained on."""
+    import torch
+
+    from hf_saerl.demo.champ import CHAMP_PROMPT, champ_preference_pairs, load_champ
+    from hf_saerl.demo.presets import champ_sae_texts
+    from hf_saerl.encoding.embedded import load_smollm2
+    from hf_saerl.encoding.sae_training import train_sae
+
+    device = cfg["device"] if cfg["device"] != "cuda" or torch.cuda.is_available() else "cpu"
+    model, tok = load_smollm2(device=device)
+    if cfg.get("sae"):  # a sae-lens folder (e.g. a cached train_sae output), with its training.json when there
+        from sae_lens import SAE
+
+        sae = SAE.load_from_disk(cfg["sae"], device=str(device))
+        meta = Path(cfg["sae"]) / "training.json"
+        stats = json.loads(meta.read_text())["stats"] if meta.exists() else {}
+        stats = {**stats, "hook_name": sae.cfg.metadata.hook_name, "d_sae": sae.cfg.d_sae, "folder": str(cfg["sae"])}
+    else:
+        sae, stats = train_sae(model, tok, champ_sae_texts(0), seed=0)  # the demo's SAE: a cache hit after the demo
+    pairs = champ_preference_pairs(seed=0).shuffle(seed=0)
+    pairs = pairs.select(range(min(cfg["n_train"], len(pairs))))
+    trained_on = set(pairs["problem_id"])
+    problems = load_champ().shuffle(seed=1)
+    held_out = [CHAMP_PROMPT.format(problem=p) for pid, p in zip(problems["problem_id"], problems["problem"])
+                if pid not in trained_on][: cfg["n_prompts"]]
+    info = {"model": "SmolLM2-135M-Instruct (embedded GGUF, fp32)", "device": str(device),
+            "sae": {k: stats.get(k) for k in ("hook_name", "d_sae", "k", "explained_variance", "dead_fraction",
+                                              "n_tokens", "n_texts", "folder") if k in stats}}
+    return model, tok, sae, pairs, held_out, info
+
+
+def cut_responses(pairs: Any, tok: Any, n_tokens: int) -> Any:
+    """Chosen / rejected cut to their first ``n_tokens`` tokens (decoded back to text)."""
+    def cut(text: str) -> str:
+        ids = tok(text, add_special_tokens=False)["input_ids"][:n_tokens]
+        return tok.decode(ids, skip_special_tokens=True).strip()
+
+    return pairs.map(lambda row: {"chosen": cut(row["chosen"]), "rejected": cut(row["rejected"])})
+
+
+def to_chat(pairs: Any) -> Any:
+    """Conversational rows (a user prompt, assistant responses), as TRL and the audit both read them."""
+    return pairs.map(lambda row: {"prompt": [{"role": "user", "content": row["prompt"]}],
+                                  "chosen": [{"role": "assistant", "content": row["chosen"]}],
+                                  "rejected": [{"role": "assistant", "content": row["rejected"]}]})
+
+
+def fresh_copy(model: Any) -> Any:
+    """An independent copy of ``model``: a new module of its class with its weights. Not ``copy.deepcopy`` of a
+    model a trainer has touched: accelerate's ``prepare_model`` replaces the instance's ``forward`` with a wrapper
+    closing over the original, which deepcopy shares, so the "copy" would still run the original's weights."""
+    config = copy.deepcopy(model.config)
+    if hasattr(config, "quantization_config"):  # a GGUF load is dequantised: the copy is a plain trainable model
+        delattr(config, "quantization_config")
+    clone = type(model)(config).to(device=next(model.parameters()).device, dtype=next(model.parameters()).dtype)
+    clone.load_state_dict(model.state_dict())
+    for attr in ("is_quantized", "hf_quantizer"):
+        if getattr(clone, attr, None):
+            try:
+                setattr(clone, attr, False if attr == "is_quantized" else None)
+            except AttributeError:
+                pass
+    if getattr(model, "generation_config", None) is not None:
+        clone.generation_config = copy.deepcopy(model.generation_config)
+    return clone
+
+
+def train_dpo(reference: Any, tok: Any, pairs: Any, cfg: dict[str, Any], out_dir: str, *, concept_lambda: float | None,
+              seed: int = 0) -> tuple[Any, dict[str, Any]]:
+    """A fresh copy of ``reference`` trained with DPO (``ConceptShapedDPOTrainer`` when ``concept_lambda`` is
+    set); the reference log-probs are precomputed by another fresh copy, so ``reference`` itself is never handed to
+    a trainer."""
+    import torch
+    from trl import DPOConfig, DPOTrainer
+
+    from hf_saerl.integrations.dpo import ConceptShapedDPOTrainer
+
+    policy = fresh_copy(reference).train()
+    on_gpu = next(reference.parameters()).device.type == "cuda"
+    args = DPOConfig(output_dir=out_dir, per_device_train_batch_size=cfg["batch_size"], num_train_epochs=cfg["epochs"],
+                     learning_rate=cfg["lr"], beta=cfg["beta"], max_length=None, precompute_ref_log_probs=True,
+                     use_cpu=not on_gpu, bf16=on_gpu, gradient_checkpointing=False, report_to="none",
+                     save_strategy="no", logging_steps=1, seed=seed, disable_tqdm=True, lr_scheduler_type="constant",
+                     warmup_steps=0, dataloader_num_workers=0)
+    kwargs = dict(ref_model=fresh_copy(reference).eval(), args=args, train_dataset=pairs, processing_class=tok)
+    if concept_lambda is None:
+        trainer = DPOTrainer(policy, **kwargs)
+    else:
+        trainer = ConceptShapedDPOTrainer(policy, concept_lambda=concept_lambda, **kwargs)
+    result = trainer.train()
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    policy.eval()
+    torch.set_grad_enabled(True)
+    return policy, {"steps": int(result.global_step), "train_loss": float(result.training_loss),
+                    "first_loss": logs[0]["loss"] if logs else None, "last_loss": logs[-1]["loss"] if logs else None,
+                    "last_reward_accuracy": logs[-1].get("rewards/accuracies") if logs else None,
+                    "last_reward_margin": logs[-1].get("rewards/margins") if logs else None}
+
+
+def intervention_effect(dpo: Any, intervened: Any, concept: int) -> dict[str, Any]:
+    """The target concept's shift under DPO and under the intervention, against the other concepts' as control."""
+    a = dpo.table.set_index("concept")
+    b = intervened.table.set_index("concept")
+    change = b["measured_shift"] - a["measured_shift"]
+    others = change.drop(index=concept)
+    sd = float(others.std(ddof=1)) if len(others) > 1 else float("nan")
+    return {"concept": int(concept),
+            "shift_dpo": float(a.loc[concept, "measured_shift"]), "shift_dpo_z": float(a.loc[concept, "shift_z"]),
+            "shift_intervention": float(b.loc[concept, "measured_shift"]),
+            "shift_intervention_z": float(b.loc[concept, "shift_z"]),
+            "change": float(change.loc[concept]),
+            "control_mean_change": float(others.mean()), "control_sd_change": sd,
+            "control_mean_abs_shift_dpo": float(a["measured_shift"].drop(index=concept).abs().mean()),
+            "control_mean_abs_shift_intervention": float(b["measured_shift"].drop(index=concept).abs().mean()),
+            "change_z_vs_control": float((change.loc[concept] - others.mean()) / sd) if sd > 0 else float("nan"),
+            "change_rank_of_all": int((change <= change.loc[concept]).sum()), "n_concepts": int(len(change))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: audit_then_dpo_<preset>)")
+    parser.add_argument("--intervention", choices=("shape", "filter"), default="shape")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sae", type=str, default=None, help="a sae-lens SAE folder (default: train the demo's, "
+                        "or take it from the cache)")
+    parser.add_argument("--backend", choices=("transformers", "vllm"), default="transformers",
+                        help="generation engine (vllm: GPU only, each model saved to a folder first)")
+    for key, value in PRESETS["cpu"].items():
+        if not isinstance(value, bool):
+            parser.add_argument("--" + key.replace("_", "-"), type=type(value), default=None)
+    args = parser.parse_args()
+    cfg = dict(PRESETS[args.preset])
+    cfg.update({k: v for k, v in vars(args).items() if k in cfg and v is not None})
+    cfg["sae"] = args.sae
+    out = args.out or Path(f"audit_then_dpo_{args.preset}")
+    out.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("httpx", "datasets", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    import torch
+
+    from hf_saerl import SAEEncoder
+    from hf_saerl.audit import PreferenceAudit, add_concept_margin, filter_pairs
+    from hf_saerl.audit.shift import audit_predictions, sample_rollouts, side_effects, validate_shift
+    from hf_saerl.rollouts.backends import TransformersBackend
+
+    torch.manual_seed(args.seed)
+    clock = Clock(out / "progress.json")
+    loader = load_ci if args.preset == "ci" else load_champ_run
+    reference, tok, sae, pairs, held_out, info = loader(cfg)
+    reference.eval()
+    clock("load model + SAE + data")
+
+    pairs = cut_responses(pairs, tok, cfg["response_tokens"])
+    pairs = pairs.filter(lambda r: bool(r["chosen"]) and bool(r["rejected"]))
+    if cfg["chat"]:
+        pairs, held_out = to_chat(pairs), [[{"role": "user", "content": p}] for p in held_out]
+    encoder = SAEEncoder(reference, sae, tokenizer=tok, max_length=512)
+    region = "category" if len(set(pairs["category"])) > 1 else None
+    audit = PreferenceAudit(encoder, region_column=region, n_regions=1 if region is None else "auto",
+                            progress=False).fit(pairs)
+    pred = audit_predictions(audit)
+    clock("audit")
+
+    # The intervention's target: the best-ranked flagged chosen-leaning concept, else the best-ranked chosen-leaning
+    # one (said so in the results): fixed by the audit before any model is trained.
+    flagged = audit.flagged(leaning="chosen")
+    ranked = audit.statistics_[(audit.statistics_["leaning"] == "chosen") & (audit.statistics_["rank_score"] > 0)]
+    row = flagged.iloc[0] if len(flagged) else ranked.iloc[0]
+    target = {"concept": int(row["concept"]), "region": str(row["region_name"]), "delta": float(row["delta"]),
+              "welch_z": float(row["welch_z"]), "flagged": bool(row["flagged"]),
+              "global_delta": float(pred.loc[int(row["concept"]), "predicted_delta"]),
+              "n_latents": int(pred.loc[int(row["concept"]), "n_latents"])}
+    logger.info("intervention target: %s", target)
+
+    sampling = {"max_new_tokens": cfg["max_new_tokens"], "temperature": cfg["temperature"]}
+    gen = dict(sampling=sampling, n_samples=cfg["n_samples"], seed=args.seed)
+    use_vllm = args.backend == "vllm"
+    folders = tempfile.TemporaryDirectory()
+
+    def backend_for(model: Any) -> Any:
+        """transformers on the loaded model; vLLM on a saved copy (a fresh engine per model)."""
+        if not use_vllm:
+            return TransformersBackend(model, tok, batch_size=64 if args.preset == "gpu" else 16)
+        from hf_saerl.rollouts.backends import VLLMBackend
+
+        folder = tempfile.mkdtemp(dir=folders.name)
+        model.save_pretrained(folder)
+        tok.save_pretrained(folder)
+        return VLLMBackend(folder, gpu_memory_utilization=0.25, max_model_len=1024, enforce_eager=True)
+
+    ref_rollouts = sample_rollouts(backend_for(reference), held_out, **gen)
+    clock("sample reference")
+    (out / "rollouts_reference.json").write_text(json.dumps(ref_rollouts))  # kept should the run be cut short
+
+    with tempfile.TemporaryDirectory() as tmp:
+        dpo_model, dpo_train = train_dpo(reference, tok, pairs, cfg, tmp, concept_lambda=None, seed=args.seed)
+    clock("train DPO")
+    dpo_rollouts = sample_rollouts(backend_for(dpo_model), held_out, **gen)
+    del dpo_model
+    clock("sample DPO")
+    (out / "rollouts_dpo.json").write_text(json.dumps(dpo_rollouts))  # kept should the run be cut short
+
+    if args.intervention == "shape":
+        shaped_pairs = add_concept_margin(pairs, audit, concepts=[target["concept"]])
+        with tempfile.TemporaryDirectory() as tmp:
+            int_model, int_train = train_dpo(reference, tok, shaped_pairs, cfg, tmp,
+                                             concept_lambda=cfg["concept_lambda"], seed=args.seed)
+        int_info = {"kind": "ConceptShapedDPOTrainer", "concept_lambda": cfg["concept_lambda"],
+                    "margin_mean": float(np.mean(shaped_pairs["concept_margin"])),
+                    "margin_nonzero": int(np.count_nonzero(shaped_pairs["concept_margin"]))}
+    else:
+        kept, counts = filter_pairs(pairs, audit, concepts=[target["concept"]], threshold=0.5)
+        with tempfile.TemporaryDirectory() as tmp:
+            int_model, int_train = train_dpo(reference, tok, kept, cfg, tmp, concept_lambda=None, seed=args.seed)
+        int_info = {"kind": "filter_pairs", **{k: v for k, v in counts.items() if k != "per_concept"}}
+    clock(f"train intervention ({args.intervention})")
+    int_rollouts = sample_rollouts(backend_for(int_model), held_out, **gen)
+    del int_model
+    clock("sample intervention")
+    (out / "rollouts_intervention.json").write_text(json.dumps(int_rollouts))  # kept should the run be cut short
+
+    common = dict(reference_rollouts=ref_rollouts, batch_size=16)
+    dpo = validate_shift(audit, None, None, held_out, trained_rollouts=dpo_rollouts, **common, **gen)
+    inter = validate_shift(audit, None, None, held_out, trained_rollouts=int_rollouts, **common, **gen)
+    clock("encode rollouts + compare")
+    dpo.save(out / "dpo_validation.json")
+    inter.save(out / "intervention_validation.json")
+    dpo.plot(out / "shift_dpo.png", title="DPO: predicted Δ vs measured shift")
+    inter.plot(out / "shift_intervention.png", title=f"{args.intervention}: predicted Δ vs measured shift")
+
+    n_flag = int(pred["flagged"].sum())
+    results = {
+        "preset": args.preset, "config": cfg, "intervention": args.intervention, "seed": args.seed,
+        "data": {"n_pairs": len(pairs), "n_prompts": len(held_out), "n_rollouts_per_model": len(held_out) * cfg["n_samples"],
+                 "pair_side_effects": {"chosen": side_effects([[m[0]["content"] if cfg["chat"] else m for m in pairs["chosen"]]]),
+                                       "rejected": side_effects([[m[0]["content"] if cfg["chat"] else m for m in pairs["rejected"]]])}},
+        "models": info,
+        "audit": {"n_concepts": int(audit.concepts_.n_concepts_), "n_flagged_concepts": n_flag,
+                  "n_flagged_cells": int(audit.statistics_["flagged"].sum()), "regions": audit.region_names_,
+                  "n_truncated": int(audit.n_truncated_)},
+        "target": target,
+        "training": {"dpo": dpo_train, "intervention": {**int_train, **int_info}},
+        "validation": {"dpo": dpo.summary(), "intervention": inter.summary()},
+        "side_effects": {"reference": side_effects(ref_rollouts), "dpo": side_effects(dpo_rollouts),
+                         "intervention": side_effects(int_rollouts)},
+        "intervention_effect": intervention_effect(dpo, inter, target["concept"]),
+        "timing_s": clock.stages, "total_s": round(time.perf_counter() - clock.start, 1),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                    "load_avg_at_end": list(os.getloadavg()), "backend": args.backend,
+                    "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+    }
+    from hf_saerl.core.serialization import write_json
+
+    write_json(out / "results.json", results)
+    m, mi = dpo.metrics, inter.metrics
+    print(json.dumps({"dpo_all": {k: m["all"][k] for k in ("n", "r2", "pearson", "sign_agreement")},
+                      "dpo_flagged": {k: m["flagged"][k] for k in ("n", "r2", "pearson", "sign_agreement")},
+                      "intervention_all": {k: mi["all"][k] for k in ("n", "r2", "pearson")},
+                      "intervention_effect": results["intervention_effect"], "total_s": results["total_s"]},
+                     indent=1, default=str))
+    folders.cleanup()
+    print(f"Wrote {out}/results.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""The validation harness: measured shifts, R² and Pearson equal hand computations; a planted shift is recovered."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from datasets import Dataset
+from scipy import stats
+
+from hf_saerl import SAEEncoder
+from hf_saerl.audit import PreferenceAudit
+from hf_saerl.audit.shift import (ShiftValidation, audit_predictions, compare_shift, fit_metrics,
+                                  rollout_concept_scores, sample_rollouts, side_effects, validate_shift)
+from hf_saerl.audit.spans import encode_response_spans
+from hf_saerl.errors import InvalidParameterError, RowMismatchError, UsageError, WidthMismatchError
+from hf_saerl.testing import tiny_llama, tiny_sae, tiny_tokenizer
+
+
+# ------------------------------------------------------------------ pure metrics
+def test_fit_metrics_equal_numpy_scipy():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=40)
+    y = 0.3 * x + rng.normal(scale=0.2, size=40)
+    m = fit_metrics(x, y)
+    r, p = stats.pearsonr(x, y)
+    slope, intercept = np.polyfit(x, y, 1)
+    ss_res = np.sum((y - (slope * x + intercept)) ** 2)
+    ss_tot = np.sum((y - y.mean()) ** 2)
+    assert m["pearson"] == pytest.approx(r) and m["pearson_p"] == pytest.approx(p)
+    assert m["r2"] == pytest.approx(1 - ss_res / ss_tot)  # least-squares R² = r²
+    assert m["r2"] == pytest.approx(r ** 2)
+    assert m["r2_identity"] == pytest.approx(1 - np.sum((y - x) ** 2) / ss_tot)
+    assert m["spearman"] == pytest.approx(stats.spearmanr(x, y)[0])
+    assert (m["slope"], m["intercept"]) == pytest.approx((slope, intercept))
+    assert m["sign_agreement"] == pytest.approx(np.mean(np.sign(y) == np.sign(x)))
+    assert m["n"] == 40
+
+
+def test_fit_metrics_degenerate_inputs_are_nan_not_errors():
+    m = fit_metrics([0.1, 0.2], [0.3, 0.1])
+    assert np.isnan(m["pearson"]) and np.isnan(m["r2"]) and m["n"] == 2
+    m = fit_metrics([0.1, 0.2, 0.3], [0.5, 0.5, 0.5])
+    assert np.isnan(m["pearson"]) and m["sign_agreement"] == 1.0
+    m = fit_metrics([], [])
+    assert m["n"] == 0 and np.isnan(m["sign_agreement"])
+    m = fit_metrics([1.0, -1.0, 0.0], [1.0, 1.0, 5.0], sign_of=[1, -1, 0])
+    assert m["sign_agreement"] == 0.5 and m["n_signed"] == 2
+    with pytest.raises(InvalidParameterError, match="one of each"):
+        fit_metrics([1.0, 2.0], [1.0])
+
+
+def test_compare_shift_recovers_a_planted_shift_exactly():
+    rng = np.random.default_rng(1)
+    K, n = 30, 50
+    predicted = rng.normal(scale=0.2, size=K)
+    reference = rng.random((n, K))
+    planted = 0.25 * predicted + 0.01  # the synthetic trained model moves every concept by a known amount
+    trained = reference + planted
+    flagged = np.zeros(K, bool)
+    flagged[[2, 5, 7, 11]] = True
+    table, metrics = compare_shift(predicted, reference, trained, flagged=flagged, predicted_z=predicted * 10, top=5)
+    np.testing.assert_allclose(table["measured_shift"], planted, atol=1e-12)
+    np.testing.assert_allclose(table["reference_mean"], reference.mean(axis=0))
+    assert metrics["all"]["r2"] == pytest.approx(1.0)
+    assert metrics["all"]["slope"] == pytest.approx(0.25) and metrics["all"]["intercept"] == pytest.approx(0.01)
+    assert metrics["flagged"]["n"] == 4 and metrics["flagged"]["r2"] == pytest.approx(1.0)
+    top = np.argsort(-np.abs(predicted))[:5]
+    assert sorted(metrics["top"]["concepts"]) == sorted(top.tolist())
+    # paired: the per-row difference is constant, so its standard error is 0 and z is infinite
+    assert np.all(table["shift_se"] < 1e-12)
+
+
+def test_compare_shift_r2_and_z_match_a_hand_computation_with_noise():
+    rng = np.random.default_rng(2)
+    K, n = 12, 40
+    predicted = rng.normal(size=K)
+    reference = rng.random((n, K))
+    trained = reference + 0.1 * predicted + rng.normal(scale=0.3, size=(n, K))
+    table, metrics = compare_shift(predicted, reference, trained)
+    shift = trained.mean(0) - reference.mean(0)
+    diff = trained - reference
+    np.testing.assert_allclose(table["shift_z"], shift / (diff.std(0, ddof=1) / np.sqrt(n)))
+    assert metrics["all"]["r2"] == pytest.approx(stats.pearsonr(predicted, shift)[0] ** 2)
+    # unpaired (different rollout counts): Welch's standard error
+    table, _ = compare_shift(predicted, reference, trained[:30])
+    se = np.sqrt(reference.var(0, ddof=1) / n + trained[:30].var(0, ddof=1) / 30)
+    np.testing.assert_allclose(table["shift_se"], se)
+    with pytest.raises(RowMismatchError):
+        compare_shift(predicted, reference, trained[:30], paired=True)
+    with pytest.raises(InvalidParameterError, match="one column per predicted concept"):
+        compare_shift(predicted, reference[:, :3], trained)
+
+
+def test_side_effects_by_hand():
+    out = side_effects([["1. a\n2. b", "$x^2$ is"], ["", "Step 1 go"]])
+    assert out == {"n": 4, "words": (4 + 2 + 0 + 3) / 4, "numbered_steps": 0.5, "latex_rate": 0.25,
+                   "empty_rate": 0.25}
+
+
+# ------------------------------------------------------------------ end to end on tiny models
+YES, NO = "yes yes yes!", "no."
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    enc = SAEEncoder(tiny_llama(), tiny_sae(), tokenizer=tiny_tokenizer())
+    prompts = [f"{a}+{b}?" for a in range(4) for b in range(5)]
+    pairs = Dataset.from_dict({"prompt": prompts, "chosen": [YES] * 20, "rejected": [NO] * 20})
+    audit = PreferenceAudit(enc, n_regions=1, min_support=1, progress=False).fit(pairs)
+    return enc, audit, prompts
+
+
+def _hand_scores(enc, audit, prompts, texts):
+    """Concept scores without the harness: pool, threshold, average the membership by hand (dense numpy)."""
+    spans = encode_response_spans(enc, prompts, texts, poolings=("max", "freq"))
+    mx, fq = spans.pooled["max"].toarray(), spans.pooled["freq"].toarray()
+    fires = ((mx > audit.activation_threshold) & (fq > audit.frequency_threshold)).astype(float)
+    M = audit.concepts_.membership_.toarray()
+    return fires @ M / M.sum(axis=0)
+
+
+class Echo:
+    """A Generator that answers ``text_for(prompt_index)``; records the seeds it got."""
+
+    def __init__(self, prompts, text_for):
+        self.index = {p: i for i, p in enumerate(prompts)}
+        self.text_for, self.seeds = text_for, None
+
+    def generate(self, prompts, n, sampling, seeds=None):
+        self.seeds = list(seeds)
+        return [[self.text_for(self.index[p])] * n for p in prompts]
+
+
+def test_planted_shift_recovered_end_to_end(tiny):
+    enc, audit, prompts = tiny
+    reference = Echo(prompts, lambda i: NO)
+    trained = Echo(prompts, lambda i: YES if i % 4 == 0 else NO)  # a quarter of the prompts now say "yes"
+    v = validate_shift(audit, reference, trained, prompts, n_samples=2, sampling={"max_new_tokens": 4})
+    assert reference.seeds == trained.seeds  # the same per-prompt seeds: a paired comparison
+    yes = _hand_scores(enc, audit, prompts, [YES] * 20)  # (prompt, concept): the prompt is context
+    no = _hand_scores(enc, audit, prompts, [NO] * 20)
+    switched = np.arange(20) % 4 == 0  # 5 of 20 prompts switched from the rejected to the chosen style
+    expected = (yes - no)[switched].sum(axis=0) / 20
+    assert np.abs(expected).max() > 0.01  # something was planted
+    np.testing.assert_allclose(v.table.sort_values("concept")["measured_shift"], expected, atol=1e-9)
+    predicted = (yes - no).mean(axis=0)  # every pair is (YES, NO): the audit's Δ is their mean disparity
+    np.testing.assert_allclose(v.table["predicted_delta"], predicted, atol=1e-9)
+    np.testing.assert_allclose(audit_predictions(audit)["predicted_delta"], predicted, atol=1e-9)
+    m = v.metrics["all"]
+    assert m["r2"] == pytest.approx(stats.pearsonr(predicted, expected)[0] ** 2)
+    assert m["r2"] > 0.5 and m["sign_agreement"] == pytest.approx(
+        np.mean(np.sign(expected[predicted != 0]) == np.sign(predicted[predicted != 0])))
+    assert v.info["trained"]["n_rollouts"] == 40 and v.info["trained"]["side_effects"]["n"] == 40
+
+
+def test_rollout_scores_equal_hand_computation(tiny):
+    enc, audit, prompts = tiny
+    texts = ["yes no", "maybe 3", "!!", YES]
+    scores, info = rollout_concept_scores(audit, prompts[:2], [texts[:2], texts[2:]])
+    np.testing.assert_allclose(scores, _hand_scores(enc, audit, [prompts[0]] * 2 + [prompts[1]] * 2, texts))
+    assert info["n_rollouts"] == 4 and info["n_empty"] == 0
+    # empty completions score zero and are counted
+    scores, info = rollout_concept_scores(audit, prompts[:1], [["", YES]])
+    assert info["n_empty"] == 1 and not scores[0].any() and scores[1].any()
+
+
+def test_validate_shift_from_given_rollouts_and_results(tiny, tmp_path):
+    enc, audit, prompts = tiny
+    ref = [[NO] for _ in prompts]
+    tr = [[YES] if i < 10 else [NO] for i in range(len(prompts))]
+    v = validate_shift(audit, None, None, Dataset.from_dict({"prompt": prompts}), reference_rollouts=ref,
+                       trained_rollouts=tr)
+    assert isinstance(v, ShiftValidation) and v.settings["given_rollouts"] == ["reference", "trained"]
+    yes = _hand_scores(enc, audit, prompts, [YES] * 20)
+    no = _hand_scores(enc, audit, prompts, [NO] * 20)
+    np.testing.assert_allclose(v.table["measured_shift"], (yes - no)[:10].sum(axis=0) / 20, atol=1e-9)
+    ds = v.to_dataset()
+    assert len(ds) == audit.concepts_.n_concepts_ and "measured_shift" in ds.column_names
+    assert isinstance(v.to_pandas(), pd.DataFrame)
+    v.save(tmp_path / "v.json")
+    import json
+
+    saved = json.loads((tmp_path / "v.json").read_text())
+    assert saved["format_version"] == 1 and len(saved["table"]) == len(v.table)
+    assert saved["rollouts"]["trained"][0] == [YES]
+    ax = v.plot(tmp_path / "v.png")
+    assert (tmp_path / "v.png").stat().st_size > 0 and ax.get_xlabel().startswith("predicted")
+    assert v.concept(0)["concept"] == 0
+
+
+def test_sample_rollouts_with_tiny_transformers_model_is_seeded(tiny):
+    model, tok = tiny_llama(), tiny_tokenizer()
+    a = sample_rollouts(model, ["1+1=", "2+2="], tokenizer=tok, sampling={"max_new_tokens": 3}, n_samples=2, seed=5)
+    b = sample_rollouts(model, ["1+1=", "2+2="], tokenizer=tok, sampling={"max_new_tokens": 3}, n_samples=2, seed=5)
+    assert a == b and len(a) == 2 and all(len(row) == 2 for row in a)
+    chat = sample_rollouts(model, [[{"role": "user", "content": "1+1="}]], tokenizer=tok,
+                           sampling={"max_new_tokens": 3})
+    assert len(chat) == 1 and isinstance(chat[0][0], str)
+
+
+def test_errors_name_the_way_out(tiny):
+    enc, audit, prompts = tiny
+    with pytest.raises(InvalidParameterError, match="reference_rollouts"):
+        validate_shift(audit, None, None, prompts)
+    with pytest.raises(RowMismatchError, match="one list of completions per prompt"):
+        rollout_concept_scores(audit, prompts, [[YES]])
+    with pytest.raises(InvalidParameterError, match="one string"):
+        rollout_concept_scores(audit, "a prompt", [[YES]])
+    with pytest.raises(InvalidParameterError, match="no 'question' column"):
+        rollout_concept_scores(audit, Dataset.from_dict({"prompt": ["a"]}), [[YES]], prompt_column="question")
+    bare = PreferenceAudit(n_regions=1, min_support=1).fit_features(
+        audit.chosen_max_, audit.chosen_freq_, audit.rejected_max_, audit.rejected_freq_)
+    with pytest.raises(UsageError, match="encoder="):
+        rollout_concept_scores(bare, prompts[:1], [[YES]])
+    other = SAEEncoder(tiny_llama(), tiny_sae(d_sae=64), tokenizer=tiny_tokenizer())
+    with pytest.raises(WidthMismatchError):
+        rollout_concept_scores(audit, prompts[:1], [[YES]], encoder=other)
+
+    class Short:
+        def generate(self, prompts, n, sampling, seeds=None):
+            return [["x"]]  # one row, whatever was asked
+
+    with pytest.raises(RowMismatchError, match="returned"):
+        sample_rollouts(Short(), prompts[:2])
