@@ -29,6 +29,28 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def transform_map_kwargs(transform: Any, dataset: Any, *, batch_size: int, desc: str | None,
+                         map_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of ``dataset.map(transform, ...)`` for an hf_saerl transform (one with ``fingerprint``
+    and ``output_features``): ``batched=True`` with the declared output features and, for a map-style
+    ``datasets.Dataset``, a ``desc``, a cheap ``new_fingerprint`` (the dataset's, the transform's and the map
+    arguments', so the model's weights are never hashed) and ``with_rank=True`` when ``num_proc > 1``.
+    The caller's ``map_kwargs`` win over these defaults."""
+    from datasets import Dataset
+
+    from .serialization import jsonable
+
+    features = transform.output_features(dataset.features, map_kwargs.get("remove_columns") or ())
+    kwargs = dict(batched=True, batch_size=batch_size, features=features, **map_kwargs)
+    if isinstance(dataset, Dataset):
+        kwargs.setdefault("desc", desc)
+        key = [dataset._fingerprint, transform.fingerprint, jsonable(map_kwargs), batch_size]
+        kwargs.setdefault("new_fingerprint", stable_hash(key, 32))
+        if (kwargs.get("num_proc") or 1) > 1:
+            kwargs.setdefault("with_rank", True)
+    return kwargs
+
+
 def path_digest(path: str | os.PathLike) -> str:
     """Digest of a file or folder by content sample: names, sizes, and the first and last 64 KiB of each
     file. The location itself is not hashed, so a copied folder gives the same digest."""

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..core import columns as C
-from ..core.fingerprint import Fingerprinted, stable_hash
+from ..core.fingerprint import Fingerprinted, stable_hash, transform_map_kwargs
 from ..core.serialization import jsonable
 from ..core.validation import check_bool, check_finite, check_integer
 from ..errors import HookMismatchError, InvalidParameterError, ParameterTypeError, WidthMismatchError
@@ -310,14 +310,8 @@ class SAEEncoder(Fingerprinted):
         if isinstance(dataset, (DatasetDict, IterableDatasetDict)):
             return type(dataset)({k: self.map(v, batch_size=batch_size, desc=desc, **map_kwargs) for k, v in dataset.items()})
         self.text.check_columns(dataset.column_names)
-        features = self.output_features(dataset.features, map_kwargs.get("remove_columns") or ())
-        kwargs = dict(batched=True, batch_size=batch_size, features=features, **map_kwargs)
+        kwargs = transform_map_kwargs(self, dataset, batch_size=batch_size, desc=desc, map_kwargs=map_kwargs)
         if isinstance(dataset, Dataset):
-            kwargs.setdefault("desc", desc)
-            key = [dataset._fingerprint, self.fingerprint, jsonable(map_kwargs), batch_size]
-            kwargs.setdefault("new_fingerprint", stable_hash(key, 32))
-            if kwargs.get("num_proc", 1) and kwargs.get("num_proc", 1) > 1:
-                kwargs.setdefault("with_rank", True)
             out = dataset.map(self, **kwargs)
             n_trunc = int(np.sum(out[self.truncated_column])) if len(out) else 0
             if n_trunc:

@@ -15,7 +15,7 @@ import time
 from typing import Any, Mapping, Sequence
 
 from ..core.columns import COMPLETIONS, N_CORRECT, N_EMPTY, N_SAMPLES, PASS_RATE, REWARDS, require_columns
-from ..core.fingerprint import Fingerprinted, stable_hash
+from ..core.fingerprint import Fingerprinted, stable_hash, transform_map_kwargs
 from ..core.validation import check_bool, check_integer, is_missing
 from ..errors import HfSaerlError, InvalidParameterError, ParameterTypeError
 from .backends import derive_seed, make_backend, sampling_settings
@@ -239,15 +239,9 @@ class RolloutLabeller(Fingerprinted):
                                   for k, v in dataset.items()})
         if dataset.column_names is not None:
             self.check_columns(dataset)
-        features = self.output_features(dataset.features, map_kwargs.get("remove_columns") or ())
-        kwargs = dict(batched=True, batch_size=batch_size, features=features, **map_kwargs)
+        kwargs = transform_map_kwargs(self, dataset, batch_size=batch_size, desc=desc, map_kwargs=map_kwargs)
         if not isinstance(dataset, Dataset):
             return dataset.map(self, **kwargs)
-        kwargs.setdefault("desc", desc)
-        kwargs.setdefault("new_fingerprint", stable_hash(
-            [dataset._fingerprint, self.fingerprint, {k: repr(v) for k, v in map_kwargs.items()}, batch_size], 32))
-        if (kwargs.get("num_proc") or 1) > 1:
-            kwargs.setdefault("with_rank", True)
         self._tokens, self._seconds = 0, 0.0
         try:
             out = dataset.map(self, **kwargs)
