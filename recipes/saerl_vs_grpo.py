@@ -75,10 +75,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                num_generations=2, prompts_per_step=2, max_steps=2, max_completion_length=4, eval_every=2,
                eval_samples=1, label_n=1, label_budget=8, n_clusters=2, gen_batch_size=32, learning_rate=1e-4),
     # SmolLM2-135M from the wheel on 2 CPU cores; sized from the measured step time (docs/saerl_vs_grpo.md).
-    "cpu": dict(_SHARED, model="embedded", sae="train", pool_per_family=30, heldout_per_family=10,
-                quality_per_family=20, num_generations=4, prompts_per_step=4, max_steps=24,
-                max_completion_length=12, eval_every=6, eval_samples=2, label_n=4, label_budget=48, n_clusters=4,
-                gen_batch_size=64, sae_d_sae=1536, sae_k=32, sae_total_tokens=60_000),
+    # 30 steps x 4 prompts = one epoch of the 120-row filtered pool. lr 1e-5 (shared by every arm): at TRL's
+    # 1e-6, 30 steps would not move a 135M policy measurably.
+    "cpu": dict(_SHARED, model="embedded", sae="train", pool_per_family=30, heldout_per_family=20,
+                quality_per_family=20, num_generations=4, prompts_per_step=4, max_steps=30,
+                max_completion_length=12, eval_every=5, eval_samples=2, label_n=4, label_budget=48, n_clusters=4,
+                gen_batch_size=64, sae_d_sae=1536, sae_k=32, sae_total_tokens=60_000, learning_rate=1e-5),
     # One H200 (not run yet): a larger pool and batch, more steps, same recipe.
     "gpu": dict(_SHARED, model="embedded", sae="train", pool_per_family=200, heldout_per_family=50,
                 quality_per_family=100, num_generations=8, prompts_per_step=16, max_steps=40,
@@ -579,7 +581,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     key = config_key(cfg)
     out = Path(args.out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
-    todo = [(a, s) for a in args.arms for s in args.seeds
+    todo = [(a, s) for s in args.seeds for a in args.arms  # seed-major: a cut-short run keeps arms balanced
             if args.rerun or not (out / "runs" / f"{a}_seed{s}.json").is_file()
             or json.loads((out / "runs" / f"{a}_seed{s}.json").read_text())["config_key"] != key]
     t_start = time.perf_counter()
