@@ -75,11 +75,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                num_generations=2, prompts_per_step=2, max_steps=2, max_completion_length=4, eval_every=2,
                eval_samples=1, label_n=1, label_budget=8, n_clusters=2, gen_batch_size=32, learning_rate=1e-4),
     # SmolLM2-135M from the wheel on 2 CPU cores; sized from the measured step time (docs/saerl_vs_grpo.md).
-    # 30 steps x 4 prompts = one epoch of the 120-row filtered pool. lr 1e-5 (shared by every arm): at TRL's
-    # 1e-6, 30 steps would not move a 135M policy measurably.
+    # Sized to 5 arms x 3 seeds in ~75 min on 2 cores (two 1-thread lanes; docs/saerl_vs_grpo.md): 20 steps x 4
+    # prompts = 2/3 of an epoch of the 120-row filtered pool. lr 1e-5 for every arm: at TRL's 1e-6, 20 steps
+    # would not move a 135M policy measurably.
     "cpu": dict(_SHARED, model="embedded", sae="train", pool_per_family=30, heldout_per_family=20,
-                quality_per_family=20, num_generations=4, prompts_per_step=4, max_steps=30,
-                max_completion_length=12, eval_every=5, eval_samples=2, label_n=4, label_budget=48, n_clusters=4,
+                quality_per_family=20, num_generations=4, prompts_per_step=4, max_steps=20,
+                max_completion_length=12, eval_every=5, eval_samples=1, label_n=4, label_budget=48, n_clusters=4,
                 gen_batch_size=64, sae_d_sae=1536, sae_k=32, sae_total_tokens=60_000, learning_rate=1e-5),
     # One H200 (not run yet): a larger pool and batch, more steps, same recipe.
     "gpu": dict(_SHARED, model="embedded", sae="train", pool_per_family=200, heldout_per_family=50,
@@ -340,11 +341,25 @@ def evaluate(model: Any, tokenizer: Any, heldout: Any, verifier: Any, cfg: dict[
     return out
 
 
-def _eval_callback(tokenizer: Any, heldout: Any, verifier: Any, cfg: dict[str, Any], curve: list, clock: dict):
+def base_eval(model: Any, tokenizer: Any, prepared: dict[str, Any], cfg: dict[str, Any], out: Path) -> dict:
+    """The held-out accuracy of the untrained policy: every arm's step 0 (the same model, prompts and sample
+    seeds), so it is computed once per settings and kept in ``out/base_eval.json``."""
+    path, key = out / "base_eval.json", config_key(cfg)
+    if path.is_file() and json.loads(path.read_text()).get("config_key") == key:
+        return json.loads(path.read_text())["eval"]
+    t0 = time.perf_counter()
+    result = evaluate(model, tokenizer, prepared["heldout"], prepared["verifier"], cfg)
+    path.write_text(json.dumps({"config_key": key, "eval": result, "eval_s": time.perf_counter() - t0}))
+    return result
+
+
+def _eval_callback(tokenizer: Any, heldout: Any, verifier: Any, cfg: dict[str, Any], curve: list, clock: dict,
+                   step0: dict[str, float]):
     from transformers import TrainerCallback
 
     class HeldOutEval(TrainerCallback):
-        """Held-out accuracy at step 0, every ``eval_every`` steps and at the last step (time kept apart)."""
+        """Held-out accuracy every ``eval_every`` steps and at the last step (time kept apart); step 0 is the
+        untrained policy's, ``step0``."""
 
         def _run(self, step: int, model: Any) -> None:
             t0 = time.perf_counter()
@@ -353,7 +368,7 @@ def _eval_callback(tokenizer: Any, heldout: Any, verifier: Any, cfg: dict[str, A
             logger.info("step %d: held-out %s", step, curve[-1])
 
         def on_train_begin(self, args, state, control, model=None, **kwargs):
-            self._run(0, model)
+            curve.append({"step": 0, **step0})
 
         def on_step_end(self, args, state, control, model=None, **kwargs):
             if state.global_step % cfg["eval_every"] == 0 or state.global_step == state.max_steps:
@@ -372,6 +387,8 @@ def run_arm(arm: str, seed: int, cfg: dict[str, Any], base_model: Any, tokenizer
 
     from hf_saerl.integrations.trl import CurriculumGRPOTrainer
 
+    # Before set_seed: computing step 0 or reading it from the file must leave the run's RNG the same.
+    step0 = base_eval(base_model, tokenizer, prepared, cfg, out) if cfg.get("evaluate", True) else {}
     set_seed(seed)
     use_gpu = torch.cuda.is_available()
     args = GRPOConfig(
@@ -385,7 +402,7 @@ def run_arm(arm: str, seed: int, cfg: dict[str, Any], base_model: Any, tokenizer
     model = trainable_copy(base_model)
     curve: list[dict[str, float]] = []
     clock = {"eval_s": 0.0}
-    callbacks = [_eval_callback(tokenizer, prepared["heldout"], prepared["verifier"], cfg, curve, clock)]
+    callbacks = [_eval_callback(tokenizer, prepared["heldout"], prepared["verifier"], cfg, curve, clock, step0)]
     common = dict(model=model, reward_funcs=[prepared["verifier"]], args=args, processing_class=tokenizer,
                   train_dataset=prepared["sets"][arm], callbacks=callbacks if cfg.get("evaluate", True) else [])
     if arm in ("vanilla", "saerl_fullmix"):
