@@ -132,16 +132,8 @@ def fresh_copy(model: Any) -> Any:
     model a trainer has touched: accelerate's ``prepare_model`` replaces the instance's ``forward`` with a wrapper
     closing over the original, which deepcopy shares, so the "copy" would still run the original's weights."""
     config = copy.deepcopy(model.config)
-    if hasattr(config, "quantization_config"):  # a GGUF load is dequantised: the copy is a plain trainable model
-        delattr(config, "quantization_config")
     clone = type(model)(config).to(device=next(model.parameters()).device, dtype=next(model.parameters()).dtype)
     clone.load_state_dict(model.state_dict())
-    for attr in ("is_quantized", "hf_quantizer"):
-        if getattr(clone, attr, None):
-            try:
-                setattr(clone, attr, False if attr == "is_quantized" else None)
-            except AttributeError:
-                pass
     if getattr(model, "generation_config", None) is not None:
         clone.generation_config = copy.deepcopy(model.generation_config)
     return clone

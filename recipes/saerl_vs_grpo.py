@@ -427,20 +427,8 @@ def run_arm(arm: str, seed: int, cfg: dict[str, Any], base_model: Any, tokenizer
 
 
 def trainable_copy(model: Any) -> Any:
-    """A fresh copy of the policy in train mode. A GGUF checkpoint is dequantised to plain float tensors on load,
-    but transformers still marks it quantized and ``Trainer`` then refuses to train it; the marks are cleared."""
-    model = copy.deepcopy(model).train()
-    if getattr(model, "hf_quantizer", None) is not None or getattr(model, "is_quantized", False):
-        if any(not p.dtype.is_floating_point for p in model.parameters()):
-            raise ValueError("The policy holds quantized (integer) weights; load it in float32 to train it.")
-        model.hf_quantizer = None
-        try:
-            model.is_quantized = False
-        except AttributeError:  # a read-only property derived from hf_quantizer
-            pass
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-    return model
+    """A fresh copy of the policy in train mode (the loaded base model itself is never handed to a trainer)."""
+    return copy.deepcopy(model).train()
 
 
 def config_key(cfg: dict[str, Any]) -> str:

@@ -141,7 +141,21 @@ def load_model(
             "safe_serialization=True)), or pass a Hub id / folder that ships model.safetensors or a GGUF file."
         ) from err
     check_weights_finite(loaded, f"the model {str(model)!r}" + (f" ({gguf_file})" if gguf_file else ""))
+    if gguf_file:
+        _clear_dequantized_marks(loaded)
     return loaded.to(device).eval(), tokenizer
+
+
+def _clear_dequantized_marks(model: Any) -> Any:
+    """Make a dequantised GGUF load a plain model. transformers dequantises GGUF weights to ``dtype`` on load but
+    keeps its quantizer and ``config.quantization_config``, so ``Trainer`` (and every TRL trainer) refuses to
+    fine-tune it ("purely quantized"). When every weight is a float tensor, those marks are dropped; a model
+    that still holds integer weights keeps them."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is None or any(not p.dtype.is_floating_point for p in model.parameters()):
+        return model
+    quantizer.remove_quantization_config(model)  # transformers' own undo: quantizer, config entry, is_quantized
+    return model
 
 
 def load_tokenizer(tokenizer: str | os.PathLike, *, gguf_file: str | None = None, revision: str | None = None) -> Any:

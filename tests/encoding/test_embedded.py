@@ -71,6 +71,7 @@ def test_load_smollm2(smollm2):
     assert model.config.hidden_size == SMOLLM2_HIDDEN_SIZE == 576
     assert not model.training
     assert {p.dtype for p in model.parameters()} == {torch.float32}  # dequantised on load
+    assert getattr(model, "hf_quantizer", None) is None and not hasattr(model.config, "quantization_config")
     assert 130e6 < sum(p.numel() for p in model.parameters()) < 140e6
     # GPT-2 style BPE: no BOS prepended; ChatML special tokens
     assert tokenizer("Hello world")["input_ids"] == tokenizer.encode("Hello world", add_special_tokens=False)
@@ -95,3 +96,37 @@ def test_smollm2_generates_sensible_text(smollm2):
         output = model.generate(**inputs, max_new_tokens=12, do_sample=False)
     answer = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "Paris" in answer
+
+
+def _as_gguf_loaded(model):
+    """``model`` marked the way transformers marks a GGUF load: a quantizer, a config entry, is_quantized."""
+    from transformers.quantizers.quantizer_gguf import GgufHfQuantizer
+    from transformers.utils.quantization_config import GgufConfig
+
+    quantizer = GgufHfQuantizer(GgufConfig(dequantize=True))
+    model.hf_quantizer, model.is_quantized = quantizer, True
+    model.config.quantization_config = quantizer.quantization_config
+    return model
+
+
+def test_a_dequantized_gguf_load_is_a_plain_trainable_model():
+    import torch
+    from transformers.trainer_utils import validate_quantization_for_training
+
+    from hf_saerl.encoding.loading import _clear_dequantized_marks
+    from hf_saerl.testing import tiny_llama
+
+    model = _as_gguf_loaded(tiny_llama())
+    with pytest.raises(ValueError, match="purely quantized"):
+        validate_quantization_for_training(model)  # what Trainer / TRL do before training
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    assert _clear_dequantized_marks(model) is model
+    validate_quantization_for_training(model)  # no longer refused
+    assert getattr(model, "hf_quantizer", None) is None and not model.is_quantized
+    assert not hasattr(model.config, "quantization_config")
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())
+
+    packed = _as_gguf_loaded(tiny_llama())  # integer weights left: really quantized, the marks stay
+    packed.register_parameter("packed", torch.nn.Parameter(torch.zeros(4, dtype=torch.int8), requires_grad=False))
+    _clear_dequantized_marks(packed)
+    assert packed.is_quantized and packed.config.quantization_config is not None
