@@ -62,7 +62,7 @@ class Clock:
             self.progress_file.write_text(json.dumps({"stages_s": self.stages, "load_avg": os.getloadavg()}))
 
 
-def load_ci(cfg: dict[str, Any]) -> tuple[Any, Any, Any, Any, list[Any], dict[str, Any]]:
+def load_ci(cfg: dict[str, Any]) -> tuple[Any, Any, Any, Any, list[Any], list[str], dict[str, Any]]:
     """Tiny random Llama + SAE; synthetic pairs whose chosen side says ``"yes"`` (a planted concept)."""
     from datasets import Dataset
 
@@ -73,13 +73,15 @@ def load_ci(cfg: dict[str, Any]) -> tuple[Any, Any, Any, Any, list[Any], dict[st
     prompts = [f"{a}+{b}=?" for a, b in ((rng.randint(1, 9), rng.randint(1, 9)) for _ in range(cfg["n_train"]))]
     chosen = [f"yes {eval(p[:-2])}" for p in prompts]  # noqa: S307 - our own digits
     rejected = [f"{eval(p[:-2]) + 1} no" for p in prompts]  # noqa: S307
+    parity = lambda p: "odd" if int(p[0]) % 2 else "even"  # noqa: E731 - two regions, for the region view
     pairs = Dataset.from_dict({"prompt": prompts, "chosen": chosen, "rejected": rejected,
-                               "category": ["synthetic"] * len(prompts)})
+                               "category": [parity(p) for p in prompts]})
     held_out = [f"{a}*{b}=?" for a, b in ((rng.randint(1, 9), rng.randint(1, 9)) for _ in range(cfg["n_prompts"]))]
-    return model, tok, sae, pairs, held_out, {"sae": "tiny random (d_sae 128)", "model": "tiny random Llama"}
+    info = {"sae": "tiny random (d_sae 128)", "model": "tiny random Llama"}
+    return model, tok, sae, pairs, held_out, [parity(p) for p in held_out], info
 
 
-def load_champ_run(cfg: dict[str, Any]) -> tuple[Any, Any, Any, Any, list[Any], dict[str, Any]]:
+def load_champ_run(cfg: dict[str, Any]) -> tuple[Any, Any, Any, Any, list[Any], list[str], dict[str, Any]]:
     """SmolLM2-135M-Instruct, the demo's SAE (cached), CHAMP pairs; held-out prompts: problems not trained on."""
     import torch
 
@@ -103,12 +105,13 @@ def load_champ_run(cfg: dict[str, Any]) -> tuple[Any, Any, Any, Any, list[Any], 
     pairs = pairs.select(range(min(cfg["n_train"], len(pairs))))
     trained_on = set(pairs["problem_id"])
     problems = load_champ().shuffle(seed=1)
-    held_out = [CHAMP_PROMPT.format(problem=p) for pid, p in zip(problems["problem_id"], problems["problem"])
-                if pid not in trained_on][: cfg["n_prompts"]]
+    kept = [(CHAMP_PROMPT.format(problem=p), c) for pid, p, c in
+            zip(problems["problem_id"], problems["problem"], problems["category"]) if pid not in trained_on]
+    held_out, categories = [p for p, _ in kept[: cfg["n_prompts"]]], [c for _, c in kept[: cfg["n_prompts"]]]
     info = {"model": "SmolLM2-135M-Instruct (embedded GGUF, fp32)", "device": str(device),
             "sae": {k: stats.get(k) for k in ("hook_name", "d_sae", "k", "explained_variance", "dead_fraction",
                                               "n_tokens", "n_texts", "folder") if k in stats}}
-    return model, tok, sae, pairs, held_out, info
+    return model, tok, sae, pairs, held_out, categories, info
 
 
 def cut_responses(pairs: Any, tok: Any, n_tokens: int) -> Any:
@@ -190,7 +193,26 @@ def intervention_effect(dpo: Any, intervened: Any, concept: int) -> dict[str, An
             "change_rank_of_all": int((change <= change.loc[concept]).sum()), "n_concepts": int(len(change))}
 
 
-def main() -> None:
+def target_in_region(dpo: Any, intervened: Any, target: dict[str, Any]) -> dict[str, Any] | None:
+    """The target concept on its own region's held-out prompts: predicted Δ, and the shift under DPO and under the
+    intervention (None without a region view, or when no held-out prompt is from that region)."""
+    rows = {}
+    for name, v in (("dpo", dpo), ("intervention", intervened)):
+        t = v.region_table
+        if t is None:
+            return None
+        hit = t[(t["region_name"] == target["region"]) & (t["concept"] == target["concept"])]
+        if hit.empty:
+            return None
+        rows[name] = hit.iloc[0]
+    return {"region": target["region"], "n_rollouts": int(rows["dpo"]["n_reference"]),
+            "predicted_delta": float(rows["dpo"]["predicted_delta"]),
+            **{f"shift_{n}": float(r["measured_shift"]) for n, r in rows.items()},
+            **{f"shift_{n}_z": float(r["shift_z"]) for n, r in rows.items()}}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Audit, sample the reference, train DPO and the intervention, sample both, compare; writes ``--out``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: audit_then_dpo_<preset>)")
@@ -203,7 +225,7 @@ def main() -> None:
     for key, value in PRESETS["cpu"].items():
         if not isinstance(value, bool):
             parser.add_argument("--" + key.replace("_", "-"), type=type(value), default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cfg = dict(PRESETS[args.preset])
     cfg.update({k: v for k, v in vars(args).items() if k in cfg and v is not None})
     cfg["sae"] = args.sae
@@ -223,7 +245,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     clock = Clock(out / "progress.json")
     loader = load_ci if args.preset == "ci" else load_champ_run
-    reference, tok, sae, pairs, held_out, info = loader(cfg)
+    reference, tok, sae, pairs, held_out, held_out_regions, info = loader(cfg)
     reference.eval()
     clock("load model + SAE + data")
 
@@ -296,7 +318,8 @@ def main() -> None:
     clock("sample intervention")
     (out / "rollouts_intervention.json").write_text(json.dumps(int_rollouts))  # kept should the run be cut short
 
-    common = dict(reference_rollouts=ref_rollouts, batch_size=16)
+    # regions: the held-out problems' categories, for the region-conditioned view (each region's own Δ)
+    common = dict(reference_rollouts=ref_rollouts, batch_size=16, regions=held_out_regions if region else None)
     dpo = validate_shift(audit, None, None, held_out, trained_rollouts=dpo_rollouts, **common, **gen)
     inter = validate_shift(audit, None, None, held_out, trained_rollouts=int_rollouts, **common, **gen)
     clock("encode rollouts + compare")
@@ -321,6 +344,7 @@ def main() -> None:
         "side_effects": {"reference": side_effects(ref_rollouts), "dpo": side_effects(dpo_rollouts),
                          "intervention": side_effects(int_rollouts)},
         "intervention_effect": intervention_effect(dpo, inter, target["concept"]),
+        "target_in_its_region": target_in_region(dpo, inter, target),
         "timing_s": clock.stages, "total_s": round(time.perf_counter() - clock.start, 1),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                     "load_avg_at_end": list(os.getloadavg()), "backend": args.backend,
@@ -331,12 +355,15 @@ def main() -> None:
     write_json(out / "results.json", results)
     m, mi = dpo.metrics, inter.metrics
     print(json.dumps({"dpo_all": {k: m["all"][k] for k in ("n", "r2", "pearson", "sign_agreement")},
+                      **{f"dpo_{view}": {k: m[view][k] for k in ("n", "r2", "pearson", "sign_agreement")}
+                         for view in ("regions", "regions_flagged") if view in m},
                       "dpo_flagged": {k: m["flagged"][k] for k in ("n", "r2", "pearson", "sign_agreement")},
                       "intervention_all": {k: mi["all"][k] for k in ("n", "r2", "pearson")},
                       "intervention_effect": results["intervention_effect"], "total_s": results["total_s"]},
                      indent=1, default=str))
     folders.cleanup()
     print(f"Wrote {out}/results.json")
+    return results
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ with the audit's prediction, the global chosen-minus-rejected Δ of that concept
   (transformers, vLLM, or a ``Generator``), the ones the rollout labeller uses;
 * :func:`rollout_concept_scores`: ``(n_rollouts, n_concepts)`` concept scores, pooled as the audit pooled;
 * :func:`compare_shift`: the per-concept table and the fit metrics (a pure function of arrays);
+  :func:`compare_regions` the same per (region, concept) cell;
 * :func:`validate_shift`: all three; returns a :class:`ShiftValidation` (table as DataFrame / Dataset, metrics,
   scatter plot, side effects such as answer length).
 
@@ -19,7 +20,9 @@ predicted and actual change", blind to scale since DPO moves a concept by far le
 ``r2_identity`` is ``1 − Σ(measured − predicted)² / Σ(measured − mean)²`` with the prediction taken at face value;
 ``pearson`` (and its two-sided ``pearson_p``), ``spearman``, ``slope``, ``intercept``; ``sign_agreement`` is the
 share of concepts with a non-zero prediction whose measured shift has its sign (for ``flagged``: the sign of the
-flagged row's Δ, which may be a region's).
+flagged row's Δ, which may be a region's). With ``regions=`` (one label per held-out prompt), the
+region-conditioned views ``regions`` and ``regions_flagged`` compare every (region, concept) cell: the region's own
+mean Δ against the shift measured on that region's prompts (:func:`compare_regions`).
 
 Example:
     >>> import numpy as np
@@ -53,7 +56,7 @@ from .statistics import GLOBAL_REGION
 logger = logging.getLogger(__name__)
 
 __all__ = ["ShiftValidation", "validate_shift", "sample_rollouts", "rollout_concept_scores", "audit_predictions",
-           "compare_shift", "fit_metrics", "side_effects"]
+           "region_predictions", "compare_shift", "compare_regions", "fit_metrics", "side_effects"]
 
 #: ``format_version`` of :meth:`ShiftValidation.save`'s JSON.
 SHIFT_FORMAT_VERSION = 1
@@ -96,6 +99,35 @@ def audit_predictions(audit: Any) -> pd.DataFrame:
         "predicted_delta": delta, "predicted_z": z,
         "flagged": np.array([bool(r) for r in regions]), "flagged_sign": sign, "flagged_regions": regions,
     })
+
+
+def region_predictions(audit: Any) -> pd.DataFrame:
+    """One row per (region, concept) of a fitted audit's regions (the global rows left out): ``region_name``,
+    ``concept``, ``predicted_delta`` (the region's own mean chosen-minus-rejected disparity, what DPO on that
+    region's pairs pushes toward), ``contrast_delta`` (the audit's ``delta``: the region against the rest),
+    ``flagged`` and ``n_pairs``. An audit with one region has only its global rows: they are that region's.
+
+    Example:
+        >>> import numpy as np, scipy.sparse as sp
+        >>> from hf_saerl.audit import PreferenceAudit
+        >>> c = sp.csr_matrix(np.tile([[1.0, 1.0], [1.0, 1.0], [1.0, 0.0], [1.0, 0.0]], (10, 1)))
+        >>> r = sp.csr_matrix(np.tile([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]], (10, 1)))
+        >>> audit = PreferenceAudit(n_regions=1, min_support=1).fit_features(c, c, r, r)
+        >>> region_predictions(audit)[["region_name", "concept", "predicted_delta"]].values.tolist()
+        [['all', 0, 0.5], ['all', 1, 0.0]]
+    """
+    check_fitted(audit, "region_predictions")
+    stats = audit.statistics_
+    rows = stats[stats["region"] != GLOBAL_REGION]
+    if rows.empty:  # one region: the global rows are its rows
+        rows = stats[stats["region"] == GLOBAL_REGION]
+    table = pd.DataFrame({"region_name": rows["region_name"].astype(str).to_numpy(),
+                          "concept": rows["concept"].to_numpy(dtype=np.int64),
+                          "predicted_delta": rows["mean_in"].to_numpy(dtype=np.float64),
+                          "contrast_delta": rows["delta"].to_numpy(dtype=np.float64),
+                          "flagged": rows["flagged"].to_numpy(dtype=bool),
+                          "n_pairs": rows["n_in"].to_numpy(dtype=np.int64)})
+    return table.sort_values(["region_name", "concept"], kind="stable").reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------------------------- rollouts
@@ -318,6 +350,53 @@ def compare_shift(predicted: Any, reference_scores: Any, trained_scores: Any, *,
     return table, metrics
 
 
+def compare_regions(predictions: pd.DataFrame, reference_scores: Any, trained_scores: Any,
+                    reference_regions: Sequence[Any], trained_regions: Sequence[Any]
+                    ) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
+    """The region-conditioned view: each region's predicted Δ against the shift measured on that region's prompts.
+
+    ``predictions`` is :func:`region_predictions`' table; ``*_scores`` are ``(n, K)`` concept scores and
+    ``*_regions`` the region label of each of their rows. Every region with rollouts on both sides gives one row
+    per concept (:func:`compare_shift` on its rows, with its ``n_reference`` / ``n_trained`` rollout counts);
+    regions without rollouts are left out. Metrics: ``{"regions": ..., "regions_flagged": ...}`` of
+    :func:`fit_metrics` over all those (region, concept) cells, and over the flagged ones.
+
+    Example:
+        >>> import numpy as np, pandas as pd
+        >>> pred = pd.DataFrame({"region_name": ["a", "a", "b", "b"], "concept": [0, 1, 0, 1],
+        ...                      "predicted_delta": [0.4, 0.0, -0.2, 0.1], "flagged": [True, False, False, False]})
+        >>> ref, tr = np.zeros((4, 2)), np.array([[0.2, 0.0], [0.2, 0.0], [-0.1, 0.05], [-0.1, 0.05]])
+        >>> table, m = compare_regions(pred, ref, tr, ["a", "a", "b", "b"], ["a", "a", "b", "b"])
+        >>> table["measured_shift"].round(2).tolist(), round(m["regions"]["r2"], 6)
+        ([0.2, 0.0, -0.1, 0.05], 1.0)
+    """
+    R = np.asarray(reference_scores, dtype=np.float64)
+    T = np.asarray(trained_scores, dtype=np.float64)
+    ref_labels = np.asarray([str(r) for r in reference_regions], dtype=object)
+    tr_labels = np.asarray([str(r) for r in trained_regions], dtype=object)
+    if len(ref_labels) != len(R) or len(tr_labels) != len(T):
+        raise RowMismatchError(f"Got {len(ref_labels)} / {len(tr_labels)} region labels for {len(R)} / {len(T)} "
+                               "rollouts; pass one label per rollout (or one per prompt to validate_shift).")
+    parts = []
+    for name, pred in predictions.groupby("region_name", sort=True):
+        pred = pred.sort_values("concept")
+        r_rows, t_rows = ref_labels == str(name), tr_labels == str(name)
+        if not r_rows.any() or not t_rows.any():
+            continue
+        table, _ = compare_shift(pred["predicted_delta"], R[r_rows][:, pred["concept"]], T[t_rows][:, pred["concept"]],
+                                 flagged=pred["flagged"], paired=np.array_equal(r_rows, t_rows))
+        table["concept"] = pred["concept"].to_numpy()
+        table.insert(0, "region_name", str(name))
+        table["n_reference"], table["n_trained"] = int(r_rows.sum()), int(t_rows.sum())
+        parts.append(table)
+    columns = ["region_name", "concept", "predicted_delta", "reference_mean", "trained_mean", "measured_shift",
+               "shift_se", "shift_z", "flagged", "n_reference", "n_trained"]
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    x, y = table["predicted_delta"].to_numpy(np.float64), table["measured_shift"].to_numpy(np.float64)
+    f = table["flagged"].to_numpy(bool)
+    return table, {"regions": fit_metrics(x, y), "regions_flagged": fit_metrics(x[f], y[f])}
+
+
 # ---------------------------------------------------------------------------------------------- side effects
 def side_effects(rollouts: Sequence[Sequence[str]]) -> dict[str, float]:
     """Surface statistics of rollouts (``[prompt][sample]`` or a flat list): mean ``words``, ``numbered_steps``
@@ -344,8 +423,9 @@ class ShiftValidation:
     """Predicted vs measured concept shift: the per-concept ``table``, ``metrics`` per view, and what made them.
 
     ``table`` has :func:`compare_shift`'s columns plus ``n_latents``, ``predicted_z``, ``flagged_sign`` and
-    ``flagged_regions``; ``rollouts`` holds the completions (``{"reference": [[...]], "trained": [[...]]}``),
-    ``info`` the encoding counts and side effects, ``settings`` the sampling settings.
+    ``flagged_regions``; ``region_table`` (when prompts had regions) has :func:`compare_regions`' rows;
+    ``rollouts`` holds the completions (``{"reference": [[...]], "trained": [[...]]}``), ``info`` the encoding
+    counts and side effects, ``settings`` the sampling settings.
     """
 
     table: pd.DataFrame
@@ -355,6 +435,7 @@ class ShiftValidation:
     scores: dict[str, np.ndarray] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    region_table: pd.DataFrame | None = None
 
     def to_pandas(self) -> pd.DataFrame:
         """The per-concept table (a copy)."""
@@ -382,6 +463,8 @@ class ShiftValidation:
         """Write the summary, the table (records) and, optionally, prompts and rollouts as one JSON file."""
         out = self.summary()
         out["table"] = jsonable(self.table.to_dict(orient="records"))
+        if self.region_table is not None:
+            out["region_table"] = jsonable(self.region_table.to_dict(orient="records"))
         if with_rollouts:
             out["prompts"] = jsonable(self.prompts)
             out["rollouts"] = jsonable(self.rollouts)
@@ -424,7 +507,7 @@ def validate_shift(audit: Any, reference: Any, trained: Any, prompts: Any, *, en
                    sampling: Mapping[str, Any] | None = None, n_samples: int = 1, seed: int = 0,
                    batch_size: int = 16, top: int = 10, reference_rollouts: Sequence[Sequence[str]] | None = None,
                    trained_rollouts: Sequence[Sequence[str]] | None = None, prompt_column: str = "prompt",
-                   progress: bool = False) -> ShiftValidation:
+                   regions: Sequence[Any] | None = None, progress: bool = False) -> ShiftValidation:
     """Sample both models on ``prompts``, score the rollouts' concepts as the audit did, compare with its Δ.
 
     Args:
@@ -439,6 +522,10 @@ def validate_shift(audit: Any, reference: Any, trained: Any, prompts: Any, *, en
         top: size of the ``top`` view (concepts by the audit's |z|).
         reference_rollouts, trained_rollouts: ``[prompt][sample]`` completions already sampled (e.g. the reference
             rollouts reused for several trained models); then that model is not sampled.
+        regions: one region label per prompt (e.g. the held-out problems' categories, for an audit fitted with
+            ``region_column=``). Adds the region-conditioned view: ``region_table`` and the ``regions`` /
+            ``regions_flagged`` metrics (:func:`compare_regions`), each region's own Δ against the shift measured
+            on its prompts.
 
     Example:
         >>> import numpy as np, scipy.sparse as sp
@@ -478,9 +565,23 @@ def validate_shift(audit: Any, reference: Any, trained: Any, prompts: Any, *, en
                                    flagged=pred["flagged"], flagged_sign=np.where(pred["flagged"], pred["flagged_sign"], 0),
                                    predicted_z=pred["predicted_z"], top=top)
     table = table.merge(pred[["concept", "n_latents", "predicted_z", "flagged_sign", "flagged_regions"]], on="concept")
+    region_table = None
+    if regions is not None:
+        labels = [str(r) for r in regions]
+        if len(labels) != len(prompt_list):
+            raise RowMismatchError(f"Got {len(labels)} region labels for {len(prompt_list)} prompts; pass one per "
+                                   "prompt (e.g. the held-out problems' categories), or leave regions=None.")
+        unknown = sorted(set(labels) - {str(n) for n in audit.region_names_})
+        if unknown:
+            logger.warning("Region labels %s are not regions of the audit (%s); their prompts are left out of the "
+                           "region view.", unknown[:5], list(audit.region_names_)[:10])
+        per_row = {name: [labels[i] for i, row in enumerate(rollouts[name]) for _ in row] for name in rollouts}
+        region_table, region_metrics = compare_regions(region_predictions(audit), scores["reference"],
+                                                       scores["trained"], per_row["reference"], per_row["trained"])
+        metrics.update(region_metrics)
     settings = {"n_prompts": len(prompt_list), "n_samples": n_samples, "seed": seed, "sampling": sampling,
                 "backend": backend if isinstance(backend, str) else type(backend).__name__,
                 "given_rollouts": [n for n, g in (("reference", reference_rollouts), ("trained", trained_rollouts))
                                    if g is not None]}
     return ShiftValidation(table=table, metrics=metrics, prompts=prompt_list, rollouts=rollouts, scores=scores,
-                           info=info, settings=settings)
+                           info=info, settings=settings, region_table=region_table)

@@ -9,8 +9,9 @@ from scipy import stats
 
 from hf_saerl import SAEEncoder
 from hf_saerl.audit import PreferenceAudit
-from hf_saerl.audit.shift import (ShiftValidation, audit_predictions, compare_shift, fit_metrics,
-                                  rollout_concept_scores, sample_rollouts, side_effects, validate_shift)
+from hf_saerl.audit.shift import (ShiftValidation, audit_predictions, compare_regions, compare_shift, fit_metrics,
+                                  region_predictions, rollout_concept_scores, sample_rollouts, side_effects,
+                                  validate_shift)
 from hf_saerl.audit.spans import encode_response_spans
 from hf_saerl.errors import InvalidParameterError, RowMismatchError, UsageError, WidthMismatchError
 from hf_saerl.testing import tiny_llama, tiny_sae, tiny_tokenizer
@@ -95,6 +96,59 @@ def test_side_effects_by_hand():
     out = side_effects([["1. a\n2. b", "$x^2$ is"], ["", "Step 1 go"]])
     assert out == {"n": 4, "words": (4 + 2 + 0 + 3) / 4, "numbered_steps": 0.5, "latex_rate": 0.25,
                    "empty_rate": 0.25}
+
+
+# ------------------------------------------------------------------ the region-conditioned view
+def _regional_audit():
+    """Two latents (two concepts, min_support=1); latent 0 is chosen-leaning in region "geo" only."""
+    rng = np.random.default_rng(0)
+    n = 60
+    labels = np.array(["alg", "geo", "num"])[np.arange(n) % 3]
+    chosen = rng.random((n, 2)) < 0.5
+    rejected = rng.random((n, 2)) < 0.5
+    chosen[labels == "geo", 0], rejected[labels == "geo", 0] = True, False
+    c, r = sp.csr_matrix(chosen.astype(float)), sp.csr_matrix(rejected.astype(float))
+    audit = PreferenceAudit(min_support=1, similarity=0.99).fit_features(c, c, r, r, region_labels=labels)
+    return audit, labels, chosen.astype(float) - rejected.astype(float)
+
+
+def test_region_predictions_are_each_regions_own_mean_disparity():
+    audit, labels, D = _regional_audit()
+    M = audit.concepts_.membership_.toarray()
+    shares = D @ M / M.sum(axis=0)  # per pair, per concept: chosen share - rejected share
+    table = region_predictions(audit)
+    assert sorted(set(table["region_name"])) == ["alg", "geo", "num"]
+    for name in ("alg", "geo", "num"):
+        rows = table[table["region_name"] == name].sort_values("concept")
+        np.testing.assert_allclose(rows["predicted_delta"], shares[labels == name].mean(axis=0), atol=1e-12)
+        rest = shares[labels != name].mean(axis=0)
+        np.testing.assert_allclose(rows["contrast_delta"], shares[labels == name].mean(axis=0) - rest, atol=1e-12)
+        assert (rows["n_pairs"] == 20).all()
+    geo = table[(table["region_name"] == "geo")].set_index("concept")
+    k = int(np.argmax(M[0]))  # the concept holding latent 0
+    assert geo.loc[k, "predicted_delta"] == pytest.approx(1.0) and geo.loc[k, "flagged"]
+
+
+def test_compare_regions_recovers_planted_regional_shifts():
+    pred = pd.DataFrame({"region_name": ["a"] * 3 + ["b"] * 3 + ["c"] * 3, "concept": [0, 1, 2] * 3,
+                         "predicted_delta": [0.5, -0.2, 0.0, 0.1, 0.3, -0.4, 0.2, 0.2, 0.2],
+                         "flagged": [True, False, False, False, True, False, False, False, False]})
+    rng = np.random.default_rng(1)
+    labels = np.array(["a", "b"] * 10)  # no rollout of region "c": it is left out
+    ref = rng.random((20, 3))
+    planted = {"a": np.array([0.5, -0.2, 0.0]), "b": np.array([0.1, 0.3, -0.4])}
+    trained = ref + 0.3 * np.stack([planted[x] for x in labels]) + 0.01
+    table, m = compare_regions(pred, ref, trained, labels, labels)
+    assert list(table["region_name"]) == ["a"] * 3 + ["b"] * 3 and list(table["concept"]) == [0, 1, 2] * 2
+    np.testing.assert_allclose(table["measured_shift"], 0.3 * np.r_[planted["a"], planted["b"]] + 0.01, atol=1e-12)
+    hand = [(trained[labels == x] - ref[labels == x]).mean(0) for x in "ab"]  # independent: numpy means per region
+    np.testing.assert_allclose(table["measured_shift"], np.concatenate(hand), atol=1e-12)
+    assert m["regions"]["r2"] == pytest.approx(1.0) and m["regions"]["slope"] == pytest.approx(0.3)
+    assert m["regions"]["intercept"] == pytest.approx(0.01) and m["regions_flagged"]["n"] == 2
+    assert m["regions_flagged"]["sign_agreement"] == 1.0
+    assert (table["n_reference"] == 10).all() and (table["n_trained"] == 10).all()
+    with pytest.raises(RowMismatchError, match="one label per rollout"):
+        compare_regions(pred, ref, trained, labels[:-1], labels)
 
 
 # ------------------------------------------------------------------ end to end on tiny models
@@ -222,3 +276,23 @@ def test_errors_name_the_way_out(tiny):
 
     with pytest.raises(RowMismatchError, match="returned"):
         sample_rollouts(Short(), prompts[:2])
+
+
+def test_validate_shift_region_view_end_to_end(tiny, caplog):
+    enc, audit, prompts = tiny
+    ref = [[NO] for _ in prompts]
+    tr = [[YES] if i < 10 else [NO] for i in range(len(prompts))]
+    v = validate_shift(audit, None, None, prompts, reference_rollouts=ref, trained_rollouts=tr,
+                       regions=audit.region_names_ * 20)
+    # one region ("all") holding every pair and prompt: the region view is the global view
+    g = v.table.sort_values("concept")
+    rt = v.region_table.sort_values("concept")
+    np.testing.assert_allclose(rt["measured_shift"], g["measured_shift"], atol=1e-12)
+    np.testing.assert_allclose(rt["predicted_delta"], g["predicted_delta"], atol=1e-12)
+    assert v.metrics["regions"]["r2"] == pytest.approx(v.metrics["all"]["r2"], nan_ok=True)
+    with caplog.at_level("WARNING"):
+        v = validate_shift(audit, None, None, prompts, reference_rollouts=ref, trained_rollouts=tr,
+                           regions=audit.region_names_ * 10 + ["elsewhere"] * 10)
+    assert "not regions of the audit" in caplog.text and (v.region_table["n_reference"] == 10).all()
+    with pytest.raises(RowMismatchError, match="one per prompt"):
+        validate_shift(audit, None, None, prompts, reference_rollouts=ref, trained_rollouts=tr, regions=["x"])

@@ -1,0 +1,45 @@
+"""The audit -> DPO recipe on its ci preset (tiny Llama + tiny SAE, synthetic pairs in two regions)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("trl")
+
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "audit_then_dpo.py"
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    spec = importlib.util.spec_from_file_location("audit_then_dpo_recipe", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def test_ci_preset_end_to_end(recipe, tmp_path):
+    results = recipe.main(["--preset", "ci", "--out", str(tmp_path)])
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["preset"] == "ci" and on_disk["data"]["n_prompts"] == recipe.PRESETS["ci"]["n_prompts"]
+    for name in ("dpo", "intervention"):
+        metrics = results["validation"][name]["metrics"]
+        assert {"all", "flagged", "top", "regions", "regions_flagged"} <= set(metrics)
+        assert (tmp_path / f"shift_{name}.png").stat().st_size > 0
+    # Each trained model is its own: its rollouts differ from the reference's (the deepcopy pitfall, see fresh_copy)
+    reference = json.loads((tmp_path / "rollouts_reference.json").read_text())
+    for name in ("dpo", "intervention"):
+        assert json.loads((tmp_path / f"rollouts_{name}.json").read_text()) != reference
+    # The intervention effect is the table arithmetic: its change is the target's shift difference
+    effect = results["intervention_effect"]
+    assert effect["change"] == pytest.approx(effect["shift_intervention"] - effect["shift_dpo"])
+    dpo_table = {r["concept"]: r for r in json.loads((tmp_path / "dpo_validation.json").read_text())["table"]}
+    assert effect["shift_dpo"] == pytest.approx(dpo_table[effect["concept"]]["measured_shift"])
+    regional = json.loads((tmp_path / "dpo_validation.json").read_text())["region_table"]
+    assert {r["region_name"] for r in regional} <= {"odd", "even"} and regional
