@@ -28,14 +28,14 @@ from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 
 from ..core.columns import (DIFFICULTY, PASS_RATE_PRED, QUALITY, SAE_INDICES, SAE_N_TOKENS, SAE_VALUES, column_names,
                             read_column)
-from ..core.validation import check_choice, check_fitted, is_fitted
+from ..core.validation import check_choice, check_fitted, check_real, is_fitted
 from ..errors import BundleError, InvalidParameterError
 from .base import SAEEstimator, card_template
 from .elastic_net import PROTOCOLS, ElasticNetPathCV, length_baseline
 from .files import take_array
 from .inputs import clean_labels, is_matrix, read_labels, warn_empty_rows
 from .metrics import classification_metrics, regression_metrics
-from .selection import (band_mask, check_band, check_finite_number, check_probability_threshold, check_threshold_args,
+from .selection import (band_mask, check_band, check_probability_threshold, check_threshold_args,
                         column_scores, select_rows, threshold_mask)
 from .transforms import TransformSpec
 
@@ -270,10 +270,8 @@ class QualityProbe(_LinearProbe, tags=["quality-probe"], model_card_template=_QU
         super()._validate_params()
         check_choice("task", self.task, ("auto", "classification", "regression"))
         for name in ("C", "alpha"):
-            value = check_finite_number(name, getattr(self, name), f"Pass a positive, finite {name}, e.g. {name}=1.0.")
-            if value <= 0:
-                raise InvalidParameterError(f"{name} must be > 0; got {value!r}. Pass a positive {name}, e.g. "
-                                            f"{name}=1.0.")
+            check_real(name, getattr(self, name), f"Pass a positive, finite {name}, e.g. {name}=1.0.", low=0.0,
+                       low_open=True)
 
     def _is_classifier(self) -> bool:
         return self.task_ == "classification"

@@ -23,12 +23,13 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..core.columns import column_names
-from ..errors import InvalidParameterError, NonFiniteError, ParameterTypeError
+from ..core.validation import check_real
+from ..errors import InvalidParameterError
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["column_scores", "check_threshold_args", "threshold_mask", "check_band", "band_mask", "select_rows",
-           "check_finite_number", "check_probability_threshold", "PREDICT_CHUNK_ROWS"]
+           "check_probability_threshold", "PREDICT_CHUNK_ROWS"]
 
 #: Rows scored per call of the estimator in :func:`column_scores` (bounded memory on any dataset).
 PREDICT_CHUNK_ROWS = 65_536
@@ -56,22 +57,11 @@ def check_threshold_args(threshold: float | None, drop_fraction: float | None) -
         raise InvalidParameterError("Pass exactly one of threshold= (keep quality >= threshold) or drop_fraction= "
                                     "(drop that share of the lowest-quality rows).")
     if threshold is not None:
-        check_finite_number("threshold", threshold, "Pass a finite threshold, e.g. threshold=0.5, or drop_fraction= "
-                                                    "instead.")
+        check_real("threshold", threshold, "NaN compares false with every score and inf is beyond all of them: "
+                   "pass a finite threshold, e.g. threshold=0.5, or drop_fraction= instead.")
     if drop_fraction is not None and not 0.0 <= drop_fraction < 1.0:
         raise InvalidParameterError(f"drop_fraction must be in [0, 1); got {drop_fraction!r}. Pass e.g. "
                                     "drop_fraction=0.2, or a threshold= instead.")
-
-
-def check_finite_number(name: str, value: Any, fix: str) -> float:
-    """``value`` as a float, if it is a real, finite number; a :class:`~hf_saerl.errors.ParameterTypeError` (not a
-    number) or :class:`~hf_saerl.errors.NonFiniteError` (NaN, inf) naming ``name`` and ending with ``fix``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ParameterTypeError(f"{name} must be a number; got {value!r} ({type(value).__name__}). {fix}")
-    if not np.isfinite(value):
-        raise NonFiniteError(f"{name} must be a finite number; got {value!r} (NaN compares false with every "
-                             f"score, inf is beyond all of them). {fix}")
-    return float(value)
 
 
 def check_probability_threshold(name: str, threshold: float, what: str) -> None:

@@ -23,8 +23,8 @@ from sklearn.base import BaseEstimator
 
 from ..core.fingerprint import stable_hash
 from ..core.hub import upload_folder
-from ..core.validation import is_fitted
-from ..estimators.selection import check_finite_number, check_probability_threshold
+from ..core.validation import check_real, is_fitted
+from ..estimators.selection import check_probability_threshold
 from ..errors import (InvalidParameterError, MissingColumnError, NonFiniteError, ParameterTypeError,
                       WidthMismatchError)
 from .bundle import (
@@ -145,7 +145,7 @@ class SAERLPipeline(BaseEstimator):
         are probabilities: a threshold outside would keep every row or none)."""
         if self.quality_threshold is None:
             return
-        check_finite_number("quality_threshold", self.quality_threshold,
+        check_real("quality_threshold", self.quality_threshold,
                             "Pass a finite quality_threshold (e.g. 0.5), or None to keep every row.")
         if getattr(self.quality, "task_", None) == "classification":
             check_probability_threshold("quality_threshold", float(self.quality_threshold), "the quality probe")

@@ -90,7 +90,7 @@ def edit_json(path, drop_checksum=True, **changes):
 
 # ---------------------------------------------------------------------------------- non-finite / range (family 1)
 def test_pipeline_nan_threshold_is_refused_at_construction(pipeline):
-    with pytest.raises(NonFiniteError, match="quality_threshold must be a finite number; got nan"):
+    with pytest.raises(NonFiniteError, match="quality_threshold must be a finite number, got nan"):
         SAERLPipeline(quality=pipeline.quality, quality_threshold=NAN)
 
 

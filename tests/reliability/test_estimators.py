@@ -48,12 +48,12 @@ def resave(path, **changes):
 
 # ---------------------------------------------------------------------------------- non-finite numbers (family 1)
 def test_filter_nan_threshold_is_refused(probe, scored):
-    with pytest.raises(NonFiniteError, match="threshold must be a finite number; got nan"):
+    with pytest.raises(NonFiniteError, match="threshold must be a finite number, got nan"):
         probe.filter(scored, threshold=NAN)
 
 
 def test_filter_infinite_threshold_is_refused(probe, scored):
-    with pytest.raises(NonFiniteError, match="threshold must be a finite number; got inf"):
+    with pytest.raises(NonFiniteError, match="threshold must be a finite number, got inf"):
         probe.filter(scored, threshold=INF)
 
 
@@ -68,7 +68,7 @@ def test_filter_threshold_below_zero_on_a_classifier(probe, scored):
 
 
 def test_filter_threshold_of_the_wrong_type(probe, scored):
-    with pytest.raises(ParameterTypeError, match="threshold must be a number; got '0.5'"):
+    with pytest.raises(ParameterTypeError, match="threshold must be a number, got '0.5'"):
         probe.filter(scored, threshold="0.5")
 
 
@@ -121,8 +121,10 @@ def test_infinite_features_at_predict_are_refused(probe):
 
 
 def test_nan_regularisation_is_refused():
-    with pytest.raises(NonFiniteError, match="C must be a finite number; got nan"):
+    with pytest.raises(NonFiniteError, match="C must be a finite number, got nan"):
         QualityProbe(d_sae=10, C=NAN, cv=None).fit(features(), np.arange(60) % 2 == 0)
+    with pytest.raises(InvalidParameterError, match=r"C must be in \(0, inf\), got 0.0. Pass a positive, finite C"):
+        QualityProbe(d_sae=10, C=0.0, cv=None).fit(features(), np.arange(60) % 2 == 0)
 
 
 def test_saved_nan_coefficient_is_refused(probe, tmp_path):
