@@ -60,8 +60,9 @@ class EncoderRuntime:
             ``PreTrainedModel`` (then ``tokenizer=`` is required).
         sae: a sae-lens ``(release, sae_id)``, a local sae-lens folder, or a ``sae_lens.SAE``. Loaded at once
             (on CPU): its width and hook decide the encoder's configuration.
-        tokenizer: a Hub id or folder, or a loaded tokenizer (used with an in-memory model only); ``None`` loads
-            the model's own.
+        tokenizer: a Hub id or folder, or a loaded tokenizer (with an in-memory model, or in place of a model
+            reference's own; it is then part of the fingerprint and travels to workers); ``None`` loads the model's
+            own.
         device, dtype: where and how the model runs; ``None`` follows :func:`~hf_saerl.encoding.loading.default_device`
             (per rank) and bf16 on GPU / fp32 on CPU. An in-memory model is moved only if one of them is set.
     """
@@ -71,6 +72,7 @@ class EncoderRuntime:
         self.model_spec = str(model) if is_model_spec(model) else None
         self.gguf_file, self.revision = gguf_file, revision
         self.tokenizer_spec = str(tokenizer) if is_model_spec(tokenizer) else None
+        self._tokenizer_object = tokenizer if tokenizer is not None and self.tokenizer_spec is None else None
         self.sae_spec = sae_reference(sae)
         self.device = device
         self.dtype = None if dtype is None else str(dtype).replace("torch.", "")  # a name: JSON-able, in config()
@@ -83,8 +85,9 @@ class EncoderRuntime:
                 raise InvalidParameterError(
                     "A loaded model needs its tokenizer: pass tokenizer=AutoTokenizer.from_pretrained(...), or pass "
                     "the model as a Hub id or folder so that its own tokenizer is loaded with it.")
-            self._model, self._tokenizer = model.eval(), tokenizer if self.tokenizer_spec is None else None
+            self._model = model.eval()
             check_weights_finite(self._model, f"the model {type(model).__name__}")
+        self._tokenizer = self._tokenizer_object
         self._sae = load_sae(sae)
 
     # ------------------------------------------------------------------ the three objects
@@ -170,11 +173,11 @@ class EncoderRuntime:
 
     def identity(self) -> dict[str, Any]:
         """What identifies the three objects in a fingerprint (:mod:`hf_saerl.encoding.identity`): ``model`` and
-        ``sae`` always, ``tokenizer`` when the model's files do not cover it (a tokenizer reference, or an
-        in-memory model's tokenizer)."""
+        ``sae`` always, ``tokenizer`` when the model's files do not cover it (a tokenizer reference, a
+        tokenizer object, or an in-memory model's tokenizer)."""
         out: dict[str, Any] = {"model": model_identity(self.model_spec, self.gguf_file, self.revision, self._model)}
-        if self.tokenizer_spec or self.model_spec is None:
-            out["tokenizer"] = self.tokenizer_spec or tokenizer_identity(self._tokenizer)
+        if self.tokenizer_spec or self.model_spec is None or self._tokenizer_object is not None:
+            out["tokenizer"] = self.tokenizer_spec or tokenizer_identity(self._tokenizer_object)
         out["sae"] = sae_identity(self.sae_spec, self._sae)
         return out
 
@@ -187,7 +190,7 @@ class EncoderRuntime:
         state = dict(self.__dict__)
         state.update(_reader=None, _reader_key=None, device_used=None)
         if self.model_spec is not None:
-            state["_model"] = state["_tokenizer"] = None
+            state["_model"], state["_tokenizer"] = None, self._tokenizer_object
         elif self._model is not None:
             # Class + config + weights, not the live object: after one output_hidden_states=True call,
             # transformers 5 leaves forward hooks holding ContextVars on the layers, which cannot be pickled

@@ -7,6 +7,7 @@ from datasets import Dataset
 
 from hf_saerl import SAEEncoder, resolve_hook, sparse_matrix
 from hf_saerl.errors import InvalidParameterError
+from hf_saerl.encoding.identity import tokenizer_identity
 from hf_saerl.testing import tiny_sae
 
 
@@ -331,3 +332,19 @@ def test_in_memory_model_pickles_after_output_hidden_states(tokenizer, sae):
     a, b = enc({"text": texts}), clone({"text": texts})
     assert a["sae_indices"] == b["sae_indices"]
     np.testing.assert_allclose(np.concatenate(a["sae_values"]), np.concatenate(b["sae_values"]), rtol=1e-6)
+
+
+def test_a_tokenizer_object_with_a_model_reference_is_used_and_fingerprinted(model_dir, sae_dir, texts):
+    import pickle
+
+    from hf_saerl.testing import tiny_tokenizer
+
+    own = SAEEncoder(str(model_dir), str(sae_dir), top_k=12)
+    custom = tiny_tokenizer()
+    custom.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+    enc = SAEEncoder(str(model_dir), str(sae_dir), tokenizer=custom, top_k=12)
+    assert enc.tokenizer is custom and enc.fingerprint != own.fingerprint  # not silently the folder's own
+    assert enc.runtime.identity()["tokenizer"] == tokenizer_identity(custom)
+    clone = pickle.loads(pickle.dumps(enc))  # what num_proc workers and Ray actors receive
+    assert clone.tokenizer.chat_template == custom.chat_template and clone.fingerprint == enc.fingerprint
+    assert as_lists(clone({"text": texts})["sae_indices"]) == as_lists(own({"text": texts})["sae_indices"])
