@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("trl")
 
-RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "audit_then_dpo.py"
-
-
-@pytest.fixture(scope="module")
-def recipe():
-    spec = importlib.util.spec_from_file_location("audit_then_dpo_recipe", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+RECIPE = "audit_then_dpo"  # the recipe fixture (conftest.py) imports recipes/audit_then_dpo.py
 
 
 def test_ci_preset_end_to_end(recipe, tmp_path):

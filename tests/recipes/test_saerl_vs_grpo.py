@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import doctest
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("trl")
 pytest.importorskip("reasoning_gym")
 
-RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "saerl_vs_grpo.py"
-
-
-@pytest.fixture(scope="module")
-def recipe():
-    spec = importlib.util.spec_from_file_location("saerl_vs_grpo_recipe", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+RECIPE = "saerl_vs_grpo"  # the recipe fixture (conftest.py) imports recipes/saerl_vs_grpo.py
 
 
 def test_docstring_examples(recipe):
