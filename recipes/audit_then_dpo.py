@@ -14,6 +14,9 @@ Responses are cut to ``--response-tokens`` before the audit, so the audit, DPO a
 
     .venv/bin/python recipes/audit_then_dpo.py --preset cpu --out audit_then_dpo_cpu
     # -> OUT/results.json (every number), OUT/shift_dpo.png, OUT/shift_intervention.png, OUT/*_validation.json
+
+A run cut short resumes: each finished stage's rollouts (``OUT/rollouts_<stage>.json``, with its training log)
+are reused when the same command comes again; ``OUT/settings.json`` refuses a resume with other settings.
 """
 
 from __future__ import annotations
@@ -193,6 +196,33 @@ def intervention_effect(dpo: Any, intervened: Any, concept: int) -> dict[str, An
             "change_rank_of_all": int((change <= change.loc[concept]).sum()), "n_concepts": int(len(change))}
 
 
+def resumable(out: Path, name: str, make: Any) -> tuple[list[list[str]], dict[str, Any]]:
+    """Stage ``name``'s rollouts and training log: read back from ``out`` when an earlier run of the same settings
+    saved them (a run cut short resumes there), else ``make()``-d and saved at once."""
+    rollouts, log = out / f"rollouts_{name}.json", out / f"training_{name}.json"
+    if rollouts.is_file():
+        logger.info("%s: rollouts reused from %s", name, rollouts)
+        kept = json.loads(log.read_text()) if log.is_file() else {"log": "not kept by the earlier run"}
+        return json.loads(rollouts.read_text()), {**kept, "resumed": True}
+    made, training = make()
+    rollouts.write_text(json.dumps(made))
+    log.write_text(json.dumps(training, default=str))
+    return made, training
+
+
+def check_resume(out: Path, settings: dict[str, Any]) -> None:
+    """Refuse to mix stages of other settings: ``out/settings.json`` must match when ``out`` holds rollouts."""
+    stamp, have = out / "settings.json", sorted(p.name for p in out.glob("rollouts_*.json"))
+    settings = json.loads(json.dumps(settings, default=str))
+    if have and stamp.is_file() and json.loads(stamp.read_text()) != settings:
+        raise SystemExit(f"{out} holds {', '.join(have)} from other settings (see {stamp}). Pass another --out, "
+                         "or delete those files to start over.")
+    if have:
+        logger.warning("Resuming in %s: %s are reused%s.", out, ", ".join(have),
+                       "" if stamp.is_file() else " (no settings.json: their settings cannot be checked)")
+    stamp.write_text(json.dumps(settings, indent=1))
+
+
 def target_in_region(dpo: Any, intervened: Any, target: dict[str, Any]) -> dict[str, Any] | None:
     """The target concept on its own region's held-out prompts: predicted Δ, and the shift under DPO and under the
     intervention (None without a region view, or when no held-out prompt is from that region)."""
@@ -232,6 +262,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = args.out or Path(f"audit_then_dpo_{args.preset}")
     out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    check_resume(out, {"preset": args.preset, "config": cfg, "seed": args.seed, "intervention": args.intervention,
+                       "backend": args.backend})
     for noisy in ("httpx", "datasets", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -287,36 +319,34 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         tok.save_pretrained(folder)
         return VLLMBackend(folder, gpu_memory_utilization=0.25, max_model_len=1024, enforce_eager=True)
 
-    ref_rollouts = sample_rollouts(backend_for(reference), held_out, **gen)
-    clock("sample reference")
-    (out / "rollouts_reference.json").write_text(json.dumps(ref_rollouts))  # kept should the run be cut short
+    def sample(model: Any) -> list[list[str]]:
+        return sample_rollouts(backend_for(model), held_out, **gen)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        dpo_model, dpo_train = train_dpo(reference, tok, pairs, cfg, tmp, concept_lambda=None, seed=args.seed)
-    clock("train DPO")
-    dpo_rollouts = sample_rollouts(backend_for(dpo_model), held_out, **gen)
-    del dpo_model
-    clock("sample DPO")
-    (out / "rollouts_dpo.json").write_text(json.dumps(dpo_rollouts))  # kept should the run be cut short
+    ref_rollouts, _ = resumable(out, "reference", lambda: (sample(reference), {}))
+    clock("sample reference")
+
+    def train_and_sample(train_pairs: Any, concept_lambda: float | None) -> tuple[list[list[str]], dict[str, Any]]:
+        with tempfile.TemporaryDirectory() as tmp:
+            model, log = train_dpo(reference, tok, train_pairs, cfg, tmp, concept_lambda=concept_lambda, seed=args.seed)
+        rollouts = sample(model)
+        del model
+        return rollouts, log
+
+    dpo_rollouts, dpo_train = resumable(out, "dpo", lambda: train_and_sample(pairs, None))
+    clock("train + sample DPO")
 
     if args.intervention == "shape":
-        shaped_pairs = add_concept_margin(pairs, audit, concepts=[target["concept"]])
-        with tempfile.TemporaryDirectory() as tmp:
-            int_model, int_train = train_dpo(reference, tok, shaped_pairs, cfg, tmp,
-                                             concept_lambda=cfg["concept_lambda"], seed=args.seed)
+        int_pairs = add_concept_margin(pairs, audit, concepts=[target["concept"]])
         int_info = {"kind": "ConceptShapedDPOTrainer", "concept_lambda": cfg["concept_lambda"],
-                    "margin_mean": float(np.mean(shaped_pairs["concept_margin"])),
-                    "margin_nonzero": int(np.count_nonzero(shaped_pairs["concept_margin"]))}
+                    "margin_mean": float(np.mean(int_pairs["concept_margin"])),
+                    "margin_nonzero": int(np.count_nonzero(int_pairs["concept_margin"]))}
+        int_lambda = cfg["concept_lambda"]
     else:
-        kept, counts = filter_pairs(pairs, audit, concepts=[target["concept"]], threshold=0.5)
-        with tempfile.TemporaryDirectory() as tmp:
-            int_model, int_train = train_dpo(reference, tok, kept, cfg, tmp, concept_lambda=None, seed=args.seed)
+        int_pairs, counts = filter_pairs(pairs, audit, concepts=[target["concept"]], threshold=0.5)
         int_info = {"kind": "filter_pairs", **{k: v for k, v in counts.items() if k != "per_concept"}}
-    clock(f"train intervention ({args.intervention})")
-    int_rollouts = sample_rollouts(backend_for(int_model), held_out, **gen)
-    del int_model
-    clock("sample intervention")
-    (out / "rollouts_intervention.json").write_text(json.dumps(int_rollouts))  # kept should the run be cut short
+        int_lambda = None
+    int_rollouts, int_train = resumable(out, "intervention", lambda: train_and_sample(int_pairs, int_lambda))
+    clock(f"train + sample intervention ({args.intervention})")
 
     # regions: the held-out problems' categories, for the region-conditioned view (each region's own Δ)
     common = dict(reference_rollouts=ref_rollouts, batch_size=16, regions=held_out_regions if region else None)

@@ -30,3 +30,13 @@ def test_ci_preset_end_to_end(recipe, tmp_path):
     assert effect["shift_dpo"] == pytest.approx(dpo_table[effect["concept"]]["measured_shift"])
     regional = json.loads((tmp_path / "dpo_validation.json").read_text())["region_table"]
     assert {r["region_name"] for r in regional} <= {"odd", "even"} and regional
+
+
+def test_a_run_cut_short_resumes_and_other_settings_are_refused(recipe, tmp_path):
+    first = recipe.main(["--preset", "ci", "--out", str(tmp_path)])
+    (tmp_path / "rollouts_intervention.json").unlink()  # as if cut short before the intervention was sampled
+    again = recipe.main(["--preset", "ci", "--out", str(tmp_path)])
+    assert again["training"]["dpo"]["resumed"] and "resumed" not in again["training"]["intervention"]
+    assert again["validation"]["dpo"]["metrics"] == first["validation"]["dpo"]["metrics"]  # the same rollouts
+    with pytest.raises(SystemExit, match="from other settings"):
+        recipe.main(["--preset", "ci", "--seed", "1", "--out", str(tmp_path)])
