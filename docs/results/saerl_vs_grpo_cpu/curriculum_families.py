@@ -1,11 +1,14 @@
 """Which families each arm's 20 steps (80 prompts) trained on: the curriculum arms' order is a pure function of the
-data, the options and the seed (CurriculumRepeatSampler.batches), so it is rebuilt here without a model."""
+data, the options and the seed (CurriculumRepeatSampler.batches), so it is rebuilt here without a model.
+
+    python curriculum_families.py /tmp/svg_prep/55fca9d460a2   # the cpu preset's prepared data (--prep-cache)
+"""
 import json, re, sys
 from collections import Counter
 from datasets import load_from_disk
 from hf_saerl.integrations.trl import CurriculumRepeatSampler
 
-prep = "/tmp/svg_prep/55fca9d460a2"
+prep = sys.argv[1]
 
 def family(prompt):
     q = prompt[0]["content"]
