@@ -94,3 +94,47 @@ def tiny_sae(
         sae.b_enc.copy_(-0.2 * torch.rand(d_sae))
         sae.b_dec.zero_()
     return sae.eval()
+
+
+def edit_json(path, **changes) -> None:
+    """Set top-level keys of a saved JSON file: tampering with a bundle, for tests of what loading refuses.
+
+    Example:
+        >>> import json, tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "config.json"
+        >>> _ = path.write_text('{"format_version": 1, "d_sae": 8}')
+        >>> edit_json(path, format_version=99)
+        >>> json.loads(path.read_text())
+        {'format_version': 99, 'd_sae': 8}
+    """
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    state = json.loads(path.read_text())
+    state.update(changes)
+    path.write_text(json.dumps(state))
+
+
+def edit_arrays(path, **changes) -> None:
+    """Change arrays of a saved safetensors file: a value of ``None`` deletes the array, a callable maps (a copy
+    of) the old one, anything else replaces it. For tests of what loading refuses.
+
+    Example:
+        >>> import numpy as np, tempfile, pathlib
+        >>> from safetensors.numpy import load_file, save_file
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "probe.safetensors"
+        >>> save_file({"coef": np.ones(3), "bias": np.zeros(1)}, str(path))
+        >>> edit_arrays(path, coef=lambda a: a * 2, bias=None)
+        >>> {k: v.tolist() for k, v in load_file(str(path)).items()}
+        {'coef': [2.0, 2.0, 2.0]}
+    """
+    from safetensors.numpy import load_file, save_file
+
+    arrays = load_file(str(path))
+    for key, value in changes.items():
+        if value is None:
+            del arrays[key]
+        else:
+            arrays[key] = value(arrays[key].copy()) if callable(value) else value
+    save_file(arrays, str(path))

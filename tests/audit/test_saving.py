@@ -19,6 +19,7 @@ from hf_saerl.audit import (PreferenceAudit, add_concept_margin, add_pair_weight
                             pair_weights)
 from hf_saerl.errors import (BundleError, HookMismatchError, InvalidParameterError, NonFiniteError, RowMismatchError,
                              WidthMismatchError)
+from hf_saerl.testing import edit_arrays, edit_json
 
 N = 120
 
@@ -192,23 +193,8 @@ def test_load_overrides(fitted, tmp_path):
     assert PreferenceAudit.from_pretrained(tmp_path, z_threshold=3.0).z_threshold == 3.0  # the saved value is fine
 
 
-def _edit_json(path, **changes):
-    state = json.loads(path.read_text())
-    state.update(changes)
-    path.write_text(json.dumps(state))
-
-
 def _edit_arrays(directory, **changes):
-    from safetensors.numpy import load_file, save_file
-
-    path = directory / "audit.safetensors"
-    arrays = load_file(str(path))
-    for key, value in changes.items():
-        if value is None:
-            del arrays[key]
-        else:
-            arrays[key] = value(arrays[key]) if callable(value) else value
-    save_file(arrays, str(path))
+    edit_arrays(directory / "audit.safetensors", **changes)
 
 
 def _bump(a):
@@ -218,10 +204,10 @@ def _bump(a):
 
 
 @pytest.mark.parametrize("damage, error, match", [
-    (lambda d: _edit_json(d / "audit.json", format_version=2, hf_saerl_version="9.0"), BundleError,
+    (lambda d: edit_json(d / "audit.json", format_version=2, hf_saerl_version="9.0"), BundleError,
      r"written in format version 2 by hf_saerl 9.0; this hf_saerl .* reads format versions up to 1. Upgrade"),
-    (lambda d: _edit_json(d / "audit.json", audit="QualityProbe"), BundleError, r"does not hold a saved PreferenceAudit"),
-    (lambda d: _edit_json(d / "audit.json", n_pairs="many"), BundleError, r"'n_pairs' should be a int, found 'many'"),
+    (lambda d: edit_json(d / "audit.json", audit="QualityProbe"), BundleError, r"does not hold a saved PreferenceAudit"),
+    (lambda d: edit_json(d / "audit.json", n_pairs="many"), BundleError, r"'n_pairs' should be a int, found 'many'"),
     (lambda d: (d / "audit.json").write_text("{oops"), BundleError, r"Could not parse .*audit.json"),
     (lambda d: (d / "config.json").write_text("[]"), BundleError, r"config.json .*should hold a JSON object"),
     (lambda d: (d / "audit.safetensors").write_bytes(b"\x00" * 64), BundleError, r"Could not read .*corrupt or truncated"),
@@ -232,7 +218,7 @@ def _bump(a):
     (lambda d: _edit_arrays(d, **{"statistics.delta": lambda a: a[:-1]}), BundleError,
      r"Array 'statistics.delta' in .* has shape"),
     (lambda d: (d / "texts.json").unlink(), FileNotFoundError, r"texts.json is missing"),
-    (lambda d: _edit_json(d / "texts.json", chosen=["only one"]), BundleError, r"the 'chosen' texts should be 120"),
+    (lambda d: edit_json(d / "texts.json", chosen=["only one"]), BundleError, r"the 'chosen' texts should be 120"),
 ])
 def test_damaged_saves_are_refused(fitted, tmp_path, damage, error, match):
     fitted.save_pretrained(tmp_path)

@@ -26,6 +26,7 @@ from hf_saerl.core.serialization import jsonable
 from hf_saerl.errors import (BundleError, InvalidParameterError, MissingColumnError, NonFiniteError,
                              WidthMismatchError)
 from hf_saerl.estimators.probes import DifficultyProbe, QualityProbe
+from hf_saerl.testing import edit_arrays, edit_json
 
 D_SAE = 2000
 FAST_GRID = {"l1_ratio": (0.5, 1.0), "n_alphas": 20}  # keeps the nested ElasticNetCV quick
@@ -628,23 +629,11 @@ def test_load_width_override_and_bad_paths(data, tmp_path):
 
 
 def _edit_state(directory, **changes):
-    path = directory / "quality_probe.json"
-    state = json.loads(path.read_text())
-    state.update(changes)
-    path.write_text(json.dumps(state))
+    edit_json(directory / "quality_probe.json", **changes)
 
 
 def _edit_arrays(directory, **changes):
-    from safetensors.numpy import load_file, save_file
-
-    path = directory / "quality_probe.safetensors"
-    arrays = load_file(str(path))
-    for key, value in changes.items():
-        if value is None:
-            del arrays[key]
-        else:
-            arrays[key] = value
-    save_file(arrays, str(path))
+    edit_arrays(directory / "quality_probe.safetensors", **changes)
 
 
 # ====================================================================== scale, fingerprint, docs

@@ -23,7 +23,7 @@ from hf_saerl.estimators.clustering import SAEClusterer
 from hf_saerl.estimators.probes import DifficultyProbe, QualityProbe
 from hf_saerl.pipeline.bundle import ESTIMATORS, bundle_patterns, encoder_options, model_record, resolve_model
 from hf_saerl.pipeline.pipeline import PIPELINE_FORMAT_VERSION, SAERLPipeline, check_bundle
-from hf_saerl.testing import tiny_sae
+from hf_saerl.testing import edit_json, tiny_sae
 
 OUTPUT_COLUMNS = ["sae_indices", "sae_values", "sae_n_tokens", "sae_truncated", "quality", "difficulty",
                   "pass_rate_pred", "cluster_id", "cluster_distance"]
@@ -252,12 +252,6 @@ def test_loading_never_unpickles_and_ignores_unexpected_files(bundle_copy, fitte
     assert_same_columns(loaded(data.select(range(6))), fitted(data.select(range(6))))
 
 
-def _edit_json(path, **changes):
-    obj = json.loads(path.read_text())
-    obj.update(changes)
-    path.write_text(json.dumps(obj))
-
-
 def test_refuses_bad_json(bundle_copy):
     (bundle_copy / "config.json").write_text('{"format": "hf_saerl/pipeline", ')
     with pytest.raises(BundleError, match=r"Could not parse .*config\.json.*save_pretrained"):
@@ -265,7 +259,7 @@ def test_refuses_bad_json(bundle_copy):
 
 
 def test_refuses_newer_format(bundle_copy):
-    _edit_json(bundle_copy / "config.json", format_version=PIPELINE_FORMAT_VERSION + 1, hf_saerl_version="9.0")
+    edit_json(bundle_copy / "config.json", format_version=PIPELINE_FORMAT_VERSION + 1, hf_saerl_version="9.0")
     with pytest.raises(BundleError, match=r"config\.json was written in format version 2 by hf_saerl 9\.0;.*pip install -U"):
         SAERLPipeline.from_pretrained(bundle_copy)
 
@@ -428,7 +422,7 @@ def test_refuses_encoder_options_this_version_does_not_know(bundle_copy):
 
 # ---------------------------------------------------------------------- more refusals (BundleError)
 def test_refuses_a_config_of_another_format(bundle_copy):
-    _edit_json(bundle_copy / "config.json", format="hf_saerl/clusters")
+    edit_json(bundle_copy / "config.json", format="hf_saerl/clusters")
     with pytest.raises(BundleError, match=r"not an hf_saerl pipeline config.*'hf_saerl/clusters'"):
         check_bundle(bundle_copy)
 
@@ -442,19 +436,19 @@ def test_refuses_unknown_estimator_roles(bundle_copy):
 
 
 def test_refuses_an_estimator_file_naming_another_class(bundle_copy):
-    _edit_json(bundle_copy / "quality" / "quality_probe.json", estimator="DifficultyProbe")
+    edit_json(bundle_copy / "quality" / "quality_probe.json", estimator="DifficultyProbe")
     with pytest.raises(BundleError, match=r"quality_probe\.json holds a 'DifficultyProbe'.*must be a QualityProbe"):
         check_bundle(bundle_copy)
 
 
 def test_refuses_an_sae_path_outside_the_bundle(bundle_copy):
-    _edit_json(bundle_copy / "config.json", sae={"path": "../elsewhere"})
+    edit_json(bundle_copy / "config.json", sae={"path": "../elsewhere"})
     with pytest.raises(BundleError, match=r"'\.\./elsewhere', outside the pipeline's folder"):
         check_bundle(bundle_copy)
 
 
 def test_refuses_a_corrupt_d_sae(bundle_copy):
-    _edit_json(bundle_copy / "config.json", d_sae="128")
+    edit_json(bundle_copy / "config.json", d_sae="128")
     with pytest.raises(BundleError, match=r"no valid 'd_sae' \(found '128'\)"):
         check_bundle(bundle_copy)
 

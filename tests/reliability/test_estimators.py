@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from datasets import Dataset
-from safetensors.numpy import load_file, save_file
 from sklearn.exceptions import NotFittedError
 
 from hf_saerl import DifficultyProbe, QualityProbe, SAEClusterer
 from hf_saerl.errors import (BundleError, HookMismatchError, InvalidParameterError, NonFiniteError, ParameterTypeError,
                              WidthMismatchError)
+from hf_saerl.testing import edit_arrays  # saved without a checksum: the finiteness / dtype checks must catch it
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 NAN, INF = float("nan"), float("inf")
@@ -37,13 +37,6 @@ def probe():
 @pytest.fixture
 def scored():
     return Dataset.from_dict({"quality": [0.1, 0.6, 0.9]})
-
-
-def resave(path, **changes):
-    arrays = load_file(str(path))
-    for name, edit in changes.items():
-        arrays[name] = edit(arrays[name].copy())
-    save_file(arrays, str(path))  # no checksum: the finiteness / dtype checks must catch it on their own
 
 
 # ---------------------------------------------------------------------------------- non-finite numbers (family 1)
@@ -129,28 +122,28 @@ def test_nan_regularisation_is_refused():
 
 def test_saved_nan_coefficient_is_refused(probe, tmp_path):
     probe.save_pretrained(tmp_path)
-    resave(tmp_path / "quality_probe.safetensors", coef=lambda a: np.where(np.arange(a.size) == 0, np.nan, a))
+    edit_arrays(tmp_path / "quality_probe.safetensors", coef=lambda a: np.where(np.arange(a.size) == 0, np.nan, a))
     with pytest.raises(NonFiniteError, match=r"Array 'coef' in .*quality_probe.safetensors holds 1 NaN"):
         QualityProbe.from_pretrained(tmp_path)
 
 
 def test_saved_infinite_intercept_is_refused(probe, tmp_path):
     probe.save_pretrained(tmp_path)
-    resave(tmp_path / "quality_probe.safetensors", intercept=lambda a: a * np.inf)
+    edit_arrays(tmp_path / "quality_probe.safetensors", intercept=lambda a: a * np.inf)
     with pytest.raises(NonFiniteError, match="Array 'intercept'"):
         QualityProbe.from_pretrained(tmp_path)
 
 
 def test_saved_nan_centroid_is_refused(tmp_path):
     SAEClusterer(d_sae=10, n_clusters=3).fit(features()).save_pretrained(tmp_path)
-    resave(tmp_path / "clusters.safetensors", cluster_centers=lambda a: np.where(a == a.max(), np.nan, a))
+    edit_arrays(tmp_path / "clusters.safetensors", cluster_centers=lambda a: np.where(a == a.max(), np.nan, a))
     with pytest.raises(NonFiniteError, match=r"Array 'cluster_centers' in .*clusters.safetensors"):
         SAEClusterer.from_pretrained(tmp_path)
 
 
 def test_saved_arrays_of_another_dtype_are_refused(probe, tmp_path):
     probe.save_pretrained(tmp_path)
-    resave(tmp_path / "quality_probe.safetensors", coef=lambda a: a.astype(np.float16))
+    edit_arrays(tmp_path / "quality_probe.safetensors", coef=lambda a: a.astype(np.float16))
     with pytest.raises(BundleError, match="has dtype float16, expected float64"):
         QualityProbe.from_pretrained(tmp_path)
 
