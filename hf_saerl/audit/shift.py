@@ -107,14 +107,14 @@ def region_predictions(audit: Any) -> pd.DataFrame:
     region's pairs pushes toward), ``contrast_delta`` (the audit's ``delta``: the region against the rest),
     ``flagged`` and ``n_pairs``. An audit with one region has only its global rows: they are that region's.
 
-    Example:
+    Example (one latent that fires on the chosen side of the "geo" pairs only):
         >>> import numpy as np, scipy.sparse as sp
         >>> from hf_saerl.audit import PreferenceAudit
-        >>> c = sp.csr_matrix(np.tile([[1.0, 1.0], [1.0, 1.0], [1.0, 0.0], [1.0, 0.0]], (10, 1)))
-        >>> r = sp.csr_matrix(np.tile([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]], (10, 1)))
-        >>> audit = PreferenceAudit(n_regions=1, min_support=1).fit_features(c, c, r, r)
-        >>> region_predictions(audit)[["region_name", "concept", "predicted_delta"]].values.tolist()
-        [['all', 0, 0.5], ['all', 1, 0.0]]
+        >>> chosen, rejected = sp.csr_matrix(np.tile([[1.0], [1.0], [0.0], [0.0]], (10, 1))), sp.csr_matrix((40, 1))
+        >>> audit = PreferenceAudit(min_support=1).fit_features(chosen, chosen, rejected, rejected,
+        ...                                                     region_labels=["geo", "geo", "alg", "alg"] * 10)
+        >>> region_predictions(audit)[["region_name", "concept", "predicted_delta", "contrast_delta"]].values.tolist()
+        [['alg', 0, 0.0, -1.0], ['geo', 0, 1.0, 1.0]]
     """
     check_fitted(audit, "region_predictions")
     stats = audit.statistics_
