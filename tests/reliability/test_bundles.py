@@ -301,11 +301,11 @@ def _predict_estimator(est, X):
     return {"quality": est.predict_quality(X), "columns": est(batch), "d_sae": est.d_sae}
 
 
-def run_estimator_fuzz(tmp_path_factory, n_examples: int) -> Counter:
-    folder, X = _estimator_folder(tmp_path_factory)
-    original = _predict_estimator(QualityProbe.from_pretrained(folder), X)
+def run_fuzz(name: str, folder, load, predict, tmp_path_factory, n_examples: int) -> Counter:
+    """Load every mutated copy of the saved ``folder``: each must be refused, or predict as the original does."""
+    original = predict(load(folder))
     counts: Counter = Counter()
-    work = tmp_path_factory.mktemp("fuzz-probe")
+    work = tmp_path_factory.mktemp(f"fuzz-{name}")
 
     @settings(max_examples=n_examples, derandomize=True, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
@@ -315,13 +315,19 @@ def run_estimator_fuzz(tmp_path_factory, n_examples: int) -> Counter:
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(folder, target)
         mutate(target, *m)
-        result = outcome(lambda: QualityProbe.from_pretrained(target), lambda e: _predict_estimator(e, X), original)
+        result = outcome(lambda: load(target), predict, original)
         counts[result] += 1
         assert result != "different", f"mutation {m} loaded into different results"
 
     check()
-    report("estimator", counts)
+    report(name, counts)
     return counts
+
+
+def run_estimator_fuzz(tmp_path_factory, n_examples: int) -> Counter:
+    folder, X = _estimator_folder(tmp_path_factory)
+    return run_fuzz("estimator", folder, QualityProbe.from_pretrained, lambda e: _predict_estimator(e, X),
+                    tmp_path_factory, n_examples)
 
 
 def _predict_pipeline(pipe, data):
@@ -332,26 +338,8 @@ def run_pipeline_fuzz(bundle, data, model_dir, tmp_path_factory, n_examples: int
     from hf_saerl.testing import tiny_tokenizer  # noqa: F401  (the tokenizer is read from model_dir)
 
     sample = data.select(range(8))
-    original = _predict_pipeline(SAERLPipeline.from_pretrained(bundle), sample)
-    counts: Counter = Counter()
-    work = tmp_path_factory.mktemp("fuzz-pipe")
-
-    @settings(max_examples=n_examples, derandomize=True, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
-    @given(mutations(_files(bundle)))
-    def check(m):
-        target = work / "m"
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(bundle, target)
-        mutate(target, *m)
-        result = outcome(lambda: SAERLPipeline.from_pretrained(target), lambda p: _predict_pipeline(p, sample),
-                         original)
-        counts[result] += 1
-        assert result != "different", f"mutation {m} loaded into different results"
-
-    check()
-    report("pipeline", counts)
-    return counts
+    return run_fuzz("pipeline", bundle, SAERLPipeline.from_pretrained, lambda p: _predict_pipeline(p, sample),
+                    tmp_path_factory, n_examples)
 
 
 def test_fuzz_saved_estimator(tmp_path_factory):
