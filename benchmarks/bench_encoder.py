@@ -44,7 +44,7 @@ def load(model_name: str):
 
     torch.manual_seed(0)
     if model_name == "smollm2":
-        from hf_saerl.encoding.embedded import load_smollm2
+        from hf_saerl.models.embedded import load_smollm2
 
         model, tok = load_smollm2()
     else:

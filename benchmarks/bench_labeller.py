@@ -33,7 +33,7 @@ def load(model_name: str):
 
     torch.manual_seed(0)
     if model_name == "smollm2":
-        from hf_saerl.encoding.embedded import load_smollm2
+        from hf_saerl.models.embedded import load_smollm2
 
         return load_smollm2()
     from hf_saerl.testing import tiny_llama, tiny_tokenizer

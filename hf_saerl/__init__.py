@@ -11,20 +11,18 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
-
-from . import _moved  # noqa: E402  (old module paths, see _moved.py)
+from ._version import __version__
+from .core.lazy import lazy_exports
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     "sparse_matrix": "hf_saerl.encoding.sparse",
     "SAEEncoder": "hf_saerl.encoding.encoder",
-    "load_model": "hf_saerl.encoding.loading",
-    "load_sae": "hf_saerl.encoding.loading",
+    "load_model": "hf_saerl.models.loading",
+    "default_model_spec": "hf_saerl.models.embedded",
+    "load_sae": "hf_saerl.encoding.saes",
     "resolve_hook": "hf_saerl.encoding.hooks",
     "QualityProbe": "hf_saerl.estimators.probes",
     "DifficultyProbe": "hf_saerl.estimators.probes",
@@ -52,29 +50,7 @@ _EXPORTS: dict[str, str] = {
     "split_for_labelling": "hf_saerl.rollouts",
     "reasoning_gym_dataset": "hf_saerl.rollouts",
 }
-#: Names that left the top-level API; still resolved for one release, with a DeprecationWarning.
-_DEPRECATED_EXPORTS: dict[str, str] = {"DemoConfig": "hf_saerl.demo", "run_demo": "hf_saerl.demo"}
-
-__all__ = ["__version__", *_EXPORTS]
-
-_moved.install()
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None and name in _DEPRECATED_EXPORTS:
-        module = _DEPRECATED_EXPORTS[name]
-        warnings.warn(f"hf_saerl.{name} moved to {module}.{name}: the worked example is not part of the library API.",
-                      DeprecationWarning, stacklevel=2)
-    if module is None:
-        raise AttributeError(f"module 'hf_saerl' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__, __all__ = lazy_exports(globals(), _EXPORTS, also=("__version__",))
 
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -102,5 +78,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .estimators.probes import DifficultyProbe, QualityProbe
     from .encoding.sae_training import train_sae
     from .encoding.hooks import resolve_hook
-    from .encoding.loading import load_model, load_sae
+    from .encoding.saes import load_sae
     from .encoding.sparse import sparse_matrix
+    from .models.embedded import default_model_spec
+    from .models.loading import load_model

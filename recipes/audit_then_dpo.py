@@ -90,7 +90,7 @@ def load_champ_run(cfg: dict[str, Any]) -> tuple[Any, Any, Any, Any, list[Any], 
 
     from hf_saerl.demo.champ import CHAMP_PROMPT, champ_preference_pairs, load_champ
     from hf_saerl.demo.presets import champ_sae_texts
-    from hf_saerl.encoding.embedded import load_smollm2
+    from hf_saerl.models.embedded import load_smollm2
     from hf_saerl.encoding.sae_training import train_sae
 
     device = cfg["device"] if cfg["device"] != "cuda" or torch.cuda.is_available() else "cpu"

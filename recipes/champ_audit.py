@@ -41,7 +41,7 @@ def main() -> None:
     from hf_saerl import SAEEncoder
     from hf_saerl.audit import PreferenceAudit
     from hf_saerl.demo.champ import champ_preference_pairs
-    from hf_saerl.encoding.embedded import load_smollm2
+    from hf_saerl.models.embedded import load_smollm2
     from hf_saerl.demo.presets import champ_sae_texts
     from hf_saerl.encoding.sae_training import train_sae
 

@@ -161,7 +161,7 @@ def load_policy(cfg: dict[str, Any]) -> tuple[Any, Any]:
         from hf_saerl.testing import tiny_llama, tiny_tokenizer
 
         return tiny_llama(), tiny_tokenizer()
-    from hf_saerl.encoding.embedded import load_smollm2
+    from hf_saerl.models.embedded import load_smollm2
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, tokenizer = load_smollm2(dtype=torch.float32, device=device)
@@ -323,7 +323,7 @@ def evaluate(model: Any, tokenizer: Any, heldout: Any, verifier: Any, cfg: dict[
     in every arm), scored by the training verifier."""
     from hf_saerl.rollouts import TransformersBackend
     from hf_saerl.rollouts.backends import derive_seed
-    from hf_saerl.encoding.text import render_chat
+    from hf_saerl.models.text import render_chat
 
     was_training = model.training
     backend = TransformersBackend(model, tokenizer, batch_size=cfg["gen_batch_size"])

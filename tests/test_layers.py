@@ -1,7 +1,9 @@
 """The package's shape: folders are stages of the data flow, imports only go down, no private reach-ins.
 
 Every ``import`` in ``hf_saerl`` (at module level or inside a function: a lazy import is still a
-dependency) is read with ``ast`` and checked against the stage order below.
+dependency), and every module named in a package's lazy ``_EXPORTS`` table, is read with ``ast`` and checked
+against the stage order below. A stage imports only from stages of a lower rank (or from itself): stages of the
+same rank are siblings and never import each other.
 """
 
 from __future__ import annotations
@@ -13,22 +15,26 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hf_saerl"
 
-#: Stage -> rank. A module may import from its own rank or below, never above.
+#: Stage -> rank. A module imports from strictly lower ranks (or its own stage), never above or sideways.
 RANKS = {
-    "errors": 0, "core": 0,
-    "encoding": 1,
-    "rollouts": 2,
-    "estimators": 3,
-    "curriculum": 4,
-    "pipeline": 5,
-    "audit": 6,
-    "integrations": 7,
-    "cli": 8,
-    "demo": 9,
-    "testing": 9,  # tiny models for tests and docstring examples; the library never imports it
+    "_version": 0, "errors": 0,
+    "core": 1,
+    "models": 2,
+    "encoding": 3, "rollouts": 3,  # siblings over models: SAE features, and the policy's own pass rates
+    "estimators": 4,
+    "curriculum": 5,
+    "selection": 6,
+    "pipeline": 7,
+    "audit": 8,
+    "integrations": 9,
+    "cli": 10,
+    "demo": 11,
+    "testing": 11,  # tiny models for tests and docstring examples; the library never imports it
 }
-#: The facade and the entry points re-export or dispatch to every stage.
-FACADES = {"hf_saerl", "hf_saerl.__main__", "hf_saerl._moved"}
+#: The facade and the entry point re-export or dispatch to every stage.
+FACADES = {"hf_saerl", "hf_saerl.__main__"}
+#: Private by name, shared by design: setuptools and every module read the version from ``_version.py``.
+SHARED_PRIVATE = {"_version"}
 #: ``hf-saerl demo`` is the one command that runs the worked example.
 ALLOWED = {("hf_saerl.cli.demo", "demo")}
 
@@ -78,6 +84,11 @@ def _imports(module: str, path: Path):
                     yield f"{target}.{name}", [], node.lineno
             else:
                 yield target, names, node.lineno
+        elif (isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_EXPORTS" for t in node.targets)
+              and isinstance(node.value, ast.Dict)):  # lazy re-exports: name -> module, imported on first use
+            for key, value in zip(node.value.keys, node.value.values, strict=True):
+                if isinstance(value, ast.Constant) and isinstance(key, ast.Constant):
+                    yield value.value, [key.value], value.lineno
 
 
 def _internal(module: str) -> bool:
@@ -93,7 +104,7 @@ def _resolve_module(target: str, known: set[str]) -> str:
 
 def test_every_stage_folder_has_a_rank():
     folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
-    top_modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "__main__", "_moved"}
+    top_modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "__main__"}
     assert folders | top_modules <= set(RANKS), f"give these a rank in RANKS: {sorted((folders | top_modules) - set(RANKS))}"
 
 
@@ -114,11 +125,13 @@ def _violations(modules: list[tuple[str, Path]]) -> list[str]:
                 continue
             if (module, target_stage) in ALLOWED:
                 continue
-            if RANKS[target_stage] > RANKS[stage]:
+            if RANKS[target_stage] >= RANKS[stage]:
+                way = "up" if RANKS[target_stage] > RANKS[stage] else "sideways, into a sibling stage"
                 problems.append(f"{where}: {stage} (rank {RANKS[stage]}) imports {target} ({target_stage}, rank "
-                                f"{RANKS[target_stage]}): imports must only go down the stages")
+                                f"{RANKS[target_stage]}): that goes {way}; imports must only go down the stages")
             private = [n for n in names if n.startswith("_") and not n.startswith("__")]
-            private_parts = [p for p in target.split(".")[1:] if p.startswith("_") and not p.startswith("__")]
+            private_parts = [p for p in target.split(".")[1:]
+                             if p.startswith("_") and not p.startswith("__") and p not in SHARED_PRIVATE]
             if private or private_parts:
                 problems.append(f"{where}: {module} imports private {private or private_parts} from another "
                                 f"package ({target}): make it public and documented")
@@ -133,10 +146,14 @@ def test_imports_only_go_down_and_never_reach_private_names():
 def test_the_layer_check_catches_an_upward_and_a_private_import(tmp_path):
     """The scan itself works: a planted upward import and a planted private import are both reported."""
     bad = tmp_path / "bad.py"
-    bad.write_text("from ..pipeline import SAERLPipeline\nfrom ..core.hub import _secret\nfrom ..core import hub\n")
-    modules = [("hf_saerl.encoding.bad", bad), ("hf_saerl.pipeline", bad), ("hf_saerl.core.hub", bad)]
+    bad.write_text("from ..pipeline import SAERLPipeline\nfrom ..core.hub import _secret\nfrom ..core import hub\n"
+                   "from ..rollouts.labeller import RolloutLabeller\n_EXPORTS = {'SAEClusterer': 'hf_saerl.estimators.clustering'}\n")
+    modules = [("hf_saerl.encoding.bad", bad), ("hf_saerl.pipeline", bad), ("hf_saerl.core.hub", bad),
+               ("hf_saerl.rollouts.labeller", bad), ("hf_saerl.estimators.clustering", bad)]
     problems = _violations(modules)
-    assert any("encoding (rank 1) imports hf_saerl.pipeline" in p for p in problems), problems
+    assert any("encoding (rank 3) imports hf_saerl.pipeline" in p and "goes up" in p for p in problems), problems
+    assert any("imports hf_saerl.rollouts.labeller" in p and "sideways" in p for p in problems), problems
+    assert any("imports hf_saerl.estimators.clustering" in p for p in problems), problems
     assert any("private ['_secret']" in p for p in problems), problems
     assert not any("hf_saerl.core.hub (" in p for p in problems), problems  # a downward, public import is fine
 

@@ -11,18 +11,26 @@
 * a fitted audit is saved, loaded and pushed like the estimators (:mod:`.saving`).
 """
 
-from .concepts import LatentConcepts
-from .interventions import add_concept_margin, add_pair_weights, concept_margin, filter_pairs, pair_weights
-from .preference import PreferenceAudit
-from .regions import pair_regions
-from .report import AuditReport
-from .shaping import dpo_loss
-from .spans import SpanFeatures, encode_prompts, encode_response_spans
-from .shift import ShiftValidation, validate_shift
-from .statistics import GLOBAL_REGION, concept_statistics
+from ..core.lazy import lazy_exports
 
-__all__ = [
-    "PreferenceAudit", "AuditReport", "LatentConcepts", "concept_statistics", "GLOBAL_REGION", "pair_regions",
-    "encode_response_spans", "encode_prompts", "SpanFeatures", "filter_pairs", "pair_weights", "add_pair_weights",
-    "concept_margin", "add_concept_margin", "dpo_loss", "validate_shift", "ShiftValidation",
-]
+#: public name -> the module that defines it (imported on first use)
+_EXPORTS = {
+    "LatentConcepts": "hf_saerl.audit.concepts",
+    "add_concept_margin": "hf_saerl.audit.interventions",
+    "add_pair_weights": "hf_saerl.audit.interventions",
+    "concept_margin": "hf_saerl.audit.interventions",
+    "filter_pairs": "hf_saerl.audit.interventions",
+    "pair_weights": "hf_saerl.audit.interventions",
+    "PreferenceAudit": "hf_saerl.audit.preference",
+    "pair_regions": "hf_saerl.audit.regions",
+    "AuditReport": "hf_saerl.audit.report",
+    "dpo_loss": "hf_saerl.audit.shaping",
+    "SpanFeatures": "hf_saerl.audit.spans",
+    "encode_prompts": "hf_saerl.audit.spans",
+    "encode_response_spans": "hf_saerl.audit.spans",
+    "ShiftValidation": "hf_saerl.audit.shift",
+    "validate_shift": "hf_saerl.audit.shift",
+    "GLOBAL_REGION": "hf_saerl.audit.statistics",
+    "concept_statistics": "hf_saerl.audit.statistics",
+}
+__getattr__, __dir__, __all__ = lazy_exports(globals(), _EXPORTS)

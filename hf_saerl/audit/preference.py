@@ -35,6 +35,7 @@ from .rows import pair_digests
 from .saving import AUDIT_CARD, load_audit, save_audit
 from .spans import encode_prompts, encode_response_spans
 from .statistics import GLOBAL_REGION, concept_statistics
+from .._version import __version__
 
 __all__ = ["PreferenceAudit"]
 
@@ -376,8 +377,6 @@ class PreferenceAudit(ModelHubMixin, BaseEstimator, library_name="hf_saerl",
         save_audit(self, Path(save_directory))
 
     def generate_model_card(self, *args: Any, **kwargs: Any):
-        from .. import __version__
-
         check_fitted(self, "generate_model_card")
         values = {"n_pairs": self.n_pairs_, "d_sae": self.d_sae_, "n_concepts": self.concepts_.n_concepts_,
                   "n_regions": len(self.region_names_), "n_flagged": int(self.statistics_["flagged"].sum()),

@@ -75,6 +75,7 @@ training (Anatomy of Post-Training, arXiv 2606.12360): the concepts the chosen r
 
 ```python
 from hf_saerl.audit import PreferenceAudit, filter_pairs
+from .._version import __version__
 
 audit = PreferenceAudit.from_pretrained("{{ repo_id | default('your-name/your-repo', true) }}")
 print(audit.report(top=10).to_markdown())
@@ -85,8 +86,6 @@ kept, counts = filter_pairs(pairs, audit, threshold=0.5)  # pairs: the audited d
 
 def save_audit(audit: Any, directory: Path) -> None:
     """Write ``config.json``, ``audit.json``, ``audit.safetensors`` (and ``texts.json``) of a fitted ``audit``."""
-    from .. import __version__
-
     directory.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {}
     saved = [name for name in _POOLED if getattr(audit, f"{name}_") is not None] + ["disparity"]

@@ -171,7 +171,7 @@ def sample_rollouts(policy: Any, prompts: Any, *, backend: str | Any = "transfor
     """
     from ..rollouts.backends import derive_seed, make_backend
 
-    from ..encoding.text import render_chat
+    from ..models.text import render_chat
 
     n_samples = check_integer("n_samples", n_samples, "Pass the completions to sample per prompt, e.g. 1.", minimum=1)
     prompts = _prompt_list(prompts, prompt_column)

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from ..encoding.text import render_chat
+from ..models.text import render_chat
 from ..errors import InvalidParameterError
 from ..core.validation import is_missing
 

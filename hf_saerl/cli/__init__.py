@@ -15,6 +15,7 @@ import importlib
 import logging
 import sys
 from typing import Sequence
+from .._version import __version__
 
 #: Modules that register subcommands, in the order ``--help`` lists them.
 COMMAND_MODULES = (
@@ -24,8 +25,6 @@ COMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``hf-saerl`` parser with every subcommand of :data:`COMMAND_MODULES`."""
-    from .. import __version__
-
     parser = argparse.ArgumentParser(
         prog="hf-saerl",
         description="Curate post-training data with sparse-autoencoder features of an LLM, inside Hugging Face datasets.",

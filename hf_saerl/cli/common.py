@@ -164,7 +164,7 @@ def model_spec(model: str, gguf_file: str | None) -> tuple[str, str | None]:
     """``(model, gguf_file)`` as given, or the embedded SmolLM2's folder and file for ``model='embedded'``."""
     if model != "embedded":
         return model, gguf_file
-    from ..encoding.embedded import default_model_spec
+    from ..models.embedded import default_model_spec
 
     spec = default_model_spec()
     return spec["model"], spec["gguf_file"]

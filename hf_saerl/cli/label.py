@@ -19,7 +19,7 @@ from .common import DATA_HELP, add_model_args, finite_float, load_data, model_sp
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..rollouts.labeller import DEFAULT_INSTRUCTION
+    from ..rollouts.config import DEFAULT_INSTRUCTION
 
     p = subparsers.add_parser(
         "label",

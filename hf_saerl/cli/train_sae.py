@@ -20,7 +20,7 @@ from .common import (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..encoding.sae_training import DEFAULT_SAE_TRAINING as D
+    from ..encoding.config import DEFAULT_SAE_TRAINING as D
 
     p = subparsers.add_parser(
         "train-sae",
@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..encoding.loading import load_model
+    from ..models.loading import load_model
     from ..encoding.sae_training import train_sae
 
     dataset = single_split(load_data(args.data, args.data_config, args.split or "train"), args.split)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from huggingface_hub import HfApi, snapshot_download
+from .._version import __version__
 
 __all__ = ["is_repo_id", "local_folder", "download_folder", "upload_folder"]
 
@@ -56,8 +57,6 @@ def download_folder(repo_id: str, *, revision: str | None = None, token: str | b
     Hub and connection errors become a ``FileNotFoundError`` that says what to check.
     """
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
-
-    from .. import __version__
 
     try:
         folder = snapshot_download(

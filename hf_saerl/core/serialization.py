@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import BundleError
+from .._version import __version__
 
 __all__ = ["jsonable", "write_json", "read_json", "check_format_version"]
 
@@ -79,8 +80,6 @@ def check_format_version(found: Any, supported: int, path: str | Path, writer: A
 
     A newer version is refused with the upgrade command; a missing or non-int one as a corrupt file.
     """
-    from .. import __version__
-
     if isinstance(found, bool) or not isinstance(found, int) or found < 1:
         raise BundleError(f"{path} has no valid 'format_version' (found {found!r}); the file is corrupt. Save it again, "
                           "or download it again with force_download=True.")

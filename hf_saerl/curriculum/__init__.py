@@ -15,17 +15,16 @@ One module per job: ``schedule`` (the pure function), ``columns`` (options, read
 Trainer integrations live in :mod:`hf_saerl.integrations` (TRL, HF ``Trainer``, verl).
 """
 
-from .columns import CurriculumOptions
-from .dataset import CurriculumDataset
-from .sampler import CurriculumBatchSampler, CurriculumSampler
-from .schedule import build_schedule, describe_schedule, mix_count
+from ..core.lazy import lazy_exports
 
-__all__ = [
-    "CurriculumBatchSampler",
-    "CurriculumDataset",
-    "CurriculumOptions",
-    "CurriculumSampler",
-    "build_schedule",
-    "describe_schedule",
-    "mix_count",
-]
+#: public name -> the module that defines it (imported on first use)
+_EXPORTS = {
+    "CurriculumOptions": "hf_saerl.curriculum.columns",
+    "CurriculumDataset": "hf_saerl.curriculum.dataset",
+    "CurriculumBatchSampler": "hf_saerl.curriculum.sampler",
+    "CurriculumSampler": "hf_saerl.curriculum.sampler",
+    "build_schedule": "hf_saerl.curriculum.schedule",
+    "describe_schedule": "hf_saerl.curriculum.schedule",
+    "mix_count": "hf_saerl.curriculum.schedule",
+}
+__getattr__, __dir__, __all__ = lazy_exports(globals(), _EXPORTS)

@@ -8,6 +8,11 @@ Nothing in the library imports this package; it only uses the library, as a user
 - :mod:`.plots`: the report's figures.
 """
 
-from .run import DemoConfig, run_demo
+from ..core.lazy import lazy_exports
 
-__all__ = ["DemoConfig", "run_demo"]
+#: public name -> the module that defines it (imported on first use)
+_EXPORTS = {
+    "DemoConfig": "hf_saerl.demo.run",
+    "run_demo": "hf_saerl.demo.run",
+}
+__getattr__, __dir__, __all__ = lazy_exports(globals(), _EXPORTS)

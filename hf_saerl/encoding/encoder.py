@@ -1,10 +1,10 @@
 """``SAEEncoder``: a ``Dataset.map`` transform that attaches pooled, sparse SAE features.
 
-The encoder is a composition: :class:`~hf_saerl.encoding.text.TextBuilder` reads the text of each row,
+The encoder is a composition: :class:`~hf_saerl.models.text.TextBuilder` reads the text of each row,
 :class:`~hf_saerl.encoding.runtime.EncoderRuntime` holds the model, tokenizer and SAE (lazy loading, device per
 rank, small pickles), :class:`~hf_saerl.encoding.activations.ActivationReader` runs the truncated forward, and
 :func:`~hf_saerl.encoding.pooling.pool_microbatches` pools the SAE codes. Its fingerprint is built from
-:meth:`SAEEncoder.config` and :mod:`hf_saerl.encoding.identity`.
+:meth:`SAEEncoder.config` and :mod:`hf_saerl.models.identity`.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from ..core.validation import check_bool, check_finite, check_integer
 from ..errors import HookMismatchError, InvalidParameterError, ParameterTypeError, WidthMismatchError
 from .activations import ActivationBatch, ActivationReader
 from .hooks import check_hook_width
-from .loading import sae_hook_name, sae_pool_start
+from .saes import sae_hook_name, sae_pool_start
 from .pooling import POOLINGS, PooledSpans, check_poolings, pool_microbatches
 from .runtime import EncoderRuntime
 from .sparse import topk_rows
-from .text import TextBuilder, check_text_values, tokenize_texts
+from ..models.text import TextBuilder, check_text_values, tokenize_texts
 
 logger = logging.getLogger(__name__)
 

@@ -32,20 +32,10 @@ import torch
 
 from ..errors import InvalidParameterError
 from .activations import ActivationReader
-from .identity import model_identity, sae_identity, tokenizer_identity
-from .loading import (
-    check_weights_finite,
-    default_device,
-    is_model_spec,
-    load_config,
-    load_model,
-    load_sae,
-    load_tokenizer,
-    model_from_state,
-    model_state,
-    resolve_dtype,
-    sae_reference,
-)
+from ..models.identity import model_identity, tokenizer_identity
+from .saes import sae_identity
+from ..models.loading import check_weights_finite, default_device, is_model_spec, load_config, load_model, load_tokenizer, model_from_state, model_state, resolve_dtype
+from .saes import load_sae, sae_reference
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +53,7 @@ class EncoderRuntime:
         tokenizer: a Hub id or folder, or a loaded tokenizer (with an in-memory model, or in place of a model
             reference's own; it is then part of the fingerprint and travels to workers); ``None`` loads the model's
             own.
-        device, dtype: where and how the model runs; ``None`` follows :func:`~hf_saerl.encoding.loading.default_device`
+        device, dtype: where and how the model runs; ``None`` follows :func:`~hf_saerl.models.loading.default_device`
             (per rank) and bf16 on GPU / fp32 on CPU. An in-memory model is moved only if one of them is set.
     """
 
@@ -172,7 +162,7 @@ class EncoderRuntime:
             return AutoModelForCausalLM.from_config(config)
 
     def identity(self) -> dict[str, Any]:
-        """What identifies the three objects in a fingerprint (:mod:`hf_saerl.encoding.identity`): ``model`` and
+        """What identifies the three objects in a fingerprint (:mod:`hf_saerl.models.identity`): ``model`` and
         ``sae`` always, ``tokenizer`` when the model's files do not cover it (a tokenizer reference, a
         tokenizer object, or an in-memory model's tokenizer)."""
         out: dict[str, Any] = {"model": model_identity(self.model_spec, self.gguf_file, self.revision, self._model)}

@@ -51,26 +51,14 @@ from ..core.fingerprint import module_digest, stable_hash
 from ..core.validation import check_integer, check_real
 from ..errors import HookMismatchError, InvalidParameterError
 from .activations import ActivationReader
-from .identity import tokenizer_identity
+from ..models.identity import tokenizer_identity
+from .config import DEFAULT_SAE_TRAINING
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 TRAINING_FILE = "training.json"
 
-#: SmolLM2-135M-Instruct, layer 15 of 30, on :func:`hf_saerl.demo.presets.champ_sae_texts` (measured on 2 CPU cores shared with other
-#: jobs, load ~5.5): 46.5k tokens, 206 s collection + 167 s training, held-out explained variance 0.85,
-#: L0 32, 0.6% dead latents. Unloaded, collection runs at ~700 tokens/s and training at ~1.5k/s.
-DEFAULT_SAE_TRAINING: dict[str, Any] = {
-    "d_sae": 1536,  # 2.67x the hidden size 576; wider SAEs train too slowly on 2 CPU cores
-    "k": 32,
-    "total_tokens": 250_000,
-    "batch_size_tokens": 1024,
-    "lr": 2e-3,
-    "max_length": 256,
-    "max_activation_tokens": 40_000,
-    "threads": 2,
-}
 
 def default_cache_dir() -> Path:
     """``saes/`` under :func:`hf_saerl.core.cache.cache_root` (``$HF_SAERL_CACHE`` or ``~/.cache/hf_saerl``)."""

@@ -10,7 +10,12 @@
 - :mod:`.files`: the saved files (safetensors arrays, per-file Hub download), shared with the audit.
 """
 
-from .clustering import SAEClusterer
-from .probes import DifficultyProbe, QualityProbe
+from ..core.lazy import lazy_exports
 
-__all__ = ["DifficultyProbe", "QualityProbe", "SAEClusterer"]
+#: public name -> the module that defines it (imported on first use)
+_EXPORTS = {
+    "SAEClusterer": "hf_saerl.estimators.clustering",
+    "DifficultyProbe": "hf_saerl.estimators.probes",
+    "QualityProbe": "hf_saerl.estimators.probes",
+}
+__getattr__, __dir__, __all__ = lazy_exports(globals(), _EXPORTS)

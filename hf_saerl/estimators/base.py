@@ -52,6 +52,7 @@ from .inputs import is_matrix, read_baseline
 from .metrics import metrics_markdown
 from .saving import FORMAT_VERSION, load_estimator, save_estimator  # noqa: F401  (FORMAT_VERSION: re-exported)
 from .transforms import FeatureTransform, TransformSpec
+from .._version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -262,8 +263,6 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
         save_estimator(self, Path(save_directory))
 
     def generate_model_card(self, *args: Any, **kwargs: Any):
-        from .. import __version__
-
         values = {
             "estimator": type(self).__name__,
             "kind": self.kind,
@@ -313,9 +312,7 @@ def _column_identity(data: Any, indices_column: str) -> dict[str, Any] | None:
     """The SAE record :class:`~hf_saerl.encoding.encoder.SAEEncoder` stores in a dataset's features, or None."""
     if is_matrix(data) or not hasattr(data, "features"):
         return None
-    try:
-        from ..encoding.encoder import sae_identity_of
-    except ImportError:  # pragma: no cover - an encoding layer without column records
-        return None
+    from ..encoding.encoder import sae_identity_of
+
     record = sae_identity_of(data, indices_column)
     return dict(record) if isinstance(record, Mapping) else None

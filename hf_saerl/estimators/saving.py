@@ -30,6 +30,7 @@ from ..core.serialization import check_format_version, read_json, write_json
 from ..errors import BundleError, InvalidParameterError, WidthMismatchError
 from .files import REFETCH, check_sealed, fetch_file, read_arrays, sealed, write_arrays
 from .transforms import FeatureTransform
+from .._version import __version__
 
 __all__ = ["FORMAT_VERSION", "CONFIG_NAME", "save_estimator", "load_estimator"]
 
@@ -41,8 +42,6 @@ CONFIG_NAME = "config.json"
 def save_estimator(estimator: Any, directory: Path) -> None:
     """Write ``config.json``, ``<kind>.json`` and ``<kind>.safetensors`` of a fitted ``estimator``."""
     import sklearn
-
-    from .. import __version__
 
     directory.mkdir(parents=True, exist_ok=True)
     kind = estimator.kind

@@ -6,7 +6,12 @@
 - :mod:`.hub`: curated datasets pushed to the Hub with a dataset card.
 """
 
-from .hub import build_dataset_card, push_curated
-from .pipeline import SAERLPipeline
+from ..core.lazy import lazy_exports
 
-__all__ = ["SAERLPipeline", "build_dataset_card", "push_curated"]
+#: public name -> the module that defines it (imported on first use)
+_EXPORTS = {
+    "build_dataset_card": "hf_saerl.pipeline.hub",
+    "push_curated": "hf_saerl.pipeline.hub",
+    "SAERLPipeline": "hf_saerl.pipeline.pipeline",
+}
+__getattr__, __dir__, __all__ = lazy_exports(globals(), _EXPORTS)

@@ -70,19 +70,12 @@ _NOT_A_BUNDLE = ("Point from_pretrained at a folder written by SAERLPipeline.sav
 def estimator_classes() -> dict[str, type]:
     """Role -> estimator class, in the order a pipeline applies them: the one list of a pipeline's parts.
 
-    Imported on first use (the estimators pull in scikit-learn and torch). Also available as the lazy module
-    attribute ``ESTIMATORS``.
+    Imported on first use (the estimators pull in scikit-learn and torch).
     """
     from ..estimators.clustering import SAEClusterer
     from ..estimators.probes import DifficultyProbe, QualityProbe
 
     return {"quality": QualityProbe, "difficulty": DifficultyProbe, "clusterer": SAEClusterer}
-
-
-def __getattr__(name: str) -> Any:
-    if name == "ESTIMATORS":
-        return estimator_classes()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def estimator_folder(role: str) -> str:
@@ -145,7 +138,7 @@ def encoder_record(encoder: Any, *, model_id: str | None = None, tokenizer_id: s
     ``model_id`` / ``tokenizer_id`` say where the model and tokenizer load from (see :func:`model_record`).
     :func:`build_encoder` is the inverse.
     """
-    from ..encoding.loading import sae_hook_name
+    from ..encoding.saes import sae_hook_name
 
     ec = encoder.config()
     return {
@@ -178,7 +171,7 @@ def model_record(encoder_config: Mapping[str, Any], model_id: str | None = None,
     """
     import os
 
-    from ..encoding.embedded import EMBEDDED_MODEL
+    from ..models.embedded import EMBEDDED_MODEL
 
     ec = encoder_config
     if model_id is not None:
@@ -212,7 +205,7 @@ def _is_embedded(spec: str, gguf_file: str | None) -> bool:
     import os
 
     try:
-        from ..encoding.embedded import default_model_spec
+        from ..models.embedded import default_model_spec
 
         default = default_model_spec()
     except (FileNotFoundError, ImportError):
@@ -421,7 +414,7 @@ def build_encoder(folder: str | Path, config: Mapping[str, Any], model: Any = No
     config (:class:`~hf_saerl.errors.WidthMismatchError` otherwise: a Hub reference may have moved).
     """
     from ..encoding.encoder import SAEEncoder
-    from ..encoding.loading import load_sae
+    from ..encoding.saes import load_sae
 
     record = config["model"]
     kwargs = dict(config["encoder"])
@@ -457,7 +450,7 @@ def build_encoder(folder: str | Path, config: Mapping[str, Any], model: Any = No
 
 def resolve_model(record: Mapping[str, Any]) -> tuple[str, str | None, str | None]:
     """``(model, gguf_file, revision)`` to load for a config's ``model`` record (the embedded default by name)."""
-    from ..encoding.embedded import EMBEDDED_MODEL, default_model_spec
+    from ..models.embedded import EMBEDDED_MODEL, default_model_spec
 
     if record["id"] == EMBEDDED_MODEL:
         spec = default_model_spec()

@@ -121,7 +121,7 @@ def base_model(model_id: str | None) -> str | None:
         >>> base_model("HuggingFaceTB/SmolLM2-135M-Instruct"), base_model("./my-model")
         ('HuggingFaceTB/SmolLM2-135M-Instruct', None)
     """
-    from ..encoding.embedded import EMBEDDED_MODEL, SMOLLM2_HUB_ID
+    from ..models.embedded import EMBEDDED_MODEL, SMOLLM2_HUB_ID
 
     if model_id == EMBEDDED_MODEL:
         return SMOLLM2_HUB_ID

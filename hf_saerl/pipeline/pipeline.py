@@ -39,16 +39,11 @@ from .bundle import (
     load_estimators,
     write_bundle,
 )
+from .._version import __version__
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["SAERLPipeline", "check_bundle", "PIPELINE_FORMAT_VERSION"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "ESTIMATORS":  # the registry moved to .bundle (role -> class)
-        return estimator_classes()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class SAERLPipeline(BaseEstimator):
@@ -282,8 +277,6 @@ class SAERLPipeline(BaseEstimator):
         in-memory model needs one (here or in the constructor). What is recorded of the encoder is
         :func:`~hf_saerl.pipeline.bundle.encoder_record`'s.
         """
-        from .. import __version__
-
         config: dict[str, Any] = {
             "format": PIPELINE_FORMAT,
             "format_version": PIPELINE_FORMAT_VERSION,

@@ -10,32 +10,23 @@
 - :mod:`.tasks`: verifiable prompt pools from reasoning-gym as datasets.
 """
 
-from .backends import Generator, TransformersBackend, VLLMBackend
-from .budget import select_for_labelling, split_for_labelling
-from .labeller import DEFAULT_INSTRUCTION, RolloutLabeller
-from .tasks import reasoning_gym_dataset
-from .verifiers import (
-    MathVerifier,
-    ReasoningGymVerifier,
-    RewardFunctionVerifier,
-    VerificationError,
-    Verifier,
-    extract_final_answer,
-)
+from ..core.lazy import lazy_exports
 
-__all__ = [
-    "DEFAULT_INSTRUCTION",
-    "Generator",
-    "MathVerifier",
-    "ReasoningGymVerifier",
-    "RewardFunctionVerifier",
-    "RolloutLabeller",
-    "TransformersBackend",
-    "VLLMBackend",
-    "VerificationError",
-    "Verifier",
-    "extract_final_answer",
-    "reasoning_gym_dataset",
-    "select_for_labelling",
-    "split_for_labelling",
-]
+#: public name -> the module that defines it (imported on first use)
+_EXPORTS = {
+    "Generator": "hf_saerl.rollouts.backends",
+    "TransformersBackend": "hf_saerl.rollouts.backends",
+    "VLLMBackend": "hf_saerl.rollouts.backends",
+    "select_for_labelling": "hf_saerl.rollouts.budget",
+    "split_for_labelling": "hf_saerl.rollouts.budget",
+    "DEFAULT_INSTRUCTION": "hf_saerl.rollouts.labeller",
+    "RolloutLabeller": "hf_saerl.rollouts.labeller",
+    "reasoning_gym_dataset": "hf_saerl.rollouts.tasks",
+    "MathVerifier": "hf_saerl.rollouts.verifiers",
+    "ReasoningGymVerifier": "hf_saerl.rollouts.verifiers",
+    "RewardFunctionVerifier": "hf_saerl.rollouts.verifiers",
+    "VerificationError": "hf_saerl.rollouts.verifiers",
+    "Verifier": "hf_saerl.rollouts.verifiers",
+    "extract_final_answer": "hf_saerl.rollouts.verifiers",
+}
+__getattr__, __dir__, __all__ = lazy_exports(globals(), _EXPORTS)

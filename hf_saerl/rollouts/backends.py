@@ -203,7 +203,7 @@ class TransformersBackend:
 
     def __init__(self, model: Any, tokenizer: Any = None, *, gguf_file: str | None = None, revision: str | None = None,
                  batch_size: int = 32, device: str | None = None, dtype: str | None = None):
-        from ..encoding.loading import is_model_spec
+        from ..models.loading import is_model_spec
 
         check_integer("batch_size", batch_size, "Pass a whole number of sequences per generate call, e.g. 32.")
         if batch_size < 1:
@@ -224,7 +224,7 @@ class TransformersBackend:
             if tokenizer is None:
                 raise InvalidParameterError(
                     "A loaded model needs its tokenizer: pass tokenizer=AutoTokenizer.from_pretrained(...).")
-            from ..encoding.loading import check_weights_finite
+            from ..models.loading import check_weights_finite
 
             check_weights_finite(model, f"the policy {type(model).__name__}")
 
@@ -233,7 +233,7 @@ class TransformersBackend:
         """Load the model and tokenizer where this runs (``cuda:{rank}`` under ``map(with_rank=True)``)."""
         import torch
 
-        from ..encoding.loading import default_device, load_model, load_tokenizer, resolve_dtype
+        from ..models.loading import default_device, load_model, load_tokenizer, resolve_dtype
 
         if self._loaded:
             return self
@@ -266,7 +266,7 @@ class TransformersBackend:
         return self._model
 
     def __getstate__(self) -> dict[str, Any]:
-        from ..encoding.loading import model_state
+        from ..models.loading import model_state
 
         state = dict(self.__dict__)
         state["_loaded"] = False
@@ -279,16 +279,16 @@ class TransformersBackend:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        from ..encoding.loading import model_from_state
+        from ..models.loading import model_from_state
 
         self.__dict__.update(state)
         if isinstance(self._model, dict):
             self._model = model_from_state(self._model)
 
     def identity(self) -> Any:
-        """What the model and tokenizer are, for fingerprints (:mod:`hf_saerl.encoding.identity`): a Hub id and
+        """What the model and tokenizer are, for fingerprints (:mod:`hf_saerl.models.identity`): a Hub id and
         revision, a content sample of a folder, or a digest of in-memory weights (never every weight)."""
-        from ..encoding.identity import model_identity, tokenizer_identity
+        from ..models.identity import model_identity, tokenizer_identity
 
         out: dict[str, Any] = {"model": model_identity(self.model_spec, self.gguf_file, self.revision, self._model),
                                "dtype": self.dtype}
@@ -361,7 +361,7 @@ class VLLMBackend:
 
     def __init__(self, model: str, tokenizer: str | None = None, *, gguf_file: str | None = None,
                  revision: str | None = None, dtype: str | None = None, **llm_kwargs: Any):
-        from ..encoding.loading import is_model_spec
+        from ..models.loading import is_model_spec
 
         if not is_model_spec(model):
             raise InvalidParameterError(
@@ -457,7 +457,7 @@ def make_backend(backend: Any, policy: Any, **kwargs: Any) -> Any:
     if policy is None:
         raise InvalidParameterError("policy is None: pass a model id, a folder, a loaded model or 'embedded'.")
     if isinstance(policy, str) and policy == "embedded":
-        from ..encoding.embedded import default_model_spec
+        from ..models.embedded import default_model_spec
 
         spec = default_model_spec()
         policy, kwargs = spec["model"], {**kwargs, "gguf_file": kwargs.get("gguf_file") or spec["gguf_file"]}

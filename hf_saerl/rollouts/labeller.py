@@ -20,6 +20,7 @@ from ..core.validation import check_bool, check_integer, is_missing
 from ..errors import HfSaerlError, InvalidParameterError, ParameterTypeError
 from .backends import derive_seed, make_backend, sampling_settings
 from .verifiers import VerificationError, as_verifier, callable_identity, completion_text
+from .config import DEFAULT_INSTRUCTION
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +29,6 @@ __all__ = ["RolloutLabeller", "DEFAULT_INSTRUCTION", "PASS_RATE", "N_SAMPLES", "
 
 
 #: The answer-format instruction appended to each prompt by default (the usual one for math RL).
-DEFAULT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 _FORMAT_VERSION = 1
 _TRL_RESERVED = ("prompt", "prompts", "completion", "completions", "completion_ids")
 
@@ -116,7 +116,7 @@ class RolloutLabeller(Fingerprinted):
         completions_column: str = COMPLETIONS,
         rewards_column: str = REWARDS,
     ):
-        from ..encoding.text import TextBuilder
+        from ..models.text import TextBuilder
 
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise InvalidParameterError(f"n must be a positive int (samples per prompt), got {n!r}. Pass e.g. n=8.")
@@ -273,7 +273,7 @@ class RolloutLabeller(Fingerprinted):
         are what the verifier receives as ``prompts`` (TRL passes the same)."""
         if self.template is not None:
             return self.text.build(batch)
-        from ..encoding.text import is_chat
+        from ..models.text import is_chat
 
         prompts = list(batch[self.prompt_column])
         for row, prompt in enumerate(prompts):
@@ -298,7 +298,7 @@ class RolloutLabeller(Fingerprinted):
             >>> RolloutLabeller(backend=_Never(), instruction="Answer: {prompt}", chat_template=False).render("2+2?")
             'Answer: 2+2?'
         """
-        from ..encoding.text import render_chat
+        from ..models.text import render_chat
 
         is_chat = isinstance(prompt, (list, tuple))
         messages = [dict(m) for m in prompt] if is_chat else [{"role": "user", "content": str(prompt)}]

@@ -7,7 +7,7 @@ from datasets import Dataset
 
 from hf_saerl import SAEEncoder, resolve_hook, sparse_matrix
 from hf_saerl.errors import InvalidParameterError
-from hf_saerl.encoding.identity import tokenizer_identity
+from hf_saerl.models.identity import tokenizer_identity
 from hf_saerl.testing import tiny_sae
 
 

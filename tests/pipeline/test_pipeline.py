@@ -21,7 +21,7 @@ from hf_saerl.errors import (
 )
 from hf_saerl.estimators.clustering import SAEClusterer
 from hf_saerl.estimators.probes import DifficultyProbe, QualityProbe
-from hf_saerl.pipeline.bundle import ESTIMATORS, bundle_patterns, encoder_options, model_record, resolve_model
+from hf_saerl.pipeline.bundle import bundle_patterns, estimator_classes, encoder_options, model_record, resolve_model
 from hf_saerl.pipeline.pipeline import PIPELINE_FORMAT_VERSION, SAERLPipeline, check_bundle
 from hf_saerl.testing import edit_json, tiny_sae
 
@@ -221,7 +221,7 @@ def test_model_override_at_load(bundle, fitted, model, tokenizer, data):
 
 
 def test_embedded_default_is_recorded_by_name(fitted):
-    from hf_saerl.encoding.embedded import EMBEDDED_MODEL, default_model_spec
+    from hf_saerl.models.embedded import EMBEDDED_MODEL, default_model_spec
 
     try:
         spec = default_model_spec()
@@ -388,10 +388,10 @@ def test_a_pipeline_of_fitted_parts_counts_as_fitted(fitted):
 
 # ---------------------------------------------------------------------- the registry and the layout
 def test_estimator_registry_is_derived_from_the_classes(bundle):
-    assert ESTIMATORS == {"quality": QualityProbe, "difficulty": DifficultyProbe, "clusterer": SAEClusterer}
+    assert estimator_classes() == {"quality": QualityProbe, "difficulty": DifficultyProbe, "clusterer": SAEClusterer}
     config = json.loads((bundle / "config.json").read_text())
     assert config["estimators"] == {"quality": "quality", "difficulty": "difficulty", "clusterer": "clusters"}
-    for role, cls in ESTIMATORS.items():
+    for role, cls in estimator_classes().items():
         state = json.loads((bundle / config["estimators"][role] / f"{cls.kind}.json").read_text())
         assert state["estimator"] == cls.__name__
     assert "clusters/*.safetensors" in bundle_patterns() and "sae/*.json" in bundle_patterns()

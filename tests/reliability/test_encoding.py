@@ -16,7 +16,8 @@ import torch
 from datasets import Dataset, List, Value, load_dataset, load_from_disk
 
 from hf_saerl import SAEEncoder, sparse_matrix
-from hf_saerl.encoding import load_model, load_sae, sae_identity_of
+from hf_saerl.encoding import load_sae, sae_identity_of
+from hf_saerl.models import load_model
 from hf_saerl.errors import BundleError, InvalidParameterError, NonFiniteError, ParameterTypeError
 from hf_saerl.rollouts import RolloutLabeller
 from hf_saerl.rollouts.backends import TransformersBackend, sampling_settings

@@ -1,4 +1,4 @@
-"""What identifies an encoder's model, tokenizer and SAE in its fingerprint, without hashing every weight.
+"""What identifies a model and a tokenizer in a fingerprint, without hashing every weight.
 
 Each function returns a small JSON-able value: a Hub id with its revision, a content sample of the files on
 disk (:func:`hf_saerl.core.fingerprint.path_digest`, so a copied folder gives the same value), or a strided
@@ -7,12 +7,10 @@ sample of an in-memory module's tensors (:func:`hf_saerl.core.fingerprint.module
 its cache key; the values are part of those keys, so changing one invalidates every ``datasets`` cache entry.
 
 Example:
-    >>> from hf_saerl.encoding.identity import model_identity, sae_identity, tokenizer_identity
+    >>> from hf_saerl.models.identity import model_identity, tokenizer_identity
     >>> from hf_saerl.testing import tiny_tokenizer
     >>> model_identity("HuggingFaceTB/SmolLM2-135M-Instruct", None, "main", None)
     {'id': 'HuggingFaceTB/SmolLM2-135M-Instruct', 'revision': 'main', 'gguf_file': None}
-    >>> sae_identity(("gpt2-small-res-jb", "blocks.8.hook_resid_pre"), None)
-    ['gpt2-small-res-jb', 'blocks.8.hook_resid_pre']
     >>> tokenizer_identity(tiny_tokenizer()) == tokenizer_identity(tiny_tokenizer())
     True
 """
@@ -25,7 +23,7 @@ from typing import Any
 
 from ..core.fingerprint import module_digest, path_digest, stable_hash
 
-__all__ = ["model_identity", "tokenizer_identity", "sae_identity"]
+__all__ = ["model_identity", "tokenizer_identity"]
 
 
 def model_identity(spec: str | None, gguf_file: str | None, revision: str | None, model: Any) -> Any:
@@ -44,13 +42,3 @@ def tokenizer_identity(tokenizer: Any) -> str:
     vocab = sorted(tokenizer.get_vocab().items())
     return stable_hash([type(tokenizer).__name__, vocab, getattr(tokenizer, "chat_template", None),
                         tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id])
-
-
-def sae_identity(spec: Any, sae: Any) -> Any:
-    """The SAE's identity: a ``(release, sae_id)`` reference as a list, the content digest of a local folder,
-    or the weights' digest of the in-memory ``sae`` when ``spec`` is None."""
-    if isinstance(spec, tuple):
-        return list(spec)
-    if isinstance(spec, str):
-        return path_digest(spec)
-    return module_digest(sae)

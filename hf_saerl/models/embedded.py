@@ -21,7 +21,7 @@ Where the Hub is reachable, ``HuggingFaceTB/SmolLM2-135M-Instruct`` is the same 
 precision.
 
 Example:
-    >>> from hf_saerl.encoding.embedded import default_model_spec
+    >>> from hf_saerl.models.embedded import default_model_spec
     >>> spec = default_model_spec()  # doctest: +SKIP
     >>> spec["gguf_file"]  # doctest: +SKIP
     'SmolLM2-135M-Instruct.Q4_1.gguf'

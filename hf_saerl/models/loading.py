@@ -1,12 +1,9 @@
-"""Load the two things an encoder reads through: a causal LM (+ tokenizer) and a sae-lens SAE.
-
-Both accept a Hub id, a local folder, or an already loaded object. sae-lens is imported only when
-an SAE has to be loaded, since it pulls in TransformerLens (several seconds of import time).
+"""Load a causal LM and its tokenizer from a Hub id, a local folder (GGUF included) or an object in memory.
 
 Nothing here unpickles: model weights load with ``use_safetensors=True`` (a folder holding only
-``pytorch_model.bin`` is refused, not ``torch.load``-ed; GGUF files are not pickles either), and sae-lens folders
-are ``cfg.json`` + safetensors. Every weight crosses an edge here, so every loaded model and SAE is checked for
-NaN and infinity (:func:`check_weights_finite`), naming the tensor and where it came from.
+``pytorch_model.bin`` is refused, not ``torch.load``-ed; GGUF files are not pickles either). Every weight crosses
+an edge here, so every loaded model is checked for NaN and infinity (:func:`check_weights_finite`), naming the
+tensor and where it came from.
 :func:`model_state` / :func:`model_from_state` ship an in-memory model to another process as class + config +
 weights (the encoder's runtime and the rollout backend both use them).
 """
@@ -23,13 +20,11 @@ from ..core.validation import check_finite
 from ..errors import BundleError, InvalidParameterError
 
 __all__ = [
-    "default_device", "default_dtype", "resolve_dtype", "is_model_spec", "sae_reference", "load_config", "load_model",
-    "load_tokenizer", "load_sae", "sae_hook_name", "sae_pool_start", "check_weights_finite", "model_state",
-    "model_from_state",
+    "default_device", "default_dtype", "resolve_dtype", "is_model_spec", "load_config", "load_model", "load_tokenizer",
+    "check_weights_finite", "model_state", "model_from_state",
 ]
 
 ModelSpec = Any  # str | os.PathLike | PreTrainedModel
-SAESpec = Any  # (release, sae_id) | str | os.PathLike | sae_lens.SAE
 
 
 def default_device(rank: int | None = None) -> torch.device:
@@ -66,21 +61,6 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device | str) -
 def is_model_spec(model: Any) -> bool:
     """Whether ``model`` is a reference to load (a Hub id or a path) rather than a loaded object."""
     return isinstance(model, (str, os.PathLike))
-
-
-def sae_reference(sae: Any) -> tuple[str, str] | str | None:
-    """The reference an SAE can be loaded again from: ``(release, sae_id)`` as a tuple of str, a local folder
-    as a str, or ``None`` for an in-memory SAE (which then travels as config + weights).
-
-    Example:
-        >>> sae_reference(("gpt2-small-res-jb", "blocks.8.hook_resid_pre")), sae_reference(object())
-        (('gpt2-small-res-jb', 'blocks.8.hook_resid_pre'), None)
-    """
-    if isinstance(sae, tuple):
-        return (str(sae[0]), str(sae[1])) if len(sae) == 2 else sae
-    if is_model_spec(sae):
-        return str(Path(sae))
-    return None
 
 
 def load_config(model: str | os.PathLike, gguf_file: str | None = None, revision: str | None = None):
@@ -172,39 +152,6 @@ def load_tokenizer(tokenizer: str | os.PathLike, *, gguf_file: str | None = None
     return AutoTokenizer.from_pretrained(str(tokenizer), **kwargs)
 
 
-def load_sae(sae: SAESpec, device: torch.device | str = "cpu") -> Any:
-    """Load a sae-lens SAE from ``(release, sae_id)`` (a sae-lens release name or a Hub repo id with
-    the SAE's folder), from a local folder written by ``SAE.save_model``, or pass an ``SAE`` through.
-
-    Example:
-        >>> sae = load_sae(("gpt2-small-res-jb", "blocks.8.hook_resid_pre"))  # doctest: +SKIP
-    """
-    if isinstance(sae, tuple):
-        if len(sae) != 2:
-            raise InvalidParameterError(f"An SAE reference is (release, sae_id); got a tuple of {len(sae)} items. Pass "
-                                        "both parts, or a local sae-lens folder, or a sae_lens.SAE object.")
-        from sae_lens import SAE
-
-        loaded = SAE.from_pretrained(sae[0], sae[1], device=str(device)).eval()
-        return check_weights_finite(loaded, f"the SAE {sae[0]!r} / {sae[1]!r}")
-    if is_model_spec(sae):
-        path = Path(sae)
-        if not (path / "cfg.json").is_file():
-            raise FileNotFoundError(
-                f"{path} is not a sae-lens SAE folder (no cfg.json). Pass a folder written by "
-                "SAE.save_model(...), a (release, sae_id) tuple, or an SAE object."
-            )
-        from sae_lens import SAE
-
-        return check_weights_finite(SAE.load_from_disk(str(path), device=str(device)).eval(), f"the SAE in {str(path)!r}")
-    if not (hasattr(sae, "encode") and hasattr(sae, "cfg")):
-        raise TypeError(
-            f"sae must be a (release, sae_id) tuple, a sae-lens folder or a sae_lens.SAE, got {type(sae).__name__}."
-        )
-    sae = sae.eval() if hasattr(sae, "eval") else sae
-    return check_weights_finite(sae, f"the SAE {type(sae).__name__}") if hasattr(sae, "named_parameters") else sae
-
-
 def check_weights_finite(module: Any, where: str) -> Any:
     """``module`` unchanged if every floating-point parameter and buffer is finite, else a
     :class:`~hf_saerl.errors.NonFiniteError` naming ``where`` (e.g. ``"the SAE in './sae'"``) and the tensor.
@@ -255,32 +202,3 @@ def model_from_state(state: dict[str, Any]) -> Any:
     if state.get("generation_config") is not None:
         model.generation_config = state["generation_config"]
     return model.eval()
-
-
-def sae_hook_name(sae: Any) -> str | None:
-    """The hook the SAE was trained on: ``cfg.metadata.hf_hook_name`` if set, else ``hook_name``."""
-    metadata = getattr(sae.cfg, "metadata", None)
-    if metadata is None:
-        return getattr(sae.cfg, "hook_name", None)
-    return metadata.get("hf_hook_name") or metadata.get("hook_name")
-
-
-def sae_pool_start(sae: Any) -> int:
-    """The first token position the SAE was trained on: the start of ``cfg.metadata.seqpos_slice``
-    (sae-lens records it; 0 when absent). SAEs trained without position 0 have never seen the
-    attention-sink activation there, whose norm can be 100x the others' (e.g. SmolLM2, whose
-    tokenizer adds no BOS), so it is not pooled either.
-
-    Example:
-        >>> from hf_saerl.testing import tiny_sae
-        >>> sae = tiny_sae()
-        >>> sae_pool_start(sae)
-        0
-        >>> sae.cfg.metadata.seqpos_slice = (1, None)
-        >>> sae_pool_start(sae)
-        1
-    """
-    metadata = getattr(sae.cfg, "metadata", None)
-    seqpos = metadata.get("seqpos_slice") if metadata is not None and hasattr(metadata, "get") else None
-    start = seqpos[0] if seqpos else None
-    return int(start) if isinstance(start, int) and start > 0 else 0
