@@ -394,7 +394,7 @@ class PreferenceAudit(ModelHubMixin, BaseEstimator, library_name="hf_saerl",
         width and hook are checked against the saved ones. ``params`` override constructor parameters that did
         not decide the fitted state (column names, ``batch_size``, ``progress``).
         """
-        from ..estimators.files import check_path_or_repo_id
+        from ..core.files import check_path_or_repo_id
 
         model_id = check_path_or_repo_id(pretrained_model_name_or_path)
         return cls._from_pretrained(model_id=model_id, revision=revision, cache_dir=cache_dir,

@@ -39,9 +39,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .._version import __version__
 from ..core.serialization import check_format_version, read_json, write_json
 from ..errors import BundleError, HookMismatchError, InvalidParameterError, WidthMismatchError
-from ..estimators.files import REFETCH, fetch_file, read_arrays, take_array, write_arrays
+from ..core.files import REFETCH, fetch_file, read_arrays, take_array, write_arrays
 from .concepts import LatentConcepts, firing
 
 __all__ = ["FORMAT_VERSION", "AUDIT_CARD", "FITTED_PARAMS", "save_audit", "load_audit"]
@@ -75,7 +76,6 @@ training (Anatomy of Post-Training, arXiv 2606.12360): the concepts the chosen r
 
 ```python
 from hf_saerl.audit import PreferenceAudit, filter_pairs
-from .._version import __version__
 
 audit = PreferenceAudit.from_pretrained("{{ repo_id | default('your-name/your-repo', true) }}")
 print(audit.report(top=10).to_markdown())

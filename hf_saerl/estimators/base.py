@@ -47,7 +47,7 @@ from ..core.serialization import jsonable
 from ..core.validation import check_fitted, is_fitted
 from ..encoding.sparse import sparse_matrix
 from ..errors import HookMismatchError, InvalidParameterError, NonFiniteError, WidthMismatchError
-from .files import check_path_or_repo_id
+from ..core.files import check_path_or_repo_id
 from .inputs import is_matrix, read_baseline
 from .metrics import metrics_markdown
 from .saving import FORMAT_VERSION, load_estimator, save_estimator  # noqa: F401  (FORMAT_VERSION: re-exported)

@@ -18,7 +18,7 @@ from ..core.columns import CLUSTER_DISTANCE, CLUSTER_ID, SAE_INDICES, SAE_N_TOKE
 from ..core.validation import check_choice
 from ..errors import BundleError, InvalidParameterError
 from .base import SAEEstimator, card_template
-from .files import take_array
+from ..core.files import take_array
 from .inputs import read_labels, warn_empty_rows
 from .metrics import cluster_agreement
 from .transforms import FeatureTransform, TransformSpec, row_nnz

@@ -32,7 +32,7 @@ from ..core.validation import check_choice, check_fitted, check_real, is_fitted
 from ..errors import BundleError, InvalidParameterError
 from .base import SAEEstimator, card_template
 from .elastic_net import PROTOCOLS, ElasticNetPathCV, length_baseline
-from .files import take_array
+from ..core.files import take_array
 from .inputs import clean_labels, is_matrix, read_labels, warn_empty_rows
 from .metrics import classification_metrics, regression_metrics
 from .selection import (band_mask, check_band, check_probability_threshold, check_threshold_args,

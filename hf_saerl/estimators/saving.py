@@ -28,7 +28,7 @@ from typing import Any, Mapping
 
 from ..core.serialization import check_format_version, read_json, write_json
 from ..errors import BundleError, InvalidParameterError, WidthMismatchError
-from .files import REFETCH, check_sealed, fetch_file, read_arrays, sealed, write_arrays
+from ..core.files import REFETCH, check_sealed, fetch_file, read_arrays, sealed, write_arrays
 from .transforms import FeatureTransform
 from .._version import __version__
 

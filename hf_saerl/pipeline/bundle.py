@@ -37,7 +37,7 @@ from typing import Any, Mapping
 
 from ..core.hub import local_folder
 from ..core.serialization import check_format_version, read_json, write_json
-from ..estimators.files import check_sealed, sealed
+from ..core.files import check_sealed, sealed
 from ..errors import BundleError, HookMismatchError, InvalidParameterError, WidthMismatchError
 
 logger = logging.getLogger(__name__)

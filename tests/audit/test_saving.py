@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from datasets import Dataset
 from sklearn.exceptions import NotFittedError
 
-import hf_saerl.estimators.files as files_module
+import hf_saerl.core.files as files_module
 from hf_saerl import SAEEncoder
 from hf_saerl.audit import (PreferenceAudit, add_concept_margin, add_pair_weights, concept_margin, filter_pairs,
                             pair_weights)

@@ -20,7 +20,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import KFold
 
 import hf_saerl.estimators.base as base_module
-import hf_saerl.estimators.files as files_module
+import hf_saerl.core.files as files_module
 import hf_saerl.estimators.probes as probes_module
 from hf_saerl.core.serialization import jsonable
 from hf_saerl.errors import (BundleError, InvalidParameterError, MissingColumnError, NonFiniteError,

@@ -2,11 +2,11 @@
 and checked, never a pickle.
 
 Every download goes through :func:`huggingface_hub.hf_hub_download` as imported here, so tests replace it
-(``monkeypatch.setattr(hf_saerl.estimators.files, "hf_hub_download", fake)``) and need no network.
+(``monkeypatch.setattr(hf_saerl.core.files, "hf_hub_download", fake)``) and need no network.
 
 Example:
     >>> import numpy as np
-    >>> from hf_saerl.estimators.files import take_array
+    >>> from hf_saerl.core.files import take_array
     >>> take_array({"coef": np.zeros(3)}, "coef", (3,), "probe.safetensors").shape
     (3,)
     >>> take_array({"coef": np.zeros(3)}, "coef", (4,), "probe.safetensors")
@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from huggingface_hub import hf_hub_download
 
-from ..core.hub import is_repo_id
+from .hub import is_repo_id
 from ..errors import BundleError, NonFiniteError
 
 logger = logging.getLogger(__name__)
