@@ -14,15 +14,13 @@ card); the bundle never holds a pickle.
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-from huggingface_hub import ModelCard
+from huggingface_hub import ModelCard, ModelHubMixin
 from sklearn.base import BaseEstimator
 
 from ..core.fingerprint import stable_hash
-from ..core.hub import upload_folder
 from ..core.validation import check_real, is_fitted
 from ..estimators.selection import check_probability_threshold
 from ..errors import (InvalidParameterError, MissingColumnError, NonFiniteError, ParameterTypeError,
@@ -46,7 +44,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["SAERLPipeline", "check_bundle", "PIPELINE_FORMAT_VERSION"]
 
 
-class SAERLPipeline(BaseEstimator):
+class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
+                    tags=["hf_saerl", "sparse-autoencoder", "saerl"]):
     """An :class:`~hf_saerl.encoding.encoder.SAEEncoder` and fitted estimators that curate a dataset in one call.
 
     A scikit-learn estimator in its manners: the constructor stores its arguments (``get_params`` /
@@ -92,9 +91,8 @@ class SAERLPipeline(BaseEstimator):
         self.difficulty = difficulty
         self.clusterer = clusterer
         self.quality_threshold = quality_threshold
-        self.model_id = None if model_id is None else str(model_id)
-        self.tokenizer_id = None if tokenizer_id is None else str(tokenizer_id)
-        self._validate()
+        self.model_id = model_id
+        self.tokenizer_id = tokenizer_id
 
     # ------------------------------------------------------------------ validation
     def estimators(self) -> dict[str, Any]:
@@ -111,6 +109,7 @@ class SAERLPipeline(BaseEstimator):
         return None
 
     def _validate(self) -> None:
+        """The parts fit together; checked at first use (fit, a call, saving), as scikit-learn estimators do."""
         if self.encoder is None and not self.estimators():
             raise InvalidParameterError("An empty SAERLPipeline does nothing: pass an encoder= and/or quality=, "
                                         "difficulty=, clusterer=.")
@@ -179,6 +178,7 @@ class SAERLPipeline(BaseEstimator):
         """
         from datasets import Dataset
 
+        self._validate()
         if not isinstance(dataset, Dataset):
             raise TypeError(f"fit needs a datasets.Dataset (pick one split of a DatasetDict, and materialise an "
                             f"IterableDataset with Dataset.from_generator); got {type(dataset).__name__}.")
@@ -215,8 +215,8 @@ class SAERLPipeline(BaseEstimator):
         """
         from datasets import DatasetDict, IterableDatasetDict
 
+        self._validate()
         self._check_fitted("pipeline(dataset)")
-        self._check_threshold()  # set after construction, or the probe fitted since
         if isinstance(dataset, (DatasetDict, IterableDatasetDict)):
             results = {name: self(split, batch_size=batch_size, num_proc=num_proc, return_stats=True)
                        for name, split in dataset.items()}
@@ -290,8 +290,9 @@ class SAERLPipeline(BaseEstimator):
             "pooling": None, "top_k": None, "text": None, "encoder": None,
         }
         if self.encoder is not None:
-            config.update(encoder_record(self.encoder, model_id=model_id or self.model_id,
-                                         tokenizer_id=self.tokenizer_id))
+            model_id = model_id or self.model_id
+            config.update(encoder_record(self.encoder, model_id=None if model_id is None else str(model_id),
+                                         tokenizer_id=None if self.tokenizer_id is None else str(self.tokenizer_id)))
         return config
 
     def _columns(self) -> dict[str, str]:
@@ -324,88 +325,53 @@ class SAERLPipeline(BaseEstimator):
             parts.append(f"quality_threshold={self.quality_threshold}")
         return f"SAERLPipeline({', '.join(parts)})"
 
-    # ------------------------------------------------------------------ saving (huggingface_hub's dialect)
+    # ------------------------------------------------------------------ saving (huggingface_hub's ModelHubMixin)
     def save_pretrained(self, save_directory: str | Path, *, config: Mapping[str, Any] | None = None,
                         repo_id: str | None = None, push_to_hub: bool = False,
-                        model_card_kwargs: Mapping[str, Any] | None = None, model_id: str | None = None,
-                        **push_to_hub_kwargs: Any) -> str | None:
-        """Write the bundle (see :mod:`hf_saerl.pipeline.bundle`) into ``save_directory``, as
-        ``huggingface_hub.ModelHubMixin.save_pretrained`` does.
+                        model_card_kwargs: Mapping[str, Any] | None = None, **push_to_hub_kwargs: Any) -> str | None:
+        """``ModelHubMixin.save_pretrained``, checked first: nothing is written when the pipeline cannot be saved
+        (an estimator is not fitted: ``NotFittedError``; an in-memory model without ``model_id``).
 
-        Args:
-            save_directory: the folder (created if needed).
-            config: not accepted: a pipeline's ``config.json`` is derived from its parts (see :meth:`config`).
-            repo_id: the Hub repo the card's usage snippet names, and where ``push_to_hub=True`` pushes
-                (default: the folder's name).
-            push_to_hub: also push the bundle with :meth:`push_to_hub` (``push_to_hub_kwargs`` go there).
-            model_card_kwargs: extra card metadata (``license=``, ``datasets=``, ``tags=``, ...), see
-                :meth:`generate_model_card`.
-            model_id: where the model is recorded to load from (see the constructor).
-
-        Returns:
-            the commit URL when ``push_to_hub=True``, else None. Nothing is written when the pipeline cannot
-            be saved (an estimator is not fitted: ``NotFittedError``; an in-memory model without ``model_id``).
+        ``config=`` is refused (a pipeline's ``config.json`` is derived from its parts, see :meth:`config`);
+        ``repo_id`` is named in the card's usage snippet and is where ``push_to_hub=True`` pushes.
         """
-        _refuse_config(config)
+        _refuse_config(self, config)
+        self._validate()
         self._check_fitted("save_pretrained")
-        bundle_config = self.config(model_id)  # raises before anything is written
+        self.config()  # an in-memory model without model_id raises here, before the folder exists
+        card_kwargs = {"repo_id": repo_id, **dict(model_card_kwargs or {})}
+        return super().save_pretrained(save_directory, repo_id=repo_id, push_to_hub=push_to_hub,
+                                       model_card_kwargs=card_kwargs, **push_to_hub_kwargs)
+
+    def push_to_hub(self, repo_id: str, *, config: Mapping[str, Any] | None = None,  # type: ignore[override]
+                    model_card_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> str:
+        """``ModelHubMixin.push_to_hub`` (one commit; ``branch``, ``create_pr``, ``allow_patterns``,
+        ``ignore_patterns``, ``delete_patterns`` as there), with ``repo_id`` named in the card's usage snippet."""
+        _refuse_config(self, config)
+        card_kwargs = {"repo_id": repo_id, **dict(model_card_kwargs or {})}
+        return super().push_to_hub(repo_id, model_card_kwargs=card_kwargs, **kwargs)
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """Write the bundle (see :mod:`hf_saerl.pipeline.bundle`); the mixin then writes the card."""
+        bundle_config = self.config()
         sae = None
         if self.encoder is not None and bundle_config["sae"].get("path"):
             sae = self.encoder.sae
             if sae is None or not hasattr(sae, "save_model"):
                 raise InvalidParameterError("Could not get the encoder's SAE to store it in the bundle; build the "
                                             "SAEEncoder from a sae-lens folder or a (release, sae_id) reference.")
-        card = self._card(bundle_config, repo_id, model_card_kwargs)
-        write_bundle(save_directory, bundle_config, estimators=self.estimators(), sae=sae, card=card)
-        if push_to_hub:
-            return self.push_to_hub(repo_id or Path(save_directory).name, model_card_kwargs=model_card_kwargs,
-                                    model_id=model_id, **push_to_hub_kwargs)
-        return None
+        (Path(save_directory) / "README.md").unlink(missing_ok=True)  # the mixin writes a card only where none is
+        write_bundle(save_directory, bundle_config, estimators=self.estimators(), sae=sae)
 
-    def push_to_hub(self, repo_id: str, *, config: Mapping[str, Any] | None = None,
-                    commit_message: str = "Upload SAERLPipeline", private: bool | None = None,
-                    token: str | bool | None = None, branch: str | None = None, create_pr: bool = False,
-                    allow_patterns: list[str] | str | None = None, ignore_patterns: list[str] | str | None = None,
-                    delete_patterns: list[str] | str | None = None,
-                    model_card_kwargs: Mapping[str, Any] | None = None, revision: str | None = None,
-                    model_id: str | None = None) -> str:
-        """Save into a temporary folder and upload it as one commit to the model repo ``repo_id`` (created if
-        needed), as ``huggingface_hub.ModelHubMixin.push_to_hub`` does.
-
-        ``branch`` is the branch to push to (``revision`` is accepted as another name for it);
-        ``allow_patterns`` / ``ignore_patterns`` choose the bundle files that are pushed, ``delete_patterns``
-        the remote files deleted in the same commit. ``model_card_kwargs`` and ``model_id`` as in
-        :meth:`save_pretrained`.
-
-        Returns:
-            the URL of the commit (a ``huggingface_hub.CommitInfo``, which is a ``str``).
-        """
-        if revision is not None:
-            if branch is not None and branch != revision:
-                raise InvalidParameterError(f"branch={branch!r} and revision={revision!r} name two branches to push "
-                                            "to; pass one of them (revision is another name for branch).")
-            branch = revision
-        with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(tmp, config=config, repo_id=repo_id, model_card_kwargs=model_card_kwargs,
-                                 model_id=model_id)
-            return upload_folder(tmp, repo_id, private=private, token=token, commit_message=commit_message,
-                                 revision=branch, create_pr=create_pr, allow_patterns=allow_patterns,
-                                 ignore_patterns=ignore_patterns, delete_patterns=delete_patterns)
-
-    def generate_model_card(self, repo_id: str | None = None, model_id: str | None = None,
-                            **card_data: Any) -> ModelCard:
+    def generate_model_card(self, repo_id: str | None = None, **card_data: Any) -> ModelCard:  # type: ignore[override]
         """The README model card (components, fit-time metrics, usage) as a ``huggingface_hub.ModelCard``.
 
         ``card_data`` are extra ``ModelCardData`` fields for its YAML header (``license=``, ``datasets=``,
         ``tags=`` added to hf_saerl's, ...); ``repo_id`` is named in the usage snippets.
         """
-        return self._card(self.config(model_id), repo_id, card_data)
-
-    def _card(self, config: Mapping[str, Any], repo_id: str | None,
-              card_data: Mapping[str, Any] | None) -> ModelCard:
         from .card import build_model_card
 
-        return build_model_card(config, self.estimators(), repo_id=repo_id, **dict(card_data or {}))
+        return build_model_card(self.config(), self.estimators(), repo_id=repo_id, **card_data)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -414,7 +380,7 @@ class SAERLPipeline(BaseEstimator):
                         local_files_only: bool = False, revision: str | None = None, model: Any = None,
                         tokenizer: Any = None, **encoder_kwargs: Any) -> "SAERLPipeline":
         """Load a pipeline from a local folder or a Hub model repo, checked first by
-        :func:`~hf_saerl.pipeline.bundle.check_bundle` (as ``huggingface_hub.ModelHubMixin.from_pretrained``).
+        :func:`~hf_saerl.pipeline.bundle.check_bundle`.
 
         Args:
             pretrained_model_name_or_path: a folder written by :meth:`save_pretrained`, or a Hub repo id.
@@ -423,17 +389,29 @@ class SAERLPipeline(BaseEstimator):
                 e.g. a local copy when the Hub is out of reach.
             encoder_kwargs: runtime ``SAEEncoder`` options such as ``device=``, ``dtype=``, ``token_budget=``.
         """
-        folder = bundle_folder(pretrained_model_name_or_path, revision=revision, token=token, cache_dir=cache_dir,
+        return cls._from_pretrained(model_id=str(pretrained_model_name_or_path), revision=revision,
+                                    cache_dir=cache_dir, force_download=force_download,
+                                    local_files_only=local_files_only, token=token, model=model,
+                                    tokenizer=tokenizer, **encoder_kwargs)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision: str | None = None, cache_dir: str | Path | None = None,
+                         force_download: bool = False, proxies: dict | None = None, resume_download: bool | None = None,
+                         local_files_only: bool = False, token: str | bool | None = None, model: Any = None,
+                         tokenizer: Any = None, **encoder_kwargs: Any) -> "SAERLPipeline":
+        """The bundle of ``model_id`` (a folder or a Hub repo), checked, with its parts built back."""
+        folder = bundle_folder(model_id, revision=revision, token=token, cache_dir=cache_dir,
                                force_download=force_download, local_files_only=local_files_only)
         config = check_bundle(folder)
         estimators = load_estimators(folder, config)
         encoder = None
         if config.get("model") is not None:
             encoder = build_encoder(folder, config, model, tokenizer, encoder_kwargs)
+        pipeline = cls(encoder, **estimators, quality_threshold=config.get("quality_threshold"),
+                       model_id=(config.get("model") or {}).get("id"),
+                       tokenizer_id=(config.get("model") or {}).get("tokenizer"))
         try:
-            pipeline = cls(encoder, **estimators, quality_threshold=config.get("quality_threshold"),
-                           model_id=(config.get("model") or {}).get("id"),
-                           tokenizer_id=(config.get("model") or {}).get("tokenizer"))
+            pipeline._validate()
         except (InvalidParameterError, NonFiniteError, ParameterTypeError) as e:  # a value config.json holds
             raise type(e)(f"{Path(folder) / 'config.json'}: {e}") from e
         pipeline.fit_info_ = config.get("fit") or {}
@@ -441,12 +419,15 @@ class SAERLPipeline(BaseEstimator):
 
 
 # ====================================================================== helpers
-def _refuse_config(config: Any) -> None:
-    if config is not None:
+def _refuse_config(pipeline: SAERLPipeline, config: Any) -> None:
+    """A ``config=`` from the caller is refused; the mixin's own record of the constructor's JSON-able arguments,
+    which it hands from ``save_pretrained`` to ``push_to_hub`` and back, is not the caller's and is let through."""
+    if config is not None and config is not getattr(pipeline, "_hub_mixin_config", None):
         raise InvalidParameterError(
             "SAERLPipeline.save_pretrained / push_to_hub take no config=: the bundle's config.json is derived from "
-            "the pipeline's parts. Pass model_id= to change where the model is recorded, or change the parts "
-            "(encoder, estimators, quality_threshold) before saving."
+            "the pipeline's parts. Set model_id= (SAERLPipeline(..., model_id=...) or pipeline.set_params(model_id="
+            "...)) to change where the model is recorded, or change the parts (encoder, estimators, "
+            "quality_threshold) before saving."
         )
 
 

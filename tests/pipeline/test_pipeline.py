@@ -155,13 +155,21 @@ def test_estimators_only_pipeline_on_preencoded_data(fitted, data):
         pipe(data)
 
 
-def test_construction_errors(fitted):
-    with pytest.raises(WidthMismatchError, match="width mismatch.*d_sae=64"):
-        SAERLPipeline(fitted.encoder, quality=QualityProbe(d_sae=64))
-    with pytest.raises(InvalidParameterError, match="needs a quality probe"):
-        SAERLPipeline(fitted.encoder, quality_threshold=0.5)
-    with pytest.raises(InvalidParameterError, match="empty SAERLPipeline"):
-        SAERLPipeline()
+def test_parts_that_do_not_fit_together_are_refused_at_first_use(fitted, data):
+    """scikit-learn's rule: the constructor stores, fit (or a call, or saving) validates. So clone and set_params
+    work on any parameters, and the error comes before any work."""
+    from sklearn.base import clone
+
+    cases = [(SAERLPipeline(fitted.encoder, quality=QualityProbe(d_sae=64)), WidthMismatchError,
+              "width mismatch.*d_sae=64"),
+             (SAERLPipeline(fitted.encoder, quality_threshold=0.5), InvalidParameterError, "needs a quality probe"),
+             (SAERLPipeline(), InvalidParameterError, "empty SAERLPipeline")]
+    for pipe, error, message in cases:
+        clone(pipe)  # constructing and cloning never raise
+        with pytest.raises(error, match=message):
+            pipe.fit(data, quality_label="good")
+        with pytest.raises(error, match=message):
+            pipe(data)
     with pytest.raises(NotFittedError, match="not fitted"):
         SAERLPipeline(fitted.encoder, quality=QualityProbe(d_sae=fitted.d_sae))(Dataset.from_dict({"text": ["a"]}))
 
@@ -210,7 +218,7 @@ def test_in_memory_model_needs_model_id(model, tokenizer, sae, model_dir, data, 
     with pytest.raises(InvalidParameterError, match="model_id="):
         pipe.save_pretrained(tmp_path / "a")
     assert not (tmp_path / "a").exists()  # refused before anything is written
-    pipe.save_pretrained(tmp_path / "b", model_id=str(model_dir))
+    pipe.set_params(model_id=str(model_dir)).save_pretrained(tmp_path / "b")
     loaded = SAERLPipeline.from_pretrained(tmp_path / "b")
     assert_same_columns(loaded(data), pipe(data), ["sae_indices", "sae_values", "cluster_id", "cluster_distance"])
 

@@ -89,14 +89,14 @@ def edit_json(path, drop_checksum=True, **changes):
 
 
 # ---------------------------------------------------------------------------------- non-finite / range (family 1)
-def test_pipeline_nan_threshold_is_refused_at_construction(pipeline):
+def test_pipeline_nan_threshold_is_refused_at_first_use(pipeline, data):
     with pytest.raises(NonFiniteError, match="quality_threshold must be a finite number, got nan"):
-        SAERLPipeline(quality=pipeline.quality, quality_threshold=NAN)
+        SAERLPipeline(quality=pipeline.quality, quality_threshold=NAN)(data)
 
 
-def test_pipeline_threshold_above_one_is_refused(pipeline):
+def test_pipeline_threshold_above_one_is_refused(pipeline, data):
     with pytest.raises(InvalidParameterError, match=r"quality_threshold=1.5 is outside \[0, 1\]"):
-        SAERLPipeline(quality=pipeline.quality, quality_threshold=1.5)
+        SAERLPipeline(quality=pipeline.quality, quality_threshold=1.5)(data)
 
 
 def test_pipeline_threshold_set_later_is_refused_before_any_work(pipeline, data):
