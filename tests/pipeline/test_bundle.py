@@ -1,4 +1,4 @@
-"""Issue 13, "nothing silent", for saved estimators and pipeline bundles, plus a hypothesis fuzzer of the loaders.
+"""Saved estimators and pipeline bundles refuse bad files and values, plus a hypothesis fuzzer of the loaders.
 
 The catalogue: one test per bad file or value, asserting the error class and that the message names the file or
 value. The fuzzer mutates one file of a saved bundle (a byte flip, a truncation, a dtype or shape change of a
