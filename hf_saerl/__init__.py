@@ -33,8 +33,8 @@ _EXPORTS: dict[str, str] = {
     "CurriculumSampler": "hf_saerl.curriculum",
     "CurriculumBatchSampler": "hf_saerl.curriculum",
     "SAERLPipeline": "hf_saerl.pipeline",
-    "push_curated": "hf_saerl.pipeline.hub",
-    "build_dataset_card": "hf_saerl.pipeline.hub",
+    "push_curated": "hf_saerl.pipeline.curated",
+    "build_dataset_card": "hf_saerl.pipeline.curated",
     "PreferenceAudit": "hf_saerl.audit",
     "AuditReport": "hf_saerl.audit",
     "filter_pairs": "hf_saerl.audit",
@@ -64,7 +64,7 @@ if TYPE_CHECKING:  # pragma: no cover
         describe_schedule,
     )
     from .encoding.encoder import SAEEncoder
-    from .pipeline.hub import build_dataset_card, push_curated
+    from .pipeline.curated import build_dataset_card, push_curated
     from .pipeline.pipeline import SAERLPipeline
     from .rollouts import (
         MathVerifier,

@@ -205,7 +205,7 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def run_augment(args: argparse.Namespace) -> int:
-    from ..pipeline.hub import push_curated
+    from ..pipeline.curated import push_curated
     from ..pipeline.pipeline import SAERLPipeline
 
     if args.output is None and args.push_to is None:

@@ -1,4 +1,4 @@
-"""Stage 2, fit-then-map estimators over SAE features, with scikit-learn manners and pickle-free Hub files.
+"""Fit-then-map estimators over SAE features, with scikit-learn manners and pickle-free Hub files.
 
 - :mod:`.base`: :class:`SAEEstimator`, the shared fit/map/save/load machinery;
 - :mod:`.inputs`: reading features, labels and baselines at the edge;

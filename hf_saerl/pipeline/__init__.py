@@ -1,4 +1,4 @@
-"""Stage 5, the whole recipe as one object: encoder spec + probes + centroids, saved, pushed and pulled as one bundle.
+"""The whole recipe as one object: encoder spec + probes + centroids, saved, pushed and pulled as one bundle.
 
 - :mod:`.pipeline`: :class:`SAERLPipeline` (compose, fit, then call on a dataset);
 - :mod:`.bundle`: the saved folder (layout, writing, checks, building the parts back);
@@ -10,8 +10,8 @@ from ..core.lazy import lazy_exports
 
 #: public name -> the module that defines it (imported on first use)
 _EXPORTS = {
-    "build_dataset_card": "hf_saerl.pipeline.hub",
-    "push_curated": "hf_saerl.pipeline.hub",
+    "build_dataset_card": "hf_saerl.pipeline.curated",
+    "push_curated": "hf_saerl.pipeline.curated",
     "SAERLPipeline": "hf_saerl.pipeline.pipeline",
 }
 __getattr__, __dir__, __all__ = lazy_exports(globals(), _EXPORTS)

@@ -1,4 +1,4 @@
-"""Stage 2, prompts → the policy's own pass rates: sample completions, verify them, choose which rows to label.
+"""Prompts → the policy's own pass rates: sample completions, verify them, choose which rows to label.
 
 - :mod:`.backends`: the ``Generator`` protocol; transformers ``generate`` (batched, left-padded, seeded per
   prompt) and vLLM (optional);

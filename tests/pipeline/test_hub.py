@@ -19,7 +19,7 @@ from hf_saerl.errors import InvalidParameterError
 from hf_saerl.estimators.clustering import SAEClusterer
 from hf_saerl.estimators.probes import QualityProbe
 from hf_saerl.pipeline import SAERLPipeline
-from hf_saerl.pipeline.hub import build_dataset_card, push_curated
+from hf_saerl.pipeline.curated import build_dataset_card, push_curated
 
 COLUMNS = ["sae_indices", "sae_values", "sae_n_tokens", "quality", "cluster_id", "cluster_distance"]
 

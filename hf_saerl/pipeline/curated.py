@@ -7,7 +7,7 @@ through ``huggingface_hub.HfApi`` (tests replace its methods with local stand-in
 import path ``hf_saerl.hub``.
 
 Example:
-    >>> from hf_saerl.pipeline.hub import build_dataset_card
+    >>> from hf_saerl.pipeline.curated import build_dataset_card
     >>> card = build_dataset_card(repo_id="me/curated", pipeline_repo="me/pipeline",
     ...                           columns={"text": "string", "quality": "float32"},
     ...                           filtering={"quality_threshold": 0.5, "n_rows": 10, "n_kept": 7, "n_dropped": 3})
