@@ -69,9 +69,14 @@ def timed(fn: Callable[[], Any], repeats: int = 1) -> tuple[float, float, Any]:
 
 def machine() -> dict[str, Any]:
     """What the numbers ran on: CPU, cores, load average, library versions."""
-    info: dict[str, Any] = {"machine": platform.machine(), "processor": _cpu_name(), "cpus": os.cpu_count(),
-                            "load_average_1m": round(os.getloadavg()[0], 2), "python": platform.python_version(),
-                            "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    info: dict[str, Any] = {
+        "machine": platform.machine(),
+        "processor": _cpu_name(),
+        "cpus": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "python": platform.python_version(),
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     for name in ("torch", "transformers", "datasets", "sklearn", "numpy"):
         try:
             info[name] = __import__(name).__version__
@@ -134,9 +139,13 @@ def write_json(path: str | Path | None, name: str, args: Any, results: Any, **ex
     """Write ``{"benchmark", "machine", "args", "results", ...}`` to ``path`` (nothing when it is None)."""
     if path is None:
         return
-    payload = {"benchmark": name, "machine": machine(), "args": {k: v for k, v in vars(args).items()
-                                                                if not k.startswith("_")},
-               "results": results, **extra}
+    payload = {
+        "benchmark": name,
+        "machine": machine(),
+        "args": {k: v for k, v in vars(args).items() if not k.startswith("_")},
+        "results": results,
+        **extra,
+    }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, default=_default) + "\n", encoding="utf-8")
@@ -155,5 +164,7 @@ def header(title: str) -> None:
     """Print the benchmark's title and the machine it runs on."""
     m = machine()
     print(f"== {title}")
-    print(f"machine: {m['processor']}, {m['cpus']} cores, load average {m['load_average_1m']}, "
-          f"torch {m.get('torch', '-')} ({m.get('torch_threads', '-')} threads), {m['time_utc']}")
+    print(
+        f"machine: {m['processor']}, {m['cpus']} cores, load average {m['load_average_1m']}, "
+        f"torch {m.get('torch', '-')} ({m.get('torch_threads', '-')} threads), {m['time_utc']}"
+    )

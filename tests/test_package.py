@@ -32,11 +32,13 @@ def test_cli_help_lists_the_demo_and_exits_cleanly(capsys):
 def test_cli_help_and_version_import_neither_torch_nor_transformers():
     """``hf-saerl --help`` starts fast: building the parser (every subcommand's flags and defaults) and
     ``--version`` load no heavy library; each command imports what it needs when it runs."""
-    code = ("import sys, contextlib, io\n"
-            "from hf_saerl.cli import build_parser\n"
-            "parser = build_parser()\n"
-            "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
-            "    parser.parse_args(['--version'])\n"
-            "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'sae_lens', 'sklearn') if m in sys.modules))")
+    code = (
+        "import sys, contextlib, io\n"
+        "from hf_saerl.cli import build_parser\n"
+        "parser = build_parser()\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "    parser.parse_args(['--version'])\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'sae_lens', 'sklearn') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"

@@ -36,22 +36,32 @@ def is_repo_id(value: Any) -> bool:
     return True
 
 
-def local_folder(repo_id_or_path: str | Path, what: str, *, allow_patterns: Sequence[str] | None = None,
-                 **hub_kwargs: Any) -> Path:
+def local_folder(
+    repo_id_or_path: str | Path, what: str, *, allow_patterns: Sequence[str] | None = None, **hub_kwargs: Any
+) -> Path:
     """The folder of a saved object: ``repo_id_or_path`` itself when it is a local folder, else the download of
     the ``allow_patterns`` files of that Hub repo. Anything else is a ``FileNotFoundError`` naming ``what``."""
     path = str(repo_id_or_path)
     if os.path.isdir(path):
         return Path(path)
     if not is_repo_id(path):
-        raise FileNotFoundError(f"{path!r} is neither a local folder nor a Hub repo id ('owner/name'). Pass the folder "
-                                f"written by {what}.save_pretrained, or a Hub repo id.")
+        raise FileNotFoundError(
+            f"{path!r} is neither a local folder nor a Hub repo id ('owner/name'). Pass the folder "
+            f"written by {what}.save_pretrained, or a Hub repo id."
+        )
     return download_folder(path, allow_patterns=allow_patterns, **hub_kwargs)
 
 
-def download_folder(repo_id: str, *, revision: str | None = None, token: str | bool | None = None,
-                    cache_dir: str | Path | None = None, force_download: bool = False,
-                    local_files_only: bool = False, allow_patterns: Sequence[str] | None = None) -> Path:
+def download_folder(
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: str | Path | None = None,
+    force_download: bool = False,
+    local_files_only: bool = False,
+    allow_patterns: Sequence[str] | None = None,
+) -> Path:
     """Download (the ``allow_patterns`` files of) a model repo and return its local folder.
 
     Hub and connection errors become a ``FileNotFoundError`` that says what to check.
@@ -60,9 +70,15 @@ def download_folder(repo_id: str, *, revision: str | None = None, token: str | b
 
     try:
         folder = snapshot_download(
-            repo_id, revision=revision, token=token, cache_dir=cache_dir, force_download=force_download,
-            local_files_only=local_files_only, allow_patterns=list(allow_patterns) if allow_patterns else None,
-            library_name="hf_saerl", library_version=__version__,
+            repo_id,
+            revision=revision,
+            token=token,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            allow_patterns=list(allow_patterns) if allow_patterns else None,
+            library_name="hf_saerl",
+            library_version=__version__,
         )
     except (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled, OSError) as e:
         raise FileNotFoundError(
@@ -73,11 +89,21 @@ def download_folder(repo_id: str, *, revision: str | None = None, token: str | b
     return Path(folder)
 
 
-def upload_folder(folder: str | Path, repo_id: str, *, repo_type: str = "model", private: bool | None = None,
-                  token: str | bool | None = None, commit_message: str = "Upload with hf_saerl",
-                  commit_description: str | None = None, revision: str | None = None, create_pr: bool = False,
-                  allow_patterns: Sequence[str] | str | None = None, ignore_patterns: Sequence[str] | str | None = None,
-                  delete_patterns: Sequence[str] | str | None = None) -> Any:
+def upload_folder(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    repo_type: str = "model",
+    private: bool | None = None,
+    token: str | bool | None = None,
+    commit_message: str = "Upload with hf_saerl",
+    commit_description: str | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
+    allow_patterns: Sequence[str] | str | None = None,
+    ignore_patterns: Sequence[str] | str | None = None,
+    delete_patterns: Sequence[str] | str | None = None,
+) -> Any:
     """Create the repo if needed (``exist_ok=True``) and upload ``folder`` as one commit.
 
     The patterns are ``HfApi.upload_folder``'s: which local files to upload, which to skip, and which remote files
@@ -85,7 +111,15 @@ def upload_folder(folder: str | Path, repo_id: str, *, repo_type: str = "model",
     """
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, repo_type=repo_type, exist_ok=True)
-    return api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type=repo_type,
-                             commit_message=commit_message, commit_description=commit_description,
-                             revision=revision, create_pr=create_pr, allow_patterns=allow_patterns,
-                             ignore_patterns=ignore_patterns, delete_patterns=delete_patterns)
+    return api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(folder),
+        repo_type=repo_type,
+        commit_message=commit_message,
+        commit_description=commit_description,
+        revision=revision,
+        create_pr=create_pr,
+        allow_patterns=allow_patterns,
+        ignore_patterns=ignore_patterns,
+        delete_patterns=delete_patterns,
+    )

@@ -52,8 +52,16 @@ import numpy as np
 
 from ..errors import InvalidParameterError, NonFiniteError, ParameterTypeError
 
-__all__ = ["is_missing", "is_fitted", "check_fitted", "check_choice", "check_real", "check_integer", "check_bool",
-           "check_finite"]
+__all__ = [
+    "is_missing",
+    "is_fitted",
+    "check_fitted",
+    "check_choice",
+    "check_real",
+    "check_integer",
+    "check_bool",
+    "check_finite",
+]
 
 
 def is_missing(value: Any) -> bool:
@@ -113,8 +121,16 @@ def check_choice(name: str, value: Any, choices: Sequence[Any], fix: str = "Pass
     return value
 
 
-def check_real(name: str, value: Any, fix: str, *, low: float | None = None, high: float | None = None,
-               low_open: bool = False, high_open: bool = False) -> float:
+def check_real(
+    name: str,
+    value: Any,
+    fix: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
     """``value`` as a ``float`` if it is a finite real number in the range (``low``/``high``, closed unless
     ``low_open`` / ``high_open``); a 0-d tensor or array counts as a number."""
     if hasattr(value, "ndim") and getattr(value, "ndim", None) == 0 and hasattr(value, "item"):

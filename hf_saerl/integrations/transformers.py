@@ -83,8 +83,13 @@ class CurriculumTrainer(Trainer):
     ):
         import datasets
 
-        self._curriculum_options = dict(mix_ratio=mix_ratio, interleave=interleave, order=order,
-                                        cluster_column=cluster_column, difficulty_column=difficulty_column)
+        self._curriculum_options = dict(
+            mix_ratio=mix_ratio,
+            interleave=interleave,
+            order=order,
+            cluster_column=cluster_column,
+            difficulty_column=difficulty_column,
+        )
         # The options (and, for a map-style dataset, its columns) are checked now, not at the first training step.
         options = CurriculumOptions(**self._curriculum_options)
         train_dataset = kwargs.get("train_dataset", args[3] if len(args) > 3 else None)  # (model, args, collator, data)
@@ -98,8 +103,11 @@ class CurriculumTrainer(Trainer):
         dataset = self.train_dataset if train_dataset is None else train_dataset
         if not isinstance(dataset, datasets.Dataset):
             return super()._get_train_sampler(train_dataset)
-        wanted = [c for c in (self._curriculum_options["cluster_column"],
-                              self._curriculum_options["difficulty_column"]) if c is not None]
+        wanted = [
+            c
+            for c in (self._curriculum_options["cluster_column"], self._curriculum_options["difficulty_column"])
+            if c is not None
+        ]
         if any(c not in dataset.column_names for c in wanted):  # removed as unused model inputs
             dataset = same_rows(dataset, self.train_dataset)
         return CurriculumSampler(

@@ -34,9 +34,7 @@ from .transformers import same_rows
 try:
     from trl import GRPOTrainer
 except ImportError as err:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        "hf_saerl.integrations.trl needs TRL: pip install 'hf-saerl[trl]' (or pip install trl)."
-    ) from err
+    raise ImportError("hf_saerl.integrations.trl needs TRL: pip install 'hf-saerl[trl]' (or pip install trl).") from err
 
 logger = logging.getLogger(__name__)
 
@@ -87,11 +85,25 @@ class CurriculumRepeatSampler(torch.utils.data.Sampler[int]):
         [1, 1, 0, 0, 1, 1, 0, 0, 3, 3, 2, 2, 3, 3, 2, 2]
     """
 
-    def __init__(self, data_source: Any, mini_repeat_count: int, batch_size: int = 1, repeat_count: int = 1, *,
-                 epoch: int = 0, **options: Any):
-        counts = [check_integer(name, value, f"Pass e.g. {name}=1 (no repetition), or the count TRL's RepeatSampler "
-                                "would get.", minimum=1)
-                  for name, value in (("mini_repeat_count", mini_repeat_count), ("repeat_count", repeat_count))]
+    def __init__(
+        self,
+        data_source: Any,
+        mini_repeat_count: int,
+        batch_size: int = 1,
+        repeat_count: int = 1,
+        *,
+        epoch: int = 0,
+        **options: Any,
+    ):
+        counts = [
+            check_integer(
+                name,
+                value,
+                f"Pass e.g. {name}=1 (no repetition), or the count TRL's RepeatSampler would get.",
+                minimum=1,
+            )
+            for name, value in (("mini_repeat_count", mini_repeat_count), ("repeat_count", repeat_count))
+        ]
         self._columns = CurriculumOptions(**options, drop_last=True).schedule(data_source, batch_size)
         self.mini_repeat_count, self.repeat_count = counts
         self.epoch = check_epoch(epoch)
@@ -159,8 +171,13 @@ class CurriculumGRPOTrainer(GRPOTrainer):
         if drop:
             train_dataset = train_dataset.remove_columns(drop)
         # Validate the options and the columns now rather than at the first training step.
-        self._curriculum_options = dict(mix_ratio=mix_ratio, interleave=interleave, order=order,
-                                        cluster_column=cluster_column, difficulty_column=difficulty_column)
+        self._curriculum_options = dict(
+            mix_ratio=mix_ratio,
+            interleave=interleave,
+            order=order,
+            cluster_column=cluster_column,
+            difficulty_column=difficulty_column,
+        )
         CurriculumOptions(**self._curriculum_options, drop_last=True).schedule(train_dataset, 1)
         super().__init__(model, reward_funcs, args, train_dataset, *more, **kwargs)
 
@@ -171,8 +188,11 @@ class CurriculumGRPOTrainer(GRPOTrainer):
 
     def _get_train_sampler(self, dataset: Any = None) -> torch.utils.data.Sampler:
         dataset = self.train_dataset if dataset is None else dataset
-        wanted = [c for c in (self._curriculum_options["cluster_column"],
-                              self._curriculum_options["difficulty_column"]) if c is not None]
+        wanted = [
+            c
+            for c in (self._curriculum_options["cluster_column"], self._curriculum_options["difficulty_column"])
+            if c is not None
+        ]
         if any(c not in dataset.column_names for c in wanted):  # removed as unused (remove_unused_columns=True)
             dataset = same_rows(dataset, self.train_dataset)
         return CurriculumRepeatSampler(

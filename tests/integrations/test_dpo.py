@@ -30,22 +30,42 @@ def pairs(n: int = 8, conversational: bool = False) -> datasets.Dataset:
         chosen = [[{"role": "assistant", "content": c}] for c in chosen]
         rejected = [[{"role": "assistant", "content": r}] for r in rejected]
     margins = [(-1.0) ** k * (0.25 + 0.5 * k) for k in range(n)]  # distinct, both signs
-    return datasets.Dataset.from_dict({"prompt": prompts, "chosen": chosen, "rejected": rejected,
-                                       "concept_margin": margins})
+    return datasets.Dataset.from_dict(
+        {"prompt": prompts, "chosen": chosen, "rejected": rejected, "concept_margin": margins}
+    )
 
 
 def config(tmp_path, **kw) -> DPOConfig:
-    base = dict(output_dir=str(tmp_path), per_device_train_batch_size=2, max_steps=2, beta=BETA, use_cpu=True,
-                bf16=False, gradient_checkpointing=False, report_to="none", save_strategy="no", logging_steps=1,
-                seed=3, disable_tqdm=True, learning_rate=1e-2, max_length=64)
+    base = dict(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=2,
+        max_steps=2,
+        beta=BETA,
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        seed=3,
+        disable_tqdm=True,
+        learning_rate=1e-2,
+        max_length=64,
+    )
     return DPOConfig(**{**base, **kw})
 
 
 def make(tmp_path, cls=ConceptShapedDPOTrainer, data=None, **kw):
     extra = {"concept_lambda": kw.pop("concept_lambda")} if "concept_lambda" in kw else {}
     # A reference that differs from the policy, so the ref log-probs matter in the loss.
-    return cls(tiny_llama(seed=0), ref_model=tiny_llama(seed=1), args=config(tmp_path, **kw),
-               train_dataset=data if data is not None else pairs(), processing_class=tiny_tokenizer(), **extra)
+    return cls(
+        tiny_llama(seed=0),
+        ref_model=tiny_llama(seed=1),
+        args=config(tmp_path, **kw),
+        train_dataset=data if data is not None else pairs(),
+        processing_class=tiny_tokenizer(),
+        **extra,
+    )
 
 
 def sequence_logps(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,14 +81,16 @@ def row_margins(trainer, batch) -> torch.Tensor:
     ds = trainer.train_dataset
     by_ids = {tuple(p + c): m for p, c, m in zip(ds["prompt_ids"], ds["chosen_ids"], ds["concept_margin"])}
     n = batch["input_ids"].shape[0] // 2
-    return torch.tensor([by_ids[tuple(batch["input_ids"][i][batch["attention_mask"][i].bool()].tolist())]
-                         for i in range(n)])
+    return torch.tensor(
+        [by_ids[tuple(batch["input_ids"][i][batch["attention_mask"][i].bool()].tolist())] for i in range(n)]
+    )
 
 
 @pytest.mark.parametrize("precompute, conversational", [(False, False), (True, True)])
 def test_shaped_loss_is_dpo_loss(tmp_path, precompute, conversational):
-    trainer = make(tmp_path, data=pairs(conversational=conversational), concept_lambda=LAM,
-                   precompute_ref_log_probs=precompute)
+    trainer = make(
+        tmp_path, data=pairs(conversational=conversational), concept_lambda=LAM, precompute_ref_log_probs=precompute
+    )
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     margin = row_margins(trainer, batch)
     assert torch.equal(batch["concept_margin"], margin)
