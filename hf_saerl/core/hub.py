@@ -13,13 +13,18 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import HfApi, snapshot_download
+
 from .._version import __version__
 
-__all__ = ["is_repo_id", "local_folder", "download_folder", "upload_folder"]
+if TYPE_CHECKING:
+    from huggingface_hub import CommitInfo
+
+__all__ = ["download_folder", "is_repo_id", "local_folder", "upload_folder"]
 
 
 def is_repo_id(value: Any) -> bool:
@@ -36,8 +41,17 @@ def is_repo_id(value: Any) -> bool:
     return True
 
 
+def _hub_patterns(patterns: Sequence[str] | str | None) -> list[str] | str | None:
+    """A pattern argument as ``huggingface_hub`` takes it: one glob string stays one pattern (``list("*.json")``
+    would split it into one-character patterns, and ``"*"`` alone matches every file), any other sequence becomes
+    a list."""
+    if patterns is None or isinstance(patterns, str):
+        return patterns
+    return list(patterns)
+
+
 def local_folder(
-    repo_id_or_path: str | Path, what: str, *, allow_patterns: Sequence[str] | None = None, **hub_kwargs: Any
+    repo_id_or_path: str | Path, what: str, *, allow_patterns: Sequence[str] | str | None = None, **hub_kwargs: Any
 ) -> Path:
     """The folder of a saved object: ``repo_id_or_path`` itself when it is a local folder, else the download of
     the ``allow_patterns`` files of that Hub repo. Anything else is a ``FileNotFoundError`` naming ``what``."""
@@ -60,7 +74,7 @@ def download_folder(
     cache_dir: str | Path | None = None,
     force_download: bool = False,
     local_files_only: bool = False,
-    allow_patterns: Sequence[str] | None = None,
+    allow_patterns: Sequence[str] | str | None = None,
 ) -> Path:
     """Download (the ``allow_patterns`` files of) a model repo and return its local folder.
 
@@ -76,7 +90,7 @@ def download_folder(
             cache_dir=cache_dir,
             force_download=force_download,
             local_files_only=local_files_only,
-            allow_patterns=list(allow_patterns) if allow_patterns else None,
+            allow_patterns=_hub_patterns(allow_patterns),
             library_name="hf_saerl",
             library_version=__version__,
         )
@@ -103,7 +117,7 @@ def upload_folder(
     allow_patterns: Sequence[str] | str | None = None,
     ignore_patterns: Sequence[str] | str | None = None,
     delete_patterns: Sequence[str] | str | None = None,
-) -> Any:
+) -> CommitInfo:
     """Create the repo if needed (``exist_ok=True``) and upload ``folder`` as one commit.
 
     The patterns are ``HfApi.upload_folder``'s: which local files to upload, which to skip, and which remote files
@@ -119,7 +133,7 @@ def upload_folder(
         commit_description=commit_description,
         revision=revision,
         create_pr=create_pr,
-        allow_patterns=allow_patterns,
-        ignore_patterns=ignore_patterns,
-        delete_patterns=delete_patterns,
+        allow_patterns=_hub_patterns(allow_patterns),
+        ignore_patterns=_hub_patterns(ignore_patterns),
+        delete_patterns=_hub_patterns(delete_patterns),
     )
