@@ -93,7 +93,7 @@ SUITE: dict[str, tuple[str, list[str], list[str], list[str], bool]] = {
 
 def arguments(name: str, mode: str) -> list[str]:
     """The arguments of benchmark ``name`` in ``mode`` (``full``, ``quick`` or ``tiny``)."""
-    script, full, quick, tiny, _ = SUITE[name]
+    _, full, quick, tiny, _ = SUITE[name]
     if name == "gpu_h200" and mode == "full":
         import importlib.util
 
@@ -141,9 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     summary = [run_one(name, which, args.out_dir) for name in names]
     print(f"\n### suite ({which}) done; load average {os.getloadavg()[0]:.1f}")
     for s in summary:
-        print(
-            f"{s['name']:<15} {'ok' if s['exit'] == 0 else 'FAILED (exit %d)' % s['exit']:<16} {s['seconds']:>7.1f} s"
-        )
+        status = "ok" if s["exit"] == 0 else f"FAILED (exit {s['exit']})"
+        print(f"{s['name']:<15} {status:<16} {s['seconds']:>7.1f} s")
     (args.out_dir / "suite.json").write_text(
         json.dumps({"mode": which, "runs": summary}, indent=2) + "\n", encoding="utf-8"
     )

@@ -41,9 +41,9 @@ def main() -> None:
     from hf_saerl import SAEEncoder
     from hf_saerl.audit import PreferenceAudit
     from hf_saerl.demo.champ import champ_preference_pairs
-    from hf_saerl.models.embedded import load_smollm2
     from hf_saerl.demo.presets import champ_sae_texts
     from hf_saerl.encoding.sae_training import train_sae
+    from hf_saerl.models.embedded import load_smollm2
 
     start = time.perf_counter()
     model, tok = load_smollm2()
@@ -56,7 +56,7 @@ def main() -> None:
     table = audit.flagged()
 
     lines = [
-        f"# What CHAMP preference pairs teach SmolLM2 (beyond correctness)",
+        "# What CHAMP preference pairs teach SmolLM2 (beyond correctness)",
         "",
         f"{len(pairs)} pairs (correct solution chosen over an incorrect attempt, same problem), read at "
         f"`{encoder.hook_name}` through the locally trained SAE (d_sae {encoder.d_sae}, explained variance "

@@ -31,6 +31,7 @@ Example (the presets; the CI smoke is tests/recipes/test_saerl_vs_grpo.py):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import logging
@@ -340,8 +341,8 @@ def prepare(cfg: dict[str, Any], model: Any, tokenizer: Any, sae_folder: str | N
     sets = {
         "vanilla": pool.select_columns(light),
         "saerl_fullmix": filtered.select_columns(light),
-        "saerl": filtered.select_columns(light + ["cluster_id", "difficulty"]),
-        "oracle": filtered.select_columns(light + ["cluster_id"]).add_column(
+        "saerl": filtered.select_columns([*light, "cluster_id", "difficulty"]),
+        "oracle": filtered.select_columns([*light, "cluster_id"]).add_column(
             "difficulty", (1.0 - true_pass).astype(np.float32).tolist()
         ),
     }
@@ -361,7 +362,7 @@ def prepare(cfg: dict[str, Any], model: Any, tokenizer: Any, sae_folder: str | N
         "label_budget_rows": len(budget),
         "mean_true_pass_rate": float(true_pass.mean()),
         "true_pass_rate_by_family": {
-            f: float(np.mean([p for p, g in zip(true_pass, list(filtered["family"])) if g == f]))
+            f: float(np.mean([p for p, g in zip(true_pass, list(filtered["family"]), strict=True) if g == f]))
             for f in FAMILIES
             if f in list(filtered["family"])
         },
@@ -437,12 +438,17 @@ def _spearman(fn: Any, a: np.ndarray, b: np.ndarray) -> float | None:
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
+def _repeat_each(values: list[Any], n: int) -> list[Any]:
+    """Each of ``values`` ``n`` times in a row (the row layout of ``n`` completions per prompt)."""
+    return [v for v in values for _ in range(n)]
+
+
 def evaluate(model: Any, tokenizer: Any, heldout: Any, verifier: Any, cfg: dict[str, Any]) -> dict[str, float]:
     """Held-out accuracy: greedy, and the mean over ``eval_samples`` samples (seeds fixed per prompt, the same
     in every arm), scored by the training verifier."""
+    from hf_saerl.models.text import render_chat
     from hf_saerl.rollouts import TransformersBackend
     from hf_saerl.rollouts.backends import derive_seed
-    from hf_saerl.models.text import render_chat
 
     was_training = model.training
     backend = TransformersBackend(model, tokenizer, batch_size=cfg["gen_batch_size"])
@@ -454,8 +460,8 @@ def evaluate(model: Any, tokenizer: Any, heldout: Any, verifier: Any, cfg: dict[
             rendered, n, {"max_new_tokens": cfg["max_completion_length"], "temperature": temperature}, seeds=seeds
         )
         flat = [c for row in completions for c in row]
-        rep = lambda col: [v for v in list(heldout[col]) for _ in range(n)]  # noqa: E731
-        rewards = verifier(prompts=rep("question"), completions=flat, answer=rep("answer"), metadata=rep("metadata"))
+        rep = {col: _repeat_each(list(heldout[col]), n) for col in ("question", "answer", "metadata")}
+        rewards = verifier(prompts=rep["question"], completions=flat, answer=rep["answer"], metadata=rep["metadata"])
         out[name] = float(np.mean([verifier.is_correct(r) for r in rewards]))
     model.train(was_training)
     return out
@@ -625,8 +631,8 @@ def summarise(records: list[dict[str, Any]], n_heldout: int) -> dict[str, Any]:
         }
     if "vanilla" in arms:
         target = arms["vanilla"]["final_greedy"]["mean"]
-        for arm, s in arms.items():
-            hit = [st for st, acc in zip(s["steps"], s["mean_curve"]["greedy"]) if acc >= target]
+        for s in arms.values():
+            hit = [st for st, acc in zip(s["steps"], s["mean_curve"]["greedy"], strict=True) if acc >= target]
             s["steps_to_vanilla_final"] = hit[0] if hit else None
         arms["vanilla"]["target_greedy"] = target
     # One seed has no sd: the binomial standard error of one accuracy on the held-out set is the noise floor.
@@ -678,7 +684,7 @@ def plot(summary: dict[str, Any], records: list[dict[str, Any]], path: Path) -> 
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, metric in zip(axes, ("greedy", "sampled")):
+    for ax, metric in zip(axes, ("greedy", "sampled"), strict=True):
         for arm, s in summary.items():
             runs = [r for r in records if r["arm"] == arm]
             vals = (
@@ -717,10 +723,8 @@ def machine() -> dict[str, Any]:
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "torch_threads": torch.get_num_threads(),
     }
-    try:
+    with contextlib.suppress(OSError):  # pragma: no cover - no load average on this platform
         info["loadavg_1_5_15"] = list(os.getloadavg())
-    except OSError:  # pragma: no cover
-        pass
     return info
 
 

@@ -19,30 +19,31 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from huggingface_hub import hf_hub_download
 
-from .hub import is_repo_id
 from ..errors import BundleError, NonFiniteError
+from .hub import is_repo_id
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "fetch_file",
-    "check_path_or_repo_id",
-    "read_arrays",
-    "write_arrays",
-    "take_array",
-    "arrays_digest",
-    "REFETCH",
-    "DIGEST_KEY",
     "CHECKSUM_KEY",
-    "json_checksum",
-    "sealed",
+    "DIGEST_KEY",
+    "REFETCH",
+    "arrays_digest",
+    "check_path_or_repo_id",
     "check_sealed",
+    "fetch_file",
+    "json_checksum",
+    "read_arrays",
+    "sealed",
+    "take_array",
+    "write_arrays",
 ]
 
 #: The safetensors metadata key holding :func:`arrays_digest`.
@@ -189,7 +190,7 @@ def read_arrays(path: str | Path, fix: str = REFETCH) -> dict[str, np.ndarray]:
     try:
         with safe_open(str(path), framework="numpy") as f:
             metadata = f.metadata() or {}
-            arrays = {name: f.get_tensor(name) for name in f.keys()}
+            arrays = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 - safe_open has keys() but no __iter__
     except Exception as e:  # safetensors raises its own error types for truncated/garbled headers
         raise BundleError(f"Could not read {path}: {e}. The file is corrupt or truncated. {fix}") from e
     recorded = metadata.get(DIGEST_KEY)

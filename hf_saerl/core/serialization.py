@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from ..errors import BundleError
 from .._version import __version__
+from ..errors import BundleError
 
-__all__ = ["jsonable", "write_json", "read_json", "check_format_version"]
+__all__ = ["check_format_version", "jsonable", "read_json", "write_json"]
 
 
 def jsonable(obj: Any, *, nonfinite: str = "null") -> Any:

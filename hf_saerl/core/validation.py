@@ -46,21 +46,22 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ..errors import InvalidParameterError, NonFiniteError, ParameterTypeError
 
 __all__ = [
-    "is_missing",
-    "is_fitted",
-    "check_fitted",
-    "check_choice",
-    "check_real",
-    "check_integer",
     "check_bool",
+    "check_choice",
     "check_finite",
+    "check_fitted",
+    "check_integer",
+    "check_real",
+    "is_fitted",
+    "is_missing",
 ]
 
 

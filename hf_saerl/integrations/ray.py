@@ -27,7 +27,8 @@ Example:
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 try:
     import ray.data  # noqa: F401

@@ -151,7 +151,7 @@ def _verl_rows(
 ) -> Iterator[dict[str, Any]]:
     index = 0
     for epoch, g, sources, rows in curriculum.iter_epoch_batches(epochs):
-        for source_index, row in zip(sources, rows):
+        for source_index, row in zip(sources, rows, strict=True):
             prompt = row[prompt_column]
             if isinstance(prompt, str):
                 prompt = [{"role": "user", "content": prompt}]

@@ -15,7 +15,8 @@ Example:
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
@@ -23,7 +24,7 @@ from ..core.hub import is_repo_id
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PIPELINE_CARD_TEMPLATE", "CARD_TAGS", "build_model_card", "base_model"]
+__all__ = ["CARD_TAGS", "PIPELINE_CARD_TEMPLATE", "base_model", "build_model_card"]
 
 #: The tags every pipeline card carries (``model_card_kwargs={"tags": [...]}`` adds to them).
 CARD_TAGS = ["hf_saerl", "sparse-autoencoder", "sae-probe", "data-curation"]
@@ -156,4 +157,4 @@ def _parts(config: Mapping[str, Any]) -> list[tuple[str, str]]:
                 f"template `{text.get('template')}`" if text.get("template") else f"column `{text.get('text_column')}`",
             ),
         ]
-    return parts + [("quality threshold", str(config.get("quality_threshold")))]
+    return [*parts, ("quality threshold", str(config.get("quality_threshold")))]

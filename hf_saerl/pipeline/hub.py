@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from huggingface_hub import DatasetCard, DatasetCardData, HfApi
 
@@ -32,11 +33,11 @@ from ..errors import InvalidParameterError
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "build_dataset_card",
-    "push_curated",
-    "DATASET_CARD_TEMPLATE",
     "COLUMN_MEANINGS",
+    "DATASET_CARD_TEMPLATE",
+    "build_dataset_card",
     "download_folder",
+    "push_curated",
     "upload_folder",
 ]
 

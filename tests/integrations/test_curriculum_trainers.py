@@ -45,7 +45,10 @@ def test_curriculum_trainer_sampler_matches_the_schedule(tmp_path):
         seed=3,
     )
     assert trainer_curriculum_batch_size(args) == 4 and trainer_curriculum_batch_size(args, world_size=8) == 32
-    collate = lambda rows: {k: torch.tensor([r[k] for r in rows]) for k in ("input_ids", "labels")}
+
+    def collate(rows):
+        return {k: torch.tensor([r[k] for r in rows]) for k in ("input_ids", "labels")}
+
     trainer = CurriculumTrainer(model=tiny_llama(), args=args, train_dataset=ds, data_collator=collate, mix_ratio=0.25)
     loader = trainer.get_train_dataloader()  # unused columns (cluster_id, difficulty...) are removed first
     for epoch in (0, 1):
@@ -78,7 +81,7 @@ def test_verl_parquet_rows_in_curriculum_order(tmp_path):
     first = table[0]
     assert set(first) == {"data_source", "prompt", "ability", "reward_model", "extra_info"}
     assert first["data_source"] == "toy/math" and first["ability"] == "arithmetic"
-    for k, (row, (epoch, g, i)) in enumerate(zip(table, expected)):
+    for k, (row, (epoch, g, i)) in enumerate(zip(table, expected, strict=True)):
         assert row["prompt"] == [{"role": "user", "content": ds["prompt"][i]}]
         assert row["reward_model"] == {"style": "rule", "ground_truth": ds["answer"][i]}
         info = row["extra_info"]

@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 
 pytest.importorskip("trl")
-from trl import DPOConfig, DPOTrainer  # noqa: E402
+from trl import DPOConfig, DPOTrainer
 
-from hf_saerl.audit import dpo_loss  # noqa: E402
-from hf_saerl.errors import InvalidParameterError  # noqa: E402
-from hf_saerl.integrations.dpo import ConceptShapedDPOTrainer  # noqa: E402
-from hf_saerl.testing import tiny_llama, tiny_tokenizer  # noqa: E402
+from hf_saerl.audit import dpo_loss
+from hf_saerl.errors import InvalidParameterError
+from hf_saerl.integrations.dpo import ConceptShapedDPOTrainer
+from hf_saerl.testing import tiny_llama, tiny_tokenizer
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -79,7 +79,7 @@ def sequence_logps(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
 def row_margins(trainer, batch) -> torch.Tensor:
     """The dataset's margin of each pair in ``batch``, found by its prompt+chosen token ids."""
     ds = trainer.train_dataset
-    by_ids = {tuple(p + c): m for p, c, m in zip(ds["prompt_ids"], ds["chosen_ids"], ds["concept_margin"])}
+    by_ids = {tuple(p + c): m for p, c, m in zip(ds["prompt_ids"], ds["chosen_ids"], ds["concept_margin"], strict=True)}
     n = batch["input_ids"].shape[0] // 2
     return torch.tensor(
         [by_ids[tuple(batch["input_ids"][i][batch["attention_mask"][i].bool()].tolist())] for i in range(n)]
@@ -135,7 +135,7 @@ def test_train_two_steps_with_the_datasets_margins(tmp_path):
     before = [p.detach().clone() for p in trainer.model.parameters()]
     trainer.train()
     assert trainer.state.global_step == 2 and len(Recording.seen) == 2
-    assert any(not torch.equal(a, p) for a, p in zip(before, trainer.model.parameters()))
+    assert any(not torch.equal(a, p) for a, p in zip(before, trainer.model.parameters(), strict=True))
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in trainer.state.log_history if "loss" in h)
     for batch in Recording.seen:
         assert "concept_margin" not in batch  # popped before the model sees the batch

@@ -11,17 +11,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 pytest.importorskip("trl")
-from trl import GRPOConfig, GRPOTrainer  # noqa: E402
-from trl.trainer.utils import RepeatSampler  # noqa: E402
+from trl import GRPOConfig, GRPOTrainer
+from trl.trainer.utils import RepeatSampler
 
-from hf_saerl.curriculum import CurriculumDataset, build_schedule  # noqa: E402
-from hf_saerl.errors import InvalidParameterError, MissingColumnError  # noqa: E402
-from hf_saerl.integrations.trl import (  # noqa: E402
+from hf_saerl.curriculum import CurriculumDataset, build_schedule
+from hf_saerl.errors import InvalidParameterError, MissingColumnError
+from hf_saerl.integrations.trl import (
     CurriculumGRPOTrainer,
     CurriculumRepeatSampler,
     grpo_curriculum_batch_size,
 )
-from hf_saerl.testing import tiny_llama, tiny_tokenizer  # noqa: E402
+from hf_saerl.testing import tiny_llama, tiny_tokenizer
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -170,7 +170,7 @@ def test_plain_grpo_trainer_on_the_exported_stream(tmp_path):
 
 def test_curriculum_grpo_trainer_rejects_a_stream(tmp_path):
     stream = CurriculumDataset(prompts_dataset(), 2).to_iterable_dataset()
-    with pytest.raises(TypeError, match="map-style datasets.Dataset"):
+    with pytest.raises(TypeError, match=r"map-style datasets\.Dataset"):
         CurriculumGRPOTrainer(
             model=tiny_llama(),
             reward_funcs=lambda **k: [],

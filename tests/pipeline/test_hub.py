@@ -238,7 +238,7 @@ def test_push_to_hub_branch_revision_and_patterns(pipeline, hub):
 
 
 def test_save_pretrained_refuses_a_config(pipeline, tmp_path):
-    with pytest.raises(InvalidParameterError, match="take no config=.*model_id="):
+    with pytest.raises(InvalidParameterError, match=r"take no config=.*model_id="):
         pipeline.save_pretrained(tmp_path / "p", config={"d_sae": 1})
     assert not (tmp_path / "p").exists()
 

@@ -7,7 +7,6 @@ import shutil
 import numpy as np
 import pytest
 from datasets import Dataset, DatasetDict, IterableDataset
-
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
@@ -21,7 +20,7 @@ from hf_saerl.errors import (
 )
 from hf_saerl.estimators.clustering import SAEClusterer
 from hf_saerl.estimators.probes import DifficultyProbe, QualityProbe
-from hf_saerl.pipeline.bundle import bundle_patterns, estimator_classes, encoder_options, model_record, resolve_model
+from hf_saerl.pipeline.bundle import bundle_patterns, encoder_options, estimator_classes, model_record, resolve_model
 from hf_saerl.pipeline.pipeline import PIPELINE_FORMAT_VERSION, SAERLPipeline, check_bundle
 from hf_saerl.testing import edit_json, tiny_sae
 
@@ -128,7 +127,7 @@ def test_threshold_filters_and_reports_the_count(fitted, data, caplog):
     }
     assert len(out) == expected_kept and min(out["quality"]) >= threshold
     assert f"dropped {len(data) - expected_kept}" in caplog.text
-    kept_texts = [t for t, q in zip(full["text"], full["quality"]) if q >= threshold]
+    kept_texts = [t for t, q in zip(full["text"], full["quality"], strict=True) if q >= threshold]
     assert out["text"] == kept_texts
 
 
@@ -157,7 +156,9 @@ def test_iterable_dataset_threshold_is_lazy(fitted, data):
     finally:
         fitted.quality_threshold = None
     assert stats["n_dropped"] is None
-    assert [r["text"] for r in rows] == [t for t, q in zip(reference["text"], reference["quality"]) if q >= threshold]
+    assert [r["text"] for r in rows] == [
+        t for t, q in zip(reference["text"], reference["quality"], strict=True) if q >= threshold
+    ]
 
 
 def test_estimators_only_pipeline_on_preencoded_data(fitted, data):
@@ -170,7 +171,7 @@ def test_estimators_only_pipeline_on_preencoded_data(fitted, data):
 
 
 def test_construction_errors(fitted):
-    with pytest.raises(WidthMismatchError, match="width mismatch.*d_sae=64"):
+    with pytest.raises(WidthMismatchError, match=r"width mismatch.*d_sae=64"):
         SAERLPipeline(fitted.encoder, quality=QualityProbe(d_sae=64))
     with pytest.raises(InvalidParameterError, match="needs a quality probe"):
         SAERLPipeline(fitted.encoder, quality_threshold=0.5)
