@@ -42,7 +42,7 @@ def pairs(n: int) -> tuple[list[str], list[str], list[str], str]:
         ds = champ_preference_pairs(seed=0)
         rows = [ds[i % len(ds)] for i in range(n)]
         return [r["prompt"] for r in rows], [r["chosen"] for r in rows], [r["rejected"] for r in rows], "champ"
-    except Exception as exc:  # champ data not installed: synthetic pairs of similar shape
+    except Exception as exc:  # noqa: BLE001 - CHAMP missing or unreadable, however: synthetic pairs, said on stderr
         print(f"champ pairs unavailable ({type(exc).__name__}: {exc}); using synthetic text", file=sys.stderr)
         prompts = [("Find all integers n such that n^2 + 1 divides n^3 + 7. " * (1 + i % 4)).strip() for i in range(n)]
         chosen = [
