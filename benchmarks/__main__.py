@@ -24,32 +24,76 @@ HERE = Path(__file__).resolve().parent
 
 #: name -> (script, full-size arguments, --quick arguments, --tiny arguments, writes --out itself)
 SUITE: dict[str, tuple[str, list[str], list[str], list[str], bool]] = {
-    "encoder": ("bench_encoder.py", [],
-                ["--model", "tiny", "--n-texts", "64", "--max-length", "128", "--in-process"],
-                ["--model", "tiny", "--n-texts", "4", "--max-length", "16", "--in-process"], True),
-    "estimators": ("bench_estimators.py", [],
-                   ["--rows", "5000", "--difficulty-rows", "1000", "--d-sae", "2048", "--top-k", "32"],
-                   ["--rows", "200", "--difficulty-rows", "200", "--d-sae", "256", "--top-k", "8", "--n-clusters", "4",
-                    "--auto-range", "2", "4"], True),
-    "difficulty_fit": ("bench_difficulty_fit.py", ["--rows", "1000", "10000", "--old-rows", "1000"],
-                       ["--rows", "1000", "--old-rows", "--no-nested", "--test-rows", "1000"],
-                       ["--rows", "200", "--old-rows", "--no-nested", "--test-rows", "100", "--d-sae", "256",
-                        "--top-k", "8"], True),
-    "schedule": ("bench_schedule.py", [], ["--rows", "100000", "1000000", "--repeats", "1"],
-                 ["--rows", "20000", "--repeats", "1"], False),
-    "stream": ("bench_stream.py", [], ["--rows", "10000", "--buffer-size", "2000"],
-               ["--rows", "500", "--buffer-size", "100", "--batch-size", "20", "--in-process"], True),
-    "labeller": ("bench_labeller.py", [], ["--model", "tiny", "--n-prompts", "4", "--n", "2", "--max-new-tokens", "16"],
-                 ["--model", "tiny", "--n-prompts", "1", "--n", "2", "--max-new-tokens", "4"], True),
-    "audit_spans": ("bench_audit_spans.py", [], ["--n-pairs", "8", "--max-length", "64"],
-                    ["--n-pairs", "2", "--max-length", "32"], False),
+    "encoder": (
+        "bench_encoder.py",
+        [],
+        ["--model", "tiny", "--n-texts", "64", "--max-length", "128", "--in-process"],
+        ["--model", "tiny", "--n-texts", "4", "--max-length", "16", "--in-process"],
+        True,
+    ),
+    "estimators": (
+        "bench_estimators.py",
+        [],
+        ["--rows", "5000", "--difficulty-rows", "1000", "--d-sae", "2048", "--top-k", "32"],
+        [
+            "--rows",
+            "200",
+            "--difficulty-rows",
+            "200",
+            "--d-sae",
+            "256",
+            "--top-k",
+            "8",
+            "--n-clusters",
+            "4",
+            "--auto-range",
+            "2",
+            "4",
+        ],
+        True,
+    ),
+    "difficulty_fit": (
+        "bench_difficulty_fit.py",
+        ["--rows", "1000", "10000", "--old-rows", "1000"],
+        ["--rows", "1000", "--old-rows", "--no-nested", "--test-rows", "1000"],
+        ["--rows", "200", "--old-rows", "--no-nested", "--test-rows", "100", "--d-sae", "256", "--top-k", "8"],
+        True,
+    ),
+    "schedule": (
+        "bench_schedule.py",
+        [],
+        ["--rows", "100000", "1000000", "--repeats", "1"],
+        ["--rows", "20000", "--repeats", "1"],
+        False,
+    ),
+    "stream": (
+        "bench_stream.py",
+        [],
+        ["--rows", "10000", "--buffer-size", "2000"],
+        ["--rows", "500", "--buffer-size", "100", "--batch-size", "20", "--in-process"],
+        True,
+    ),
+    "labeller": (
+        "bench_labeller.py",
+        [],
+        ["--model", "tiny", "--n-prompts", "4", "--n", "2", "--max-new-tokens", "16"],
+        ["--model", "tiny", "--n-prompts", "1", "--n", "2", "--max-new-tokens", "4"],
+        True,
+    ),
+    "audit_spans": (
+        "bench_audit_spans.py",
+        [],
+        ["--n-pairs", "8", "--max-length", "64"],
+        ["--n-pairs", "2", "--max-length", "32"],
+        False,
+    ),
     "gpu_h200": ("gpu_h200.py", [], ["--cpu-smoke"], ["--cpu-smoke"], True),
 }
 
 
 def arguments(name: str, mode: str) -> list[str]:
     """The arguments of benchmark ``name`` in ``mode`` (``full``, ``quick`` or ``tiny``)."""
-    script, full, quick, tiny, _ = SUITE[name]
+    _, full, quick, tiny, _ = SUITE[name]
     if name == "gpu_h200" and mode == "full":
         import importlib.util
 
@@ -66,16 +110,19 @@ def run_one(name: str, mode: str, out_dir: Path) -> dict:
     start = time.perf_counter()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     lines = []
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                          cwd=HERE.parent) as proc:
+    with subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=HERE.parent
+    ) as proc:
         for line in proc.stdout:
             print(line, end="", flush=True)
             lines.append(line)
     seconds = time.perf_counter() - start
     (out_dir / f"{name}.log").write_text("".join(lines), encoding="utf-8")
     if not writes_json and proc.returncode == 0:
-        out.write_text(json.dumps({"benchmark": name, "args": cmd[2:], "stdout": "".join(lines)}, indent=2) + "\n",
-                       encoding="utf-8")
+        out.write_text(
+            json.dumps({"benchmark": name, "args": cmd[2:], "stdout": "".join(lines)}, indent=2) + "\n",
+            encoding="utf-8",
+        )
     return {"name": name, "exit": proc.returncode, "seconds": round(seconds, 1), "json": str(out)}
 
 
@@ -94,9 +141,11 @@ def main(argv: list[str] | None = None) -> None:
     summary = [run_one(name, which, args.out_dir) for name in names]
     print(f"\n### suite ({which}) done; load average {os.getloadavg()[0]:.1f}")
     for s in summary:
-        print(f"{s['name']:<15} {'ok' if s['exit'] == 0 else 'FAILED (exit %d)' % s['exit']:<16} {s['seconds']:>7.1f} s")
-    (args.out_dir / "suite.json").write_text(json.dumps({"mode": which, "runs": summary}, indent=2) + "\n",
-                                            encoding="utf-8")
+        status = "ok" if s["exit"] == 0 else f"FAILED (exit {s['exit']})"
+        print(f"{s['name']:<15} {status:<16} {s['seconds']:>7.1f} s")
+    (args.out_dir / "suite.json").write_text(
+        json.dumps({"mode": which, "runs": summary}, indent=2) + "\n", encoding="utf-8"
+    )
     if any(s["exit"] for s in summary):
         raise SystemExit(1)
 

@@ -42,11 +42,12 @@ def pairs(n: int) -> tuple[list[str], list[str], list[str], str]:
         ds = champ_preference_pairs(seed=0)
         rows = [ds[i % len(ds)] for i in range(n)]
         return [r["prompt"] for r in rows], [r["chosen"] for r in rows], [r["rejected"] for r in rows], "champ"
-    except Exception as exc:  # champ data not installed: synthetic pairs of similar shape
+    except Exception as exc:  # noqa: BLE001 - CHAMP missing or unreadable, however: synthetic pairs, said on stderr
         print(f"champ pairs unavailable ({type(exc).__name__}: {exc}); using synthetic text", file=sys.stderr)
         prompts = [("Find all integers n such that n^2 + 1 divides n^3 + 7. " * (1 + i % 4)).strip() for i in range(n)]
-        chosen = [("We have n^3 + 7 = n(n^2 + 1) - n + 7, so n^2 + 1 divides 7 - n. " * (1 + i % 5)).strip()
-                  for i in range(n)]
+        chosen = [
+            ("We have n^3 + 7 = n(n^2 + 1) - n + 7, so n^2 + 1 divides 7 - n. " * (1 + i % 5)).strip() for i in range(n)
+        ]
         rejected = [("Try n = 1, 2, 3 and guess that only n = 2 works. " * (1 + i % 6)).strip() for i in range(n)]
         return prompts, chosen, rejected, "synthetic"
 
@@ -79,8 +80,11 @@ def encode_pairs(enc, prompts, chosen, rejected, batch_size):
     c = encode_response_spans(enc, prompts, chosen, column="chosen", **kw)
     r = encode_response_spans(enc, prompts, rejected, column="rejected", **kw)
     p = encode_prompts(enc, prompts, poolings=PROMPT_POOLINGS, top_k=None, batch_size=batch_size)
-    pooled = {f"{side}/{k}": v.toarray() for side, s in (("chosen", c), ("rejected", r), ("prompt", p))
-              for k, v in s.pooled.items()}
+    pooled = {
+        f"{side}/{k}": v.toarray()
+        for side, s in (("chosen", c), ("rejected", r), ("prompt", p))
+        for k, v in s.pooled.items()
+    }
     n_tokens = int(c.n_tokens.sum() + r.n_tokens.sum() + p.n_tokens.sum())
     return pooled, n_tokens
 
@@ -130,9 +134,13 @@ def main() -> None:
     assert old["n_tokens"] == new["n_tokens"], (old["n_tokens"], new["n_tokens"])
     assert old["pooled"].keys() == new["pooled"].keys()
     diff = max(float(np.abs(old["pooled"][k] - new["pooled"][k]).max()) for k in old["pooled"])
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {args.threads}")
-    print(f"model: {args.model} (hook {enc.hook_name}, d_sae {enc.d_sae}), {args.n_pairs} {source} pairs, "
-          f"max_length {args.max_length}, {new['n_tokens']} tokens pooled (chosen + rejected + prompt spans)")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {args.threads}"
+    )
+    print(
+        f"model: {args.model} (hook {enc.hook_name}, d_sae {enc.d_sae}), {args.n_pairs} {source} pairs, "
+        f"max_length {args.max_length}, {new['n_tokens']} tokens pooled (chosen + rejected + prompt spans)"
+    )
     print(f"forwards per pair: old {2 * len(RESPONSE_POOLINGS) + len(PROMPT_POOLINGS)}, new 3")
     print(f"outputs agree: max absolute difference {diff:.1e}")
     print(f"{'variant':<8} {'seconds':>8} {'tokens/s':>10}")

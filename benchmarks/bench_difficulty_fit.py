@@ -110,8 +110,12 @@ def run_old_part(X, y, part: int) -> dict:
         model.fit(Xt, y)
         coef = np.zeros(X.shape[1])
         coef[active] = model.coef_
-        out = {"coef": coef.tolist(), "intercept": float(model.intercept_), "alpha": float(model.alpha_),
-               "l1_ratio": float(model.l1_ratio_)}
+        out = {
+            "coef": coef.tolist(),
+            "intercept": float(model.intercept_),
+            "alpha": float(model.alpha_),
+            "l1_ratio": float(model.l1_ratio_),
+        }
     else:  # what cross_val_predict(clone(model), Xt, y, cv=KFold(5, shuffle, 0)) does for one fold
         train, test = list(_folds().split(Xt))[part - 1]
         out = {"test": test.tolist(), "pred": model.fit(Xt[train], y[train]).predict(Xt[test]).tolist()}
@@ -129,9 +133,16 @@ def run_new(X, y, n_tokens, protocol: str = "once") -> dict:
         probe.set_params(cv_protocol=protocol).fit(X, y, n_tokens=n_tokens)
         seconds = time.perf_counter() - start
         m = probe.metrics_
-        return {"seconds": seconds, "oof": probe.cv_predictions_, "coef": probe.coef_,
-                "intercept": float(probe.intercept_[0]), "alpha": m["alpha"], "l1_ratio": m["l1_ratio"],
-                "length_baseline": m.get("length_baseline"), "via": "DifficultyProbe(d_sae).fit"}
+        return {
+            "seconds": seconds,
+            "oof": probe.cv_predictions_,
+            "coef": probe.coef_,
+            "intercept": float(probe.intercept_[0]),
+            "alpha": m["alpha"],
+            "l1_ratio": m["l1_ratio"],
+            "length_baseline": m.get("length_baseline"),
+            "via": "DifficultyProbe(d_sae).fit",
+        }
     from hf_saerl.estimators.elastic_net import ElasticNetPathCV, length_baseline
 
     start = time.perf_counter()
@@ -140,9 +151,16 @@ def run_new(X, y, n_tokens, protocol: str = "once") -> dict:
     model = ElasticNetPathCV(cv=_folds(), cv_protocol=protocol).fit(Xt, y)
     base = length_baseline(n_tokens, y, cv=_folds(), cv_protocol=protocol)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "oof": model.cv_predictions_, "coef": model.coef_, "intercept": model.intercept_,
-            "alpha": model.alpha_, "l1_ratio": model.l1_ratio_, "length_baseline": base,
-            "via": "log1p + ElasticNetPathCV + length_baseline (DifficultyProbe not patched yet)"}
+    return {
+        "seconds": seconds,
+        "oof": model.cv_predictions_,
+        "coef": model.coef_,
+        "intercept": model.intercept_,
+        "alpha": model.alpha_,
+        "l1_ratio": model.l1_ratio_,
+        "length_baseline": base,
+        "via": "log1p + ElasticNetPathCV + length_baseline (DifficultyProbe not patched yet)",
+    }
 
 
 def _arm_main(args: argparse.Namespace) -> None:
@@ -170,7 +188,9 @@ def _summary(fit: dict, y: np.ndarray, args: argparse.Namespace) -> dict:
         "oof_spearman": regression_metrics(y, np.asarray(fit["oof"]))["spearman"],
         "held_out_spearman": float(spearmanr(Xte @ coef + fit["intercept"], yte)[0]),
         "length_spearman": None if base is None else base["spearman"],
-        "alpha": fit["alpha"], "l1_ratio": fit["l1_ratio"], "n_nonzero_coef": int(np.count_nonzero(coef)),
+        "alpha": fit["alpha"],
+        "l1_ratio": fit["l1_ratio"],
+        "n_nonzero_coef": int(np.count_nonzero(coef)),
         "via": fit["via"],
     }
 
@@ -183,17 +203,32 @@ def _sklearn_at_least(version: str, target: tuple[int, int]) -> bool:
 
 def _subprocess(args: argparse.Namespace, arm: str, n_rows: int, part: int, timeout: float | None) -> dict | None:
     """Run one arm (or old part) in a fresh interpreter; None when it ran past ``timeout``."""
-    cmd = [sys.executable, __file__, "--_arm", arm, "--_n", str(n_rows), "--_part", str(part),
-           "--d-sae", str(args.d_sae), "--top-k", str(args.top_k), "--test-rows", str(args.test_rows)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--_arm",
+        arm,
+        "--_n",
+        str(n_rows),
+        "--_part",
+        str(part),
+        "--d-sae",
+        str(args.d_sae),
+        "--top-k",
+        str(args.top_k),
+        "--test-rows",
+        str(args.test_rows),
+    ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return None
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"arm {arm} (part {part}) at {n_rows} rows failed (exit {proc.returncode}):\n"
-                           f"{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+        raise RuntimeError(
+            f"arm {arm} (part {part}) at {n_rows} rows failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+        )
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def _cache_file(args: argparse.Namespace, n_rows: int, part: int) -> Path | None:
@@ -217,15 +252,25 @@ def run_old_arm(args: argparse.Namespace, n_rows: int, deadline: float) -> dict:
             break
         left = deadline - time.monotonic()
         if left <= 10:
-            return {"arm": "old", "rows": n_rows, "seconds": None, "load_before": load,
-                    "status": f"incomplete ({len(parts)} of {OLD_PARTS} fits): run again with the same --cache"}
+            return {
+                "arm": "old",
+                "rows": n_rows,
+                "seconds": None,
+                "load_before": load,
+                "status": f"incomplete ({len(parts)} of {OLD_PARTS} fits): run again with the same --cache",
+            }
         timeout = min(limit - spent, left)
         begun = time.perf_counter()
         result = _subprocess(args, "old", n_rows, part, timeout)
         if result is None:
             if timeout < limit - spent:  # stopped by the budget of this invocation, not by old-timeout
-                return {"arm": "old", "rows": n_rows, "seconds": None, "load_before": load,
-                        "status": f"incomplete ({len(parts)} of {OLD_PARTS} fits): run again with the same --cache"}
+                return {
+                    "arm": "old",
+                    "rows": n_rows,
+                    "seconds": None,
+                    "load_before": load,
+                    "status": f"incomplete ({len(parts)} of {OLD_PARTS} fits): run again with the same --cache",
+                }
             result = {"timed_out": True, "seconds": time.perf_counter() - begun}
         result["load_before"] = load
         parts[part] = result
@@ -235,25 +280,47 @@ def run_old_arm(args: argparse.Namespace, n_rows: int, deadline: float) -> dict:
     spent = sum(p["seconds"] for p in parts.values())
     loads = [p["load_before"] for p in parts.values() if "load_before" in p]
     if len(parts) < OLD_PARTS or any("timed_out" in p for p in parts.values()):
-        return {"arm": "old", "rows": n_rows, "seconds": None, "load_before": max(loads, default=load),
-                "fits_done": sum("timed_out" not in p for p in parts.values()),
-                "status": f"did not finish in {limit:.0f} s"}
+        return {
+            "arm": "old",
+            "rows": n_rows,
+            "seconds": None,
+            "load_before": max(loads, default=load),
+            "fits_done": sum("timed_out" not in p for p in parts.values()),
+            "status": f"did not finish in {limit:.0f} s",
+        }
     oof = np.empty(n_rows)
     for part in range(1, OLD_PARTS):
         oof[np.asarray(parts[part]["test"])] = parts[part]["pred"]
     _, y, _, _ = planted(n_rows, args.d_sae, args.top_k, seed=0)
-    fit = {"seconds": spent, "oof": oof, "length_baseline": None, **{k: parts[0][k] for k in
-                                                                      ("coef", "intercept", "alpha", "l1_ratio")},
-           "via": "ElasticNetCV nested in cross_val_predict (the pre-issue-12 DifficultyProbe fit)"}
-    return {"arm": "old", "rows": n_rows, "load_before": max(loads), "status": "ok", "cv_protocol": "nested",
-            "part_seconds": [round(parts[p]["seconds"], 1) for p in range(OLD_PARTS)], **_summary(fit, y, args)}
+    fit = {
+        "seconds": spent,
+        "oof": oof,
+        "length_baseline": None,
+        **{k: parts[0][k] for k in ("coef", "intercept", "alpha", "l1_ratio")},
+        "via": "ElasticNetCV nested in cross_val_predict (the pre-issue-12 DifficultyProbe fit)",
+    }
+    return {
+        "arm": "old",
+        "rows": n_rows,
+        "load_before": max(loads),
+        "status": "ok",
+        "cv_protocol": "nested",
+        "part_seconds": [round(parts[p]["seconds"], 1) for p in range(OLD_PARTS)],
+        **_summary(fit, y, args),
+    }
 
 
 def run_new_arm(args: argparse.Namespace, arm: str, n_rows: int) -> dict:
     load = os.getloadavg()[0]
     result = _subprocess(args, arm, n_rows, 0, None)
-    return {"arm": arm, "rows": n_rows, "load_before": load, "status": "ok",
-            "cv_protocol": "nested" if arm == "new-nested" else "once", **result}
+    return {
+        "arm": arm,
+        "rows": n_rows,
+        "load_before": load,
+        "status": "ok",
+        "cv_protocol": "nested" if arm == "new-nested" else "once",
+        **result,
+    }
 
 
 def _parse_timeouts(values: list[str]) -> dict[int | None, float]:
@@ -274,29 +341,43 @@ def _fmt(value, spec: str) -> str:
 
 
 def print_table(results: list[dict]) -> None:
-    header = (f"{'rows':>7} {'arm':<11} {'seconds':>9} {'oof_spearman':>13} {'held_out_sp':>12} {'length_sp':>10} "
-              f"{'alpha':>9} {'l1_ratio':>8} {'nonzero':>8} {'load':>5}")
+    header = (
+        f"{'rows':>7} {'arm':<11} {'seconds':>9} {'oof_spearman':>13} {'held_out_sp':>12} {'length_sp':>10} "
+        f"{'alpha':>9} {'l1_ratio':>8} {'nonzero':>8} {'load':>5}"
+    )
     print(header)
     print("-" * len(header))
     for r in results:
         if r["status"] != "ok":
             print(f"{r['rows']:>7} {r['arm']:<11} {r['status']}  (load {r['load_before']:.1f})")
             continue
-        print(f"{r['rows']:>7} {r['arm']:<11} {r['seconds']:>9.1f} {_fmt(r['oof_spearman'], '.4f'):>13} "
-              f"{_fmt(r['held_out_spearman'], '.4f'):>12} {_fmt(r['length_spearman'], '.4f'):>10} "
-              f"{r['alpha']:>9.2e} {r['l1_ratio']:>8.2f} {r['n_nonzero_coef']:>8} {r['load_before']:>5.1f}")
+        print(
+            f"{r['rows']:>7} {r['arm']:<11} {r['seconds']:>9.1f} {_fmt(r['oof_spearman'], '.4f'):>13} "
+            f"{_fmt(r['held_out_spearman'], '.4f'):>12} {_fmt(r['length_spearman'], '.4f'):>10} "
+            f"{r['alpha']:>9.2e} {r['l1_ratio']:>8.2f} {r['n_nonzero_coef']:>8} {r['load_before']:>5.1f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1000, 10_000, 50_000], help="labelled rows per size")
-    parser.add_argument("--old-rows", type=int, nargs="*", default=[1000, 10_000],
-                        help="sizes at which the old fit is run (it is slow)")
-    parser.add_argument("--old-timeout", nargs="+", default=["300"], metavar="[ROWS:]SECONDS",
-                        help="seconds of old fits (all six together) before the old arm is given up; one value "
-                             "for every size, or ROWS:SECONDS pairs (e.g. 1000:1800 10000:300)")
-    parser.add_argument("--budget", type=float, default=None,
-                        help="stop starting old fits after this many seconds of this run (continue with --cache)")
+    parser.add_argument(
+        "--old-rows", type=int, nargs="*", default=[1000, 10_000], help="sizes at which the old fit is run (it is slow)"
+    )
+    parser.add_argument(
+        "--old-timeout",
+        nargs="+",
+        default=["300"],
+        metavar="[ROWS:]SECONDS",
+        help="seconds of old fits (all six together) before the old arm is given up; one value "
+        "for every size, or ROWS:SECONDS pairs (e.g. 1000:1800 10000:300)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="stop starting old fits after this many seconds of this run (continue with --cache)",
+    )
     parser.add_argument("--cache", type=Path, default=None, help="folder keeping finished old fits between runs")
     parser.add_argument("--no-nested", action="store_true", help="skip the new-nested arm")
     parser.add_argument("--d-sae", type=int, default=16_384)
@@ -319,17 +400,28 @@ def main(argv: list[str] | None = None) -> None:
         for arm in arms:
             result = run_old_arm(args, n_rows, deadline) if arm == "old" else run_new_arm(args, arm, n_rows)
             results.append(result)
-            print(f"# {arm} at {n_rows} rows: {result['status']}"
-                  + (f", {result['seconds']:.1f} s" if result.get("seconds") is not None else ""), flush=True)
+            print(
+                f"# {arm} at {n_rows} rows: {result['status']}"
+                + (f", {result['seconds']:.1f} s" if result.get("seconds") is not None else ""),
+                flush=True,
+            )
     print()
     print_table(results)
     if args.out:
         import sklearn
 
-        meta = {"python": platform.python_version(), "sklearn": sklearn.__version__, "cpus": os.cpu_count(),
-                "machine": platform.machine(), "d_sae": args.d_sae, "top_k": args.top_k, "test_rows": args.test_rows,
-                "old_timeout_s": {str(k or "any"): v for k, v in args.old_timeouts.items()},
-                "n_rollouts": N_ROLLOUTS, "n_signal": N_SIGNAL}
+        meta = {
+            "python": platform.python_version(),
+            "sklearn": sklearn.__version__,
+            "cpus": os.cpu_count(),
+            "machine": platform.machine(),
+            "d_sae": args.d_sae,
+            "top_k": args.top_k,
+            "test_rows": args.test_rows,
+            "old_timeout_s": {str(k or "any"): v for k, v in args.old_timeouts.items()},
+            "n_rollouts": N_ROLLOUTS,
+            "n_signal": N_SIGNAL,
+        }
         args.out.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n", encoding="utf-8")
         print(f"\nwrote {args.out}")
 

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +56,9 @@ def load(model_name: str):
     from hf_saerl.testing import tiny_sae
 
     layer = model.config.num_hidden_layers // 2
-    sae = tiny_sae(d_in=model.config.hidden_size, d_sae=8 * model.config.hidden_size,
-                   hook_name=f"blocks.{layer}.hook_resid_post")
+    sae = tiny_sae(
+        d_in=model.config.hidden_size, d_sae=8 * model.config.hidden_size, hook_name=f"blocks.{layer}.hook_resid_post"
+    )
     return model, tok, sae, layer
 
 
@@ -76,9 +78,15 @@ def shapes(config) -> dict[str, int]:
     h = int(config.hidden_size)
     heads = int(config.num_attention_heads)
     head_dim = int(getattr(config, "head_dim", None) or h // heads)
-    return {"hidden": h, "intermediate": int(config.intermediate_size), "heads": heads,
-            "kv_heads": int(getattr(config, "num_key_value_heads", None) or heads), "head_dim": head_dim,
-            "vocab": int(config.vocab_size), "layers": int(config.num_hidden_layers)}
+    return {
+        "hidden": h,
+        "intermediate": int(config.intermediate_size),
+        "heads": heads,
+        "kv_heads": int(getattr(config, "num_key_value_heads", None) or heads),
+        "head_dim": head_dim,
+        "vocab": int(config.vocab_size),
+        "layers": int(config.num_hidden_layers),
+    }
 
 
 def layer_matmul_flops_per_token(s: dict[str, int]) -> int:
@@ -111,7 +119,7 @@ def matmul_peak(s: dict[str, int], d_sae: int, m: int, dtype: str, repeats: int 
         for k, n in dims:
             a, b = torch.randn(m, k, dtype=dt), torch.randn(k, n, dtype=dt)
             a @ b  # warm-up
-            best = min(_time(lambda: a @ b) for _ in range(repeats))
+            best = min(_time(partial(torch.matmul, a, b)) for _ in range(repeats))  # binds this a, b (no late binding)
             flops = 2.0 * m * k * n
             total_flops += flops
             total_seconds += best
@@ -142,7 +150,7 @@ def run_naive(model, tok, sae, layer, batch, max_length, batch_size=64):
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     for s in range(0, len(batch), batch_size):
-        enc = tok(batch[s:s + batch_size], return_tensors="pt", padding=True, truncation=True, max_length=max_length)
+        enc = tok(batch[s : s + batch_size], return_tensors="pt", padding=True, truncation=True, max_length=max_length)
         with torch.inference_mode():
             hidden = model(**enc, output_hidden_states=True).hidden_states[layer + 1]
             acts = sae.encode(hidden)
@@ -194,15 +202,24 @@ def storage_bytes(pooled: np.ndarray, n_tokens: np.ndarray, top_k: int) -> dict[
             order = order[:k] if k else order
             idx_rows.append(order.astype(np.int32))
             val_rows.append(row[order].astype(np.float32))
-        return pa.table({"sae_indices": pa.array(idx_rows, pa.list_(pa.int32())),
-                         "sae_values": pa.array(val_rows, pa.list_(pa.float32())),
-                         "sae_n_tokens": pa.array(n_tokens.astype(np.int32))})
+        return pa.table(
+            {
+                "sae_indices": pa.array(idx_rows, pa.list_(pa.int32())),
+                "sae_values": pa.array(val_rows, pa.list_(pa.float32())),
+                "sae_n_tokens": pa.array(n_tokens.astype(np.int32)),
+            }
+        )
 
     n = len(pooled)
-    dense = pa.table({"sae_dense": pa.FixedSizeListArray.from_arrays(pa.array(pooled.astype(np.float32).ravel()),
-                                                                      pooled.shape[1])})
-    return {f"top{top_k}": sparse_table(top_k).nbytes / n, "all_nonzero": sparse_table(None).nbytes / n,
-            "dense": dense.nbytes / n, "mean_nonzero": float((pooled != 0).sum(1).mean())}
+    dense = pa.table(
+        {"sae_dense": pa.FixedSizeListArray.from_arrays(pa.array(pooled.astype(np.float32).ravel()), pooled.shape[1])}
+    )
+    return {
+        f"top{top_k}": sparse_table(top_k).nbytes / n,
+        "all_nonzero": sparse_table(None).nbytes / n,
+        "dense": dense.nbytes / n,
+        "mean_nonzero": float((pooled != 0).sum(1).mean()),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -214,8 +231,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--top-k", type=int, default=64, help="k of the sparse storage compared with dense")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
-    parser.add_argument("--in-process", action="store_true",
-                        help="run both variants in this process (fast start; peak memory not separated)")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run both variants in this process (fast start; peak memory not separated)",
+    )
     parser.add_argument("--variant", choices=["ours", "naive", "peak"], help=argparse.SUPPRESS)
     parser.add_argument("--npy", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -237,9 +257,24 @@ def main(argv: list[str] | None = None) -> None:
                 results[variant] = {**result, **({} if pooled is None else {"pooled": pooled})}
                 continue
             out = Path(tmp) / f"{variant}.npy"
-            cmd = [sys.executable, __file__, "--variant", variant, "--npy", str(out), "--model", args.model,
-                   "--n-texts", str(args.n_texts), "--max-length", str(args.max_length), "--threads", str(args.threads),
-                   "--token-budget", str(args.token_budget)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--variant",
+                variant,
+                "--npy",
+                str(out),
+                "--model",
+                args.model,
+                "--n-texts",
+                str(args.n_texts),
+                "--max-length",
+                str(args.max_length),
+                "--threads",
+                str(args.threads),
+                "--token-budget",
+                str(args.token_budget),
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 raise SystemExit(f"the {variant} run failed:\n{proc.stderr[-3000:]}")
@@ -257,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     lengths = np.array([len(ids) for ids in tok(batch, truncation=True, max_length=args.max_length)["input_ids"]])
     padded = 0
     for start in range(0, len(batch), 64):  # the naive variant's padded positions (SAE runs on all of them)
-        chunk = lengths[start:start + 64]
+        chunk = lengths[start : start + 64]
         padded += len(chunk) * int(chunk.max())
     flops = {
         "ours": forward_flops(s, lengths, layer + 1) + 2.0 * s["hidden"] * d_sae * lengths.sum(),
@@ -266,31 +301,73 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for name, r in (("naive", naive), ("ours", ours)):
         achieved = flops[name] / r["seconds"]
-        rows.append({"variant": name, "seconds": r["seconds"], "tokens_s": r["n_tokens"] / r["seconds"],
-                     "gflop": flops[name] / 1e9, "gflops_s": achieved / 1e9,
-                     "mfu": achieved / peak["peak_flops"], "extra_mb": r["extra_mb"], "max_rss_mb": r["max_rss_mb"]})
-    rows.append({"variant": "ratio naive/ours", "seconds": times(ratio(naive["seconds"], ours["seconds"])),
-                 "tokens_s": times(ratio(ours["n_tokens"] / ours["seconds"], naive["n_tokens"] / naive["seconds"])),
-                 "gflop": times(ratio(flops["naive"], flops["ours"])),
-                 "extra_mb": times(ratio(naive["extra_mb"], max(ours["extra_mb"], 1e-9))),
-                 "max_rss_mb": times(ratio(naive["max_rss_mb"], ours["max_rss_mb"]))})
+        rows.append(
+            {
+                "variant": name,
+                "seconds": r["seconds"],
+                "tokens_s": r["n_tokens"] / r["seconds"],
+                "gflop": flops[name] / 1e9,
+                "gflops_s": achieved / 1e9,
+                "mfu": achieved / peak["peak_flops"],
+                "extra_mb": r["extra_mb"],
+                "max_rss_mb": r["max_rss_mb"],
+            }
+        )
+    rows.append(
+        {
+            "variant": "ratio naive/ours",
+            "seconds": times(ratio(naive["seconds"], ours["seconds"])),
+            "tokens_s": times(ratio(ours["n_tokens"] / ours["seconds"], naive["n_tokens"] / naive["seconds"])),
+            "gflop": times(ratio(flops["naive"], flops["ours"])),
+            "extra_mb": times(ratio(naive["extra_mb"], max(ours["extra_mb"], 1e-9))),
+            "max_rss_mb": times(ratio(naive["max_rss_mb"], ours["max_rss_mb"])),
+        }
+    )
     store = storage_bytes(ours["pooled"], np.maximum(lengths - 1, 0), args.top_k)
 
-    print(f"model: {args.model}, hook after layer {layer} of {s['layers']}, hidden {s['hidden']}, d_sae {d_sae}, "
-          f"{args.n_texts} texts, {ours['n_tokens']} tokens pooled, max_length {args.max_length}")
+    print(
+        f"model: {args.model}, hook after layer {layer} of {s['layers']}, hidden {s['hidden']}, d_sae {d_sae}, "
+        f"{args.n_texts} texts, {ours['n_tokens']} tokens pooled, max_length {args.max_length}"
+    )
     print(f"outputs agree: max relative difference {diff:.1e}")
-    print(f"matmul peak at the model's shapes (fp32, {peak['tokens']} tokens, {args.threads} threads): "
-          f"{peak['peak_flops'] / 1e9:.1f} GFLOP/s (fastest single shape {peak['max_single_flops'] / 1e9:.1f})")
-    print_table(rows, [("variant", "variant", None), ("seconds", "seconds", ".2f"), ("tokens_s", "tokens/s", ".0f"),
-                       ("gflop", "GFLOP", ".1f"), ("gflops_s", "GFLOP/s", ".1f"), ("mfu", "MFU", ".1%"),
-                       ("extra_mb", "peak extra MB", ".0f"), ("max_rss_mb", "peak RSS MB", ".0f")])
+    print(
+        f"matmul peak at the model's shapes (fp32, {peak['tokens']} tokens, {args.threads} threads): "
+        f"{peak['peak_flops'] / 1e9:.1f} GFLOP/s (fastest single shape {peak['max_single_flops'] / 1e9:.1f})"
+    )
+    print_table(
+        rows,
+        [
+            ("variant", "variant", None),
+            ("seconds", "seconds", ".2f"),
+            ("tokens_s", "tokens/s", ".0f"),
+            ("gflop", "GFLOP", ".1f"),
+            ("gflops_s", "GFLOP/s", ".1f"),
+            ("mfu", "MFU", ".1%"),
+            ("extra_mb", "peak extra MB", ".0f"),
+            ("max_rss_mb", "peak RSS MB", ".0f"),
+        ],
+    )
     print("(ratio row: seconds, GFLOP, memory are naive/ours; tokens/s is ours/naive)")
-    print(f"bytes per example: sparse top-{args.top_k} {store[f'top{args.top_k}']:.0f}, all non-zeros "
-          f"{store['all_nonzero']:.0f} ({store['mean_nonzero']:.0f} per row), dense float32 {store['dense']:.0f} "
-          f"-> dense/top-{args.top_k} {store['dense'] / store[f'top{args.top_k}']:.1f}x")
-    write_json(args.out, "encoder", args, {"rows": rows, "storage_bytes_per_example": store, "matmul_peak": peak,
-                                           "max_relative_difference": diff, "shapes": s, "d_sae": d_sae,
-                                           "hook_layer": layer, "n_tokens": ours["n_tokens"]})
+    print(
+        f"bytes per example: sparse top-{args.top_k} {store[f'top{args.top_k}']:.0f}, all non-zeros "
+        f"{store['all_nonzero']:.0f} ({store['mean_nonzero']:.0f} per row), dense float32 {store['dense']:.0f} "
+        f"-> dense/top-{args.top_k} {store['dense'] / store[f'top{args.top_k}']:.1f}x"
+    )
+    write_json(
+        args.out,
+        "encoder",
+        args,
+        {
+            "rows": rows,
+            "storage_bytes_per_example": store,
+            "matmul_peak": peak,
+            "max_relative_difference": diff,
+            "shapes": s,
+            "d_sae": d_sae,
+            "hook_layer": layer,
+            "n_tokens": ours["n_tokens"],
+        },
+    )
     if diff > 1e-3:
         raise SystemExit(f"outputs disagree (max relative difference {diff:.2e}); the timing above is not comparable")
 

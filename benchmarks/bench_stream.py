@@ -40,8 +40,14 @@ def rows(n: int, top_k: int, seed: int = 0):
         diff = rng.random(m).tolist()
         for j in range(m):
             i = start + j
-            yield {"id": i, "text": f"Problem {i}: find the value of x such that " + "x + 1 = 2 and " * 12,
-                   "sae_indices": idx[j], "sae_values": val[j], "cluster_id": cid[j], "difficulty": diff[j]}
+            yield {
+                "id": i,
+                "text": f"Problem {i}: find the value of x such that " + "x + 1 = 2 and " * 12,
+                "sae_indices": idx[j],
+                "sae_values": val[j],
+                "cluster_id": cid[j],
+                "difficulty": diff[j],
+            }
 
 
 def child(args) -> None:
@@ -67,8 +73,10 @@ def child(args) -> None:
         if (seen, total, squares) != (n, n * (n - 1) // 2, (n - 1) * n * (2 * n - 1) // 6):
             raise SystemExit(f"the curriculum did not yield each of the {n} rows exactly once ({seen} rows seen)")
     seconds = time.perf_counter() - start
-    print("RESULT " + json.dumps({"rows_seen": seen, "seconds": seconds, "rss_before_mb": before,
-                                  "peak_rss_mb": max_rss_mb()}))
+    print(
+        "RESULT "
+        + json.dumps({"rows_seen": seen, "seconds": seconds, "rss_before_mb": before, "peak_rss_mb": max_rss_mb()})
+    )
 
 
 def run(args, variant: str, n: int) -> dict:
@@ -79,14 +87,26 @@ def run(args, variant: str, n: int) -> dict:
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
             child(argparse.Namespace(**{**vars(args), "variant": variant, "n": n}))
-        return json.loads(buf.getvalue().strip().splitlines()[-1][len("RESULT "):])
-    cmd = [sys.executable, __file__, "--_variant", variant, "--_n", str(n), "--top-k", str(args.top_k),
-           "--batch-size", str(args.batch_size), "--buffer-size", str(args.buffer_size)]
+        return json.loads(buf.getvalue().strip().splitlines()[-1][len("RESULT ") :])
+    cmd = [
+        sys.executable,
+        __file__,
+        "--_variant",
+        variant,
+        "--_n",
+        str(n),
+        "--top-k",
+        str(args.top_k),
+        "--batch-size",
+        str(args.batch_size),
+        "--buffer-size",
+        str(args.buffer_size),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         raise SystemExit(f"{variant} at {n} rows failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -97,8 +117,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--buffer-size", type=int, default=10_000)
     parser.add_argument("--top-k", type=int, default=64)
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
-    parser.add_argument("--in-process", action="store_true",
-                        help="no subprocesses (fast start; the peak RSS is not each run's own: no verdict)")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="no subprocesses (fast start; the peak RSS is not each run's own: no verdict)",
+    )
     parser.add_argument("--_variant", choices=["baseline", "ours"], help=argparse.SUPPRESS)
     parser.add_argument("--_n", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -106,33 +129,55 @@ def main(argv: list[str] | None = None) -> None:
         args.variant, args.n = args._variant, args._n
         return child(args)
 
-    header(f"curriculum stream: CurriculumDataset over a streaming source of {args.rows:,} and "
-           f"{args.factor * args.rows:,} rows (buffer {args.buffer_size:,}, batch {args.batch_size})")
+    header(
+        f"curriculum stream: CurriculumDataset over a streaming source of {args.rows:,} and "
+        f"{args.factor * args.rows:,} rows (buffer {args.buffer_size:,}, batch {args.batch_size})"
+    )
     results = []
     for n in (args.rows, args.factor * args.rows):
         measured = {v: run(args, v, n) for v in ("baseline", "ours")}
         b, o = measured["baseline"], measured["ours"]
-        results.append({"rows": n, "baseline_s": b["seconds"], "ours_s": o["seconds"],
-                        "ratio_str": times(ratio(b["seconds"], o["seconds"])),
-                        "baseline_rows_s": n / b["seconds"], "ours_rows_s": n / o["seconds"],
-                        "baseline_peak_rss_mb": b["peak_rss_mb"], "ours_peak_rss_mb": o["peak_rss_mb"],
-                        "ours_rss_before_mb": o["rss_before_mb"],
-                        "baseline_extra_mb": b["peak_rss_mb"] - b["rss_before_mb"],
-                        "ours_extra_mb": o["peak_rss_mb"] - o["rss_before_mb"]})
+        results.append(
+            {
+                "rows": n,
+                "baseline_s": b["seconds"],
+                "ours_s": o["seconds"],
+                "ratio_str": times(ratio(b["seconds"], o["seconds"])),
+                "baseline_rows_s": n / b["seconds"],
+                "ours_rows_s": n / o["seconds"],
+                "baseline_peak_rss_mb": b["peak_rss_mb"],
+                "ours_peak_rss_mb": o["peak_rss_mb"],
+                "ours_rss_before_mb": o["rss_before_mb"],
+                "baseline_extra_mb": b["peak_rss_mb"] - b["rss_before_mb"],
+                "ours_extra_mb": o["peak_rss_mb"] - o["rss_before_mb"],
+            }
+        )
         print(f"# {n:,} rows done", flush=True)
     growth = results[1]["ours_peak_rss_mb"] / results[0]["ours_peak_rss_mb"] - 1
     base_growth = results[1]["baseline_peak_rss_mb"] / results[0]["baseline_peak_rss_mb"] - 1
-    print_table(results, [("rows", "rows", ","), ("baseline_s", "plain s", ".2f"), ("ours_s", "curriculum s", ".2f"),
-                          ("ratio_str", "plain/ours", None), ("ours_rows_s", "rows/s", ",.0f"),
-                          ("baseline_peak_rss_mb", "plain peak RSS MB", ".0f"),
-                          ("ours_peak_rss_mb", "curriculum peak RSS MB", ".0f"),
-                          ("baseline_extra_mb", "plain extra MB", ".0f"), ("ours_extra_mb", "curriculum extra MB", ".0f")])
+    print_table(
+        results,
+        [
+            ("rows", "rows", ","),
+            ("baseline_s", "plain s", ".2f"),
+            ("ours_s", "curriculum s", ".2f"),
+            ("ratio_str", "plain/ours", None),
+            ("ours_rows_s", "rows/s", ",.0f"),
+            ("baseline_peak_rss_mb", "plain peak RSS MB", ".0f"),
+            ("ours_peak_rss_mb", "curriculum peak RSS MB", ".0f"),
+            ("baseline_extra_mb", "plain extra MB", ".0f"),
+            ("ours_extra_mb", "curriculum extra MB", ".0f"),
+        ],
+    )
     print("(extra MB: peak RSS above the RSS after imports, before the stream is read)")
     verdict = ("PASS" if growth < 0.10 else "FAIL") if not args.in_process else "not judged (--in-process)"
-    print(f"peak RSS growth from {args.rows:,} to {args.factor * args.rows:,} rows: curriculum {growth:+.1%} "
-          f"(plain iteration {base_growth:+.1%}); target < +10%: {verdict}")
-    write_json(args.out, "stream", args, results, rss_growth=growth, baseline_rss_growth=base_growth,
-               target_met=growth < 0.10)
+    print(
+        f"peak RSS growth from {args.rows:,} to {args.factor * args.rows:,} rows: curriculum {growth:+.1%} "
+        f"(plain iteration {base_growth:+.1%}); target < +10%: {verdict}"
+    )
+    write_json(
+        args.out, "stream", args, results, rss_growth=growth, baseline_rss_growth=base_growth, target_met=growth < 0.10
+    )
 
 
 if __name__ == "__main__":

@@ -6,14 +6,16 @@ The scripts run as ``python benchmarks/<script>.py``, so this folder is on ``sys
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import resource
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 
 def rss_bytes() -> int:
@@ -30,7 +32,7 @@ def max_rss_mb() -> float:
 class PeakRSS:
     """Peak resident memory above the level at ``__enter__``, sampled every 2 ms in a background thread."""
 
-    def __enter__(self) -> "PeakRSS":
+    def __enter__(self) -> PeakRSS:
         self.start = self.peak = rss_bytes()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -69,14 +71,17 @@ def timed(fn: Callable[[], Any], repeats: int = 1) -> tuple[float, float, Any]:
 
 def machine() -> dict[str, Any]:
     """What the numbers ran on: CPU, cores, load average, library versions."""
-    info: dict[str, Any] = {"machine": platform.machine(), "processor": _cpu_name(), "cpus": os.cpu_count(),
-                            "load_average_1m": round(os.getloadavg()[0], 2), "python": platform.python_version(),
-                            "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    info: dict[str, Any] = {
+        "machine": platform.machine(),
+        "processor": _cpu_name(),
+        "cpus": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "python": platform.python_version(),
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     for name in ("torch", "transformers", "datasets", "sklearn", "numpy"):
-        try:
+        with contextlib.suppress(ImportError):
             info[name] = __import__(name).__version__
-        except ImportError:
-            pass
     try:
         import torch
 
@@ -123,20 +128,26 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str
     """Print ``rows`` under ``columns`` = ``[(key, header, format spec), ...]``; a missing value prints ``-``."""
     cells = [[_cell(r.get(key), spec) for key, _, spec in columns] for r in rows]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (_, h, _) in enumerate(columns)]
-    line = "  ".join(h.rjust(w) if i else h.ljust(w) for i, ((_, h, _), w) in enumerate(zip(columns, widths)))
+    line = "  ".join(
+        h.rjust(w) if i else h.ljust(w) for i, ((_, h, _), w) in enumerate(zip(columns, widths, strict=True))
+    )
     print(line)
     print("-" * len(line))
     for c in cells:
-        print("  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(c, widths))))
+        print("  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(c, widths, strict=True))))
 
 
 def write_json(path: str | Path | None, name: str, args: Any, results: Any, **extra: Any) -> None:
     """Write ``{"benchmark", "machine", "args", "results", ...}`` to ``path`` (nothing when it is None)."""
     if path is None:
         return
-    payload = {"benchmark": name, "machine": machine(), "args": {k: v for k, v in vars(args).items()
-                                                                if not k.startswith("_")},
-               "results": results, **extra}
+    payload = {
+        "benchmark": name,
+        "machine": machine(),
+        "args": {k: v for k, v in vars(args).items() if not k.startswith("_")},
+        "results": results,
+        **extra,
+    }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, default=_default) + "\n", encoding="utf-8")
@@ -155,5 +166,7 @@ def header(title: str) -> None:
     """Print the benchmark's title and the machine it runs on."""
     m = machine()
     print(f"== {title}")
-    print(f"machine: {m['processor']}, {m['cpus']} cores, load average {m['load_average_1m']}, "
-          f"torch {m.get('torch', '-')} ({m.get('torch_threads', '-')} threads), {m['time_utc']}")
+    print(
+        f"machine: {m['processor']}, {m['cpus']} cores, load average {m['load_average_1m']}, "
+        f"torch {m.get('torch', '-')} ({m.get('torch_threads', '-')} threads), {m['time_utc']}"
+    )

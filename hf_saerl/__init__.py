@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._version import __version__
+from ._version import __version__ as __version__
 from .core.lazy import lazy_exports
 
 # public name -> module that defines it
@@ -54,31 +54,37 @@ __getattr__, __dir__, __all__ = lazy_exports(globals(), _EXPORTS, also=("__versi
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .audit import AuditReport, PreferenceAudit, add_concept_margin, add_pair_weights, dpo_loss, filter_pairs
-    from .estimators.clustering import SAEClusterer
-    from .curriculum import (
-        CurriculumBatchSampler,
-        CurriculumDataset,
-        CurriculumSampler,
-        build_schedule,
-        describe_schedule,
-    )
-    from .encoding.encoder import SAEEncoder
-    from .pipeline.curated import build_dataset_card, push_curated
-    from .pipeline.pipeline import SAERLPipeline
-    from .rollouts import (
-        MathVerifier,
-        ReasoningGymVerifier,
-        RewardFunctionVerifier,
-        RolloutLabeller,
-        reasoning_gym_dataset,
-        select_for_labelling,
-        split_for_labelling,
-    )
-    from .estimators.probes import DifficultyProbe, QualityProbe
-    from .encoding.sae_training import train_sae
-    from .encoding.hooks import resolve_hook
-    from .encoding.saes import load_sae
-    from .encoding.sparse import sparse_matrix
-    from .models.embedded import default_model_spec
-    from .models.loading import load_model
+    # The defining modules (the subpackages' own names are lazy too), with redundant aliases that mark the names as
+    # re-exports for type checkers (mypy's no_implicit_reexport, pyright on a py.typed package). At run time
+    # __getattr__ above imports each on first use.
+    from .audit.interventions import add_concept_margin as add_concept_margin
+    from .audit.interventions import add_pair_weights as add_pair_weights
+    from .audit.interventions import filter_pairs as filter_pairs
+    from .audit.preference import PreferenceAudit as PreferenceAudit
+    from .audit.report import AuditReport as AuditReport
+    from .audit.shaping import dpo_loss as dpo_loss
+    from .curriculum.dataset import CurriculumDataset as CurriculumDataset
+    from .curriculum.sampler import CurriculumBatchSampler as CurriculumBatchSampler
+    from .curriculum.sampler import CurriculumSampler as CurriculumSampler
+    from .curriculum.schedule import build_schedule as build_schedule
+    from .curriculum.schedule import describe_schedule as describe_schedule
+    from .encoding.encoder import SAEEncoder as SAEEncoder
+    from .encoding.hooks import resolve_hook as resolve_hook
+    from .encoding.sae_training import train_sae as train_sae
+    from .encoding.saes import load_sae as load_sae
+    from .encoding.sparse import sparse_matrix as sparse_matrix
+    from .estimators.clustering import SAEClusterer as SAEClusterer
+    from .estimators.probes import DifficultyProbe as DifficultyProbe
+    from .estimators.probes import QualityProbe as QualityProbe
+    from .models.embedded import default_model_spec as default_model_spec
+    from .models.loading import load_model as load_model
+    from .pipeline.curated import build_dataset_card as build_dataset_card
+    from .pipeline.curated import push_curated as push_curated
+    from .pipeline.pipeline import SAERLPipeline as SAERLPipeline
+    from .rollouts.budget import select_for_labelling as select_for_labelling
+    from .rollouts.budget import split_for_labelling as split_for_labelling
+    from .rollouts.labeller import RolloutLabeller as RolloutLabeller
+    from .rollouts.tasks import reasoning_gym_dataset as reasoning_gym_dataset
+    from .rollouts.verifiers import MathVerifier as MathVerifier
+    from .rollouts.verifiers import ReasoningGymVerifier as ReasoningGymVerifier
+    from .rollouts.verifiers import RewardFunctionVerifier as RewardFunctionVerifier

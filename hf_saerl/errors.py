@@ -17,18 +17,18 @@ Example:
 from __future__ import annotations
 
 __all__ = [
-    "HfSaerlError",
-    "InvalidParameterError",
-    "ParameterTypeError",
-    "MissingColumnError",
-    "WidthMismatchError",
-    "HookMismatchError",
-    "NonFiniteError",
     "BundleError",
-    "ScheduleMismatchError",
+    "HfSaerlError",
+    "HookMismatchError",
+    "InvalidParameterError",
+    "MissingColumnError",
+    "NonFiniteError",
+    "ParameterTypeError",
     "RowMismatchError",
-    "VerificationError",
+    "ScheduleMismatchError",
     "UsageError",
+    "VerificationError",
+    "WidthMismatchError",
 ]
 
 

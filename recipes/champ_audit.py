@@ -41,9 +41,9 @@ def main() -> None:
     from hf_saerl import SAEEncoder
     from hf_saerl.audit import PreferenceAudit
     from hf_saerl.demo.champ import champ_preference_pairs
-    from hf_saerl.models.embedded import load_smollm2
     from hf_saerl.demo.presets import champ_sae_texts
     from hf_saerl.encoding.sae_training import train_sae
+    from hf_saerl.models.embedded import load_smollm2
 
     start = time.perf_counter()
     model, tok = load_smollm2()
@@ -55,17 +55,24 @@ def main() -> None:
     report = audit.report(top=10, n_examples=2)
     table = audit.flagged()
 
-    lines = [f"# What CHAMP preference pairs teach SmolLM2 (beyond correctness)", "",
-             f"{len(pairs)} pairs (correct solution chosen over an incorrect attempt, same problem), read at "
-             f"`{encoder.hook_name}` through the locally trained SAE (d_sae {encoder.d_sae}, explained variance "
-             f"{stats.get('explained_variance', float('nan')):.2f}). Regions are CHAMP's categories. "
-             f"Made by `recipes/champ_audit.py` in {time.perf_counter() - start:.0f} s.", "",
-             "## Surface statistics of the flagged concepts", "",
-             "Over the pairs where the concept's disparity is non-zero: chosen side vs. rejected side. "
-             "*numbered* = share of responses written as numbered steps (CHAMP's reference solutions are); "
-             "*reference* = share of those pairs whose chosen text is the reference solution, not a model attempt.", "",
-             "| concept | leaning | region | Δ | z | pairs | words (c / r) | hedges/100w (c / r) | numbered (c / r) "
-             "| LaTeX (c / r) | reference |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# What CHAMP preference pairs teach SmolLM2 (beyond correctness)",
+        "",
+        f"{len(pairs)} pairs (correct solution chosen over an incorrect attempt, same problem), read at "
+        f"`{encoder.hook_name}` through the locally trained SAE (d_sae {encoder.d_sae}, explained variance "
+        f"{stats.get('explained_variance', float('nan')):.2f}). Regions are CHAMP's categories. "
+        f"Made by `recipes/champ_audit.py` in {time.perf_counter() - start:.0f} s.",
+        "",
+        "## Surface statistics of the flagged concepts",
+        "",
+        "Over the pairs where the concept's disparity is non-zero: chosen side vs. rejected side. "
+        "*numbered* = share of responses written as numbered steps (CHAMP's reference solutions are); "
+        "*reference* = share of those pairs whose chosen text is the reference solution, not a model attempt.",
+        "",
+        "| concept | leaning | region | Δ | z | pairs | words (c / r) | hedges/100w (c / r) | numbered (c / r) "
+        "| LaTeX (c / r) | reference |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     chosen, rejected = list(pairs["chosen"]), list(pairs["rejected"])
     is_reference = np.asarray([src == "reference" for src in pairs["chosen_source"]])
     for _, row in table.head(12).iterrows():
@@ -76,14 +83,19 @@ def main() -> None:
         c = [style(chosen[i]) for i in idx]
         r = [style(rejected[i]) for i in idx]
         mean = lambda rows, key: float(np.mean([x[key] for x in rows]))  # noqa: E731
-        lines.append(f"| {int(row['concept'])} | {row['leaning']} | {row['region_name']} | {row['delta']:+.2f} | "
-                     f"{row['welch_z']:+.1f} | {len(idx)} | {mean(c, 'words'):.0f} / {mean(r, 'words'):.0f} | "
-                     f"{mean(c, 'hedges_per_100w'):.2f} / {mean(r, 'hedges_per_100w'):.2f} | "
-                     f"{mean(c, 'numbered_steps'):.2f} / {mean(r, 'numbered_steps'):.2f} | "
-                     f"{mean(c, 'latex'):.2f} / {mean(r, 'latex'):.2f} | {is_reference[idx].mean():.2f} |")
-    lines += ["", f"All {len(pairs)} pairs: chosen is the reference solution in {is_reference.mean():.0%}; numbered "
-              f"steps {np.mean([style(t)['numbered_steps'] for t in chosen]):.2f} (chosen) vs. "
-              f"{np.mean([style(t)['numbered_steps'] for t in rejected]):.2f} (rejected)."]
+        lines.append(
+            f"| {int(row['concept'])} | {row['leaning']} | {row['region_name']} | {row['delta']:+.2f} | "
+            f"{row['welch_z']:+.1f} | {len(idx)} | {mean(c, 'words'):.0f} / {mean(r, 'words'):.0f} | "
+            f"{mean(c, 'hedges_per_100w'):.2f} / {mean(r, 'hedges_per_100w'):.2f} | "
+            f"{mean(c, 'numbered_steps'):.2f} / {mean(r, 'numbered_steps'):.2f} | "
+            f"{mean(c, 'latex'):.2f} / {mean(r, 'latex'):.2f} | {is_reference[idx].mean():.2f} |"
+        )
+    lines += [
+        "",
+        f"All {len(pairs)} pairs: chosen is the reference solution in {is_reference.mean():.0%}; numbered "
+        f"steps {np.mean([style(t)['numbered_steps'] for t in chosen]):.2f} (chosen) vs. "
+        f"{np.mean([style(t)['numbered_steps'] for t in rejected]):.2f} (rejected).",
+    ]
     lines += ["", report.to_markdown()]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")

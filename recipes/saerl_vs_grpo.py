@@ -31,6 +31,7 @@ Example (the presets; the CI smoke is tests/recipes/test_saerl_vs_grpo.py):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import logging
@@ -66,27 +67,85 @@ FAMILIES: dict[str, dict[str, Any]] = {
 }
 
 _SHARED = dict(
-    learning_rate=1e-6, temperature=1.0, beta=0.0, moderate_mix_ratio=0.25, noise_fraction=0.15,
-    quality_threshold=0.5, pooling="mean", top_k=32, label_strategy="stratified",
+    learning_rate=1e-6,
+    temperature=1.0,
+    beta=0.0,
+    moderate_mix_ratio=0.25,
+    noise_fraction=0.15,
+    quality_threshold=0.5,
+    pooling="mean",
+    top_k=32,
+    label_strategy="stratified",
 )
 PRESETS: dict[str, dict[str, Any]] = {
     # 2 GRPO steps per arm on a tiny random Llama and a tiny SAE: exercises every code path in seconds.
-    "ci": dict(_SHARED, model="tiny", sae="tiny", pool_per_family=4, heldout_per_family=1, quality_per_family=4,
-               num_generations=2, prompts_per_step=2, max_steps=2, max_completion_length=4, eval_every=2,
-               eval_samples=1, label_n=1, label_budget=8, n_clusters=2, gen_batch_size=32, learning_rate=1e-4),
+    "ci": dict(
+        _SHARED,
+        model="tiny",
+        sae="tiny",
+        pool_per_family=4,
+        heldout_per_family=1,
+        quality_per_family=4,
+        num_generations=2,
+        prompts_per_step=2,
+        max_steps=2,
+        max_completion_length=4,
+        eval_every=2,
+        eval_samples=1,
+        label_n=1,
+        label_budget=8,
+        n_clusters=2,
+        gen_batch_size=32,
+        learning_rate=1e-4,
+    ),
     # SmolLM2-135M from the wheel on 2 CPU cores; sized from the measured step time (docs/saerl_vs_grpo.md).
     # Sized to 5 arms x 3 seeds in ~75 min on 2 cores (two 1-thread lanes; docs/saerl_vs_grpo.md): 20 steps x 4
     # prompts = 2/3 of an epoch of the 120-row filtered pool. lr 1e-5 for every arm: at TRL's 1e-6, 20 steps
     # would not move a 135M policy measurably.
-    "cpu": dict(_SHARED, model="embedded", sae="train", pool_per_family=30, heldout_per_family=20,
-                quality_per_family=20, num_generations=4, prompts_per_step=4, max_steps=20,
-                max_completion_length=12, eval_every=5, eval_samples=1, label_n=4, label_budget=48, n_clusters=4,
-                gen_batch_size=64, sae_d_sae=1536, sae_k=32, sae_total_tokens=60_000, learning_rate=1e-5),
+    "cpu": dict(
+        _SHARED,
+        model="embedded",
+        sae="train",
+        pool_per_family=30,
+        heldout_per_family=20,
+        quality_per_family=20,
+        num_generations=4,
+        prompts_per_step=4,
+        max_steps=20,
+        max_completion_length=12,
+        eval_every=5,
+        eval_samples=1,
+        label_n=4,
+        label_budget=48,
+        n_clusters=4,
+        gen_batch_size=64,
+        sae_d_sae=1536,
+        sae_k=32,
+        sae_total_tokens=60_000,
+        learning_rate=1e-5,
+    ),
     # One H200 (not run yet): a larger pool and batch, more steps, same recipe.
-    "gpu": dict(_SHARED, model="embedded", sae="train", pool_per_family=200, heldout_per_family=50,
-                quality_per_family=100, num_generations=8, prompts_per_step=16, max_steps=40,
-                max_completion_length=16, eval_every=5, eval_samples=4, label_n=8, label_budget=256, n_clusters=8,
-                gen_batch_size=512, sae_d_sae=4608, sae_k=32, sae_total_tokens=400_000),
+    "gpu": dict(
+        _SHARED,
+        model="embedded",
+        sae="train",
+        pool_per_family=200,
+        heldout_per_family=50,
+        quality_per_family=100,
+        num_generations=8,
+        prompts_per_step=16,
+        max_steps=40,
+        max_completion_length=16,
+        eval_every=5,
+        eval_samples=4,
+        label_n=8,
+        label_budget=256,
+        n_clusters=8,
+        gen_batch_size=512,
+        sae_d_sae=4608,
+        sae_k=32,
+        sae_total_tokens=400_000,
+    ),
 }
 
 
@@ -124,14 +183,16 @@ def as_rows(problems: list[dict[str, Any]], noise: list[bool] | None = None) -> 
     from datasets import Dataset
 
     noise = noise or [False] * len(problems)
-    return Dataset.from_dict({
-        "question": [p["question"] for p in problems],
-        "prompt": [[{"role": "user", "content": f"{p['question']}\n\n{INSTRUCTION}"}] for p in problems],
-        "answer": [p["answer"] for p in problems],
-        "metadata": [p["metadata"] for p in problems],
-        "family": [p["family"] for p in problems],
-        "is_noise": noise,
-    })
+    return Dataset.from_dict(
+        {
+            "question": [p["question"] for p in problems],
+            "prompt": [[{"role": "user", "content": f"{p['question']}\n\n{INSTRUCTION}"}] for p in problems],
+            "answer": [p["answer"] for p in problems],
+            "metadata": [p["metadata"] for p in problems],
+            "family": [p["family"] for p in problems],
+            "is_noise": noise,
+        }
+    )
 
 
 def build_pool(cfg: dict[str, Any]) -> tuple[Any, Any, Any]:
@@ -145,8 +206,7 @@ def build_pool(cfg: dict[str, Any]) -> tuple[Any, Any, Any]:
     heldout = as_rows(make_problems(cfg["heldout_per_family"], seed=2))
     good = make_problems(cfg["quality_per_family"], seed=3)
     bad = [dict(p, question=corrupt(p["question"], rng)) for p in good]
-    quality = as_rows(good + bad, [False] * len(good) + [True] * len(bad)).map(
-        lambda r: {"is_good": not r["is_noise"]})
+    quality = as_rows(good + bad, [False] * len(good) + [True] * len(bad)).map(lambda r: {"is_good": not r["is_noise"]})
     seen = set(list(pool["question"]))
     heldout = heldout.filter(lambda r: r["question"] not in seen)  # never trained on, even by coincidence
     return pool, heldout, quality
@@ -168,7 +228,9 @@ def load_policy(cfg: dict[str, Any]) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def get_sae(model: Any, tokenizer: Any, texts: list[str], cfg: dict[str, Any], sae_folder: str | None) -> tuple[Any, dict]:
+def get_sae(
+    model: Any, tokenizer: Any, texts: list[str], cfg: dict[str, Any], sae_folder: str | None
+) -> tuple[Any, dict]:
     """The SAE: ``--sae FOLDER``, a tiny random one (CI), or one trained on the pool's prompts (cached)."""
     if sae_folder:
         from hf_saerl import load_sae
@@ -181,8 +243,15 @@ def get_sae(model: Any, tokenizer: Any, texts: list[str], cfg: dict[str, Any], s
         return tiny_sae(d_in=model.config.hidden_size, d_sae=64, hook_name=middle_hook(model)), {"source": "tiny"}
     from hf_saerl.encoding.sae_training import train_sae
 
-    sae, stats = train_sae(model, tokenizer, texts, d_sae=cfg["sae_d_sae"], k=cfg["sae_k"],
-                           total_tokens=cfg["sae_total_tokens"], max_activation_tokens=None)
+    sae, stats = train_sae(
+        model,
+        tokenizer,
+        texts,
+        d_sae=cfg["sae_d_sae"],
+        k=cfg["sae_k"],
+        total_tokens=cfg["sae_total_tokens"],
+        max_activation_tokens=None,
+    )
     return sae, {"source": "trained", **{k: v for k, v in stats.items() if isinstance(v, (int, float, str, bool))}}
 
 
@@ -201,8 +270,15 @@ def prepare(cfg: dict[str, Any], model: Any, tokenizer: Any, sae_folder: str | N
     times["sae_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    encoder = SAEEncoder(model, sae, tokenizer=tokenizer, text_column="question", pooling=cfg["pooling"],
-                         top_k=cfg["top_k"], max_length=128)
+    encoder = SAEEncoder(
+        model,
+        sae,
+        tokenizer=tokenizer,
+        text_column="question",
+        pooling=cfg["pooling"],
+        top_k=cfg["top_k"],
+        max_length=128,
+    )
     pool_enc, quality_enc = encoder.map(pool), encoder.map(quality_set)
     times["encode_s"] = time.perf_counter() - t0
 
@@ -219,10 +295,17 @@ def prepare(cfg: dict[str, Any], model: Any, tokenizer: Any, sae_folder: str | N
     # sees only a budget subset of them.
     t0 = time.perf_counter()
     verifier = ReasoningGymVerifier()
-    labeller = RolloutLabeller(backend=TransformersBackend(model, tokenizer, batch_size=cfg["gen_batch_size"]),
-                               tokenizer=tokenizer, verifier=verifier, n=cfg["label_n"],
-                               max_new_tokens=cfg["max_completion_length"], temperature=cfg["temperature"],
-                               instruction=None, seed=0, progress=False)
+    labeller = RolloutLabeller(
+        backend=TransformersBackend(model, tokenizer, batch_size=cfg["gen_batch_size"]),
+        tokenizer=tokenizer,
+        verifier=verifier,
+        n=cfg["label_n"],
+        max_new_tokens=cfg["max_completion_length"],
+        temperature=cfg["temperature"],
+        instruction=None,
+        seed=0,
+        progress=False,
+    )
     labelled = labeller.map(filtered.select_columns(["prompt", "answer", "metadata"]))
     model.train(False)
     true_pass = np.asarray(list(labelled["pass_rate"]), dtype=np.float64)
@@ -230,8 +313,9 @@ def prepare(cfg: dict[str, Any], model: Any, tokenizer: Any, sae_folder: str | N
     times["label_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    budget_rows = select_for_labelling(filtered, min(cfg["label_budget"], len(filtered)),
-                                       strategy=cfg["label_strategy"], seed=0)
+    budget_rows = select_for_labelling(
+        filtered, min(cfg["label_budget"], len(filtered)), strategy=cfg["label_strategy"], seed=0
+    )
     budget = filtered.select(budget_rows)
     budget_pass = np.asarray(list(budget["true_pass_rate"]), dtype=np.float64)
     if np.ptp(budget_pass) > 0:
@@ -240,8 +324,11 @@ def prepare(cfg: dict[str, Any], model: Any, tokenizer: Any, sae_folder: str | N
         filtered = filtered.map(probe, batched=True)
         proxy_cv = _num(probe.metrics_.get("spearman"))
     else:  # every budget row has the same pass rate (e.g. a random CI model: all 0): no proxy can be fitted
-        logger.warning("All %d budget labels equal %g: the proxy is a constant (ties ordered by the seed).",
-                       len(budget), budget_pass[0] if len(budget_pass) else float("nan"))
+        logger.warning(
+            "All %d budget labels equal %g: the proxy is a constant (ties ordered by the seed).",
+            len(budget),
+            budget_pass[0] if len(budget_pass) else float("nan"),
+        )
         filtered = filtered.add_column("difficulty", [0.5] * len(filtered))
         filtered = filtered.add_column("pass_rate_pred", [0.5] * len(filtered))
         proxy_cv = None
@@ -254,31 +341,60 @@ def prepare(cfg: dict[str, Any], model: Any, tokenizer: Any, sae_folder: str | N
     sets = {
         "vanilla": pool.select_columns(light),
         "saerl_fullmix": filtered.select_columns(light),
-        "saerl": filtered.select_columns(light + ["cluster_id", "difficulty"]),
-        "oracle": filtered.select_columns(light + ["cluster_id"]).add_column(
-            "difficulty", (1.0 - true_pass).astype(np.float32).tolist()),
+        "saerl": filtered.select_columns([*light, "cluster_id", "difficulty"]),
+        "oracle": filtered.select_columns([*light, "cluster_id"]).add_column(
+            "difficulty", (1.0 - true_pass).astype(np.float32).tolist()
+        ),
     }
     sets["saerl_nomix"] = sets["saerl"]
     stats = {
-        "pool_rows": len(pool), "pool_noise_rows": int(sum(list(pool["is_noise"]))), "heldout_rows": len(heldout),
+        "pool_rows": len(pool),
+        "pool_noise_rows": int(sum(list(pool["is_noise"]))),
+        "heldout_rows": len(heldout),
         "heldout_by_family": {f: list(heldout["family"]).count(f) for f in FAMILIES},
-        "filtered_rows": len(filtered), "filtered_noise_rows_kept": noise_kept,
+        "filtered_rows": len(filtered),
+        "filtered_noise_rows_kept": noise_kept,
         "filtered_clean_rows_dropped": int(len(pool) - sum(list(pool["is_noise"])) - (len(filtered) - noise_kept)),
-        "quality_auroc_cv": _num(quality.metrics_.get("auroc")), "sae": sae_stats, "d_sae": int(encoder.d_sae),
+        "quality_auroc_cv": _num(quality.metrics_.get("auroc")),
+        "sae": sae_stats,
+        "d_sae": int(encoder.d_sae),
         "cluster_sizes": [int(list(filtered["cluster_id"]).count(c)) for c in range(clusterer.n_clusters_)],
-        "label_budget_rows": len(budget), "mean_true_pass_rate": float(true_pass.mean()),
-        "true_pass_rate_by_family": {f: float(np.mean([p for p, g in zip(true_pass, list(filtered["family"])) if g == f]))
-                                     for f in FAMILIES if f in list(filtered["family"])},
-        "proxy_fitted": proxy_cv is not None or bool(np.ptp(budget_pass) > 0), "proxy_cv_spearman": proxy_cv,
-        "proxy_spearman_on_unlabelled_rows": held_rho, "times_s": times,
+        "label_budget_rows": len(budget),
+        "mean_true_pass_rate": float(true_pass.mean()),
+        "true_pass_rate_by_family": {
+            f: float(np.mean([p for p, g in zip(true_pass, list(filtered["family"]), strict=True) if g == f]))
+            for f in FAMILIES
+            if f in list(filtered["family"])
+        },
+        "proxy_fitted": proxy_cv is not None or bool(np.ptp(budget_pass) > 0),
+        "proxy_cv_spearman": proxy_cv,
+        "proxy_spearman_on_unlabelled_rows": held_rho,
+        "times_s": times,
     }
     return {"sets": sets, "heldout": heldout, "stats": stats, "verifier": verifier}
 
 
 #: The settings that decide :func:`prepare`'s output (the GRPO and evaluation settings do not).
-PREP_KEYS = ("model", "sae", "pool_per_family", "heldout_per_family", "quality_per_family", "noise_fraction",
-             "quality_threshold", "pooling", "top_k", "n_clusters", "label_n", "label_budget", "label_strategy",
-             "max_completion_length", "temperature", "sae_d_sae", "sae_k", "sae_total_tokens")
+PREP_KEYS = (
+    "model",
+    "sae",
+    "pool_per_family",
+    "heldout_per_family",
+    "quality_per_family",
+    "noise_fraction",
+    "quality_threshold",
+    "pooling",
+    "top_k",
+    "n_clusters",
+    "label_n",
+    "label_budget",
+    "label_strategy",
+    "max_completion_length",
+    "temperature",
+    "sae_d_sae",
+    "sae_k",
+    "sae_total_tokens",
+)
 
 
 def prepare_cached(cfg: dict[str, Any], model: Any, tokenizer: Any, sae_folder: str | None, folder: Path) -> dict:
@@ -296,8 +412,12 @@ def prepare_cached(cfg: dict[str, Any], model: Any, tokenizer: Any, sae_folder: 
         sets = {arm: load_from_disk(str(where / arm)) for arm in ARMS if arm != "saerl_nomix"}
         sets["saerl_nomix"] = sets["saerl"]
         logger.info("prepared data reloaded from %s", where)
-        return {"sets": sets, "heldout": load_from_disk(str(where / "heldout")), "verifier": ReasoningGymVerifier(),
-                "stats": {**stats, "reloaded_from": str(where)}}
+        return {
+            "sets": sets,
+            "heldout": load_from_disk(str(where / "heldout")),
+            "verifier": ReasoningGymVerifier(),
+            "stats": {**stats, "reloaded_from": str(where)},
+        }
     prepared = prepare(cfg, model, tokenizer, sae_folder)
     for arm, ds in prepared["sets"].items():
         if arm != "saerl_nomix":
@@ -318,12 +438,17 @@ def _spearman(fn: Any, a: np.ndarray, b: np.ndarray) -> float | None:
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
+def _repeat_each(values: list[Any], n: int) -> list[Any]:
+    """Each of ``values`` ``n`` times in a row (the row layout of ``n`` completions per prompt)."""
+    return [v for v in values for _ in range(n)]
+
+
 def evaluate(model: Any, tokenizer: Any, heldout: Any, verifier: Any, cfg: dict[str, Any]) -> dict[str, float]:
     """Held-out accuracy: greedy, and the mean over ``eval_samples`` samples (seeds fixed per prompt, the same
     in every arm), scored by the training verifier."""
+    from hf_saerl.models.text import render_chat
     from hf_saerl.rollouts import TransformersBackend
     from hf_saerl.rollouts.backends import derive_seed
-    from hf_saerl.models.text import render_chat
 
     was_training = model.training
     backend = TransformersBackend(model, tokenizer, batch_size=cfg["gen_batch_size"])
@@ -331,11 +456,12 @@ def evaluate(model: Any, tokenizer: Any, heldout: Any, verifier: Any, cfg: dict[
     seeds = [derive_seed("heldout", text) for text in rendered]
     out: dict[str, float] = {}
     for name, n, temperature in (("greedy", 1, 0.0), ("sampled", cfg["eval_samples"], cfg["temperature"])):
-        completions = backend.generate(rendered, n, {"max_new_tokens": cfg["max_completion_length"],
-                                                     "temperature": temperature}, seeds=seeds)
+        completions = backend.generate(
+            rendered, n, {"max_new_tokens": cfg["max_completion_length"], "temperature": temperature}, seeds=seeds
+        )
         flat = [c for row in completions for c in row]
-        rep = lambda col: [v for v in list(heldout[col]) for _ in range(n)]  # noqa: E731
-        rewards = verifier(prompts=rep("question"), completions=flat, answer=rep("answer"), metadata=rep("metadata"))
+        rep = {col: _repeat_each(list(heldout[col]), n) for col in ("question", "answer", "metadata")}
+        rewards = verifier(prompts=rep["question"], completions=flat, answer=rep["answer"], metadata=rep["metadata"])
         out[name] = float(np.mean([verifier.is_correct(r) for r in rewards]))
     model.train(was_training)
     return out
@@ -353,8 +479,9 @@ def base_eval(model: Any, tokenizer: Any, prepared: dict[str, Any], cfg: dict[st
     return result
 
 
-def _eval_callback(tokenizer: Any, heldout: Any, verifier: Any, cfg: dict[str, Any], curve: list, clock: dict,
-                   step0: dict[str, float]):
+def _eval_callback(
+    tokenizer: Any, heldout: Any, verifier: Any, cfg: dict[str, Any], curve: list, clock: dict, step0: dict[str, float]
+):
     from transformers import TrainerCallback
 
     class HeldOutEval(TrainerCallback):
@@ -378,8 +505,9 @@ def _eval_callback(tokenizer: Any, heldout: Any, verifier: Any, cfg: dict[str, A
 
 
 # ---------------------------------------------------------------------------------------------- one run
-def run_arm(arm: str, seed: int, cfg: dict[str, Any], base_model: Any, tokenizer: Any, prepared: dict[str, Any],
-            out: Path) -> dict[str, Any]:
+def run_arm(
+    arm: str, seed: int, cfg: dict[str, Any], base_model: Any, tokenizer: Any, prepared: dict[str, Any], out: Path
+) -> dict[str, Any]:
     """Train one arm with one seed; returns its record (eval curve, reward curve, wall times)."""
     import torch
     from transformers import set_seed
@@ -392,19 +520,35 @@ def run_arm(arm: str, seed: int, cfg: dict[str, Any], base_model: Any, tokenizer
     set_seed(seed)
     use_gpu = torch.cuda.is_available()
     args = GRPOConfig(
-        output_dir=str(out / "trainer" / f"{arm}_seed{seed}"), seed=seed, max_steps=cfg["max_steps"],
+        output_dir=str(out / "trainer" / f"{arm}_seed{seed}"),
+        seed=seed,
+        max_steps=cfg["max_steps"],
         per_device_train_batch_size=cfg["prompts_per_step"] * cfg["num_generations"],
-        num_generations=cfg["num_generations"], max_completion_length=cfg["max_completion_length"],
-        temperature=cfg["temperature"], learning_rate=cfg["learning_rate"], beta=cfg["beta"],
-        logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
-        use_cpu=not use_gpu, bf16=use_gpu, shuffle_dataset=arm in ("vanilla", "saerl_fullmix"),
+        num_generations=cfg["num_generations"],
+        max_completion_length=cfg["max_completion_length"],
+        temperature=cfg["temperature"],
+        learning_rate=cfg["learning_rate"],
+        beta=cfg["beta"],
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=not use_gpu,
+        bf16=use_gpu,
+        shuffle_dataset=arm in ("vanilla", "saerl_fullmix"),
     )
     model = trainable_copy(base_model)
     curve: list[dict[str, float]] = []
     clock = {"eval_s": 0.0}
     callbacks = [_eval_callback(tokenizer, prepared["heldout"], prepared["verifier"], cfg, curve, clock, step0)]
-    common = dict(model=model, reward_funcs=[prepared["verifier"]], args=args, processing_class=tokenizer,
-                  train_dataset=prepared["sets"][arm], callbacks=callbacks if cfg.get("evaluate", True) else [])
+    common = dict(
+        model=model,
+        reward_funcs=[prepared["verifier"]],
+        args=args,
+        processing_class=tokenizer,
+        train_dataset=prepared["sets"][arm],
+        callbacks=callbacks if cfg.get("evaluate", True) else [],
+    )
     if arm in ("vanilla", "saerl_fullmix"):
         trainer = GRPOTrainer(**common)
     else:
@@ -413,11 +557,20 @@ def run_arm(arm: str, seed: int, cfg: dict[str, Any], base_model: Any, tokenizer
     t0 = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - t0
-    rewards = [{"step": int(h["step"]), "reward": float(h["reward"])} for h in trainer.state.log_history
-               if "reward" in h and "step" in h]
+    rewards = [
+        {"step": int(h["step"]), "reward": float(h["reward"])}
+        for h in trainer.state.log_history
+        if "reward" in h and "step" in h
+    ]
     record = {
-        "arm": arm, "seed": seed, "config_key": config_key(cfg), "eval": curve, "train_reward": rewards,
-        "wall_s": wall, "eval_s": clock["eval_s"], "train_s": wall - clock["eval_s"],
+        "arm": arm,
+        "seed": seed,
+        "config_key": config_key(cfg),
+        "eval": curve,
+        "train_reward": rewards,
+        "wall_s": wall,
+        "eval_s": clock["eval_s"],
+        "train_s": wall - clock["eval_s"],
         "train_s_per_step": (wall - clock["eval_s"]) / max(cfg["max_steps"], 1),
         "step_time_s": [float(h["step_time"]) for h in trainer.state.log_history if "step_time" in h],
         "train_rows": len(prepared["sets"][arm]),
@@ -441,8 +594,12 @@ def config_key(cfg: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------- summary
 def _mean_sd(values: list[float]) -> dict[str, Any]:
     arr = np.asarray(values, dtype=np.float64)
-    return {"mean": float(arr.mean()), "sd": float(arr.std(ddof=1)) if len(arr) > 1 else None, "n": len(arr),
-            "values": [float(v) for v in arr]}
+    return {
+        "mean": float(arr.mean()),
+        "sd": float(arr.std(ddof=1)) if len(arr) > 1 else None,
+        "n": len(arr),
+        "values": [float(v) for v in arr],
+    }
 
 
 def summarise(records: list[dict[str, Any]], n_heldout: int) -> dict[str, Any]:
@@ -454,22 +611,28 @@ def summarise(records: list[dict[str, Any]], n_heldout: int) -> dict[str, Any]:
         if not runs:
             continue
         steps = sorted({e["step"] for r in runs for e in r["eval"]})
-        curve = {metric: [float(np.mean([e[metric] for r in runs for e in r["eval"] if e["step"] == s]))
-                          for s in steps] for metric in ("greedy", "sampled")}
+        curve = {
+            metric: [float(np.mean([e[metric] for r in runs for e in r["eval"] if e["step"] == s])) for s in steps]
+            for metric in ("greedy", "sampled")
+        }
         arms[arm] = {
-            "seeds": [r["seed"] for r in runs], "steps": steps, "mean_curve": curve,
+            "seeds": [r["seed"] for r in runs],
+            "steps": steps,
+            "mean_curve": curve,
             "final_greedy": _mean_sd([r["eval"][-1]["greedy"] for r in runs]),
             "final_sampled": _mean_sd([r["eval"][-1]["sampled"] for r in runs]),
             "initial_greedy": _mean_sd([r["eval"][0]["greedy"] for r in runs]),
             "wall_s": _mean_sd([r["wall_s"] for r in runs]),
             "train_s_per_step": _mean_sd([r["train_s_per_step"] for r in runs]),
-            "final_train_reward": _mean_sd([float(np.mean([x["reward"] for x in r["train_reward"][-3:]]))
-                                            for r in runs if r["train_reward"]] or [float("nan")]),
+            "final_train_reward": _mean_sd(
+                [float(np.mean([x["reward"] for x in r["train_reward"][-3:]])) for r in runs if r["train_reward"]]
+                or [float("nan")]
+            ),
         }
     if "vanilla" in arms:
         target = arms["vanilla"]["final_greedy"]["mean"]
-        for arm, s in arms.items():
-            hit = [st for st, acc in zip(s["steps"], s["mean_curve"]["greedy"]) if acc >= target]
+        for s in arms.values():
+            hit = [st for st, acc in zip(s["steps"], s["mean_curve"]["greedy"], strict=True) if acc >= target]
             s["steps_to_vanilla_final"] = hit[0] if hit else None
         arms["vanilla"]["target_greedy"] = target
     # One seed has no sd: the binomial standard error of one accuracy on the held-out set is the noise floor.
@@ -481,27 +644,35 @@ def summarise(records: list[dict[str, Any]], n_heldout: int) -> dict[str, Any]:
 
 def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     """The results table (every arm and seed)."""
+
     def fmt(ms: dict[str, Any], scale: float = 100.0, digits: int = 1) -> str:
         sd = "" if ms["sd"] is None else f" ± {ms['sd'] * scale:.{digits}f}"
         return f"{ms['mean'] * scale:.{digits}f}{sd}"
 
-    lines = [f"Preset `{meta['preset']}`, {meta['n_heldout']} held-out problems, {meta['cfg']['max_steps']} GRPO "
-             f"steps per run. Accuracy in %, mean ± sd over seeds (no sd with one seed; the binomial SE column is "
-             "the noise of one accuracy on this held-out set).", "",
-             "| arm | seeds | final greedy | per seed | binomial SE | final sampled | step-0 greedy | steps to vanilla "
-             "final | final train reward | wall s (mean) | train s/step |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Preset `{meta['preset']}`, {meta['n_heldout']} held-out problems, {meta['cfg']['max_steps']} GRPO "
+        f"steps per run. Accuracy in %, mean ± sd over seeds (no sd with one seed; the binomial SE column is "
+        "the noise of one accuracy on this held-out set).",
+        "",
+        "| arm | seeds | final greedy | per seed | binomial SE | final sampled | step-0 greedy | steps to vanilla "
+        "final | final train reward | wall s (mean) | train s/step |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for arm, s in summary.items():
         per_seed = ", ".join(f"{v * 100:.1f}" for v in s["final_greedy"]["values"])
         reach = s.get("steps_to_vanilla_final")
-        reach = "n/a (no vanilla run)" if "steps_to_vanilla_final" not in s else ("not reached" if reach is None
-                                                                                   else str(reach))
+        reach = (
+            "n/a (no vanilla run)"
+            if "steps_to_vanilla_final" not in s
+            else ("not reached" if reach is None else str(reach))
+        )
         reward = s["final_train_reward"]
         lines.append(
             f"| {arm} | {len(s['seeds'])} | {fmt(s['final_greedy'])} | {per_seed} | {s['binomial_se_greedy'] * 100:.1f} "
             f"| {fmt(s['final_sampled'])} | {fmt(s['initial_greedy'])} | {reach} | "
             f"{'n/a' if not np.isfinite(reward['mean']) else fmt(reward, 1, 3)} | {s['wall_s']['mean']:.0f} | "
-            f"{s['train_s_per_step']['mean']:.1f} |")
+            f"{s['train_s_per_step']['mean']:.1f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -513,11 +684,13 @@ def plot(summary: dict[str, Any], records: list[dict[str, Any]], path: Path) -> 
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, metric in zip(axes, ("greedy", "sampled")):
+    for ax, metric in zip(axes, ("greedy", "sampled"), strict=True):
         for arm, s in summary.items():
             runs = [r for r in records if r["arm"] == arm]
-            vals = np.array([[next(e[metric] for e in r["eval"] if e["step"] == st) for st in s["steps"]]
-                             for r in runs]) * 100
+            vals = (
+                np.array([[next(e[metric] for e in r["eval"] if e["step"] == st) for st in s["steps"]] for r in runs])
+                * 100
+            )
             mean = vals.mean(0)
             (line,) = ax.plot(s["steps"], mean, marker="o", label=f"{arm} (n={len(runs)})")
             if len(runs) > 1:
@@ -540,14 +713,18 @@ def machine() -> dict[str, Any]:
     import transformers
     import trl
 
-    info = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__,
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "torch_threads": torch.get_num_threads()}
-    try:
+    info = {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "trl": trl.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch_threads": torch.get_num_threads(),
+    }
+    with contextlib.suppress(OSError):  # pragma: no cover - no load average on this platform
         info["loadavg_1_5_15"] = list(os.getloadavg())
-    except OSError:  # pragma: no cover
-        pass
     return info
 
 
@@ -559,10 +736,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default="saerl_vs_grpo_out")
     parser.add_argument("--sae", default=None, help="a sae-lens SAE folder to use instead of training one")
     parser.add_argument("--max-steps", type=int, default=None, help="override the preset's GRPO steps (all arms)")
-    parser.add_argument("--prep-cache", default=None,
-                        help="folder of prepared data (default OUT/prepared); reused when the settings match")
-    parser.add_argument("--no-eval", action="store_true",
-                        help="timing only: no held-out evaluation (such runs are left out of the summary)")
+    parser.add_argument(
+        "--prep-cache",
+        default=None,
+        help="folder of prepared data (default OUT/prepared); reused when the settings match",
+    )
+    parser.add_argument(
+        "--no-eval",
+        action="store_true",
+        help="timing only: no held-out evaluation (such runs are left out of the summary)",
+    )
     parser.add_argument("--rerun", action="store_true", help="run again even where a run file exists")
     args = parser.parse_args(argv)
     arms = list(ARMS) if args.arms == ["all"] else args.arms
@@ -586,9 +769,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     key = config_key(cfg)
     out = Path(args.out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
-    todo = [(a, s) for s in args.seeds for a in args.arms  # seed-major: a cut-short run keeps arms balanced
-            if args.rerun or not (out / "runs" / f"{a}_seed{s}.json").is_file()
-            or json.loads((out / "runs" / f"{a}_seed{s}.json").read_text())["config_key"] != key]
+    todo = [
+        (a, s)
+        for s in args.seeds
+        for a in args.arms  # seed-major: a cut-short run keeps arms balanced
+        if args.rerun
+        or not (out / "runs" / f"{a}_seed{s}.json").is_file()
+        or json.loads((out / "runs" / f"{a}_seed{s}.json").read_text())["config_key"] != key
+    ]
     t_start = time.perf_counter()
     base_model, tokenizer = load_policy(cfg)
     t0 = time.perf_counter()
@@ -599,16 +787,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         logger.info("=== %s, seed %d ===", arm, seed)
         record = run_arm(arm, seed, cfg, base_model, tokenizer, prepared, out)
         (out / "runs" / f"{arm}_seed{seed}.json").write_text(json.dumps(record, indent=1))
-        logger.info("%s seed %d: final %s, %.0f s", arm, seed, record["eval"][-1] if record["eval"] else "(no eval)",
-                    record["wall_s"])
-    records = [r for r in (json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json")))
-               if r.get("config_key") == key]
+        logger.info(
+            "%s seed %d: final %s, %.0f s",
+            arm,
+            seed,
+            record["eval"][-1] if record["eval"] else "(no eval)",
+            record["wall_s"],
+        )
+    records = [
+        r
+        for r in (json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json")))
+        if r.get("config_key") == key
+    ]
     n_heldout = len(prepared["heldout"])
     summary = summarise(records, n_heldout)
-    meta = {"preset": args.preset, "cfg": cfg, "config_key": key, "n_heldout": n_heldout, "machine": machine(),
-            "prepare": prepared["stats"], "prepare_s": prep_s, "arms_run_now": [list(t) for t in todo],
-            "total_s": time.perf_counter() - t_start, "command": " ".join([Path(sys.argv[0]).name] + (argv or sys.argv[1:])),
-            "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
+    meta = {
+        "preset": args.preset,
+        "cfg": cfg,
+        "config_key": key,
+        "n_heldout": n_heldout,
+        "machine": machine(),
+        "prepare": prepared["stats"],
+        "prepare_s": prep_s,
+        "arms_run_now": [list(t) for t in todo],
+        "total_s": time.perf_counter() - t_start,
+        "command": " ".join([Path(sys.argv[0]).name] + (argv or sys.argv[1:])),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+    }
     result = {"meta": meta, "summary": summary, "runs": records}
     (out / "results.json").write_text(json.dumps(result, indent=1, default=str))
     (out / "results.md").write_text(markdown(summary, meta))

@@ -15,7 +15,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import MissingColumnError
 
@@ -66,7 +67,9 @@ def column_names(data: Any) -> list[str] | None:
     return None
 
 
-def require_columns(data: Any, columns: list[str] | tuple[str, ...], what: str, fix: str = "Pass the right column name.") -> None:
+def require_columns(
+    data: Any, columns: list[str] | tuple[str, ...], what: str, fix: str = "Pass the right column name."
+) -> None:
     """Raise :class:`~hf_saerl.errors.MissingColumnError` naming the missing ``columns`` (holding ``what``), the
     columns found and ``fix``."""
     names = column_names(data)

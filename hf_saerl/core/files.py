@@ -19,20 +19,32 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from huggingface_hub import hf_hub_download
 
-from .hub import is_repo_id
 from ..errors import BundleError, NonFiniteError
+from .hub import is_repo_id
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["fetch_file", "check_path_or_repo_id", "read_arrays", "write_arrays", "take_array", "arrays_digest",
-           "REFETCH", "DIGEST_KEY",
-           "CHECKSUM_KEY", "json_checksum", "sealed", "check_sealed"]
+__all__ = [
+    "CHECKSUM_KEY",
+    "DIGEST_KEY",
+    "REFETCH",
+    "arrays_digest",
+    "check_path_or_repo_id",
+    "check_sealed",
+    "fetch_file",
+    "json_checksum",
+    "read_arrays",
+    "sealed",
+    "take_array",
+    "write_arrays",
+]
 
 #: The safetensors metadata key holding :func:`arrays_digest`.
 DIGEST_KEY = "sha256"
@@ -47,24 +59,39 @@ def check_path_or_repo_id(model_id: str | os.PathLike) -> str:
     """``model_id`` as a str, if it is an existing folder or a valid Hub repo id; a ``FileNotFoundError`` otherwise."""
     path = str(model_id)
     if os.path.isfile(path):
-        raise FileNotFoundError(f"{path!r} is a file; pass the folder written by save_pretrained (the folder that "
-                                "holds it), or a Hub repo id.")
+        raise FileNotFoundError(
+            f"{path!r} is a file; pass the folder written by save_pretrained (the folder that "
+            "holds it), or a Hub repo id."
+        )
     if not os.path.isdir(path) and not is_repo_id(path):
-        raise FileNotFoundError(f"Directory {path!r} does not exist (and it is not a Hub repo id 'owner/name'). Pass "
-                                "the folder written by save_pretrained, or a Hub repo id.")
+        raise FileNotFoundError(
+            f"Directory {path!r} does not exist (and it is not a Hub repo id 'owner/name'). Pass "
+            "the folder written by save_pretrained, or a Hub repo id."
+        )
     return path
 
 
-def fetch_file(model_id: str, filename: str, *, expected: Sequence[str], owner: str, subfolder: str | None = None,
-               **hub_kwargs: Any) -> Path:
+def fetch_file(
+    model_id: str,
+    filename: str,
+    *,
+    expected: Sequence[str],
+    owner: str,
+    subfolder: str | None = None,
+    **hub_kwargs: Any,
+) -> Path:
     """The local path of ``filename`` in the folder ``model_id`` (``/subfolder``), or downloaded from that Hub repo.
 
     ``expected`` (the files a save holds) and ``owner`` (the class that saved them) make the
     ``FileNotFoundError`` of a missing file say what should be there and how to write it. ``hub_kwargs``
     (``revision``, ``token``, ``cache_dir``, ``force_download``, ``local_files_only``) go to ``hf_hub_download``.
     """
-    from huggingface_hub.errors import (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled,
-                                        RemoteEntryNotFoundError)
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RemoteEntryNotFoundError,
+    )
 
     if os.path.isdir(model_id):
         folder = Path(model_id) / subfolder if subfolder else Path(model_id)
@@ -119,9 +146,11 @@ def check_sealed(obj: Mapping[str, Any], path: str | Path, fix: str = REFETCH) -
         logger.warning("%s records no %r, so a changed value in it cannot be detected.", path, CHECKSUM_KEY)
         return
     if recorded != json_checksum(obj):
-        raise BundleError(f"{path} was changed after it was saved: its content does not match its {CHECKSUM_KEY!r} "
-                          f"entry. If you edited it on purpose, delete the {CHECKSUM_KEY!r} entry to accept the edit; "
-                          f"otherwise the file is corrupt. {fix}")
+        raise BundleError(
+            f"{path} was changed after it was saved: its content does not match its {CHECKSUM_KEY!r} "
+            f"entry. If you edited it on purpose, delete the {CHECKSUM_KEY!r} entry to accept the edit; "
+            f"otherwise the file is corrupt. {fix}"
+        )
 
 
 def write_arrays(path: str | Path, arrays: Mapping[str, np.ndarray], kind: str, format_version: int) -> None:
@@ -129,8 +158,15 @@ def write_arrays(path: str | Path, arrays: Mapping[str, np.ndarray], kind: str, 
     from safetensors.numpy import save_file
 
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-    save_file(arrays, str(path), metadata={"format": f"hf_saerl/{kind}", "format_version": str(format_version),
-                                           DIGEST_KEY: arrays_digest(arrays)})
+    save_file(
+        arrays,
+        str(path),
+        metadata={
+            "format": f"hf_saerl/{kind}",
+            "format_version": str(format_version),
+            DIGEST_KEY: arrays_digest(arrays),
+        },
+    )
 
 
 def arrays_digest(arrays: Mapping[str, np.ndarray]) -> str:
@@ -154,27 +190,37 @@ def read_arrays(path: str | Path, fix: str = REFETCH) -> dict[str, np.ndarray]:
     try:
         with safe_open(str(path), framework="numpy") as f:
             metadata = f.metadata() or {}
-            arrays = {name: f.get_tensor(name) for name in f.keys()}
+            arrays = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 - safe_open has keys() but no __iter__
     except Exception as e:  # safetensors raises its own error types for truncated/garbled headers
         raise BundleError(f"Could not read {path}: {e}. The file is corrupt or truncated. {fix}") from e
     recorded = metadata.get(DIGEST_KEY)
     if recorded is None:  # written before the digest was recorded: nothing to check against
-        logger.warning("%s records no %s checksum, so damage inside its arrays cannot be detected. %s", path,
-                       DIGEST_KEY, fix)
+        logger.warning(
+            "%s records no %s checksum, so damage inside its arrays cannot be detected. %s", path, DIGEST_KEY, fix
+        )
     elif recorded != arrays_digest(arrays):
-        raise BundleError(f"{path}: its arrays do not match the {DIGEST_KEY} checksum recorded when it was saved; the "
-                          f"file is corrupt or was edited. {fix}")
+        raise BundleError(
+            f"{path}: its arrays do not match the {DIGEST_KEY} checksum recorded when it was saved; the "
+            f"file is corrupt or was edited. {fix}"
+        )
     return arrays
 
 
-def take_array(arrays: Mapping[str, np.ndarray], name: str, shape: tuple[int, ...] | None, source: str,
-               dtype: Any = None, finite: bool = False) -> np.ndarray:
+def take_array(
+    arrays: Mapping[str, np.ndarray],
+    name: str,
+    shape: tuple[int, ...] | None,
+    source: str,
+    dtype: Any = None,
+    finite: bool = False,
+) -> np.ndarray:
     """``arrays[name]``, checked to have ``shape`` (``None``: any shape), ``dtype`` where given and, with ``finite``,
     only finite numbers (fitted weights; saved statistics may hold NaN); a :class:`~hf_saerl.errors.BundleError`
     (a :class:`~hf_saerl.errors.NonFiniteError` for NaN / inf) naming the file ``source`` otherwise."""
     if name not in arrays:
-        raise BundleError(f"{source} has no array {name!r} (found {sorted(arrays)}); the file is corrupt or "
-                          f"incomplete. {REFETCH}")
+        raise BundleError(
+            f"{source} has no array {name!r} (found {sorted(arrays)}); the file is corrupt or incomplete. {REFETCH}"
+        )
     arr = arrays[name]
     if shape is not None and arr.shape != tuple(shape):
         raise BundleError(
@@ -182,10 +228,14 @@ def take_array(arrays: Mapping[str, np.ndarray], name: str, shape: tuple[int, ..
             "written for another SAE width than its config says."
         )
     if dtype is not None and arr.dtype != np.dtype(dtype):
-        raise BundleError(f"Array {name!r} in {source} has dtype {arr.dtype}, expected {np.dtype(dtype)}: the file was "
-                          f"converted or is corrupt. {REFETCH}")
+        raise BundleError(
+            f"Array {name!r} in {source} has dtype {arr.dtype}, expected {np.dtype(dtype)}: the file was "
+            f"converted or is corrupt. {REFETCH}"
+        )
     if finite and arr.dtype.kind in "fc" and not np.isfinite(arr).all():
         bad = int((~np.isfinite(arr)).sum())
-        raise NonFiniteError(f"Array {name!r} in {source} holds {bad} NaN or infinite value(s); a fitted state must be "
-                             f"finite, so the file is corrupt or was saved from a diverged fit. {REFETCH}")
+        raise NonFiniteError(
+            f"Array {name!r} in {source} holds {bad} NaN or infinite value(s); a fitted state must be "
+            f"finite, so the file is corrupt or was saved from a diverged fit. {REFETCH}"
+        )
     return arr

@@ -29,8 +29,9 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-def transform_map_kwargs(transform: Any, dataset: Any, *, batch_size: int, desc: str | None,
-                         map_kwargs: dict[str, Any]) -> dict[str, Any]:
+def transform_map_kwargs(
+    transform: Any, dataset: Any, *, batch_size: int, desc: str | None, map_kwargs: dict[str, Any]
+) -> dict[str, Any]:
     """The keyword arguments of ``dataset.map(transform, ...)`` for an hf_saerl transform (one with ``fingerprint``
     and ``output_features``): ``batched=True`` with the declared output features and, for a map-style
     ``datasets.Dataset``, a ``desc``, a cheap ``new_fingerprint`` (the dataset's, the transform's and the map

@@ -13,13 +13,18 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import HfApi, snapshot_download
+
 from .._version import __version__
 
-__all__ = ["is_repo_id", "local_folder", "download_folder", "upload_folder"]
+if TYPE_CHECKING:
+    from huggingface_hub import CommitInfo
+
+__all__ = ["download_folder", "is_repo_id", "local_folder", "upload_folder"]
 
 
 def is_repo_id(value: Any) -> bool:
@@ -36,22 +41,41 @@ def is_repo_id(value: Any) -> bool:
     return True
 
 
-def local_folder(repo_id_or_path: str | Path, what: str, *, allow_patterns: Sequence[str] | None = None,
-                 **hub_kwargs: Any) -> Path:
+def _hub_patterns(patterns: Sequence[str] | str | None) -> list[str] | str | None:
+    """A pattern argument as ``huggingface_hub`` takes it: one glob string stays one pattern (``list("*.json")``
+    would split it into one-character patterns, and ``"*"`` alone matches every file), any other sequence becomes
+    a list."""
+    if patterns is None or isinstance(patterns, str):
+        return patterns
+    return list(patterns)
+
+
+def local_folder(
+    repo_id_or_path: str | Path, what: str, *, allow_patterns: Sequence[str] | str | None = None, **hub_kwargs: Any
+) -> Path:
     """The folder of a saved object: ``repo_id_or_path`` itself when it is a local folder, else the download of
     the ``allow_patterns`` files of that Hub repo. Anything else is a ``FileNotFoundError`` naming ``what``."""
     path = str(repo_id_or_path)
     if os.path.isdir(path):
         return Path(path)
     if not is_repo_id(path):
-        raise FileNotFoundError(f"{path!r} is neither a local folder nor a Hub repo id ('owner/name'). Pass the folder "
-                                f"written by {what}.save_pretrained, or a Hub repo id.")
+        raise FileNotFoundError(
+            f"{path!r} is neither a local folder nor a Hub repo id ('owner/name'). Pass the folder "
+            f"written by {what}.save_pretrained, or a Hub repo id."
+        )
     return download_folder(path, allow_patterns=allow_patterns, **hub_kwargs)
 
 
-def download_folder(repo_id: str, *, revision: str | None = None, token: str | bool | None = None,
-                    cache_dir: str | Path | None = None, force_download: bool = False,
-                    local_files_only: bool = False, allow_patterns: Sequence[str] | None = None) -> Path:
+def download_folder(
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: str | Path | None = None,
+    force_download: bool = False,
+    local_files_only: bool = False,
+    allow_patterns: Sequence[str] | str | None = None,
+) -> Path:
     """Download (the ``allow_patterns`` files of) a model repo and return its local folder.
 
     Hub and connection errors become a ``FileNotFoundError`` that says what to check.
@@ -60,9 +84,15 @@ def download_folder(repo_id: str, *, revision: str | None = None, token: str | b
 
     try:
         folder = snapshot_download(
-            repo_id, revision=revision, token=token, cache_dir=cache_dir, force_download=force_download,
-            local_files_only=local_files_only, allow_patterns=list(allow_patterns) if allow_patterns else None,
-            library_name="hf_saerl", library_version=__version__,
+            repo_id,
+            revision=revision,
+            token=token,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            allow_patterns=_hub_patterns(allow_patterns),
+            library_name="hf_saerl",
+            library_version=__version__,
         )
     except (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled, OSError) as e:
         raise FileNotFoundError(
@@ -73,11 +103,21 @@ def download_folder(repo_id: str, *, revision: str | None = None, token: str | b
     return Path(folder)
 
 
-def upload_folder(folder: str | Path, repo_id: str, *, repo_type: str = "model", private: bool | None = None,
-                  token: str | bool | None = None, commit_message: str = "Upload with hf_saerl",
-                  commit_description: str | None = None, revision: str | None = None, create_pr: bool = False,
-                  allow_patterns: Sequence[str] | str | None = None, ignore_patterns: Sequence[str] | str | None = None,
-                  delete_patterns: Sequence[str] | str | None = None) -> Any:
+def upload_folder(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    repo_type: str = "model",
+    private: bool | None = None,
+    token: str | bool | None = None,
+    commit_message: str = "Upload with hf_saerl",
+    commit_description: str | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
+    allow_patterns: Sequence[str] | str | None = None,
+    ignore_patterns: Sequence[str] | str | None = None,
+    delete_patterns: Sequence[str] | str | None = None,
+) -> CommitInfo:
     """Create the repo if needed (``exist_ok=True``) and upload ``folder`` as one commit.
 
     The patterns are ``HfApi.upload_folder``'s: which local files to upload, which to skip, and which remote files
@@ -85,7 +125,15 @@ def upload_folder(folder: str | Path, repo_id: str, *, repo_type: str = "model",
     """
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, repo_type=repo_type, exist_ok=True)
-    return api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type=repo_type,
-                             commit_message=commit_message, commit_description=commit_description,
-                             revision=revision, create_pr=create_pr, allow_patterns=allow_patterns,
-                             ignore_patterns=ignore_patterns, delete_patterns=delete_patterns)
+    return api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(folder),
+        repo_type=repo_type,
+        commit_message=commit_message,
+        commit_description=commit_description,
+        revision=revision,
+        create_pr=create_pr,
+        allow_patterns=_hub_patterns(allow_patterns),
+        ignore_patterns=_hub_patterns(ignore_patterns),
+        delete_patterns=_hub_patterns(delete_patterns),
+    )

@@ -26,8 +26,9 @@ from typing import Any
 __all__ = ["lazy_exports"]
 
 
-def lazy_exports(namespace: dict[str, Any], exports: Mapping[str, str], also: tuple[str, ...] = ()
-                 ) -> tuple[Callable[[str], Any], Callable[[], list[str]], list[str]]:
+def lazy_exports(
+    namespace: dict[str, Any], exports: Mapping[str, str], also: tuple[str, ...] = ()
+) -> tuple[Callable[[str], Any], Callable[[], list[str]], list[str]]:
     """``(__getattr__, __dir__, __all__)`` for a package whose public names live in the modules of ``exports``.
 
     ``namespace`` is the package's ``globals()``: a resolved name is stored there, so the next access is a plain

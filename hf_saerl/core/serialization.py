@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from ..errors import BundleError
 from .._version import __version__
+from ..errors import BundleError
 
-__all__ = ["jsonable", "write_json", "read_json", "check_format_version"]
+__all__ = ["check_format_version", "jsonable", "read_json", "write_json"]
 
 
 def jsonable(obj: Any, *, nonfinite: str = "null") -> Any:
@@ -70,8 +71,9 @@ def read_json(path: str | Path, what: str, fix: str) -> dict[str, Any]:
     except (UnicodeDecodeError, ValueError) as e:  # json.JSONDecodeError is a ValueError
         raise BundleError(f"Could not parse {path} ({what}): {e}. The file is corrupt. {fix}") from e
     if not isinstance(obj, dict):
-        raise BundleError(f"{path} ({what}) should hold a JSON object, found {type(obj).__name__}; the file is "
-                          f"corrupt. {fix}")
+        raise BundleError(
+            f"{path} ({what}) should hold a JSON object, found {type(obj).__name__}; the file is corrupt. {fix}"
+        )
     return obj
 
 
@@ -81,11 +83,15 @@ def check_format_version(found: Any, supported: int, path: str | Path, writer: A
     A newer version is refused with the upgrade command; a missing or non-int one as a corrupt file.
     """
     if isinstance(found, bool) or not isinstance(found, int) or found < 1:
-        raise BundleError(f"{path} has no valid 'format_version' (found {found!r}); the file is corrupt. Save it again, "
-                          "or download it again with force_download=True.")
+        raise BundleError(
+            f"{path} has no valid 'format_version' (found {found!r}); the file is corrupt. Save it again, "
+            "or download it again with force_download=True."
+        )
     if found > supported:
         by = f" by hf_saerl {writer}" if writer else ""
-        raise BundleError(f"{path} was written in format version {found}{by}; this hf_saerl {__version__} reads format "
-                          f"versions up to {supported}. Upgrade hf_saerl (pip install -U hf-saerl), or save the object "
-                          "again with this version.")
+        raise BundleError(
+            f"{path} was written in format version {found}{by}; this hf_saerl {__version__} reads format "
+            f"versions up to {supported}. Upgrade hf_saerl (pip install -U hf-saerl), or save the object "
+            "again with this version."
+        )
     return found

@@ -46,14 +46,23 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ..errors import InvalidParameterError, NonFiniteError, ParameterTypeError
 
-__all__ = ["is_missing", "is_fitted", "check_fitted", "check_choice", "check_real", "check_integer", "check_bool",
-           "check_finite"]
+__all__ = [
+    "check_bool",
+    "check_choice",
+    "check_finite",
+    "check_fitted",
+    "check_integer",
+    "check_real",
+    "is_fitted",
+    "is_missing",
+]
 
 
 def is_missing(value: Any) -> bool:
@@ -113,8 +122,16 @@ def check_choice(name: str, value: Any, choices: Sequence[Any], fix: str = "Pass
     return value
 
 
-def check_real(name: str, value: Any, fix: str, *, low: float | None = None, high: float | None = None,
-               low_open: bool = False, high_open: bool = False) -> float:
+def check_real(
+    name: str,
+    value: Any,
+    fix: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
     """``value`` as a ``float`` if it is a finite real number in the range (``low``/``high``, closed unless
     ``low_open`` / ``high_open``); a 0-d tensor or array counts as a number."""
     if hasattr(value, "ndim") and getattr(value, "ndim", None) == 0 and hasattr(value, "item"):

@@ -42,9 +42,7 @@ from ..errors import InvalidParameterError, MissingColumnError, NonFiniteError, 
 try:
     from trl import DPOTrainer
 except ImportError as err:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        "hf_saerl.integrations.dpo needs TRL: pip install 'hf-saerl[trl]' (or pip install trl)."
-    ) from err
+    raise ImportError("hf_saerl.integrations.dpo needs TRL: pip install 'hf-saerl[trl]' (or pip install trl).") from err
 
 __all__ = ["ConceptShapedDPOTrainer", "MarginCollator"]
 
@@ -81,15 +79,19 @@ class MarginCollator:
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         if examples and self.column not in examples[0]:
-            raise MissingColumnError(f"The examples have no {self.column!r} column; add it with "
-                                     "hf_saerl.audit.add_concept_margin(dataset, audit, concepts), or pass "
-                                     "margin_column=<name> of the column that holds the margins.")
+            raise MissingColumnError(
+                f"The examples have no {self.column!r} column; add it with "
+                "hf_saerl.audit.add_concept_margin(dataset, audit, concepts), or pass "
+                "margin_column=<name> of the column that holds the margins."
+            )
         margins = torch.tensor([_margin_value(e[self.column], self.column) for e in examples], dtype=torch.float32)
         bad = torch.nonzero(~torch.isfinite(margins)).flatten().tolist()
         if bad:
-            raise NonFiniteError(f"{len(bad)} example(s) of this batch have a NaN or infinite {self.column!r} "
-                                 f"(first: {margins[bad[0]].item()} at batch position {bad[0]}). Recompute the column "
-                                 "with hf_saerl.audit.add_concept_margin, or drop those rows (dataset.filter).")
+            raise NonFiniteError(
+                f"{len(bad)} example(s) of this batch have a NaN or infinite {self.column!r} "
+                f"(first: {margins[bad[0]].item()} at batch position {bad[0]}). Recompute the column "
+                "with hf_saerl.audit.add_concept_margin, or drop those rows (dataset.filter)."
+            )
         batch = self.collator(examples)
         batch[self.column] = margins
         return batch
@@ -100,9 +102,11 @@ def _margin_value(value: Any, column: str) -> float:
     if value is None:
         return math.nan
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ParameterTypeError(f"{column!r} must hold one number per pair, got {value!r} "
-                                 f"({type(value).__name__}). Recompute it with hf_saerl.audit.add_concept_margin, or "
-                                 "pass margin_column=<name> of the column that holds the margins.")
+        raise ParameterTypeError(
+            f"{column!r} must hold one number per pair, got {value!r} "
+            f"({type(value).__name__}). Recompute it with hf_saerl.audit.add_concept_margin, or "
+            "pass margin_column=<name> of the column that holds the margins."
+        )
     return float(value)
 
 
@@ -120,18 +124,22 @@ def check_margin_column(dataset: Any, column: str, name: str) -> None:
         return  # a stream without declared columns: MarginCollator checks each batch
     if column not in columns:
         # A ValueError, as before (MissingColumnError is a KeyError).
-        raise InvalidParameterError(f"{name} has no {column!r} column; add it with "
-                                    "hf_saerl.audit.add_concept_margin(dataset, audit, concepts), or pass "
-                                    f"margin_column=<name> (found {sorted(columns)}).")
+        raise InvalidParameterError(
+            f"{name} has no {column!r} column; add it with "
+            "hf_saerl.audit.add_concept_margin(dataset, audit, concepts), or pass "
+            f"margin_column=<name> (found {sorted(columns)})."
+        )
     if not isinstance(dataset, datasets.Dataset):
         return
     values = np.array([_margin_value(v, column) for v in dataset[column]], dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
-        raise NonFiniteError(f"{name}'s {column!r} column has {bad.size} NaN, infinite or missing value(s) (first: "
-                             f"{values[bad[0]]} at row {int(bad[0])}). Recompute it with "
-                             "hf_saerl.audit.add_concept_margin on the audited dataset, or drop those rows "
-                             "(dataset.filter).")
+        raise NonFiniteError(
+            f"{name}'s {column!r} column has {bad.size} NaN, infinite or missing value(s) (first: "
+            f"{values[bad[0]]} at row {int(bad[0])}). Recompute it with "
+            "hf_saerl.audit.add_concept_margin on the audited dataset, or drop those rows "
+            "(dataset.filter)."
+        )
 
 
 class ConceptShapedDPOTrainer(DPOTrainer):
@@ -142,15 +150,20 @@ class ConceptShapedDPOTrainer(DPOTrainer):
     """
 
     def __init__(self, *args: Any, concept_lambda: float = 0.0, margin_column: str = MARGIN_COLUMN, **kwargs: Any):
-        self._concept_lambda = check_real("concept_lambda", concept_lambda, "Pass a finite λ, e.g. "
-                                          "concept_lambda=1.0 to suppress the concept, or 0.0 for vanilla DPO.")
+        self._concept_lambda = check_real(
+            "concept_lambda",
+            concept_lambda,
+            "Pass a finite λ, e.g. concept_lambda=1.0 to suppress the concept, or 0.0 for vanilla DPO.",
+        )
         self.margin_column = margin_column
         check_shaping_supported(kwargs.get("args", args[2] if len(args) > 2 else None), self._concept_lambda)
         # (model, ref_model, args, data_collator, train_dataset, eval_dataset, ...), as DPOTrainer takes them
-        check_margin_column(kwargs.get("train_dataset", args[4] if len(args) > 4 else None), margin_column,
-                            "train_dataset")
-        check_margin_column(kwargs.get("eval_dataset", args[5] if len(args) > 5 else None), margin_column,
-                            "eval_dataset")
+        check_margin_column(
+            kwargs.get("train_dataset", args[4] if len(args) > 4 else None), margin_column, "train_dataset"
+        )
+        check_margin_column(
+            kwargs.get("eval_dataset", args[5] if len(args) > 5 else None), margin_column, "eval_dataset"
+        )
         super().__init__(*args, **kwargs)
         # After super().__init__: the precompute pass (if any) ran with TRL's own collator.
         self.data_collator = MarginCollator(self.data_collator, margin_column)
@@ -168,14 +181,17 @@ class ConceptShapedDPOTrainer(DPOTrainer):
         inputs = dict(inputs)
         margin = inputs.pop(self.margin_column, None)
         if margin is None:
-            raise MissingColumnError(f"The batch has no {self.margin_column!r}; was the data collator replaced after "
-                                     "init? Wrap the new one in MarginCollator(collator, margin_column), or set it "
-                                     "before building the trainer.")
+            raise MissingColumnError(
+                f"The batch has no {self.margin_column!r}; was the data collator replaced after "
+                "init? Wrap the new one in MarginCollator(collator, margin_column), or set it "
+                "before building the trainer."
+            )
         if self.precompute_ref_logps:
             ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
         else:
             ref_chosen, ref_rejected = self.compute_ref_log_probs(
-                self.ref_model if self.ref_model is not None else self.model, inputs)
+                self.ref_model if self.ref_model is not None else self.model, inputs
+            )
         margin = margin.to(device=ref_chosen.device, dtype=ref_chosen.dtype)
         inputs["ref_chosen_logps"] = ref_chosen - (self._concept_lambda / self.beta) * margin
         inputs["ref_rejected_logps"] = ref_rejected

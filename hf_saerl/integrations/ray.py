@@ -27,7 +27,8 @@ Example:
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 try:
     import ray.data  # noqa: F401
@@ -50,7 +51,9 @@ class KeepColumns:
 
     def __call__(self, table: Any) -> Any:
         for name, values in self.transform(table.to_pydict()).items():
-            column = self._pa.array(values.tolist() if hasattr(values, "tolist") else list(values), type=self.types.get(name))
+            column = self._pa.array(
+                values.tolist() if hasattr(values, "tolist") else list(values), type=self.types.get(name)
+            )
             if name in table.column_names:
                 table = table.set_column(table.column_names.index(name), name, column)
             else:
@@ -58,11 +61,24 @@ class KeepColumns:
         return table
 
 
-def map_batches(dataset: Any, transform: Callable[[Mapping[str, Any]], Mapping[str, Any]], *, batch_size: int = 256,
-                concurrency: int | tuple[int, int] = 1, num_gpus: float | None = None, **kwargs: Any) -> Any:
+def map_batches(
+    dataset: Any,
+    transform: Callable[[Mapping[str, Any]], Mapping[str, Any]],
+    *,
+    batch_size: int = 256,
+    concurrency: int | tuple[int, int] = 1,
+    num_gpus: float | None = None,
+    **kwargs: Any,
+) -> Any:
     """``dataset.map_batches`` with an actor pool of ``concurrency`` actors running ``transform``, keeping
     the input columns. Extra keyword arguments go to ``ray.data.Dataset.map_batches``."""
     if num_gpus is not None:
         kwargs["num_gpus"] = num_gpus
-    return dataset.map_batches(KeepColumns, fn_constructor_kwargs={"transform": transform}, batch_size=batch_size,
-                               batch_format="pyarrow", concurrency=concurrency, **kwargs)
+    return dataset.map_batches(
+        KeepColumns,
+        fn_constructor_kwargs={"transform": transform},
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        concurrency=concurrency,
+        **kwargs,
+    )

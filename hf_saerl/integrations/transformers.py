@@ -9,6 +9,7 @@ batch. Without a subclass, give ``Trainer`` ``CurriculumDataset(...).to_ordered_
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -83,10 +84,15 @@ class CurriculumTrainer(Trainer):
     ):
         import datasets
 
-        self._curriculum_options = dict(mix_ratio=mix_ratio, interleave=interleave, order=order,
-                                        cluster_column=cluster_column, difficulty_column=difficulty_column)
-        # The options (and, for a map-style dataset, its columns) are checked now, not at the first training step.
-        options = CurriculumOptions(**self._curriculum_options)
+        # The options (and, for a map-style dataset, its columns) are checked now, not at the first training step;
+        # the seed and drop_last come from the TrainingArguments when the sampler is built.
+        self._curriculum = options = CurriculumOptions(
+            mix_ratio=mix_ratio,
+            interleave=interleave,
+            order=order,
+            cluster_column=cluster_column,
+            difficulty_column=difficulty_column,
+        )
         train_dataset = kwargs.get("train_dataset", args[3] if len(args) > 3 else None)  # (model, args, collator, data)
         if isinstance(train_dataset, datasets.Dataset):
             options.schedule(train_dataset, 1)
@@ -98,14 +104,7 @@ class CurriculumTrainer(Trainer):
         dataset = self.train_dataset if train_dataset is None else train_dataset
         if not isinstance(dataset, datasets.Dataset):
             return super()._get_train_sampler(train_dataset)
-        wanted = [c for c in (self._curriculum_options["cluster_column"],
-                              self._curriculum_options["difficulty_column"]) if c is not None]
-        if any(c not in dataset.column_names for c in wanted):  # removed as unused model inputs
-            dataset = same_rows(dataset, self.train_dataset)
-        return CurriculumSampler(
-            dataset,
-            trainer_curriculum_batch_size(self.args),
-            seed=self.args.seed,
-            drop_last=self.args.dataloader_drop_last,
-            **self._curriculum_options,
-        )
+        if any(c not in dataset.column_names for c, _ in self._curriculum.schedule_columns()):  # removed as unused
+            dataset = same_rows(dataset, self.train_dataset)  # model inputs: read them from the trainer's dataset
+        options = dataclasses.replace(self._curriculum, seed=self.args.seed, drop_last=self.args.dataloader_drop_last)
+        return CurriculumSampler(dataset, trainer_curriculum_batch_size(self.args), **dataclasses.asdict(options))

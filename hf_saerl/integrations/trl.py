@@ -18,6 +18,7 @@ give them a per-rank slice. Heavy SAE columns are dropped, since TRL passes ever
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -25,8 +26,8 @@ from typing import Any
 import torch
 
 from ..core.columns import CLUSTER_ID, DIFFICULTY, SAE_INDICES, SAE_VALUES
-from ..curriculum import CurriculumOptions
 from ..core.validation import check_integer
+from ..curriculum import CurriculumOptions
 from ..curriculum.schedule import check_epoch
 from ..errors import InvalidParameterError, ParameterTypeError
 from .transformers import same_rows
@@ -34,9 +35,7 @@ from .transformers import same_rows
 try:
     from trl import GRPOTrainer
 except ImportError as err:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        "hf_saerl.integrations.trl needs TRL: pip install 'hf-saerl[trl]' (or pip install trl)."
-    ) from err
+    raise ImportError("hf_saerl.integrations.trl needs TRL: pip install 'hf-saerl[trl]' (or pip install trl).") from err
 
 logger = logging.getLogger(__name__)
 
@@ -87,11 +86,25 @@ class CurriculumRepeatSampler(torch.utils.data.Sampler[int]):
         [1, 1, 0, 0, 1, 1, 0, 0, 3, 3, 2, 2, 3, 3, 2, 2]
     """
 
-    def __init__(self, data_source: Any, mini_repeat_count: int, batch_size: int = 1, repeat_count: int = 1, *,
-                 epoch: int = 0, **options: Any):
-        counts = [check_integer(name, value, f"Pass e.g. {name}=1 (no repetition), or the count TRL's RepeatSampler "
-                                "would get.", minimum=1)
-                  for name, value in (("mini_repeat_count", mini_repeat_count), ("repeat_count", repeat_count))]
+    def __init__(
+        self,
+        data_source: Any,
+        mini_repeat_count: int,
+        batch_size: int = 1,
+        repeat_count: int = 1,
+        *,
+        epoch: int = 0,
+        **options: Any,
+    ):
+        counts = [
+            check_integer(
+                name,
+                value,
+                f"Pass e.g. {name}=1 (no repetition), or the count TRL's RepeatSampler would get.",
+                minimum=1,
+            )
+            for name, value in (("mini_repeat_count", mini_repeat_count), ("repeat_count", repeat_count))
+        ]
         self._columns = CurriculumOptions(**options, drop_last=True).schedule(data_source, batch_size)
         self.mini_repeat_count, self.repeat_count = counts
         self.epoch = check_epoch(epoch)
@@ -158,28 +171,38 @@ class CurriculumGRPOTrainer(GRPOTrainer):
         drop = [c for c in drop_columns if c in train_dataset.column_names]
         if drop:
             train_dataset = train_dataset.remove_columns(drop)
-        # Validate the options and the columns now rather than at the first training step.
-        self._curriculum_options = dict(mix_ratio=mix_ratio, interleave=interleave, order=order,
-                                        cluster_column=cluster_column, difficulty_column=difficulty_column)
-        CurriculumOptions(**self._curriculum_options, drop_last=True).schedule(train_dataset, 1)
+        # Validate the options and the columns now rather than at the first training step; the seed comes from the
+        # GRPOConfig when the sampler is built.
+        self._curriculum = CurriculumOptions(
+            mix_ratio=mix_ratio,
+            interleave=interleave,
+            order=order,
+            cluster_column=cluster_column,
+            difficulty_column=difficulty_column,
+            drop_last=True,
+        )
+        self._curriculum.schedule(train_dataset, 1)
         super().__init__(model, reward_funcs, args, train_dataset, *more, **kwargs)
 
     @property
     def curriculum_batch_size(self) -> int:
         """Prompts per curriculum batch = prompts per generation batch."""
-        return self.args.generation_batch_size // self.num_generations
+        return grpo_curriculum_batch_size(self.args)
 
     def _get_train_sampler(self, dataset: Any = None) -> torch.utils.data.Sampler:
         dataset = self.train_dataset if dataset is None else dataset
-        wanted = [c for c in (self._curriculum_options["cluster_column"],
-                              self._curriculum_options["difficulty_column"]) if c is not None]
-        if any(c not in dataset.column_names for c in wanted):  # removed as unused (remove_unused_columns=True)
-            dataset = same_rows(dataset, self.train_dataset)
+        if any(c not in dataset.column_names for c, _ in self._curriculum.schedule_columns()):  # removed as unused
+            dataset = same_rows(dataset, self.train_dataset)  # (remove_unused_columns=True): read the trainer's
+        # A GRPOConfig (transformers declares self.args a TrainingArguments, and TRL declares num_generations and
+        # steps_per_generation Optional until GRPOConfig.__post_init__ fills them); CurriculumRepeatSampler checks
+        # both counts are positive integers.
+        grpo: Any = self.args
+        options = dataclasses.asdict(dataclasses.replace(self._curriculum, seed=grpo.seed))
+        del options["drop_last"]  # always True: CurriculumRepeatSampler drops an incomplete chunk, as TRL's does
         return CurriculumRepeatSampler(
             dataset,
-            mini_repeat_count=self.num_generations,
+            mini_repeat_count=grpo.num_generations,
             batch_size=self.curriculum_batch_size,
-            repeat_count=self.num_iterations * self.args.steps_per_generation,
-            seed=self.args.seed,
-            **self._curriculum_options,
+            repeat_count=self.num_iterations * grpo.steps_per_generation,
+            **options,
         )

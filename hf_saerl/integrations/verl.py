@@ -60,10 +60,13 @@ def to_verl_parquet(
 
     names = curriculum.output_columns
     if names is not None:
-        require_columns(dict.fromkeys(names), [prompt_column, answer_column, *extra_info_columns],
-                        "verl row fields (prompt, answer, extra info)",
-                        "The curriculum does not yield them: keep them in CurriculumDataset(columns=...), or pass "
-                        "prompt_column= / answer_column= / extra_info_columns= naming columns it yields.")
+        require_columns(
+            dict.fromkeys(names),
+            [prompt_column, answer_column, *extra_info_columns],
+            "verl row fields (prompt, answer, extra info)",
+            "The curriculum does not yield them: keep them in CurriculumDataset(columns=...), or pass "
+            "prompt_column= / answer_column= / extra_info_columns= naming columns it yields.",
+        )
     epochs = curriculum.export_epochs(epoch, num_epochs)
     schedule_columns = [c for c in (curriculum.cluster_column, curriculum.difficulty_column) if c is not None]
     info_columns = [c for c in schedule_columns if names is None or c in names] + [
@@ -72,26 +75,35 @@ def to_verl_parquet(
     features = None
     if curriculum.features is not None:
         f = curriculum.features
-        features = datasets.Features({
-            "data_source": datasets.Value("string"),
-            "prompt": datasets.List({"role": datasets.Value("string"), "content": datasets.Value("string")}),
-            "ability": datasets.Value("string"),
-            "reward_model": {"style": datasets.Value("string"), "ground_truth": f[answer_column]},
-            "extra_info": {
-                "split": datasets.Value("string"),
-                "index": datasets.Value("int64"),
-                "source_index": datasets.Value("int64"),
-                "curriculum_epoch": datasets.Value("int64"),
-                "curriculum_batch": datasets.Value("int64"),
-                **{c: f[c] for c in info_columns},
-            },
-        })
+        features = datasets.Features(
+            {
+                "data_source": datasets.Value("string"),
+                "prompt": datasets.List({"role": datasets.Value("string"), "content": datasets.Value("string")}),
+                "ability": datasets.Value("string"),
+                "reward_model": {"style": datasets.Value("string"), "ground_truth": f[answer_column]},
+                "extra_info": {
+                    "split": datasets.Value("string"),
+                    "index": datasets.Value("int64"),
+                    "source_index": datasets.Value("int64"),
+                    "curriculum_epoch": datasets.Value("int64"),
+                    "curriculum_batch": datasets.Value("int64"),
+                    **{c: f[c] for c in info_columns},
+                },
+            }
+        )
     rows = datasets.Dataset.from_generator(
         _verl_rows,
         features=features,
-        gen_kwargs=dict(curriculum=curriculum, epochs=epochs, prompt_column=prompt_column,
-                        answer_column=answer_column, data_source=data_source, ability=ability, split=split,
-                        info_columns=tuple(info_columns)),
+        gen_kwargs=dict(
+            curriculum=curriculum,
+            epochs=epochs,
+            prompt_column=prompt_column,
+            answer_column=answer_column,
+            data_source=data_source,
+            ability=ability,
+            split=split,
+            info_columns=tuple(info_columns),
+        ),
         fingerprint=generate_random_fingerprint(),
     )
     write_atomically(rows, path)
@@ -114,8 +126,9 @@ def write_atomically(rows: Any, path: str | os.PathLike) -> None:
     import tempfile
 
     target = os.path.abspath(os.fspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".partial",
-                                         dir=os.path.dirname(target))
+    handle, temporary = tempfile.mkstemp(
+        prefix=f".{os.path.basename(target)}.", suffix=".partial", dir=os.path.dirname(target)
+    )
     os.close(handle)
     try:
         rows.to_parquet(temporary)
@@ -126,11 +139,19 @@ def write_atomically(rows: Any, path: str | os.PathLike) -> None:
         raise
 
 
-def _verl_rows(curriculum: CurriculumDataset, epochs: tuple[int, ...], prompt_column: str, answer_column: str,
-               data_source: str, ability: str, split: str, info_columns: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+def _verl_rows(
+    curriculum: CurriculumDataset,
+    epochs: tuple[int, ...],
+    prompt_column: str,
+    answer_column: str,
+    data_source: str,
+    ability: str,
+    split: str,
+    info_columns: tuple[str, ...],
+) -> Iterator[dict[str, Any]]:
     index = 0
     for epoch, g, sources, rows in curriculum.iter_epoch_batches(epochs):
-        for source_index, row in zip(sources, rows):
+        for source_index, row in zip(sources, rows, strict=True):
             prompt = row[prompt_column]
             if isinstance(prompt, str):
                 prompt = [{"role": "user", "content": prompt}]
@@ -139,9 +160,14 @@ def _verl_rows(curriculum: CurriculumDataset, epochs: tuple[int, ...], prompt_co
                 "prompt": prompt,
                 "ability": ability,
                 "reward_model": {"style": "rule", "ground_truth": row[answer_column]},
-                "extra_info": {"split": split, "index": index, "source_index": source_index,
-                               "curriculum_epoch": epoch, "curriculum_batch": g,
-                               **{c: row[c] for c in info_columns}},
+                "extra_info": {
+                    "split": split,
+                    "index": index,
+                    "source_index": source_index,
+                    "curriculum_epoch": epoch,
+                    "curriculum_batch": g,
+                    **{c: row[c] for c in info_columns},
+                },
             }
             index += 1
 
@@ -160,10 +186,18 @@ def verl_overrides(batch_size: int, train_files: str | os.PathLike, total_epochs
         ['data.train_files=curriculum.parquet', 'data.shuffle=False', 'data.train_batch_size=64',
          'data.filter_overlong_prompts=False', 'trainer.total_epochs=1']
     """
-    batch_size = check_integer("batch_size", batch_size, "Pass the curriculum's batch_size (prompts per verl step), "
-                               "e.g. curriculum.params.batch_size.", minimum=1)
-    total_epochs = check_integer("total_epochs", total_epochs, "Pass total_epochs=1 for a file written with "
-                                 "num_epochs epochs one after the other.", minimum=1)
+    batch_size = check_integer(
+        "batch_size",
+        batch_size,
+        "Pass the curriculum's batch_size (prompts per verl step), e.g. curriculum.params.batch_size.",
+        minimum=1,
+    )
+    total_epochs = check_integer(
+        "total_epochs",
+        total_epochs,
+        "Pass total_epochs=1 for a file written with num_epochs epochs one after the other.",
+        minimum=1,
+    )
     return [
         f"data.train_files={os.fspath(train_files)}",
         "data.shuffle=False",

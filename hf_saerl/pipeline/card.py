@@ -15,7 +15,8 @@ Example:
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
@@ -23,7 +24,7 @@ from ..core.hub import is_repo_id
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PIPELINE_CARD_TEMPLATE", "CARD_TAGS", "build_model_card", "base_model"]
+__all__ = ["CARD_TAGS", "PIPELINE_CARD_TEMPLATE", "base_model", "build_model_card"]
 
 #: The tags every pipeline card carries (``model_card_kwargs={"tags": [...]}`` adds to them).
 CARD_TAGS = ["hf_saerl", "sparse-autoencoder", "sae-probe", "data-curation"]
@@ -78,8 +79,9 @@ hf-saerl augment --pipeline {{ repo }} --data your-name/your-prompts --split tra
 """  # Jinja drops one trailing newline: the card ends with one
 
 
-def build_model_card(config: Mapping[str, Any], estimators: Mapping[str, Any], *, repo_id: str | None = None,
-                     **card_data: Any) -> ModelCard:
+def build_model_card(
+    config: Mapping[str, Any], estimators: Mapping[str, Any], *, repo_id: str | None = None, **card_data: Any
+) -> ModelCard:
     """The pipeline's model card (pure, no I/O).
 
     Args:
@@ -100,15 +102,26 @@ def build_model_card(config: Mapping[str, Any], estimators: Mapping[str, Any], *
     card_data.setdefault("base_model", base_model(model.get("id")))
     data = ModelCardData(tags=CARD_TAGS + [t for t in extra_tags if t not in CARD_TAGS], **card_data)
     folders = config.get("estimators") or {}
-    metrics = [{"role": role, "estimator": type(est).__name__, "folder": folders.get(role, role),
-                "table": metrics_markdown(getattr(est, "metrics_", None))} for role, est in estimators.items()]
+    metrics = [
+        {
+            "role": role,
+            "estimator": type(est).__name__,
+            "folder": folders.get(role, role),
+            "table": metrics_markdown(getattr(est, "metrics_", None)),
+        }
+        for role, est in estimators.items()
+    ]
     fit = config.get("fit") or {}
     fitted_on = None
     if fit:
         labels = ", ".join(f"{k}=`{v}`" for k, v in fit.items() if k != "n_rows" and v)
         fitted_on = f"Fitted on {fit.get('n_rows')} rows" + (f" ({labels})." if labels else ".")
     return ModelCard.from_template(
-        data, template_str=PIPELINE_CARD_TEMPLATE, parts=_parts(config), fitted_on=fitted_on, metrics=metrics,
+        data,
+        template_str=PIPELINE_CARD_TEMPLATE,
+        parts=_parts(config),
+        fitted_on=fitted_on,
+        metrics=metrics,
         repo=repo_id or "your-name/your-pipeline",
         columns=", ".join(f"`{c}`" for c in (config.get("columns") or {}).values()),
     )
@@ -139,7 +152,9 @@ def _parts(config: Mapping[str, Any]) -> list[tuple[str, str]]:
             ("hook", f"`{config.get('hook_name')}`"),
             ("widths", f"d_in={config.get('d_in')}, d_sae={config.get('d_sae')}"),
             ("pooling / top-k", f"`{config.get('pooling')}` / {config.get('top_k')}"),
-            ("text", f"template `{text.get('template')}`" if text.get("template")
-             else f"column `{text.get('text_column')}`"),
+            (
+                "text",
+                f"template `{text.get('template')}`" if text.get("template") else f"column `{text.get('text_column')}`",
+            ),
         ]
-    return parts + [("quality threshold", str(config.get("quality_threshold")))]
+    return [*parts, ("quality threshold", str(config.get("quality_threshold")))]

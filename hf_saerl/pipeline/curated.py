@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from huggingface_hub import DatasetCard, DatasetCardData, HfApi
 
@@ -31,8 +32,14 @@ from ..errors import InvalidParameterError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_dataset_card", "push_curated", "DATASET_CARD_TEMPLATE", "COLUMN_MEANINGS", "download_folder",
-           "upload_folder"]
+__all__ = [
+    "COLUMN_MEANINGS",
+    "DATASET_CARD_TEMPLATE",
+    "build_dataset_card",
+    "download_folder",
+    "push_curated",
+    "upload_folder",
+]
 
 #: The tags every curated dataset's card carries.
 DATASET_CARD_TAGS = ["hf_saerl", "sparse-autoencoder", "data-curation", "sae-features"]
@@ -90,9 +97,15 @@ new = pipeline(new_dataset)
 
 # pipeline config "columns" role -> the default column name whose meaning applies
 _ROLE_DEFAULTS = {
-    "indices": C.SAE_INDICES, "values": C.SAE_VALUES, "n_tokens": C.SAE_N_TOKENS, "truncated": C.SAE_TRUNCATED,
-    "quality": C.QUALITY, "difficulty": C.DIFFICULTY, "pass_rate": C.PASS_RATE_PRED,
-    "cluster_id": C.CLUSTER_ID, "cluster_distance": C.CLUSTER_DISTANCE,
+    "indices": C.SAE_INDICES,
+    "values": C.SAE_VALUES,
+    "n_tokens": C.SAE_N_TOKENS,
+    "truncated": C.SAE_TRUNCATED,
+    "quality": C.QUALITY,
+    "difficulty": C.DIFFICULTY,
+    "pass_rate": C.PASS_RATE_PRED,
+    "cluster_id": C.CLUSTER_ID,
+    "cluster_distance": C.CLUSTER_DISTANCE,
 }
 
 
@@ -132,13 +145,22 @@ def build_dataset_card(
         tags=list(DATASET_CARD_TAGS),
     )
     meanings = _column_meanings(config)
-    record = {"pipeline_repo": pipeline_repo, "pipeline": config or None, "filtering": dict(filtering) if filtering else None,
-              "source": source}
+    record = {
+        "pipeline_repo": pipeline_repo,
+        "pipeline": config or None,
+        "filtering": dict(filtering) if filtering else None,
+        "source": source,
+    }
     return DatasetCard.from_template(
-        data, template_str=DATASET_CARD_TEMPLATE, pretty_name=data.pretty_name, repo_id=repo_id,
-        facts=_facts(source, pipeline_repo, config), filtering_text=_describe_filtering(filtering),
+        data,
+        template_str=DATASET_CARD_TEMPLATE,
+        pretty_name=data.pretty_name,
+        repo_id=repo_id,
+        facts=_facts(source, pipeline_repo, config),
+        filtering_text=_describe_filtering(filtering),
         columns=[(name, dtype, meanings.get(name, "from the source dataset")) for name, dtype in columns.items()],
-        pipeline_repo=pipeline_repo, record=json.dumps(jsonable(record), indent=2, sort_keys=True),
+        pipeline_repo=pipeline_repo,
+        record=json.dumps(jsonable(record), indent=2, sort_keys=True),
     )
 
 
@@ -175,20 +197,31 @@ def push_curated(
     if features is None and hasattr(dataset, "values"):  # DatasetDict: every split has the same columns
         features = next(iter(dataset.values())).features
     if features is None:
-        raise InvalidParameterError(f"The {type(dataset).__name__} has no declared features, so its card cannot list "
-                                    "the columns: cast it first (dataset.cast(features)), or materialise it as a "
-                                    "Dataset before pushing.")
+        raise InvalidParameterError(
+            f"The {type(dataset).__name__} has no declared features, so its card cannot list "
+            "the columns: cast it first (dataset.cast(features)), or materialise it as a "
+            "Dataset before pushing."
+        )
     if filtering is None and pipeline is not None and getattr(pipeline, "quality_threshold", None) is not None:
         filtering = {"quality_threshold": pipeline.quality_threshold}
     card = build_dataset_card(
-        repo_id=repo_id, columns={k: _feature_type(v) for k, v in features.items()}, pipeline_repo=pipeline_repo,
-        pipeline_config=pipeline.config() if pipeline is not None else None, filtering=filtering, source=source,
+        repo_id=repo_id,
+        columns={k: _feature_type(v) for k, v in features.items()},
+        pipeline_repo=pipeline_repo,
+        pipeline_config=pipeline.config() if pipeline is not None else None,
+        filtering=filtering,
+        source=source,
         license=license,
     )
     api = HfApi(token=token)
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    api.upload_file(path_or_fileobj=str(card).encode("utf-8"), path_in_repo="README.md", repo_id=repo_id,
-                    repo_type="dataset", commit_message="Dataset card (hf_saerl)")
+    api.upload_file(
+        path_or_fileobj=str(card).encode("utf-8"),
+        path_in_repo="README.md",
+        repo_id=repo_id,
+        repo_type="dataset",
+        commit_message="Dataset card (hf_saerl)",
+    )
     dataset.push_to_hub(repo_id, private=private, token=token, commit_message=commit_message)
     logger.info("Pushed the curated dataset to https://huggingface.co/datasets/%s", repo_id)
     return card
@@ -198,8 +231,11 @@ def push_curated(
 def _facts(source: str | None, pipeline_repo: str | None, config: Mapping[str, Any]) -> list[str]:
     facts = [f"Source dataset: `{source}`" if source else "Source dataset: not recorded"]
     if pipeline_repo:
-        link = f"[{pipeline_repo}](https://huggingface.co/{pipeline_repo})" if is_repo_id(pipeline_repo) \
+        link = (
+            f"[{pipeline_repo}](https://huggingface.co/{pipeline_repo})"
+            if is_repo_id(pipeline_repo)
             else f"`{pipeline_repo}`"
+        )
         facts.append(f"Pipeline: {link}")
     else:
         facts.append("Pipeline: not recorded")
@@ -238,7 +274,9 @@ def _describe_filtering(filtering: Mapping[str, Any] | None) -> str:
     if filtering.get("quality_threshold") is not None:
         parts.append(f"Rows kept when quality >= {filtering['quality_threshold']}.")
     if filtering.get("n_rows") is not None:
-        parts.append(f"Kept {filtering.get('n_kept')} of {filtering['n_rows']} rows (dropped {filtering.get('n_dropped')}).")
+        parts.append(
+            f"Kept {filtering.get('n_kept')} of {filtering['n_rows']} rows (dropped {filtering.get('n_dropped')})."
+        )
     others = {k: v for k, v in filtering.items() if k not in ("quality_threshold", "n_rows", "n_kept", "n_dropped")}
     if others:
         parts.append("Other filtering: " + ", ".join(f"{k}={v}" for k, v in others.items()) + ".")

@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 
 pytest.importorskip("trl")
-from trl import DPOConfig, DPOTrainer  # noqa: E402
+from trl import DPOConfig, DPOTrainer
 
-from hf_saerl.audit import dpo_loss  # noqa: E402
-from hf_saerl.errors import InvalidParameterError  # noqa: E402
-from hf_saerl.integrations.dpo import ConceptShapedDPOTrainer  # noqa: E402
-from hf_saerl.testing import tiny_llama, tiny_tokenizer  # noqa: E402
+from hf_saerl.audit import dpo_loss
+from hf_saerl.errors import InvalidParameterError
+from hf_saerl.integrations.dpo import ConceptShapedDPOTrainer
+from hf_saerl.testing import tiny_llama, tiny_tokenizer
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -30,22 +30,42 @@ def pairs(n: int = 8, conversational: bool = False) -> datasets.Dataset:
         chosen = [[{"role": "assistant", "content": c}] for c in chosen]
         rejected = [[{"role": "assistant", "content": r}] for r in rejected]
     margins = [(-1.0) ** k * (0.25 + 0.5 * k) for k in range(n)]  # distinct, both signs
-    return datasets.Dataset.from_dict({"prompt": prompts, "chosen": chosen, "rejected": rejected,
-                                       "concept_margin": margins})
+    return datasets.Dataset.from_dict(
+        {"prompt": prompts, "chosen": chosen, "rejected": rejected, "concept_margin": margins}
+    )
 
 
 def config(tmp_path, **kw) -> DPOConfig:
-    base = dict(output_dir=str(tmp_path), per_device_train_batch_size=2, max_steps=2, beta=BETA, use_cpu=True,
-                bf16=False, gradient_checkpointing=False, report_to="none", save_strategy="no", logging_steps=1,
-                seed=3, disable_tqdm=True, learning_rate=1e-2, max_length=64)
+    base = dict(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=2,
+        max_steps=2,
+        beta=BETA,
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        seed=3,
+        disable_tqdm=True,
+        learning_rate=1e-2,
+        max_length=64,
+    )
     return DPOConfig(**{**base, **kw})
 
 
 def make(tmp_path, cls=ConceptShapedDPOTrainer, data=None, **kw):
     extra = {"concept_lambda": kw.pop("concept_lambda")} if "concept_lambda" in kw else {}
     # A reference that differs from the policy, so the ref log-probs matter in the loss.
-    return cls(tiny_llama(seed=0), ref_model=tiny_llama(seed=1), args=config(tmp_path, **kw),
-               train_dataset=data if data is not None else pairs(), processing_class=tiny_tokenizer(), **extra)
+    return cls(
+        tiny_llama(seed=0),
+        ref_model=tiny_llama(seed=1),
+        args=config(tmp_path, **kw),
+        train_dataset=data if data is not None else pairs(),
+        processing_class=tiny_tokenizer(),
+        **extra,
+    )
 
 
 def sequence_logps(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,16 +79,18 @@ def sequence_logps(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
 def row_margins(trainer, batch) -> torch.Tensor:
     """The dataset's margin of each pair in ``batch``, found by its prompt+chosen token ids."""
     ds = trainer.train_dataset
-    by_ids = {tuple(p + c): m for p, c, m in zip(ds["prompt_ids"], ds["chosen_ids"], ds["concept_margin"])}
+    by_ids = {tuple(p + c): m for p, c, m in zip(ds["prompt_ids"], ds["chosen_ids"], ds["concept_margin"], strict=True)}
     n = batch["input_ids"].shape[0] // 2
-    return torch.tensor([by_ids[tuple(batch["input_ids"][i][batch["attention_mask"][i].bool()].tolist())]
-                         for i in range(n)])
+    return torch.tensor(
+        [by_ids[tuple(batch["input_ids"][i][batch["attention_mask"][i].bool()].tolist())] for i in range(n)]
+    )
 
 
 @pytest.mark.parametrize("precompute, conversational", [(False, False), (True, True)])
 def test_shaped_loss_is_dpo_loss(tmp_path, precompute, conversational):
-    trainer = make(tmp_path, data=pairs(conversational=conversational), concept_lambda=LAM,
-                   precompute_ref_log_probs=precompute)
+    trainer = make(
+        tmp_path, data=pairs(conversational=conversational), concept_lambda=LAM, precompute_ref_log_probs=precompute
+    )
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     margin = row_margins(trainer, batch)
     assert torch.equal(batch["concept_margin"], margin)
@@ -113,7 +135,7 @@ def test_train_two_steps_with_the_datasets_margins(tmp_path):
     before = [p.detach().clone() for p in trainer.model.parameters()]
     trainer.train()
     assert trainer.state.global_step == 2 and len(Recording.seen) == 2
-    assert any(not torch.equal(a, p) for a, p in zip(before, trainer.model.parameters()))
+    assert any(not torch.equal(a, p) for a, p in zip(before, trainer.model.parameters(), strict=True))
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in trainer.state.log_history if "loss" in h)
     for batch in Recording.seen:
         assert "concept_margin" not in batch  # popped before the model sees the batch

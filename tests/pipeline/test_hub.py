@@ -43,8 +43,11 @@ class FakeHub:
             hub.upload_kwargs = kw
             target = hub.root / (repo_type or "model") / repo_id
             files = [p.relative_to(folder_path).as_posix() for p in Path(folder_path).rglob("*") if p.is_file()]
-            for rel in filter_repo_objects(files, allow_patterns=kw.get("allow_patterns"),  # as HfApi filters
-                                           ignore_patterns=kw.get("ignore_patterns")):
+            for rel in filter_repo_objects(
+                files,
+                allow_patterns=kw.get("allow_patterns"),  # as HfApi filters
+                ignore_patterns=kw.get("ignore_patterns"),
+            ):
                 (target / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(Path(folder_path) / rel, target / rel)
             return f"https://huggingface.co/{repo_id}/commit/{len(hub.calls):040d}"  # a CommitInfo is this str
@@ -88,8 +91,12 @@ def data():
 @pytest.fixture(scope="module")
 def pipeline(model_dir, sae_dir, data):
     enc = SAEEncoder(str(model_dir), str(sae_dir), top_k=8)
-    pipe = SAERLPipeline(enc, quality=QualityProbe(d_sae=enc.d_sae, cv=2),
-                         clusterer=SAEClusterer(d_sae=enc.d_sae, n_clusters=2), quality_threshold=0.5)
+    pipe = SAERLPipeline(
+        enc,
+        quality=QualityProbe(d_sae=enc.d_sae, cv=2),
+        clusterer=SAEClusterer(d_sae=enc.d_sae, n_clusters=2),
+        quality_threshold=0.5,
+    )
     return pipe.fit(data, quality_label="good")
 
 
@@ -132,8 +139,15 @@ def test_offline_hub_id_is_a_clear_error(monkeypatch):
 def test_dataset_card_records_pipeline_columns_and_filtering(pipeline, data):
     curated, stats = pipeline(data, return_stats=True)
     columns = {name: str(getattr(f, "dtype", "list")) for name, f in curated.features.items()}
-    card = build_dataset_card(repo_id="me/curated", columns=columns, pipeline_repo="me/pipe",
-                              pipeline_config=pipeline.config(), filtering=stats, source="me/raw", license="mit")
+    card = build_dataset_card(
+        repo_id="me/curated",
+        columns=columns,
+        pipeline_repo="me/pipe",
+        pipeline_config=pipeline.config(),
+        filtering=stats,
+        source="me/raw",
+        license="mit",
+    )
     assert card.data.tags and "hf_saerl" in card.data.tags
     assert card.data.source_datasets == ["me/raw"] and card.data.license == "mit"
     text = card.text
@@ -153,8 +167,9 @@ def test_dataset_card_records_pipeline_columns_and_filtering(pipeline, data):
 
 
 def test_dataset_card_without_pipeline_or_filtering():
-    card = build_dataset_card(repo_id="me/x", columns={"text": "string", "my_q": "float32"},
-                              pipeline_config={"columns": {"quality": "my_q"}})
+    card = build_dataset_card(
+        repo_id="me/x", columns={"text": "string", "my_q": "float32"}, pipeline_config={"columns": {"quality": "my_q"}}
+    )
     assert "None: every row of the source is kept." in card.text
     assert "Pipeline: not recorded" in card.text
     assert "| `my_q` | float32 | quality probe score" in card.text  # renamed columns keep their meaning
@@ -162,8 +177,16 @@ def test_dataset_card_without_pipeline_or_filtering():
 
 def test_push_curated_uploads_card_then_data(pipeline, data, hub):
     curated, stats = pipeline(data, return_stats=True)
-    card = push_curated(curated, "me/curated", pipeline=pipeline, pipeline_repo="me/pipe", filtering=stats,
-                        source="me/raw", private=True, token="hf_fake")
+    card = push_curated(
+        curated,
+        "me/curated",
+        pipeline=pipeline,
+        pipeline_repo="me/pipe",
+        filtering=stats,
+        source="me/raw",
+        private=True,
+        token="hf_fake",
+    )
     names = [c[0] for c in hub.calls]
     assert names == ["create_repo", "upload_file", "dataset_push_to_hub"]  # card first: push_to_hub merges into it
     assert hub.calls[0] == ("create_repo", "me/curated", "dataset", True)
@@ -204,11 +227,15 @@ def test_push_to_hub_branch_and_patterns(pipeline, hub):
     assert hub.upload_kwargs["delete_patterns"] == "old/*"
     pushed = hub.root / "model" / "me" / "only-config"
     assert sorted(p.relative_to(pushed).as_posix() for p in pushed.rglob("*") if p.is_file()) == [
-        "config.json", "quality/config.json", "quality/quality_probe.json", "quality/quality_probe.safetensors"]
+        "config.json",
+        "quality/config.json",
+        "quality/quality_probe.json",
+        "quality/quality_probe.safetensors",
+    ]
 
 
 def test_save_pretrained_refuses_a_config(pipeline, tmp_path):
-    with pytest.raises(InvalidParameterError, match="take no config=.*model_id="):
+    with pytest.raises(InvalidParameterError, match=r"take no config=.*model_id="):
         pipeline.save_pretrained(tmp_path / "p", config={"d_sae": 1})
     assert not (tmp_path / "p").exists()
 

@@ -7,7 +7,6 @@ import shutil
 import numpy as np
 import pytest
 from datasets import Dataset, DatasetDict, IterableDataset
-
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
@@ -21,12 +20,21 @@ from hf_saerl.errors import (
 )
 from hf_saerl.estimators.clustering import SAEClusterer
 from hf_saerl.estimators.probes import DifficultyProbe, QualityProbe
-from hf_saerl.pipeline.bundle import bundle_patterns, estimator_classes, encoder_options, model_record, resolve_model
+from hf_saerl.pipeline.bundle import bundle_patterns, encoder_options, estimator_classes, model_record, resolve_model
 from hf_saerl.pipeline.pipeline import PIPELINE_FORMAT_VERSION, SAERLPipeline, check_bundle
 from hf_saerl.testing import edit_json, tiny_sae
 
-OUTPUT_COLUMNS = ["sae_indices", "sae_values", "sae_n_tokens", "sae_truncated", "quality", "difficulty",
-                  "pass_rate_pred", "cluster_id", "cluster_distance"]
+OUTPUT_COLUMNS = [
+    "sae_indices",
+    "sae_values",
+    "sae_n_tokens",
+    "sae_truncated",
+    "quality",
+    "difficulty",
+    "pass_rate_pred",
+    "cluster_id",
+    "cluster_distance",
+]
 
 
 def labelled(n=40, seed=0):
@@ -61,8 +69,9 @@ def data():
 
 @pytest.fixture(scope="module")
 def fitted(model_dir, sae_dir, data):
-    return build(model_dir, sae_dir).fit(data, quality_label="good", difficulty_label="pass_rate",
-                                         cluster_reference="topic")
+    return build(model_dir, sae_dir).fit(
+        data, quality_label="good", difficulty_label="pass_rate", cluster_reference="topic"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -110,11 +119,15 @@ def test_threshold_filters_and_reports_the_count(fitted, data, caplog):
             out, stats = fitted(data, return_stats=True)
     finally:
         fitted.quality_threshold = None
-    assert stats == {"n_rows": len(data), "n_kept": expected_kept, "n_dropped": len(data) - expected_kept,
-                     "quality_threshold": threshold}
+    assert stats == {
+        "n_rows": len(data),
+        "n_kept": expected_kept,
+        "n_dropped": len(data) - expected_kept,
+        "quality_threshold": threshold,
+    }
     assert len(out) == expected_kept and min(out["quality"]) >= threshold
     assert f"dropped {len(data) - expected_kept}" in caplog.text
-    kept_texts = [t for t, q in zip(full["text"], full["quality"]) if q >= threshold]
+    kept_texts = [t for t, q in zip(full["text"], full["quality"], strict=True) if q >= threshold]
     assert out["text"] == kept_texts
 
 
@@ -143,7 +156,9 @@ def test_iterable_dataset_threshold_is_lazy(fitted, data):
     finally:
         fitted.quality_threshold = None
     assert stats["n_dropped"] is None
-    assert [r["text"] for r in rows] == [t for t, q in zip(reference["text"], reference["quality"]) if q >= threshold]
+    assert [r["text"] for r in rows] == [
+        t for t, q in zip(reference["text"], reference["quality"], strict=True) if q >= threshold
+    ]
 
 
 def test_estimators_only_pipeline_on_preencoded_data(fitted, data):
@@ -268,12 +283,15 @@ def test_refuses_bad_json(bundle_copy):
 
 def test_refuses_newer_format(bundle_copy):
     edit_json(bundle_copy / "config.json", format_version=PIPELINE_FORMAT_VERSION + 1, hf_saerl_version="9.0")
-    with pytest.raises(BundleError, match=r"config\.json was written in format version 2 by hf_saerl 9\.0;.*pip install -U"):
+    with pytest.raises(
+        BundleError, match=r"config\.json was written in format version 2 by hf_saerl 9\.0;.*pip install -U"
+    ):
         SAERLPipeline.from_pretrained(bundle_copy)
 
 
-@pytest.mark.parametrize("relative", ["quality/quality_probe.safetensors", "sae/sae_weights.safetensors",
-                                      "clusters/clusters.safetensors"])
+@pytest.mark.parametrize(
+    "relative", ["quality/quality_probe.safetensors", "sae/sae_weights.safetensors", "clusters/clusters.safetensors"]
+)
 def test_refuses_truncated_safetensors(bundle_copy, relative):
     path = bundle_copy / relative
     path.write_bytes(path.read_bytes()[:-7])
@@ -298,7 +316,9 @@ def test_refuses_sae_of_another_width(bundle_copy):
 def test_refuses_sae_of_another_hook(bundle_copy):
     shutil.rmtree(bundle_copy / "sae")
     tiny_sae(d_in=32, d_sae=128, hook_name="blocks.0.hook_resid_post").save_model(str(bundle_copy / "sae"))
-    with pytest.raises(HookMismatchError, match=r"hook mismatch: .*'blocks\.0\.hook_resid_post'.*'blocks\.1\.hook_resid_post'"):
+    with pytest.raises(
+        HookMismatchError, match=r"hook mismatch: .*'blocks\.0\.hook_resid_post'.*'blocks\.1\.hook_resid_post'"
+    ):
         SAERLPipeline.from_pretrained(bundle_copy)
 
 
@@ -309,7 +329,9 @@ def test_refuses_estimator_of_another_width(bundle_copy, data):
     other = QualityProbe(d_sae=64, cv=None).fit(X, np.asarray(data["good"]))
     shutil.rmtree(bundle_copy / "quality")
     other.save_pretrained(bundle_copy / "quality")
-    with pytest.raises(WidthMismatchError, match=r"quality_probe\.json was fitted on SAE features of width d_sae=64.*refit"):
+    with pytest.raises(
+        WidthMismatchError, match=r"quality_probe\.json was fitted on SAE features of width d_sae=64.*refit"
+    ):
         SAERLPipeline.from_pretrained(bundle_copy)
 
 
@@ -340,8 +362,10 @@ def test_hub_sae_reference_is_recorded_not_stored(fitted, data, sae, tmp_path, m
     fitted.save_pretrained(path)
     monkeypatch.undo()
     assert not (path / "sae").exists()
-    assert json.loads((path / "config.json").read_text())["sae"] == {"release": "my-release",
-                                                                   "sae_id": "blocks.1/width_128"}
+    assert json.loads((path / "config.json").read_text())["sae"] == {
+        "release": "my-release",
+        "sae_id": "blocks.1/width_128",
+    }
     calls = []
 
     def from_pretrained(cls, release, sae_id, **kwargs):
@@ -382,8 +406,12 @@ def test_fitted_state_is_set_by_fit_and_loading_only(model_dir, sae_dir, data, b
     assert not (tmp_path / "never").exists()
     assert pipe.fit(data, quality_label="good", difficulty_label="pass_rate") is pipe
     check_is_fitted(pipe)
-    assert pipe.fit_info_ == {"n_rows": len(data), "quality_label": "good", "difficulty_label": "pass_rate",
-                              "cluster_reference": None}
+    assert pipe.fit_info_ == {
+        "n_rows": len(data),
+        "quality_label": "good",
+        "difficulty_label": "pass_rate",
+        "cluster_reference": None,
+    }
     check_is_fitted(SAERLPipeline.from_pretrained(bundle))
 
 
@@ -411,9 +439,24 @@ def test_encoder_options_come_from_the_encoder_config(fitted, bundle):
     saved = json.loads((bundle / "config.json").read_text())["encoder"]
     # the same options bundles have always recorded, so earlier bundles load and new ones are byte-compatible
     assert set(saved) == {
-        "hook_name", "text_column", "template", "chat_template", "max_length", "on_overlong", "on_empty", "pooling",
-        "top_k", "exclude_bos", "pool_start", "dtype", "indices_column", "values_column", "n_tokens_column",
-        "truncated_column", "activations_column"}
+        "hook_name",
+        "text_column",
+        "template",
+        "chat_template",
+        "max_length",
+        "on_overlong",
+        "on_empty",
+        "pooling",
+        "top_k",
+        "exclude_bos",
+        "pool_start",
+        "dtype",
+        "indices_column",
+        "values_column",
+        "n_tokens_column",
+        "truncated_column",
+        "activations_column",
+    }
     assert set(saved) <= set(inspect.signature(SAEEncoder.__init__).parameters)
     assert all(saved[k] == v for k, v in fitted.encoder.config().items() if k in saved)
     # the options are the encoder's config() entries that SAEEncoder takes: widths and other keys are left out

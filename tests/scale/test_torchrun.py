@@ -17,7 +17,7 @@ import pytest
 
 pytest.importorskip("torchdata")
 
-WORKER = textwrap.dedent('''
+WORKER = textwrap.dedent("""
     import json, os, sys
     import numpy as np
     import torch.distributed as dist
@@ -53,15 +53,26 @@ WORKER = textwrap.dedent('''
         json.dump(seen, f)
     dist.barrier()
     dist.destroy_process_group()
-''')
+""")
 
 
 def _run(tmp_path: Path, n_rows: int, resume_at: int) -> list[list[int]]:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
-           "--rdzv_backend=c10d", "--rdzv_endpoint=127.0.0.1:0", str(script), str(n_rows), str(tmp_path), str(resume_at)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=0",
+        "--rdzv_backend=c10d",
+        "--rdzv_endpoint=127.0.0.1:0",
+        str(script),
+        str(n_rows),
+        str(tmp_path),
+        str(resume_at),
+    ]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
