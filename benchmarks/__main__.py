@@ -44,6 +44,7 @@ SUITE: dict[str, tuple[str, list[str], list[str], list[str], bool]] = {
     "audit_spans": ("bench_audit_spans.py", [], ["--n-pairs", "8", "--max-length", "64"],
                     ["--n-pairs", "2", "--max-length", "32"], False),
     "gpu_h200": ("gpu_h200.py", [], ["--cpu-smoke"], ["--cpu-smoke"], True),
+    "selection": ("bench_selection.py", ["--synthetic", "400"], ["--synthetic", "200", "--seeds", "5"], ["--tiny"], True),
 }
 
 
