@@ -51,19 +51,20 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's hf_saerl, not an installed one
 
-from benchutil import header, print_table, ratio, times, timed, write_json  # noqa: E402  (after the path fix)
+from benchutil import header, print_table, ratio, timed, times, write_json
 
-from hf_saerl.curriculum import build_schedule  # noqa: E402
-from hf_saerl.encoding.sparse import sparse_matrix  # noqa: E402
-from hf_saerl.selection import LearnabilitySelector, LinearProxy, SelectionConfig  # noqa: E402
+from hf_saerl.curriculum import build_schedule
+from hf_saerl.encoding.sparse import sparse_matrix
+from hf_saerl.selection import LearnabilitySelector, LinearProxy, SelectionConfig
 
 ARMS = ("uniform", "static_saerl", "history", "sae_prior", "sae_prior_refit", "raw_prior_refit", "oracle")
 BAND = (0.1, 0.9)
 
 
 # ====================================================================== the table
-def synthetic_table(n: int, seed: int = 0, d_sae: int = 256, top_k: int = 16, k: int = 32, d_raw: int = 64
-                    ) -> list[dict[str, Any]]:
+def synthetic_table(
+    n: int, seed: int = 0, d_sae: int = 256, top_k: int = 16, k: int = 32, d_raw: int = 64
+) -> list[dict[str, Any]]:
     """A planted table: 8 families, each with its own latents; the pass rate is a logistic function of a few
     latents (so a linear probe on the codes predicts it only in part), skewed low. Raw activations are a noisy
     random projection of the codes."""
@@ -87,9 +88,17 @@ def synthetic_table(n: int, seed: int = 0, d_sae: int = 256, top_k: int = 16, k:
         dense = np.zeros(d_sae)
         dense[idx] = val
         raw = dense @ project + rng.normal(0, 0.3, d_raw)
-        rows.append({"prompt": f"synthetic prompt {i} (family {fam[i]})", "k": k, "n_correct": int(rng.binomial(k, p)),
-                     "family": int(fam[i]), "sae_indices": idx.tolist(), "sae_values": val.round(4).tolist(),
-                     "mean_act": raw.round(4).tolist()})
+        rows.append(
+            {
+                "prompt": f"synthetic prompt {i} (family {fam[i]})",
+                "k": k,
+                "n_correct": int(rng.binomial(k, p)),
+                "family": int(fam[i]),
+                "sae_indices": idx.tolist(),
+                "sae_values": val.round(4).tolist(),
+                "mean_act": raw.round(4).tolist(),
+            }
+        )
     return rows
 
 
@@ -99,12 +108,14 @@ def encode_table(rows: list[dict[str, Any]], sae: str | None, top_k: int) -> tup
     from hf_saerl.models.embedded import load_smollm2
 
     if sae is None:
-        raise SystemExit("The table has no sae_indices/sae_values: pass --sae FOLDER (an SAE for the embedded "
-                         "SmolLM2), or a table that already has the SAE columns.")
+        raise SystemExit(
+            "The table has no sae_indices/sae_values: pass --sae FOLDER (an SAE for the embedded "
+            "SmolLM2), or a table that already has the SAE columns."
+        )
     model, tok = load_smollm2()
     enc = SAEEncoder(model, sae, tokenizer=tok, text_column="prompt", top_k=top_k, activations_column="mean_act")
     for start in range(0, len(rows), 64):
-        chunk = rows[start:start + 64]
+        chunk = rows[start : start + 64]
         out = enc({"prompt": [r["prompt"] for r in chunk]})
         for j, r in enumerate(chunk):
             r["sae_indices"], r["sae_values"] = list(out["sae_indices"][j]), list(out["sae_values"][j])
@@ -155,8 +166,9 @@ class World:
 def fit_probe(X: Any, y: np.ndarray, dense: bool) -> Any:
     from hf_saerl.estimators import DifficultyProbe
 
-    probe = DifficultyProbe(d_sae=X.shape[1], label="pass_rate", transform=None if dense else ("log1p",), cv=5,
-                            random_state=0)
+    probe = DifficultyProbe(
+        d_sae=X.shape[1], label="pass_rate", transform=None if dense else ("log1p",), cv=5, random_state=0
+    )
     import warnings
 
     with warnings.catch_warnings():
@@ -198,8 +210,9 @@ class Static:
     def select(self, b: int, world: World) -> np.ndarray:
         if not self.batches:
             self.epoch += 1
-            self.batches = build_schedule(self.clusters, self.difficulty, self.batch, seed=self.seed,
-                                          epoch=self.epoch, drop_last=True)
+            self.batches = build_schedule(
+                self.clusters, self.difficulty, self.batch, seed=self.seed, epoch=self.epoch, drop_last=True
+            )
         return np.asarray(self.batches.pop(0), dtype=np.int64)
 
     def update(self, rows: np.ndarray, wins: np.ndarray, g: int) -> None:
@@ -249,14 +262,19 @@ def run_arm(arm: Any, world: World, g: int, budget: int, batch: int, rng: np.ran
         arm.update(rows, wins, g)
         world.trained(rows[grad])
     rollouts = groups * g
-    return {"zero_var_share": zero / groups, "grad_groups_per_1k": 1000 * (groups - zero) / rollouts,
-            "first_visit_in_band": first_in_band / first if first else float("nan"), "first_visits": float(first)}
+    return {
+        "zero_var_share": zero / groups,
+        "grad_groups_per_1k": 1000 * (groups - zero) / rollouts,
+        "first_visit_in_band": first_in_band / first if first else float("nan"),
+        "first_visits": float(first),
+    }
 
 
 def replay(args: argparse.Namespace, rows: list[dict[str, Any]], d_sae: int) -> dict[str, Any]:
     p_true = np.array([r["n_correct"] / r["k"] for r in rows])
-    X = sparse_matrix({"sae_indices": [r["sae_indices"] for r in rows],
-                       "sae_values": [r["sae_values"] for r in rows]}, d_sae)
+    X = sparse_matrix(
+        {"sae_indices": [r["sae_indices"] for r in rows], "sae_values": [r["sae_values"] for r in rows]}, d_sae
+    )
     Xt = X.copy()
     Xt.data = np.log1p(Xt.data)
     raw = np.array([r["mean_act"] for r in rows], dtype=np.float64) if all("mean_act" in r for r in rows) else None
@@ -281,8 +299,13 @@ def replay(args: argparse.Namespace, rows: list[dict[str, Any]], d_sae: int) -> 
         for g in args.G:
             for arm_name in arms:
                 world = World(p_true[pool], Xt[pool], args.neighbours, args.drift)
-                config = SelectionConfig(seed=seed, refit_every=args.refit_every, decay=args.decay,
-                                         explore_fraction=args.explore_fraction, refit_min_rows=8)
+                config = SelectionConfig(
+                    seed=seed,
+                    refit_every=args.refit_every,
+                    decay=args.decay,
+                    explore_fraction=args.explore_fraction,
+                    refit_min_rows=8,
+                )
                 cl = clusters_all[pool]
                 if arm_name == "uniform":
                     arm: Any = Uniform(pool.size, seed)
@@ -293,8 +316,11 @@ def replay(args: argparse.Namespace, rows: list[dict[str, Any]], d_sae: int) -> 
                 elif arm_name == "history":
                     arm = Selector(LearnabilitySelector(pool.size, config, cluster_ids=cl))
                 elif arm_name in ("sae_prior", "sae_prior_refit"):
-                    cfg = config if arm_name == "sae_prior_refit" else SelectionConfig(
-                        **{**config.to_dict(), "refit_every": None})
+                    cfg = (
+                        config
+                        if arm_name == "sae_prior_refit"
+                        else SelectionConfig(**{**config.to_dict(), "refit_every": None})
+                    )
                     proxy = LinearProxy.from_probe(probe, X[pool], **proxy_args)
                     arm = Selector(LearnabilitySelector(pool.size, cfg, proxy=proxy, cluster_ids=cl))
                 else:
@@ -313,10 +339,15 @@ def replay(args: argparse.Namespace, rows: list[dict[str, Any]], d_sae: int) -> 
                 row[key] = float(np.nanmean(vals))
                 row[key + "_sd"] = float(np.nanstd(vals, ddof=1)) if len(vals) > 1 else 0.0
             table.append(row)
-    return {"table": table, "per_seed": results, "probe_oof": probe_metrics,
-            "raw_prior": "from the table's mean_act column" if raw is not None else "not available (no mean_act)",
-            "pool_mean_p": float(p_true.mean()), "pool_share_zero": float((p_true == 0).mean()),
-            "pool_share_in_band": float(((p_true >= BAND[0]) & (p_true <= BAND[1])).mean())}
+    return {
+        "table": table,
+        "per_seed": results,
+        "probe_oof": probe_metrics,
+        "raw_prior": "from the table's mean_act column" if raw is not None else "not available (no mean_act)",
+        "pool_mean_p": float(p_true.mean()),
+        "pool_share_zero": float((p_true == 0).mean()),
+        "pool_share_in_band": float(((p_true >= BAND[0]) & (p_true <= BAND[1])).mean()),
+    }
 
 
 def targets(table: list[dict[str, Any]]) -> dict[str, Any]:
@@ -365,7 +396,7 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
 
     naive = [timed(naive_step)[0] for _ in range(max(3, args.speed_repeats // 10))]
     obs = rng.choice(n, args.speed_obs, replace=False)
-    head, tail = obs[: int(0.9 * obs.size)], obs[int(0.9 * obs.size):]
+    head, tail = obs[: int(0.9 * obs.size)], obs[int(0.9 * obs.size) :]
     sel.update(head, rng.binomial(8, true_p[head]), 8)
     cold = timed(sel.refit)
     sel.update(tail, rng.binomial(8, true_p[tail]), 8)
@@ -375,13 +406,22 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
     probe = DifficultyProbe(d_sae=d, label="pass_rate", alpha=1e-3, l1_ratio=0.5, cv=None, transform=("log1p",))
     base = timed(lambda: probe.fit(X[seen], rate))
     step_ms = 1e3 * float(np.median(step_times))
-    return {"pool_rows": n, "d_sae": d, "top_k": k, "batch": b, "observations": int(seen.size),
-            "select_update_ms_median": step_ms, "select_update_ms_p90": 1e3 * float(np.quantile(step_times, 0.9)),
-            "naive_full_thompson_ms": 1e3 * float(np.median(naive)),
-            "speedup_vs_naive": ratio(float(np.median(naive)), float(np.median(step_times))),
-            "refit_cold_s": cold[0], "refit_warm_s": warm[0], "probe_fit_s": base[0],
-            "refit_warm_speedup_vs_probe_fit": ratio(base[0], warm[0]),
-            "targets": {"step_le_10ms": step_ms <= 10, "refit_le_5s": warm[0] <= 5 and cold[0] <= 5}}
+    return {
+        "pool_rows": n,
+        "d_sae": d,
+        "top_k": k,
+        "batch": b,
+        "observations": int(seen.size),
+        "select_update_ms_median": step_ms,
+        "select_update_ms_p90": 1e3 * float(np.quantile(step_times, 0.9)),
+        "naive_full_thompson_ms": 1e3 * float(np.median(naive)),
+        "speedup_vs_naive": ratio(float(np.median(naive)), float(np.median(step_times))),
+        "refit_cold_s": cold[0],
+        "refit_warm_s": warm[0],
+        "probe_fit_s": base[0],
+        "refit_warm_speedup_vs_probe_fit": ratio(base[0], warm[0]),
+        "targets": {"step_le_10ms": step_ms <= 10, "refit_le_5s": warm[0] <= 5 and cold[0] <= 5},
+    }
 
 
 # ====================================================================== main
@@ -420,11 +460,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     header("online learnability selection" + (" (speed)" if args.speed else ""))
     if args.speed:
         res = speed(args)
-        print_table([res], [("select_update_ms_median", "select+update ms", ".2f"),
-                            ("naive_full_thompson_ms", "naive ms", ".1f"), ("refit_cold_s", "refit cold s", ".2f"),
-                            ("refit_warm_s", "refit warm s", ".2f"), ("probe_fit_s", "probe fit s", ".2f")])
-        print("speedup vs naive step:", times(res["speedup_vs_naive"]), "| warm refit vs probe fit:",
-              times(res["refit_warm_speedup_vs_probe_fit"]))
+        print_table(
+            [res],
+            [
+                ("select_update_ms_median", "select+update ms", ".2f"),
+                ("naive_full_thompson_ms", "naive ms", ".1f"),
+                ("refit_cold_s", "refit cold s", ".2f"),
+                ("refit_warm_s", "refit warm s", ".2f"),
+                ("probe_fit_s", "probe fit s", ".2f"),
+            ],
+        )
+        print(
+            "speedup vs naive step:",
+            times(res["speedup_vs_naive"]),
+            "| warm refit vs probe fit:",
+            times(res["refit_warm_speedup_vs_probe_fit"]),
+        )
         write_json(args.out, "selection_speed", args, res)
         return res
     if not (args.table or args.synthetic or args.tiny):
@@ -433,13 +484,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     res = replay(args, rows, d_sae)
     res["source"] = source
     res["targets"] = targets(res["table"])
-    print(f"table: {source}; {len(rows)} prompts, mean pass rate {res['pool_mean_p']:.3f}, "
-          f"{res['pool_share_zero']:.0%} at 0, {res['pool_share_in_band']:.0%} in [0.1, 0.9]; raw prior: "
-          f"{res['raw_prior']}")
-    print_table(res["table"], [("arm", "arm", None), ("G", "G", None), ("zero_var_share", "zero-var", ".3f"),
-                               ("zero_var_share_sd", "±", ".3f"), ("grad_groups_per_1k", "grad/1k", ".1f"),
-                               ("grad_groups_per_1k_sd", "±", ".1f"), ("first_visit_in_band", "1st in band", ".3f"),
-                               ("first_visit_in_band_sd", "±", ".3f"), ("first_visits", "1st visits", ".1f")])
+    print(
+        f"table: {source}; {len(rows)} prompts, mean pass rate {res['pool_mean_p']:.3f}, "
+        f"{res['pool_share_zero']:.0%} at 0, {res['pool_share_in_band']:.0%} in [0.1, 0.9]; raw prior: "
+        f"{res['raw_prior']}"
+    )
+    print_table(
+        res["table"],
+        [
+            ("arm", "arm", None),
+            ("G", "G", None),
+            ("zero_var_share", "zero-var", ".3f"),
+            ("zero_var_share_sd", "±", ".3f"),
+            ("grad_groups_per_1k", "grad/1k", ".1f"),
+            ("grad_groups_per_1k_sd", "±", ".1f"),
+            ("first_visit_in_band", "1st in band", ".3f"),
+            ("first_visit_in_band_sd", "±", ".3f"),
+            ("first_visits", "1st visits", ".1f"),
+        ],
+    )
     print("targets:", json.dumps(res["targets"]))
     write_json(args.out, "selection_replay", args, res)
     return res

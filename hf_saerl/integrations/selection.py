@@ -32,8 +32,13 @@ from ..selection import LearnabilitySelector
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SelectionBatchSampler", "SelectionRepeatSampler", "SelectionGRPOTrainer", "SELECTOR_FILE",
-           "ROW_ID_COLUMN"]
+__all__ = [
+    "ROW_ID_COLUMN",
+    "SELECTOR_FILE",
+    "SelectionBatchSampler",
+    "SelectionGRPOTrainer",
+    "SelectionRepeatSampler",
+]
 
 #: the selector's state inside a checkpoint folder
 SELECTOR_FILE = "selector.safetensors"
@@ -59,14 +64,17 @@ class SelectionBatchSampler(torch.utils.data.Sampler[list[int]]):
 
     def __init__(self, selector: LearnabilitySelector, batch_size: int, num_batches: int) -> None:
         if not isinstance(selector, LearnabilitySelector):
-            raise ParameterTypeError(f"selector must be a LearnabilitySelector, got {type(selector).__name__}. Build "
-                                     "one with LearnabilitySelector(...) or LearnabilitySelector.from_probe(...).")
+            raise ParameterTypeError(
+                f"selector must be a LearnabilitySelector, got {type(selector).__name__}. Build "
+                "one with LearnabilitySelector(...) or LearnabilitySelector.from_probe(...)."
+            )
         self.selector = selector
         self.batch_size = check_integer("batch_size", batch_size, "Pass the prompts per batch.", minimum=1)
         self.num_batches = check_integer("num_batches", num_batches, "Pass the batches per epoch.", minimum=1)
         if self.batch_size > selector.n_rows:
-            raise InvalidParameterError(f"batch_size={batch_size} exceeds the pool ({selector.n_rows} prompts). Use "
-                                        "a smaller batch.")
+            raise InvalidParameterError(
+                f"batch_size={batch_size} exceeds the pool ({selector.n_rows} prompts). Use a smaller batch."
+            )
         self.epoch = 0
         self.drawn: list[list[int]] = []
 
@@ -81,8 +89,9 @@ class SelectionBatchSampler(torch.utils.data.Sampler[list[int]]):
         if index < len(self.drawn):
             return self.drawn[index]
         if index != len(self.drawn):
-            raise InvalidParameterError(f"Batch {index} asked for before batch {len(self.drawn)}; the selector "
-                                        "draws batches in order.")
+            raise InvalidParameterError(
+                f"Batch {index} asked for before batch {len(self.drawn)}; the selector draws batches in order."
+            )
         chosen = self.selector.select(self.batch_size).tolist()
         self.drawn.append(chosen)
         return chosen
@@ -118,12 +127,20 @@ class SelectionRepeatSampler(torch.utils.data.Sampler[int]):
         True
     """
 
-    def __init__(self, selector: LearnabilitySelector, mini_repeat_count: int, batch_size: int, repeat_count: int = 1,
-                 num_batches: int | None = None) -> None:
-        self.mini_repeat_count = check_integer("mini_repeat_count", mini_repeat_count, "Pass num_generations.",
-                                               minimum=1)
-        self.repeat_count = check_integer("repeat_count", repeat_count,
-                                          "Pass num_iterations * steps_per_generation.", minimum=1)
+    def __init__(
+        self,
+        selector: LearnabilitySelector,
+        mini_repeat_count: int,
+        batch_size: int,
+        repeat_count: int = 1,
+        num_batches: int | None = None,
+    ) -> None:
+        self.mini_repeat_count = check_integer(
+            "mini_repeat_count", mini_repeat_count, "Pass num_generations.", minimum=1
+        )
+        self.repeat_count = check_integer(
+            "repeat_count", repeat_count, "Pass num_iterations * steps_per_generation.", minimum=1
+        )
         if num_batches is None:
             num_batches = max(1, selector.n_rows // int(batch_size))  # as RepeatSampler: whole chunks of the pool
         self.batches = SelectionBatchSampler(selector, batch_size, num_batches)
@@ -155,7 +172,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
     HAS_TRL = False
 
 
-class SelectionGRPOTrainer(_GRPOBase):  # type: ignore[misc,valid-type]  # the base is TRL's or a placeholder
+class SelectionGRPOTrainer(_GRPOBase):
     """``trl.GRPOTrainer`` whose prompts the :class:`~hf_saerl.selection.LearnabilitySelector` chooses, online.
 
     Takes every ``GRPOTrainer`` argument plus ``selector=`` (over the rows of ``train_dataset``, in order). The train
@@ -175,22 +192,36 @@ class SelectionGRPOTrainer(_GRPOBase):  # type: ignore[misc,valid-type]  # the b
         trainer.train()
     """
 
-    def __init__(self, model: Any, reward_funcs: Any = None, args: Any = None, train_dataset: Any = None, *more: Any,
-                 selector: LearnabilitySelector | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: Any,
+        reward_funcs: Any = None,
+        args: Any = None,
+        train_dataset: Any = None,
+        *more: Any,
+        selector: LearnabilitySelector | None = None,
+        **kwargs: Any,
+    ) -> None:
         import datasets
 
         if not HAS_TRL:  # pragma: no cover - exercised only without the extra
             raise ImportError("SelectionGRPOTrainer needs TRL: pip install 'hf-saerl[trl]' (or pip install trl).")
         if not isinstance(selector, LearnabilitySelector):
-            raise ParameterTypeError(f"selector= must be a LearnabilitySelector over train_dataset's rows; got "
-                                     f"{type(selector).__name__}. Build one with LearnabilitySelector.from_probe(probe, "
-                                     "train_dataset) or LearnabilitySelector(len(train_dataset)).")
+            raise ParameterTypeError(
+                f"selector= must be a LearnabilitySelector over train_dataset's rows; got "
+                f"{type(selector).__name__}. Build one with LearnabilitySelector.from_probe(probe, "
+                "train_dataset) or LearnabilitySelector(len(train_dataset))."
+            )
         if not isinstance(train_dataset, datasets.Dataset):
-            raise ParameterTypeError(f"SelectionGRPOTrainer needs a map-style datasets.Dataset (it picks rows by "
-                                     f"index); got {type(train_dataset).__name__}. Load the pool as a Dataset.")
+            raise ParameterTypeError(
+                f"SelectionGRPOTrainer needs a map-style datasets.Dataset (it picks rows by "
+                f"index); got {type(train_dataset).__name__}. Load the pool as a Dataset."
+            )
         if len(train_dataset) != selector.n_rows:
-            raise InvalidParameterError(f"The selector covers {selector.n_rows} prompts but train_dataset has "
-                                        f"{len(train_dataset)} rows. Build the selector over the same dataset.")
+            raise InvalidParameterError(
+                f"The selector covers {selector.n_rows} prompts but train_dataset has "
+                f"{len(train_dataset)} rows. Build the selector over the same dataset."
+            )
         if ROW_ID_COLUMN not in train_dataset.column_names:
             train_dataset = train_dataset.add_column(ROW_ID_COLUMN, np.arange(len(train_dataset)))
         self.selector = selector
@@ -198,15 +229,19 @@ class SelectionGRPOTrainer(_GRPOBase):  # type: ignore[misc,valid-type]  # the b
         super().__init__(model, reward_funcs, args, train_dataset, *more, **kwargs)
 
     def _get_train_sampler(self, dataset: Any = None) -> torch.utils.data.Sampler:
-        batch = self.args.generation_batch_size // self.num_generations
+        args: Any = self.args  # a GRPOConfig
+        generations = int(self.num_generations or 1)
         self._selection_sampler = SelectionRepeatSampler(
-            self.selector, mini_repeat_count=self.num_generations, batch_size=batch,
-            repeat_count=self.num_iterations * self.args.steps_per_generation)
+            self.selector,
+            mini_repeat_count=generations,
+            batch_size=args.generation_batch_size // generations,
+            repeat_count=self.num_iterations * args.steps_per_generation,
+        )
         return self._selection_sampler
 
     def _calculate_rewards(self, inputs: Any, prompts: Any, completions: Any, completion_ids_list: Any) -> Any:
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        if self.model.training:
+        if getattr(self.model, "training", False):
             self._feed_selector(inputs, rewards_per_func)
         return rewards_per_func
 
@@ -216,14 +251,18 @@ class SelectionGRPOTrainer(_GRPOBase):  # type: ignore[misc,valid-type]  # the b
         rows = np.asarray(gather_object([int(x[ROW_ID_COLUMN]) for x in inputs]), dtype=np.int64)
         weights = self.reward_weights.to(rewards_per_func.device).unsqueeze(0)
         rewards = (rewards_per_func * weights).nansum(dim=1).float().cpu().numpy()
-        g = self.num_generations
+        g = int(self.num_generations or 1)
         if rows.size != rewards.size or rows.size % g:
-            raise InvalidParameterError(f"{rewards.size} rewards for {rows.size} row ids with num_generations={g}; "
-                                        "the generation batch lost its group structure.")
+            raise InvalidParameterError(
+                f"{rewards.size} rewards for {rows.size} row ids with num_generations={g}; "
+                "the generation batch lost its group structure."
+            )
         groups = rows.reshape(-1, g)
         if not (groups == groups[:, :1]).all():
-            raise InvalidParameterError("A reward group mixes prompts: the sampler's repeat structure was changed. "
-                                        "Use SelectionGRPOTrainer's own sampler.")
+            raise InvalidParameterError(
+                "A reward group mixes prompts: the sampler's repeat structure was changed. "
+                "Use SelectionGRPOTrainer's own sampler."
+            )
         group_rows, group_rewards = groups[:, 0], rewards.reshape(-1, g)
         predicted = self.selector.predict(group_rows)
         self.selector.update_rewards(group_rows, group_rewards)
@@ -261,8 +300,9 @@ class SelectionGRPOTrainer(_GRPOBase):  # type: ignore[misc,valid-type]  # the b
                 with open(sampler_state, encoding="utf-8") as f:
                     self._pending_sampler_state = json.load(f)
         else:
-            logger.warning("No %s in %s: the selector starts from its current state.", SELECTOR_FILE,
-                           resume_from_checkpoint)
+            logger.warning(
+                "No %s in %s: the selector starts from its current state.", SELECTOR_FILE, resume_from_checkpoint
+            )
         return out
 
     def get_train_dataloader(self) -> Any:

@@ -77,12 +77,24 @@ class SelectionConfig:
     def __post_init__(self) -> None:
         check_integer("seed", self.seed, "Pass a non-negative integer, e.g. seed=0.", minimum=0)
         if self.prior_strength is not None:
-            check_real("prior_strength", self.prior_strength, "Pass a positive number of pseudo-trials, or None.",
-                       low=0.0, low_open=True)
+            check_real(
+                "prior_strength",
+                self.prior_strength,
+                "Pass a positive number of pseudo-trials, or None.",
+                low=0.0,
+                low_open=True,
+            )
         check_real("min_prior_strength", self.min_prior_strength, "Pass e.g. 1.0.", low=0.0, low_open=True)
         check_real("max_prior_strength", self.max_prior_strength, "Pass e.g. 32.0.", low=self.min_prior_strength)
-        check_real("prior_clip", self.prior_clip, "Pass e.g. prior_clip=0.02.", low=0.0, high=0.5, low_open=True,
-                   high_open=True)
+        check_real(
+            "prior_clip",
+            self.prior_clip,
+            "Pass e.g. prior_clip=0.02.",
+            low=0.0,
+            high=0.5,
+            low_open=True,
+            high_open=True,
+        )
         check_real("decay", self.decay, "Pass 1.0 (keep history) or e.g. 0.99.", low=0.0, high=1.0, low_open=True)
         if self.n_candidates is not None:
             check_integer("n_candidates", self.n_candidates, "Pass e.g. 8192, or None for every prompt.", minimum=1)
@@ -91,12 +103,13 @@ class SelectionConfig:
         for name in ("fade_low", "fade_high"):
             check_real(name, getattr(self, name), "Pass a pass rate in [0, 1].", low=0.0, high=1.0)
         if self.fade_low >= self.fade_high:
-            raise InvalidParameterError(f"fade_low ({self.fade_low}) must be below fade_high ({self.fade_high}). Pass "
-                                        "e.g. fade_low=0.05, fade_high=0.95, or fade_weight=1.0 to turn fading off.")
+            raise InvalidParameterError(
+                f"fade_low ({self.fade_low}) must be below fade_high ({self.fade_high}). Pass "
+                "e.g. fade_low=0.05, fade_high=0.95, or fade_weight=1.0 to turn fading off."
+            )
         check_real("fade_min_trials", self.fade_min_trials, "Pass e.g. 8.0.", low=0.0)
         if self.refit_every is not None:
-            check_integer("refit_every", self.refit_every, "Pass e.g. 16, or None to refit only on request.",
-                          minimum=1)
+            check_integer("refit_every", self.refit_every, "Pass e.g. 16, or None to refit only on request.", minimum=1)
         check_integer("refit_min_rows", self.refit_min_rows, "Pass e.g. 16.", minimum=2)
         check_integer("refit_max_features", self.refit_max_features, "Pass e.g. 2048.", minimum=1)
         if self.success_threshold is not None:

@@ -50,23 +50,39 @@ class LinearProxy:
         (True, 4)
     """
 
-    def __init__(self, features: Any, coef: Any, intercept: float, *, alpha: float, l1_ratio: float,
-                 residual_var: float, max_features: int = 2048) -> None:
-        self.features = sp.csr_matrix(features, dtype=np.float64) if sp.issparse(features) else np.asarray(
-            features, dtype=np.float64)
+    def __init__(
+        self,
+        features: Any,
+        coef: Any,
+        intercept: float,
+        *,
+        alpha: float,
+        l1_ratio: float,
+        residual_var: float,
+        max_features: int = 2048,
+    ) -> None:
+        sparse = sp.issparse(features)  # kept in a name: mypy would narrow features to an abstract sparse type
+        self.features: Any = (
+            sp.csr_matrix(features, dtype=np.float64) if sparse else np.asarray(features, dtype=np.float64)
+        )
         if self.features.ndim != 2:
-            raise InvalidParameterError(f"features must be a 2-D (n_rows, width) matrix; got shape "
-                                        f"{self.features.shape}. Pass one row per prompt of the pool.")
+            raise InvalidParameterError(
+                f"features must be a 2-D (n_rows, width) matrix; got shape "
+                f"{self.features.shape}. Pass one row per prompt of the pool."
+            )
         self.coef = np.asarray(coef, dtype=np.float64).reshape(-1)
         if self.coef.shape[0] != self.features.shape[1]:
-            raise RowMismatchError(f"coef has {self.coef.shape[0]} weights but the features have "
-                                   f"{self.features.shape[1]} columns. Pass the features the coefficients were "
-                                   "fitted on, or the matching coef.")
+            raise RowMismatchError(
+                f"coef has {self.coef.shape[0]} weights but the features have "
+                f"{self.features.shape[1]} columns. Pass the features the coefficients were "
+                "fitted on, or the matching coef."
+            )
         self.intercept = check_real("intercept", intercept, "Pass the fit's finite intercept.")
         self.alpha = check_real("alpha", alpha, "Pass the probe's alpha_.", low=0.0, low_open=True)
         self.l1_ratio = check_real("l1_ratio", l1_ratio, "Pass the probe's l1_ratio_.", low=0.0, high=1.0)
-        self.residual_var = check_real("residual_var", residual_var, "Pass the fit's out-of-fold squared error.",
-                                       low=0.0, low_open=True)
+        self.residual_var = check_real(
+            "residual_var", residual_var, "Pass the fit's out-of-fold squared error.", low=0.0, low_open=True
+        )
         self.max_features = int(max_features)
         self.delta = np.zeros_like(self.coef)
         self.delta_intercept = 0.0
@@ -78,8 +94,9 @@ class LinearProxy:
         return int(self.features.shape[0])
 
     @classmethod
-    def from_probe(cls, probe: Any, data: Any, *, residual_var: float | None = None,
-                   max_features: int = 2048) -> "LinearProxy":
+    def from_probe(
+        cls, probe: Any, data: Any, *, residual_var: float | None = None, max_features: int = 2048
+    ) -> LinearProxy:
         """A proxy from a fitted :class:`~hf_saerl.estimators.DifficultyProbe` (``label_ == "pass_rate"``) and the
         pool's SAE columns (a ``Dataset`` or a batch dict with ``sae_indices`` / ``sae_values``, or a CSR matrix).
 
@@ -100,13 +117,15 @@ class LinearProxy:
             raise InvalidParameterError(
                 f"The selector's prior needs a DifficultyProbe fitted on pass rates (label_='pass_rate'); got "
                 f"{type(probe).__name__} with label_={getattr(probe, 'label_', None)!r}. Fit it with "
-                "label='pass_rate' on measured pass rates, or build the selector without a prior.")
-        if sp.issparse(data) or isinstance(data, np.ndarray):
+                "label='pass_rate' on measured pass rates, or build the selector without a prior."
+            )
+        X: Any
+        is_matrix = sp.issparse(data) or isinstance(data, np.ndarray)
+        if is_matrix:
             X = sp.csr_matrix(data)
             n_tokens = None
         else:
-            X = sparse_matrix(data, probe.d_sae, indices_column=probe.indices_column,
-                              values_column=probe.values_column)
+            X = sparse_matrix(data, probe.d_sae, indices_column=probe.indices_column, values_column=probe.values_column)
             n_tokens = None
             if probe.transform_.needs_n_tokens and probe.n_tokens_column in (column_names(data) or ()):
                 n_tokens = read_column(data, probe.n_tokens_column, "token counts (for the 'length' step)")
@@ -117,10 +136,18 @@ class LinearProxy:
                 raise InvalidParameterError(
                     "The probe has no out-of-fold error (metrics_['mae']; it was fitted with cv=None), so the "
                     "prior's strength is unknown. Fit it with cv=5, or pass residual_var= (or the selector's "
-                    "prior_strength=).")
+                    "prior_strength=)."
+                )
             residual_var = max(math.pi / 2 * float(mae) ** 2, 1e-6)
-        return cls(Xt, probe.coef_, float(probe.intercept_[0]), alpha=float(probe.alpha_),
-                   l1_ratio=float(probe.l1_ratio_), residual_var=float(residual_var), max_features=max_features)
+        return cls(
+            Xt,
+            probe.coef_,
+            float(probe.intercept_[0]),
+            alpha=float(probe.alpha_),
+            l1_ratio=float(probe.l1_ratio_),
+            residual_var=float(residual_var),
+            max_features=max_features,
+        )
 
     def predict(self, rows: np.ndarray | None = None) -> np.ndarray:
         """The predicted pass rate (unclipped, float64) of ``rows`` (default: every prompt)."""
@@ -137,10 +164,10 @@ class LinearProxy:
         from sklearn.linear_model import ElasticNet
 
         rows = np.asarray(rows, dtype=np.int64)
-        X = self.features[rows]
+        X: Any = self.features[rows]
         target = np.asarray(rate, dtype=np.float64) - self._base[rows]
         weight = np.asarray(weight, dtype=np.float64)
-        if sp.issparse(X):
+        if not isinstance(X, np.ndarray):
             counts = np.bincount(X.indices, minlength=X.shape[1])
         else:
             counts = np.count_nonzero(X, axis=0)
@@ -149,8 +176,9 @@ class LinearProxy:
             active = np.sort(active[np.argsort(-counts[active], kind="stable")[: self.max_features]])
         delta = np.zeros_like(self.delta)
         if active.size:
-            model = ElasticNet(alpha=self.alpha, l1_ratio=self.l1_ratio, warm_start=True, max_iter=300, tol=1e-3,
-                               selection="cyclic")
+            model = ElasticNet(
+                alpha=self.alpha, l1_ratio=self.l1_ratio, warm_start=True, max_iter=300, tol=1e-3, selection="cyclic"
+            )
             model.coef_ = np.asfortranarray(self.delta[active])  # warm start from the last correction
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a warm start that stops at max_iter is still a better correction
@@ -162,21 +190,30 @@ class LinearProxy:
         self.delta, self.delta_intercept = delta, intercept
         fitted = self.predict(rows)
         mse = float(np.average((np.asarray(rate) - fitted) ** 2, weights=weight))
-        return {"n_rows": int(rows.size), "n_features": int(active.size),
-                "n_nonzero": int(np.count_nonzero(delta)), "train_mse": mse}
+        return {
+            "n_rows": int(rows.size),
+            "n_features": int(active.size),
+            "n_nonzero": int(np.count_nonzero(delta)),
+            "train_mse": mse,
+        }
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """The refitted correction (what differs from the offline fit), as arrays."""
-        return {"proxy.delta": self.delta.copy(), "proxy.delta_intercept": np.array([self.delta_intercept]),
-                "proxy.residual_var": np.array([self.residual_var])}
+        return {
+            "proxy.delta": self.delta.copy(),
+            "proxy.delta_intercept": np.array([self.delta_intercept]),
+            "proxy.residual_var": np.array([self.residual_var]),
+        }
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         """Restore :meth:`state_arrays`."""
         delta = np.asarray(arrays["proxy.delta"], dtype=np.float64)
         if delta.shape != self.delta.shape:
-            raise RowMismatchError(f"The saved proxy correction has {delta.shape[0]} weights, this proxy "
-                                   f"{self.delta.shape[0]}. Load a state saved with the same features, or start "
-                                   "a new selector.")
+            raise RowMismatchError(
+                f"The saved proxy correction has {delta.shape[0]} weights, this proxy "
+                f"{self.delta.shape[0]}. Load a state saved with the same features, or start "
+                "a new selector."
+            )
         self.delta = delta.copy()
         self.delta_intercept = float(np.asarray(arrays["proxy.delta_intercept"]).reshape(-1)[0])
         self.residual_var = float(np.asarray(arrays["proxy.residual_var"]).reshape(-1)[0])

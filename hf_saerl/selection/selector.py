@@ -67,41 +67,59 @@ class LearnabilitySelector:
         True
     """
 
-    def __init__(self, n_rows: int, config: SelectionConfig | None = None, *, proxy: LinearProxy | None = None,
-                 prior_mean: Any = None, residual_var: float | None = None, cluster_ids: Any = None) -> None:
+    def __init__(
+        self,
+        n_rows: int,
+        config: SelectionConfig | None = None,
+        *,
+        proxy: LinearProxy | None = None,
+        prior_mean: Any = None,
+        residual_var: float | None = None,
+        cluster_ids: Any = None,
+    ) -> None:
         self.n_rows = check_integer("n_rows", n_rows, "Pass the number of prompts in the pool.", minimum=1)
         self.config = config if config is not None else SelectionConfig()
         if not isinstance(self.config, SelectionConfig):
-            raise ParameterTypeError(f"config must be a SelectionConfig, got {type(self.config).__name__}. Build one "
-                                     "with SelectionConfig(...).")
+            raise ParameterTypeError(
+                f"config must be a SelectionConfig, got {type(self.config).__name__}. Build one "
+                "with SelectionConfig(...)."
+            )
         if proxy is not None and prior_mean is not None:
             raise InvalidParameterError("Pass a proxy (refitted online) or fixed prior_mean, not both.")
         self.proxy = proxy
         if proxy is not None and proxy.n_rows != self.n_rows:
-            raise RowMismatchError(f"The proxy covers {proxy.n_rows} prompts but n_rows={self.n_rows}. Build the "
-                                   "proxy from the same pool.")
+            raise RowMismatchError(
+                f"The proxy covers {proxy.n_rows} prompts but n_rows={self.n_rows}. Build the proxy from the same pool."
+            )
         self._fixed_prior = None
         if prior_mean is not None:
             fixed = np.asarray(prior_mean, dtype=np.float64).reshape(-1)
             if fixed.shape[0] != self.n_rows:
-                raise RowMismatchError(f"prior_mean has {fixed.shape[0]} values for {self.n_rows} prompts. Pass one "
-                                       "predicted pass rate per prompt.")
+                raise RowMismatchError(
+                    f"prior_mean has {fixed.shape[0]} values for {self.n_rows} prompts. Pass one "
+                    "predicted pass rate per prompt."
+                )
             if not np.isfinite(fixed).all():
                 raise NonFiniteError("prior_mean holds NaN or infinite values. Predict every prompt, or drop it.")
             if residual_var is None and self.config.prior_strength is None:
-                raise InvalidParameterError("Fixed prior_mean needs its error: pass residual_var= (squared error on "
-                                            "unseen prompts) or SelectionConfig(prior_strength=...).")
+                raise InvalidParameterError(
+                    "Fixed prior_mean needs its error: pass residual_var= (squared error on "
+                    "unseen prompts) or SelectionConfig(prior_strength=...)."
+                )
             self._fixed_prior = fixed
-        self.residual_var = float(residual_var) if residual_var is not None else (
-            proxy.residual_var if proxy is not None else 0.0)
+        self.residual_var = (
+            float(residual_var) if residual_var is not None else (proxy.residual_var if proxy is not None else 0.0)
+        )
         if cluster_ids is None:
             self.cluster_ids = None
         else:
             clusters = np.asarray(cluster_ids)
             if clusters.shape != (self.n_rows,) or clusters.dtype.kind not in "iu" or (clusters < 0).any():
-                raise InvalidParameterError(f"cluster_ids must hold one non-negative integer per prompt "
-                                            f"({self.n_rows}); got shape {clusters.shape}, dtype {clusters.dtype}. "
-                                            "Pass the pipeline's cluster_id column, or None.")
+                raise InvalidParameterError(
+                    f"cluster_ids must hold one non-negative integer per prompt "
+                    f"({self.n_rows}); got shape {clusters.shape}, dtype {clusters.dtype}. "
+                    "Pass the pipeline's cluster_id column, or None."
+                )
             self.cluster_ids = clusters.astype(np.int64)
         n = self.n_rows
         self.successes = np.zeros(n)
@@ -119,8 +137,15 @@ class LearnabilitySelector:
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
-    def from_probe(cls, probe: Any, data: Any, config: SelectionConfig | None = None, *,
-                   cluster_column: str | None = "cluster_id", residual_var: float | None = None) -> "LearnabilitySelector":
+    def from_probe(
+        cls,
+        probe: Any,
+        data: Any,
+        config: SelectionConfig | None = None,
+        *,
+        cluster_column: str | None = "cluster_id",
+        residual_var: float | None = None,
+    ) -> LearnabilitySelector:
         """A selector over the rows of ``data`` (a ``Dataset`` or batch dict with the SAE columns) whose prior is a
         fitted pass-rate :class:`~hf_saerl.estimators.DifficultyProbe`, with clusters from ``cluster_column`` when
         ``data`` has it.
@@ -139,8 +164,9 @@ class LearnabilitySelector:
         """
         from ..core.columns import column_names, read_column
 
-        proxy = LinearProxy.from_probe(probe, data, residual_var=residual_var,
-                                       max_features=(config or SelectionConfig()).refit_max_features)
+        proxy = LinearProxy.from_probe(
+            probe, data, residual_var=residual_var, max_features=(config or SelectionConfig()).refit_max_features
+        )
         clusters = None
         if cluster_column is not None and cluster_column in (column_names(data) or ()):
             clusters = np.asarray(read_column(data, cluster_column, "cluster ids"))
@@ -196,15 +222,19 @@ class LearnabilitySelector:
     def _check_rows(self, rows: Any, name: str) -> np.ndarray:
         arr = np.asarray(rows)
         if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
-            raise InvalidParameterError(f"{name} must be a 1-D sequence of integer row ids; got shape {arr.shape}, "
-                                        f"dtype {arr.dtype}. Pass the ids select() returned (or a dataset's row "
-                                        "indices).")
+            raise InvalidParameterError(
+                f"{name} must be a 1-D sequence of integer row ids; got shape {arr.shape}, "
+                f"dtype {arr.dtype}. Pass the ids select() returned (or a dataset's row "
+                "indices)."
+            )
         arr = arr.astype(np.int64)
         bad = (arr < 0) | (arr >= self.n_rows)
         if bad.any():
-            raise RowMismatchError(f"{name} holds {int(bad.sum())} unknown row id(s), e.g. {int(arr[bad][0])}; the "
-                                   f"pool has rows 0..{self.n_rows - 1}. Pass ids from this pool, or build the "
-                                   "selector over the dataset the trainer reads.")
+            raise RowMismatchError(
+                f"{name} holds {int(bad.sum())} unknown row id(s), e.g. {int(arr[bad][0])}; the "
+                f"pool has rows 0..{self.n_rows - 1}. Pass ids from this pool, or build the "
+                "selector over the dataset the trainer reads."
+            )
         return arr
 
     # ------------------------------------------------------------------ choosing
@@ -212,8 +242,9 @@ class LearnabilitySelector:
         """The next ``n`` distinct row ids (int64), best first; advances the step (so the next draw differs)."""
         n = check_integer("n", n, "Pass the number of prompts the next batch needs.", minimum=1)
         if n > self.n_rows:
-            raise InvalidParameterError(f"select(n={n}) asks for more prompts than the pool has ({self.n_rows}). "
-                                        "Ask for fewer, or add prompts.")
+            raise InvalidParameterError(
+                f"select(n={n}) asks for more prompts than the pool has ({self.n_rows}). Ask for fewer, or add prompts."
+            )
         c = self.config
         rng = np.random.default_rng([c.seed, self.step])
         if c.n_candidates is not None and self.n_rows > max(c.n_candidates, n):
@@ -243,8 +274,9 @@ class LearnabilitySelector:
         """The top ``n`` by priority (the first ``n_explore`` from the floor, the rest by score) under the cluster
         cap."""
         if n_explore:  # the floor takes n_explore untried prompts; the rest compete on score alone
-            floor = np.argpartition(-priority, n_explore - 1)[:n_explore] if n_explore < len(cand) else np.arange(
-                len(cand))
+            floor = (
+                np.argpartition(-priority, n_explore - 1)[:n_explore] if n_explore < len(cand) else np.arange(len(cand))
+            )
             rest = np.ones(len(cand), dtype=bool)
             rest[floor] = False
             floor = floor[np.argsort(-priority[floor], kind="stable")]
@@ -293,11 +325,15 @@ class LearnabilitySelector:
         correct = self._check_counts(n_correct, "n_correct", rows.size)
         trials = self._check_counts(n_trials, "n_trials", rows.size)
         if (trials <= 0).any():
-            raise InvalidParameterError(f"n_trials must be > 0 for every row; {int((trials <= 0).sum())} are not. "
-                                        "Drop rows without rollouts, or pass the group size.")
+            raise InvalidParameterError(
+                f"n_trials must be > 0 for every row; {int((trials <= 0).sum())} are not. "
+                "Drop rows without rollouts, or pass the group size."
+            )
         if (correct > trials + 1e-9).any():
-            raise InvalidParameterError("n_correct exceeds n_trials for some rows. Pass successes <= trials (e.g. "
-                                        "the number of rewards above the success threshold).")
+            raise InvalidParameterError(
+                "n_correct exceeds n_trials for some rows. Pass successes <= trials (e.g. "
+                "the number of rewards above the success threshold)."
+            )
         unique = np.unique(rows)
         if self.config.decay != 1.0:
             s, t = self._decayed(unique)
@@ -328,18 +364,24 @@ class LearnabilitySelector:
         r = np.asarray(rewards, dtype=np.float64)
         rows = np.asarray(row_ids)
         if r.ndim != 2 or r.shape[0] != rows.reshape(-1).shape[0]:
-            raise InvalidParameterError(f"rewards must be a (len(row_ids), G) array, one group per row; got shape "
-                                        f"{r.shape} for {rows.reshape(-1).shape[0]} row ids. Reshape the flat "
-                                        "rewards to (-1, G), or call update() with counts.")
+            raise InvalidParameterError(
+                f"rewards must be a (len(row_ids), G) array, one group per row; got shape "
+                f"{r.shape} for {rows.reshape(-1).shape[0]} row ids. Reshape the flat "
+                "rewards to (-1, G), or call update() with counts."
+            )
         if not np.isfinite(r).all():
-            raise NonFiniteError(f"rewards hold {int((~np.isfinite(r)).sum())} NaN or infinite value(s). Fix the "
-                                 "reward function, or drop those groups.")
+            raise NonFiniteError(
+                f"rewards hold {int((~np.isfinite(r)).sum())} NaN or infinite value(s). Fix the "
+                "reward function, or drop those groups."
+            )
         threshold = self.config.success_threshold
         if threshold is None:
             if (r < 0).any() or (r > 1).any():
-                raise InvalidParameterError(f"rewards lie in [{r.min():g}, {r.max():g}], outside [0, 1]. Set "
-                                            "SelectionConfig(success_threshold=...) to count reward > threshold as "
-                                            "a success, or rescale the rewards.")
+                raise InvalidParameterError(
+                    f"rewards lie in [{r.min():g}, {r.max():g}], outside [0, 1]. Set "
+                    "SelectionConfig(success_threshold=...) to count reward > threshold as "
+                    "a success, or rescale the rewards."
+                )
             correct = r.sum(axis=1)
         else:
             correct = (r > threshold).sum(axis=1).astype(np.float64)
@@ -351,8 +393,10 @@ class LearnabilitySelector:
         if arr.shape[0] != n:
             raise InvalidParameterError(f"{name} has {arr.shape[0]} values for {n} row ids. Pass one per row id.")
         if not np.isfinite(arr).all():
-            raise NonFiniteError(f"{name} holds {int((~np.isfinite(arr)).sum())} NaN or infinite value(s). Fix the "
-                                 "reward function, or drop those groups.")
+            raise NonFiniteError(
+                f"{name} holds {int((~np.isfinite(arr)).sum())} NaN or infinite value(s). Fix the "
+                "reward function, or drop those groups."
+            )
         if (arr < 0).any():
             raise InvalidParameterError(f"{name} must be >= 0; got {arr.min():g}. Pass counts of rollouts.")
         return arr
@@ -394,25 +438,40 @@ class LearnabilitySelector:
         state: dict[str, Any] = {name: getattr(self, name).copy() for name in _ARRAYS}
         if self.proxy is not None:
             state.update(self.proxy.state_arrays())
-        state["meta"] = json.dumps({"format": _STATE_FORMAT, "n_rows": self.n_rows, "step": self.step,
-                                    "n_updates": self.n_updates, "n_refits": self.n_refits,
-                                    "residual_var": self.residual_var, "config": self.config.to_dict(),
-                                    "has_proxy": self.proxy is not None})
+        state["meta"] = json.dumps(
+            {
+                "format": _STATE_FORMAT,
+                "n_rows": self.n_rows,
+                "step": self.step,
+                "n_updates": self.n_updates,
+                "n_refits": self.n_refits,
+                "residual_var": self.residual_var,
+                "config": self.config.to_dict(),
+                "has_proxy": self.proxy is not None,
+            }
+        )
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> "LearnabilitySelector":
+    def load_state_dict(self, state: dict[str, Any]) -> LearnabilitySelector:
         """Restore :meth:`state_dict` (the pool, proxy features and clusters stay this selector's own)."""
         meta = json.loads(state["meta"])
         if meta.get("format") != _STATE_FORMAT:
-            raise InvalidParameterError(f"Not a selector state (format {meta.get('format')!r}, expected "
-                                        f"{_STATE_FORMAT!r}). Pass what state_dict() returned.")
+            raise InvalidParameterError(
+                f"Not a selector state (format {meta.get('format')!r}, expected "
+                f"{_STATE_FORMAT!r}). Pass what state_dict() returned."
+            )
         if meta["n_rows"] != self.n_rows:
-            raise RowMismatchError(f"The state is of a pool of {meta['n_rows']} prompts, this selector has "
-                                   f"{self.n_rows}. Build the selector over the same dataset.")
+            raise RowMismatchError(
+                f"The state is of a pool of {meta['n_rows']} prompts, this selector has "
+                f"{self.n_rows}. Build the selector over the same dataset."
+            )
         if meta["has_proxy"] != (self.proxy is not None):
-            raise InvalidParameterError("The state was saved " + ("with" if meta["has_proxy"] else "without") +
-                                        " a proxy, and this selector differs. Build it the same way (from_probe or "
-                                        "not) before loading.")
+            raise InvalidParameterError(
+                "The state was saved "
+                + ("with" if meta["has_proxy"] else "without")
+                + " a proxy, and this selector differs. Build it the same way (from_probe or "
+                "not) before loading."
+            )
         self.config = SelectionConfig(**meta["config"])
         for name in _ARRAYS:
             arr = np.asarray(state[name])
@@ -431,10 +490,13 @@ class LearnabilitySelector:
         from safetensors.numpy import save_file
 
         state = self.state_dict()
-        save_file({k: np.ascontiguousarray(v) for k, v in state.items() if k != "meta"}, str(path),
-                  metadata={"meta": state["meta"]})
+        save_file(
+            {k: np.ascontiguousarray(v) for k, v in state.items() if k != "meta"},
+            str(path),
+            metadata={"meta": state["meta"]},
+        )
 
-    def load(self, path: Any) -> "LearnabilitySelector":
+    def load(self, path: Any) -> LearnabilitySelector:
         """Read a state written by :meth:`save`."""
         from safetensors import safe_open
         from safetensors.numpy import load_file

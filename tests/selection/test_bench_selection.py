@@ -31,14 +31,16 @@ def _world(bench, p, drift=0.0):
 def test_replay_counts_on_known_worlds(bench):
     # every prompt at p = 0 (or 1): every group is zero-variance, and no first visit is in the band
     for p in (0.0, 1.0):
-        out = bench.run_arm(bench.Uniform(20, 0), _world(bench, [p] * 20), 4, budget=320, batch=8,
-                            rng=np.random.default_rng(0))
+        out = bench.run_arm(
+            bench.Uniform(20, 0), _world(bench, [p] * 20), 4, budget=320, batch=8, rng=np.random.default_rng(0)
+        )
         assert out["zero_var_share"] == pytest.approx(1.0, abs=1e-3)
         assert out["grad_groups_per_1k"] == pytest.approx(0.0, abs=0.5)
         assert out["first_visit_in_band"] == 0.0 and out["first_visits"] == 20
     # p = 0.5 everywhere: the zero-variance share is 2 * 0.5**G in expectation (1/8 at G = 4)
-    out = bench.run_arm(bench.Uniform(400, 0), _world(bench, [0.5] * 400), 4, budget=40_000, batch=40,
-                        rng=np.random.default_rng(1))
+    out = bench.run_arm(
+        bench.Uniform(400, 0), _world(bench, [0.5] * 400), 4, budget=40_000, batch=40, rng=np.random.default_rng(1)
+    )
     assert out["zero_var_share"] == pytest.approx(0.125, abs=0.015)
     assert out["grad_groups_per_1k"] == pytest.approx(1000 * 0.875 / 4, rel=0.03)
     assert out["first_visit_in_band"] == 1.0
@@ -67,7 +69,22 @@ def test_tiny_run_writes_every_arm(bench, tmp_path):
 
 def test_speed_mode_runs_small(bench, tmp_path):
     out = tmp_path / "speed.json"
-    res = bench.main(["--speed", "--speed-rows", "5000", "--speed-d-sae", "256", "--speed-top-k", "8",
-                      "--speed-obs", "1000", "--speed-repeats", "5", "--out", str(out)])
+    res = bench.main(
+        [
+            "--speed",
+            "--speed-rows",
+            "5000",
+            "--speed-d-sae",
+            "256",
+            "--speed-top-k",
+            "8",
+            "--speed-obs",
+            "1000",
+            "--speed-repeats",
+            "5",
+            "--out",
+            str(out),
+        ]
+    )
     assert res["observations"] >= 1000 and res["select_update_ms_median"] > 0
     assert json.loads(out.read_text())["results"]["pool_rows"] == 5000

@@ -40,7 +40,7 @@ def test_batch_sampler_draws_in_order_replays_and_feeds_a_dataloader():
     with pytest.raises(InvalidParameterError, match="in order"):
         again.batch(2)
     with pytest.raises(ParameterTypeError):
-        SelectionBatchSampler(object(), 2, 2)  # type: ignore[arg-type]  # the wrong type on purpose
+        SelectionBatchSampler(object(), 2, 2)  # the wrong type on purpose
 
 
 def test_repeat_sampler_structure_is_trls():
@@ -66,9 +66,21 @@ def _dataset(n: int = 12) -> datasets.Dataset:
 def _args(tmp_path, **kw):
     from trl import GRPOConfig
 
-    base = dict(output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=2, max_completion_length=4,
-                max_steps=2, use_cpu=True, bf16=False, gradient_checkpointing=False, report_to="none",
-                save_strategy="no", logging_steps=1, seed=7, disable_tqdm=True)
+    base = dict(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        num_generations=2,
+        max_completion_length=4,
+        max_steps=2,
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        seed=7,
+        disable_tqdm=True,
+    )
     return GRPOConfig(**{**base, **kw})
 
 
@@ -82,8 +94,14 @@ def _run(tmp_path, seen, *, resume=None, **kw):
 
     torch.manual_seed(0)
     selector = LearnabilitySelector(12, SelectionConfig(seed=3, explore_fraction=0.0))
-    trainer = SelectionGRPOTrainer(model=tiny_llama(), reward_funcs=reward, args=_args(tmp_path, **kw),
-                                   train_dataset=_dataset(), processing_class=tiny_tokenizer(), selector=selector)
+    trainer = SelectionGRPOTrainer(
+        model=tiny_llama(),
+        reward_funcs=reward,
+        args=_args(tmp_path, **kw),
+        train_dataset=_dataset(),
+        processing_class=tiny_tokenizer(),
+        selector=selector,
+    )
     trainer.train(resume_from_checkpoint=resume)
     return trainer, selector
 
@@ -118,6 +136,11 @@ def test_selection_grpo_trainer_refuses_a_mismatched_selector(tmp_path):
     from hf_saerl.testing import tiny_llama, tiny_tokenizer
 
     with pytest.raises(InvalidParameterError, match="covers 5 prompts"):
-        SelectionGRPOTrainer(model=tiny_llama(), reward_funcs=lambda **k: [], args=_args(tmp_path),
-                             train_dataset=_dataset(), processing_class=tiny_tokenizer(),
-                             selector=LearnabilitySelector(5))
+        SelectionGRPOTrainer(
+            model=tiny_llama(),
+            reward_funcs=lambda **k: [],
+            args=_args(tmp_path),
+            train_dataset=_dataset(),
+            processing_class=tiny_tokenizer(),
+            selector=LearnabilitySelector(5),
+        )

@@ -4,6 +4,7 @@ numerical integration, resume = uninterrupted, identical choices on two selector
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -140,8 +141,9 @@ def test_exploration_floor_and_fading():
     for _ in range(10):
         batch = sel.select(4)
         assert (batch >= 6).sum() >= 1  # ceil(0.25 * 4) = 1 never-tried prompt each batch
-    faded = LearnabilitySelector(3, SelectionConfig(explore_fraction=0.0, fade_weight=0.0, fade_min_trials=8,
-                                                    refit_every=None))
+    faded = LearnabilitySelector(
+        3, SelectionConfig(explore_fraction=0.0, fade_weight=0.0, fade_min_trials=8, refit_every=None)
+    )
     faded.update([0, 1, 2], [20, 0, 2], [20, 20, 4])  # mastered, hopeless, learnable
     assert all(faded.select(1)[0] == 2 for _ in range(50))
     assert sorted(faded.select(3).tolist()) == [0, 1, 2]  # faded prompts still fill a batch that needs them
@@ -150,7 +152,7 @@ def test_exploration_floor_and_fading():
 # ---------------------------------------------------------------------------- the proxy and its refit
 def _pool(n: int = 200, d: int = 12, seed: int = 0):
     rng = np.random.default_rng(seed)
-    X = sp.random(n, d, density=0.3, random_state=seed, format="csr")
+    X: Any = sp.random(n, d, density=0.3, random_state=seed, format="csr")
     X.data[:] = 1.0
     true_coef = rng.normal(0, 0.15, d)
     return X, true_coef, rng
@@ -167,8 +169,9 @@ def test_refit_matches_a_weighted_elastic_net_fitted_from_scratch():
     weight = rng.integers(1, 9, rows.size).astype(float)
     proxy.refit(rows[:50], rate[:50], weight[:50])  # a first refit, so the second is warm-started
     proxy.refit(rows, rate, weight)
-    ref = ElasticNet(alpha=1e-3, l1_ratio=0.5, tol=1e-8, max_iter=100_000).fit(X[rows], rate - 0.3,
-                                                                                sample_weight=weight)
+    ref = ElasticNet(alpha=1e-3, l1_ratio=0.5, tol=1e-8, max_iter=100_000).fit(
+        X[rows], rate - 0.3, sample_weight=weight
+    )
     assert np.abs(proxy.delta - ref.coef_).max() < 5e-3
     assert proxy.predict(rows) == pytest.approx(ref.predict(X[rows]) + 0.3, abs=5e-3)
 
@@ -196,11 +199,14 @@ def test_refit_moves_untried_priors_and_keeps_tried_ones():
 def test_from_probe_prior_is_the_probe_prediction():
     from hf_saerl.estimators import DifficultyProbe
 
-    X, coef, rng = _pool(300, 20, seed=1)
+    X, coef, _ = _pool(300, 20, seed=1)
     y = np.clip(0.4 + X @ coef, 0, 1)
     probe = DifficultyProbe(d_sae=20, label="pass_rate", transform=("log1p",)).fit(X, y)
-    data = {"sae_indices": [X[i].indices.tolist() for i in range(300)],
-            "sae_values": [X[i].data.tolist() for i in range(300)], "cluster_id": (np.arange(300) % 3).tolist()}
+    data = {
+        "sae_indices": [X[i].indices.tolist() for i in range(300)],
+        "sae_values": [X[i].data.tolist() for i in range(300)],
+        "cluster_id": (np.arange(300) % 3).tolist(),
+    }
     sel = LearnabilitySelector.from_probe(probe, data, SelectionConfig(prior_clip=0.02))
     expected = np.clip(probe.predict_pass_rate(X).astype(np.float64), 0.02, 0.98)
     assert sel.prior_mean() == pytest.approx(expected, abs=1e-6)
@@ -223,7 +229,7 @@ def _simulate(sel: LearnabilitySelector, true_p: np.ndarray, steps: range, seed:
 
 @pytest.mark.parametrize("decay", [1.0, 0.9])
 def test_resume_mid_run_gives_the_uninterrupted_choices(tmp_path, decay):
-    X, coef, rng = _pool(150, 10, seed=2)
+    X, coef, _ = _pool(150, 10, seed=2)
     true_p = np.clip(0.3 + X @ coef, 0.01, 0.99)
 
     def fresh() -> LearnabilitySelector:
@@ -269,7 +275,7 @@ def test_bad_inputs_are_refused_with_the_value_named():
     with pytest.raises(InvalidParameterError, match="more prompts than the pool"):
         sel.select(5)
     with pytest.raises(ParameterTypeError):
-        LearnabilitySelector(4, config={"seed": 0})  # type: ignore[arg-type]  # the wrong type on purpose
+        LearnabilitySelector(4, config={"seed": 0})  # the wrong type on purpose
     with pytest.raises(InvalidParameterError, match="residual_var"):
         LearnabilitySelector(2, prior_mean=[0.1, 0.2])
     with pytest.raises(RowMismatchError):

@@ -9,10 +9,11 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-WORKER = textwrap.dedent('''
+WORKER = textwrap.dedent("""
     import json, os, sys
     import numpy as np
     import scipy.sparse as sp
@@ -43,7 +44,7 @@ WORKER = textwrap.dedent('''
         json.dump({"chosen": chosen, "n_refits": selector.n_refits}, f)
     dist.barrier()
     dist.destroy_process_group()
-''')
+""")
 
 
 def _single_process() -> list[list[int]]:
@@ -52,7 +53,7 @@ def _single_process() -> list[list[int]]:
     from hf_saerl.selection import LearnabilitySelector, LinearProxy, SelectionConfig
 
     rng = np.random.default_rng(0)
-    X = sp.random(300, 16, density=0.3, random_state=0, format="csr")
+    X: Any = sp.random(300, 16, density=0.3, random_state=0, format="csr")
     true_p = np.clip(0.2 + X @ rng.normal(0, 0.2, 16), 0, 1)
     proxy = LinearProxy(X, np.zeros(16), 0.2, alpha=1e-3, l1_ratio=0.5, residual_var=0.03)
     config = SelectionConfig(seed=11, refit_every=3, refit_min_rows=8, n_candidates=128)
@@ -71,8 +72,17 @@ def test_two_ranks_choose_identical_batches(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
-           "--rdzv_backend=c10d", "--rdzv_endpoint=127.0.0.1:0", str(script), str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=0",
+        "--rdzv_backend=c10d",
+        "--rdzv_endpoint=127.0.0.1:0",
+        str(script),
+        str(tmp_path),
+    ]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
