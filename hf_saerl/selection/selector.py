@@ -24,6 +24,17 @@ from .proxy import LinearProxy
 
 __all__ = ["LearnabilitySelector", "beta_prior"]
 
+
+def _top(values: np.ndarray, m: int) -> np.ndarray:
+    """Indices of the ``m`` largest ``values``, largest first (ties by position)."""
+    if m <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if m >= values.size:
+        return np.argsort(-values, kind="stable")
+    part = np.argpartition(-values, m - 1)[:m]
+    return part[np.argsort(-values[part], kind="stable")]
+
+
 _STATE_FORMAT = "hf_saerl.selection/1"
 _ARRAYS = ("successes", "trials", "last_step", "successes_total", "trials_total", "prior_at_first", "first_refit")
 
@@ -249,72 +260,74 @@ class LearnabilitySelector:
         rng = np.random.default_rng([c.seed, self.step])
         if c.n_candidates is not None and self.n_rows > max(c.n_candidates, n):
             # with replacement, then deduplicated: O(n_candidates), where choice(replace=False) costs O(n_rows)
-            cand = np.unique(rng.integers(0, self.n_rows, size=max(c.n_candidates, 2 * n)))
+            raw = np.sort(rng.integers(0, self.n_rows, size=max(c.n_candidates, 2 * n)))
+            cand = raw[np.concatenate(([True], raw[1:] != raw[:-1]))]
             if cand.size < n:  # only when n_candidates is close to n_rows: fall back to every prompt
                 cand = np.arange(self.n_rows)
         else:
             cand = np.arange(self.n_rows)
-        a, b = self.posterior_params(cand)
+        # posterior_params(cand), with each per-prompt array read once (random reads dominate on a large pool)
+        frozen = self.prior_at_first[cand]
+        untried = np.isnan(frozen)
+        mean = np.where(untried, self._prior_now[cand], frozen)
+        strength = self._strength(mean)
+        s, t = self._decayed(cand)
+        a, b = mean * strength + s, (1.0 - mean) * strength + (t - s)
         theta = rng.beta(a, b)
         score = theta * (1.0 - theta)
-        untried = np.isnan(self.prior_at_first[cand])
         if c.fade_weight < 1.0:
-            _, t = self._decayed(cand)
-            mean = a / (a + b)
-            fade = ~untried & (t >= c.fade_min_trials) & ((mean < c.fade_low) | (mean > c.fade_high))
+            post = a / (a + b)
+            fade = ~untried & (t >= c.fade_min_trials) & ((post < c.fade_low) | (post > c.fade_high))
             score = np.where(fade, score * c.fade_weight, score)
-        # Priority: the exploration floor's untried prompts first, then everyone by score.
+        # The exploration floor's untried prompts first, then everyone by score.
         n_explore = min(math.ceil(c.explore_fraction * n), int(untried.sum()))
-        priority = score + 2.0 * untried if n_explore else score  # scores lie in [0, 0.25]
-        chosen = self._take(cand, priority, n, n_explore, score)
+        chosen = cand[self._take(cand, score, untried, n, n_explore)]
         self.step += 1
         return chosen
 
-    def _take(self, cand: np.ndarray, priority: np.ndarray, n: int, n_explore: int, score: np.ndarray) -> np.ndarray:
-        """The top ``n`` by priority (the first ``n_explore`` from the floor, the rest by score) under the cluster
-        cap."""
-        if n_explore:  # the floor takes n_explore untried prompts; the rest compete on score alone
-            floor = (
-                np.argpartition(-priority, n_explore - 1)[:n_explore] if n_explore < len(cand) else np.arange(len(cand))
-            )
+    def _take(self, cand: np.ndarray, score: np.ndarray, untried: np.ndarray, n: int, n_explore: int) -> np.ndarray:
+        """Positions in ``cand`` of the batch: ``n_explore`` untried prompts (best first), then the rest by score,
+        under the cluster cap."""
+        if n_explore:
+            pool = np.flatnonzero(untried)
+            floor = pool[_top(score[pool], n_explore)]
             rest = np.ones(len(cand), dtype=bool)
             rest[floor] = False
-            floor = floor[np.argsort(-priority[floor], kind="stable")]
             others = np.flatnonzero(rest)
-            order_rest = others[np.argsort(-score[others], kind="stable")] if self.cluster_ids is not None else None
-            if order_rest is None:
-                k = n - n_explore
-                top = others[np.argpartition(-score[others], k - 1)[:k]] if 0 < k < len(others) else others
-                order = np.concatenate([floor, top[np.argsort(-score[top], kind="stable")][:k]])
-                return cand[order]
-            order = np.concatenate([floor, order_rest])
-        elif self.cluster_ids is None:
-            top = np.argpartition(-score, n - 1)[:n] if n < len(cand) else np.arange(len(cand))
-            return cand[top[np.argsort(-score[top], kind="stable")]]
         else:
-            order = np.argsort(-score, kind="stable")
-        return cand[self._cluster_capped(cand, order, n)]
+            floor, others = np.zeros(0, dtype=np.int64), np.arange(len(cand))
+        k = n - floor.size
+        if self.cluster_ids is None:
+            return np.concatenate([floor, others[_top(score[others], k)]])
+        # The cap only looks down the ranking as far as it must: the top 8n first, everything if that falls short.
+        for m in (min(others.size, max(8 * n, 256)), others.size):
+            order = np.concatenate([floor, others[_top(score[others], m)]])
+            picked, enough = self._cluster_capped(cand, order, n)
+            if enough or m == others.size:
+                return order[picked]
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _cluster_capped(self, cand: np.ndarray, order: np.ndarray, n: int) -> np.ndarray:
-        """The first ``n`` of ``order`` with at most ``cap`` per cluster (filled from the rest if that is short)."""
+    def _cluster_capped(self, cand: np.ndarray, order: np.ndarray, n: int) -> tuple[np.ndarray, bool]:
+        """Positions of the first ``n`` of ``order`` with at most ``cap`` per cluster (filled from the rest if that is
+        short), and whether the cap alone found ``n``."""
         assert self.cluster_ids is not None
         clusters = self.cluster_ids[cand[order]]
-        present = np.unique(clusters)
-        if present.size <= 1:
-            return order[:n]
-        share = self.config.max_cluster_share
-        cap = math.ceil(share * n) if share > 0 else math.ceil(n / present.size)
-        cap = max(cap, math.ceil(n / present.size))
         by_cluster = np.argsort(clusters, kind="stable")
         sorted_clusters = clusters[by_cluster]
-        starts = np.searchsorted(sorted_clusters, sorted_clusters, side="left")
+        change = np.concatenate(([True], sorted_clusters[1:] != sorted_clusters[:-1]))
+        n_present = int(change.sum())
+        if n_present <= 1:  # one cluster in this part of the ranking: the caller looks at all of it
+            return np.arange(min(n, len(order))), False
+        share = self.config.max_cluster_share
+        cap = max(math.ceil(share * n) if share > 0 else 0, math.ceil(n / n_present))
+        starts = np.maximum.accumulate(np.where(change, np.arange(len(order)), 0))
         rank = np.empty(len(order), dtype=np.int64)
         rank[by_cluster] = np.arange(len(order)) - starts
         ok = rank < cap
         picked = np.flatnonzero(ok)[:n]
-        if picked.size < n:
-            picked = np.sort(np.concatenate([picked, np.flatnonzero(~ok)[: n - picked.size]]))
-        return order[picked]
+        if picked.size == n:
+            return picked, True
+        return np.sort(np.concatenate([picked, np.flatnonzero(~ok)[: n - picked.size]])), False
 
     # ------------------------------------------------------------------ learning
     def update(self, row_ids: Any, n_correct: Any, n_trials: Any) -> None:

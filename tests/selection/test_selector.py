@@ -285,3 +285,26 @@ def test_bad_inputs_are_refused_with_the_value_named():
     with pytest.raises(RowMismatchError, match="pool of 4"):
         LearnabilitySelector(5).load_state_dict(sel.state_dict())
     assert sel.posterior_params()[0].tolist() == [1.0] * 4  # nothing was applied by the refused calls
+
+
+def test_cluster_capped_batch_matches_a_slow_greedy_reference():
+    # 2,000 prompts: the top 256 scores all come from cluster 0, so the cap must look further down the ranking
+    n_rows, n = 2000, 6
+    clusters = np.where(np.arange(n_rows) < 1000, 0, 1 + np.arange(n_rows) % 3)
+    config = SelectionConfig(**QUIET, seed=5, max_cluster_share=0.5)
+    sel = LearnabilitySelector(n_rows, config, cluster_ids=clusters)
+    sel.update(np.arange(1000), [20] * 1000, [40] * 1000)  # cluster 0 near p = 0.5: the best scores
+    sel.update(np.arange(1000, n_rows), [0] * 1000, [30] * 1000)  # the rest nearly hopeless
+    for _ in range(3):
+        a, b = sel.posterior_params()
+        score = (lambda th: th * (1 - th))(np.random.default_rng([5, sel.step]).beta(a, b))
+        cap = math.ceil(0.5 * n)
+        taken: list[int] = []
+        per: dict[int, int] = {}
+        for i in np.argsort(-score, kind="stable"):  # the obvious greedy walk
+            if per.get(int(clusters[i]), 0) < cap:
+                taken.append(int(i))
+                per[int(clusters[i])] = per.get(int(clusters[i]), 0) + 1
+            if len(taken) == n:
+                break
+        assert sel.select(n).tolist() == taken
