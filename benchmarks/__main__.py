@@ -88,6 +88,7 @@ SUITE: dict[str, tuple[str, list[str], list[str], list[str], bool]] = {
         False,
     ),
     "gpu_h200": ("gpu_h200.py", [], ["--cpu-smoke"], ["--cpu-smoke"], True),
+    "selection": ("bench_selection.py", ["--synthetic", "400"], ["--synthetic", "200", "--seeds", "5"], ["--tiny"], True),
 }
 
 
