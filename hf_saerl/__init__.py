@@ -49,6 +49,8 @@ _EXPORTS: dict[str, str] = {
     "select_for_labelling": "hf_saerl.rollouts",
     "split_for_labelling": "hf_saerl.rollouts",
     "reasoning_gym_dataset": "hf_saerl.rollouts",
+    "LearnabilitySelector": "hf_saerl.selection",
+    "SelectionConfig": "hf_saerl.selection",
 }
 __getattr__, __dir__, __all__ = lazy_exports(globals(), _EXPORTS, also=("__version__",))
 
@@ -88,3 +90,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from .rollouts.verifiers import MathVerifier as MathVerifier
     from .rollouts.verifiers import ReasoningGymVerifier as ReasoningGymVerifier
     from .rollouts.verifiers import RewardFunctionVerifier as RewardFunctionVerifier
+    from .selection.config import SelectionConfig as SelectionConfig
+    from .selection.selector import LearnabilitySelector as LearnabilitySelector
