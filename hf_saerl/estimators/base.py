@@ -48,6 +48,7 @@ from ..core.validation import check_fitted, is_fitted
 from ..encoding.sparse import sparse_matrix
 from ..errors import HookMismatchError, InvalidParameterError, NonFiniteError, WidthMismatchError
 from ..core.files import check_path_or_repo_id
+from .arrow import arrow_csr, arrow_numbers, arrow_table
 from .inputs import is_matrix, read_baseline
 from .metrics import metrics_markdown
 from .saving import FORMAT_VERSION, load_estimator, save_estimator  # noqa: F401  (FORMAT_VERSION: re-exported)
@@ -132,11 +133,16 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
             X = sp.csr_matrix(X) if sp.issparse(X) else X
             where = "The SAE features"
         else:
-            X = self._sparse_columns(data)
+            table = arrow_table(data, (self.indices_column, self.values_column))
+            X = self._sparse_columns(data if table is None else table, arrow=table is not None)
             where = f"The SAE features (column {self.values_column!r})"
             transform = self.transform_ if fitted else FeatureTransform(self.transform)
             if transform.needs_n_tokens and n_tokens is None:
-                n_tokens = read_column(data, self.n_tokens_column, "token counts (for the 'length' transform step)")
+                what = "token counts (for the 'length' transform step)"
+                if table is not None and self.n_tokens_column in table.column_names:
+                    n_tokens = arrow_numbers(table, self.n_tokens_column)
+                else:
+                    n_tokens = read_column(data, self.n_tokens_column, what)
         self._check_sae_identity(data, fitted)
         finite = np.isfinite(X.data if sp.issparse(X) else X)
         if not finite.all():
@@ -173,10 +179,13 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
                            "with the fitting encoder to be sure.", name, identity.get("fingerprint"), name,
                            recorded.get("fingerprint"))
 
-    def _sparse_columns(self, data: Any) -> sp.csr_matrix:
+    def _sparse_columns(self, data: Any, arrow: bool = False) -> sp.csr_matrix:
+        """The CSR of the SAE columns: from the Arrow buffers of a batch's table (``arrow=True``: no Python
+        lists), else through :func:`~hf_saerl.encoding.sparse.sparse_matrix`. Both give the same matrix."""
         name = type(self).__name__
+        read = arrow_csr if arrow else sparse_matrix
         try:
-            return sparse_matrix(data, self.d_sae, indices_column=self.indices_column, values_column=self.values_column)
+            return read(data, self.d_sae, indices_column=self.indices_column, values_column=self.values_column)
         except WidthMismatchError as e:  # latent ids outside [0, d_sae): say what it means for a fitted estimator
             raise WidthMismatchError(
                 f"This {name} works on SAE features of width d_sae={self.d_sae}, but the data does not fit: {e} "
