@@ -6,7 +6,7 @@
 * **input at the edge**: a ``datasets.Dataset`` or batch dict with the sparse ``sae_indices`` /
   ``sae_values`` columns (turned into CSR by :func:`~hf_saerl.encoding.sparse.sparse_matrix`), or a matrix
   (scipy sparse or 2-D array) whose width must equal ``d_sae``; a clear error names both widths
-  and the fix otherwise (labels and baselines: :mod:`.inputs`);
+  and the fix otherwise (labels: :mod:`.inputs`);
 * the fitted :class:`~hf_saerl.estimators.transforms.FeatureTransform`;
 * ``Dataset.map(estimator, batched=True)`` support through ``__call__`` and a cheap, deterministic
   fingerprint of (parameters, fitted arrays);
@@ -39,7 +39,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 from huggingface_hub import ModelHubMixin
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator
 
 from ..core.columns import read_column
 from ..core.fingerprint import Fingerprinted, stable_hash
@@ -49,7 +49,7 @@ from ..encoding.sparse import sparse_matrix
 from ..errors import HookMismatchError, InvalidParameterError, NonFiniteError, WidthMismatchError
 from ..core.files import check_path_or_repo_id
 from .arrow import arrow_csr, arrow_numbers, arrow_table
-from .inputs import is_matrix, read_baseline
+from .inputs import is_matrix
 from .metrics import metrics_markdown
 from .saving import FORMAT_VERSION, load_estimator, save_estimator  # noqa: F401  (FORMAT_VERSION: re-exported)
 from .transforms import FeatureTransform, TransformSpec
@@ -83,8 +83,8 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
     Subclasses store the constructor parameters (``d_sae``, ``transform``, ``indices_column``,
     ``values_column``, ``n_tokens_column`` and their own) with ``self._store_params(locals())``; set ``kind``
     (file stem), ``_state_keys`` (fitted JSON scalars) and ``_array_attributes`` (saved array name -> fitted
-    attribute); and implement ``fit`` (reading the input with ``_read_features``), ``_fit_core`` (fitting on a
-    matrix, also used for the baseline), ``_predict_columns``, ``_output_dtypes`` and ``_restore``.
+    attribute); and implement ``fit`` (reading the input with ``_read_features``), ``_predict_columns``,
+    ``_output_dtypes`` and ``_restore``.
     """
 
     kind: ClassVar[str] = "estimator"
@@ -203,18 +203,6 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
         self.transform_ = FeatureTransform(self.transform)
         return self.transform_.fit_transform(X, n_tokens)
 
-    def _baseline_fit(self, data: Any, baseline: Any, keep: np.ndarray | None, *fit_args: Any,
-                      **overrides: Any) -> dict[str, Any]:
-        """Fit a clone of ``self`` on a dense baseline feature column (standardised, no SAE transform)
-        with the same labels, and return its metrics tagged with the column and width."""
-        from sklearn.preprocessing import StandardScaler
-
-        Xb, source = read_baseline(data, baseline, keep)
-        Xb = StandardScaler().fit_transform(Xb)
-        est = clone(self).set_params(d_sae=Xb.shape[1], transform=None, **overrides)
-        est._fit_core(Xb, *fit_args)
-        return {"column": source, "width": int(Xb.shape[1]), **est.metrics_}
-
     # ------------------------------------------------------------------ datasets integration
     def __call__(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, np.ndarray]:
         """The new columns for one batch: ``dataset.map(estimator, batched=True)``."""
@@ -243,9 +231,6 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
         return stable_hash(identity)
 
     # ------------------------------------------------------------------ subclass hooks
-    def _fit_core(self, X: Any, *args: Any) -> "SAEEstimator":  # pragma: no cover - abstract
-        raise NotImplementedError
-
     def _predict_columns(self, Xt: Any) -> dict[str, np.ndarray]:  # pragma: no cover - abstract
         raise NotImplementedError
 

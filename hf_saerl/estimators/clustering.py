@@ -119,7 +119,7 @@ class SAEClusterer(SAEEstimator, tags=["sae-clustering", "kmeans"], model_card_t
             raise InvalidParameterError(f"auto_range must be (lo, hi) with 2 <= lo <= hi; got {self.auto_range!r}.")
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X: Any, y: Any = None, *, reference_column: str | None = None, baseline: Any = None,
+    def fit(self, X: Any, y: Any = None, *, reference_column: str | None = None,
             n_tokens: Any = None) -> "SAEClusterer":
         """Fit the centroids on ``X`` (a Dataset / batch dict with the SAE columns, or a matrix).
 
@@ -127,9 +127,6 @@ class SAEClusterer(SAEEstimator, tags=["sae-clustering", "kmeans"], model_card_t
             X: the features.
             y: optional reference labels (array-like), used only for the ``nmi`` / ``purity`` metrics;
             reference_column: or the dataset column holding them (e.g. ``"category"``).
-            baseline: a dataset column of fixed-length float lists, or an ``(n, width)`` array: k-means
-                with the same ``n_clusters_`` on those dense (standardised) features, metrics in
-                ``metrics_["baseline"]``.
             n_tokens: token counts per row for a ``length`` step with ``by="tokens"`` on a matrix.
 
         Returns:
@@ -143,9 +140,6 @@ class SAEClusterer(SAEEstimator, tags=["sae-clustering", "kmeans"], model_card_t
         n_empty = warn_empty_rows(features, "they are left out of fitting the centroids, and assigned afterwards.")
         self._fit_core(features, n_tokens, reference)
         self.metrics_ = {"n_empty_rows": n_empty, **self.metrics_}
-        if baseline is not None:
-            self.metrics_["baseline"] = self._baseline_fit(X, baseline, None, None, reference,
-                                                           n_clusters=self.n_clusters_)
         return self
 
     def _fit_core(self, X: Any, n_tokens: np.ndarray | None, reference: tuple[list, str] | None) -> "SAEClusterer":

@@ -164,11 +164,15 @@ class ElasticNetPathCV(RegressorMixin, BaseEstimator):
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X: Any, y: Any) -> "ElasticNetPathCV":
-        """Choose ``alpha`` / ``l1_ratio`` on the folds, score the folds, refit on all rows; returns self."""
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "ElasticNetPathCV":
+        """Choose ``alpha`` / ``l1_ratio`` on the folds, score the folds, refit on all rows; returns self.
+
+        ``sample_weight`` (non-negative, one per row) weighs each row's squared error as sklearn's ``ElasticNet``
+        does (rescaled to sum to the number of rows of each fit), and the folds' validation errors alike."""
         start = time.perf_counter()
         ratios, alphas = self._check_params()
         X, y = _check_xy(X, y)
+        weights = _check_weights(sample_weight, len(y))
         fixed = alphas is not None and len(alphas) == 1 and len(ratios) == 1
         folds = self._folds(X.shape[0])
         if folds is None and not fixed:
@@ -186,10 +190,11 @@ class ElasticNetPathCV(RegressorMixin, BaseEstimator):
         counters = _Counters()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            search = _search(Xs, y, ratios, alphas, folds, self.n_alphas, self.eps, self.patience, self.tol,
-                             self.max_iter, counters)
+            search = _search(Xs, y, weights, ratios, alphas, folds, self.n_alphas, self.eps, self.patience,
+                             self.tol, self.max_iter, counters)
             best_ratio, best_alpha = search["l1_ratio"], search["alpha"]
-            final = _refit(Xs, y, best_ratio, search["grid"], search["index"], self.tol, self.max_iter, counters)
+            final = _refit(Xs, y, weights, best_ratio, search["grid"], search["index"], self.tol, self.max_iter,
+                           counters)
         _report_convergence(caught, counters)
 
         self.l1_ratios_ = np.asarray(ratios, dtype=np.float64)
@@ -207,7 +212,7 @@ class ElasticNetPathCV(RegressorMixin, BaseEstimator):
         elif fixed:
             self.cv_predictions_, self.cv_protocol_ = search["oof"], "fixed"
         elif self.cv_protocol == "nested":
-            self.cv_predictions_, self.cv_protocol_ = self._nested(X, y, folds, counters), "nested"
+            self.cv_predictions_, self.cv_protocol_ = self._nested(X, y, weights, folds, counters), "nested"
         else:
             self.cv_predictions_, self.cv_protocol_ = search["oof"], "once"
         self.n_iter_, self.n_fits_, self.n_not_converged_ = counters.n_iter, counters.n_fits, counters.n_not_converged
@@ -217,15 +222,16 @@ class ElasticNetPathCV(RegressorMixin, BaseEstimator):
                     self.fit_seconds_)
         return self
 
-    def _nested(self, X: Any, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
-                counters: "_Counters") -> np.ndarray:
+    def _nested(self, X: Any, y: np.ndarray, weights: np.ndarray | None,
+                folds: list[tuple[np.ndarray, np.ndarray]], counters: "_Counters") -> np.ndarray:
         """Out-of-fold predictions of the whole search run again inside each outer fold's training rows."""
         inner = self.inner_cv
         if inner is None:
             inner = self.cv if isinstance(self.cv, numbers.Integral) else 5
         oof = np.empty(len(y), dtype=np.float64)
         for train, test in folds:
-            model = clone(self).set_params(cv_protocol="once", cv=inner).fit(X[train], y[train])
+            model = clone(self).set_params(cv_protocol="once", cv=inner)
+            model.fit(X[train], y[train], None if weights is None else weights[train])
             oof[test] = model.predict(X[test])
             counters.add(model)
         return oof
@@ -420,17 +426,36 @@ def _rows(X: Any, rows: np.ndarray) -> Any:
     return np.asfortranarray(X[rows])
 
 
-def _alpha_max(X: Any, y: np.ndarray, ratio: float) -> float:
-    """The smallest alpha with an all-zero solution: ``max |X_c^T y_c| / (n * l1_ratio)`` (sklearn's grid top)."""
-    yc = y - y.mean()
-    Xty = np.asarray(X.T @ yc).reshape(-1)  # the column means drop out: sum(yc) = 0
+def _check_weights(sample_weight: Any, n_rows: int) -> np.ndarray | None:
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+    if w.shape[0] != n_rows or not np.isfinite(w).all() or (w < 0).any() or not w.sum() > 0:
+        raise InvalidParameterError(f"sample_weight must hold {n_rows} finite, non-negative weights with a positive "
+                                    f"sum; got {w.shape[0]} values (min {w.min() if w.size else None}). Fix the "
+                                    "weights, or pass sample_weight=None.")
+    return w
+
+
+def _unit_weights(w: np.ndarray | None, n_rows: int) -> np.ndarray:
+    """Weights rescaled to sum to ``n_rows`` (sklearn's ElasticNet rescales them so); ones without weights."""
+    return np.ones(n_rows) if w is None else w * (n_rows / w.sum())
+
+
+def _alpha_max(X: Any, y: np.ndarray, ratio: float, w: np.ndarray | None = None) -> float:
+    """The smallest alpha with an all-zero solution: ``max |X_c^T W y_c| / (n * l1_ratio)`` (sklearn's grid top),
+    ``W`` the weights rescaled to sum to ``n``."""
+    w = _unit_weights(w, X.shape[0])
+    yc = w * (y - np.average(y, weights=w))
+    Xty = np.asarray(X.T @ yc).reshape(-1)  # the column means drop out: sum(W y_c) = 0
     return float(np.abs(Xty).max()) / (X.shape[0] * ratio)
 
 
-def _grid(X: Any, y: np.ndarray, ratio: float, alphas: np.ndarray | None, n_alphas: int, eps: float) -> np.ndarray:
+def _grid(X: Any, y: np.ndarray, w: np.ndarray | None, ratio: float, alphas: np.ndarray | None, n_alphas: int,
+          eps: float) -> np.ndarray:
     if alphas is not None:
         return alphas
-    top = _alpha_max(X, y, ratio)
+    top = _alpha_max(X, y, ratio, w)
     if not top > 0:
         return np.full(1, np.finfo(np.float64).eps)
     return np.geomspace(top, top * eps, n_alphas)
@@ -456,13 +481,16 @@ class _WarmPath:
 
     _MAX_ROUNDS = 20
 
-    def __init__(self, X: Any, y: np.ndarray, ratio: float, tol: float, max_iter: int, counters: _Counters) -> None:
+    def __init__(self, X: Any, y: np.ndarray, w: np.ndarray | None, ratio: float, tol: float, max_iter: int,
+                 counters: _Counters) -> None:
         self.X, self.y, self.ratio, self.counters = X, y, ratio, counters
+        self.w = _unit_weights(w, X.shape[0])  # the KKT gradient is X^T W r, as in sklearn's weighted objective
+        self.fit_params = {} if w is None else {"sample_weight": w}
         self.sparse = sp.issparse(X)
         self.model = _enet(ratio, tol, max_iter)
         self.coef = np.zeros(X.shape[1], dtype=np.float64)
-        self.intercept = float(y.mean())
-        self.grad = np.asarray(X.T @ (y - self.intercept), dtype=np.float64).reshape(-1)
+        self.intercept = float(np.average(y, weights=self.w))
+        self.grad = np.asarray(X.T @ (self.w * (y - self.intercept)), dtype=np.float64).reshape(-1)
         self.alpha: float | None = None
 
     def step(self, alpha: float) -> "_WarmPath":
@@ -493,25 +521,25 @@ class _WarmPath:
             Xw = self.X[:, work] if self.sparse else self.X
             self.model.coef_ = np.asfortranarray(self.coef[work])  # warm start (ElasticNet(warm_start=True))
             self.model.set_params(alpha=float(alpha))
-            self.model.fit(Xw, self.y, check_input=False)
+            self.model.fit(Xw, self.y, check_input=False, **self.fit_params)
             self.counters.fitted(self.model)
             coef[work] = self.model.coef_
             intercept = float(self.model.intercept_)
         else:
-            intercept = float(self.y.mean())
+            intercept = float(np.average(self.y, weights=self.w))
         self.coef, self.intercept = coef, intercept
-        residual = self.y - np.asarray(self.X @ coef).reshape(-1) - intercept  # sums to 0: the intercept is exact
-        self.grad = np.asarray(self.X.T @ residual, dtype=np.float64).reshape(-1)
+        residual = self.y - np.asarray(self.X @ coef).reshape(-1) - intercept  # W r sums to 0: exact intercept
+        self.grad = np.asarray(self.X.T @ (self.w * residual), dtype=np.float64).reshape(-1)
 
     def predict(self, X: Any) -> np.ndarray:
         return np.asarray(X @ self.coef, dtype=np.float64).reshape(-1) + self.intercept
 
 
-def _search(Xs: Any, y: np.ndarray, ratios: list[float], alphas: np.ndarray | None,
+def _search(Xs: Any, y: np.ndarray, w: np.ndarray | None, ratios: list[float], alphas: np.ndarray | None,
             folds: list[tuple[np.ndarray, np.ndarray]] | None, n_alphas: int, eps: float, patience: int | None,
             tol: float, max_iter: int, counters: _Counters) -> dict[str, Any]:
     """Walk each ratio's alpha grid with every fold in lockstep; the best (ratio, alpha) by mean validation MSE."""
-    grids = [_grid(Xs, y, r, alphas, n_alphas, eps) for r in ratios]
+    grids = [_grid(Xs, y, w, r, alphas, n_alphas, eps) for r in ratios]
     width = max(len(g) for g in grids)
     n_folds = len(folds) if folds else 0
     mse_path = np.full((len(ratios), width, n_folds), np.nan)
@@ -522,17 +550,19 @@ def _search(Xs: Any, y: np.ndarray, ratios: list[float], alphas: np.ndarray | No
         return {"alphas": alphas_out, "mse_path": mse_path, "n_fitted": n_fitted, "l1_ratio": ratios[0],
                 "alpha": float(grids[0][0]), "grid": grids[0], "index": 0, "oof": None}
     parts = [(_rows(Xs, train), y[train], _rows(Xs, test), y[test], test) for train, test in folds]
+    fold_w = [(None, np.ones(len(test))) if w is None else (w[train], w[test]) for train, test in folds]
     best = (np.inf, 0, 0)  # (mean mse, ratio index, alpha index)
     best_oof = None
     for r, (ratio, grid) in enumerate(zip(ratios, grids)):
         alphas_out[r, :len(grid)] = grid
-        paths = [_WarmPath(Xtr, ytr, ratio, tol, max_iter, counters) for Xtr, ytr, *_ in parts]
+        paths = [_WarmPath(Xtr, ytr, wtr, ratio, tol, max_iter, counters)
+                 for (Xtr, ytr, *_), (wtr, _) in zip(parts, fold_w, strict=True)]
         ratio_best, since = np.inf, 0
         for a, alpha in enumerate(grid):
             preds = []
-            for f, (path, (_, _, Xte, yte, _)) in enumerate(zip(paths, parts)):
+            for f, (path, (_, _, Xte, yte, _), (_, wte)) in enumerate(zip(paths, parts, fold_w, strict=True)):
                 pred = path.step(alpha).predict(Xte)
-                mse_path[r, a, f] = float(np.mean((yte - pred) ** 2))
+                mse_path[r, a, f] = float(np.average((yte - pred) ** 2, weights=wte)) if wte.sum() > 0 else 0.0
                 preds.append(pred)
             n_fitted[r] = a + 1
             mean = float(mse_path[r, a].mean())
@@ -553,10 +583,10 @@ def _search(Xs: Any, y: np.ndarray, ratios: list[float], alphas: np.ndarray | No
             "alpha": float(grids[r][a]), "grid": grids[r], "index": a, "oof": best_oof}
 
 
-def _refit(Xs: Any, y: np.ndarray, ratio: float, grid: np.ndarray, index: int, tol: float, max_iter: int,
-           counters: _Counters) -> _WarmPath:
+def _refit(Xs: Any, y: np.ndarray, w: np.ndarray | None, ratio: float, grid: np.ndarray, index: int, tol: float,
+           max_iter: int, counters: _Counters) -> _WarmPath:
     """The model on all rows at ``grid[index]``, warm-started down the grid (cheaper than a cold start)."""
-    path = _WarmPath(Xs, y, ratio, tol, max_iter, counters)
+    path = _WarmPath(Xs, y, w, ratio, tol, max_iter, counters)
     for alpha in grid[:index + 1]:
         path.step(alpha)
     return path

@@ -21,7 +21,8 @@ import numpy as np
 
 from .inputs import clean_labels
 
-__all__ = ["regression_metrics", "classification_metrics", "cluster_agreement", "metrics_markdown"]
+__all__ = ["regression_metrics", "classification_metrics", "cluster_agreement", "metrics_markdown",
+           "useless_fit_warnings"]
 
 
 def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
@@ -64,8 +65,30 @@ def cluster_agreement(ids: np.ndarray, reference: list, name: str) -> dict[str, 
     }
 
 
+def useless_fit_warnings(coef: np.ndarray, metrics: Mapping[str, Any]) -> list[str]:
+    """Why a fitted linear probe is useless, if it is: constant (no non-zero coefficient: every row gets the
+    intercept), or below chance out of fold (AUROC under 0.5, or a negative Spearman / Pearson correlation).
+
+    Example:
+        >>> useless_fit_warnings(np.zeros(3), {"auroc": 0.3})
+        ['constant: no non-zero coefficient, so every row gets the same score', 'below chance: out-of-fold auroc 0.300 < 0.5']
+        >>> useless_fit_warnings(np.ones(3), {"spearman": 0.4})
+        []
+    """
+    out = []
+    if not np.any(coef):
+        out.append("constant: no non-zero coefficient, so every row gets the same score")
+    for key, chance in (("auroc", 0.5), ("spearman", 0.0), ("pearson", 0.0)):
+        value = metrics.get(key)
+        if value is not None and value < chance:
+            out.append(f"below chance: out-of-fold {key} {value:.3f} < {chance:g}")
+            break
+    return out
+
+
 def metrics_markdown(metrics: Mapping[str, Any] | None) -> str:
-    """A Markdown table of the scalar metrics, with a baseline column when ``metrics["baseline"]`` exists."""
+    """A Markdown table of the scalar metrics, with a baseline column when ``metrics["baseline"]`` exists (bundles
+    saved before issue 20), followed by the fit's warnings (``metrics["warnings"]``) when there are any."""
     if not metrics:
         return "_Not fitted._"
     baseline = metrics.get("baseline") or {}
@@ -78,6 +101,8 @@ def metrics_markdown(metrics: Mapping[str, Any] | None) -> str:
         if baseline:
             row += f" {_fmt(baseline.get(key))} |"
         lines.append(row)
+    if metrics.get("warnings"):
+        lines += ["", "**Warning: this fit looks useless** (" + "; ".join(map(str, metrics["warnings"])) + ")."]
     return "\n".join(lines)
 
 

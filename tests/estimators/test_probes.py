@@ -75,13 +75,13 @@ def data():
 @pytest.fixture(scope="module")
 def difficulty(data):
     ds, _, _ = data
-    return DifficultyProbe(d_sae=D_SAE, **FAST_GRID).fit(ds, label_column="pass_rate", baseline="mean_act")
+    return DifficultyProbe(d_sae=D_SAE, **FAST_GRID).fit(ds, label_column="pass_rate")
 
 
 @pytest.fixture(scope="module")
 def quality(data):
     ds, _, _ = data
-    return QualityProbe(d_sae=D_SAE).fit(ds, label_column="good", baseline="mean_act")
+    return QualityProbe(d_sae=D_SAE).fit(ds, label_column="good")
 
 
 # ====================================================================== DifficultyProbe
@@ -92,9 +92,7 @@ def test_difficulty_recovers_the_planted_pass_rate(difficulty):
     assert m["n_train"] == 300 and m["n_dropped_labels"] == 0 and m["cv_folds"] == 5
     assert m["l1_ratio"] in (0.5, 1.0) and m["alpha"] > 0 and 0 < m["n_nonzero_coef"] < D_SAE
     assert set(np.flatnonzero(difficulty.coef_)) >= set(range(5))  # the planted latents are used
-    # the dense noise baseline must not earn its keep
-    assert m["baseline"]["column"] == "mean_act" and m["baseline"]["width"] == 8
-    assert m["baseline"]["spearman"] is None or m["baseline"]["spearman"] < 0.3
+    assert m["warnings"] == [] and m["weighted"] is False
 
 
 def test_difficulty_map_end_to_end_and_on_new_data(difficulty):
@@ -170,7 +168,6 @@ def test_quality_classifier_separates_a_planted_split_and_not_shuffled_labels(da
     ds, X, pass_rate = data
     assert quality.task_ == "classification" and quality.classes_.tolist() == [False, True]
     assert quality.metrics_["auroc"] > 0.9
-    assert quality.metrics_["baseline"]["auroc"] < 0.7  # noise baseline
     shuffled = np.random.default_rng(1).permutation(np.asarray(ds["good"]))
     null = QualityProbe(d_sae=D_SAE).fit(X, shuffled)
     assert 0.35 < null.metrics_["auroc"] < 0.65  # the metric can fail
@@ -218,22 +215,6 @@ def test_quality_string_labels_need_the_good_class(data):
     probe = QualityProbe(d_sae=D_SAE, positive_label="keep").fit(X, labels)
     assert probe.classes_.tolist() == ["junk", "keep"] and probe.metrics_["auroc"] > 0.9
     assert set(probe.predict(X[:20])) <= {"junk", "keep"}
-
-
-def test_baseline_from_an_array_with_a_matrix(data):
-    ds, X, _ = data
-    dense = np.asarray(ds["mean_act"])
-    probe = QualityProbe(d_sae=D_SAE).fit(X, np.asarray(ds["good"]), baseline=dense)
-    assert probe.metrics_["baseline"]["column"] == "array" and probe.metrics_["baseline"]["width"] == 8
-    with pytest.raises(InvalidParameterError, match=r"baseline='mean_act' names a column, but the data is a matrix"):
-        QualityProbe(d_sae=D_SAE).fit(X, np.asarray(ds["good"]), baseline="mean_act")
-    ragged = ds.select(range(20)).map(lambda r, i: {"mean_act": [0.0] * (1 + i % 2)}, with_indices=True)
-    with pytest.raises(InvalidParameterError, match=r"Baseline column 'mean_act' must hold fixed-length lists"):
-        QualityProbe(d_sae=D_SAE, cv=None).fit(ragged, label_column="good", baseline="mean_act")
-    holed = dense.copy()
-    holed[3, 2] = np.nan
-    with pytest.raises(NonFiniteError, match=r"baseline features in the baseline array hold 1 NaN or infinite"):
-        QualityProbe(d_sae=D_SAE, cv=None).fit(X, np.asarray(ds["good"]), baseline=holed)
 
 
 def _log1p(X):
@@ -293,34 +274,6 @@ def test_metrics_and_predictions_equal_an_independent_sklearn_computation(data, 
     np.testing.assert_allclose(nested.predict_pass_rate(X), np.clip(enet.predict(L), 0, 1), atol=1e-6)
 
 
-def test_difficulty_length_baseline_uses_the_token_column_and_the_same_folds(data, difficulty):
-    """metrics_["length_baseline"]: the same search on log1p(sae_n_tokens) alone, on the probe's folds."""
-    from hf_saerl.estimators.elastic_net import length_baseline
-
-    ds, X, pass_rate = data
-    base = difficulty.metrics_["length_baseline"]
-    expected = length_baseline(np.asarray(ds["sae_n_tokens"]), pass_rate, cv=KFold(5, shuffle=True, random_state=0),
-                               l1_ratio=[0.5, 1.0], n_alphas=20)
-    assert base == pytest.approx(expected)
-    assert base["feature"] == "log1p(n_tokens)" and base["spearman"] < difficulty.metrics_["spearman"]
-    # a matrix has no token column: pass n_tokens=, or there is no baseline (None, not an error)
-    probe = DifficultyProbe(d_sae=D_SAE, label="pass_rate", **FAST_GRID)
-    assert probe.fit(X, pass_rate).metrics_["length_baseline"] is None
-    assert probe.fit(X, pass_rate, n_tokens=ds["sae_n_tokens"]).metrics_["length_baseline"] == pytest.approx(expected)
-
-
-def test_a_baseline_that_carries_the_signal_scores_high(data):
-    # The noise baselines above score low; this one holds the planted latents densely, so it must score high
-    # (the baseline really is fitted on the same labels, not just reported).
-    ds, X, pass_rate = data
-    signal = np.log1p(X[:, :5].toarray()) + np.random.default_rng(3).normal(0, 0.01, (X.shape[0], 5))
-    q = QualityProbe(d_sae=D_SAE).fit(X, np.asarray(ds["good"]), baseline=signal)
-    assert q.metrics_["baseline"]["width"] == 5 and q.metrics_["baseline"]["auroc"] > 0.9
-    d = DifficultyProbe(d_sae=D_SAE, label="pass_rate", alpha=1e-3, l1_ratio=0.5).fit(X, pass_rate, baseline=signal)
-    assert d.metrics_["baseline"]["spearman"] > 0.8 and d.metrics_["baseline"]["label"] == "pass_rate"
-
-
-# ====================================================================== sklearn manners
 def test_sklearn_manners(quality):
     params = quality.get_params()
     assert params["d_sae"] == D_SAE and params["transform"] == ("log1p",)
