@@ -18,6 +18,7 @@ from ..core.lazy import lazy_exports
 _EXPORTS = {
     "SAEClusterer": "hf_saerl.estimators.clustering",
     "compare_features": "hf_saerl.estimators.evaluation",
+    "UnverifiedSAEWarning": "hf_saerl.estimators.base",
     "DifficultyProbe": "hf_saerl.estimators.probes",
     "QualityProbe": "hf_saerl.estimators.probes",
 }

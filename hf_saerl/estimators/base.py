@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
@@ -48,7 +49,7 @@ from ..core.validation import check_fitted, is_fitted
 from ..encoding.sparse import sparse_matrix
 from ..errors import HookMismatchError, InvalidParameterError, NonFiniteError, WidthMismatchError
 from ..core.files import check_path_or_repo_id
-from .arrow import arrow_csr, arrow_numbers, arrow_table
+from .arrow import arrow_csr, arrow_features, arrow_numbers, arrow_table
 from .inputs import is_matrix
 from .metrics import metrics_markdown
 from .saving import FORMAT_VERSION, load_estimator, save_estimator  # noqa: F401  (FORMAT_VERSION: re-exported)
@@ -57,7 +58,12 @@ from .._version import __version__
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SAEEstimator", "FORMAT_VERSION", "card_template"]
+__all__ = ["SAEEstimator", "FORMAT_VERSION", "card_template", "UnverifiedSAEWarning"]
+
+
+class UnverifiedSAEWarning(UserWarning):
+    """The SAE behind the features cannot be checked against the one an estimator was fitted on (one side has no
+    record), so a probe could be scoring another SAE's latents."""
 
 
 def card_template(title: str, description: str) -> str:
@@ -153,17 +159,21 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
         return X, n_tokens
 
     def _check_sae_identity(self, data: Any, fitted: bool) -> None:
-        """Which SAE made a dataset's columns (the encoder's record in its features; none for a matrix or a batch):
-        remembered at fit as ``sae_identity_``, compared at predict. Another hook or ``d_in`` is a
-        :class:`~hf_saerl.errors.HookMismatchError`; another encoder fingerprint (a different SAE of the same shape,
-        but also another model revision, pooling or top_k) is logged as a warning, since the record cannot tell
-        these apart."""
-        identity = _column_identity(data, self.indices_column)
+        """Which SAE made the data's columns (the encoder's record in the schema of a dataset or of a
+        ``Dataset.map`` batch; none for a matrix or a plain dict): remembered at fit as ``sae_identity_``, compared
+        at predict. Another hook or ``d_in`` is a :class:`~hf_saerl.errors.HookMismatchError`; another encoder
+        fingerprint (a different SAE of the same shape, but also another model revision, pooling or top_k) is
+        logged as a warning, since the record cannot tell these apart. Where only one side has a record (columns
+        written by another tool, or an estimator fitted on a matrix or saved by an older version), nothing can be
+        compared: an :class:`UnverifiedSAEWarning` says so, once per estimator."""
+        has_schema, identity = _column_identity(data, self.indices_column)
         if not fitted:
             self.sae_identity_ = identity
             return
         recorded = getattr(self, "sae_identity_", None)
         if not identity or not recorded:
+            if has_schema and (identity or recorded):
+                self._warn_unverified(identity, recorded)
             return
         name = type(self).__name__
         for key in ("hook_name", "d_in"):
@@ -178,6 +188,23 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
                            "encoder %s (same hook and width). If the SAE differs, its scores mean nothing; re-encode "
                            "with the fitting encoder to be sure.", name, identity.get("fingerprint"), name,
                            recorded.get("fingerprint"))
+
+    def _warn_unverified(self, identity: dict[str, Any] | None, recorded: dict[str, Any] | None) -> None:
+        if self.__dict__.get("_warned_unverified_sae"):
+            return
+        self.__dict__["_warned_unverified_sae"] = True  # once per estimator (not a parameter, not fitted state)
+        name = type(self).__name__
+        if recorded:
+            what = (f"the data's {self.indices_column!r} column carries no SAE record (written by another tool or an "
+                    f"older version, or rebuilt from Python lists), so it cannot be verified that it comes from the "
+                    f"SAE this {name} was fitted on ({_describe(recorded)}). Re-encode the data with that SAE's "
+                    f"SAEEncoder, or")
+        else:
+            what = (f"this {name} records no SAE (fitted on a matrix or on columns without a record, or saved by an "
+                    f"older version), so it cannot be verified that the data's features ({_describe(identity)}) "
+                    f"come from the SAE it was fitted on. Fit it on the encoded dataset to record its SAE, or")
+        warnings.warn(f"{name}: {what} silence this with warnings.simplefilter('ignore', UnverifiedSAEWarning) if "
+                      "you know they match.", UnverifiedSAEWarning, stacklevel=5)
 
     def _sparse_columns(self, data: Any, arrow: bool = False) -> sp.csr_matrix:
         """The CSR of the SAE columns: from the Arrow buffers of a batch's table (``arrow=True``: no Python
@@ -302,11 +329,22 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
                               token=token)
 
 
-def _column_identity(data: Any, indices_column: str) -> dict[str, Any] | None:
-    """The SAE record :class:`~hf_saerl.encoding.encoder.SAEEncoder` stores in a dataset's features, or None."""
-    if is_matrix(data) or not hasattr(data, "features"):
-        return None
+def _column_identity(data: Any, indices_column: str) -> tuple[bool, dict[str, Any] | None]:
+    """``(has_schema, record)``: whether ``data`` carries a ``datasets`` schema (a Dataset, an IterableDataset with
+    features, a ``Dataset.map`` batch), and the SAE record :class:`~hf_saerl.encoding.encoder.SAEEncoder` stores in
+    it, or None."""
+    if is_matrix(data):
+        return False, None
+    features = data.features if hasattr(data, "features") else arrow_features(data)
+    if features is None:
+        return False, None
     from ..encoding.encoder import sae_identity_of
 
-    record = sae_identity_of(data, indices_column)
-    return dict(record) if isinstance(record, Mapping) else None
+    record = sae_identity_of(features, indices_column)
+    return True, (dict(record) if isinstance(record, Mapping) else None)
+
+
+def _describe(identity: Mapping[str, Any] | None) -> str:
+    identity = identity or {}
+    parts = [f"{key} {identity[key]!r}" for key in ("hook_name", "d_in", "d_sae", "fingerprint") if key in identity]
+    return ", ".join(parts) or "no details recorded"

@@ -42,7 +42,7 @@ import scipy.sparse as sp
 from sklearn.base import clone
 
 from ..core.columns import column_names, read_column
-from ..core.validation import check_choice
+from ..core.validation import check_choice, is_fitted
 from ..errors import InvalidParameterError
 from .inputs import is_matrix, read_dense, read_labels
 from .transforms import FeatureTransform
@@ -76,7 +76,9 @@ def compare_features(estimator: Any, data: Any, y: Any = None, *, label_column: 
 
     Args:
         estimator: a ``QualityProbe``, ``DifficultyProbe`` or ``SAEClusterer`` (fitted or not; it is cloned and
-            left unchanged). Its ``cv`` and ``random_state`` give every feature set the same folds.
+            left unchanged). Its ``cv`` and ``random_state`` give every feature set the same folds. When it is
+            fitted and ``"sae"`` is not asked for, it stands for the SAE side (its label kind, cluster count and
+            metrics are reused: fit it on the same rows), so the SAE model is not fitted twice.
         data: a Dataset / batch dict with the SAE columns (and the label, raw and token columns), or an
             ``(n, d_sae)`` matrix.
         y, label_column: the labels (reference labels for a clusterer), as the estimator's ``fit`` takes them.
@@ -96,9 +98,13 @@ def compare_features(estimator: Any, data: Any, y: Any = None, *, label_column: 
     target = "label_column" if is_probe else "reference_column"
     labels = read_labels(data, y, label_column, what="labels")
     weights = {} if sample_weight is None else {"sample_weight": sample_weight}
-    # The SAE side first, on the data itself (so a label column's name can tell pass rates from difficulties).
-    sae = clone(estimator)
-    sae.fit(data, **({"y": y} if label_column is None else {target: label_column}), n_tokens=n_tokens, **weights)
+    if "sae" in sides or not is_fitted(estimator):
+        # The SAE side first, on the data itself (so a label column's name can tell pass rates from difficulties).
+        sae = clone(estimator)
+        sae.fit(data, **({"y": y} if label_column is None else {target: label_column}), n_tokens=n_tokens,
+                **weights)
+    else:  # a fitted estimator stands for the SAE side: its label kind and cluster count are reused, not refitted
+        sae = estimator
     overrides = {"label": sae.label_} if hasattr(sae, "label_") else {}  # the others need no re-detection
     if hasattr(sae, "n_clusters_"):
         overrides["n_clusters"] = sae.n_clusters_
@@ -110,7 +116,7 @@ def compare_features(estimator: Any, data: Any, y: Any = None, *, label_column: 
         raw = _standardise(read_dense(data, raw_column))
         matrices["raw"] = raw
         if "both" in sides:
-            X, tokens = sae._read_features(data, n_tokens)
+            X, tokens = clone(estimator)._read_features(data, n_tokens)
             Xt = FeatureTransform(estimator.transform).fit_transform(X, tokens)
             matrices["both"] = sp.hstack([sp.csr_matrix(Xt), sp.csr_matrix(raw)], format="csr")
     if "length" in sides:
