@@ -28,7 +28,7 @@ from ..core.columns import SAE_INDICES, SAE_VALUES
 from ..core.validation import check_finite
 from ..errors import InvalidParameterError, MissingColumnError, ParameterTypeError, WidthMismatchError
 
-__all__ = ["arrow_table", "arrow_csr", "arrow_numbers", "arrow_features"]
+__all__ = ["arrow_csr", "arrow_features", "arrow_numbers", "arrow_table"]
 
 
 def arrow_table(data: Any, columns: tuple[str, ...]) -> Any:
@@ -61,7 +61,7 @@ def arrow_features(data: Any) -> Any:
 
         try:
             return Features.from_arrow_schema(schema)
-        except Exception:  # noqa: BLE001 - metadata written by another tool: treated as no record
+        except Exception:
             return None
     return None
 
@@ -84,8 +84,10 @@ def _list_buffers(column: Any, name: str) -> tuple[np.ndarray, Any]:
     import pyarrow as pa
 
     if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
-        raise ParameterTypeError(f"Column {name!r} must hold lists (one list per row); it holds {column.type}. "
-                                 "Write it as a list column (SAEEncoder does), or cast it.")
+        raise ParameterTypeError(
+            f"Column {name!r} must hold lists (one list per row); it holds {column.type}. "
+            "Write it as a list column (SAEEncoder does), or cast it."
+        )
     if column.null_count:
         rows = np.flatnonzero(np.asarray(column.is_null().to_numpy(zero_copy_only=False)))
         raise InvalidParameterError(
@@ -104,8 +106,9 @@ def _list_buffers(column: Any, name: str) -> tuple[np.ndarray, Any]:
     return offsets - start, values
 
 
-def arrow_csr(table: Any, d_sae: int, indices_column: str = SAE_INDICES,
-              values_column: str = SAE_VALUES) -> sp.csr_matrix:
+def arrow_csr(
+    table: Any, d_sae: int, indices_column: str = SAE_INDICES, values_column: str = SAE_VALUES
+) -> sp.csr_matrix:
     """The ``(n, d_sae)`` float32 CSR of the SAE list columns of an Arrow ``table`` (or record batch).
 
     The same matrix as :func:`~hf_saerl.encoding.sparse.sparse_matrix` on the same rows (duplicates summed,
@@ -119,14 +122,20 @@ def arrow_csr(table: Any, d_sae: int, indices_column: str = SAE_INDICES,
             f"Column {indices_column!r} holds latent ids of type {ids.type}, not integers; they would be truncated "
             "or misread. Write the ids as integers (SAEEncoder writes int32), or cast the column, e.g. "
             f"dataset.cast_column({indices_column!r}, datasets.List(datasets.Value('int32'))) after checking they "
-            "are whole.")
+            "are whole."
+        )
     if not np.array_equal(indptr, vals_indptr):
-        raise InvalidParameterError(f"Columns {indices_column!r} and {values_column!r} have rows of different "
-                                    "lengths; they must pair up. Pass the columns one encoder wrote, or rebuild them.")
+        raise InvalidParameterError(
+            f"Columns {indices_column!r} and {values_column!r} have rows of different "
+            "lengths; they must pair up. Pass the columns one encoder wrote, or rebuild them."
+        )
     indices = np.array(ids.to_numpy(zero_copy_only=False), dtype=np.int64)  # a copy: scipy sorts in place
     values = np.array(vals.to_numpy(zero_copy_only=False), dtype=np.float32)
-    check_finite(values, f"Column {values_column!r}", "Re-encode these rows (SAEEncoder refuses non-finite "
-                 "activations), or drop them with dataset.filter(...).")
+    check_finite(
+        values,
+        f"Column {values_column!r}",
+        "Re-encode these rows (SAEEncoder refuses non-finite activations), or drop them with dataset.filter(...).",
+    )
     if indices.size and (indices.min() < 0 or indices.max() >= d_sae):
         raise WidthMismatchError(
             f"Column {indices_column!r} holds latent ids in [{indices.min()}, {indices.max()}], outside "

@@ -34,31 +34,32 @@ import hashlib
 import json
 import logging
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import scipy.sparse as sp
 from huggingface_hub import ModelHubMixin
 from sklearn.base import BaseEstimator
 
+from .._version import __version__
 from ..core.columns import read_column
+from ..core.files import check_path_or_repo_id
 from ..core.fingerprint import Fingerprinted, stable_hash
 from ..core.serialization import jsonable
 from ..core.validation import check_fitted, is_fitted
 from ..encoding.sparse import sparse_matrix
 from ..errors import HookMismatchError, InvalidParameterError, NonFiniteError, WidthMismatchError
-from ..core.files import check_path_or_repo_id
 from .arrow import arrow_csr, arrow_features, arrow_numbers, arrow_table
 from .inputs import is_matrix
 from .metrics import metrics_markdown
-from .saving import FORMAT_VERSION, load_estimator, save_estimator  # noqa: F401  (FORMAT_VERSION: re-exported)
+from .saving import FORMAT_VERSION, load_estimator, save_estimator
 from .transforms import FeatureTransform, TransformSpec
-from .._version import __version__
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SAEEstimator", "FORMAT_VERSION", "card_template", "UnverifiedSAEWarning"]
+__all__ = ["FORMAT_VERSION", "SAEEstimator", "UnverifiedSAEWarning", "card_template"]
 
 
 class UnverifiedSAEWarning(UserWarning):
@@ -82,8 +83,9 @@ def card_template(title: str, description: str) -> str:
     )
 
 
-class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf_saerl",
-                   tags=["hf_saerl", "sparse-autoencoder"]):
+class SAEEstimator(
+    Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf_saerl", tags=["hf_saerl", "sparse-autoencoder"]
+):
     """Base class; see the module docstring.
 
     Subclasses store the constructor parameters (``d_sae``, ``transform``, ``indices_column``,
@@ -116,8 +118,10 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
     # ------------------------------------------------------------------ reading the input
     def _validate_common(self) -> None:
         if isinstance(self.d_sae, bool) or not isinstance(self.d_sae, (int, np.integer)) or self.d_sae <= 0:
-            raise InvalidParameterError(f"d_sae must be a positive int (the SAE width); got {self.d_sae!r}. Pass the "
-                                        "SAE's d_sae (encoder.d_sae).")
+            raise InvalidParameterError(
+                f"d_sae must be a positive int (the SAE width); got {self.d_sae!r}. Pass the "
+                "SAE's d_sae (encoder.d_sae)."
+            )
         FeatureTransform(self.transform)  # validates the spec
 
     def _read_features(self, data: Any, n_tokens: Any = None, *, fitted: bool = False) -> tuple[Any, np.ndarray | None]:
@@ -127,7 +131,7 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
         one the parameters describe) needs token counts."""
         name = type(self).__name__
         if is_matrix(data):
-            X = data if sp.issparse(data) else np.asarray(data)
+            X: Any = data if sp.issparse(data) else np.asarray(data)  # (Any: scipy's stubs narrow issparse badly)
             if X.ndim != 2:
                 raise InvalidParameterError(f"{name} needs a 2-D feature matrix (n_rows, d_sae); got shape {X.shape}.")
             if X.shape[1] != self.d_sae:
@@ -136,7 +140,7 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
                     f"Use features from the SAE the estimator was built for (width {self.d_sae}), or construct "
                     f"it with d_sae={X.shape[1]} and fit it again."
                 )
-            X = sp.csr_matrix(X) if sp.issparse(X) else X
+            X = sp.csr_matrix(cast(Any, X)) if sp.issparse(X) else X
             where = "The SAE features"
         else:
             table = arrow_table(data, (self.indices_column, self.values_column))
@@ -150,10 +154,12 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
                 else:
                     n_tokens = read_column(data, self.n_tokens_column, what)
         self._check_sae_identity(data, fitted)
-        finite = np.isfinite(X.data if sp.issparse(X) else X)
+        finite = np.isfinite(cast(Any, X).data if sp.issparse(X) else X)
         if not finite.all():
-            raise NonFiniteError(f"{where} hold {int((~finite).sum())} NaN or infinite value(s); re-encode those rows "
-                                 f"(check the model's dtype for overflow) or drop them before using this {name}.")
+            raise NonFiniteError(
+                f"{where} hold {int((~finite).sum())} NaN or infinite value(s); re-encode those rows "
+                f"(check the model's dtype for overflow) or drop them before using this {name}."
+            )
         if n_tokens is not None:
             n_tokens = np.asarray(n_tokens, dtype=np.float64).reshape(-1)
         return X, n_tokens
@@ -184,10 +190,15 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
                     f"the data with the SAE the {name} was fitted on, or fit a new {name} on these features."
                 )
         if identity.get("fingerprint") != recorded.get("fingerprint"):
-            logger.warning("%s: the data's SAE columns were made by encoder %s, but this %s was fitted on columns of "
-                           "encoder %s (same hook and width). If the SAE differs, its scores mean nothing; re-encode "
-                           "with the fitting encoder to be sure.", name, identity.get("fingerprint"), name,
-                           recorded.get("fingerprint"))
+            logger.warning(
+                "%s: the data's SAE columns were made by encoder %s, but this %s was fitted on columns of "
+                "encoder %s (same hook and width). If the SAE differs, its scores mean nothing; re-encode "
+                "with the fitting encoder to be sure.",
+                name,
+                identity.get("fingerprint"),
+                name,
+                recorded.get("fingerprint"),
+            )
 
     def _warn_unverified(self, identity: dict[str, Any] | None, recorded: dict[str, Any] | None) -> None:
         if self.__dict__.get("_warned_unverified_sae"):
@@ -195,16 +206,24 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
         self.__dict__["_warned_unverified_sae"] = True  # once per estimator (not a parameter, not fitted state)
         name = type(self).__name__
         if recorded:
-            what = (f"the data's {self.indices_column!r} column carries no SAE record (written by another tool or an "
-                    f"older version, or rebuilt from Python lists), so it cannot be verified that it comes from the "
-                    f"SAE this {name} was fitted on ({_describe(recorded)}). Re-encode the data with that SAE's "
-                    f"SAEEncoder, or")
+            what = (
+                f"the data's {self.indices_column!r} column carries no SAE record (written by another tool or an "
+                f"older version, or rebuilt from Python lists), so it cannot be verified that it comes from the "
+                f"SAE this {name} was fitted on ({_describe(recorded)}). Re-encode the data with that SAE's "
+                f"SAEEncoder, or"
+            )
         else:
-            what = (f"this {name} records no SAE (fitted on a matrix or on columns without a record, or saved by an "
-                    f"older version), so it cannot be verified that the data's features ({_describe(identity)}) "
-                    f"come from the SAE it was fitted on. Fit it on the encoded dataset to record its SAE, or")
-        warnings.warn(f"{name}: {what} silence this with warnings.simplefilter('ignore', UnverifiedSAEWarning) if "
-                      "you know they match.", UnverifiedSAEWarning, stacklevel=5)
+            what = (
+                f"this {name} records no SAE (fitted on a matrix or on columns without a record, or saved by an "
+                f"older version), so it cannot be verified that the data's features ({_describe(identity)}) "
+                f"come from the SAE it was fitted on. Fit it on the encoded dataset to record its SAE, or"
+            )
+        warnings.warn(
+            f"{name}: {what} silence this with warnings.simplefilter('ignore', UnverifiedSAEWarning) if "
+            "you know they match.",
+            UnverifiedSAEWarning,
+            stacklevel=5,
+        )
 
     def _sparse_columns(self, data: Any, arrow: bool = False) -> sp.csr_matrix:
         """The CSR of the SAE columns: from the Arrow buffers of a batch's table (``arrow=True``: no Python
@@ -296,17 +315,30 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
         return super().generate_model_card(*args, **values)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, force_download: bool = False,
-                        token: str | bool | None = None, cache_dir: str | Path | None = None,
-                        local_files_only: bool = False, revision: str | None = None,
-                        **model_kwargs: Any) -> "SAEEstimator":
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | Path,
+        *,
+        force_download: bool = False,
+        token: str | bool | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        revision: str | None = None,
+        **model_kwargs: Any,
+    ) -> SAEEstimator:
         """Load a saved estimator from a local folder or a Hub repo id (``huggingface_hub`` keyword
         arguments such as ``revision``, ``token``, ``local_files_only`` apply); other keyword arguments
         override saved constructor parameters."""
         model_id = check_path_or_repo_id(pretrained_model_name_or_path)
-        return cls._from_pretrained(model_id=model_id, revision=revision, cache_dir=cache_dir,
-                                    force_download=force_download, local_files_only=local_files_only, token=token,
-                                    **model_kwargs)
+        return cls._from_pretrained(
+            model_id=model_id,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+            **model_kwargs,
+        )
 
     @classmethod
     def _from_pretrained(
@@ -320,13 +352,21 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
         token: str | bool | None = None,
         subfolder: str | None = None,
         **model_kwargs: Any,
-    ) -> "SAEEstimator":
+    ) -> SAEEstimator:
         """Load from a local folder or a Hub repo id (optionally a ``subfolder`` of it).
 
         ``model_kwargs`` override the saved constructor parameters (e.g. output column names)."""
-        return load_estimator(cls, str(model_id), subfolder=subfolder, overrides=model_kwargs, revision=revision,
-                              cache_dir=cache_dir, force_download=force_download, local_files_only=local_files_only,
-                              token=token)
+        return load_estimator(
+            cls,
+            str(model_id),
+            subfolder=subfolder,
+            overrides=model_kwargs,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+        )
 
 
 def _column_identity(data: Any, indices_column: str) -> tuple[bool, dict[str, Any] | None]:

@@ -35,7 +35,8 @@ Example:
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -49,7 +50,7 @@ from .transforms import FeatureTransform
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["compare_features", "FEATURE_SETS", "primary_score"]
+__all__ = ["FEATURE_SETS", "compare_features", "primary_score"]
 
 #: The feature sets :func:`compare_features` can fit, and what each one is.
 FEATURE_SETS: dict[str, str] = {
@@ -69,9 +70,17 @@ def primary_score(metrics: dict[str, Any]) -> str | None:
     return None
 
 
-def compare_features(estimator: Any, data: Any, y: Any = None, *, label_column: str | None = None,
-                     raw_column: Any = None, features: Sequence[str] | None = None, n_tokens: Any = None,
-                     sample_weight: Any = None) -> dict[str, Any]:
+def compare_features(
+    estimator: Any,
+    data: Any,
+    y: Any = None,
+    *,
+    label_column: str | None = None,
+    raw_column: Any = None,
+    features: Sequence[str] | None = None,
+    n_tokens: Any = None,
+    sample_weight: Any = None,
+) -> dict[str, Any]:
     """Fit a clone of ``estimator`` on each feature set and return their fit-time metrics side by side.
 
     Args:
@@ -101,8 +110,7 @@ def compare_features(estimator: Any, data: Any, y: Any = None, *, label_column: 
     if "sae" in sides or not is_fitted(estimator):
         # The SAE side first, on the data itself (so a label column's name can tell pass rates from difficulties).
         sae = clone(estimator)
-        sae.fit(data, **({"y": y} if label_column is None else {target: label_column}), n_tokens=n_tokens,
-                **weights)
+        sae.fit(data, **({"y": y} if label_column is None else {target: label_column}), n_tokens=n_tokens, **weights)
     else:  # a fitted estimator stands for the SAE side: its label kind and cluster count are reused, not refitted
         sae = estimator
     overrides = {"label": sae.label_} if hasattr(sae, "label_") else {}  # the others need no re-detection
@@ -135,13 +143,15 @@ def compare_features(estimator: Any, data: Any, y: Any = None, *, label_column: 
     return report
 
 
-def _choose_sides(estimator: Any, data: Any, raw_column: Any, features: Sequence[str] | None,
-                  n_tokens: Any) -> list[str]:
+def _choose_sides(
+    estimator: Any, data: Any, raw_column: Any, features: Sequence[str] | None, n_tokens: Any
+) -> list[str]:
     is_probe = hasattr(estimator, "decision_function")
     if features is None:
         chosen = ["sae"] + (["raw", "both"] if raw_column is not None else [])
-        has_tokens = n_tokens is not None or (not is_matrix(data) and
-                                              estimator.n_tokens_column in (column_names(data) or ()))
+        has_tokens = n_tokens is not None or (
+            not is_matrix(data) and estimator.n_tokens_column in (column_names(data) or ())
+        )
         if is_probe and has_tokens:
             chosen.append("length")
         return chosen
@@ -149,8 +159,10 @@ def _choose_sides(estimator: Any, data: Any, raw_column: Any, features: Sequence
     for name in chosen:
         check_choice("features", name, tuple(FEATURE_SETS))
     if raw_column is None and {"raw", "both"} & set(chosen):
-        raise InvalidParameterError(f"features={chosen} needs the raw activations: pass raw_column='<column>' (e.g. "
-                                    "the encoder's activations_column) or an (n, width) array.")
+        raise InvalidParameterError(
+            f"features={chosen} needs the raw activations: pass raw_column='<column>' (e.g. "
+            "the encoder's activations_column) or an (n, width) array."
+        )
     if "length" in chosen and not is_probe:
         raise InvalidParameterError(f"features='length' applies to probes, not a {type(estimator).__name__}; drop it.")
     return chosen
@@ -171,9 +183,11 @@ def _token_counts(estimator: Any, data: Any, n_tokens: Any) -> np.ndarray:
     counts = np.asarray(n_tokens, dtype=np.float64).reshape(-1)
     bad = ~(np.isfinite(counts) & (counts >= 0))
     if bad.any():
-        raise InvalidParameterError(f"The length baseline needs finite, non-negative token counts; {int(bad.sum())} "
-                                    "are missing, negative or not finite. Fill them, or pass features= without "
-                                    "'length'.")
+        raise InvalidParameterError(
+            f"The length baseline needs finite, non-negative token counts; {int(bad.sum())} "
+            "are missing, negative or not finite. Fill them, or pass features= without "
+            "'length'."
+        )
     return counts
 
 
@@ -181,8 +195,10 @@ def _warnings(name: str, sides: dict[str, Any], sae_metrics: dict[str, Any], sco
     out: list[str] = []
     length, sae_score = sides.get("length", {}).get(score or ""), sae_metrics.get(score or "")
     if score and length is not None and sae_score is not None and not sae_score > length:
-        out.append(f"not ahead of its length baseline: out-of-fold {score} {sae_score:.3f} on SAE features vs "
-                   f"{length:.3f} on log1p(n_tokens) alone")
+        out.append(
+            f"not ahead of its length baseline: out-of-fold {score} {sae_score:.3f} on SAE features vs "
+            f"{length:.3f} on log1p(n_tokens) alone"
+        )
     for message in out:
         logger.warning("%s: %s. Label more rows or check the labels before using it.", name, message)
     return out

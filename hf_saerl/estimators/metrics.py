@@ -15,14 +15,20 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from .inputs import clean_labels
 
-__all__ = ["regression_metrics", "classification_metrics", "cluster_agreement", "metrics_markdown",
-           "useless_fit_warnings"]
+__all__ = [
+    "classification_metrics",
+    "cluster_agreement",
+    "metrics_markdown",
+    "regression_metrics",
+    "useless_fit_warnings",
+]
 
 
 def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
@@ -44,8 +50,11 @@ def classification_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
     """AUROC, accuracy at 0.5 and the positive rate of 0/1 labels ``y`` scored by good-class probabilities."""
     from sklearn.metrics import roc_auc_score
 
-    return {"auroc": float(roc_auc_score(y, proba)), "accuracy": float(((proba >= 0.5) == y).mean()),
-            "positive_rate": float(y.mean())}
+    return {
+        "auroc": float(roc_auc_score(y, proba)),
+        "accuracy": float(((proba >= 0.5) == y).mean()),
+        "positive_rate": float(y.mean()),
+    }
 
 
 def cluster_agreement(ids: np.ndarray, reference: list, name: str) -> dict[str, Any]:
@@ -60,7 +69,7 @@ def cluster_agreement(ids: np.ndarray, reference: list, name: str) -> dict[str, 
     return {
         "nmi": float(normalized_mutual_info_score(codes, ids)),
         "purity": float(counts.max(axis=1).sum() / len(ids)),
-        "n_reference": int(len(ids)),
+        "n_reference": len(ids),
         "n_reference_missing": n_missing,
     }
 

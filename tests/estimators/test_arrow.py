@@ -35,9 +35,15 @@ def _rows(n, seed):
 def _dataset(n=120, seed=0):
     idx, val = _rows(n, seed)
     rng = np.random.default_rng(seed + 1)
-    return Dataset.from_dict({"sae_indices": idx, "sae_values": val,
-                              "sae_n_tokens": rng.integers(3, 90, n).astype(np.int32).tolist(),
-                              "label": rng.random(n).tolist(), "good": (rng.random(n) > 0.5).tolist()})
+    return Dataset.from_dict(
+        {
+            "sae_indices": idx,
+            "sae_values": val,
+            "sae_n_tokens": rng.integers(3, 90, n).astype(np.int32).tolist(),
+            "label": rng.random(n).tolist(),
+            "good": (rng.random(n) > 0.5).tolist(),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +124,8 @@ def test_a_column_replaced_in_the_batch_is_read_from_the_dict(estimators):
     assert np.array_equal(est(batch)["quality"], est(doubled)["quality"])
 
 
-def _list_array(rows, kind=pa.list_(pa.int32())):
-    return pa.array(rows, kind)
+def _list_array(rows, kind=None):
+    return pa.array(rows, pa.list_(pa.int32()) if kind is None else kind)
 
 
 def test_arrow_csr_on_sliced_and_chunked_columns_equals_sparse_matrix():
@@ -132,12 +138,17 @@ def test_arrow_csr_on_sliced_and_chunked_columns_equals_sparse_matrix():
     got = arrow_csr(sliced, D)
     assert (got != expected).nnz == 0 and got.dtype == expected.dtype
     assert np.array_equal(got.indptr, expected.indptr) and np.array_equal(got.indices, expected.indices)
-    chunked = pa.table({"sae_indices": pa.chunked_array([ids.slice(0, 10), ids.slice(10)]),
-                        "sae_values": pa.chunked_array([vals.slice(0, 25), vals.slice(25)])})  # chunks misaligned
+    chunked = pa.table(
+        {
+            "sae_indices": pa.chunked_array([ids.slice(0, 10), ids.slice(10)]),
+            "sae_values": pa.chunked_array([vals.slice(0, 25), vals.slice(25)]),
+        }
+    )  # chunks misaligned
     full = arrow_csr(chunked, D)
     assert (full != sparse_matrix({"sae_indices": idx, "sae_values": val}, D)).nnz == 0
-    large = pa.table({"sae_indices": ids.cast(pa.large_list(pa.int64())),
-                      "sae_values": vals.cast(pa.large_list(pa.float64()))})
+    large = pa.table(
+        {"sae_indices": ids.cast(pa.large_list(pa.int64())), "sae_values": vals.cast(pa.large_list(pa.float64()))}
+    )
     assert (arrow_csr(large.to_batches()[0], D) != full).nnz == 0  # record batches and large lists too
 
 
@@ -148,8 +159,9 @@ def test_null_rows_and_values_are_refused():
     with pytest.raises(InvalidParameterError, match="null value"):
         arrow_csr(pa.table({"sae_indices": _list_array([[1], [None]]), "sae_values": ok}), D)
     ds = Dataset.from_dict({"sae_indices": [[1], None], "sae_values": [[1.0], [2.0]]})
-    probe = QualityProbe(D, cv=None).fit(sp.random(20, D, density=0.1, format="csr", random_state=0),
-                                         np.arange(20) % 2 == 0)
+    probe = QualityProbe(D, cv=None).fit(
+        sp.random(20, D, density=0.1, format="csr", random_state=0), np.arange(20) % 2 == 0
+    )
     with pytest.raises(InvalidParameterError, match="null row"):
         ds.map(probe, batched=True)
 

@@ -17,8 +17,13 @@ from datasets import Dataset
 from sklearn.exceptions import NotFittedError
 
 from hf_saerl import DifficultyProbe, QualityProbe, SAEClusterer
-from hf_saerl.errors import (BundleError, HookMismatchError, InvalidParameterError, NonFiniteError, ParameterTypeError,
-                             WidthMismatchError)
+from hf_saerl.errors import (
+    BundleError,
+    HookMismatchError,
+    InvalidParameterError,
+    NonFiniteError,
+    WidthMismatchError,
+)
 from hf_saerl.estimators.base import UnverifiedSAEWarning
 from hf_saerl.testing import edit_arrays  # saved without a checksum: the finiteness / dtype checks must catch it
 
@@ -51,9 +56,13 @@ def test_infinite_labels_name_the_column_and_rows():
 
 def test_infinite_labels_in_a_dataset_column_name_the_column():
     X = features(20)
-    ds = Dataset.from_dict({"sae_indices": [list(map(int, r.indices)) for r in X],
-                            "sae_values": [list(map(float, r.data)) for r in X],
-                            "score": [INF] + [float(i) for i in range(19)]})
+    ds = Dataset.from_dict(
+        {
+            "sae_indices": [list(map(int, r.indices)) for r in X],
+            "sae_values": [list(map(float, r.data)) for r in X],
+            "score": [INF] + [float(i) for i in range(19)],
+        }
+    )
     with pytest.raises(NonFiniteError, match="'score'"):
         QualityProbe(d_sae=10, cv=None, task="regression").fit(ds, label_column="score")
 
@@ -147,16 +156,19 @@ def test_features_of_another_width_are_refused(probe):
 
 def test_width_override_at_load_is_refused(probe, tmp_path):
     probe.save_pretrained(tmp_path)
-    with pytest.raises(WidthMismatchError, match="d_sae=10.*d_sae=12 was requested"):
+    with pytest.raises(WidthMismatchError, match=r"d_sae=10.*d_sae=12 was requested"):
         QualityProbe.from_pretrained(tmp_path, d_sae=12)
 
 
 # ---------------------------------------------------------------------------------- unfitted use (family 8)
-@pytest.mark.parametrize("make, method", [
-    (lambda: QualityProbe(d_sae=10), "predict_quality"),
-    (lambda: DifficultyProbe(d_sae=10), "predict_difficulty"),
-    (lambda: SAEClusterer(d_sae=10), "predict"),
-])
+@pytest.mark.parametrize(
+    "make, method",
+    [
+        (lambda: QualityProbe(d_sae=10), "predict_quality"),
+        (lambda: DifficultyProbe(d_sae=10), "predict_difficulty"),
+        (lambda: SAEClusterer(d_sae=10), "predict"),
+    ],
+)
 def test_unfitted_prediction_names_the_method_and_fit(make, method):
     with pytest.raises(NotFittedError, match=rf"so {method} cannot run. Call fit"):
         getattr(make(), method)(features())
@@ -164,7 +176,7 @@ def test_unfitted_prediction_names_the_method_and_fit(make, method):
 
 def test_unfitted_filter_names_fit(scored):
     ds = Dataset.from_dict({"sae_indices": [[0]], "sae_values": [[1.0]]})
-    with pytest.raises(NotFittedError, match="not fitted yet.*Call fit"):
+    with pytest.raises(NotFittedError, match=r"not fitted yet.*Call fit"):
         QualityProbe(d_sae=10).filter(ds, threshold=0.5)
 
 
@@ -182,8 +194,11 @@ def two_encodings(model, tokenizer):
 
     texts = {"text": [f"Problem {i}: add {i} and {i + 1}" if i % 2 else f"noise ~~ {i}" for i in range(24)]}
     out = {}
-    for name, hook, seed in (("a", "blocks.1.hook_resid_post", 0), ("b", "blocks.0.hook_resid_post", 1),
-                             ("c", "blocks.1.hook_resid_post", 2)):
+    for name, hook, seed in (
+        ("a", "blocks.1.hook_resid_post", 0),
+        ("b", "blocks.0.hook_resid_post", 1),
+        ("c", "blocks.1.hook_resid_post", 2),
+    ):
         sae = tiny_sae(d_in=32, d_sae=128, hook_name=hook, seed=seed)
         out[name] = SAEEncoder(model, sae, tokenizer=tokenizer, top_k=8).map(Dataset.from_dict(texts))
         out[name] = out[name].add_column("good", [bool(i % 2) for i in range(24)])
@@ -192,13 +207,13 @@ def two_encodings(model, tokenizer):
 
 def test_probe_refuses_features_of_an_sae_at_another_hook(two_encodings):
     probe = QualityProbe(d_sae=128, cv=None).fit(two_encodings["a"], label_column="good")
-    with pytest.raises(HookMismatchError, match="fitted on SAE features read at hook_name='blocks.1.hook_resid_post'"):
+    with pytest.raises(HookMismatchError, match=r"fitted on SAE features read at hook_name='blocks.1.hook_resid_post'"):
         probe.filter(two_encodings["b"], threshold=0.5)
 
 
 def test_saved_probe_remembers_its_sae(two_encodings, tmp_path):
     QualityProbe(d_sae=128, cv=None).fit(two_encodings["a"], label_column="good").save_pretrained(tmp_path)
-    with pytest.raises(HookMismatchError, match="blocks.0.hook_resid_post"):
+    with pytest.raises(HookMismatchError, match=r"blocks.0.hook_resid_post"):
         QualityProbe.from_pretrained(tmp_path).filter(two_encodings["b"], threshold=0.5)
 
 
@@ -213,9 +228,9 @@ def test_another_sae_at_the_same_hook_is_warned_about(two_encodings, caplog):
 def test_map_batches_carry_the_sae_record(two_encodings):
     """Dataset.map hands the estimator a batch whose schema holds the encoder's record: the check runs there too."""
     probe = QualityProbe(d_sae=128, cv=None).fit(two_encodings["a"], label_column="good")
-    with pytest.raises(HookMismatchError, match="blocks.0.hook_resid_post"):
+    with pytest.raises(HookMismatchError, match=r"blocks.0.hook_resid_post"):
         two_encodings["b"].map(probe, batched=True)
-    with pytest.raises(HookMismatchError, match="blocks.0.hook_resid_post"):
+    with pytest.raises(HookMismatchError, match=r"blocks.0.hook_resid_post"):
         two_encodings["b"].with_format("arrow").map(probe, batched=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnverifiedSAEWarning)

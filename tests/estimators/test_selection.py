@@ -7,18 +7,17 @@ that it was not changed.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from datasets import Dataset
-from sklearn.exceptions import NotFittedError
 
-from hf_saerl import DifficultyProbe, QualityProbe, SAEClusterer
-from hf_saerl.errors import (BundleError, HookMismatchError, InvalidParameterError, NonFiniteError, ParameterTypeError,
-                             WidthMismatchError)
-from hf_saerl.testing import edit_arrays  # saved without a checksum: the finiteness / dtype checks must catch it
+from hf_saerl import DifficultyProbe, QualityProbe
+from hf_saerl.errors import (
+    InvalidParameterError,
+    NonFiniteError,
+    ParameterTypeError,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 NAN, INF = float("nan"), float("inf")
@@ -62,7 +61,7 @@ def test_filter_threshold_below_zero_on_a_classifier(probe, scored):
 
 
 def test_filter_threshold_of_the_wrong_type(probe, scored):
-    with pytest.raises(ParameterTypeError, match="threshold must be a number, got '0.5'"):
+    with pytest.raises(ParameterTypeError, match=r"threshold must be a number, got '0.5'"):
         probe.filter(scored, threshold="0.5")
 
 
