@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchutil import header, max_rss_mb, print_table, ratio, times, timed, write_json
+from benchutil import header, max_rss_mb, print_table, ratio, timed, times, write_json
 
 N_SIGNAL = 40
 
@@ -78,9 +78,13 @@ def to_dataset(X, n_tokens):
     import pyarrow as pa
 
     offsets = pa.array(X.indptr.astype(np.int32))
-    table = pa.table({"sae_indices": pa.ListArray.from_arrays(offsets, pa.array(X.indices.astype(np.int32))),
-                      "sae_values": pa.ListArray.from_arrays(offsets, pa.array(X.data.astype(np.float32))),
-                      "sae_n_tokens": pa.array(n_tokens)})
+    table = pa.table(
+        {
+            "sae_indices": pa.ListArray.from_arrays(offsets, pa.array(X.indices.astype(np.int32))),
+            "sae_values": pa.ListArray.from_arrays(offsets, pa.array(X.data.astype(np.float32))),
+            "sae_n_tokens": pa.array(n_tokens),
+        }
+    )
     return datasets.Dataset(table)
 
 
@@ -99,9 +103,27 @@ def l2_rows(X):
 
 
 def row(arm: str, n: int, baseline: float | None, ours: float | None, baseline_name: str, **extra) -> dict:
-    return {"arm": arm, "rows": n, "baseline": baseline_name, "baseline_s": baseline, "ours_s": ours,
-            "ratio": ratio(baseline, ours), "ratio_str": times(ratio(baseline, ours)),
-            "rows_s": None if not ours else n / ours, "peak_rss_mb": max_rss_mb(), **extra}
+    return {
+        "arm": arm,
+        "rows": n,
+        "baseline": baseline_name,
+        "baseline_s": baseline,
+        "ours_s": ours,
+        "ratio": ratio(baseline, ours),
+        "ratio_str": times(ratio(baseline, ours)),
+        "rows_s": None if not ours else n / ours,
+        "peak_rss_mb": max_rss_mb(),
+        **extra,
+    }
+
+
+def numpy_predict(role: str, est, X):
+    """The baseline: the fitted model's prediction with numpy / scipy on the ready CSR matrix."""
+    if role == "quality":
+        return 1 / (1 + np.exp(-(log1p(X) @ est.coef_.ravel() + est.intercept_[0])))
+    if role == "difficulty":
+        return 1 - np.clip(log1p(X) @ est.coef_.ravel() + est.intercept_[0], 0, 1)
+    return (l2_rows(log1p(X)) @ est.cluster_centers_.T).argmax(1)
 
 
 def bench_size(n: int, args, fitted: dict) -> list[dict]:
@@ -121,11 +143,19 @@ def bench_size(n: int, args, fitted: dict) -> list[dict]:
 
     def report(r: dict) -> None:
         out.append(r)
-        print(f"#   {r['arm']}: baseline {r['baseline_s'] if r['baseline_s'] is not None else '-'} s, ours "
-              f"{r['ours_s'] if r['ours_s'] is not None else '-'} s", flush=True)
+        print(
+            f"#   {r['arm']}: baseline {r['baseline_s'] if r['baseline_s'] is not None else '-'} s, ours "
+            f"{r['ours_s'] if r['ours_s'] is not None else '-'} s",
+            flush=True,
+        )
 
+    if args.predict_only and not fitted:  # small, fast fits: only prediction is measured
+        m = min(n, 2000)
+        fitted["quality"] = QualityProbe(d, cv=None).fit(X[:m], quality[:m])
+        fitted["difficulty"] = DifficultyProbe(d, label="pass_rate", cv=3, n_alphas=5).fit(X[:m], pass_rate[:m])
+        fitted["clusterer"] = SAEClusterer(d, n_clusters=args.n_clusters).fit(X[:m])
     # quality probe
-    if n <= args.max_fit_rows:
+    if n <= args.max_fit_rows and not args.predict_only:
         LogisticRegression(max_iter=100).fit(log1p(X[:200]), quality[:200])  # warm-up (imports, thread pools)
         base, _, _ = timed(lambda: LogisticRegression(C=1.0, max_iter=1000).fit(log1p(X), quality))
         ours, _, probe = timed(lambda: QualityProbe(d, cv=None).fit(X, quality))
@@ -135,30 +165,51 @@ def bench_size(n: int, args, fitted: dict) -> list[dict]:
             report(row("quality fit cv=5", n, base, cv_s, "one sklearn LogisticRegression fit"))
         fitted.setdefault("quality", probe)
     # difficulty probe: fitted on the first m rows (its labelled subset), m in --difficulty-rows
-    for m in sorted(m for m in args.difficulty_rows if m <= n and m not in fitted.setdefault("_difficulty_done", set())):
+    todo = [] if args.predict_only else args.difficulty_rows
+    for m in sorted(m for m in todo if m <= n and m not in fitted.setdefault("_difficulty_done", set())):
         Xm, ym = X[:m], pass_rate[:m]
-        ours, _, dprobe = timed(lambda: DifficultyProbe(d, label="pass_rate").fit(Xm, ym))
+        ours, _, dprobe = timed(lambda Xm=Xm, ym=ym: DifficultyProbe(d, label="pass_rate").fit(Xm, ym))
         a, l1 = float(dprobe.alpha_), float(dprobe.l1_ratio_)
-        base, _, _ = timed(lambda: ElasticNet(alpha=a, l1_ratio=l1, max_iter=2000, tol=1e-4).fit(log1p(Xm), ym))
-        report(row("difficulty fit", m, base, ours, "one sklearn ElasticNet at the chosen alpha",
-                   spearman=dprobe.metrics_.get("spearman")))
+
+        def sklearn_fit(Xm=Xm, ym=ym, a=a, l1=l1):
+            return ElasticNet(alpha=a, l1_ratio=l1, max_iter=2000, tol=1e-4).fit(log1p(Xm), ym)
+
+        base, _, _ = timed(sklearn_fit)
+        report(
+            row(
+                "difficulty fit",
+                m,
+                base,
+                ours,
+                "one sklearn ElasticNet at the chosen alpha",
+                spearman=dprobe.metrics_.get("spearman"),
+            )
+        )
         fitted["_difficulty_done"].add(m)
         fitted.setdefault("difficulty", dprobe)
     # clusterer
-    if n <= args.max_fit_rows:
+    if n <= args.max_fit_rows and not args.predict_only:
         space = l2_rows(log1p(X))
         if n > MINIBATCH_MIN_ROWS:
-            km = lambda: MiniBatchKMeans(args.n_clusters, n_init=3, max_iter=300, batch_size=2048, random_state=0).fit(space)  # noqa: E731
+            km = MiniBatchKMeans(args.n_clusters, n_init=3, max_iter=300, batch_size=2048, random_state=0)
         else:
-            km = lambda: KMeans(args.n_clusters, n_init=3, max_iter=300, random_state=0).fit(space)  # noqa: E731
-        base, _, _ = timed(km)
+            km = KMeans(args.n_clusters, n_init=3, max_iter=300, random_state=0)
+        base, _, _ = timed(lambda: km.fit(space))
         k = args.n_clusters
         ours, _, clusterer = timed(lambda: SAEClusterer(d, n_clusters=k).fit(X))
         report(row(f"clusterer fit k={k}", n, base, ours, "sklearn (MiniBatch)KMeans on the same rows"))
         lo, hi = args.auto_range
         auto, _, auto_fit = timed(lambda: SAEClusterer(d, n_clusters="auto", auto_range=(lo, hi)).fit(X))
-        report(row("clusterer fit auto", n, ours, auto, f"SAEClusterer k={k}",
-                   note=f"k in {lo}..{hi} on up to 2000 rows, chose {auto_fit.n_clusters_}"))
+        report(
+            row(
+                "clusterer fit auto",
+                n,
+                ours,
+                auto,
+                f"SAEClusterer k={k}",
+                note=f"k in {lo}..{hi} on up to 2000 rows, chose {auto_fit.n_clusters_}",
+            )
+        )
         fitted.setdefault("clusterer", clusterer)
         del space
 
@@ -167,25 +218,21 @@ def bench_size(n: int, args, fitted: dict) -> list[dict]:
     for role, est in fitted.items():
         if role.startswith("_"):
             continue
-        if role == "quality":
-            base_fn = lambda est=est: 1 / (1 + np.exp(-(log1p(X) @ est.coef_.ravel() + est.intercept_[0])))  # noqa: E731
-        elif role == "difficulty":
-            base_fn = lambda est=est: 1 - np.clip(log1p(X) @ est.coef_.ravel() + est.intercept_[0], 0, 1)  # noqa: E731
-        else:
-            base_fn = lambda est=est: (l2_rows(log1p(X)) @ est.cluster_centers_.T).argmax(1)  # noqa: E731
-        base, _, _ = timed(base_fn)
-        ours, _, mapped[role] = timed(lambda est=est: ds.map(est, batched=True, batch_size=1000))
-        report(row(f"{role} predict", n, base, ours, "numpy on the ready CSR matrix",
-                   note="Dataset.map(batched=True)"))
+        base, _, _ = timed(lambda role=role, est=est: numpy_predict(role, est, X), args.repeats)
+        ours, _, mapped[role] = timed(lambda est=est: ds.map(est, batched=True, batch_size=1000), args.repeats)
+        report(row(f"{role} predict", n, base, ours, "numpy on the ready CSR matrix", note="Dataset.map(batched=True)"))
     if all(role in fitted for role in ("quality", "difficulty", "clusterer")):
         pipe = SAERLPipeline(quality=fitted["quality"], difficulty=fitted["difficulty"], clusterer=fitted["clusterer"])
-        by_hand = lambda: (ds.map(fitted["quality"], batched=True, batch_size=256)  # noqa: E731
-                           .map(fitted["difficulty"], batched=True, batch_size=256)
-                           .map(fitted["clusterer"], batched=True, batch_size=256))
-        base, _, _ = timed(by_hand)
-        ours, _, _ = timed(lambda: pipe(ds, batch_size=256))
+
+        def by_hand():
+            out = ds
+            for role in ("quality", "difficulty", "clusterer"):
+                out = out.map(fitted[role], batched=True, batch_size=256)
+            return out
+
+        base, _, _ = timed(by_hand, args.repeats)
+        ours, _, _ = timed(lambda: pipe(ds, batch_size=256), args.repeats)
         report(row("pipeline __call__", n, base, ours, "three Dataset.map calls by hand"))
-    del X, ds, mapped
     datasets.disable_caching()
     return out
 
@@ -193,17 +240,44 @@ def bench_size(n: int, args, fitted: dict) -> list[dict]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--difficulty-rows", type=int, nargs="*", default=[10_000],
-                        help="the DifficultyProbe is fitted on the first m rows (its labelled subset) for each m "
-                             "here (its alpha search is slow); it then predicts at every size")
-    parser.add_argument("--max-fit-rows", type=int, default=1_000_000,
-                        help="fit the quality probe and the clusterer only up to this size (predict runs at all)")
+    parser.add_argument(
+        "--difficulty-rows",
+        type=int,
+        nargs="*",
+        default=[10_000],
+        help="the DifficultyProbe is fitted on the first m rows (its labelled subset) for each m "
+        "here (its alpha search is slow); it then predicts at every size",
+    )
+    parser.add_argument(
+        "--max-fit-rows",
+        type=int,
+        default=1_000_000,
+        help="fit the quality probe and the clusterer only up to this size (predict runs at all)",
+    )
     parser.add_argument("--cv-rows", type=int, default=100_000, help="the default cv=5 quality fit up to this size")
     parser.add_argument("--n-clusters", type=int, default=16, help="k of the fixed-k clusterer")
-    parser.add_argument("--auto-range", type=int, nargs=2, default=[2, 16], metavar=("LO", "HI"),
-                        help="the k searched by n_clusters='auto'")
+    parser.add_argument(
+        "--auto-range",
+        type=int,
+        nargs=2,
+        default=[2, 16],
+        metavar=("LO", "HI"),
+        help="the k searched by n_clusters='auto'",
+    )
     parser.add_argument("--d-sae", type=int, default=16_384)
     parser.add_argument("--top-k", type=int, default=64)
+    parser.add_argument(
+        "--predict-only",
+        action="store_true",
+        help="fit small models on 2,000 rows once and time only prediction and the pipeline",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="best of this many runs per predict/pipeline timing "
+        "(both arms), which damps a shared machine's load spikes",
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
     import datasets
@@ -211,16 +285,27 @@ def main(argv: list[str] | None = None) -> None:
     datasets.disable_progress_bars()
     datasets.disable_caching()
     logging.getLogger("hf_saerl").setLevel(logging.WARNING)
-    header(f"estimators: fit / predict at {', '.join(f'{n:,}' for n in args.rows)} rows "
-           f"(d_sae {args.d_sae}, top-{args.top_k})")
+    header(
+        f"estimators: fit / predict at {', '.join(f'{n:,}' for n in args.rows)} rows "
+        f"(d_sae {args.d_sae}, top-{args.top_k})"
+    )
     fitted: dict = {}
     results = []
     for n in sorted(args.rows):
         results += bench_size(n, args, fitted)
     print()
-    print_table(results, [("arm", "arm", None), ("rows", "rows", ","), ("baseline_s", "baseline s", ".2f"),
-                          ("ours_s", "ours s", ".2f"), ("ratio_str", "base/ours", None), ("rows_s", "rows/s", ",.0f"),
-                          ("peak_rss_mb", "peak RSS MB", ".0f")])
+    print_table(
+        results,
+        [
+            ("arm", "arm", None),
+            ("rows", "rows", ","),
+            ("baseline_s", "baseline s", ".2f"),
+            ("ours_s", "ours s", ".2f"),
+            ("ratio_str", "base/ours", None),
+            ("rows_s", "rows/s", ",.0f"),
+            ("peak_rss_mb", "peak RSS MB", ".0f"),
+        ],
+    )
     print("baselines: " + "; ".join(sorted({f"{r['arm']}: {r['baseline']}" for r in results})))
     write_json(args.out, "estimators", args, results)
 

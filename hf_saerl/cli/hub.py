@@ -195,6 +195,8 @@ def run_fit(args: argparse.Namespace) -> int:
     for role, est in pipeline.estimators().items():
         shown = {k: v for k, v in est.metrics_.items() if isinstance(v, (int, float, str)) and v is not None}
         print(f"{role}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
+        for warning in est.metrics_.get("warnings") or []:
+            print(f"{role}: WARNING, this fit looks useless: {warning}")
     if args.output is not None:
         pipeline.save_pretrained(args.output, repo_id=args.push_to)
         print(f"Saved the pipeline to {args.output}")

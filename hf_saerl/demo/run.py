@@ -282,15 +282,16 @@ def run_demo(
 
     with timer.stage("quality probe"):
         quality = QualityProbe(d_sae, class_weight="balanced", cv=config.cv, random_state=config.seed)
-        quality.fit(encoded, label_column="is_problem", baseline=BASELINE_COLUMN)
-        metrics["quality"] = quality.metrics_
+        quality.fit(encoded, label_column="is_problem")
+        metrics["quality"] = {**quality.metrics_, **_compared(quality, encoded, label_column="is_problem")}
 
     with timer.stage("CHAMP difficulty probe"):
         champ_pass_rate = np.asarray(problems.select(labelled)["pass_rate"], dtype=np.float64)
         champ_difficulty = DifficultyProbe(d_sae, label="pass_rate", n_alphas=20, cv=config.cv,
                                            random_state=config.seed)
-        champ_difficulty.fit(prob_enc.select(labelled), champ_pass_rate, baseline=BASELINE_COLUMN)
-        metrics["difficulty_champ"] = champ_difficulty.metrics_
+        champ_difficulty.fit(prob_enc.select(labelled), champ_pass_rate)
+        metrics["difficulty_champ"] = {**champ_difficulty.metrics_,
+                                       **_compared(champ_difficulty, prob_enc.select(labelled), y=champ_pass_rate)}
 
     with timer.stage("topic probe"):
         categories = list(problems["category"])
@@ -300,8 +301,8 @@ def run_demo(
 
     with timer.stage("clustering"):
         clusterer = SAEClusterer(d_sae, n_clusters=config.n_clusters, random_state=config.seed)
-        clusterer.fit(prob_enc, categories, baseline=BASELINE_COLUMN)
-        metrics["clusters"] = clusterer.metrics_
+        clusterer.fit(prob_enc, categories)
+        metrics["clusters"] = {**clusterer.metrics_, **_compared(clusterer, prob_enc, y=categories)}
 
     with timer.stage("augment CHAMP"):
         sae_columns = ["sae_indices", "sae_values", "sae_n_tokens", BASELINE_COLUMN]
@@ -315,8 +316,8 @@ def run_demo(
     # ------------------------------------------------------------------ the RL pool: the policy's own difficulty
     pool_stage = _pool_difficulty(pool, encoder, model, tokenizer, quality, config, timer, rollout_backend, progress)
     pool_aug, pool_report = pool_stage["pool"], pool_stage["report"]
-    metrics["difficulty"] = pool_stage["probe"].metrics_
-    metrics["pool_clusters"] = pool_stage["clusterer"].metrics_
+    metrics["difficulty"] = {**pool_stage["probe"].metrics_, **pool_stage["probe_compared"]}
+    metrics["pool_clusters"] = {**pool_stage["clusterer"].metrics_, **pool_stage["clusterer_compared"]}
     report["metrics"] = jsonable(metrics)
     report["pool"] = jsonable(pool_report)
 
@@ -350,6 +351,20 @@ def run_demo(
     return report
 
 
+def _compared(estimator: Any, data: Any, **labels: Any) -> dict[str, Any]:
+    """The report's comparison entries of a fitted estimator: ``baseline`` (the same estimator on the raw
+    activations column) and, for a probe with token counts, ``length_baseline``, from
+    :func:`~hf_saerl.estimators.evaluation.compare_features` on the same rows and folds."""
+    from ..estimators.evaluation import compare_features
+
+    length = hasattr(estimator, "decision_function") and "sae_n_tokens" in data.column_names
+    sides = compare_features(estimator, data, raw_column=BASELINE_COLUMN,
+                             features=["raw", "length"] if length else ["raw"], **labels)["sides"]
+    length_side = sides.get("length")
+    return {"baseline": {"column": BASELINE_COLUMN, **sides["raw"]},
+            "length_baseline": None if length_side is None else {"feature": "log1p(n_tokens)", **length_side}}
+
+
 def _pool_difficulty(pool: Any, encoder: Any, model: Any, tokenizer: Any, quality: Any, config: DemoConfig,
                      timer: _Timer, rollout_backend: Any, progress: bool) -> dict[str, Any]:
     """SAERL's difficulty stage on the reasoning-gym pool: encode, cluster in SAE space, label a stratified budget
@@ -370,7 +385,8 @@ def _pool_difficulty(pool: Any, encoder: Any, model: Any, tokenizer: Any, qualit
     with timer.stage("pool clustering"):
         k = min(config.pool_clusters, len(pool_enc))
         clusterer = SAEClusterer(encoder.d_sae, n_clusters=k, random_state=config.seed)
-        clusterer.fit(pool_enc, reference_column="task", baseline=BASELINE_COLUMN)
+        clusterer.fit(pool_enc, reference_column="task")
+        clusterer_compared = _compared(clusterer, pool_enc, label_column="task")
         pool_enc = pool_enc.map(clusterer, batched=True, desc="SAEClusterer (pool)")
         chosen = select_for_labelling(pool_enc, min(config.label_budget, len(pool_enc)), "stratified",
                                       seed=config.seed)
@@ -413,7 +429,8 @@ def _pool_difficulty(pool: Any, encoder: Any, model: Any, tokenizer: Any, qualit
         train, hold = lab_enc.select(train_pos), lab_enc.select(hold_pos)
         probe = DifficultyProbe(encoder.d_sae, label="pass_rate", n_alphas=20, cv=config.cv,
                                 random_state=config.seed)
-        probe.fit(train, label_column="pass_rate", baseline=BASELINE_COLUMN)
+        probe.fit(train, label_column="pass_rate")
+        probe_compared = _compared(probe, train, label_column="pass_rate")
         oof = np.clip(probe.cv_predictions_, 0.0, 1.0)
         hold_actual = np.asarray(hold["pass_rate"], dtype=np.float64)
         hold_pred = np.asarray(hold.map(probe, batched=True, desc="proxy (held out)")["pass_rate_pred"]
@@ -477,6 +494,7 @@ def _pool_difficulty(pool: Any, encoder: Any, model: Any, tokenizer: Any, qualit
         "labeller": labeller.config(),
     }
     return {"pool": pool_aug, "probe": probe, "clusterer": clusterer, "report": report, "oof": oof,
+            "probe_compared": probe_compared, "clusterer_compared": clusterer_compared,
             "train_pass_rate": np.asarray(train["pass_rate"], dtype=np.float64), "hold_actual": hold_actual,
             "hold_pred": np.clip(hold_pred, 0.0, 1.0)}
 

@@ -6,7 +6,7 @@
 * **input at the edge**: a ``datasets.Dataset`` or batch dict with the sparse ``sae_indices`` /
   ``sae_values`` columns (turned into CSR by :func:`~hf_saerl.encoding.sparse.sparse_matrix`), or a matrix
   (scipy sparse or 2-D array) whose width must equal ``d_sae``; a clear error names both widths
-  and the fix otherwise (labels and baselines: :mod:`.inputs`);
+  and the fix otherwise (labels: :mod:`.inputs`);
 * the fitted :class:`~hf_saerl.estimators.transforms.FeatureTransform`;
 * ``Dataset.map(estimator, batched=True)`` support through ``__call__`` and a cheap, deterministic
   fingerprint of (parameters, fitted arrays);
@@ -33,30 +33,38 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import scipy.sparse as sp
 from huggingface_hub import ModelHubMixin
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator
 
+from .._version import __version__
 from ..core.columns import read_column
+from ..core.files import check_path_or_repo_id
 from ..core.fingerprint import Fingerprinted, stable_hash
 from ..core.serialization import jsonable
 from ..core.validation import check_fitted, is_fitted
 from ..encoding.sparse import sparse_matrix
 from ..errors import HookMismatchError, InvalidParameterError, NonFiniteError, WidthMismatchError
-from ..core.files import check_path_or_repo_id
-from .inputs import is_matrix, read_baseline
+from .arrow import arrow_csr, arrow_features, arrow_numbers, arrow_table
+from .inputs import is_matrix
 from .metrics import metrics_markdown
-from .saving import FORMAT_VERSION, load_estimator, save_estimator  # noqa: F401  (FORMAT_VERSION: re-exported)
+from .saving import FORMAT_VERSION, load_estimator, save_estimator
 from .transforms import FeatureTransform, TransformSpec
-from .._version import __version__
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SAEEstimator", "FORMAT_VERSION", "card_template"]
+__all__ = ["FORMAT_VERSION", "SAEEstimator", "UnverifiedSAEWarning", "card_template"]
+
+
+class UnverifiedSAEWarning(UserWarning):
+    """The SAE behind the features cannot be checked against the one an estimator was fitted on (one side has no
+    record), so a probe could be scoring another SAE's latents."""
 
 
 def card_template(title: str, description: str) -> str:
@@ -75,15 +83,16 @@ def card_template(title: str, description: str) -> str:
     )
 
 
-class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf_saerl",
-                   tags=["hf_saerl", "sparse-autoencoder"]):
+class SAEEstimator(
+    Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf_saerl", tags=["hf_saerl", "sparse-autoencoder"]
+):
     """Base class; see the module docstring.
 
     Subclasses store the constructor parameters (``d_sae``, ``transform``, ``indices_column``,
     ``values_column``, ``n_tokens_column`` and their own) with ``self._store_params(locals())``; set ``kind``
     (file stem), ``_state_keys`` (fitted JSON scalars) and ``_array_attributes`` (saved array name -> fitted
-    attribute); and implement ``fit`` (reading the input with ``_read_features``), ``_fit_core`` (fitting on a
-    matrix, also used for the baseline), ``_predict_columns``, ``_output_dtypes`` and ``_restore``.
+    attribute); and implement ``fit`` (reading the input with ``_read_features``), ``_predict_columns``,
+    ``_output_dtypes`` and ``_restore``.
     """
 
     kind: ClassVar[str] = "estimator"
@@ -109,8 +118,10 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
     # ------------------------------------------------------------------ reading the input
     def _validate_common(self) -> None:
         if isinstance(self.d_sae, bool) or not isinstance(self.d_sae, (int, np.integer)) or self.d_sae <= 0:
-            raise InvalidParameterError(f"d_sae must be a positive int (the SAE width); got {self.d_sae!r}. Pass the "
-                                        "SAE's d_sae (encoder.d_sae).")
+            raise InvalidParameterError(
+                f"d_sae must be a positive int (the SAE width); got {self.d_sae!r}. Pass the "
+                "SAE's d_sae (encoder.d_sae)."
+            )
         FeatureTransform(self.transform)  # validates the spec
 
     def _read_features(self, data: Any, n_tokens: Any = None, *, fitted: bool = False) -> tuple[Any, np.ndarray | None]:
@@ -120,7 +131,7 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
         one the parameters describe) needs token counts."""
         name = type(self).__name__
         if is_matrix(data):
-            X = data if sp.issparse(data) else np.asarray(data)
+            X: Any = data if sp.issparse(data) else np.asarray(data)  # (Any: scipy's stubs narrow issparse badly)
             if X.ndim != 2:
                 raise InvalidParameterError(f"{name} needs a 2-D feature matrix (n_rows, d_sae); got shape {X.shape}.")
             if X.shape[1] != self.d_sae:
@@ -129,35 +140,46 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
                     f"Use features from the SAE the estimator was built for (width {self.d_sae}), or construct "
                     f"it with d_sae={X.shape[1]} and fit it again."
                 )
-            X = sp.csr_matrix(X) if sp.issparse(X) else X
+            X = sp.csr_matrix(cast(Any, X)) if sp.issparse(X) else X
             where = "The SAE features"
         else:
-            X = self._sparse_columns(data)
+            table = arrow_table(data, (self.indices_column, self.values_column))
+            X = self._sparse_columns(data if table is None else table, arrow=table is not None)
             where = f"The SAE features (column {self.values_column!r})"
             transform = self.transform_ if fitted else FeatureTransform(self.transform)
             if transform.needs_n_tokens and n_tokens is None:
-                n_tokens = read_column(data, self.n_tokens_column, "token counts (for the 'length' transform step)")
+                what = "token counts (for the 'length' transform step)"
+                if table is not None and self.n_tokens_column in table.column_names:
+                    n_tokens = arrow_numbers(table, self.n_tokens_column)
+                else:
+                    n_tokens = read_column(data, self.n_tokens_column, what)
         self._check_sae_identity(data, fitted)
-        finite = np.isfinite(X.data if sp.issparse(X) else X)
+        finite = np.isfinite(cast(Any, X).data if sp.issparse(X) else X)
         if not finite.all():
-            raise NonFiniteError(f"{where} hold {int((~finite).sum())} NaN or infinite value(s); re-encode those rows "
-                                 f"(check the model's dtype for overflow) or drop them before using this {name}.")
+            raise NonFiniteError(
+                f"{where} hold {int((~finite).sum())} NaN or infinite value(s); re-encode those rows "
+                f"(check the model's dtype for overflow) or drop them before using this {name}."
+            )
         if n_tokens is not None:
             n_tokens = np.asarray(n_tokens, dtype=np.float64).reshape(-1)
         return X, n_tokens
 
     def _check_sae_identity(self, data: Any, fitted: bool) -> None:
-        """Which SAE made a dataset's columns (the encoder's record in its features; none for a matrix or a batch):
-        remembered at fit as ``sae_identity_``, compared at predict. Another hook or ``d_in`` is a
-        :class:`~hf_saerl.errors.HookMismatchError`; another encoder fingerprint (a different SAE of the same shape,
-        but also another model revision, pooling or top_k) is logged as a warning, since the record cannot tell
-        these apart."""
-        identity = _column_identity(data, self.indices_column)
+        """Which SAE made the data's columns (the encoder's record in the schema of a dataset or of a
+        ``Dataset.map`` batch; none for a matrix or a plain dict): remembered at fit as ``sae_identity_``, compared
+        at predict. Another hook or ``d_in`` is a :class:`~hf_saerl.errors.HookMismatchError`; another encoder
+        fingerprint (a different SAE of the same shape, but also another model revision, pooling or top_k) is
+        logged as a warning, since the record cannot tell these apart. Where only one side has a record (columns
+        written by another tool, or an estimator fitted on a matrix or saved by an older version), nothing can be
+        compared: an :class:`UnverifiedSAEWarning` says so, once per estimator."""
+        has_schema, identity = _column_identity(data, self.indices_column)
         if not fitted:
             self.sae_identity_ = identity
             return
         recorded = getattr(self, "sae_identity_", None)
         if not identity or not recorded:
+            if has_schema and (identity or recorded):
+                self._warn_unverified(identity, recorded)
             return
         name = type(self).__name__
         for key in ("hook_name", "d_in"):
@@ -168,15 +190,48 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
                     f"the data with the SAE the {name} was fitted on, or fit a new {name} on these features."
                 )
         if identity.get("fingerprint") != recorded.get("fingerprint"):
-            logger.warning("%s: the data's SAE columns were made by encoder %s, but this %s was fitted on columns of "
-                           "encoder %s (same hook and width). If the SAE differs, its scores mean nothing; re-encode "
-                           "with the fitting encoder to be sure.", name, identity.get("fingerprint"), name,
-                           recorded.get("fingerprint"))
+            logger.warning(
+                "%s: the data's SAE columns were made by encoder %s, but this %s was fitted on columns of "
+                "encoder %s (same hook and width). If the SAE differs, its scores mean nothing; re-encode "
+                "with the fitting encoder to be sure.",
+                name,
+                identity.get("fingerprint"),
+                name,
+                recorded.get("fingerprint"),
+            )
 
-    def _sparse_columns(self, data: Any) -> sp.csr_matrix:
+    def _warn_unverified(self, identity: dict[str, Any] | None, recorded: dict[str, Any] | None) -> None:
+        if self.__dict__.get("_warned_unverified_sae"):
+            return
+        self.__dict__["_warned_unverified_sae"] = True  # once per estimator (not a parameter, not fitted state)
         name = type(self).__name__
+        if recorded:
+            what = (
+                f"the data's {self.indices_column!r} column carries no SAE record (written by another tool or an "
+                f"older version, or rebuilt from Python lists), so it cannot be verified that it comes from the "
+                f"SAE this {name} was fitted on ({_describe(recorded)}). Re-encode the data with that SAE's "
+                f"SAEEncoder, or"
+            )
+        else:
+            what = (
+                f"this {name} records no SAE (fitted on a matrix or on columns without a record, or saved by an "
+                f"older version), so it cannot be verified that the data's features ({_describe(identity)}) "
+                f"come from the SAE it was fitted on. Fit it on the encoded dataset to record its SAE, or"
+            )
+        warnings.warn(
+            f"{name}: {what} silence this with warnings.simplefilter('ignore', UnverifiedSAEWarning) if "
+            "you know they match.",
+            UnverifiedSAEWarning,
+            stacklevel=5,
+        )
+
+    def _sparse_columns(self, data: Any, arrow: bool = False) -> sp.csr_matrix:
+        """The CSR of the SAE columns: from the Arrow buffers of a batch's table (``arrow=True``: no Python
+        lists), else through :func:`~hf_saerl.encoding.sparse.sparse_matrix`. Both give the same matrix."""
+        name = type(self).__name__
+        read = arrow_csr if arrow else sparse_matrix
         try:
-            return sparse_matrix(data, self.d_sae, indices_column=self.indices_column, values_column=self.values_column)
+            return read(data, self.d_sae, indices_column=self.indices_column, values_column=self.values_column)
         except WidthMismatchError as e:  # latent ids outside [0, d_sae): say what it means for a fitted estimator
             raise WidthMismatchError(
                 f"This {name} works on SAE features of width d_sae={self.d_sae}, but the data does not fit: {e} "
@@ -193,18 +248,6 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
     def _fit_transform(self, X: Any, n_tokens: np.ndarray | None) -> Any:
         self.transform_ = FeatureTransform(self.transform)
         return self.transform_.fit_transform(X, n_tokens)
-
-    def _baseline_fit(self, data: Any, baseline: Any, keep: np.ndarray | None, *fit_args: Any,
-                      **overrides: Any) -> dict[str, Any]:
-        """Fit a clone of ``self`` on a dense baseline feature column (standardised, no SAE transform)
-        with the same labels, and return its metrics tagged with the column and width."""
-        from sklearn.preprocessing import StandardScaler
-
-        Xb, source = read_baseline(data, baseline, keep)
-        Xb = StandardScaler().fit_transform(Xb)
-        est = clone(self).set_params(d_sae=Xb.shape[1], transform=None, **overrides)
-        est._fit_core(Xb, *fit_args)
-        return {"column": source, "width": int(Xb.shape[1]), **est.metrics_}
 
     # ------------------------------------------------------------------ datasets integration
     def __call__(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, np.ndarray]:
@@ -234,9 +277,6 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
         return stable_hash(identity)
 
     # ------------------------------------------------------------------ subclass hooks
-    def _fit_core(self, X: Any, *args: Any) -> "SAEEstimator":  # pragma: no cover - abstract
-        raise NotImplementedError
-
     def _predict_columns(self, Xt: Any) -> dict[str, np.ndarray]:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -275,17 +315,30 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
         return super().generate_model_card(*args, **values)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, force_download: bool = False,
-                        token: str | bool | None = None, cache_dir: str | Path | None = None,
-                        local_files_only: bool = False, revision: str | None = None,
-                        **model_kwargs: Any) -> "SAEEstimator":
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | Path,
+        *,
+        force_download: bool = False,
+        token: str | bool | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        revision: str | None = None,
+        **model_kwargs: Any,
+    ) -> SAEEstimator:
         """Load a saved estimator from a local folder or a Hub repo id (``huggingface_hub`` keyword
         arguments such as ``revision``, ``token``, ``local_files_only`` apply); other keyword arguments
         override saved constructor parameters."""
         model_id = check_path_or_repo_id(pretrained_model_name_or_path)
-        return cls._from_pretrained(model_id=model_id, revision=revision, cache_dir=cache_dir,
-                                    force_download=force_download, local_files_only=local_files_only, token=token,
-                                    **model_kwargs)
+        return cls._from_pretrained(
+            model_id=model_id,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+            **model_kwargs,
+        )
 
     @classmethod
     def _from_pretrained(
@@ -299,20 +352,39 @@ class SAEEstimator(Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf
         token: str | bool | None = None,
         subfolder: str | None = None,
         **model_kwargs: Any,
-    ) -> "SAEEstimator":
+    ) -> SAEEstimator:
         """Load from a local folder or a Hub repo id (optionally a ``subfolder`` of it).
 
         ``model_kwargs`` override the saved constructor parameters (e.g. output column names)."""
-        return load_estimator(cls, str(model_id), subfolder=subfolder, overrides=model_kwargs, revision=revision,
-                              cache_dir=cache_dir, force_download=force_download, local_files_only=local_files_only,
-                              token=token)
+        return load_estimator(
+            cls,
+            str(model_id),
+            subfolder=subfolder,
+            overrides=model_kwargs,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+        )
 
 
-def _column_identity(data: Any, indices_column: str) -> dict[str, Any] | None:
-    """The SAE record :class:`~hf_saerl.encoding.encoder.SAEEncoder` stores in a dataset's features, or None."""
-    if is_matrix(data) or not hasattr(data, "features"):
-        return None
+def _column_identity(data: Any, indices_column: str) -> tuple[bool, dict[str, Any] | None]:
+    """``(has_schema, record)``: whether ``data`` carries a ``datasets`` schema (a Dataset, an IterableDataset with
+    features, a ``Dataset.map`` batch), and the SAE record :class:`~hf_saerl.encoding.encoder.SAEEncoder` stores in
+    it, or None."""
+    if is_matrix(data):
+        return False, None
+    features = data.features if hasattr(data, "features") else arrow_features(data)
+    if features is None:
+        return False, None
     from ..encoding.encoder import sae_identity_of
 
-    record = sae_identity_of(data, indices_column)
-    return dict(record) if isinstance(record, Mapping) else None
+    record = sae_identity_of(features, indices_column)
+    return True, (dict(record) if isinstance(record, Mapping) else None)
+
+
+def _describe(identity: Mapping[str, Any] | None) -> str:
+    identity = identity or {}
+    parts = [f"{key} {identity[key]!r}" for key in ("hook_name", "d_in", "d_sae", "fingerprint") if key in identity]
+    return ", ".join(parts) or "no details recorded"

@@ -8,17 +8,17 @@ state and assigns bit-identically.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
 from ..core.columns import CLUSTER_DISTANCE, CLUSTER_ID, SAE_INDICES, SAE_N_TOKENS, SAE_VALUES
+from ..core.files import take_array
 from ..core.validation import check_choice
 from ..errors import BundleError, InvalidParameterError
 from .base import SAEEstimator, card_template
-from ..core.files import take_array
 from .inputs import read_labels, warn_empty_rows
 from .metrics import cluster_agreement
 from .transforms import FeatureTransform, TransformSpec, row_nnz
@@ -85,7 +85,7 @@ class SAEClusterer(SAEEstimator, tags=["sae-clustering", "kmeans"], model_card_t
 
     kind = "clusters"
     _state_keys = ("n_clusters_", "algorithm_")
-    _array_attributes = {"cluster_centers": "cluster_centers_"}
+    _array_attributes: ClassVar[dict[str, str]] = {"cluster_centers": "cluster_centers_"}
 
     def __init__(
         self,
@@ -119,17 +119,13 @@ class SAEClusterer(SAEEstimator, tags=["sae-clustering", "kmeans"], model_card_t
             raise InvalidParameterError(f"auto_range must be (lo, hi) with 2 <= lo <= hi; got {self.auto_range!r}.")
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X: Any, y: Any = None, *, reference_column: str | None = None, baseline: Any = None,
-            n_tokens: Any = None) -> "SAEClusterer":
+    def fit(self, X: Any, y: Any = None, *, reference_column: str | None = None, n_tokens: Any = None) -> SAEClusterer:
         """Fit the centroids on ``X`` (a Dataset / batch dict with the SAE columns, or a matrix).
 
         Args:
             X: the features.
             y: optional reference labels (array-like), used only for the ``nmi`` / ``purity`` metrics;
             reference_column: or the dataset column holding them (e.g. ``"category"``).
-            baseline: a dataset column of fixed-length float lists, or an ``(n, width)`` array: k-means
-                with the same ``n_clusters_`` on those dense (standardised) features, metrics in
-                ``metrics_["baseline"]``.
             n_tokens: token counts per row for a ``length`` step with ``by="tokens"`` on a matrix.
 
         Returns:
@@ -142,28 +138,34 @@ class SAEClusterer(SAEEstimator, tags=["sae-clustering", "kmeans"], model_card_t
             reference = (read_labels(X, y, reference_column, what="reference labels"), reference_column or "y")
         n_empty = warn_empty_rows(features, "they are left out of fitting the centroids, and assigned afterwards.")
         self._fit_core(features, n_tokens, reference)
-        self.metrics_ = {"n_empty_rows": n_empty, **self.metrics_}
-        if baseline is not None:
-            self.metrics_["baseline"] = self._baseline_fit(X, baseline, None, None, reference,
-                                                           n_clusters=self.n_clusters_)
+        fitted: dict[str, Any] = self.__dict__["metrics_"]  # set by _fit_core
+        self.metrics_ = {"n_empty_rows": n_empty, **fitted}
         return self
 
-    def _fit_core(self, X: Any, n_tokens: np.ndarray | None, reference: tuple[list, str] | None) -> "SAEClusterer":
+    def _fit_core(self, X: Any, n_tokens: np.ndarray | None, reference: tuple[list, str] | None) -> SAEClusterer:
         space = self._space(self._fit_transform(X, n_tokens))
         train_rows = row_nnz(space) > 0
         train = space[train_rows]
         n_train = train.shape[0]
         k, silhouettes = self._choose_k(train)
         if n_train < k:
-            raise InvalidParameterError(f"n_clusters={k} needs at least {k} rows with an active latent; got "
-                                        f"{n_train}. Pass a smaller n_clusters or more rows.")
-        self.algorithm_ = self.algorithm if self.algorithm != "auto" else (
-            "minibatch" if n_train > MINIBATCH_MIN_ROWS else "kmeans")
+            raise InvalidParameterError(
+                f"n_clusters={k} needs at least {k} rows with an active latent; got "
+                f"{n_train}. Pass a smaller n_clusters or more rows."
+            )
+        self.algorithm_ = (
+            self.algorithm if self.algorithm != "auto" else ("minibatch" if n_train > MINIBATCH_MIN_ROWS else "kmeans")
+        )
         if self.algorithm_ == "kmeans":
             km = KMeans(k, n_init=self.n_init, max_iter=self.max_iter, random_state=self.random_state)
         else:
-            km = MiniBatchKMeans(k, n_init=self.n_init, max_iter=self.max_iter, batch_size=self.batch_size,
-                                 random_state=self.random_state)
+            km = MiniBatchKMeans(
+                k,
+                n_init=self.n_init,
+                max_iter=self.max_iter,
+                batch_size=self.batch_size,
+                random_state=self.random_state,
+            )
         centers = np.asarray(km.fit(train).cluster_centers_, dtype=np.float64)
         self.cluster_centers_ = _l2_rows(centers) if self.spherical else centers
         self.n_clusters_ = int(k)
@@ -191,12 +193,16 @@ class SAEClusterer(SAEEstimator, tags=["sae-clustering", "kmeans"], model_card_t
 
         n = train.shape[0]
         m = min(n, self.auto_sample_size)
-        sample = train[np.sort(np.random.default_rng(self.random_state).choice(n, m, replace=False))] if m < n else train
+        sample = (
+            train[np.sort(np.random.default_rng(self.random_state).choice(n, m, replace=False))] if m < n else train
+        )
         lo, hi = self.auto_range
         hi = min(hi, m - 1)
         if hi < lo:
-            raise InvalidParameterError(f"n_clusters='auto' searches k in {tuple(self.auto_range)} and needs at least "
-                                        f"{lo + 1} rows with an active latent; got {m}. Pass an explicit n_clusters.")
+            raise InvalidParameterError(
+                f"n_clusters='auto' searches k in {tuple(self.auto_range)} and needs at least "
+                f"{lo + 1} rows with an active latent; got {m}. Pass an explicit n_clusters."
+            )
         from threadpoolctl import threadpool_limits
 
         scores: dict[int, float] = {}
@@ -204,12 +210,17 @@ class SAEClusterer(SAEEstimator, tags=["sae-clustering", "kmeans"], model_card_t
         # busy-waiting cost more than they give (3x faster at 10k rows on a shared 2-core machine).
         with threadpool_limits(limits=1, user_api="openmp"):
             for k in range(lo, hi + 1):
-                labels = KMeans(k, n_init=self.n_init, max_iter=self.max_iter, random_state=self.random_state).fit_predict(sample)
+                labels = KMeans(
+                    k, n_init=self.n_init, max_iter=self.max_iter, random_state=self.random_state
+                ).fit_predict(sample)
                 if len(np.unique(labels)) > 1:
-                    scores[k] = float(silhouette_score(sample, labels, metric="cosine" if self.spherical else "euclidean"))
+                    scores[k] = float(
+                        silhouette_score(sample, labels, metric="cosine" if self.spherical else "euclidean")
+                    )
         if not scores:
-            raise InvalidParameterError("n_clusters='auto' found no k with two or more distinct clusters; pass an "
-                                        "explicit n_clusters.")
+            raise InvalidParameterError(
+                "n_clusters='auto' found no k with two or more distinct clusters; pass an explicit n_clusters."
+            )
         return max(scores, key=lambda k: (scores[k], -k)), scores
 
     # ------------------------------------------------------------------ assignment
@@ -223,7 +234,9 @@ class SAEClusterer(SAEEstimator, tags=["sae-clustering", "kmeans"], model_card_t
         cross = np.asarray(space @ centers.T, dtype=np.float64)
         if self.spherical:
             return np.maximum(1.0 - cross, 0.0)
-        sq_rows = np.asarray(space.multiply(space).sum(axis=1) if sp.issparse(space) else (space**2).sum(axis=1))
+        sq_rows = np.asarray(
+            cast(Any, space).multiply(space).sum(axis=1) if sp.issparse(space) else (space**2).sum(axis=1)
+        )
         sq = sq_rows.reshape(-1, 1) - 2.0 * cross + (centers**2).sum(axis=1)[None, :]
         return np.sqrt(np.maximum(sq, 0.0))
 
@@ -255,10 +268,13 @@ class SAEClusterer(SAEEstimator, tags=["sae-clustering", "kmeans"], model_card_t
     def _restore(self, arrays: dict[str, np.ndarray], source: str) -> None:
         k = self.n_clusters_
         if isinstance(k, bool) or not isinstance(k, int) or k < 1 or self.algorithm_ not in ("kmeans", "minibatch"):
-            raise BundleError(f"{source}: saved n_clusters_={k!r} / algorithm_={self.algorithm_!r} are invalid; the "
-                              "file is corrupt. Save the clusterer again.")
-        self.cluster_centers_ = take_array(arrays, "cluster_centers", (k, self.d_sae), source,
-                                           dtype=np.float64, finite=True)
+            raise BundleError(
+                f"{source}: saved n_clusters_={k!r} / algorithm_={self.algorithm_!r} are invalid; the "
+                "file is corrupt. Save the clusterer again."
+            )
+        self.cluster_centers_ = take_array(
+            arrays, "cluster_centers", (k, self.d_sae), source, dtype=np.float64, finite=True
+        )
 
 
 def _l2_rows(X: Any) -> Any:

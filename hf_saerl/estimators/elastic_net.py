@@ -51,7 +51,8 @@ import logging
 import numbers
 import time
 import warnings
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -63,14 +64,18 @@ from .metrics import regression_metrics
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ElasticNetPathCV", "screen_latents", "length_baseline", "PROTOCOLS"]
+__all__ = ["PROTOCOLS", "ElasticNetPathCV", "length_baseline", "screen_latents"]
 
 #: What ``cv_predictions_`` (and so the probe's out-of-fold metrics) mean: the values of ``cv_protocol_``.
 PROTOCOLS: dict[str, str] = {
-    "once": ("alpha and l1_ratio chosen once by the cv folds on all labelled rows; the folds are scored at that "
-             "choice (the minimum of the CV curve, so slightly optimistic vs nested CV)"),
-    "nested": ("nested CV: alpha and l1_ratio chosen again inside each outer fold's training rows, then that "
-               "fold is scored (honest, about cv+1 times the cost)"),
+    "once": (
+        "alpha and l1_ratio chosen once by the cv folds on all labelled rows; the folds are scored at that "
+        "choice (the minimum of the CV curve, so slightly optimistic vs nested CV)"
+    ),
+    "nested": (
+        "nested CV: alpha and l1_ratio chosen again inside each outer fold's training rows, then that "
+        "fold is scored (honest, about cv+1 times the cost)"
+    ),
     "fixed": "fixed alpha and l1_ratio (no search); the cv folds are scored at it (honest)",
 }
 
@@ -89,8 +94,9 @@ def screen_latents(X: Any, min_rows: int) -> np.ndarray:
     """
     min_rows = _check_int(min_rows, "min_rows", low=1)
     if sp.issparse(X):
-        X = sp.csr_matrix(X)
-        counts = np.bincount(X.indices[X.data != 0], minlength=X.shape[1])
+        csr: Any = X  # (scipy's stubs narrow issparse to an abstract type without tocsr)
+        csr = csr.tocsr()
+        counts = np.bincount(csr.indices[csr.data != 0], minlength=csr.shape[1])
     else:
         counts = np.count_nonzero(np.asarray(X), axis=0)
     return np.flatnonzero(counts >= min_rows).astype(np.int64)
@@ -164,11 +170,15 @@ class ElasticNetPathCV(RegressorMixin, BaseEstimator):
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X: Any, y: Any) -> "ElasticNetPathCV":
-        """Choose ``alpha`` / ``l1_ratio`` on the folds, score the folds, refit on all rows; returns self."""
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> ElasticNetPathCV:
+        """Choose ``alpha`` / ``l1_ratio`` on the folds, score the folds, refit on all rows; returns self.
+
+        ``sample_weight`` (non-negative, one per row) weighs each row's squared error as sklearn's ``ElasticNet``
+        does (rescaled to sum to the number of rows of each fit), and the folds' validation errors alike."""
         start = time.perf_counter()
         ratios, alphas = self._check_params()
         X, y = _check_xy(X, y)
+        weights = _check_weights(sample_weight, len(y))
         fixed = alphas is not None and len(alphas) == 1 and len(ratios) == 1
         folds = self._folds(X.shape[0])
         if folds is None and not fixed:
@@ -186,10 +196,24 @@ class ElasticNetPathCV(RegressorMixin, BaseEstimator):
         counters = _Counters()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            search = _search(Xs, y, ratios, alphas, folds, self.n_alphas, self.eps, self.patience, self.tol,
-                             self.max_iter, counters)
+            search = _search(
+                Xs,
+                y,
+                weights,
+                ratios,
+                alphas,
+                folds,
+                self.n_alphas,
+                self.eps,
+                self.patience,
+                self.tol,
+                self.max_iter,
+                counters,
+            )
             best_ratio, best_alpha = search["l1_ratio"], search["alpha"]
-            final = _refit(Xs, y, best_ratio, search["grid"], search["index"], self.tol, self.max_iter, counters)
+            final = _refit(
+                Xs, y, weights, best_ratio, search["grid"], search["index"], self.tol, self.max_iter, counters
+            )
         _report_convergence(caught, counters)
 
         self.l1_ratios_ = np.asarray(ratios, dtype=np.float64)
@@ -207,25 +231,39 @@ class ElasticNetPathCV(RegressorMixin, BaseEstimator):
         elif fixed:
             self.cv_predictions_, self.cv_protocol_ = search["oof"], "fixed"
         elif self.cv_protocol == "nested":
-            self.cv_predictions_, self.cv_protocol_ = self._nested(X, y, folds, counters), "nested"
+            self.cv_predictions_, self.cv_protocol_ = self._nested(X, y, weights, folds, counters), "nested"
         else:
             self.cv_predictions_, self.cv_protocol_ = search["oof"], "once"
         self.n_iter_, self.n_fits_, self.n_not_converged_ = counters.n_iter, counters.n_fits, counters.n_not_converged
         self.fit_seconds_ = time.perf_counter() - start
-        logger.info("ElasticNetPathCV: %d rows x %d columns (%d screened in), alpha=%.3g l1_ratio=%.2f, %d fits, "
-                    "%.1f s.", X.shape[0], X.shape[1], support.size, self.alpha_, self.l1_ratio_, self.n_fits_,
-                    self.fit_seconds_)
+        logger.info(
+            "ElasticNetPathCV: %d rows x %d columns (%d screened in), alpha=%.3g l1_ratio=%.2f, %d fits, %.1f s.",
+            X.shape[0],
+            X.shape[1],
+            support.size,
+            self.alpha_,
+            self.l1_ratio_,
+            self.n_fits_,
+            self.fit_seconds_,
+        )
         return self
 
-    def _nested(self, X: Any, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
-                counters: "_Counters") -> np.ndarray:
+    def _nested(
+        self,
+        X: Any,
+        y: np.ndarray,
+        weights: np.ndarray | None,
+        folds: list[tuple[np.ndarray, np.ndarray]],
+        counters: _Counters,
+    ) -> np.ndarray:
         """Out-of-fold predictions of the whole search run again inside each outer fold's training rows."""
         inner = self.inner_cv
         if inner is None:
             inner = self.cv if isinstance(self.cv, numbers.Integral) else 5
         oof = np.empty(len(y), dtype=np.float64)
         for train, test in folds:
-            model = clone(self).set_params(cv_protocol="once", cv=inner).fit(X[train], y[train])
+            model = clone(self).set_params(cv_protocol="once", cv=inner)
+            model.fit(X[train], y[train], None if weights is None else weights[train])
             oof[test] = model.predict(X[test])
             counters.add(model)
         return oof
@@ -238,17 +276,26 @@ class ElasticNetPathCV(RegressorMixin, BaseEstimator):
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> tuple[list[float], np.ndarray | None]:
         ratios = None if isinstance(self.l1_ratio, str) else np.atleast_1d(np.asarray(self.l1_ratio, dtype=np.float64))
-        if ratios is None or ratios.ndim != 1 or ratios.size == 0 or not np.isfinite(ratios).all() \
-                or ((ratios < 0) | (ratios > 1)).any():
-            raise InvalidParameterError(f"l1_ratio must be a float or a non-empty list of floats in [0, 1]; got "
-                                        f"{self.l1_ratio!r}. Use e.g. l1_ratio=0.9 or l1_ratio=(0.5, 0.9).")
+        if (
+            ratios is None
+            or ratios.ndim != 1
+            or ratios.size == 0
+            or not np.isfinite(ratios).all()
+            or ((ratios < 0) | (ratios > 1)).any()
+        ):
+            raise InvalidParameterError(
+                f"l1_ratio must be a float or a non-empty list of floats in [0, 1]; got "
+                f"{self.l1_ratio!r}. Use e.g. l1_ratio=0.9 or l1_ratio=(0.5, 0.9)."
+            )
         alphas = None
         if self.alphas is not None:
             alphas = np.atleast_1d(np.asarray(self.alphas, dtype=np.float64))
             if alphas.ndim != 1 or alphas.size == 0 or not np.isfinite(alphas).all() or (alphas <= 0).any():
-                raise InvalidParameterError(f"alphas must be a non-empty list of positive, finite floats; got "
-                                            f"{self.alphas!r}. Pass alphas=None for an automatic grid, or e.g. "
-                                            "alphas=[1e-3].")
+                raise InvalidParameterError(
+                    f"alphas must be a non-empty list of positive, finite floats; got "
+                    f"{self.alphas!r}. Pass alphas=None for an automatic grid, or e.g. "
+                    "alphas=[1e-3]."
+                )
             alphas = np.sort(alphas)[::-1]
         elif (ratios == 0).any():
             raise InvalidParameterError(
@@ -258,17 +305,24 @@ class ElasticNetPathCV(RegressorMixin, BaseEstimator):
         else:
             _check_int(self.n_alphas, "n_alphas", low=1)
             if not (isinstance(self.eps, numbers.Real) and 0 < self.eps < 1):
-                raise InvalidParameterError(f"eps must be a float in (0, 1) (the bottom of the alpha grid relative to "
-                                            f"its top); got {self.eps!r}. Use e.g. eps=1e-3.")
+                raise InvalidParameterError(
+                    f"eps must be a float in (0, 1) (the bottom of the alpha grid relative to "
+                    f"its top); got {self.eps!r}. Use e.g. eps=1e-3."
+                )
         if self.patience is not None:
             _check_int(self.patience, "patience", low=1)
         _check_int(self.min_rows, "min_rows", low=1)
         _check_int(self.max_iter, "max_iter", low=1)
         if not (isinstance(self.tol, numbers.Real) and self.tol > 0 and np.isfinite(self.tol)):
-            raise InvalidParameterError(f"tol must be a positive float; got {self.tol!r}. Use e.g. tol=1e-3 (fast) "
-                                        "or tol=1e-6 (tight).")
-        check_choice("cv_protocol", self.cv_protocol, ("once", "nested"),
-                     "'once' scores the folds at the alpha they chose (fast), 'nested' repeats the search per fold.")
+            raise InvalidParameterError(
+                f"tol must be a positive float; got {self.tol!r}. Use e.g. tol=1e-3 (fast) or tol=1e-6 (tight)."
+            )
+        check_choice(
+            "cv_protocol",
+            self.cv_protocol,
+            ("once", "nested"),
+            "'once' scores the folds at the alpha they chose (fast), 'nested' repeats the search per fold.",
+        )
         return [float(r) for r in ratios], alphas
 
     def _folds(self, n_rows: int) -> list[tuple[np.ndarray, np.ndarray]] | None:
@@ -277,9 +331,10 @@ class ElasticNetPathCV(RegressorMixin, BaseEstimator):
             return None
         if isinstance(cv, numbers.Integral) and not isinstance(cv, bool):
             if cv < 2:
-                raise InvalidParameterError(f"cv must be >= 2 folds (or None, or a splitter); got cv={cv}. Use e.g. "
-                                            "cv=5.")
-            if n_rows < 2 * cv:
+                raise InvalidParameterError(
+                    f"cv must be >= 2 folds (or None, or a splitter); got cv={cv}. Use e.g. cv=5."
+                )
+            if n_rows < 2 * int(cv):
                 raise InvalidParameterError(
                     f"cv={cv} needs at least {2 * cv} rows (2 per fold); got {n_rows}. Label more rows, or lower cv "
                     f"(e.g. cv={max(2, n_rows // 2)})."
@@ -295,15 +350,24 @@ class ElasticNetPathCV(RegressorMixin, BaseEstimator):
         elif isinstance(cv, Iterable):
             folds = list(cv)
         if folds is None:
-            raise InvalidParameterError(f"cv must be an int, a splitter with split(), an iterable of (train, test) "
-                                        f"index pairs, or None; got {cv!r}.")
+            raise InvalidParameterError(
+                f"cv must be an int, a splitter with split(), an iterable of (train, test) "
+                f"index pairs, or None; got {cv!r}."
+            )
         checked, seen = [], np.zeros(n_rows, dtype=np.int64)
         for train, test in folds:
             train, test = np.asarray(train, dtype=np.int64), np.asarray(test, dtype=np.int64)
-            if train.size == 0 or test.size == 0 or train.min() < 0 or test.min() < 0 or \
-                    max(train.max(), test.max()) >= n_rows:
-                raise InvalidParameterError(f"Every fold needs non-empty train and test indices in [0, {n_rows}); got "
-                                            "a fold outside that. Pass folds from a splitter over these rows.")
+            if (
+                train.size == 0
+                or test.size == 0
+                or train.min() < 0
+                or test.min() < 0
+                or max(train.max(), test.max()) >= n_rows
+            ):
+                raise InvalidParameterError(
+                    f"Every fold needs non-empty train and test indices in [0, {n_rows}); got "
+                    "a fold outside that. Pass folds from a splitter over these rows."
+                )
             seen[test] += 1
             checked.append((train, test))
         if len(checked) < 2 or (seen != 1).any():
@@ -339,18 +403,29 @@ def length_baseline(n_tokens: Any, y: Any, *, cv: Any = 5, **search: Any) -> dic
     n_tokens = np.asarray(n_tokens, dtype=np.float64).reshape(-1)
     n_bad, n_negative = int((~np.isfinite(n_tokens)).sum()), int((n_tokens < 0).sum())
     if n_bad or n_negative:
-        raise NonFiniteError(f"n_tokens must be finite, non-negative token counts; got {n_bad} non-finite and "
-                             f"{n_negative} negative value(s). Pass the sae_n_tokens column, or drop the rows "
-                             "without a count.")
+        raise NonFiniteError(
+            f"n_tokens must be finite, non-negative token counts; got {n_bad} non-finite and "
+            f"{n_negative} negative value(s). Pass the sae_n_tokens column, or drop the rows "
+            "without a count."
+        )
     if n_tokens.shape[0] != np.shape(y)[0]:
-        raise InvalidParameterError(f"Got {n_tokens.shape[0]} token counts for {np.shape(y)[0]} labels; pass one count "
-                                    "per labelled row (the sae_n_tokens column of the same rows).")
+        raise InvalidParameterError(
+            f"Got {n_tokens.shape[0]} token counts for {np.shape(y)[0]} labels; pass one count "
+            "per labelled row (the sae_n_tokens column of the same rows)."
+        )
     x = np.log1p(n_tokens)[:, None]
     search.setdefault("min_rows", 1)
     model = ElasticNetPathCV(cv=cv, **search).fit(x, y)
     metrics = {} if model.cv_predictions_ is None else regression_metrics(y, model.cv_predictions_)
-    return {"feature": "log1p(n_tokens)", **metrics, "alpha": model.alpha_, "l1_ratio": model.l1_ratio_,
-            "cv_protocol": model.cv_protocol_, "coef": float(model.coef_[0]), "intercept": model.intercept_}
+    return {
+        "feature": "log1p(n_tokens)",
+        **metrics,
+        "alpha": model.alpha_,
+        "l1_ratio": model.l1_ratio_,
+        "cv_protocol": model.cv_protocol_,
+        "coef": float(model.coef_[0]),
+        "intercept": model.intercept_,
+    }
 
 
 # ---------------------------------------------------------------------- internals
@@ -362,7 +437,7 @@ class _Counters:
         self.n_fits += 1
         self.n_iter += int(np.sum(model.n_iter_))
 
-    def add(self, other: "ElasticNetPathCV") -> None:
+    def add(self, other: ElasticNetPathCV) -> None:
         self.n_iter += other.n_iter_
         self.n_fits += other.n_fits_
         self.n_not_converged += other.n_not_converged_
@@ -376,32 +451,37 @@ def _check_int(value: Any, name: str, low: int) -> int:
 
 def _check_xy(X: Any, y: Any) -> tuple[Any, np.ndarray]:
     if sp.issparse(X):
-        X = sp.csr_matrix(X, dtype=np.float64)
+        X = cast(Any, X).tocsr().astype(np.float64)  # (scipy's stubs narrow issparse to an abstract type)
         values = X.data
     else:
         X = np.asarray(X, dtype=np.float64)
         values = X
     if X.ndim != 2:
-        raise InvalidParameterError(f"X must be a 2-D (n_rows, n_features) matrix; got shape {X.shape}. Reshape a "
-                                    "single feature with x[:, None].")
+        raise InvalidParameterError(
+            f"X must be a 2-D (n_rows, n_features) matrix; got shape {X.shape}. Reshape a "
+            "single feature with x[:, None]."
+        )
     if not np.isfinite(values).all():
-        raise NonFiniteError(f"X holds {int((~np.isfinite(values)).sum())} NaN or infinite value(s); re-encode those "
-                             "rows or drop them before fitting.")
+        raise NonFiniteError(
+            f"X holds {int((~np.isfinite(values)).sum())} NaN or infinite value(s); re-encode those "
+            "rows or drop them before fitting."
+        )
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     if y.shape[0] != X.shape[0]:
         raise InvalidParameterError(f"Got {y.shape[0]} labels for {X.shape[0]} rows of X; pass one label per row.")
     if not np.isfinite(y).all():
         raise NonFiniteError(f"y holds {int((~np.isfinite(y)).sum())} NaN or infinite label(s); drop those rows first.")
     if np.ptp(y) == 0:
-        raise InvalidParameterError(f"All {len(y)} labels equal {y[0]:g}: nothing to learn. Provide rows with "
-                                    "different labels.")
+        raise InvalidParameterError(
+            f"All {len(y)} labels equal {y[0]:g}: nothing to learn. Provide rows with different labels."
+        )
     return X, y
 
 
 def _columns(X: Any, support: np.ndarray) -> Any:
     """The screened columns in the layout sklearn's coordinate descent reads without copying."""
     if sp.issparse(X):
-        Xs = X[:, support].tocsc()
+        Xs = cast(Any, X)[:, support].tocsc()
         Xs.sort_indices()
         Xs.indices = Xs.indices.astype(np.int32, copy=False)
         Xs.indptr = Xs.indptr.astype(np.int32, copy=False)
@@ -412,7 +492,7 @@ def _columns(X: Any, support: np.ndarray) -> Any:
 def _rows(X: Any, rows: np.ndarray) -> Any:
     """Rows of the screened matrix, in the same solver-ready layout (CSC, int32 indices; or Fortran order)."""
     if sp.issparse(X):
-        Xr = sp.csc_matrix(X[rows])
+        Xr = sp.csc_matrix(cast(Any, X)[rows])
         Xr.sort_indices()
         Xr.indices = Xr.indices.astype(np.int32, copy=False)
         Xr.indptr = Xr.indptr.astype(np.int32, copy=False)
@@ -420,17 +500,39 @@ def _rows(X: Any, rows: np.ndarray) -> Any:
     return np.asfortranarray(X[rows])
 
 
-def _alpha_max(X: Any, y: np.ndarray, ratio: float) -> float:
-    """The smallest alpha with an all-zero solution: ``max |X_c^T y_c| / (n * l1_ratio)`` (sklearn's grid top)."""
-    yc = y - y.mean()
-    Xty = np.asarray(X.T @ yc).reshape(-1)  # the column means drop out: sum(yc) = 0
+def _check_weights(sample_weight: Any, n_rows: int) -> np.ndarray | None:
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+    if w.shape[0] != n_rows or not np.isfinite(w).all() or (w < 0).any() or not w.sum() > 0:
+        raise InvalidParameterError(
+            f"sample_weight must hold {n_rows} finite, non-negative weights with a positive "
+            f"sum; got {w.shape[0]} values (min {w.min() if w.size else None}). Fix the "
+            "weights, or pass sample_weight=None."
+        )
+    return w
+
+
+def _unit_weights(w: np.ndarray | None, n_rows: int) -> np.ndarray:
+    """Weights rescaled to sum to ``n_rows`` (sklearn's ElasticNet rescales them so); ones without weights."""
+    return np.ones(n_rows) if w is None else w * (n_rows / w.sum())
+
+
+def _alpha_max(X: Any, y: np.ndarray, ratio: float, w: np.ndarray | None = None) -> float:
+    """The smallest alpha with an all-zero solution: ``max |X_c^T W y_c| / (n * l1_ratio)`` (sklearn's grid top),
+    ``W`` the weights rescaled to sum to ``n``."""
+    w = _unit_weights(w, X.shape[0])
+    yc = w * (y - np.average(y, weights=w))
+    Xty = np.asarray(X.T @ yc).reshape(-1)  # the column means drop out: sum(W y_c) = 0
     return float(np.abs(Xty).max()) / (X.shape[0] * ratio)
 
 
-def _grid(X: Any, y: np.ndarray, ratio: float, alphas: np.ndarray | None, n_alphas: int, eps: float) -> np.ndarray:
+def _grid(
+    X: Any, y: np.ndarray, w: np.ndarray | None, ratio: float, alphas: np.ndarray | None, n_alphas: int, eps: float
+) -> np.ndarray:
     if alphas is not None:
         return alphas
-    top = _alpha_max(X, y, ratio)
+    top = _alpha_max(X, y, ratio, w)
     if not top > 0:
         return np.full(1, np.finfo(np.float64).eps)
     return np.geomspace(top, top * eps, n_alphas)
@@ -439,8 +541,16 @@ def _grid(X: Any, y: np.ndarray, ratio: float, alphas: np.ndarray | None, n_alph
 def _enet(ratio: float, tol: float, max_iter: int) -> Any:
     from sklearn.linear_model import ElasticNet
 
-    return ElasticNet(alpha=1.0, l1_ratio=ratio, tol=tol, max_iter=max_iter, warm_start=True, copy_X=True,
-                      precompute=False, selection="cyclic")
+    return ElasticNet(
+        alpha=1.0,
+        l1_ratio=ratio,
+        tol=tol,
+        max_iter=max_iter,
+        warm_start=True,
+        copy_X=True,
+        precompute=False,
+        selection="cyclic",
+    )
 
 
 class _WarmPath:
@@ -456,16 +566,20 @@ class _WarmPath:
 
     _MAX_ROUNDS = 20
 
-    def __init__(self, X: Any, y: np.ndarray, ratio: float, tol: float, max_iter: int, counters: _Counters) -> None:
+    def __init__(
+        self, X: Any, y: np.ndarray, w: np.ndarray | None, ratio: float, tol: float, max_iter: int, counters: _Counters
+    ) -> None:
         self.X, self.y, self.ratio, self.counters = X, y, ratio, counters
+        self.w = _unit_weights(w, X.shape[0])  # the KKT gradient is X^T W r, as in sklearn's weighted objective
+        self.fit_params = {} if w is None else {"sample_weight": w}
         self.sparse = sp.issparse(X)
         self.model = _enet(ratio, tol, max_iter)
         self.coef = np.zeros(X.shape[1], dtype=np.float64)
-        self.intercept = float(y.mean())
-        self.grad = np.asarray(X.T @ (y - self.intercept), dtype=np.float64).reshape(-1)
+        self.intercept = float(np.average(y, weights=self.w))
+        self.grad = np.asarray(X.T @ (self.w * (y - self.intercept)), dtype=np.float64).reshape(-1)
         self.alpha: float | None = None
 
-    def step(self, alpha: float) -> "_WarmPath":
+    def step(self, alpha: float) -> _WarmPath:
         n = self.X.shape[0]
         bound = n * alpha * self.ratio
         if not self.sparse:
@@ -493,53 +607,76 @@ class _WarmPath:
             Xw = self.X[:, work] if self.sparse else self.X
             self.model.coef_ = np.asfortranarray(self.coef[work])  # warm start (ElasticNet(warm_start=True))
             self.model.set_params(alpha=float(alpha))
-            self.model.fit(Xw, self.y, check_input=False)
+            self.model.fit(Xw, self.y, check_input=False, **self.fit_params)
             self.counters.fitted(self.model)
             coef[work] = self.model.coef_
             intercept = float(self.model.intercept_)
         else:
-            intercept = float(self.y.mean())
+            intercept = float(np.average(self.y, weights=self.w))
         self.coef, self.intercept = coef, intercept
-        residual = self.y - np.asarray(self.X @ coef).reshape(-1) - intercept  # sums to 0: the intercept is exact
-        self.grad = np.asarray(self.X.T @ residual, dtype=np.float64).reshape(-1)
+        residual = self.y - np.asarray(self.X @ coef).reshape(-1) - intercept  # W r sums to 0: exact intercept
+        self.grad = np.asarray(self.X.T @ (self.w * residual), dtype=np.float64).reshape(-1)
 
     def predict(self, X: Any) -> np.ndarray:
         return np.asarray(X @ self.coef, dtype=np.float64).reshape(-1) + self.intercept
 
 
-def _search(Xs: Any, y: np.ndarray, ratios: list[float], alphas: np.ndarray | None,
-            folds: list[tuple[np.ndarray, np.ndarray]] | None, n_alphas: int, eps: float, patience: int | None,
-            tol: float, max_iter: int, counters: _Counters) -> dict[str, Any]:
+def _search(
+    Xs: Any,
+    y: np.ndarray,
+    w: np.ndarray | None,
+    ratios: list[float],
+    alphas: np.ndarray | None,
+    folds: list[tuple[np.ndarray, np.ndarray]] | None,
+    n_alphas: int,
+    eps: float,
+    patience: int | None,
+    tol: float,
+    max_iter: int,
+    counters: _Counters,
+) -> dict[str, Any]:
     """Walk each ratio's alpha grid with every fold in lockstep; the best (ratio, alpha) by mean validation MSE."""
-    grids = [_grid(Xs, y, r, alphas, n_alphas, eps) for r in ratios]
+    grids = [_grid(Xs, y, w, r, alphas, n_alphas, eps) for r in ratios]
     width = max(len(g) for g in grids)
     n_folds = len(folds) if folds else 0
     mse_path = np.full((len(ratios), width, n_folds), np.nan)
     alphas_out = np.full((len(ratios), width), np.nan)
     n_fitted = np.zeros(len(ratios), dtype=np.int64)
     if not folds:  # a fixed model: nothing to choose
-        alphas_out[0, :len(grids[0])] = grids[0]
-        return {"alphas": alphas_out, "mse_path": mse_path, "n_fitted": n_fitted, "l1_ratio": ratios[0],
-                "alpha": float(grids[0][0]), "grid": grids[0], "index": 0, "oof": None}
+        alphas_out[0, : len(grids[0])] = grids[0]
+        return {
+            "alphas": alphas_out,
+            "mse_path": mse_path,
+            "n_fitted": n_fitted,
+            "l1_ratio": ratios[0],
+            "alpha": float(grids[0][0]),
+            "grid": grids[0],
+            "index": 0,
+            "oof": None,
+        }
     parts = [(_rows(Xs, train), y[train], _rows(Xs, test), y[test], test) for train, test in folds]
+    fold_w = [(None, np.ones(len(test))) if w is None else (w[train], w[test]) for train, test in folds]
     best = (np.inf, 0, 0)  # (mean mse, ratio index, alpha index)
     best_oof = None
-    for r, (ratio, grid) in enumerate(zip(ratios, grids)):
-        alphas_out[r, :len(grid)] = grid
-        paths = [_WarmPath(Xtr, ytr, ratio, tol, max_iter, counters) for Xtr, ytr, *_ in parts]
+    for r, (ratio, grid) in enumerate(zip(ratios, grids, strict=True)):
+        alphas_out[r, : len(grid)] = grid
+        paths = [
+            _WarmPath(Xtr, ytr, wtr, ratio, tol, max_iter, counters)
+            for (Xtr, ytr, *_), (wtr, _) in zip(parts, fold_w, strict=True)
+        ]
         ratio_best, since = np.inf, 0
         for a, alpha in enumerate(grid):
             preds = []
-            for f, (path, (_, _, Xte, yte, _)) in enumerate(zip(paths, parts)):
+            for f, (path, (_, _, Xte, yte, _), (_, wte)) in enumerate(zip(paths, parts, fold_w, strict=True)):
                 pred = path.step(alpha).predict(Xte)
-                mse_path[r, a, f] = float(np.mean((yte - pred) ** 2))
+                mse_path[r, a, f] = float(np.average((yte - pred) ** 2, weights=wte)) if wte.sum() > 0 else 0.0
                 preds.append(pred)
             n_fitted[r] = a + 1
             mean = float(mse_path[r, a].mean())
             if mean < best[0]:
                 best = (mean, r, a)
                 best_oof = np.empty(len(y), dtype=np.float64)
-                for (_, _, _, _, test), pred in zip(parts, preds):
+                for (_, _, _, _, test), pred in zip(parts, preds, strict=True):
                     best_oof[test] = pred
             if mean < ratio_best:
                 ratio_best, since = mean, 0
@@ -549,15 +686,32 @@ def _search(Xs: Any, y: np.ndarray, ratios: list[float], alphas: np.ndarray | No
                     logger.debug("l1_ratio=%g: early stop after %d of %d alphas.", ratio, a + 1, len(grid))
                     break
     _, r, a = best
-    return {"alphas": alphas_out, "mse_path": mse_path, "n_fitted": n_fitted, "l1_ratio": ratios[r],
-            "alpha": float(grids[r][a]), "grid": grids[r], "index": a, "oof": best_oof}
+    return {
+        "alphas": alphas_out,
+        "mse_path": mse_path,
+        "n_fitted": n_fitted,
+        "l1_ratio": ratios[r],
+        "alpha": float(grids[r][a]),
+        "grid": grids[r],
+        "index": a,
+        "oof": best_oof,
+    }
 
 
-def _refit(Xs: Any, y: np.ndarray, ratio: float, grid: np.ndarray, index: int, tol: float, max_iter: int,
-           counters: _Counters) -> _WarmPath:
+def _refit(
+    Xs: Any,
+    y: np.ndarray,
+    w: np.ndarray | None,
+    ratio: float,
+    grid: np.ndarray,
+    index: int,
+    tol: float,
+    max_iter: int,
+    counters: _Counters,
+) -> _WarmPath:
     """The model on all rows at ``grid[index]``, warm-started down the grid (cheaper than a cold start)."""
-    path = _WarmPath(Xs, y, ratio, tol, max_iter, counters)
-    for alpha in grid[:index + 1]:
+    path = _WarmPath(Xs, y, w, ratio, tol, max_iter, counters)
+    for alpha in grid[: index + 1]:
         path.step(alpha)
     return path
 
@@ -573,5 +727,6 @@ def _report_convergence(caught: list[warnings.WarningMessage], counters: _Counte
         warnings.warn(
             f"{counters.n_not_converged} of {counters.n_fits} ElasticNet fits on the alpha paths stopped at max_iter "
             "before reaching tol. Raise max_iter, loosen tol, or raise min_rows (fewer rare latents).",
-            ConvergenceWarning, stacklevel=3,
+            ConvergenceWarning,
+            stacklevel=3,
         )

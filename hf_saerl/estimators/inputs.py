@@ -1,4 +1,4 @@
-"""Reading an estimator's input at the edge: matrix or dataset, labels (missing ones dropped), dense baselines.
+"""Reading an estimator's input at the edge: matrix or dataset, labels (missing ones dropped), dense features.
 
 Example:
     >>> import numpy as np
@@ -12,7 +12,8 @@ Example:
 from __future__ import annotations
 
 import warnings
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -22,7 +23,7 @@ from ..core.validation import is_missing
 from ..errors import InvalidParameterError, NonFiniteError
 from .transforms import row_nnz
 
-__all__ = ["is_matrix", "n_rows", "read_labels", "clean_labels", "warn_empty_rows", "read_baseline"]
+__all__ = ["clean_labels", "is_matrix", "n_rows", "read_dense", "read_labels", "read_weights", "warn_empty_rows"]
 
 
 def is_matrix(data: Any) -> bool:
@@ -45,8 +46,9 @@ def read_labels(data: Any, y: Any, label_column: str | None, what: str = "labels
         raise InvalidParameterError(f"Pass the {what} either as y= or as label_column=, not both.")
     if label_column is not None:
         if is_matrix(data):
-            raise InvalidParameterError(f"label_column={label_column!r} needs a dataset; with a feature matrix pass "
-                                        f"the {what} as y=.")
+            raise InvalidParameterError(
+                f"label_column={label_column!r} needs a dataset; with a feature matrix pass the {what} as y=."
+            )
         values = read_column(data, label_column, what)
     elif y is not None:
         values = y.tolist() if isinstance(y, np.ndarray) else list(y)
@@ -55,8 +57,10 @@ def read_labels(data: Any, y: Any, label_column: str | None, what: str = "labels
         hint = f" (columns found: {sorted(names)})" if names is not None else ""
         raise InvalidParameterError(f"No {what}: pass label_column='<column>'{hint} or y=<array>.")
     if len(values) != n_rows(data):
-        raise InvalidParameterError(f"Got {len(values)} {what} for {n_rows(data)} rows of features. Pass one per row, "
-                                    "or select the rows that have them.")
+        raise InvalidParameterError(
+            f"Got {len(values)} {what} for {n_rows(data)} rows of features. Pass one per row, "
+            "or select the rows that have them."
+        )
     return values
 
 
@@ -73,19 +77,58 @@ def clean_labels(values: Sequence[Any], name: str) -> tuple[np.ndarray, np.ndarr
             f"All {len(values)} labels in {name!r} are missing (None or NaN); nothing to fit. Check the label column "
             "and that the labelled rows were joined in."
         )
-    kept = [v for v, m in zip(values, missing) if not m]
+    kept = [v for v, m in zip(values, missing, strict=True) if not m]
     labels = np.asarray(kept)
     if labels.dtype.kind in "fc" and not np.isfinite(labels).all():
         rows = np.flatnonzero(~missing)[~np.isfinite(labels)]
-        raise NonFiniteError(f"{len(rows)} label(s) in {name!r} are infinite (rows {rows[:10].tolist()}). Fix or drop "
-                             "those rows, or set them to None to have them dropped with a warning.")
+        raise NonFiniteError(
+            f"{len(rows)} label(s) in {name!r} are infinite (rows {rows[:10].tolist()}). Fix or drop "
+            "those rows, or set them to None to have them dropped with a warning."
+        )
     if n_dropped:
         warnings.warn(
             f"Dropped {n_dropped} of {len(values)} rows whose label {name!r} is missing (None or NaN); using the other "
             f"{len(values) - n_dropped}. Fill or filter them first to silence this warning.",
-            UserWarning, stacklevel=3,
+            UserWarning,
+            stacklevel=3,
         )
     return labels, ~missing, n_dropped
+
+
+def read_weights(data: Any, sample_weight: Any, keep: np.ndarray) -> np.ndarray | None:
+    """Per-row sample weights (an array, or a dataset column such as ``n_samples``) for the rows in ``keep``, as
+    float64; None when ``sample_weight`` is None. Refuses negative, non-finite or all-zero weights.
+
+    Example:
+        >>> read_weights({"n_samples": [2, 32, 8]}, "n_samples", np.array([True, True, False])).tolist()
+        [2.0, 32.0]
+    """
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, str):
+        if is_matrix(data):
+            raise InvalidParameterError(
+                f"sample_weight={sample_weight!r} names a column, but the data is a matrix; "
+                "pass the weights as an array instead."
+            )
+        values, where = read_column(data, sample_weight, "sample weights"), f"column {sample_weight!r}"
+    else:
+        values, where = sample_weight, "sample_weight"
+    try:
+        weights = np.asarray(values, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise InvalidParameterError(f"The weights in {where} must be numbers (e.g. the n_samples column).") from None
+    if weights.shape[0] != len(keep):
+        raise InvalidParameterError(f"Got {weights.shape[0]} sample weights for {len(keep)} rows; pass one per row.")
+    weights = weights[keep]
+    bad = ~np.isfinite(weights) | (weights < 0)
+    if bad.any() or not weights.sum() > 0:
+        raise InvalidParameterError(
+            f"The weights in {where} must be finite and non-negative with a positive sum; {int(bad.sum())} are not "
+            f"(rows {np.flatnonzero(bad)[:10].tolist()} of the labelled rows). Fill or drop those rows, or pass "
+            "sample_weight=None."
+        )
+    return weights
 
 
 def warn_empty_rows(X: Any, policy: str) -> int:
@@ -96,40 +139,42 @@ def warn_empty_rows(X: Any, policy: str) -> int:
         warnings.warn(
             f"{n_empty} of {X.shape[0]} rows have no active SAE latent (empty sae_indices); {policy} Check the "
             "encoder (empty or truncated texts, top_k) or filter these rows out first.",
-            UserWarning, stacklevel=3,
+            UserWarning,
+            stacklevel=3,
         )
     return n_empty
 
 
-def read_baseline(data: Any, baseline: Any, keep: np.ndarray | None) -> tuple[np.ndarray, str]:
-    """``(features, source)`` of a dense baseline: a dataset column of fixed-length float lists, or an
-    ``(n_rows, width)`` array (source ``"array"``); rows limited to ``keep`` when given. Checked finite."""
-    if isinstance(baseline, str):
+def read_dense(data: Any, source: Any) -> np.ndarray:
+    """Dense features (e.g. pooled raw activations) as an ``(n_rows, width)`` float64 array: a dataset column of
+    fixed-length float lists, or an array of that shape. Checked finite."""
+    if isinstance(source, str):
         if is_matrix(data):
-            raise InvalidParameterError(f"baseline={baseline!r} names a column, but the data is a matrix; pass the "
-                                        "baseline features as a 2-D array instead.")
-        Xb, source = _dense_column(data, baseline), baseline
+            raise InvalidParameterError(
+                f"{source!r} names a column, but the data is a matrix; pass the dense features as a 2-D array instead."
+            )
+        X, where = _dense_column(data, source), f"column {source!r}"
     else:
-        Xb, source = np.asarray(baseline, dtype=np.float64), "array"
-        if Xb.ndim != 2 or Xb.shape[0] != n_rows(data):
-            raise InvalidParameterError(f"baseline array must have shape (n_rows={n_rows(data)}, width); got "
-                                        f"{Xb.shape}.")
-    if keep is not None:
-        Xb = Xb[keep]
-    if not np.isfinite(Xb).all():
-        where = f"column {source!r}" if source != "array" else "the baseline array"
-        raise NonFiniteError(f"The baseline features in {where} hold {int((~np.isfinite(Xb)).sum())} NaN or infinite "
-                             "value(s); fix or drop those rows, or pass another baseline.")
-    return Xb, source
+        X, where = np.asarray(source, dtype=np.float64), "the dense feature array"
+        if X.ndim != 2 or X.shape[0] != n_rows(data):
+            raise InvalidParameterError(
+                f"The dense feature array must have shape (n_rows={n_rows(data)}, width); got {X.shape}."
+            )
+    if not np.isfinite(X).all():
+        raise NonFiniteError(
+            f"The dense features in {where} hold {int((~np.isfinite(X)).sum())} NaN or infinite "
+            "value(s); fix or drop those rows, or pass other features."
+        )
+    return X
 
 
 def _dense_column(data: Any, column: str) -> np.ndarray:
     """A column of fixed-length float lists as an ``(n, width)`` float64 array."""
-    rows = read_column(data, column, "dense baseline features (fixed-length float lists)")
+    rows = read_column(data, column, "dense features (fixed-length float lists)")
     lengths = {len(r) if isinstance(r, (list, tuple, np.ndarray)) else -1 for r in rows}
     if len(lengths) != 1 or -1 in lengths:
         raise InvalidParameterError(
-            f"Baseline column {column!r} must hold fixed-length lists of floats (e.g. a mean activation per row); "
+            f"Dense feature column {column!r} must hold fixed-length lists of floats (e.g. a mean activation per row); "
             f"found row lengths {sorted(lengths)[:5]}."
         )
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)

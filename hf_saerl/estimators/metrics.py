@@ -15,13 +15,20 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from .inputs import clean_labels
 
-__all__ = ["regression_metrics", "classification_metrics", "cluster_agreement", "metrics_markdown"]
+__all__ = [
+    "classification_metrics",
+    "cluster_agreement",
+    "metrics_markdown",
+    "regression_metrics",
+    "useless_fit_warnings",
+]
 
 
 def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
@@ -43,8 +50,11 @@ def classification_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
     """AUROC, accuracy at 0.5 and the positive rate of 0/1 labels ``y`` scored by good-class probabilities."""
     from sklearn.metrics import roc_auc_score
 
-    return {"auroc": float(roc_auc_score(y, proba)), "accuracy": float(((proba >= 0.5) == y).mean()),
-            "positive_rate": float(y.mean())}
+    return {
+        "auroc": float(roc_auc_score(y, proba)),
+        "accuracy": float(((proba >= 0.5) == y).mean()),
+        "positive_rate": float(y.mean()),
+    }
 
 
 def cluster_agreement(ids: np.ndarray, reference: list, name: str) -> dict[str, Any]:
@@ -59,13 +69,35 @@ def cluster_agreement(ids: np.ndarray, reference: list, name: str) -> dict[str, 
     return {
         "nmi": float(normalized_mutual_info_score(codes, ids)),
         "purity": float(counts.max(axis=1).sum() / len(ids)),
-        "n_reference": int(len(ids)),
+        "n_reference": len(ids),
         "n_reference_missing": n_missing,
     }
 
 
+def useless_fit_warnings(coef: np.ndarray, metrics: Mapping[str, Any]) -> list[str]:
+    """Why a fitted linear probe is useless, if it is: constant (no non-zero coefficient: every row gets the
+    intercept), or below chance out of fold (AUROC under 0.5, or a negative Spearman / Pearson correlation).
+
+    Example:
+        >>> useless_fit_warnings(np.zeros(3), {"auroc": 0.3})
+        ['constant: no non-zero coefficient, so every row gets the same score', 'below chance: out-of-fold auroc 0.300 < 0.5']
+        >>> useless_fit_warnings(np.ones(3), {"spearman": 0.4})
+        []
+    """
+    out = []
+    if not np.any(coef):
+        out.append("constant: no non-zero coefficient, so every row gets the same score")
+    for key, chance in (("auroc", 0.5), ("spearman", 0.0), ("pearson", 0.0)):
+        value = metrics.get(key)
+        if value is not None and value < chance:
+            out.append(f"below chance: out-of-fold {key} {value:.3f} < {chance:g}")
+            break
+    return out
+
+
 def metrics_markdown(metrics: Mapping[str, Any] | None) -> str:
-    """A Markdown table of the scalar metrics, with a baseline column when ``metrics["baseline"]`` exists."""
+    """A Markdown table of the scalar metrics, with a baseline column when ``metrics["baseline"]`` exists (bundles
+    saved before issue 20), followed by the fit's warnings (``metrics["warnings"]``) when there are any."""
     if not metrics:
         return "_Not fitted._"
     baseline = metrics.get("baseline") or {}
@@ -78,6 +110,8 @@ def metrics_markdown(metrics: Mapping[str, Any] | None) -> str:
         if baseline:
             row += f" {_fmt(baseline.get(key))} |"
         lines.append(row)
+    if metrics.get("warnings"):
+        lines += ["", "**Warning: this fit looks useless** (" + "; ".join(map(str, metrics["warnings"])) + ")."]
     return "\n".join(lines)
 
 

@@ -9,16 +9,20 @@ Metrics in ``metrics_`` are computed on out-of-fold predictions (shuffled, seede
 probe's come from ``cross_val_predict``. The difficulty probe's come from the fit itself
 (:class:`~hf_saerl.estimators.elastic_net.ElasticNetPathCV`): by default alpha and l1_ratio are chosen once
 by the folds, and the folds are scored at that choice. That is slightly optimistic, and ``metrics_["cv_protocol"]``
-says so; ``cv_protocol="nested"`` repeats the search inside each fold. Its ``metrics_["length_baseline"]`` is
-the same regression on ``log1p(n_tokens)`` alone, with the same folds. Label-free transform statistics
-(``maxabs``/``std`` steps) are learnt once on all rows before the folds.
+says so; ``cv_protocol="nested"`` repeats the search inside each fold. Label-free transform statistics
+(``maxabs``/``std`` steps) are learnt once on all rows before the folds. ``metrics_["warnings"]`` says when a
+fit looks useless (constant, or below chance out of fold); it is also logged and shown on the model card.
+
+Comparisons that need other models (raw activations, both, prompt length) are not part of ``fit``:
+:func:`~hf_saerl.estimators.evaluation.compare_features` fits them side by side on the same folds.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -26,22 +30,28 @@ from scipy.special import expit
 from sklearn.base import clone
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 
-from ..core.columns import (DIFFICULTY, PASS_RATE_PRED, QUALITY, SAE_INDICES, SAE_N_TOKENS, SAE_VALUES, column_names,
-                            read_column)
+from ..core.columns import DIFFICULTY, PASS_RATE_PRED, QUALITY, SAE_INDICES, SAE_N_TOKENS, SAE_VALUES
+from ..core.files import take_array
 from ..core.validation import check_choice, check_fitted, check_real, is_fitted
 from ..errors import BundleError, InvalidParameterError
 from .base import SAEEstimator, card_template
-from .elastic_net import PROTOCOLS, ElasticNetPathCV, length_baseline
-from ..core.files import take_array
-from .inputs import clean_labels, is_matrix, read_labels, warn_empty_rows
-from .metrics import classification_metrics, regression_metrics
-from .selection import (band_mask, check_band, check_probability_threshold, check_threshold_args,
-                        column_scores, select_rows, threshold_mask)
+from .elastic_net import PROTOCOLS, ElasticNetPathCV
+from .inputs import clean_labels, read_labels, read_weights, warn_empty_rows
+from .metrics import classification_metrics, regression_metrics, useless_fit_warnings
+from .selection import (
+    band_mask,
+    check_band,
+    check_probability_threshold,
+    check_threshold_args,
+    column_scores,
+    select_rows,
+    threshold_mask,
+)
 from .transforms import TransformSpec
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["QualityProbe", "DifficultyProbe"]
+__all__ = ["DifficultyProbe", "QualityProbe"]
 
 _PASS_RATE_WORDS = ("pass", "solve", "success", "accuracy")
 _DIFFICULTY_WORDS = ("difficult", "hard", "level")
@@ -50,22 +60,26 @@ _DIFFICULTY_WORDS = ("difficult", "hard", "level")
 class _LinearProbe(SAEEstimator):
     """Shared fitting, cross-validation, prediction and state of the two probes."""
 
-    _array_attributes = {"coef": "coef_", "intercept": "intercept_"}
+    _array_attributes: ClassVar[dict[str, str]] = {"coef": "coef_", "intercept": "intercept_"}
 
-    def fit(self, X: Any, y: Any = None, *, label_column: str | None = None, baseline: Any = None,
-            n_tokens: Any = None) -> "_LinearProbe":
+    def fit(
+        self, X: Any, y: Any = None, *, label_column: str | None = None, n_tokens: Any = None, sample_weight: Any = None
+    ) -> _LinearProbe:
         """Fit on ``X`` (a Dataset / batch dict with the SAE columns, or an ``(n, d_sae)`` matrix) and labels.
+
+        Comparisons with other features (raw activations, prompt length) are not part of the fit: see
+        :func:`~hf_saerl.estimators.evaluation.compare_features`.
 
         Args:
             X: the features.
             y: labels as an array-like (with a matrix), or
             label_column: the dataset column holding the labels. Rows whose label is None/NaN are
                 dropped with a warning (counted in ``metrics_["n_dropped_labels"]``).
-            baseline: a dataset column of fixed-length float lists (e.g. ``"mean_act"``), or an
-                ``(n, width)`` array: the same probe is fitted on those dense features (standardised,
-                no SAE transform) and its metrics are stored in ``metrics_["baseline"]``.
             n_tokens: token counts per row, for a ``length`` step with ``by="tokens"`` on a matrix
                 (a dataset supplies its ``sae_n_tokens`` column).
+            sample_weight: how much evidence each label carries: an array (one non-negative weight per row), or
+                a dataset column, e.g. ``"n_samples"`` (the completions a pass rate was measured on: 0 of 32
+                weighs 16 times 0 of 2). Used by the fit and its out-of-fold scoring.
 
         Returns:
             self
@@ -75,39 +89,47 @@ class _LinearProbe(SAEEstimator):
         self.__dict__.pop("cv_predictions_", None)  # set only when cv is: a refit must not keep the last fit's
         name = label_column or "y"
         labels, keep, n_dropped = clean_labels(read_labels(X, y, label_column), name)
+        weights = read_weights(X, sample_weight, keep)
         if n_dropped:
             features = features[keep]
             n_tokens = None if n_tokens is None else n_tokens[keep]
         n_empty = warn_empty_rows(features, "they are kept, and the probe scores them by its intercept alone.")
-        self._fit_core(features, labels, n_tokens, name)
-        self.metrics_ = {"n_dropped_labels": n_dropped, "n_empty_rows": n_empty, **self.metrics_}
-        if baseline is not None:
-            self.metrics_["baseline"] = self._baseline_fit(X, baseline, keep, labels, None, name,
-                                                           **self._baseline_overrides())
-        return self
-
-    def _fit_core(self, X: Any, labels: np.ndarray, n_tokens: np.ndarray | None, name: str) -> "_LinearProbe":
-        y = self._encode_target(labels, name)
-        self._check_cv_size(y)
-        Xt = self._fit_transform(X, n_tokens)
+        y_fit = self._encode_target(labels, name)
+        self._check_cv_size(y_fit)
+        Xt = self._fit_transform(features, n_tokens)
         # Latents that never fire in the training rows get a zero coefficient under any of these penalties,
         # so the models are fitted on the active columns only (much faster for wide SAEs, same solution).
-        active = np.unique(Xt.indices) if sp.issparse(Xt) else np.arange(Xt.shape[1])
+        active = np.unique(cast(Any, Xt).indices) if sp.issparse(Xt) else np.arange(Xt.shape[1])
         if active.size == 0:
             raise InvalidParameterError(
-                f"None of the {len(y)} labelled rows has an active SAE latent (after the transform "
+                f"None of the {len(y_fit)} labelled rows has an active SAE latent (after the transform "
                 f"{self.transform_.steps_}), so there is nothing to fit on. Check the encoder output (empty "
                 "sae_indices: empty or truncated texts, top_k) or a 'binarize' threshold that removes every value."
             )
         Xt = Xt[:, active]
-        model = self._make_model().fit(Xt, y)
-        self.coef_ = np.zeros(X.shape[1], dtype=np.float64)
+        fit_params = {} if weights is None else {"sample_weight": weights}
+        model = self._make_model().fit(Xt, y_fit, **fit_params)
+        self.coef_ = np.zeros(features.shape[1], dtype=np.float64)
         self.coef_[active] = np.asarray(model.coef_, dtype=np.float64).reshape(-1)
         self.intercept_ = np.asarray(model.intercept_, dtype=np.float64).reshape(1)
-        self.n_features_in_ = X.shape[1]
-        self.metrics_ = {"n_train": int(len(y)), **self._fitted_metrics(model)}
+        self.n_features_in_ = features.shape[1]
+        self.metrics_ = {
+            "n_dropped_labels": n_dropped,
+            "n_empty_rows": n_empty,
+            "n_train": len(y_fit),
+            "weighted": weights is not None,
+            **self._fitted_metrics(model),
+        }
         if self.cv is not None:
-            self.metrics_.update(self._cv_metrics(model, Xt, y))
+            self.metrics_.update(self._cv_metrics(model, Xt, y_fit, fit_params))
+        self.metrics_["warnings"] = useless_fit_warnings(self.coef_, self.metrics_)
+        for message in self.metrics_["warnings"]:
+            logger.warning(
+                "%s fit looks useless: %s. Check the labels and features (compare_features shows raw "
+                "activations and length side by side) before using it.",
+                type(self).__name__,
+                message,
+            )
         return self
 
     # ------------------------------------------------------------------ subclass hooks
@@ -115,8 +137,9 @@ class _LinearProbe(SAEEstimator):
         self._validate_common()
         cv = self.cv
         if cv is not None and (isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 2):
-            raise InvalidParameterError(f"cv must be an int >= 2 (number of folds) or None (skip the cross-validated "
-                                        f"metrics); got {cv!r}.")
+            raise InvalidParameterError(
+                f"cv must be an int >= 2 (number of folds) or None (skip the cross-validated metrics); got {cv!r}."
+            )
 
     def _is_classifier(self) -> bool:
         return False
@@ -128,10 +151,6 @@ class _LinearProbe(SAEEstimator):
         raise NotImplementedError
 
     def _fitted_metrics(self, model: Any) -> dict[str, Any]:
-        return {}
-
-    def _baseline_overrides(self) -> dict[str, Any]:
-        """Parameters the baseline clone takes from this fit (so it needs no re-detection)."""
         return {}
 
     # ------------------------------------------------------------------ cross-validation
@@ -158,18 +177,14 @@ class _LinearProbe(SAEEstimator):
                 f"(e.g. cv={max(2, len(y) // 2)}), or pass cv=None to skip the cross-validated metrics."
             )
 
-    def _oof(self, model: Any, Xt: Any, y: np.ndarray) -> np.ndarray:
-        """Out-of-fold predictions (probability of the good class for the classifier), kept as
+    def _cv_metrics(self, model: Any, Xt: Any, y: np.ndarray, fit_params: dict[str, Any]) -> dict[str, Any]:
+        """Out-of-fold metrics; the predictions (probability of the good class for a classifier) are kept as
         ``cv_predictions_`` (label scale, in the order of the labelled rows) for plots and audits."""
-        if self._is_classifier():
-            oof = cross_val_predict(clone(model), Xt, y, cv=self._splitter(), method="predict_proba")[:, 1]
-        else:
-            oof = cross_val_predict(clone(model), Xt, y, cv=self._splitter())
-        self.cv_predictions_ = np.asarray(oof, dtype=np.float64)
-        return oof
-
-    def _cv_metrics(self, model: Any, Xt: Any, y: np.ndarray) -> dict[str, Any]:
-        return {"cv_folds": int(self.cv), **regression_metrics(y, self._oof(model, Xt, y))}
+        method = "predict_proba" if self._is_classifier() else "predict"
+        oof = cross_val_predict(clone(model), Xt, y, cv=self._splitter(), method=method, params=fit_params)
+        self.cv_predictions_ = np.asarray(oof[:, 1] if oof.ndim == 2 else oof, dtype=np.float64)
+        scores = classification_metrics if self._is_classifier() else regression_metrics
+        return {"cv_folds": int(self.cv), **scores(y, self.cv_predictions_)}
 
     # ------------------------------------------------------------------ prediction
     def decision_function(self, X: Any, n_tokens: Any = None) -> np.ndarray:
@@ -270,8 +285,9 @@ class QualityProbe(_LinearProbe, tags=["quality-probe"], model_card_template=_QU
         super()._validate_params()
         check_choice("task", self.task, ("auto", "classification", "regression"))
         for name in ("C", "alpha"):
-            check_real(name, getattr(self, name), f"Pass a positive, finite {name}, e.g. {name}=1.0.", low=0.0,
-                       low_open=True)
+            check_real(
+                name, getattr(self, name), f"Pass a positive, finite {name}, e.g. {name}=1.0.", low=0.0, low_open=True
+            )
 
     def _is_classifier(self) -> bool:
         return self.task_ == "classification"
@@ -284,11 +300,15 @@ class QualityProbe(_LinearProbe, tags=["quality-probe"], model_card_template=_QU
         self.task_ = task
         if task == "regression":
             if labels.dtype.kind not in "iuf":
-                raise InvalidParameterError(f"task='regression' needs numeric labels; {name!r} holds {labels.dtype} "
-                                            "values. Map them to numbers, or use task='classification'.")
+                raise InvalidParameterError(
+                    f"task='regression' needs numeric labels; {name!r} holds {labels.dtype} "
+                    "values. Map them to numbers, or use task='classification'."
+                )
             if len(values) < 2:
-                raise InvalidParameterError(f"All {len(labels)} labels in {name!r} equal {values.tolist()[0]!r}: "
-                                            "nothing to learn. Provide rows with different scores.")
+                raise InvalidParameterError(
+                    f"All {len(labels)} labels in {name!r} equal {values.tolist()[0]!r}: "
+                    "nothing to learn. Provide rows with different scores."
+                )
             self.classes_ = None
             return labels.astype(np.float64)
         if len(values) < 2:
@@ -304,14 +324,18 @@ class QualityProbe(_LinearProbe, tags=["quality-probe"], model_card_template=_QU
             )
         if self.positive_label is not None:
             if self.positive_label not in values.tolist():
-                raise InvalidParameterError(f"positive_label={self.positive_label!r} is not among the labels "
-                                            f"{values.tolist()}; pass one of them, or None for 0/1 or boolean labels.")
+                raise InvalidParameterError(
+                    f"positive_label={self.positive_label!r} is not among the labels "
+                    f"{values.tolist()}; pass one of them, or None for 0/1 or boolean labels."
+                )
             good = self.positive_label
         elif labels.dtype.kind == "b" or set(values.tolist()) <= {0, 1}:
             good = values[1]
         else:
-            raise InvalidParameterError(f"Cannot tell which of the classes {values.tolist()} is the good one; pass "
-                                        "positive_label=, or task='regression' if these are scores.")
+            raise InvalidParameterError(
+                f"Cannot tell which of the classes {values.tolist()} is the good one; pass "
+                "positive_label=, or task='regression' if these are scores."
+            )
         bad = values[0] if values[1] == good else values[1]
         self.classes_ = np.array([bad, good])
         return (labels == good).astype(np.int64)
@@ -320,14 +344,10 @@ class QualityProbe(_LinearProbe, tags=["quality-probe"], model_card_template=_QU
         from sklearn.linear_model import LogisticRegression, Ridge
 
         if self.task_ == "classification":
-            return LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter,
-                                      random_state=self.random_state)
+            return LogisticRegression(
+                C=self.C, class_weight=self.class_weight, max_iter=self.max_iter, random_state=self.random_state
+            )
         return Ridge(alpha=self.alpha)
-
-    def _cv_metrics(self, model: Any, Xt: Any, y: np.ndarray) -> dict[str, Any]:
-        if not self._is_classifier():
-            return super()._cv_metrics(model, Xt, y)
-        return {"cv_folds": int(self.cv), **classification_metrics(y, self._oof(model, Xt, y))}
 
     # ------------------------------------------------------------------ prediction
     def predict_quality(self, X: Any, n_tokens: Any = None) -> np.ndarray:
@@ -338,15 +358,17 @@ class QualityProbe(_LinearProbe, tags=["quality-probe"], model_card_template=_QU
         """``(n, 2)`` probabilities of ``classes_`` = ``[bad, good]`` (classifier only), float64."""
         check_fitted(self, "predict_proba")
         if self.task_ != "classification":
-            raise AttributeError("predict_proba needs a classifier probe; this QualityProbe was fitted as a "
-                                 "regression. Use predict_quality, or fit on good/bad labels.")
+            raise AttributeError(
+                "predict_proba needs a classifier probe; this QualityProbe was fitted as a "
+                "regression. Use predict_quality, or fit on good/bad labels."
+            )
         p = expit(self._score(X, n_tokens, "predict_proba"))
         return np.stack([1.0 - p, p], axis=1)
 
     def predict(self, X: Any, n_tokens: Any = None) -> np.ndarray:
         """Class labels (classifier, good when probability >= 0.5) or predicted scores (regression)."""
         z = self._score(X, n_tokens, "predict")
-        return self.classes_[(z >= 0).astype(int)] if self.task_ == "classification" else z
+        return cast(Any, self.classes_)[(z >= 0).astype(int)] if self.task_ == "classification" else z
 
     def _predict_columns(self, Xt: Any) -> dict[str, np.ndarray]:
         z = self._linear(Xt)
@@ -356,8 +378,14 @@ class QualityProbe(_LinearProbe, tags=["quality-probe"], model_card_template=_QU
     def _output_dtypes(self) -> dict[str, str]:
         return {self.output_column: "float32"}
 
-    def filter(self, dataset: Any, threshold: float | None = None, drop_fraction: float | None = None, *,
-               return_stats: bool = False) -> Any:
+    def filter(
+        self,
+        dataset: Any,
+        threshold: float | None = None,
+        drop_fraction: float | None = None,
+        *,
+        return_stats: bool = False,
+    ) -> Any:
         """Keep the rows with ``quality >= threshold``, or drop the ``drop_fraction`` lowest-quality rows.
 
         Exactly one of ``threshold`` / ``drop_fraction`` is required. With ``drop_fraction`` exactly
@@ -373,18 +401,23 @@ class QualityProbe(_LinearProbe, tags=["quality-probe"], model_card_template=_QU
         if threshold is not None and getattr(self, "task_", None) == "classification":
             check_probability_threshold("threshold", threshold, "this QualityProbe")
         keep, threshold = threshold_mask(column_scores(self, dataset, self.output_column), threshold, drop_fraction)
-        return select_rows(dataset, keep, {"threshold": threshold}, what="QualityProbe.filter",
-                           return_stats=return_stats, log=logger)
+        return select_rows(
+            dataset, keep, {"threshold": threshold}, what="QualityProbe.filter", return_stats=return_stats, log=logger
+        )
 
     def _restore(self, arrays: dict[str, np.ndarray], source: str) -> None:
         super()._restore(arrays, source)
         if self.task_ not in ("classification", "regression"):
-            raise BundleError(f"{source}: saved task_={self.task_!r} is not 'classification' or 'regression'; the file "
-                              "is corrupt. Save the probe again.")
+            raise BundleError(
+                f"{source}: saved task_={self.task_!r} is not 'classification' or 'regression'; the file "
+                "is corrupt. Save the probe again."
+            )
         if self.task_ == "classification":
             if not isinstance(self.classes_, list) or len(self.classes_) != 2:
-                raise BundleError(f"{source}: a classifier probe needs two saved classes_; found {self.classes_!r}. "
-                                  "The file is corrupt: save the probe again.")
+                raise BundleError(
+                    f"{source}: a classifier probe needs two saved classes_; found {self.classes_!r}. "
+                    "The file is corrupt: save the probe again."
+                )
             self.classes_ = np.asarray(self.classes_)
 
 
@@ -423,6 +456,10 @@ class DifficultyProbe(_LinearProbe, tags=["difficulty-probe"], model_card_templa
     times the cost). Fix ``alpha`` and a single ``l1_ratio`` to fit a plain ``ElasticNet`` (the folds then
     only score it).
 
+    A pass rate measured on 2 samples is weaker evidence than one measured on 32: ``fit(...,
+    sample_weight="n_samples")`` weighs each row's squared error by its sample count (sklearn's weighted
+    ``ElasticNet`` objective), in the fit, the alpha search and its validation error.
+
     Args:
         d_sae: width of the SAE.
         label: ``"auto"``, ``"pass_rate"`` or ``"difficulty"``.
@@ -445,9 +482,9 @@ class DifficultyProbe(_LinearProbe, tags=["difficulty-probe"], model_card_templa
     Fitted attributes: ``coef_``, ``intercept_``, ``label_``, ``clip_``, ``alpha_``, ``l1_ratio_``,
     ``transform_``, ``n_features_in_``, ``metrics_`` (out-of-fold ``pearson``, ``spearman``, ``r2``,
     ``mae`` on the label scale, plus ``alpha``, ``l1_ratio``, ``n_nonzero_coef``, ``n_latents_fitted``,
-    ``cv_protocol`` and ``cv_protocol_note``, and ``length_baseline``: the same metrics of the regression on
-    ``log1p(n_tokens)`` alone, or None without token counts), and ``cv_predictions_`` (the out-of-fold
-    predictions behind them, one per labelled row; when ``cv`` is set; not saved).
+    ``cv_protocol``, ``cv_protocol_note`` and ``warnings``), and ``cv_predictions_`` (the out-of-fold
+    predictions behind them, one per labelled row; when ``cv`` is set; not saved). The length baseline and raw
+    activations are compared by :func:`~hf_saerl.estimators.evaluation.compare_features`.
 
     Example:
         >>> import numpy as np, scipy.sparse as sp
@@ -456,10 +493,9 @@ class DifficultyProbe(_LinearProbe, tags=["difficulty-probe"], model_card_templa
         >>> probe = DifficultyProbe(d_sae=100, label="pass_rate", transform=None).fit(X, pass_rate)
         >>> probe.metrics_["spearman"] > 0.8, probe.metrics_["cv_protocol"]
         (True, 'once')
-        >>> n_tokens = np.random.default_rng(0).integers(10, 500, size=300)   # unrelated to the pass rate here
-        >>> base = probe.fit(X, pass_rate, n_tokens=n_tokens).metrics_["length_baseline"]
-        >>> base["feature"], probe.metrics_["spearman"] > (base["spearman"] or 0.0)
-        ('log1p(n_tokens)', True)
+        >>> n_samples = np.random.default_rng(0).integers(2, 33, size=300)  # how many completions each rate saw
+        >>> probe.fit(X, pass_rate, sample_weight=n_samples).metrics_["weighted"]
+        True
         >>> cols = probe(X[:3])
         >>> bool(np.array_equal(cols["difficulty"], 1 - cols["pass_rate_pred"]))
         True
@@ -492,37 +528,33 @@ class DifficultyProbe(_LinearProbe, tags=["difficulty-probe"], model_card_templa
     ) -> None:
         self._store_params(locals())
 
-    def fit(self, X: Any, y: Any = None, *, label_column: str | None = None, baseline: Any = None,
-            n_tokens: Any = None) -> "DifficultyProbe":
-        """Fit as :meth:`_LinearProbe.fit <hf_saerl.estimators.probes.QualityProbe.fit>` does, and also score the
-        length baseline (``metrics_["length_baseline"]``) on the token counts: ``n_tokens=``, or the dataset's
-        ``n_tokens_column`` when it has one.
-
-        Returns:
-            self
-        """
-        if n_tokens is None and not is_matrix(X) and self.n_tokens_column in (column_names(X) or ()):
-            n_tokens = read_column(X, self.n_tokens_column, "token counts (for the length baseline)")
-        return super().fit(X, y, label_column=label_column, baseline=baseline, n_tokens=n_tokens)
-
     def _validate_params(self) -> None:
         super()._validate_params()
         check_choice("label", self.label, ("auto", "pass_rate", "difficulty"))
-        check_choice("cv_protocol", self.cv_protocol, tuple(k for k in PROTOCOLS if k != "fixed"),
-                     "'once' scores the folds at the alpha they chose (fast), 'nested' repeats the search per fold.")
+        check_choice(
+            "cv_protocol",
+            self.cv_protocol,
+            tuple(k for k in PROTOCOLS if k != "fixed"),
+            "'once' scores the folds at the alpha they chose (fast), 'nested' repeats the search per fold.",
+        )
         ratios = np.atleast_1d(np.asarray(self.l1_ratio, dtype=np.float64))
         if ratios.size == 0 or ((ratios < 0) | (ratios > 1)).any():
-            raise InvalidParameterError(f"l1_ratio must be a float or a non-empty list of floats in [0, 1]; got "
-                                        f"{self.l1_ratio!r}.")
+            raise InvalidParameterError(
+                f"l1_ratio must be a float or a non-empty list of floats in [0, 1]; got {self.l1_ratio!r}."
+            )
 
     def _encode_target(self, labels: np.ndarray, name: str) -> np.ndarray:
         if labels.dtype.kind not in "iufb":
-            raise InvalidParameterError(f"DifficultyProbe needs numeric labels (pass rates or difficulties); {name!r} "
-                                        f"holds {labels.dtype} values. Map them to numbers, or pick the right column.")
+            raise InvalidParameterError(
+                f"DifficultyProbe needs numeric labels (pass rates or difficulties); {name!r} "
+                f"holds {labels.dtype} values. Map them to numbers, or pick the right column."
+            )
         y = labels.astype(np.float64)
         if np.ptp(y) == 0:
-            raise InvalidParameterError(f"All {len(y)} labels in {name!r} equal {y[0]:g}: nothing to learn. Provide "
-                                        "rows of different difficulty.")
+            raise InvalidParameterError(
+                f"All {len(y)} labels in {name!r} equal {y[0]:g}: nothing to learn. Provide "
+                "rows of different difficulty."
+            )
         in_unit = bool(y.min() >= 0.0 and y.max() <= 1.0)
         label, lowered = self.label, name.lower()
         if label == "auto":
@@ -535,13 +567,17 @@ class DifficultyProbe(_LinearProbe, tags=["difficulty-probe"], model_card_templa
                 warnings.warn(
                     f"Treating the labels in {name!r} (all in [0, 1]) as pass rates: difficulty = 1 - predicted pass "
                     "rate. Pass label='difficulty' if they already are difficulties (or label='pass_rate' to "
-                    "silence this warning).", UserWarning, stacklevel=4,
+                    "silence this warning).",
+                    UserWarning,
+                    stacklevel=4,
                 )
             else:
                 label = "difficulty"
         if label == "pass_rate" and not in_unit:
-            raise InvalidParameterError(f"Pass rates must lie in [0, 1], but {name!r} ranges over [{y.min():g}, "
-                                        f"{y.max():g}]. Pass label='difficulty' if these are difficulty scores.")
+            raise InvalidParameterError(
+                f"Pass rates must lie in [0, 1], but {name!r} ranges over [{y.min():g}, "
+                f"{y.max():g}]. Pass label='difficulty' if these are difficulty scores."
+            )
         self.label_ = label
         self.clip_ = in_unit
         return y
@@ -550,13 +586,20 @@ class DifficultyProbe(_LinearProbe, tags=["difficulty-probe"], model_card_templa
         return [float(r) for r in np.atleast_1d(np.asarray(self.l1_ratio, dtype=np.float64))]
 
     def _search_params(self) -> dict[str, Any]:
-        """The ElasticNetPathCV settings shared by the probe and its length baseline (all but the folds)."""
+        """The ElasticNetPathCV settings of the probe (all but the folds)."""
         ratios = self._l1_ratios()
         inner = KFold(self.cv or 3, shuffle=True, random_state=self.random_state)  # nested: as before issue 12
-        return {"l1_ratio": ratios if len(ratios) > 1 else ratios[0], "n_alphas": self.n_alphas,
-                "alphas": None if self.alpha is None else [self.alpha], "patience": self.patience,
-                "cv_protocol": self.cv_protocol, "inner_cv": inner, "tol": self.tol, "max_iter": self.max_iter,
-                "random_state": self.random_state}
+        return {
+            "l1_ratio": ratios if len(ratios) > 1 else ratios[0],
+            "n_alphas": self.n_alphas,
+            "alphas": None if self.alpha is None else [self.alpha],
+            "patience": self.patience,
+            "cv_protocol": self.cv_protocol,
+            "inner_cv": inner,
+            "tol": self.tol,
+            "max_iter": self.max_iter,
+            "random_state": self.random_state,
+        }
 
     def _make_model(self) -> Any:
         searching = self.alpha is None or len(self._l1_ratios()) > 1
@@ -566,43 +609,35 @@ class DifficultyProbe(_LinearProbe, tags=["difficulty-probe"], model_card_templa
             folds = KFold(3, shuffle=True, random_state=self.random_state) if searching else None
         return ElasticNetPathCV(cv=folds, min_rows=self.min_rows, **self._search_params())
 
-    def _fit_core(self, X: Any, labels: np.ndarray, n_tokens: np.ndarray | None, name: str) -> "DifficultyProbe":
-        super()._fit_core(X, labels, n_tokens, name)
-        if self.cv is not None:
-            self.metrics_["length_baseline"] = self._length_baseline(n_tokens, labels)
-        return self
-
-    def _length_baseline(self, n_tokens: np.ndarray | None, labels: np.ndarray) -> dict[str, Any] | None:
-        """Out-of-fold metrics of the same search on ``log1p(n_tokens)`` alone, on the probe's folds."""
-        if n_tokens is None:
-            return None
-        if not (np.isfinite(n_tokens).all() and (n_tokens >= 0).all()):
-            logger.warning("No length baseline: %d token count(s) are missing, negative or not finite.",
-                           int((~(np.isfinite(n_tokens) & (n_tokens >= 0))).sum()))
-            return None
-        return length_baseline(n_tokens, labels.astype(np.float64), cv=self._splitter(), **self._search_params())
-
-    def _cv_metrics(self, model: Any, Xt: Any, y: np.ndarray) -> dict[str, Any]:
+    def _cv_metrics(self, model: Any, Xt: Any, y: np.ndarray, fit_params: dict[str, Any]) -> dict[str, Any]:
         """The out-of-fold metrics of the folds the search already fitted (no refit)."""
         self.cv_predictions_ = np.asarray(model.cv_predictions_, dtype=np.float64)
-        return {"cv_folds": int(self.cv), **regression_metrics(y, self.cv_predictions_),
-                "cv_protocol": model.cv_protocol_, "cv_protocol_note": PROTOCOLS[model.cv_protocol_]}
+        return {
+            "cv_folds": int(self.cv),
+            **regression_metrics(y, self.cv_predictions_),
+            "cv_protocol": model.cv_protocol_,
+            "cv_protocol_note": PROTOCOLS[model.cv_protocol_],
+        }
 
     def _check_cv_size(self, y: np.ndarray) -> None:
         super()._check_cv_size(y)
         searching = self.alpha is None or len(self._l1_ratios()) > 1
         if self.cv is None and searching and len(y) < 3:
-            raise InvalidParameterError(f"Choosing alpha/l1_ratio by cross-validation needs at least 3 labelled rows; "
-                                        f"got {len(y)}. Pass a fixed alpha= and a single l1_ratio=.")
-
-    def _baseline_overrides(self) -> dict[str, Any]:
-        return {"label": self.label_}
+            raise InvalidParameterError(
+                f"Choosing alpha/l1_ratio by cross-validation needs at least 3 labelled rows; "
+                f"got {len(y)}. Pass a fixed alpha= and a single l1_ratio=."
+            )
 
     def _fitted_metrics(self, model: Any) -> dict[str, Any]:
         self.alpha_ = float(model.alpha_ if hasattr(model, "alpha_") else model.alpha)
         self.l1_ratio_ = float(model.l1_ratio_ if hasattr(model, "l1_ratio_") else model.l1_ratio)
-        return {"label": self.label_, "alpha": self.alpha_, "l1_ratio": self.l1_ratio_,
-                "n_nonzero_coef": int(np.count_nonzero(model.coef_)), "n_latents_fitted": int(model.support_.size)}
+        return {
+            "label": self.label_,
+            "alpha": self.alpha_,
+            "l1_ratio": self.l1_ratio_,
+            "n_nonzero_coef": int(np.count_nonzero(model.coef_)),
+            "n_latents_fitted": int(model.support_.size),
+        }
 
     # ------------------------------------------------------------------ prediction
     def predict(self, X: Any, n_tokens: Any = None) -> np.ndarray:
@@ -622,9 +657,11 @@ class DifficultyProbe(_LinearProbe, tags=["difficulty-probe"], model_card_templa
     def _require_pass_rate(self, what: str) -> None:
         """A fitted probe must predict pass rates (an unfitted one is checked where it predicts)."""
         if is_fitted(self) and self.label_ != "pass_rate":
-            raise InvalidParameterError(f"{what} needs a DifficultyProbe fitted on pass rates; this one predicts "
-                                        f"difficulty labels directly. Use the {self.difficulty_column!r} column "
-                                        "instead, or fit it with label='pass_rate'.")
+            raise InvalidParameterError(
+                f"{what} needs a DifficultyProbe fitted on pass rates; this one predicts "
+                f"difficulty labels directly. Use the {self.difficulty_column!r} column "
+                "instead, or fit it with label='pass_rate'."
+            )
 
     def _predict_columns(self, Xt: Any) -> dict[str, np.ndarray]:
         raw = self._linear(Xt)
@@ -650,11 +687,19 @@ class DifficultyProbe(_LinearProbe, tags=["difficulty-probe"], model_card_templa
         self._require_pass_rate("select_band")
         check_band(low, high)
         keep = band_mask(column_scores(self, dataset, self.pass_rate_column), low, high)
-        return select_rows(dataset, keep, {"low": low, "high": high}, what="DifficultyProbe.select_band",
-                           return_stats=return_stats, log=logger)
+        return select_rows(
+            dataset,
+            keep,
+            {"low": low, "high": high},
+            what="DifficultyProbe.select_band",
+            return_stats=return_stats,
+            log=logger,
+        )
 
     def _restore(self, arrays: dict[str, np.ndarray], source: str) -> None:
         super()._restore(arrays, source)
         if self.label_ not in ("pass_rate", "difficulty") or not isinstance(self.clip_, bool):
-            raise BundleError(f"{source}: saved label_={self.label_!r} / clip_={self.clip_!r} are invalid; the file is "
-                              "corrupt. Save the probe again.")
+            raise BundleError(
+                f"{source}: saved label_={self.label_!r} / clip_={self.clip_!r} are invalid; the file is "
+                "corrupt. Save the probe again."
+            )

@@ -19,12 +19,11 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import KFold
 
-import hf_saerl.estimators.base as base_module
 import hf_saerl.core.files as files_module
+import hf_saerl.estimators.base as base_module
 import hf_saerl.estimators.probes as probes_module
 from hf_saerl.core.serialization import jsonable
-from hf_saerl.errors import (BundleError, InvalidParameterError, MissingColumnError, NonFiniteError,
-                             WidthMismatchError)
+from hf_saerl.errors import BundleError, InvalidParameterError, MissingColumnError, NonFiniteError, WidthMismatchError
 from hf_saerl.estimators.probes import DifficultyProbe, QualityProbe
 from hf_saerl.testing import edit_arrays, edit_json
 
@@ -55,15 +54,17 @@ def planted(n=300, d_sae=D_SAE, k=30, n_signal=5, seed=0, noise=0.05):
 def planted_dataset(n=300, seed=0, d_sae=D_SAE):
     X, idx, val, pass_rate = planted(n=n, seed=seed, d_sae=d_sae)
     rng = np.random.default_rng(seed + 100)
-    ds = Dataset.from_dict({
-        "prompt": [f"problem {i}" for i in range(n)],
-        "sae_indices": [r.tolist() for r in idx],
-        "sae_values": [r.tolist() for r in val],
-        "sae_n_tokens": rng.integers(5, 200, n).tolist(),
-        "pass_rate": pass_rate.tolist(),
-        "good": (pass_rate > np.median(pass_rate)).tolist(),
-        "mean_act": rng.normal(size=(n, 8)).tolist(),  # a dense baseline that carries no signal
-    })
+    ds = Dataset.from_dict(
+        {
+            "prompt": [f"problem {i}" for i in range(n)],
+            "sae_indices": [r.tolist() for r in idx],
+            "sae_values": [r.tolist() for r in val],
+            "sae_n_tokens": rng.integers(5, 200, n).tolist(),
+            "pass_rate": pass_rate.tolist(),
+            "good": (pass_rate > np.median(pass_rate)).tolist(),
+            "mean_act": rng.normal(size=(n, 8)).tolist(),  # a dense baseline that carries no signal
+        }
+    )
     return ds, X, pass_rate
 
 
@@ -75,13 +76,13 @@ def data():
 @pytest.fixture(scope="module")
 def difficulty(data):
     ds, _, _ = data
-    return DifficultyProbe(d_sae=D_SAE, **FAST_GRID).fit(ds, label_column="pass_rate", baseline="mean_act")
+    return DifficultyProbe(d_sae=D_SAE, **FAST_GRID).fit(ds, label_column="pass_rate")
 
 
 @pytest.fixture(scope="module")
 def quality(data):
     ds, _, _ = data
-    return QualityProbe(d_sae=D_SAE).fit(ds, label_column="good", baseline="mean_act")
+    return QualityProbe(d_sae=D_SAE).fit(ds, label_column="good")
 
 
 # ====================================================================== DifficultyProbe
@@ -92,9 +93,7 @@ def test_difficulty_recovers_the_planted_pass_rate(difficulty):
     assert m["n_train"] == 300 and m["n_dropped_labels"] == 0 and m["cv_folds"] == 5
     assert m["l1_ratio"] in (0.5, 1.0) and m["alpha"] > 0 and 0 < m["n_nonzero_coef"] < D_SAE
     assert set(np.flatnonzero(difficulty.coef_)) >= set(range(5))  # the planted latents are used
-    # the dense noise baseline must not earn its keep
-    assert m["baseline"]["column"] == "mean_act" and m["baseline"]["width"] == 8
-    assert m["baseline"]["spearman"] is None or m["baseline"]["spearman"] < 0.3
+    assert m["warnings"] == [] and m["weighted"] is False
 
 
 def test_difficulty_map_end_to_end_and_on_new_data(difficulty):
@@ -122,8 +121,9 @@ def test_difficulty_labels_are_predicted_directly(data):
     assert cols["difficulty"].min() >= 0 and cols["difficulty"].max() <= 1
     assert spearmanr(cols["difficulty"], 1 - pass_rate[:50])[0] > 0.8
 
-    scaled = DifficultyProbe(d_sae=D_SAE, cv=None, **FAST_GRID).fit(ds.add_column("level", (10 * (1 - pass_rate)).tolist()),
-                                                                  label_column="level")
+    scaled = DifficultyProbe(d_sae=D_SAE, cv=None, **FAST_GRID).fit(
+        ds.add_column("level", (10 * (1 - pass_rate)).tolist()), label_column="level"
+    )
     assert scaled.label_ == "difficulty" and scaled.clip_ is False  # labels outside [0, 1]: no clipping
     d = scaled.predict_difficulty(ds)
     assert d.max() > 1.0
@@ -133,12 +133,16 @@ def test_difficulty_labels_are_predicted_directly(data):
 
 def test_difficulty_label_auto_detection(data):
     ds, X, pass_rate = data
-    with pytest.warns(UserWarning, match=r"Treating the labels in 'y' \(all in \[0, 1\]\) as pass rates.*label='difficulty'"):
+    with pytest.warns(
+        UserWarning, match=r"Treating the labels in 'y' \(all in \[0, 1\]\) as pass rates.*label='difficulty'"
+    ):
         assert DifficultyProbe(d_sae=D_SAE, cv=None, **FAST_GRID).fit(X, pass_rate).label_ == "pass_rate"
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # named columns need no guess
         hard = ds.add_column("hardness", (1 - pass_rate).tolist())
-        assert DifficultyProbe(d_sae=D_SAE, cv=None, **FAST_GRID).fit(hard, label_column="hardness").label_ == "difficulty"
+        assert (
+            DifficultyProbe(d_sae=D_SAE, cv=None, **FAST_GRID).fit(hard, label_column="hardness").label_ == "difficulty"
+        )
         assert DifficultyProbe(d_sae=D_SAE, cv=None, **FAST_GRID).fit(X, 5 * pass_rate).label_ == "difficulty"
     with pytest.raises(InvalidParameterError, match=r"Pass rates must lie in \[0, 1\], but 'y' ranges over \[0, 5\]"):
         DifficultyProbe(d_sae=D_SAE, label="pass_rate", cv=None).fit(X, 5 * pass_rate)
@@ -149,7 +153,13 @@ def test_select_band_keeps_the_middle_pass_rates(data, difficulty):
     kept, stats = difficulty.select_band(ds, low=0.3, high=0.7, return_stats=True)
     p = difficulty.predict_pass_rate(ds)
     in_band = (p >= 0.3) & (p <= 0.7)
-    assert stats == {"n_rows": 300, "n_kept": int(in_band.sum()), "n_dropped": int((~in_band).sum()), "low": 0.3, "high": 0.7}
+    assert stats == {
+        "n_rows": 300,
+        "n_kept": int(in_band.sum()),
+        "n_dropped": int((~in_band).sum()),
+        "low": 0.3,
+        "high": 0.7,
+    }
     assert 0 < len(kept) < 300 and kept["prompt"] == [ds["prompt"][i] for i in np.flatnonzero(in_band)]
     # without the SAE columns the existing pass_rate_pred column is used
     mapped = ds.map(difficulty, batched=True).remove_columns(["sae_indices", "sae_values"])
@@ -167,10 +177,9 @@ def test_fixed_alpha_fits_a_plain_elastic_net(data):
 
 # ====================================================================== QualityProbe
 def test_quality_classifier_separates_a_planted_split_and_not_shuffled_labels(data, quality):
-    ds, X, pass_rate = data
+    ds, X, _pass_rate = data
     assert quality.task_ == "classification" and quality.classes_.tolist() == [False, True]
     assert quality.metrics_["auroc"] > 0.9
-    assert quality.metrics_["baseline"]["auroc"] < 0.7  # noise baseline
     shuffled = np.random.default_rng(1).permutation(np.asarray(ds["good"]))
     null = QualityProbe(d_sae=D_SAE).fit(X, shuffled)
     assert 0.35 < null.metrics_["auroc"] < 0.65  # the metric can fail
@@ -201,7 +210,7 @@ def test_quality_map_end_to_end_and_filter(data, quality, caplog):
 
 
 def test_quality_regression_on_real_valued_scores(data):
-    ds, X, pass_rate = data
+    ds, X, _pass_rate = data
     probe = QualityProbe(d_sae=D_SAE).fit(ds, label_column="pass_rate")
     assert probe.task_ == "regression" and probe.classes_ is None
     assert probe.metrics_["pearson"] > 0.8 and probe.metrics_["spearman"] > 0.8
@@ -213,27 +222,13 @@ def test_quality_regression_on_real_valued_scores(data):
 def test_quality_string_labels_need_the_good_class(data):
     _, X, pass_rate = data
     labels = np.where(pass_rate > np.median(pass_rate), "keep", "junk")
-    with pytest.raises(InvalidParameterError, match=r"Cannot tell which of the classes \['junk', 'keep'\] is the good one"):
+    with pytest.raises(
+        InvalidParameterError, match=r"Cannot tell which of the classes \['junk', 'keep'\] is the good one"
+    ):
         QualityProbe(d_sae=D_SAE, cv=None).fit(X, labels)
     probe = QualityProbe(d_sae=D_SAE, positive_label="keep").fit(X, labels)
     assert probe.classes_.tolist() == ["junk", "keep"] and probe.metrics_["auroc"] > 0.9
     assert set(probe.predict(X[:20])) <= {"junk", "keep"}
-
-
-def test_baseline_from_an_array_with_a_matrix(data):
-    ds, X, _ = data
-    dense = np.asarray(ds["mean_act"])
-    probe = QualityProbe(d_sae=D_SAE).fit(X, np.asarray(ds["good"]), baseline=dense)
-    assert probe.metrics_["baseline"]["column"] == "array" and probe.metrics_["baseline"]["width"] == 8
-    with pytest.raises(InvalidParameterError, match=r"baseline='mean_act' names a column, but the data is a matrix"):
-        QualityProbe(d_sae=D_SAE).fit(X, np.asarray(ds["good"]), baseline="mean_act")
-    ragged = ds.select(range(20)).map(lambda r, i: {"mean_act": [0.0] * (1 + i % 2)}, with_indices=True)
-    with pytest.raises(InvalidParameterError, match=r"Baseline column 'mean_act' must hold fixed-length lists"):
-        QualityProbe(d_sae=D_SAE, cv=None).fit(ragged, label_column="good", baseline="mean_act")
-    holed = dense.copy()
-    holed[3, 2] = np.nan
-    with pytest.raises(NonFiniteError, match=r"baseline features in the baseline array hold 1 NaN or infinite"):
-        QualityProbe(d_sae=D_SAE, cv=None).fit(X, np.asarray(ds["good"]), baseline=holed)
 
 
 def _log1p(X):
@@ -248,7 +243,7 @@ def test_metrics_and_predictions_equal_an_independent_sklearn_computation(data, 
     from scipy.stats import pearsonr
     from sklearn.linear_model import ElasticNet, ElasticNetCV, LogisticRegression, Ridge
     from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     ds, X, pass_rate = data
     L, good = _log1p(X), np.asarray(ds["good"]).astype(int)
@@ -278,8 +273,9 @@ def test_metrics_and_predictions_equal_an_independent_sklearn_computation(data, 
         oof[test] = enet.predict(L[test])
     np.testing.assert_allclose(once.cv_predictions_, oof, rtol=0, atol=1e-6)
     # cv_protocol="nested" over the whole grid is sklearn's ElasticNetCV nested in cross_val_predict
-    nested = DifficultyProbe(d_sae=D_SAE, label="pass_rate", cv_protocol="nested", patience=None, **FAST_GRID,
-                             **tight).fit(X, pass_rate)
+    nested = DifficultyProbe(
+        d_sae=D_SAE, label="pass_rate", cv_protocol="nested", patience=None, **FAST_GRID, **tight
+    ).fit(X, pass_rate)
     enet = ElasticNetCV(l1_ratio=[0.5, 1.0], alphas=20, cv=folds, random_state=0, **tight)
     oof = cross_val_predict(enet, L, pass_rate, cv=folds)  # alpha / l1_ratio chosen inside each outer fold
     np.testing.assert_allclose(nested.cv_predictions_, oof, rtol=0, atol=1e-6)
@@ -293,34 +289,6 @@ def test_metrics_and_predictions_equal_an_independent_sklearn_computation(data, 
     np.testing.assert_allclose(nested.predict_pass_rate(X), np.clip(enet.predict(L), 0, 1), atol=1e-6)
 
 
-def test_difficulty_length_baseline_uses_the_token_column_and_the_same_folds(data, difficulty):
-    """metrics_["length_baseline"]: the same search on log1p(sae_n_tokens) alone, on the probe's folds."""
-    from hf_saerl.estimators.elastic_net import length_baseline
-
-    ds, X, pass_rate = data
-    base = difficulty.metrics_["length_baseline"]
-    expected = length_baseline(np.asarray(ds["sae_n_tokens"]), pass_rate, cv=KFold(5, shuffle=True, random_state=0),
-                               l1_ratio=[0.5, 1.0], n_alphas=20)
-    assert base == pytest.approx(expected)
-    assert base["feature"] == "log1p(n_tokens)" and base["spearman"] < difficulty.metrics_["spearman"]
-    # a matrix has no token column: pass n_tokens=, or there is no baseline (None, not an error)
-    probe = DifficultyProbe(d_sae=D_SAE, label="pass_rate", **FAST_GRID)
-    assert probe.fit(X, pass_rate).metrics_["length_baseline"] is None
-    assert probe.fit(X, pass_rate, n_tokens=ds["sae_n_tokens"]).metrics_["length_baseline"] == pytest.approx(expected)
-
-
-def test_a_baseline_that_carries_the_signal_scores_high(data):
-    # The noise baselines above score low; this one holds the planted latents densely, so it must score high
-    # (the baseline really is fitted on the same labels, not just reported).
-    ds, X, pass_rate = data
-    signal = np.log1p(X[:, :5].toarray()) + np.random.default_rng(3).normal(0, 0.01, (X.shape[0], 5))
-    q = QualityProbe(d_sae=D_SAE).fit(X, np.asarray(ds["good"]), baseline=signal)
-    assert q.metrics_["baseline"]["width"] == 5 and q.metrics_["baseline"]["auroc"] > 0.9
-    d = DifficultyProbe(d_sae=D_SAE, label="pass_rate", alpha=1e-3, l1_ratio=0.5).fit(X, pass_rate, baseline=signal)
-    assert d.metrics_["baseline"]["spearman"] > 0.8 and d.metrics_["baseline"]["label"] == "pass_rate"
-
-
-# ====================================================================== sklearn manners
 def test_sklearn_manners(quality):
     params = quality.get_params()
     assert params["d_sae"] == D_SAE and params["transform"] == ("log1p",)
@@ -338,8 +306,11 @@ def test_not_fitted_errors(make, data, tmp_path):
     ds, X, _ = data
     probe = make()
     name = type(probe).__name__
-    with pytest.raises(NotFittedError, match=rf"This {name} is not fitted yet, so predict cannot run. Call fit\(...\) "
-                                             rf"first, or load a fitted one with {name}.from_pretrained\(path\)"):
+    with pytest.raises(
+        NotFittedError,
+        match=rf"This {name} is not fitted yet, so predict cannot run. Call fit\(...\) "
+        rf"first, or load a fitted one with {name}.from_pretrained\(path\)",
+    ):
         probe.predict(X)
     with pytest.raises(NotFittedError, match=r"so dataset.map\(estimator\) cannot run"):
         probe(ds[:4])
@@ -354,7 +325,7 @@ def test_not_fitted_errors(make, data, tmp_path):
 
 
 def test_a_failed_fit_leaves_the_probe_unfitted(data):
-    _, X, pass_rate = data
+    _, X, _pass_rate = data
     probe = QualityProbe(d_sae=D_SAE)
     with pytest.raises(InvalidParameterError, match="cv=5 needs at least 5 labelled rows of each class"):
         probe.fit(X[:6], [True, False, False, False, False, False])  # task_ is set before the cv check fails
@@ -377,11 +348,17 @@ def test_refit_drops_stale_state_and_reads_the_new_transform(data):
 def test_missing_sae_columns_list_what_was_found(data):
     ds, _, _ = data
     bare = ds.remove_columns(["sae_indices", "sae_values"])
-    with pytest.raises(MissingColumnError, match=r"Missing column\(s\) \['sae_indices', 'sae_values'\]; found \['good', 'mean_act'"):
+    with pytest.raises(
+        MissingColumnError, match=r"Missing column\(s\) \['sae_indices', 'sae_values'\]; found \['good', 'mean_act'"
+    ):
         QualityProbe(d_sae=D_SAE).fit(bare, label_column="good")
-    with pytest.raises(MissingColumnError, match=r"Missing column 'label' holding the labels; found \['good', 'mean_act', 'pass_rate'"):
+    with pytest.raises(
+        MissingColumnError, match=r"Missing column 'label' holding the labels; found \['good', 'mean_act', 'pass_rate'"
+    ):
         QualityProbe(d_sae=D_SAE).fit(ds, label_column="label")
-    with pytest.raises(InvalidParameterError, match=r"No labels: pass label_column='<column>' \(columns found: \['good'"):
+    with pytest.raises(
+        InvalidParameterError, match=r"No labels: pass label_column='<column>' \(columns found: \['good'"
+    ):
         QualityProbe(d_sae=D_SAE).fit(ds)
     with pytest.raises(InvalidParameterError, match="either as y= or as label_column="):
         QualityProbe(d_sae=D_SAE).fit(ds, [True] * 300, label_column="good")
@@ -393,7 +370,8 @@ def test_missing_labels_are_dropped_with_a_count(data):
     labels[3], labels[10], labels[20] = None, float("nan"), None
     with pytest.warns(UserWarning, match=r"Dropped 3 of 300 rows whose label 'pass_rate' is missing \(None or NaN\)"):
         probe = DifficultyProbe(d_sae=D_SAE, cv=None, **FAST_GRID).fit(
-            ds.remove_columns("pass_rate").add_column("pass_rate", labels), label_column="pass_rate")
+            ds.remove_columns("pass_rate").add_column("pass_rate", labels), label_column="pass_rate"
+        )
     assert probe.metrics_["n_dropped_labels"] == 3 and probe.metrics_["n_train"] == 297
     with pytest.raises(InvalidParameterError, match=r"All 300 labels in 'y' are missing"):
         QualityProbe(d_sae=D_SAE).fit(ds, [None] * 300)
@@ -405,12 +383,15 @@ def test_infinite_labels_name_the_column(data):
     labels[7] = float("inf")
     with pytest.raises(NonFiniteError, match=r"1 label\(s\) in 'pass_rate' are infinite \(rows \[7\]\)"):
         DifficultyProbe(d_sae=D_SAE, cv=None, **FAST_GRID).fit(
-            ds.remove_columns("pass_rate").add_column("pass_rate", labels), label_column="pass_rate")
+            ds.remove_columns("pass_rate").add_column("pass_rate", labels), label_column="pass_rate"
+        )
 
 
 def test_label_shape_problems(data):
-    _, X, pass_rate = data
-    with pytest.raises(InvalidParameterError, match=r"single class \(True\) among 300 labelled rows.*task='regression'"):
+    _, X, _pass_rate = data
+    with pytest.raises(
+        InvalidParameterError, match=r"single class \(True\) among 300 labelled rows.*task='regression'"
+    ):
         QualityProbe(d_sae=D_SAE).fit(X, [True] * 300)
     with pytest.raises(InvalidParameterError, match=r"binary classifier, but 'y' has 3 classes \['a', 'b', 'c'\]"):
         QualityProbe(d_sae=D_SAE).fit(X, ["a", "b", "c"] * 100)
@@ -424,21 +405,39 @@ def test_too_few_rows_for_cv_and_cv_none_for_tiny_data():
     X, _, _, pass_rate = planted(n=30, seed=3)
     good = np.zeros(30, dtype=bool)
     good[:3] = True
-    with pytest.raises(InvalidParameterError, match=r"cv=5 needs at least 5 labelled rows of each class; class True has 3 \(of 30 rows\).*cv=None"):
+    with pytest.raises(
+        InvalidParameterError,
+        match=r"cv=5 needs at least 5 labelled rows of each class; class True has 3 \(of 30 rows\).*cv=None",
+    ):
         QualityProbe(d_sae=D_SAE).fit(X, good)
-    with pytest.raises(InvalidParameterError, match=r"cv=5 needs at least 10 labelled rows \(2 per fold\); got 6.*cv=None"):
+    with pytest.raises(
+        InvalidParameterError, match=r"cv=5 needs at least 10 labelled rows \(2 per fold\); got 6.*cv=None"
+    ):
         DifficultyProbe(d_sae=D_SAE, label="pass_rate").fit(X[:6], pass_rate[:6])
     tiny = QualityProbe(d_sae=D_SAE, cv=None).fit(X[:4], [True, False, True, False])
     assert "auroc" not in tiny.metrics_ and tiny.metrics_["n_train"] == 4
-    assert DifficultyProbe(d_sae=D_SAE, label="pass_rate", cv=None, **FAST_GRID).fit(X[:6], pass_rate[:6]).metrics_["n_train"] == 6
-    with pytest.raises(InvalidParameterError, match=r"needs at least 3 labelled rows; got 2. Pass a fixed alpha= and a single l1_ratio="):
+    assert (
+        DifficultyProbe(d_sae=D_SAE, label="pass_rate", cv=None, **FAST_GRID)
+        .fit(X[:6], pass_rate[:6])
+        .metrics_["n_train"]
+        == 6
+    )
+    with pytest.raises(
+        InvalidParameterError,
+        match=r"needs at least 3 labelled rows; got 2. Pass a fixed alpha= and a single l1_ratio=",
+    ):
         DifficultyProbe(d_sae=D_SAE, label="pass_rate", cv=None).fit(X[:2], pass_rate[:2])
 
 
 def test_empty_feature_rows_are_warned_and_kept(data):
     ds, _, _ = data
-    empties = ds.map(lambda row, i: {"sae_indices": [] if i in (4, 9) else row["sae_indices"],
-                                     "sae_values": [] if i in (4, 9) else row["sae_values"]}, with_indices=True)
+    empties = ds.map(
+        lambda row, i: {
+            "sae_indices": [] if i in (4, 9) else row["sae_indices"],
+            "sae_values": [] if i in (4, 9) else row["sae_values"],
+        },
+        with_indices=True,
+    )
     with pytest.warns(UserWarning, match=r"2 of 300 rows have no active SAE latent.*they are kept"):
         probe = QualityProbe(d_sae=D_SAE, cv=None).fit(empties, label_column="good")
     assert probe.metrics_["n_empty_rows"] == 2 and probe.metrics_["n_train"] == 300
@@ -446,15 +445,20 @@ def test_empty_feature_rows_are_warned_and_kept(data):
     assert np.array_equal(q, np.full(2, 1 / (1 + np.exp(-probe.intercept_[0])), dtype=np.float32))
 
 
-@pytest.mark.parametrize("probe, labels", [
-    (QualityProbe(d_sae=D_SAE, cv=2), lambda rate: rate > 0.5),
-    (DifficultyProbe(d_sae=D_SAE, label="pass_rate", cv=2), lambda rate: rate),
-])
+@pytest.mark.parametrize(
+    "probe, labels",
+    [
+        (QualityProbe(d_sae=D_SAE, cv=2), lambda rate: rate > 0.5),
+        (DifficultyProbe(d_sae=D_SAE, label="pass_rate", cv=2), lambda rate: rate),
+    ],
+)
 def test_all_feature_rows_empty_is_a_clear_error(probe, labels, data):
     _, _, pass_rate = data
-    with pytest.warns(UserWarning, match="20 of 20 rows have no active SAE latent"):
-        with pytest.raises(InvalidParameterError, match=r"None of the 20 labelled rows has an active SAE latent"):
-            clone(probe).fit(sp.csr_matrix((20, D_SAE)), labels(pass_rate[:20]))
+    with (
+        pytest.warns(UserWarning, match="20 of 20 rows have no active SAE latent"),
+        pytest.raises(InvalidParameterError, match=r"None of the 20 labelled rows has an active SAE latent"),
+    ):
+        clone(probe).fit(sp.csr_matrix((20, D_SAE)), labels(pass_rate[:20]))
 
 
 @pytest.mark.parametrize(
@@ -475,11 +479,16 @@ def test_bad_parameters_fail_at_fit(make, match, data):
 
 
 def test_width_mismatch_names_both_widths(quality, data):
-    ds, X, _ = data
-    with pytest.raises(WidthMismatchError, match=r"X has 3000 columns but this QualityProbe works on SAE features of width d_sae=2000"):
+    _ds, X, _ = data
+    with pytest.raises(
+        WidthMismatchError, match=r"X has 3000 columns but this QualityProbe works on SAE features of width d_sae=2000"
+    ):
         quality.predict(sp.hstack([X, sp.csr_matrix((300, 1000))]).tocsr())
     wide = Dataset.from_dict({"sae_indices": [[5, 2500]], "sae_values": [[1.0, 2.0]]})
-    with pytest.raises(WidthMismatchError, match=r"width d_sae=2000, but the data does not fit: .*\[5, 2500\].*encode the data with that SAE"):
+    with pytest.raises(
+        WidthMismatchError,
+        match=r"width d_sae=2000, but the data does not fit: .*\[5, 2500\].*encode the data with that SAE",
+    ):
         wide.map(quality, batched=True)
 
 
@@ -487,16 +496,21 @@ def test_non_finite_features_are_rejected(quality, data):
     _, X, pass_rate = data
     bad = X.copy()
     bad.data[5] = np.nan
-    with pytest.raises(NonFiniteError, match=r"The SAE features hold 1 NaN or infinite value\(s\); re-encode those rows"):
+    with pytest.raises(
+        NonFiniteError, match=r"The SAE features hold 1 NaN or infinite value\(s\); re-encode those rows"
+    ):
         QualityProbe(d_sae=D_SAE).fit(bad, pass_rate > 0.5)
     # the message is the estimator's own, or (with the encoding layer's sparse_matrix check) the column reader's
-    with pytest.raises(NonFiniteError, match=r"(The SAE features \(column 'sae_values'\)|Column 'sae_values') hold 1 NaN "
-                                             r"or infinite value"):
+    with pytest.raises(
+        NonFiniteError,
+        match=r"(The SAE features \(column 'sae_values'\)|Column 'sae_values') hold 1 NaN "
+        r"or infinite value",
+    ):
         quality({"sae_indices": [[1, 2]], "sae_values": [[1.0, float("inf")]]})
 
 
 def test_token_length_transform_reads_the_n_tokens_column(data):
-    ds, X, pass_rate = data
+    ds, X, _pass_rate = data
     spec = ["log1p", {"name": "length", "by": "tokens", "power": 0.5}]
     probe = QualityProbe(d_sae=D_SAE, transform=spec, cv=None).fit(ds, label_column="good")
     n_tokens = np.asarray(ds["sae_n_tokens"])
@@ -520,7 +534,9 @@ def test_save_load_round_trip_is_bit_identical(kind, data, tmp_path):
     stem = probe.kind
     assert {p.name for p in tmp_path.iterdir()} == {"config.json", "README.md", f"{stem}.json", f"{stem}.safetensors"}
     card = (tmp_path / "README.md").read_text()
-    assert "library_name: hf_saerl" in card and f"hf_saerl.{type(probe).__name__}" in card and "| n_train | 300 |" in card
+    assert (
+        "library_name: hf_saerl" in card and f"hf_saerl.{type(probe).__name__}" in card and "| n_train | 300 |" in card
+    )
     state = json.loads((tmp_path / f"{stem}.json").read_text())
     assert state["format_version"] == 1 and state["d_sae"] == D_SAE and state["hf_saerl_version"]
 
@@ -570,35 +586,70 @@ def test_subfolder_and_hub_repo_loading(data, tmp_path, monkeypatch):
     remote = DifficultyProbe._from_pretrained(model_id="someone/probes", subfolder="difficulty", revision="main")
     assert np.array_equal(remote.coef_, probe.coef_)
     assert ("someone/probes", "difficulty", "difficulty_probe.safetensors") in calls
-    with pytest.raises(FileNotFoundError, match=r"config.json is missing from Hub repo 'someone/probes'. A saved "
-                                                r"DifficultyProbe holds \['config.json', 'difficulty_probe.json'"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"config.json is missing from Hub repo 'someone/probes'. A saved "
+        r"DifficultyProbe holds \['config.json', 'difficulty_probe.json'",
+    ):
         DifficultyProbe.from_pretrained("someone/probes")  # the probe sits in a subfolder
 
 
 @pytest.mark.parametrize(
     "damage, error, match",
     [
-        (lambda d: (d / "quality_probe.safetensors").unlink(), FileNotFoundError,
-         r"quality_probe.safetensors is missing. A saved QualityProbe folder holds .*found \['README.md', 'config.json', 'quality_probe.json'\]"),
+        (
+            lambda d: (d / "quality_probe.safetensors").unlink(),
+            FileNotFoundError,
+            r"quality_probe.safetensors is missing. A saved QualityProbe folder holds .*found \['README.md', 'config.json', 'quality_probe.json'\]",
+        ),
         (lambda d: (d / "config.json").unlink(), FileNotFoundError, r"config.json is missing"),
-        (lambda d: (d / "quality_probe.safetensors").write_bytes((d / "quality_probe.safetensors").read_bytes()[:100]),
-         BundleError, r"Could not read .*quality_probe.safetensors.*corrupt or truncated"),
-        (lambda d: (d / "quality_probe.json").write_text("{not json"), BundleError, r"Could not parse .*quality_probe.json"),
+        (
+            lambda d: (d / "quality_probe.safetensors").write_bytes(
+                (d / "quality_probe.safetensors").read_bytes()[:100]
+            ),
+            BundleError,
+            r"Could not read .*quality_probe.safetensors.*corrupt or truncated",
+        ),
+        (
+            lambda d: (d / "quality_probe.json").write_text("{not json"),
+            BundleError,
+            r"Could not parse .*quality_probe.json",
+        ),
         (lambda d: (d / "config.json").write_text("[1, 2]"), BundleError, r"config.json .*should hold a JSON object"),
         (lambda d: (d / "config.json").write_text('{"C": NaN}'), BundleError, r"Could not parse .*config.json"),
-        (lambda d: _edit_state(d, format_version=99, hf_saerl_version="9.0"), BundleError,
-         r"written in format version 99 by hf_saerl 9.0; this hf_saerl .* reads format versions up to 1. Upgrade hf_saerl"),
+        (
+            lambda d: _edit_state(d, format_version=99, hf_saerl_version="9.0"),
+            BundleError,
+            r"written in format version 99 by hf_saerl 9.0; this hf_saerl .* reads format versions up to 1. Upgrade hf_saerl",
+        ),
         (lambda d: _edit_state(d, format_version="1"), BundleError, r"has no valid 'format_version' \(found '1'\)"),
-        (lambda d: _edit_state(d, estimator="DifficultyProbe"), BundleError,
-         r"holds a 'DifficultyProbe', not a QualityProbe: load it with DifficultyProbe.from_pretrained"),
-        (lambda d: _edit_state(d, fitted={"task_": "classification"}), BundleError, r"lacks the fitted value\(s\) \['classes_'\]"),
-        (lambda d: _edit_state(d, fitted={"task_": "ranking", "classes_": None}), BundleError, r"saved task_='ranking'"),
+        (
+            lambda d: _edit_state(d, estimator="DifficultyProbe"),
+            BundleError,
+            r"holds a 'DifficultyProbe', not a QualityProbe: load it with DifficultyProbe.from_pretrained",
+        ),
+        (
+            lambda d: _edit_state(d, fitted={"task_": "classification"}),
+            BundleError,
+            r"lacks the fitted value\(s\) \['classes_'\]",
+        ),
+        (
+            lambda d: _edit_state(d, fitted={"task_": "ranking", "classes_": None}),
+            BundleError,
+            r"saved task_='ranking'",
+        ),
         (lambda d: _edit_state(d, transform=[{"name": "sqrt"}]), BundleError, r"the saved transform is invalid"),
-        (lambda d: _edit_arrays(d, coef=np.zeros(3)), BundleError,
-         r"Array 'coef' in .* has shape \(3,\), expected \(2000,\)"),
+        (
+            lambda d: _edit_arrays(d, coef=np.zeros(3)),
+            BundleError,
+            r"Array 'coef' in .* has shape \(3,\), expected \(2000,\)",
+        ),
         (lambda d: _edit_arrays(d, coef=None), BundleError, r"has no array 'coef'"),
-        (lambda d: _edit_arrays(d, **{"transform.1.scale": np.ones(5)}), BundleError,
-         r"Saved array 'transform.1.scale' has shape \(5,\), expected \(2000,\)"),
+        (
+            lambda d: _edit_arrays(d, **{"transform.1.scale": np.ones(5)}),
+            BundleError,
+            r"Saved array 'transform.1.scale' has shape \(5,\), expected \(2000,\)",
+        ),
     ],
 )
 def test_damaged_saves_are_clear_errors(damage, error, match, data, tmp_path):
@@ -613,18 +664,26 @@ def test_load_width_override_and_bad_paths(data, tmp_path):
     with pytest.raises(WidthMismatchError, match=r"saved for SAE width d_sae=2000, but d_sae=4000 was requested"):
         QualityProbe.from_pretrained(tmp_path, d_sae=4000)
     loaded = QualityProbe.from_pretrained(tmp_path)
-    with pytest.raises(WidthMismatchError, match=r"width d_sae=2000, but the data does not fit: .*encode the data with that SAE"):
+    with pytest.raises(
+        WidthMismatchError, match=r"width d_sae=2000, but the data does not fit: .*encode the data with that SAE"
+    ):
         loaded({"sae_indices": [[3, 2999]], "sae_values": [[1.0, 1.0]]})  # features of a wider SAE
-    with pytest.raises(WidthMismatchError, match=r"X has 4096 columns but this QualityProbe works on SAE features of width d_sae=2000"):
+    with pytest.raises(
+        WidthMismatchError, match=r"X has 4096 columns but this QualityProbe works on SAE features of width d_sae=2000"
+    ):
         loaded.predict(sp.csr_matrix((2, 4096)))
     with pytest.raises(FileNotFoundError, match=r"Directory '/nonexistent/probe' does not exist"):
         QualityProbe.from_pretrained("/nonexistent/probe")
-    with pytest.raises(FileNotFoundError, match=r"Directory 'not a/valid repo' does not exist \(and it is not a Hub repo id"):
+    with pytest.raises(
+        FileNotFoundError, match=r"Directory 'not a/valid repo' does not exist \(and it is not a Hub repo id"
+    ):
         QualityProbe.from_pretrained("not a/valid repo")
     with pytest.raises(FileNotFoundError, match=r"config.json' is a file; pass the folder written by save_pretrained"):
         QualityProbe.from_pretrained(tmp_path / "config.json")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"config.json is missing. A saved QualityProbe folder holds .*; found \[\]"):
+    with pytest.raises(
+        FileNotFoundError, match=r"config.json is missing. A saved QualityProbe folder holds .*; found \[\]"
+    ):
         QualityProbe.from_pretrained(tmp_path / "empty")
 
 
@@ -639,11 +698,13 @@ def _edit_arrays(directory, **changes):
 # ====================================================================== scale, fingerprint, docs
 def test_wide_sae_never_densifies():
     d_sae, n = 200_000, 2000
-    ds, _, pass_rate = planted_dataset(n=n, d_sae=d_sae)
+    ds, _, _pass_rate = planted_dataset(n=n, d_sae=d_sae)
     tracemalloc.start()
     start = time.perf_counter()
     q = QualityProbe(d_sae=d_sae, cv=2).fit(ds, label_column="good")
-    d = DifficultyProbe(d_sae=d_sae, label="pass_rate", alpha=1e-3, l1_ratio=0.5, cv=2).fit(ds, label_column="pass_rate")
+    d = DifficultyProbe(d_sae=d_sae, label="pass_rate", alpha=1e-3, l1_ratio=0.5, cv=2).fit(
+        ds, label_column="pass_rate"
+    )
     out = q(ds[:500])
     elapsed = time.perf_counter() - start
     peak = tracemalloc.get_traced_memory()[1]
@@ -654,7 +715,7 @@ def test_wide_sae_never_densifies():
 
 
 def test_fingerprint_is_deterministic_and_tracks_weights(data):
-    ds, X, pass_rate = data
+    _ds, X, pass_rate = data
     a = QualityProbe(d_sae=D_SAE, cv=None).fit(X, pass_rate > 0.5)
     b = QualityProbe(d_sae=D_SAE, cv=None).fit(X, pass_rate > 0.5)
     c = QualityProbe(d_sae=D_SAE, cv=None).fit(X, pass_rate > 0.6)

@@ -1,4 +1,5 @@
-"""Issue 13, "nothing silent", for the estimators: one test per bad input or fault.
+"""The shared estimator machinery (estimators.base, inputs, saving): bad inputs and faults, one test each (issue 13,
+"nothing silent"), and the SAE identity check (another SAE refused or warned about; unverifiable ones warned once).
 
 Each case asserts the error class and that the message names the problem; where a dataset is involved, also
 that it was not changed.
@@ -7,6 +8,7 @@ that it was not changed.
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -15,8 +17,14 @@ from datasets import Dataset
 from sklearn.exceptions import NotFittedError
 
 from hf_saerl import DifficultyProbe, QualityProbe, SAEClusterer
-from hf_saerl.errors import (BundleError, HookMismatchError, InvalidParameterError, NonFiniteError, ParameterTypeError,
-                             WidthMismatchError)
+from hf_saerl.errors import (
+    BundleError,
+    HookMismatchError,
+    InvalidParameterError,
+    NonFiniteError,
+    WidthMismatchError,
+)
+from hf_saerl.estimators.base import UnverifiedSAEWarning
 from hf_saerl.testing import edit_arrays  # saved without a checksum: the finiteness / dtype checks must catch it
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
@@ -40,50 +48,6 @@ def scored():
 
 
 # ---------------------------------------------------------------------------------- non-finite numbers (family 1)
-def test_filter_nan_threshold_is_refused(probe, scored):
-    with pytest.raises(NonFiniteError, match="threshold must be a finite number, got nan"):
-        probe.filter(scored, threshold=NAN)
-
-
-def test_filter_infinite_threshold_is_refused(probe, scored):
-    with pytest.raises(NonFiniteError, match="threshold must be a finite number, got inf"):
-        probe.filter(scored, threshold=INF)
-
-
-def test_filter_threshold_above_one_on_a_classifier(probe, scored):
-    with pytest.raises(InvalidParameterError, match=r"threshold=1.5 is outside \[0, 1\].*keep no row"):
-        probe.filter(scored, threshold=1.5)
-
-
-def test_filter_threshold_below_zero_on_a_classifier(probe, scored):
-    with pytest.raises(InvalidParameterError, match=r"threshold=-0.5 is outside \[0, 1\].*keep every row"):
-        probe.filter(scored, threshold=-0.5)
-
-
-def test_filter_threshold_of_the_wrong_type(probe, scored):
-    with pytest.raises(ParameterTypeError, match="threshold must be a number, got '0.5'"):
-        probe.filter(scored, threshold="0.5")
-
-
-def test_regression_probe_accepts_any_finite_threshold():
-    """Not an error: a ridge probe's quality is a score, not a probability, so 2.0 is a legitimate cut."""
-    X = features()
-    reg = QualityProbe(d_sae=10, cv=None, task="regression").fit(X, np.linspace(0, 4, 60))
-    kept = reg.filter(Dataset.from_dict({"quality": [1.0, 3.0]}), threshold=2.0)
-    assert kept["quality"] == [3.0]
-
-
-def test_filter_nan_drop_fraction_is_refused(probe, scored):
-    with pytest.raises(InvalidParameterError, match="drop_fraction must be in"):
-        probe.filter(scored, drop_fraction=NAN)
-
-
-def test_band_with_nan_bound_is_refused(scored):
-    dp = DifficultyProbe(d_sae=10, cv=None).fit(features(), np.linspace(0, 1, 60))
-    with pytest.raises(InvalidParameterError, match="low=nan"):
-        dp.select_band(Dataset.from_dict({"difficulty": [0.5]}), low=NAN, high=0.7)
-
-
 def test_infinite_labels_name_the_column_and_rows():
     y = np.where(np.arange(60) % 2 == 0, INF, 0.5)
     with pytest.raises(NonFiniteError, match=r"label\(s\) in 'y' are infinite \(rows \[0, 2"):
@@ -92,9 +56,13 @@ def test_infinite_labels_name_the_column_and_rows():
 
 def test_infinite_labels_in_a_dataset_column_name_the_column():
     X = features(20)
-    ds = Dataset.from_dict({"sae_indices": [list(map(int, r.indices)) for r in X],
-                            "sae_values": [list(map(float, r.data)) for r in X],
-                            "score": [INF] + [float(i) for i in range(19)]})
+    ds = Dataset.from_dict(
+        {
+            "sae_indices": [list(map(int, r.indices)) for r in X],
+            "sae_values": [list(map(float, r.data)) for r in X],
+            "score": [INF] + [float(i) for i in range(19)],
+        }
+    )
     with pytest.raises(NonFiniteError, match="'score'"):
         QualityProbe(d_sae=10, cv=None, task="regression").fit(ds, label_column="score")
 
@@ -188,16 +156,19 @@ def test_features_of_another_width_are_refused(probe):
 
 def test_width_override_at_load_is_refused(probe, tmp_path):
     probe.save_pretrained(tmp_path)
-    with pytest.raises(WidthMismatchError, match="d_sae=10.*d_sae=12 was requested"):
+    with pytest.raises(WidthMismatchError, match=r"d_sae=10.*d_sae=12 was requested"):
         QualityProbe.from_pretrained(tmp_path, d_sae=12)
 
 
 # ---------------------------------------------------------------------------------- unfitted use (family 8)
-@pytest.mark.parametrize("make, method", [
-    (lambda: QualityProbe(d_sae=10), "predict_quality"),
-    (lambda: DifficultyProbe(d_sae=10), "predict_difficulty"),
-    (lambda: SAEClusterer(d_sae=10), "predict"),
-])
+@pytest.mark.parametrize(
+    "make, method",
+    [
+        (lambda: QualityProbe(d_sae=10), "predict_quality"),
+        (lambda: DifficultyProbe(d_sae=10), "predict_difficulty"),
+        (lambda: SAEClusterer(d_sae=10), "predict"),
+    ],
+)
 def test_unfitted_prediction_names_the_method_and_fit(make, method):
     with pytest.raises(NotFittedError, match=rf"so {method} cannot run. Call fit"):
         getattr(make(), method)(features())
@@ -205,7 +176,7 @@ def test_unfitted_prediction_names_the_method_and_fit(make, method):
 
 def test_unfitted_filter_names_fit(scored):
     ds = Dataset.from_dict({"sae_indices": [[0]], "sae_values": [[1.0]]})
-    with pytest.raises(NotFittedError, match="not fitted yet.*Call fit"):
+    with pytest.raises(NotFittedError, match=r"not fitted yet.*Call fit"):
         QualityProbe(d_sae=10).filter(ds, threshold=0.5)
 
 
@@ -223,8 +194,11 @@ def two_encodings(model, tokenizer):
 
     texts = {"text": [f"Problem {i}: add {i} and {i + 1}" if i % 2 else f"noise ~~ {i}" for i in range(24)]}
     out = {}
-    for name, hook, seed in (("a", "blocks.1.hook_resid_post", 0), ("b", "blocks.0.hook_resid_post", 1),
-                             ("c", "blocks.1.hook_resid_post", 2)):
+    for name, hook, seed in (
+        ("a", "blocks.1.hook_resid_post", 0),
+        ("b", "blocks.0.hook_resid_post", 1),
+        ("c", "blocks.1.hook_resid_post", 2),
+    ):
         sae = tiny_sae(d_in=32, d_sae=128, hook_name=hook, seed=seed)
         out[name] = SAEEncoder(model, sae, tokenizer=tokenizer, top_k=8).map(Dataset.from_dict(texts))
         out[name] = out[name].add_column("good", [bool(i % 2) for i in range(24)])
@@ -233,13 +207,13 @@ def two_encodings(model, tokenizer):
 
 def test_probe_refuses_features_of_an_sae_at_another_hook(two_encodings):
     probe = QualityProbe(d_sae=128, cv=None).fit(two_encodings["a"], label_column="good")
-    with pytest.raises(HookMismatchError, match="fitted on SAE features read at hook_name='blocks.1.hook_resid_post'"):
+    with pytest.raises(HookMismatchError, match=r"fitted on SAE features read at hook_name='blocks.1.hook_resid_post'"):
         probe.filter(two_encodings["b"], threshold=0.5)
 
 
 def test_saved_probe_remembers_its_sae(two_encodings, tmp_path):
     QualityProbe(d_sae=128, cv=None).fit(two_encodings["a"], label_column="good").save_pretrained(tmp_path)
-    with pytest.raises(HookMismatchError, match="blocks.0.hook_resid_post"):
+    with pytest.raises(HookMismatchError, match=r"blocks.0.hook_resid_post"):
         QualityProbe.from_pretrained(tmp_path).filter(two_encodings["b"], threshold=0.5)
 
 
@@ -249,3 +223,51 @@ def test_another_sae_at_the_same_hook_is_warned_about(two_encodings, caplog):
     probe = QualityProbe(d_sae=128, cv=None).fit(two_encodings["a"], label_column="good")
     probe.filter(two_encodings["c"], threshold=0.5)
     assert "were made by encoder" in caplog.text
+
+
+def test_map_batches_carry_the_sae_record(two_encodings):
+    """Dataset.map hands the estimator a batch whose schema holds the encoder's record: the check runs there too."""
+    probe = QualityProbe(d_sae=128, cv=None).fit(two_encodings["a"], label_column="good")
+    with pytest.raises(HookMismatchError, match=r"blocks.0.hook_resid_post"):
+        two_encodings["b"].map(probe, batched=True)
+    with pytest.raises(HookMismatchError, match=r"blocks.0.hook_resid_post"):
+        two_encodings["b"].with_format("arrow").map(probe, batched=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnverifiedSAEWarning)
+        assert len(two_encodings["a"].map(probe, batched=True)["quality"]) == 24  # the same SAE: silent
+
+
+def _without_record(ds):
+    """The same columns as another tool would write them: no SAE record in the schema."""
+    return Dataset.from_dict({c: ds[c] for c in ("sae_indices", "sae_values")})
+
+
+def test_columns_without_a_record_are_warned_about_once(two_encodings):
+    probe = QualityProbe(d_sae=128, cv=None).fit(two_encodings["a"], label_column="good")
+    plain = _without_record(two_encodings["c"])  # another SAE at the same hook, its record lost
+    with pytest.warns(UnverifiedSAEWarning) as caught:
+        plain.map(probe, batched=True, batch_size=5)  # 5 batches
+        probe.predict_quality(plain)
+        plain.with_format("arrow").map(probe, batched=True)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "QualityProbe: the data's 'sae_indices' column carries no SAE record" in message
+    assert "hook_name 'blocks.1.hook_resid_post'" in message and "UnverifiedSAEWarning" in message
+    other = QualityProbe(d_sae=128, cv=None).fit(two_encodings["a"], label_column="good")
+    with pytest.warns(UnverifiedSAEWarning):  # once per estimator: a new one warns again
+        other.predict_quality(plain)
+
+
+def test_an_estimator_without_a_record_warns_once_on_recorded_columns(two_encodings):
+    X = sp.random(30, 128, density=0.1, format="csr", random_state=0)
+    probe = QualityProbe(d_sae=128, cv=None).fit(X, np.arange(30) % 2 == 0)
+    assert probe.sae_identity_ is None
+    with pytest.warns(UnverifiedSAEWarning, match="this QualityProbe records no SAE") as caught:
+        two_encodings["a"].map(probe, batched=True, batch_size=5)
+        two_encodings["b"].map(probe, batched=True)
+    assert len(caught) == 1 and "blocks.1.hook_resid_post" in str(caught[0].message)
+    with warnings.catch_warnings():  # a matrix or plain lists on both sides: nothing recorded, nothing to say
+        warnings.simplefilter("error", UnverifiedSAEWarning)
+        fresh = QualityProbe(d_sae=128, cv=None).fit(X, np.arange(30) % 2 == 0)
+        fresh.predict_quality(X)
+        _without_record(two_encodings["a"]).map(fresh, batched=True)
