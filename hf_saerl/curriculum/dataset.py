@@ -26,7 +26,7 @@ from ..core.validation import check_bool
 from .columns import CurriculumOptions
 from .schedule import check_epoch, describe_schedule
 from .sources import BufferedSource, MapSource, Row
-from .state import STATE_VERSION, StreamCursor, check_rank, distributed_rank, worker_share
+from .state import STATE_VERSION, StreamCursor, check_rank, distributed_rank, in_worker, worker_share
 
 __all__ = ["CurriculumDataset", "DEFAULT_BUFFER_SIZE", "STATE_VERSION"]
 
@@ -183,7 +183,7 @@ class CurriculumDataset(torch.utils.data.IterableDataset, Fingerprinted):
         worker, num_workers = worker_share()
         epoch = self.epoch
         cursor = self._cursor
-        start = cursor.begin(num_workers)
+        start = cursor.begin(num_workers, in_worker=in_worker())
         for g, batch, fetch, extra in self._source.global_batches(epoch, start):
             if g % num_workers != worker:
                 continue
@@ -278,10 +278,12 @@ class CurriculumDataset(torch.utils.data.IterableDataset, Fingerprinted):
         """JSON-serialisable position after the last yielded item, with the schedule's identity.
 
         With DataLoader workers, each worker has its own state: use torchdata's ``StatefulDataLoader``, which
-        collects them; this object's own state only advances when it is iterated in this process.
+        collects them. This object's own state only advances when it is iterated in this process, so after DataLoader
+        workers iterated it (and until this process iterates it again) this raises
+        :class:`~hf_saerl.errors.UntrackedProgressError` instead of returning a stale position.
         """
         rank, world = self._dist()
-        return self._cursor.state_dict(self._identity(), rank, world, worker_share()[1])
+        return self._cursor.state_dict(self._identity(), rank, world, worker_share()[1], in_worker=in_worker())
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume from :meth:`state_dict` at the next iteration: the rest of that epoch, exactly.

@@ -54,7 +54,9 @@ class EncoderRuntime:
             reference's own; it is then part of the fingerprint and travels to workers); ``None`` loads the model's
             own.
         device, dtype: where and how the model runs; ``None`` follows :func:`~hf_saerl.models.loading.default_device`
-            (per rank) and bf16 on GPU / fp32 on CPU. An in-memory model is moved only if one of them is set.
+            (per rank) and bf16 on GPU / fp32 on CPU. An in-memory model is moved when one of them is set, or under
+            ``with_rank=True`` with CUDA available (to ``cuda:{rank % n_gpus}``, its dtype kept); see
+            :meth:`target_device`.
     """
 
     def __init__(self, model: Any, sae: Any, *, tokenizer: Any = None, gguf_file: str | None = None,
@@ -145,9 +147,32 @@ class EncoderRuntime:
                 gguf_file=self.gguf_file, revision=self.revision, device=device, dtype=self.dtype,
             )
             logger.info("Loaded %s on %s.", self.model_spec, device)
-        elif self.device_used is None and (self.device or self.dtype):
-            device = torch.device(self.device) if self.device else next(self._model.parameters()).device
-            self._model = self._model.to(device=device, dtype=resolve_dtype(self.dtype, device))
+        elif self.device_used is None:
+            current = next(self._model.parameters()).device
+            device = self.target_device(rank, current)
+            if self.dtype:
+                self._model = self._model.to(device=device, dtype=resolve_dtype(self.dtype, device))
+            elif device != current:
+                self._model = self._model.to(device)
+                logger.info("Moved the in-memory %s to %s (rank %s).", type(self._model).__name__, device, rank)
+
+    def target_device(self, rank: int | None, current: torch.device) -> torch.device:
+        """Where an in-memory model goes, now on ``current``: ``device=`` when set; else, under ``with_rank=True``
+        (``rank`` not ``None``) with CUDA available, ``cuda:{rank % n_gpus}``; else where it is.
+
+        Example:
+            >>> import torch
+            >>> from hf_saerl.encoding.runtime import EncoderRuntime
+            >>> from hf_saerl.testing import tiny_llama, tiny_sae, tiny_tokenizer
+            >>> runtime = EncoderRuntime(tiny_llama(), tiny_sae(), tokenizer=tiny_tokenizer(), device="cpu")
+            >>> runtime.target_device(rank=1, current=torch.device("meta"))
+            device(type='cpu')
+        """
+        if self.device:
+            return torch.device(self.device)
+        if rank is not None and torch.cuda.is_available():
+            return default_device(rank)
+        return current
 
     # ------------------------------------------------------------------ without loading
     def structure(self) -> Any:
