@@ -223,7 +223,10 @@ def build_schedule(
     batch_starts = np.insert(full_starts, np.searchsorted(full_stage, mixed_stage, side="right"), mixed_starts)
     if interleave == "random":
         batch_starts = batch_starts[np.random.default_rng(shuffle_ss).permutation(len(batch_starts))]
-    batches = source[batch_starts[:, None] + np.arange(B)]
+    # Each batch is a contiguous run of `source`: copy the runs from a sliding-window view, not through an
+    # (batches, B) index matrix (as large as the schedule itself) and a gather.
+    batches = (np.lib.stride_tricks.sliding_window_view(source, B)[batch_starts] if len(source) >= B
+               else source[:0].reshape(0, B))
     short = carry if len(carry) and not drop_last else None  # the only short batch, always last
 
     # Step 4: moderate mixing between neighbours.
@@ -289,11 +292,12 @@ def _round_robin(rng: np.random.Generator, starts: np.ndarray, n_full: np.ndarra
 def _leftover_batches(rows: RowOrder, ranked: np.ndarray, left_starts: np.ndarray, n_left: np.ndarray,
                       closes: np.ndarray, B: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pool the leftovers closing each stage with the carried remainder, sort the pool easy to hard, cut it into
-    mixed batches. Returns their rows (concatenated), each batch's stage, and the final remainder."""
-    empty = np.empty(0, dtype=np.int64)
+    mixed batches. Returns their rows (concatenated, of ``ranked``'s dtype), each batch's stage, and the final
+    remainder."""
+    empty = np.empty(0, dtype=ranked.dtype)
     owners = np.flatnonzero(n_left)
     if not owners.size:
-        return empty, empty, empty
+        return empty, empty.astype(np.int64), empty
     owners = owners[np.argsort(closes[owners], kind="stable")]
     left = ranked[_strided_ranges(left_starts[owners], n_left[owners], 1)]
     stages = closes[owners]
@@ -309,7 +313,7 @@ def _leftover_batches(rows: RowOrder, ranked: np.ndarray, left_starts: np.ndarra
             mixed_stage.append(np.full(cut // B, stage, dtype=np.int64))
         carry = pool[cut:]
     if not mixed:
-        return empty, empty, carry
+        return empty, empty.astype(np.int64), carry
     return np.concatenate(mixed), np.concatenate(mixed_stage), carry
 
 
@@ -326,18 +330,20 @@ def _mix_neighbours(batches: np.ndarray, short: np.ndarray | None,
                     m: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Swap the last ``m`` rows of each batch with the first ``m`` of the next, all pairs from the unmixed
     batches, so each row moves at most one batch. ``batches`` is the ``(count, batch_size)`` matrix of full
-    batches; only the final ``short`` batch can be shorter: its pair swaps ``min(m, len(short))``."""
+    batches; only the final ``short`` batch can be shorter: its pair swaps ``min(m, len(short))``. Mixes
+    ``batches`` in place (only the swapped heads and tails are copied: ``m <= B // 2``, so they never overlap)."""
     if m == 0 or len(batches) + (short is not None) < 2:
         return batches, short
     B = batches.shape[1]
-    mixed = batches.copy()
-    mixed[1:, :m] = batches[:-1, B - m:]
-    mixed[:-1, B - m:] = batches[1:, :m]
+    heads, tails = batches[1:, :m].copy(), batches[:-1, B - m:].copy()
+    batches[1:, :m] = tails
+    batches[:-1, B - m:] = heads
     if short is not None and len(batches):
-        a = min(m, len(short))
-        mixed[-1, B - a:] = short[:a]
+        a = min(m, len(short))  # the last batch's tail is still unmixed: only heads changed in the last row
+        head = short[:a].copy()
         short = np.concatenate((batches[-1, B - a:], short[a:]))
-    return mixed, short
+        batches[-1, B - a:] = head
+    return batches, short
 
 
 def as_schedule_arrays(cluster_ids: Any, difficulty: Any, order: str, *, first_row: int = 0,

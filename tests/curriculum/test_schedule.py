@@ -394,3 +394,47 @@ def test_vectorised_schedule_equals_the_reference_on_large_inputs():
         for interleave in ("round_robin", "sequential", "random"):
             kw = dict(batch_size=batch_size, mix_ratio=0.125, seed=3, epoch=1, interleave=interleave)
             assert build_schedule(clusters, diff, **kw) == reference_build_schedule(clusters, diff, **kw)
+
+
+# ---------------------------------------------------------------------------------------------- the rewrite (#23)
+def _schedule_before():
+    """``tests/curriculum/schedule_before.py``: the vectorised build_schedule before the int32 / sliding-window /
+    in-place mixing rewrite, verbatim (loaded by path: the tests run with --import-mode=importlib)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).with_name("schedule_before.py")
+    spec = importlib.util.spec_from_file_location("schedule_before", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+SCHEDULE_BEFORE = _schedule_before()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(wide_layouts(), params, st.booleans(), st.booleans())
+def test_schedule_is_bit_identical_to_the_one_before_the_rewrite(layout, p, packed_pools, wide_indices):
+    # wide_indices: int64 row indices, as beyond 2**31 rows (normally int32)
+    clusters, diff = layout
+    wide = (lambda n: np.int64) if wide_indices else ordering.index_dtype
+    with mock.patch.object(ordering, "_LEXSORT_BELOW", 0 if packed_pools else 1 << 14), \
+            mock.patch.object(SCHEDULE_BEFORE, "_LEXSORT_BELOW", 0 if packed_pools else 1 << 14), \
+            mock.patch.object(ordering, "index_dtype", wide):
+        new, old = build_schedule(clusters, diff, **p), SCHEDULE_BEFORE.build_schedule(clusters, diff, **p)
+    assert new == old
+    assert all(type(i) is int for batch in new for i in batch)  # Python ints, whatever the index dtype inside
+
+
+@pytest.mark.parametrize("interleave", ["round_robin", "sequential", "random"])
+def test_schedule_is_bit_identical_to_the_one_before_on_300k_rows(interleave):
+    rng = np.random.default_rng(7)
+    n = 300_001
+    for clusters, diff, batch_size, mix_ratio in [
+        (rng.integers(0, 16, n), rng.random(n).astype(np.float32), 64, 0.125),
+        (rng.integers(0, 2_000, n), rng.random(n), 33, 0.5),  # float64: a second sort pass; big leftover pools
+        (None, rng.integers(0, 3, n) / 3, 8, 0.25),  # one cluster, many ties
+    ]:
+        kw = dict(batch_size=batch_size, mix_ratio=mix_ratio, seed=5, epoch=2, interleave=interleave)
+        assert build_schedule(clusters, diff, **kw) == SCHEDULE_BEFORE.build_schedule(clusters, diff, **kw)
