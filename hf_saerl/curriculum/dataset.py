@@ -3,7 +3,7 @@
 :class:`CurriculumDataset` replays :func:`~hf_saerl.curriculum.build_schedule` over a ``datasets.Dataset`` (or, in a
 bounded buffer, over a streaming ``datasets.IterableDataset``) and converts to the forms trainers consume: a
 ``datasets.IterableDataset`` and a pre-ordered map-style ``datasets.Dataset``. It is assembled from one part per
-job: the schedule options (:mod:`~hf_saerl.curriculum.columns`), where the batches come from
+job: the schedule options (:mod:`~hf_saerl.curriculum.options`), where the batches come from
 (:mod:`~hf_saerl.curriculum.sources`), the resumable position and the rank/worker split
 (:mod:`~hf_saerl.curriculum.state`), and the exports (:mod:`~hf_saerl.curriculum.exports`).
 """
@@ -23,7 +23,7 @@ from ..core.fingerprint import Fingerprinted, stable_hash
 from ..errors import InvalidParameterError, MissingColumnError, ParameterTypeError
 from . import exports
 from ..core.validation import check_bool
-from .columns import CurriculumOptions
+from .options import CurriculumOptions
 from .schedule import check_epoch, describe_schedule
 from .sources import BufferedSource, MapSource, Row
 from .state import STATE_VERSION, StreamCursor, check_rank, distributed_rank, in_worker, worker_share
@@ -57,7 +57,7 @@ class CurriculumDataset(torch.utils.data.IterableDataset, Fingerprinted):
         buffer_size: rows scheduled together over a streaming source, rounded down to a multiple of
             ``batch_size``. Ignored for a map-style ``Dataset``, which is scheduled whole.
         epoch: the starting epoch (see :meth:`set_epoch`).
-        **options: the schedule options of :class:`~hf_saerl.curriculum.columns.CurriculumOptions`:
+        **options: the schedule options of :class:`~hf_saerl.curriculum.options.CurriculumOptions`:
             ``mix_ratio``, ``seed``, ``drop_last``, ``interleave``, ``order`` (as in :func:`build_schedule`),
             ``cluster_column`` (``None`` for no clustering) and ``difficulty_column`` (``None`` with
             ``order="random"``).
@@ -132,6 +132,22 @@ class CurriculumDataset(torch.utils.data.IterableDataset, Fingerprinted):
         """Use the schedule of ``epoch`` from the next iteration on (shared with DataLoader workers, persistent
         or not; a streaming source's ``set_epoch`` is called too). A loaded state for another epoch is discarded."""
         self._cursor.set_epoch(epoch)
+
+    @property
+    def source_dataset(self) -> Any:
+        """The data this stream reads: a map-style source's ``datasets.Dataset`` (its yielded columns only, in the
+        original row order: index it with :meth:`schedule`'s row indices), or the streaming
+        ``datasets.IterableDataset`` as given.
+
+        Example:
+            >>> import datasets
+            >>> from hf_saerl.curriculum import CurriculumDataset
+            >>> ds = datasets.Dataset.from_dict({"x": [0, 1], "y": [2, 3], "cluster_id": [0, 1],
+            ...                                  "difficulty": [0.5, 0.5]})
+            >>> CurriculumDataset(ds, 2, columns=["x"]).source_dataset.column_names
+            ['x']
+        """
+        return self._source.data
 
     @property
     def streaming(self) -> bool:
@@ -236,8 +252,7 @@ class CurriculumDataset(torch.utils.data.IterableDataset, Fingerprinted):
             raise InvalidParameterError(f"num_epochs must be an integer >= 1, got {num_epochs!r}. Pass num_epochs=1 "
                                         "for one epoch, or the number of epochs to write one after the other.")
         if num_epochs > 1 and not self.streaming:
-            exports.check_whole_epochs(self._source.schedule.num_rows % self.params.batch_size, self.params,
-                                       num_epochs)
+            self.params.check_whole_epochs(self._source.schedule.num_rows % self.params.batch_size, num_epochs)
         return tuple(range(first, first + num_epochs))
 
     def iter_epoch_batches(self, epochs: Sequence[int]) -> Iterator[tuple[int, int, list[int], list[Row]]]:
@@ -261,7 +276,7 @@ class CurriculumDataset(torch.utils.data.IterableDataset, Fingerprinted):
                 short = len(sources) % self.params.batch_size
                 yield epoch, g, sources, rows
             if short and k + 1 < len(epochs):
-                exports.check_whole_epochs(short, self.params, len(epochs))
+                self.params.check_whole_epochs(short, len(epochs))
 
     # ------------------------------------------------------------------ resumption
     def _identity(self) -> dict[str, Any]:

@@ -112,6 +112,30 @@ class ScheduleParams:
         """The parameters as a JSON-able dict (part of a stream's identity in its ``state_dict``)."""
         return asdict(self)
 
+    def check_whole_epochs(self, remainder: int, num_epochs: int) -> None:
+        """Epochs written one after the other must each end on a whole batch, or every batch of the next epoch is
+        shifted against the trainer's fixed-size steps (mixing clusters and difficulty stages). ``remainder`` is
+        the size of an epoch's short final batch; raises :class:`~hf_saerl.errors.InvalidParameterError` when it
+        is kept (``drop_last=False``).
+
+        Example:
+            >>> from hf_saerl.curriculum.schedule import ScheduleParams
+            >>> ScheduleParams(batch_size=4).check_whole_epochs(0, num_epochs=3)  # whole batches: fine
+            >>> ScheduleParams(batch_size=4, drop_last=True).check_whole_epochs(3, num_epochs=3)  # dropped: fine
+            >>> ScheduleParams(batch_size=4).check_whole_epochs(3, num_epochs=2)
+            Traceback (most recent call last):
+            ...
+            hf_saerl.errors.InvalidParameterError: Cannot export 2 epochs one after the other: each epoch ends with a short batch of 3 row(s) (batch_size=4), so a trainer reading 4 rows per step would see every batch of the following epochs shifted by 3. Pass drop_last=True to the CurriculumDataset (each epoch then drops its short batch), or export one epoch at a time (num_epochs=1).
+        """
+        if remainder and not self.drop_last:
+            raise InvalidParameterError(
+                f"Cannot export {num_epochs} epochs one after the other: each epoch ends with a short batch of "
+                f"{remainder} row(s) (batch_size={self.batch_size}), so a trainer reading {self.batch_size} rows "
+                f"per step would see every batch of the following epochs shifted by {remainder}. Pass "
+                "drop_last=True to the CurriculumDataset (each epoch then drops its short batch), or export one "
+                "epoch at a time (num_epochs=1)."
+            )
+
 
 def check_epoch(value: Any, name: str = "epoch") -> int:
     """``value`` as an ``int`` if it is a non-negative integer (an epoch, a seed), else an
@@ -351,7 +375,7 @@ def as_schedule_arrays(cluster_ids: Any, difficulty: Any, order: str, *, first_r
     """Check the per-example inputs of :func:`build_schedule`; return the cluster ids (``int64``) and the
     sort key (``float64`` difficulty, or zeros with ``order="random"``).
 
-    :class:`~hf_saerl.curriculum.columns.ColumnSchedule` calls it on read, so that NaN, negative ids or
+    :class:`~hf_saerl.curriculum.options.ColumnSchedule` calls it on read, so that NaN, negative ids or
     mismatched lengths fail when a stream or a sampler is built, not in the middle of an epoch; a streaming
     source calls it on each buffer before yielding anything from it, with ``first_row`` (the buffer's first
     position in the stream) and ``row_label="stream row"``, so a message names the row of the whole stream.

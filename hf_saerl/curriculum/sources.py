@@ -7,7 +7,7 @@ resume point on.
 
 Example:
     >>> import datasets
-    >>> from hf_saerl.curriculum.columns import CurriculumOptions
+    >>> from hf_saerl.curriculum.options import CurriculumOptions
     >>> from hf_saerl.curriculum.sources import MapSource
     >>> ds = datasets.Dataset.from_dict({"x": [0, 1, 2, 3], "cluster_id": [0, 0, 1, 1],
     ...                                  "difficulty": [0.4, 0.3, 0.2, 0.1]})
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidParameterError, ScheduleMismatchError
-from .columns import ColumnSchedule, CurriculumOptions, digest_arrays, read_schedule_column, require_schedule_columns
+from .options import ColumnSchedule, CurriculumOptions, digest_arrays, read_schedule_column, require_schedule_columns
 from .schedule import ScheduleParams, as_schedule_arrays
 
 __all__ = ["BufferedSource", "GlobalBatch", "MapSource", "Row"]
@@ -39,7 +39,7 @@ GlobalBatch = tuple[int, list[int], Callable[[list[int]], list[Row]], dict[str, 
 
 class MapSource:
     """A map-style ``datasets.Dataset``, scheduled whole from its columns (read once, see
-    :class:`~hf_saerl.curriculum.columns.ColumnSchedule`); rows are fetched from ``output_columns`` only."""
+    :class:`~hf_saerl.curriculum.options.ColumnSchedule`); rows are fetched from ``output_columns`` only."""
 
     buffer_size = None
 

@@ -274,9 +274,9 @@ def test_describe_schedule():
 def test_docstring_examples_run():
     import doctest
 
-    from hf_saerl.curriculum import columns, dataset, exports, ordering, sampler, schedule, sources, state
+    from hf_saerl.curriculum import dataset, exports, options, ordering, sampler, schedule, sources, state
 
-    for module in (schedule, sampler, dataset, columns, sources, state, exports, ordering):
+    for module in (schedule, sampler, dataset, options, sources, state, exports, ordering):
         assert doctest.testmod(module).failed == 0, module.__name__
 
 

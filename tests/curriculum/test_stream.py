@@ -484,7 +484,7 @@ def test_samplers_follow_the_schedule_and_epochs():
 def test_state_dict_format_is_unchanged():
     # Checkpoints written before the stream was split into parts must still load: the same keys, the same identity.
     from hf_saerl.core.fingerprint import stable_hash
-    from hf_saerl.curriculum.columns import digest_arrays
+    from hf_saerl.curriculum.options import digest_arrays
 
     ds = make_dataset(20)
     stream = CurriculumDataset(ds, 4, seed=1)
@@ -522,7 +522,7 @@ def test_epoch_batches_are_public_and_checked_up_front():
 
 
 def test_one_set_of_options_serves_every_curriculum_class():
-    from hf_saerl.curriculum.columns import CurriculumOptions
+    from hf_saerl.curriculum.options import CurriculumOptions
 
     ds = make_dataset(30)
     options = dict(mix_ratio=0.25, seed=4, interleave="sequential", order="random", difficulty_column=None)
