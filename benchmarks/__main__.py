@@ -43,18 +43,18 @@ SUITE: dict[str, tuple[str, list[str], list[str], list[str], bool]] = {
                  ["--model", "tiny", "--n-prompts", "1", "--n", "2", "--max-new-tokens", "4"], True),
     "audit_spans": ("bench_audit_spans.py", [], ["--n-pairs", "8", "--max-length", "64"],
                     ["--n-pairs", "2", "--max-length", "32"], False),
-    "gpu_h200": ("gpu_h200.py", [], ["--cpu-smoke"], ["--cpu-smoke"], True),
+    "gpu_check": ("gpu_check.py", [], ["--tiny"], ["--tiny"], True),
 }
 
 
 def arguments(name: str, mode: str) -> list[str]:
     """The arguments of benchmark ``name`` in ``mode`` (``full``, ``quick`` or ``tiny``)."""
     script, full, quick, tiny, _ = SUITE[name]
-    if name == "gpu_h200" and mode == "full":
+    if name == "gpu_check" and mode == "full":
         import importlib.util
 
         if importlib.util.find_spec("torch") is None or not __import__("torch").cuda.is_available():
-            return ["--cpu-smoke"]  # no GPU here: the smoke run only
+            return ["--tiny"]  # no GPU here: the CPU rehearsal only
     return {"full": full, "quick": quick, "tiny": tiny}[mode]
 
 

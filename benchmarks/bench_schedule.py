@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -141,9 +142,9 @@ def main() -> None:
     for rows in args.rows:
         clusters, difficulty = inputs(rows, args.clusters, args.dtype)
         build_schedule(clusters[:1000], difficulty[:1000], **kwargs)  # warm up imports and caches
-        new_wall, new_cpu, new = best_of(lambda: build_schedule(clusters, difficulty, **kwargs), args.repeats)
+        new_wall, new_cpu, new = best_of(partial(build_schedule, clusters, difficulty, **kwargs), args.repeats)
         if rows <= args.reference_rows:
-            ref_wall, ref_cpu, ref = best_of(lambda: reference(clusters, difficulty, **kwargs), args.repeats)
+            ref_wall, ref_cpu, ref = best_of(partial(reference, clusters, difficulty, **kwargs), args.repeats)
             if ref != new:
                 raise SystemExit(f"The schedules differ at {rows} rows: the vectorised build_schedule is wrong.")
             del ref

@@ -20,15 +20,15 @@ import torch
 
 from ..core.columns import column_names
 from ..core.fingerprint import Fingerprinted, stable_hash
+from ..core.validation import check_bool
 from ..errors import InvalidParameterError, MissingColumnError, ParameterTypeError
 from . import exports
-from ..core.validation import check_bool
 from .options import CurriculumOptions
 from .schedule import check_epoch, describe_schedule
 from .sources import BufferedSource, MapSource, Row
 from .state import STATE_VERSION, StreamCursor, check_rank, distributed_rank, in_worker, worker_share
 
-__all__ = ["CurriculumDataset", "DEFAULT_BUFFER_SIZE", "STATE_VERSION"]
+__all__ = ["DEFAULT_BUFFER_SIZE", "STATE_VERSION", "CurriculumDataset"]
 
 logger = logging.getLogger(__name__)
 

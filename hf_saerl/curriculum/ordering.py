@@ -88,7 +88,7 @@ class RowOrder:
         low, payload_bits = 64, (count - 1).bit_length()
         while low < total:
             high = min(total, low + 64 - payload_bits)
-            packed = _digit(fields, low, high, lambda values: values[order])
+            packed = _digit(fields, low, high, _gather_by(order))
             packed <<= np.uint64(payload_bits)
             packed |= np.arange(count, dtype=np.uint64)  # the position in the previous order
             packed.sort()
@@ -107,6 +107,11 @@ def index_dtype(n: int) -> type[np.signedinteger]:
         (<class 'numpy.int32'>, <class 'numpy.int64'>)
     """
     return np.int32 if n <= np.iinfo(np.int32).max else np.int64
+
+
+def _gather_by(index: np.ndarray) -> Any:
+    """``values -> values[index]``."""
+    return lambda values: values[index]
 
 
 def _mask(bits: int) -> np.uint64:

@@ -328,7 +328,7 @@ def _leftover_batches(rows: RowOrder, ranked: np.ndarray, left_starts: np.ndarra
     firsts = np.flatnonzero(np.concatenate(([True], stages[1:] != stages[:-1])))
     ends = np.cumsum(n_left[owners])[np.append(firsts[1:], len(owners)) - 1]
     mixed, mixed_stage, carry, begin = [], [], empty, 0
-    for stage, end in zip(stages[firsts].tolist(), ends.tolist()):
+    for stage, end in zip(stages[firsts].tolist(), ends.tolist(), strict=True):
         pool = rows.by_difficulty(np.concatenate((carry, left[begin:end])))
         begin = end
         cut = len(pool) - len(pool) % B

@@ -31,11 +31,20 @@ from typing import Any
 import torch
 
 from ..errors import InvalidParameterError
-from .activations import ActivationReader
 from ..models.identity import model_identity, tokenizer_identity
-from .saes import sae_identity
-from ..models.loading import check_weights_finite, default_device, is_model_spec, load_config, load_model, load_tokenizer, model_from_state, model_state, resolve_dtype
-from .saes import load_sae, sae_reference
+from ..models.loading import (
+    check_weights_finite,
+    default_device,
+    is_model_spec,
+    load_config,
+    load_model,
+    load_tokenizer,
+    model_from_state,
+    model_state,
+    resolve_dtype,
+)
+from .activations import ActivationReader
+from .saes import load_sae, sae_identity, sae_reference
 
 logger = logging.getLogger(__name__)
 
