@@ -55,8 +55,17 @@ def before_after(args, kwargs: dict) -> dict:
     import tracemalloc
 
     before = load_before()
-    out: dict = {"settings": {**kwargs, "clusters": args.clusters, "dtype": args.dtype, "repeats": args.repeats,
-                              "cores": os.cpu_count(), "numpy": np.__version__}, "rows": {}}
+    out: dict = {
+        "settings": {
+            **kwargs,
+            "clusters": args.clusters,
+            "dtype": args.dtype,
+            "repeats": args.repeats,
+            "cores": os.cpu_count(),
+            "numpy": np.__version__,
+        },
+        "rows": {},
+    }
     for rows in args.rows:
         clusters, difficulty = inputs(rows, args.clusters, args.dtype)
         runs: dict[str, list[dict]] = {"before": [], "after": []}
@@ -66,8 +75,7 @@ def before_after(args, kwargs: dict) -> dict:
                 wall, cpu = time.perf_counter(), time.process_time()
                 results[name] = fn(clusters, difficulty, **kwargs)
                 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-                runs[name].append({"wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
-                                   "load_1min": os.getloadavg()[0]})
+                runs[name].append({"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "load_1min": os.getloadavg()[0]})
             if results["before"] != results["after"]:
                 raise SystemExit(f"The schedules differ at {rows} rows: the rewrite changed the schedule.")
             del results
@@ -80,9 +88,11 @@ def before_after(args, kwargs: dict) -> dict:
                 tracemalloc.stop()
         out["rows"][str(rows)] = {**runs, "peak_traced_mb": peaks}
         for name, r in runs.items():
-            print(f"{rows:>12,} {name:>7}: best wall {min(x['wall_s'] for x in r):.2f} s, best cpu "
-                  f"{min(x['cpu_s'] for x in r):.2f} s, peak traced {peaks.get(name, '-')} MB, loads "
-                  f"{[x['load_1min'] for x in r]}")
+            print(
+                f"{rows:>12,} {name:>7}: best wall {min(x['wall_s'] for x in r):.2f} s, best cpu "
+                f"{min(x['cpu_s'] for x in r):.2f} s, peak traced {peaks.get(name, '-')} MB, loads "
+                f"{[x['load_1min'] for x in r]}"
+            )
     return out
 
 
@@ -119,13 +129,20 @@ def main() -> None:
     parser.add_argument("--clusters", type=int, default=16)
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--reference-rows", type=int, default=1_000_000,
-                        help="run the reference only up to this many rows (it is slow)")
-    parser.add_argument("--before", action="store_true",
-                        help="compare with the implementation before issue 23's rewrite, not the loop reference")
+    parser.add_argument(
+        "--reference-rows", type=int, default=1_000_000, help="run the reference only up to this many rows (it is slow)"
+    )
+    parser.add_argument(
+        "--before",
+        action="store_true",
+        help="compare with the implementation before issue 23's rewrite, not the loop reference",
+    )
     parser.add_argument("--out", help="write the --before figures to this JSON file")
-    parser.add_argument("--trace-memory", action="store_true", help="with --before: one more run of each under "
-                        "tracemalloc, for the peak of traced allocations")
+    parser.add_argument(
+        "--trace-memory",
+        action="store_true",
+        help="with --before: one more run of each under tracemalloc, for the peak of traced allocations",
+    )
     args = parser.parse_args()
     kwargs = dict(batch_size=args.batch_size, mix_ratio=0.125, seed=1, epoch=0)
     if args.before:
@@ -135,9 +152,11 @@ def main() -> None:
             Path(args.out).write_text(json.dumps(result, indent=1))
         return
     reference = load_reference()
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}, "
-          f"load average {os.getloadavg()[0]:.1f}; batch_size={args.batch_size}, {args.clusters} clusters, "
-          f"{args.dtype} difficulty, best of {args.repeats}")
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}, "
+        f"load average {os.getloadavg()[0]:.1f}; batch_size={args.batch_size}, {args.clusters} clusters, "
+        f"{args.dtype} difficulty, best of {args.repeats}"
+    )
     print(f"{'rows':>12} {'reference s':>12} {'(cpu)':>7} {'new s':>8} {'(cpu)':>7} {'ratio':>7}")
     for rows in args.rows:
         clusters, difficulty = inputs(rows, args.clusters, args.dtype)
@@ -148,8 +167,10 @@ def main() -> None:
             if ref != new:
                 raise SystemExit(f"The schedules differ at {rows} rows: the vectorised build_schedule is wrong.")
             del ref
-            print(f"{rows:>12,} {ref_wall:>12.2f} {ref_cpu:>7.2f} {new_wall:>8.2f} {new_cpu:>7.2f} "
-                  f"{ref_wall / new_wall:>6.1f}x")
+            print(
+                f"{rows:>12,} {ref_wall:>12.2f} {ref_cpu:>7.2f} {new_wall:>8.2f} {new_cpu:>7.2f} "
+                f"{ref_wall / new_wall:>6.1f}x"
+            )
         else:
             print(f"{rows:>12,} {'(skipped)':>12} {'':>7} {new_wall:>8.2f} {new_cpu:>7.2f} {'':>7}")
         del new

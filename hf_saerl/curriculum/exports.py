@@ -36,7 +36,9 @@ def to_iterable_dataset(curriculum: CurriculumDataset, epoch: int | None = None,
 
     epochs = curriculum.export_epochs(epoch, num_epochs)  # a tuple, not a list: one shard
     return datasets.IterableDataset.from_generator(
-        _generate_examples, features=curriculum.features, gen_kwargs={"curriculum": curriculum, "epochs": epochs},
+        _generate_examples,
+        features=curriculum.features,
+        gen_kwargs={"curriculum": curriculum, "epochs": epochs},
     )
 
 
@@ -51,7 +53,9 @@ def to_ordered_dataset(curriculum: CurriculumDataset, epoch: int | None = None, 
         order = [i for e in epochs for batch in curriculum.schedule(e) for i in batch]
         return curriculum.source_dataset.select(order)
     return datasets.Dataset.from_generator(
-        _generate_examples, features=curriculum.features, gen_kwargs={"curriculum": curriculum, "epochs": epochs},
+        _generate_examples,
+        features=curriculum.features,
+        gen_kwargs={"curriculum": curriculum, "epochs": epochs},
         fingerprint=generate_random_fingerprint(),  # a stream has no stable identity: never reuse a cache
     )
 

@@ -42,10 +42,16 @@ logger = logging.getLogger(__name__)
 
 #: What each schedule column holds, and how to get it, by role.
 _ROLES = {
-    "cluster": ("cluster ids", "Run SAEClusterer first (dataset.map(clusterer, batched=True)), pass "
-                               "cluster_column=<name>, or cluster_column=None for no clustering."),
-    "difficulty": ("difficulty scores", "Run DifficultyProbe first (dataset.map(probe, batched=True)), pass "
-                                        "difficulty_column=<name>, or difficulty_column=None with order='random'."),
+    "cluster": (
+        "cluster ids",
+        "Run SAEClusterer first (dataset.map(clusterer, batched=True)), pass "
+        "cluster_column=<name>, or cluster_column=None for no clustering.",
+    ),
+    "difficulty": (
+        "difficulty scores",
+        "Run DifficultyProbe first (dataset.map(probe, batched=True)), pass "
+        "difficulty_column=<name>, or difficulty_column=None with order='random'.",
+    ),
 }
 
 
@@ -90,8 +96,11 @@ class CurriculumOptions:
 
     def schedule_columns(self) -> list[tuple[str, str]]:
         """``(column, role)`` of the schedule columns in use (``role`` is ``"cluster"`` or ``"difficulty"``)."""
-        return [(name, role) for name, role in ((self.cluster_column, "cluster"),
-                                                (self.difficulty_column, "difficulty")) if name is not None]
+        return [
+            (name, role)
+            for name, role in ((self.cluster_column, "cluster"), (self.difficulty_column, "difficulty"))
+            if name is not None
+        ]
 
 
 def check_columns(cluster_column: str | None, difficulty_column: str | None, order: str) -> None:
@@ -175,10 +184,13 @@ class ColumnSchedule:
         check_columns(cluster_column, difficulty_column, params.order)
         self.params = params
         self.cluster_ids = None if cluster_column is None else read_schedule_column(data, cluster_column, "cluster")
-        self.difficulty = (None if difficulty_column is None
-                           else read_schedule_column(data, difficulty_column, "difficulty"))
+        self.difficulty = (
+            None if difficulty_column is None else read_schedule_column(data, difficulty_column, "difficulty")
+        )
         as_schedule_arrays(self.cluster_ids, self.difficulty, params.order)  # NaN, negative ids...: fail now
-        self.num_rows = len(self.cluster_ids if self.cluster_ids is not None else self.difficulty)
+        column = self.cluster_ids if self.cluster_ids is not None else self.difficulty
+        assert column is not None  # check_columns refused two None columns
+        self.num_rows = len(column)
         self._cache: tuple[int, list[list[int]]] | None = None
         self._digest: str | None = None
 

@@ -141,6 +141,7 @@ def _digit(fields: list[tuple[np.ndarray, int]], low: int, high: int, take: Any)
             else:
                 out |= part
         offset += width
+    assert out is not None, "a digit covers at least one field"  # low < high and the widths sum past high
     return out
 
 

@@ -81,11 +81,15 @@ class ScheduleParams:
                 "batch_size=64 (for TRL: grpo_curriculum_batch_size(args))."
             )
         if isinstance(mix_ratio, bool) or not isinstance(mix_ratio, (int, float, np.floating, np.integer)):
-            raise ParameterTypeError(f"mix_ratio must be a number in [0, 0.5], got {mix_ratio!r}. Pass e.g. "
-                                     "mix_ratio=0.125, or mix_ratio=0 to turn mixing off.")
+            raise ParameterTypeError(
+                f"mix_ratio must be a number in [0, 0.5], got {mix_ratio!r}. Pass e.g. "
+                "mix_ratio=0.125, or mix_ratio=0 to turn mixing off."
+            )
         if not math.isfinite(float(mix_ratio)):
-            raise NonFiniteError(f"mix_ratio must be a finite number in [0, 0.5], got {mix_ratio!r}. Pass e.g. "
-                                 "mix_ratio=0.125, or mix_ratio=0 to turn mixing off.")
+            raise NonFiniteError(
+                f"mix_ratio must be a finite number in [0, 0.5], got {mix_ratio!r}. Pass e.g. "
+                "mix_ratio=0.125, or mix_ratio=0 to turn mixing off."
+            )
         if not 0.0 <= float(mix_ratio) <= 0.5:
             raise InvalidParameterError(
                 f"mix_ratio must be in [0, 0.5] (the share of a batch swapped with each neighbour), got {mix_ratio!r}. "
@@ -93,19 +97,35 @@ class ScheduleParams:
             )
         check_epoch(self.seed, "seed")
         if not isinstance(self.drop_last, (bool, np.bool_)):
-            raise ParameterTypeError(f"drop_last must be a bool, got {self.drop_last!r}. Pass drop_last=True to drop "
-                                     "the final short batch, or drop_last=False to keep it.")
-        check_choice("interleave", self.interleave, INTERLEAVES,
-                     "Use 'round_robin' (the SAERL default), or 'sequential' / 'random' for the ablations.")
-        check_choice("order", self.order, ORDERS,
-                     "Use 'easy_to_hard' (the default), or 'random' to turn the difficulty ordering off.")
+            raise ParameterTypeError(
+                f"drop_last must be a bool, got {self.drop_last!r}. Pass drop_last=True to drop "
+                "the final short batch, or drop_last=False to keep it."
+            )
+        check_choice(
+            "interleave",
+            self.interleave,
+            INTERLEAVES,
+            "Use 'round_robin' (the SAERL default), or 'sequential' / 'random' for the ablations.",
+        )
+        check_choice(
+            "order",
+            self.order,
+            ORDERS,
+            "Use 'easy_to_hard' (the default), or 'random' to turn the difficulty ordering off.",
+        )
 
     def build(self, cluster_ids: Any, difficulty: Any, epoch: int, seed: int | None = None) -> list[list[int]]:
         """:func:`build_schedule` with these parameters (``seed`` overrides :attr:`seed`, e.g. per stream buffer)."""
         return build_schedule(
-            cluster_ids, difficulty, self.batch_size, mix_ratio=self.mix_ratio,
-            seed=self.seed if seed is None else seed, epoch=epoch, drop_last=self.drop_last,
-            interleave=self.interleave, order=self.order,
+            cluster_ids,
+            difficulty,
+            self.batch_size,
+            mix_ratio=self.mix_ratio,
+            seed=self.seed if seed is None else seed,
+            epoch=epoch,
+            drop_last=self.drop_last,
+            interleave=self.interleave,
+            order=self.order,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -154,9 +174,15 @@ def check_epoch(value: Any, name: str = "epoch") -> int:
     return int(value)
 
 
-def check_schedule_params(batch_size: int, mix_ratio: float = 0.125, seed: int = 0, epoch: int = 0,
-                          drop_last: bool = False, interleave: str = "round_robin",
-                          order: str = "easy_to_hard") -> None:
+def check_schedule_params(
+    batch_size: int,
+    mix_ratio: float = 0.125,
+    seed: int = 0,
+    epoch: int = 0,
+    drop_last: bool = False,
+    interleave: str = "round_robin",
+    order: str = "easy_to_hard",
+) -> None:
     """Raise an :class:`~hf_saerl.errors.InvalidParameterError` (or ``TypeError``) naming the first invalid
     parameter of :func:`build_schedule`; see :class:`ScheduleParams`."""
     ScheduleParams(batch_size, mix_ratio, seed, drop_last, interleave, order)
@@ -249,14 +275,23 @@ def build_schedule(
         batch_starts = batch_starts[np.random.default_rng(shuffle_ss).permutation(len(batch_starts))]
     # Each batch is a contiguous run of `source`: copy the runs from a sliding-window view, not through an
     # (batches, B) index matrix (as large as the schedule itself) and a gather.
-    batches = (np.lib.stride_tricks.sliding_window_view(source, B)[batch_starts] if len(source) >= B
-               else source[:0].reshape(0, B))
+    batches = (
+        np.lib.stride_tricks.sliding_window_view(source, B)[batch_starts]
+        if len(source) >= B
+        else source[:0].reshape(0, B)
+    )
     short = carry if len(carry) and not drop_last else None  # the only short batch, always last
 
     # Step 4: moderate mixing between neighbours.
     batches, short = _mix_neighbours(batches, short, mix_count(B, float(mix_ratio)))
-    logger.debug("Scheduled %d rows in %d batches of %d (%d clusters, %d mixed batches).", n,
-                 len(batches) + (short is not None), B, len(starts), len(mixed_stage))
+    logger.debug(
+        "Scheduled %d rows in %d batches of %d (%d clusters, %d mixed batches).",
+        n,
+        len(batches) + (short is not None),
+        B,
+        len(starts),
+        len(mixed_stage),
+    )
     with _gc_paused():  # ~n/B new lists: the collector would traverse them again and again, for nothing
         out = batches.tolist()
         if short is not None:
@@ -276,8 +311,9 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _sequential(rng: np.random.Generator, starts: np.ndarray, n_full: np.ndarray,
-                B: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _sequential(
+    rng: np.random.Generator, starts: np.ndarray, n_full: np.ndarray, B: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cluster after cluster in one seeded cluster order: stage ``s`` is the ``s``-th cluster's batches, closed
     by its leftovers. Returns the full batches' starts and stages, and each cluster's closing stage."""
     K = len(starts)
@@ -290,8 +326,9 @@ def _sequential(rng: np.random.Generator, starts: np.ndarray, n_full: np.ndarray
     return full_starts, full_stage, closes
 
 
-def _round_robin(rng: np.random.Generator, starts: np.ndarray, n_full: np.ndarray,
-                 B: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _round_robin(
+    rng: np.random.Generator, starts: np.ndarray, n_full: np.ndarray, B: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Round ``j`` holds every cluster's ``j``-th batch, in a seeded cluster order drawn for each round (all
     clusters permuted, those without a ``j``-th batch skipped). A cluster's leftovers close the round of its last
     full batch (round 0 when it has none)."""
@@ -313,8 +350,9 @@ def _round_robin(rng: np.random.Generator, starts: np.ndarray, n_full: np.ndarra
     return np.concatenate(full_starts), np.concatenate(full_stage), np.maximum(n_full - 1, 0)
 
 
-def _leftover_batches(rows: RowOrder, ranked: np.ndarray, left_starts: np.ndarray, n_left: np.ndarray,
-                      closes: np.ndarray, B: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _leftover_batches(
+    rows: RowOrder, ranked: np.ndarray, left_starts: np.ndarray, n_left: np.ndarray, closes: np.ndarray, B: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pool the leftovers closing each stage with the carried remainder, sort the pool easy to hard, cut it into
     mixed batches. Returns their rows (concatenated, of ``ranked``'s dtype), each batch's stage, and the final
     remainder."""
@@ -350,8 +388,7 @@ def _strided_ranges(starts: np.ndarray, counts: np.ndarray, step: int) -> np.nda
     return np.repeat(starts, counts) + step * within
 
 
-def _mix_neighbours(batches: np.ndarray, short: np.ndarray | None,
-                    m: int) -> tuple[np.ndarray, np.ndarray | None]:
+def _mix_neighbours(batches: np.ndarray, short: np.ndarray | None, m: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Swap the last ``m`` rows of each batch with the first ``m`` of the next, all pairs from the unmixed
     batches, so each row moves at most one batch. ``batches`` is the ``(count, batch_size)`` matrix of full
     batches; only the final ``short`` batch can be shorter: its pair swaps ``min(m, len(short))``. Mixes
@@ -359,19 +396,20 @@ def _mix_neighbours(batches: np.ndarray, short: np.ndarray | None,
     if m == 0 or len(batches) + (short is not None) < 2:
         return batches, short
     B = batches.shape[1]
-    heads, tails = batches[1:, :m].copy(), batches[:-1, B - m:].copy()
+    heads, tails = batches[1:, :m].copy(), batches[:-1, B - m :].copy()
     batches[1:, :m] = tails
-    batches[:-1, B - m:] = heads
+    batches[:-1, B - m :] = heads
     if short is not None and len(batches):
         a = min(m, len(short))  # the last batch's tail is still unmixed: only heads changed in the last row
         head = short[:a].copy()
-        short = np.concatenate((batches[-1, B - a:], short[a:]))
-        batches[-1, B - a:] = head
+        short = np.concatenate((batches[-1, B - a :], short[a:]))
+        batches[-1, B - a :] = head
     return batches, short
 
 
-def as_schedule_arrays(cluster_ids: Any, difficulty: Any, order: str, *, first_row: int = 0,
-                       row_label: str = "row") -> tuple[np.ndarray, np.ndarray]:
+def as_schedule_arrays(
+    cluster_ids: Any, difficulty: Any, order: str, *, first_row: int = 0, row_label: str = "row"
+) -> tuple[np.ndarray, np.ndarray]:
     """Check the per-example inputs of :func:`build_schedule`; return the cluster ids (``int64``) and the
     sort key (``float64`` difficulty, or zeros with ``order="random"``).
 
@@ -415,9 +453,11 @@ def as_schedule_arrays(cluster_ids: Any, difficulty: Any, order: str, *, first_r
             with contextlib.suppress(TypeError, ValueError):
                 diff = np.array([math.nan if v is None else v for v in diff.tolist()], dtype=np.float64)
         if diff.size and not (np.issubdtype(diff.dtype, np.number) or diff.dtype == bool):
-            raise ParameterTypeError(f"difficulty must be numeric, got dtype {diff.dtype}. Pass numbers (e.g. the "
-                                     "'difficulty' column from DifficultyProbe), or order='random' with "
-                                     "difficulty=None.")
+            raise ParameterTypeError(
+                f"difficulty must be numeric, got dtype {diff.dtype}. Pass numbers (e.g. the "
+                "'difficulty' column from DifficultyProbe), or order='random' with "
+                "difficulty=None."
+            )
         diff = diff.astype(np.float64, copy=False)
         bad = np.flatnonzero(~np.isfinite(diff))
         if bad.size:
@@ -427,6 +467,7 @@ def as_schedule_arrays(cluster_ids: Any, difficulty: Any, order: str, *, first_r
                 "abs(d) != float('inf'), input_columns='difficulty'), or order='random' with difficulty=None."
             )
     if cluster_ids is None:
+        assert diff is not None  # both None was refused above
         clusters = np.zeros(len(diff), dtype=np.int64)
     else:
         clusters = _as_cluster_array(cluster_ids, first_row, row_label)
@@ -435,8 +476,10 @@ def as_schedule_arrays(cluster_ids: Any, difficulty: Any, order: str, *, first_r
             f"cluster_ids has {len(clusters)} values but difficulty has {len(diff)}; they must describe the same "
             "rows. Read both from the same dataset, or pass cluster_ids=None for no clustering."
         )
-    key = diff if (order == "easy_to_hard") else np.zeros(len(clusters))
-    return clusters, key
+    if order == "easy_to_hard":
+        assert diff is not None  # refused above without it
+        return clusters, diff
+    return clusters, np.zeros(len(clusters))
 
 
 def _as_cluster_array(cluster_ids: Any, first_row: int = 0, row_label: str = "row") -> np.ndarray:
@@ -449,20 +492,25 @@ def _as_cluster_array(cluster_ids: Any, first_row: int = 0, row_label: str = "ro
     if arr.size == 0:
         return arr.astype(np.int64)
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
-        raise ParameterTypeError(f"cluster_ids must be integers, got dtype {arr.dtype}. Use the 'cluster_id' column "
-                                 "from SAEClusterer, or cluster_ids=None for no clustering.")
+        raise ParameterTypeError(
+            f"cluster_ids must be integers, got dtype {arr.dtype}. Use the 'cluster_id' column "
+            "from SAEClusterer, or cluster_ids=None for no clustering."
+        )
     fix = "Use the 'cluster_id' column from SAEClusterer, or cluster_ids=None for no clustering."
     if not np.issubdtype(arr.dtype, np.integer):
         infinite = np.flatnonzero(~np.isfinite(arr))
         if infinite.size:
             row = int(infinite[0])
-            raise NonFiniteError(f"cluster_ids must be integers, got {arr[row].item()!r} at {row_label} "
-                                 f"{first_row + row} ({infinite.size} NaN or infinite value(s)). {fix}")
+            raise NonFiniteError(
+                f"cluster_ids must be integers, got {arr[row].item()!r} at {row_label} "
+                f"{first_row + row} ({infinite.size} NaN or infinite value(s)). {fix}"
+            )
         bad = np.flatnonzero(arr != np.round(arr))
         if bad.size:
             row = int(bad[0])
-            raise InvalidParameterError(f"cluster_ids must be integers, got {arr[row].item()!r} at {row_label} "
-                                        f"{first_row + row}. {fix}")
+            raise InvalidParameterError(
+                f"cluster_ids must be integers, got {arr[row].item()!r} at {row_label} {first_row + row}. {fix}"
+            )
     arr = arr.astype(np.int64, copy=False)
     if arr.min() < 0:
         row = int(np.argmin(arr))
@@ -500,7 +548,7 @@ def describe_schedule(
         out["size"].append(len(idx))
         out["mean_difficulty"].append(float(diff[idx].mean()) if diff is not None and len(idx) else math.nan)
         if clusters is not None and len(idx):
-            (top, count), = Counter(clusters[idx].tolist()).most_common(1)
+            ((top, count),) = Counter(clusters[idx].tolist()).most_common(1)
             out["majority_cluster"].append(int(top))
             out["majority_share"].append(count / len(idx))
             out["n_clusters"].append(len(set(clusters[idx].tolist())))

@@ -58,6 +58,7 @@ def check_rank(rank: int | None, world_size: int | None) -> tuple[int | None, in
             f"Pass both rank and world_size, or neither (then torch.distributed is read); got rank={rank!r}, "
             f"world_size={world_size!r}."
         )
+
     def whole(value: Any) -> bool:
         return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
@@ -73,7 +74,7 @@ def check_rank(rank: int | None, world_size: int | None) -> tuple[int | None, in
 def distributed_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
     """``(rank, world_size)``: the explicit pair when given, else ``torch.distributed``'s when it is initialised,
     else ``(0, 1)``."""
-    if world_size is not None:
+    if rank is not None and world_size is not None:  # check_rank: both or neither
         return rank, world_size
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -137,8 +138,9 @@ class StreamCursor:
         self.position = dict(start)
         return start
 
-    def state_dict(self, identity: dict[str, Any], rank: int, world_size: int, num_workers: int,
-                   in_worker: bool = False) -> dict[str, Any]:
+    def state_dict(
+        self, identity: dict[str, Any], rank: int, world_size: int, num_workers: int, in_worker: bool = False
+    ) -> dict[str, Any]:
         """The JSON-able state: a loaded state not used yet, else the current position with ``identity``.
 
         Raises :class:`~hf_saerl.errors.UntrackedProgressError` when called outside a DataLoader worker
@@ -175,10 +177,12 @@ class StreamCursor:
             )
         if state["fingerprint"] != stable_hash(identity):
             saved = state.get("schedule", {})
-            diffs = [f"{k}: {saved.get(k)!r} in the state, {v!r} here" for k, v in identity.items()
-                     if saved.get(k) != v]
+            diffs = [
+                f"{k}: {saved.get(k)!r} in the state, {v!r} here" for k, v in identity.items() if saved.get(k) != v
+            ]
             raise ScheduleMismatchError(
-                "The state was saved for a different curriculum schedule (" + "; ".join(diffs or ["fingerprint"])
+                "The state was saved for a different curriculum schedule ("
+                + "; ".join(diffs or ["fingerprint"])
                 + "). Rebuild the CurriculumDataset with the same data and parameters to resume, or start the epoch "
                 "afresh without load_state_dict."
             )

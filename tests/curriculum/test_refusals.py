@@ -15,9 +15,15 @@ from hf_saerl.errors import InvalidParameterError, NonFiniteError, ParameterType
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
+
 def table(n: int = 12, **columns) -> datasets.Dataset:
-    base = {"i": list(range(n)), "prompt": [f"q{k}" for k in range(n)], "answer": [str(k) for k in range(n)],
-            "cluster_id": [k % 3 for k in range(n)], "difficulty": [(k % 5) / 5 for k in range(n)]}
+    base = {
+        "i": list(range(n)),
+        "prompt": [f"q{k}" for k in range(n)],
+        "answer": [str(k) for k in range(n)],
+        "cluster_id": [k % 3 for k in range(n)],
+        "difficulty": [(k % 5) / 5 for k in range(n)],
+    }
     return datasets.Dataset.from_dict({**base, **columns})
 
 
@@ -39,8 +45,9 @@ def test_mix_ratio_infinite_is_non_finite():
 def test_infinite_difficulty_is_refused_naming_the_row():
     diff = [0.1] * 12
     diff[7] = float("inf")
-    with pytest.raises(NonFiniteError,
-                       match=r"difficulty has 1 missing, NaN or infinite value\(s\) \(first: inf at row 7\)"):
+    with pytest.raises(
+        NonFiniteError, match=r"difficulty has 1 missing, NaN or infinite value\(s\) \(first: inf at row 7\)"
+    ):
         CurriculumDataset(table(difficulty=diff), 4)
 
 
@@ -94,8 +101,11 @@ def test_yield_batches_must_be_a_bool():
 
 @pytest.mark.parametrize("rank, world_size", [(0, True), (False, 2), (0.0, 2)])
 def test_rank_and_world_size_must_be_integers(rank, world_size):
-    with pytest.raises(InvalidParameterError, match=rf"Need integers 0 <= rank < world_size .*rank={rank!r}, "
-                                                    rf"world_size={world_size!r}"):
+    with pytest.raises(
+        InvalidParameterError,
+        match=rf"Need integers 0 <= rank < world_size .*rank={rank!r}, "
+        rf"world_size={world_size!r}",
+    ):
         CurriculumDataset(table(), 4, rank=rank, world_size=world_size)
 
 

@@ -18,11 +18,13 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*worker processes in total", "i
 
 def make_dataset(n: int = 60, n_clusters: int = 3) -> datasets.Dataset:
     rng = np.random.default_rng(0)
-    return datasets.Dataset.from_dict({
-        "i": list(range(n)),
-        "cluster_id": rng.integers(0, n_clusters, n),
-        "difficulty": rng.random(n).astype(np.float32),
-    })
+    return datasets.Dataset.from_dict(
+        {
+            "i": list(range(n)),
+            "cluster_id": rng.integers(0, n_clusters, n),
+            "difficulty": rng.random(n).astype(np.float32),
+        }
+    )
 
 
 def flat(batches) -> list[int]:
@@ -87,8 +89,9 @@ def test_stateful_dataloader_stays_exactly_once(num_workers):
     ds = make_dataset(61)
 
     def make():
-        return stateful.StatefulDataLoader(CurriculumDataset(ds, 4, columns=["i"]), batch_size=4,
-                                           num_workers=num_workers)
+        return stateful.StatefulDataLoader(
+            CurriculumDataset(ds, 4, columns=["i"]), batch_size=4, num_workers=num_workers
+        )
 
     loader = make()
     it = iter(loader)

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWa
 TEXTS = [f"{a} + {b} = {a + b}" for a in range(12) for b in range(12)]
 FAST = dict(d_sae=64, k=8, total_tokens=12_000, lr=3e-3, batch_size_tokens=256, cache=False, progress=False)
 
+
 def weights(sae) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in sae.state_dict().items()}
 

@@ -38,8 +38,9 @@ def target_of(call: tuple[tuple, dict]) -> torch.device:
     return torch.device(kwargs.get("device", args[0] if args else None))
 
 
-@pytest.mark.parametrize(("rank", "gpus", "expected"), [(0, 1, "cuda:0"), (1, 2, "cuda:1"), (3, 2, "cuda:1"),
-                                                         (2, 4, "cuda:2")])
+@pytest.mark.parametrize(
+    ("rank", "gpus", "expected"), [(0, 1, "cuda:0"), (1, 2, "cuda:1"), (3, 2, "cuda:1"), (2, 4, "cuda:2")]
+)
 def test_with_rank_moves_an_in_memory_model_to_its_gpu(monkeypatch, moves, rank, gpus, expected):
     fake_gpus(monkeypatch, gpus)
     rt = runtime()
@@ -85,7 +86,6 @@ def test_load_places_once(monkeypatch, moves):
     fake_gpus(monkeypatch, 2)  # a later call does not move a placed model again
     rt.load(rank=1)
     assert moves == []
-
 
 
 def test_encoder_call_with_rank_places_the_model_first(monkeypatch, moves):

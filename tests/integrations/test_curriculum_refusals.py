@@ -14,9 +14,15 @@ from hf_saerl.errors import InvalidParameterError, NonFiniteError, RowMismatchEr
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
+
 def table(n: int = 12, **columns) -> datasets.Dataset:
-    base = {"i": list(range(n)), "prompt": [f"q{k}" for k in range(n)], "answer": [str(k) for k in range(n)],
-            "cluster_id": [k % 3 for k in range(n)], "difficulty": [(k % 5) / 5 for k in range(n)]}
+    base = {
+        "i": list(range(n)),
+        "prompt": [f"q{k}" for k in range(n)],
+        "answer": [str(k) for k in range(n)],
+        "cluster_id": [k % 3 for k in range(n)],
+        "difficulty": [(k % 5) / 5 for k in range(n)],
+    }
     return datasets.Dataset.from_dict({**base, **columns})
 
 

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWa
 def files_in(path) -> list[str]:
     return sorted(os.listdir(path))
 
+
 class NeverGenerates:
     """A policy that must not be called: the refusals come before any sampling."""
 
@@ -63,8 +64,12 @@ def test_labeller_list_of_strings_is_not_a_chat():
 def test_labeller_chat_without_content_is_an_empty_prompt():
     labeller = RolloutLabeller(backend=NeverGenerates(), n=2, progress=False)
     with pytest.raises(InvalidParameterError, match=r"1 empty prompt\(s\) in this batch \(batch rows \[1\]\)"):
-        labeller({"prompt": [[{"role": "user", "content": "2+2?"}], [{"role": "user", "content": " "}]],
-                  "answer": ["4", "4"]})
+        labeller(
+            {
+                "prompt": [[{"role": "user", "content": "2+2?"}], [{"role": "user", "content": " "}]],
+                "answer": ["4", "4"],
+            }
+        )
 
 
 def test_labeller_template_over_none_is_an_empty_prompt():
@@ -73,13 +78,16 @@ def test_labeller_template_over_none_is_an_empty_prompt():
         labeller({"q": ["2+2?"], "c": [None], "answer": ["4"]})
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    ({"seed": 1.5}, InvalidParameterError, r"seed must be an integer, got 1\.5"),
-    ({"n": True}, InvalidParameterError, r"n must be a positive int.*got True"),
-    ({"keep_completions": "no"}, ParameterTypeError, r"keep_completions must be a bool, got 'no'"),
-    ({"max_new_tokens": 8.0}, InvalidParameterError, r"max_new_tokens must be an integer, got 8\.0"),
-    ({"instruction": 3}, ParameterTypeError, r"instruction must be a str or None, got 3"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"seed": 1.5}, InvalidParameterError, r"seed must be an integer, got 1\.5"),
+        ({"n": True}, InvalidParameterError, r"n must be a positive int.*got True"),
+        ({"keep_completions": "no"}, ParameterTypeError, r"keep_completions must be a bool, got 'no'"),
+        ({"max_new_tokens": 8.0}, InvalidParameterError, r"max_new_tokens must be an integer, got 8\.0"),
+        ({"instruction": 3}, ParameterTypeError, r"instruction must be a str or None, got 3"),
+    ],
+)
 def test_labeller_arguments_are_typed(kwargs, error, match):
     with pytest.raises(error, match=match):
         RolloutLabeller(backend=NeverGenerates(), **kwargs)
