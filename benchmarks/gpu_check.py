@@ -48,13 +48,14 @@ import traceback
 import types
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from bench_encoder import forward_flops, shapes
 from benchutil import header, max_rss_mb, print_table, ratio, times, write_json
 
 DEEPMATH_ROWS = 103_110  # num_examples of the train split on its dataset card
-MODELS = {  # widths of the real models (weights random)
+MODELS: dict[str, dict[str, Any]] = {  # widths of the real models (weights random)
     "qwen1.5b": dict(
         hidden_size=1536,
         intermediate_size=8960,
@@ -132,7 +133,8 @@ def build(name: str, device: str, dtype: str, d_sae: int, vocab_size: int | None
     from hf_saerl.testing import tiny_sae, tiny_tokenizer
 
     widths = {**MODELS[name], **({"vocab_size": vocab_size} if vocab_size else {})}
-    config = LlamaConfig(**widths, bos_token_id=1, eos_token_id=2, pad_token_id=0, attn_implementation="sdpa")
+    settings: dict[str, Any] = dict(widths, bos_token_id=1, eos_token_id=2, pad_token_id=0, attn_implementation="sdpa")
+    config = LlamaConfig(**settings)
     torch.manual_seed(0)
     with torch.device(device):
         model = LlamaForCausalLM(config).to(getattr(torch, dtype)).eval()
@@ -475,6 +477,7 @@ def load_recipe(name: str = "saerl_vs_grpo"):
 
     path = Path(__file__).resolve().parents[1] / "recipes" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"{name}_recipe", path)
+    assert spec is not None and spec.loader is not None, path
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)

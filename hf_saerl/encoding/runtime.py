@@ -105,7 +105,8 @@ class EncoderRuntime:
             if self.model_spec is not None:  # as load_model does: the model's revision and GGUF file apply
                 self._tokenizer = load_tokenizer(self.tokenizer_spec or self.model_spec, gguf_file=self.gguf_file,
                                                  revision=self.revision)
-            else:
+            else:  # an in-memory model came with a tokenizer object (set above) or reference
+                assert self.tokenizer_spec is not None
                 self._tokenizer = load_tokenizer(self.tokenizer_spec)
         return self._tokenizer
 
@@ -131,6 +132,7 @@ class EncoderRuntime:
             torch.set_num_threads(1)
         self._place_model(rank)
         if self.device_used is None:
+            assert self._model is not None  # placed (loaded if need be) just above
             self.device_used = next(self._model.parameters()).device
             self._sae = self.sae.to(self.device_used)
         _ = self.tokenizer  # loaded by load_model for a model reference; here for a tokenizer reference
@@ -191,6 +193,7 @@ class EncoderRuntime:
             return self._model
         from transformers import AutoModelForCausalLM
 
+        assert self.model_spec is not None  # no model object: a reference
         config = load_config(self.model_spec, self.gguf_file, self.revision)
         with torch.device("meta"):
             return AutoModelForCausalLM.from_config(config)

@@ -35,7 +35,7 @@ def runtime(**kwargs) -> EncoderRuntime:
 
 def target_of(call: tuple[tuple, dict]) -> torch.device:
     args, kwargs = call
-    return torch.device(kwargs.get("device", args[0] if args else None))
+    return torch.device(kwargs["device"] if "device" in kwargs else args[0])
 
 
 @pytest.mark.parametrize(
