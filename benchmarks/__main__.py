@@ -87,7 +87,7 @@ SUITE: dict[str, tuple[str, list[str], list[str], list[str], bool]] = {
         ["--n-pairs", "2", "--max-length", "32"],
         False,
     ),
-    "gpu_h200": ("gpu_h200.py", [], ["--cpu-smoke"], ["--cpu-smoke"], True),
+    "gpu_check": ("gpu_check.py", [], ["--tiny"], ["--tiny"], True),
     "selection": ("bench_selection.py", ["--synthetic", "400"], ["--synthetic", "200", "--seeds", "5"], ["--tiny"], True),
 }
 
@@ -95,11 +95,11 @@ SUITE: dict[str, tuple[str, list[str], list[str], list[str], bool]] = {
 def arguments(name: str, mode: str) -> list[str]:
     """The arguments of benchmark ``name`` in ``mode`` (``full``, ``quick`` or ``tiny``)."""
     _, full, quick, tiny, _ = SUITE[name]
-    if name == "gpu_h200" and mode == "full":
+    if name == "gpu_check" and mode == "full":
         import importlib.util
 
         if importlib.util.find_spec("torch") is None or not __import__("torch").cuda.is_available():
-            return ["--cpu-smoke"]  # no GPU here: the smoke run only
+            return ["--tiny"]  # no GPU here: the CPU rehearsal only
     return {"full": full, "quick": quick, "tiny": tiny}[mode]
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "ParameterTypeError",
     "RowMismatchError",
     "ScheduleMismatchError",
+    "UntrackedProgressError",
     "UsageError",
     "VerificationError",
     "WidthMismatchError",
@@ -70,6 +71,11 @@ class BundleError(HfSaerlError, ValueError):
 
 class ScheduleMismatchError(HfSaerlError, ValueError):
     """A curriculum state (resume point, exported order) was made by another schedule or other data."""
+
+
+class UntrackedProgressError(HfSaerlError, RuntimeError):
+    """A resume point was asked of an object that did not see the progress: DataLoader worker processes consumed
+    the stream, and each holds its own position."""
 
 
 class RowMismatchError(HfSaerlError, ValueError):

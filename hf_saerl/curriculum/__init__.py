@@ -8,7 +8,7 @@
   ``to_ordered_dataset()``, and reads epochs for other exports with ``export_epochs()`` / ``iter_epoch_batches()``.
 - :class:`CurriculumSampler` / :class:`CurriculumBatchSampler`: the same order as torch samplers.
 
-One module per job: ``schedule`` (the pure function), ``columns`` (options, reading the columns), ``sources``
+One module per job: ``schedule`` (the pure function), ``options`` (the shared options, reading the columns), ``sources``
 (map-style vs streaming buffers), ``state`` (resumable position, rank and worker split), ``exports`` (to
 ``datasets``), ``dataset`` (the stream that assembles them), ``sampler``.
 
@@ -19,7 +19,7 @@ from ..core.lazy import lazy_exports
 
 #: public name -> the module that defines it (imported on first use)
 _EXPORTS = {
-    "CurriculumOptions": "hf_saerl.curriculum.columns",
+    "CurriculumOptions": "hf_saerl.curriculum.options",
     "CurriculumDataset": "hf_saerl.curriculum.dataset",
     "CurriculumBatchSampler": "hf_saerl.curriculum.sampler",
     "CurriculumSampler": "hf_saerl.curriculum.sampler",

@@ -3,7 +3,7 @@
 :class:`CurriculumDataset` replays :func:`~hf_saerl.curriculum.build_schedule` over a ``datasets.Dataset`` (or, in a
 bounded buffer, over a streaming ``datasets.IterableDataset``) and converts to the forms trainers consume: a
 ``datasets.IterableDataset`` and a pre-ordered map-style ``datasets.Dataset``. It is assembled from one part per
-job: the schedule options (:mod:`~hf_saerl.curriculum.columns`), where the batches come from
+job: the schedule options (:mod:`~hf_saerl.curriculum.options`), where the batches come from
 (:mod:`~hf_saerl.curriculum.sources`), the resumable position and the rank/worker split
 (:mod:`~hf_saerl.curriculum.state`), and the exports (:mod:`~hf_saerl.curriculum.exports`).
 """
@@ -20,15 +20,15 @@ import torch
 
 from ..core.columns import column_names
 from ..core.fingerprint import Fingerprinted, stable_hash
+from ..core.validation import check_bool
 from ..errors import InvalidParameterError, MissingColumnError, ParameterTypeError
 from . import exports
-from ..core.validation import check_bool
-from .columns import CurriculumOptions
+from .options import ColumnSchedule, CurriculumOptions
 from .schedule import check_epoch, describe_schedule
 from .sources import BufferedSource, MapSource, Row
-from .state import STATE_VERSION, StreamCursor, check_rank, distributed_rank, worker_share
+from .state import STATE_VERSION, StreamCursor, check_rank, distributed_rank, in_worker, worker_share
 
-__all__ = ["CurriculumDataset", "DEFAULT_BUFFER_SIZE", "STATE_VERSION"]
+__all__ = ["DEFAULT_BUFFER_SIZE", "STATE_VERSION", "CurriculumDataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class CurriculumDataset(torch.utils.data.IterableDataset, Fingerprinted):
         buffer_size: rows scheduled together over a streaming source, rounded down to a multiple of
             ``batch_size``. Ignored for a map-style ``Dataset``, which is scheduled whole.
         epoch: the starting epoch (see :meth:`set_epoch`).
-        **options: the schedule options of :class:`~hf_saerl.curriculum.columns.CurriculumOptions`:
+        **options: the schedule options of :class:`~hf_saerl.curriculum.options.CurriculumOptions`:
             ``mix_ratio``, ``seed``, ``drop_last``, ``interleave``, ``order`` (as in :func:`build_schedule`),
             ``cluster_column`` (``None`` for no clustering) and ``difficulty_column`` (``None`` with
             ``order="random"``).
@@ -100,8 +100,11 @@ class CurriculumDataset(torch.utils.data.IterableDataset, Fingerprinted):
         self.params = self.options.params(batch_size)
         self.cluster_column = self.options.cluster_column
         self.difficulty_column = self.options.difficulty_column
-        self.yield_batches = check_bool("yield_batches", yield_batches, "Pass yield_batches=True for whole batches, "
-                                        "or yield_batches=False for single examples.")
+        self.yield_batches = check_bool(
+            "yield_batches",
+            yield_batches,
+            "Pass yield_batches=True for whole batches, or yield_batches=False for single examples.",
+        )
         self._rank, self._world_size = check_rank(rank, world_size)
         self._cursor = StreamCursor(epoch)
         streaming = isinstance(dataset, datasets.IterableDataset)
@@ -113,14 +116,24 @@ class CurriculumDataset(torch.utils.data.IterableDataset, Fingerprinted):
         self.output_columns = _output_columns(column_names(dataset), columns, remove_columns)
         self._source: MapSource | BufferedSource
         if streaming:
-            self._source = BufferedSource(dataset, self.params, self.options, buffer_size, self.output_columns,
-                                          None if columns is None else list(columns), set(remove_columns or ()))
+            self._source = BufferedSource(
+                dataset,
+                self.params,
+                self.options,
+                buffer_size,
+                self.output_columns,
+                None if columns is None else list(columns),
+                set(remove_columns or ()),
+            )
         else:
+            assert self.output_columns is not None  # a map-style dataset always knows its columns
             self._source = MapSource(dataset, self.options.schedule(dataset, batch_size), self.output_columns)
         self.buffer_size = self._source.buffer_size
         features = dataset.features
-        self.features = None if features is None or self.output_columns is None else datasets.Features(
-            {c: features[c] for c in self.output_columns}
+        self.features = (
+            None
+            if features is None or self.output_columns is None
+            else datasets.Features({c: features[c] for c in self.output_columns})
         )
 
     # ------------------------------------------------------------------ epochs and distribution
@@ -132,6 +145,22 @@ class CurriculumDataset(torch.utils.data.IterableDataset, Fingerprinted):
         """Use the schedule of ``epoch`` from the next iteration on (shared with DataLoader workers, persistent
         or not; a streaming source's ``set_epoch`` is called too). A loaded state for another epoch is discarded."""
         self._cursor.set_epoch(epoch)
+
+    @property
+    def source_dataset(self) -> Any:
+        """The data this stream reads: a map-style source's ``datasets.Dataset`` (its yielded columns only, in the
+        original row order: index it with :meth:`schedule`'s row indices), or the streaming
+        ``datasets.IterableDataset`` as given.
+
+        Example:
+            >>> import datasets
+            >>> from hf_saerl.curriculum import CurriculumDataset
+            >>> ds = datasets.Dataset.from_dict({"x": [0, 1], "y": [2, 3], "cluster_id": [0, 1],
+            ...                                  "difficulty": [0.5, 0.5]})
+            >>> CurriculumDataset(ds, 2, columns=["x"]).source_dataset.column_names
+            ['x']
+        """
+        return self._source.data
 
     @property
     def streaming(self) -> bool:
@@ -156,18 +185,28 @@ class CurriculumDataset(torch.utils.data.IterableDataset, Fingerprinted):
         return state
 
     # ------------------------------------------------------------------ the schedule
+    def _columns(self) -> ColumnSchedule:
+        """The schedule columns of a map-style source."""
+        assert isinstance(self._source, MapSource), "a streaming source is scheduled buffer by buffer"
+        return self._source.schedule
+
     def schedule(self, epoch: int | None = None) -> list[list[int]]:
         """The global batches of row indices for ``epoch`` (default: the current one). Map-style sources only."""
         if self.streaming:
-            raise TypeError("schedule() needs a map-style datasets.Dataset; a stream is scheduled buffer by buffer. "
-                            "Iterate it (iter_global()), or materialise it with to_ordered_dataset().")
-        return self._source.schedule.batches(self.epoch if epoch is None else check_epoch(epoch))
+            raise TypeError(
+                "schedule() needs a map-style datasets.Dataset; a stream is scheduled buffer by buffer. "
+                "Iterate it (iter_global()), or materialise it with to_ordered_dataset()."
+            )
+        return self._columns().batches(self.epoch if epoch is None else check_epoch(epoch))
 
     def describe(self, epoch: int | None = None) -> dict[str, list[Any]]:
         """Per-batch mean difficulty and majority cluster of :meth:`schedule` (see :func:`describe_schedule`)."""
-        columns = self._source.schedule if not self.streaming else None
-        return describe_schedule(self.schedule(epoch), None if columns is None else columns.cluster_ids,
-                                 None if columns is None else columns.difficulty)
+        columns = self._columns() if not self.streaming else None
+        return describe_schedule(
+            self.schedule(epoch),
+            None if columns is None else columns.cluster_ids,
+            None if columns is None else columns.difficulty,
+        )
 
     def __len__(self) -> int:
         """Items this rank yields per epoch (examples, or non-empty batches with ``yield_batches``)."""
@@ -183,7 +222,7 @@ class CurriculumDataset(torch.utils.data.IterableDataset, Fingerprinted):
         worker, num_workers = worker_share()
         epoch = self.epoch
         cursor = self._cursor
-        start = cursor.begin(num_workers)
+        start = cursor.begin(num_workers, in_worker=in_worker())
         for g, batch, fetch, extra in self._source.global_batches(epoch, start):
             if g % num_workers != worker:
                 continue
@@ -233,11 +272,12 @@ class CurriculumDataset(torch.utils.data.IterableDataset, Fingerprinted):
         """
         first = self.epoch if epoch is None else check_epoch(epoch)
         if isinstance(num_epochs, bool) or not isinstance(num_epochs, (int, np.integer)) or num_epochs < 1:
-            raise InvalidParameterError(f"num_epochs must be an integer >= 1, got {num_epochs!r}. Pass num_epochs=1 "
-                                        "for one epoch, or the number of epochs to write one after the other.")
+            raise InvalidParameterError(
+                f"num_epochs must be an integer >= 1, got {num_epochs!r}. Pass num_epochs=1 "
+                "for one epoch, or the number of epochs to write one after the other."
+            )
         if num_epochs > 1 and not self.streaming:
-            exports.check_whole_epochs(self._source.schedule.num_rows % self.params.batch_size, self.params,
-                                       num_epochs)
+            self.params.check_whole_epochs(self._columns().num_rows % self.params.batch_size, num_epochs)
         return tuple(range(first, first + num_epochs))
 
     def iter_epoch_batches(self, epochs: Sequence[int]) -> Iterator[tuple[int, int, list[int], list[Row]]]:
@@ -261,27 +301,39 @@ class CurriculumDataset(torch.utils.data.IterableDataset, Fingerprinted):
                 short = len(sources) % self.params.batch_size
                 yield epoch, g, sources, rows
             if short and k + 1 < len(epochs):
-                exports.check_whole_epochs(short, self.params, len(epochs))
+                self.params.check_whole_epochs(short, len(epochs))
 
     # ------------------------------------------------------------------ resumption
     def _identity(self) -> dict[str, Any]:
-        return {**self._source.identity(), **self.params.as_dict(), "cluster_column": self.cluster_column,
-                "difficulty_column": self.difficulty_column}
+        return {
+            **self._source.identity(),
+            **self.params.as_dict(),
+            "cluster_column": self.cluster_column,
+            "difficulty_column": self.difficulty_column,
+        }
 
     @property
     def fingerprint(self) -> str:
         """A short hash of the schedule (data identity and parameters) and the yielded columns."""
-        return stable_hash({**self._identity(), "columns": self.output_columns, "epoch": self.epoch,
-                            "yield_batches": self.yield_batches})
+        return stable_hash(
+            {
+                **self._identity(),
+                "columns": self.output_columns,
+                "epoch": self.epoch,
+                "yield_batches": self.yield_batches,
+            }
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable position after the last yielded item, with the schedule's identity.
 
         With DataLoader workers, each worker has its own state: use torchdata's ``StatefulDataLoader``, which
-        collects them; this object's own state only advances when it is iterated in this process.
+        collects them. This object's own state only advances when it is iterated in this process, so after DataLoader
+        workers iterated it (and until this process iterates it again) this raises
+        :class:`~hf_saerl.errors.UntrackedProgressError` instead of returning a stale position.
         """
         rank, world = self._dist()
-        return self._cursor.state_dict(self._identity(), rank, world, worker_share()[1])
+        return self._cursor.state_dict(self._identity(), rank, world, worker_share()[1], in_worker=in_worker())
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume from :meth:`state_dict` at the next iteration: the rest of that epoch, exactly.
@@ -344,14 +396,18 @@ def _output_columns(
 ) -> list[str] | None:
     for arg, value in (("columns", columns), ("remove_columns", remove_columns)):
         if isinstance(value, str):
-            raise ParameterTypeError(f"{arg} must be a list of column names, got the string {value!r}; wrap it in a "
-                                     f"list ({arg}=[{value!r}]).")
+            raise ParameterTypeError(
+                f"{arg} must be a list of column names, got the string {value!r}; wrap it in a "
+                f"list ({arg}=[{value!r}])."
+            )
     if names is None:
         return None
     missing = [c for c in list(columns or ()) + list(remove_columns or ()) if c not in names]
     if missing:
-        raise MissingColumnError(f"Column(s) {missing} not in the dataset; its columns are {names}. Fix the names in "
-                                 "columns= / remove_columns=, or leave them out to keep every column.")
+        raise MissingColumnError(
+            f"Column(s) {missing} not in the dataset; its columns are {names}. Fix the names in "
+            "columns= / remove_columns=, or leave them out to keep every column."
+        )
     kept = [c for c in (names if columns is None else columns) if c not in set(remove_columns or ())]
     if not kept:
         warnings.warn("CurriculumDataset keeps no column: every yielded example will be empty.", stacklevel=3)

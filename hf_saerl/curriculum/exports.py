@@ -6,9 +6,13 @@ both read the stream through its public :meth:`~hf_saerl.curriculum.CurriculumDa
 verl export does.
 
 Example:
-    >>> from hf_saerl.curriculum.exports import check_whole_epochs
-    >>> from hf_saerl.curriculum.schedule import ScheduleParams
-    >>> check_whole_epochs(0, ScheduleParams(batch_size=4), num_epochs=3)  # whole batches: fine
+    >>> import datasets
+    >>> from hf_saerl.curriculum import CurriculumDataset
+    >>> from hf_saerl.curriculum.exports import to_ordered_dataset
+    >>> ds = datasets.Dataset.from_dict({"x": [0, 1, 2, 3], "cluster_id": [0, 0, 1, 1],
+    ...                                  "difficulty": [0.4, 0.3, 0.2, 0.1]})
+    >>> to_ordered_dataset(CurriculumDataset(ds, 2, mix_ratio=0), num_epochs=2)[:]["x"]
+    [1, 0, 3, 2, 1, 0, 3, 2]
 """
 
 from __future__ import annotations
@@ -17,13 +21,10 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidParameterError
-from .schedule import ScheduleParams
-
 if TYPE_CHECKING:  # pragma: no cover
     from .dataset import CurriculumDataset
 
-__all__ = ["check_whole_epochs", "to_iterable_dataset", "to_ordered_dataset"]
+__all__ = ["to_iterable_dataset", "to_ordered_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,9 @@ def to_iterable_dataset(curriculum: CurriculumDataset, epoch: int | None = None,
 
     epochs = curriculum.export_epochs(epoch, num_epochs)  # a tuple, not a list: one shard
     return datasets.IterableDataset.from_generator(
-        _generate_examples, features=curriculum.features, gen_kwargs={"curriculum": curriculum, "epochs": epochs},
+        _generate_examples,
+        features=curriculum.features,
+        gen_kwargs={"curriculum": curriculum, "epochs": epochs},
     )
 
 
@@ -46,28 +49,15 @@ def to_ordered_dataset(curriculum: CurriculumDataset, epoch: int | None = None, 
     from datasets.fingerprint import generate_random_fingerprint
 
     epochs = curriculum.export_epochs(epoch, num_epochs)
-    source = curriculum._source
     if not curriculum.streaming:
         order = [i for e in epochs for batch in curriculum.schedule(e) for i in batch]
-        return source.data.select(order)
+        return curriculum.source_dataset.select(order)
     return datasets.Dataset.from_generator(
-        _generate_examples, features=curriculum.features, gen_kwargs={"curriculum": curriculum, "epochs": epochs},
+        _generate_examples,
+        features=curriculum.features,
+        gen_kwargs={"curriculum": curriculum, "epochs": epochs},
         fingerprint=generate_random_fingerprint(),  # a stream has no stable identity: never reuse a cache
     )
-
-
-def check_whole_epochs(remainder: int, params: ScheduleParams, num_epochs: int) -> None:
-    """Epochs written one after the other must each end on a whole batch, or every batch of the next epoch is
-    shifted against the trainer's fixed-size steps (mixing clusters and difficulty stages). ``remainder`` is the
-    size of an epoch's short final batch; raises :class:`~hf_saerl.errors.InvalidParameterError` when it is kept."""
-    if remainder and not params.drop_last:
-        raise InvalidParameterError(
-            f"Cannot export {num_epochs} epochs one after the other: each epoch ends with a short batch of "
-            f"{remainder} row(s) (batch_size={params.batch_size}), so a trainer reading {params.batch_size} rows per "
-            f"step would see every batch of the following epochs shifted by {remainder}. Pass drop_last=True to "
-            "the CurriculumDataset (each epoch then drops its short batch), or export one epoch at a time "
-            "(num_epochs=1)."
-        )
 
 
 def _generate_examples(curriculum: CurriculumDataset, epochs: tuple[int, ...]) -> Iterator[dict[str, Any]]:

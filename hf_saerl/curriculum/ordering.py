@@ -45,14 +45,17 @@ class RowOrder:
         ``0..n-1`` (the seeded tie ranks)."""
         n = len(tie)
         self.key, self.tie = key, tie
-        self.row_of_tie = np.empty(n, dtype=np.int64)
-        self.row_of_tie[tie] = np.arange(n)
+        # Row indices as int32 when they fit: every sort result, gather and the schedule matrix built from them
+        # then moves half the bytes (the order is the same).
+        self.index_dtype = index_dtype(n)
+        self.row_of_tie = np.empty(n, dtype=self.index_dtype)
+        self.row_of_tie[tie] = np.arange(n, dtype=self.index_dtype)
         self.tie_field = (tie.view(np.uint64), (n - 1).bit_length())
         self.key_field = _key_field(key)
         self.cluster_field = _offset_field(clusters)
 
     def ranked(self) -> np.ndarray:
-        """All rows by (cluster, difficulty, tie rank)."""
+        """All rows by (cluster, difficulty, tie rank), as :attr:`index_dtype`."""
         return self._sort([self.tie_field, self.key_field, self.cluster_field], None)
 
     def cluster_sizes(self, ranked: np.ndarray) -> np.ndarray:
@@ -76,7 +79,7 @@ class RowOrder:
         total = sum(width for _, width in fields)
         count = len(self.tie) if rows is None else len(rows)
         if count <= 1:
-            return np.arange(count) if rows is None else rows
+            return np.arange(count, dtype=self.index_dtype) if rows is None else rows
         take = (lambda values: values) if rows is None else (lambda values: values[rows])
         packed = _digit(fields, 0, min(total, 64), take)
         packed.sort()
@@ -85,7 +88,7 @@ class RowOrder:
         low, payload_bits = 64, (count - 1).bit_length()
         while low < total:
             high = min(total, low + 64 - payload_bits)
-            packed = _digit(fields, low, high, lambda values: values[order])
+            packed = _digit(fields, low, high, _gather_by(order))
             packed <<= np.uint64(payload_bits)
             packed |= np.arange(count, dtype=np.uint64)  # the position in the previous order
             packed.sort()
@@ -93,6 +96,22 @@ class RowOrder:
             order = order[packed.view(np.int64)]
             low = high
         return order
+
+
+def index_dtype(n: int) -> type[np.signedinteger]:
+    """``int32`` for indices of ``n`` rows when they fit, else ``int64``.
+
+    Example:
+        >>> from hf_saerl.curriculum.ordering import index_dtype
+        >>> index_dtype(10), index_dtype(2**31 + 1)
+        (<class 'numpy.int32'>, <class 'numpy.int64'>)
+    """
+    return np.int32 if n <= np.iinfo(np.int32).max else np.int64
+
+
+def _gather_by(index: np.ndarray) -> Any:
+    """``values -> values[index]``."""
+    return lambda values: values[index]
 
 
 def _mask(bits: int) -> np.uint64:
@@ -122,6 +141,7 @@ def _digit(fields: list[tuple[np.ndarray, int]], low: int, high: int, take: Any)
             else:
                 out |= part
         offset += width
+    assert out is not None, "a digit covers at least one field"  # low < high and the widths sum past high
     return out
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from .columns import CurriculumOptions
+from .options import CurriculumOptions
 from .schedule import check_epoch
 
 __all__ = ["CurriculumBatchSampler", "CurriculumSampler"]

@@ -81,11 +81,15 @@ class ScheduleParams:
                 "batch_size=64 (for TRL: grpo_curriculum_batch_size(args))."
             )
         if isinstance(mix_ratio, bool) or not isinstance(mix_ratio, (int, float, np.floating, np.integer)):
-            raise ParameterTypeError(f"mix_ratio must be a number in [0, 0.5], got {mix_ratio!r}. Pass e.g. "
-                                     "mix_ratio=0.125, or mix_ratio=0 to turn mixing off.")
+            raise ParameterTypeError(
+                f"mix_ratio must be a number in [0, 0.5], got {mix_ratio!r}. Pass e.g. "
+                "mix_ratio=0.125, or mix_ratio=0 to turn mixing off."
+            )
         if not math.isfinite(float(mix_ratio)):
-            raise NonFiniteError(f"mix_ratio must be a finite number in [0, 0.5], got {mix_ratio!r}. Pass e.g. "
-                                 "mix_ratio=0.125, or mix_ratio=0 to turn mixing off.")
+            raise NonFiniteError(
+                f"mix_ratio must be a finite number in [0, 0.5], got {mix_ratio!r}. Pass e.g. "
+                "mix_ratio=0.125, or mix_ratio=0 to turn mixing off."
+            )
         if not 0.0 <= float(mix_ratio) <= 0.5:
             raise InvalidParameterError(
                 f"mix_ratio must be in [0, 0.5] (the share of a batch swapped with each neighbour), got {mix_ratio!r}. "
@@ -93,24 +97,64 @@ class ScheduleParams:
             )
         check_epoch(self.seed, "seed")
         if not isinstance(self.drop_last, (bool, np.bool_)):
-            raise ParameterTypeError(f"drop_last must be a bool, got {self.drop_last!r}. Pass drop_last=True to drop "
-                                     "the final short batch, or drop_last=False to keep it.")
-        check_choice("interleave", self.interleave, INTERLEAVES,
-                     "Use 'round_robin' (the SAERL default), or 'sequential' / 'random' for the ablations.")
-        check_choice("order", self.order, ORDERS,
-                     "Use 'easy_to_hard' (the default), or 'random' to turn the difficulty ordering off.")
+            raise ParameterTypeError(
+                f"drop_last must be a bool, got {self.drop_last!r}. Pass drop_last=True to drop "
+                "the final short batch, or drop_last=False to keep it."
+            )
+        check_choice(
+            "interleave",
+            self.interleave,
+            INTERLEAVES,
+            "Use 'round_robin' (the SAERL default), or 'sequential' / 'random' for the ablations.",
+        )
+        check_choice(
+            "order",
+            self.order,
+            ORDERS,
+            "Use 'easy_to_hard' (the default), or 'random' to turn the difficulty ordering off.",
+        )
 
     def build(self, cluster_ids: Any, difficulty: Any, epoch: int, seed: int | None = None) -> list[list[int]]:
         """:func:`build_schedule` with these parameters (``seed`` overrides :attr:`seed`, e.g. per stream buffer)."""
         return build_schedule(
-            cluster_ids, difficulty, self.batch_size, mix_ratio=self.mix_ratio,
-            seed=self.seed if seed is None else seed, epoch=epoch, drop_last=self.drop_last,
-            interleave=self.interleave, order=self.order,
+            cluster_ids,
+            difficulty,
+            self.batch_size,
+            mix_ratio=self.mix_ratio,
+            seed=self.seed if seed is None else seed,
+            epoch=epoch,
+            drop_last=self.drop_last,
+            interleave=self.interleave,
+            order=self.order,
         )
 
     def as_dict(self) -> dict[str, Any]:
         """The parameters as a JSON-able dict (part of a stream's identity in its ``state_dict``)."""
         return asdict(self)
+
+    def check_whole_epochs(self, remainder: int, num_epochs: int) -> None:
+        """Epochs written one after the other must each end on a whole batch, or every batch of the next epoch is
+        shifted against the trainer's fixed-size steps (mixing clusters and difficulty stages). ``remainder`` is
+        the size of an epoch's short final batch; raises :class:`~hf_saerl.errors.InvalidParameterError` when it
+        is kept (``drop_last=False``).
+
+        Example:
+            >>> from hf_saerl.curriculum.schedule import ScheduleParams
+            >>> ScheduleParams(batch_size=4).check_whole_epochs(0, num_epochs=3)  # whole batches: fine
+            >>> ScheduleParams(batch_size=4, drop_last=True).check_whole_epochs(3, num_epochs=3)  # dropped: fine
+            >>> ScheduleParams(batch_size=4).check_whole_epochs(3, num_epochs=2)
+            Traceback (most recent call last):
+            ...
+            hf_saerl.errors.InvalidParameterError: Cannot export 2 epochs one after the other: each epoch ends with a short batch of 3 row(s) (batch_size=4), so a trainer reading 4 rows per step would see every batch of the following epochs shifted by 3. Pass drop_last=True to the CurriculumDataset (each epoch then drops its short batch), or export one epoch at a time (num_epochs=1).
+        """
+        if remainder and not self.drop_last:
+            raise InvalidParameterError(
+                f"Cannot export {num_epochs} epochs one after the other: each epoch ends with a short batch of "
+                f"{remainder} row(s) (batch_size={self.batch_size}), so a trainer reading {self.batch_size} rows "
+                f"per step would see every batch of the following epochs shifted by {remainder}. Pass "
+                "drop_last=True to the CurriculumDataset (each epoch then drops its short batch), or export one "
+                "epoch at a time (num_epochs=1)."
+            )
 
 
 def check_epoch(value: Any, name: str = "epoch") -> int:
@@ -130,9 +174,15 @@ def check_epoch(value: Any, name: str = "epoch") -> int:
     return int(value)
 
 
-def check_schedule_params(batch_size: int, mix_ratio: float = 0.125, seed: int = 0, epoch: int = 0,
-                          drop_last: bool = False, interleave: str = "round_robin",
-                          order: str = "easy_to_hard") -> None:
+def check_schedule_params(
+    batch_size: int,
+    mix_ratio: float = 0.125,
+    seed: int = 0,
+    epoch: int = 0,
+    drop_last: bool = False,
+    interleave: str = "round_robin",
+    order: str = "easy_to_hard",
+) -> None:
     """Raise an :class:`~hf_saerl.errors.InvalidParameterError` (or ``TypeError``) naming the first invalid
     parameter of :func:`build_schedule`; see :class:`ScheduleParams`."""
     ScheduleParams(batch_size, mix_ratio, seed, drop_last, interleave, order)
@@ -223,13 +273,25 @@ def build_schedule(
     batch_starts = np.insert(full_starts, np.searchsorted(full_stage, mixed_stage, side="right"), mixed_starts)
     if interleave == "random":
         batch_starts = batch_starts[np.random.default_rng(shuffle_ss).permutation(len(batch_starts))]
-    batches = source[batch_starts[:, None] + np.arange(B)]
+    # Each batch is a contiguous run of `source`: copy the runs from a sliding-window view, not through an
+    # (batches, B) index matrix (as large as the schedule itself) and a gather.
+    batches = (
+        np.lib.stride_tricks.sliding_window_view(source, B)[batch_starts]
+        if len(source) >= B
+        else source[:0].reshape(0, B)
+    )
     short = carry if len(carry) and not drop_last else None  # the only short batch, always last
 
     # Step 4: moderate mixing between neighbours.
     batches, short = _mix_neighbours(batches, short, mix_count(B, float(mix_ratio)))
-    logger.debug("Scheduled %d rows in %d batches of %d (%d clusters, %d mixed batches).", n,
-                 len(batches) + (short is not None), B, len(starts), len(mixed_stage))
+    logger.debug(
+        "Scheduled %d rows in %d batches of %d (%d clusters, %d mixed batches).",
+        n,
+        len(batches) + (short is not None),
+        B,
+        len(starts),
+        len(mixed_stage),
+    )
     with _gc_paused():  # ~n/B new lists: the collector would traverse them again and again, for nothing
         out = batches.tolist()
         if short is not None:
@@ -249,8 +311,9 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _sequential(rng: np.random.Generator, starts: np.ndarray, n_full: np.ndarray,
-                B: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _sequential(
+    rng: np.random.Generator, starts: np.ndarray, n_full: np.ndarray, B: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cluster after cluster in one seeded cluster order: stage ``s`` is the ``s``-th cluster's batches, closed
     by its leftovers. Returns the full batches' starts and stages, and each cluster's closing stage."""
     K = len(starts)
@@ -263,8 +326,9 @@ def _sequential(rng: np.random.Generator, starts: np.ndarray, n_full: np.ndarray
     return full_starts, full_stage, closes
 
 
-def _round_robin(rng: np.random.Generator, starts: np.ndarray, n_full: np.ndarray,
-                 B: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _round_robin(
+    rng: np.random.Generator, starts: np.ndarray, n_full: np.ndarray, B: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Round ``j`` holds every cluster's ``j``-th batch, in a seeded cluster order drawn for each round (all
     clusters permuted, those without a ``j``-th batch skipped). A cluster's leftovers close the round of its last
     full batch (round 0 when it has none)."""
@@ -286,21 +350,23 @@ def _round_robin(rng: np.random.Generator, starts: np.ndarray, n_full: np.ndarra
     return np.concatenate(full_starts), np.concatenate(full_stage), np.maximum(n_full - 1, 0)
 
 
-def _leftover_batches(rows: RowOrder, ranked: np.ndarray, left_starts: np.ndarray, n_left: np.ndarray,
-                      closes: np.ndarray, B: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _leftover_batches(
+    rows: RowOrder, ranked: np.ndarray, left_starts: np.ndarray, n_left: np.ndarray, closes: np.ndarray, B: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pool the leftovers closing each stage with the carried remainder, sort the pool easy to hard, cut it into
-    mixed batches. Returns their rows (concatenated), each batch's stage, and the final remainder."""
-    empty = np.empty(0, dtype=np.int64)
+    mixed batches. Returns their rows (concatenated, of ``ranked``'s dtype), each batch's stage, and the final
+    remainder."""
+    empty = np.empty(0, dtype=ranked.dtype)
     owners = np.flatnonzero(n_left)
     if not owners.size:
-        return empty, empty, empty
+        return empty, empty.astype(np.int64), empty
     owners = owners[np.argsort(closes[owners], kind="stable")]
     left = ranked[_strided_ranges(left_starts[owners], n_left[owners], 1)]
     stages = closes[owners]
     firsts = np.flatnonzero(np.concatenate(([True], stages[1:] != stages[:-1])))
     ends = np.cumsum(n_left[owners])[np.append(firsts[1:], len(owners)) - 1]
     mixed, mixed_stage, carry, begin = [], [], empty, 0
-    for stage, end in zip(stages[firsts].tolist(), ends.tolist()):
+    for stage, end in zip(stages[firsts].tolist(), ends.tolist(), strict=True):
         pool = rows.by_difficulty(np.concatenate((carry, left[begin:end])))
         begin = end
         cut = len(pool) - len(pool) % B
@@ -309,7 +375,7 @@ def _leftover_batches(rows: RowOrder, ranked: np.ndarray, left_starts: np.ndarra
             mixed_stage.append(np.full(cut // B, stage, dtype=np.int64))
         carry = pool[cut:]
     if not mixed:
-        return empty, empty, carry
+        return empty, empty.astype(np.int64), carry
     return np.concatenate(mixed), np.concatenate(mixed_stage), carry
 
 
@@ -322,30 +388,32 @@ def _strided_ranges(starts: np.ndarray, counts: np.ndarray, step: int) -> np.nda
     return np.repeat(starts, counts) + step * within
 
 
-def _mix_neighbours(batches: np.ndarray, short: np.ndarray | None,
-                    m: int) -> tuple[np.ndarray, np.ndarray | None]:
+def _mix_neighbours(batches: np.ndarray, short: np.ndarray | None, m: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Swap the last ``m`` rows of each batch with the first ``m`` of the next, all pairs from the unmixed
     batches, so each row moves at most one batch. ``batches`` is the ``(count, batch_size)`` matrix of full
-    batches; only the final ``short`` batch can be shorter: its pair swaps ``min(m, len(short))``."""
+    batches; only the final ``short`` batch can be shorter: its pair swaps ``min(m, len(short))``. Mixes
+    ``batches`` in place (only the swapped heads and tails are copied: ``m <= B // 2``, so they never overlap)."""
     if m == 0 or len(batches) + (short is not None) < 2:
         return batches, short
     B = batches.shape[1]
-    mixed = batches.copy()
-    mixed[1:, :m] = batches[:-1, B - m:]
-    mixed[:-1, B - m:] = batches[1:, :m]
+    heads, tails = batches[1:, :m].copy(), batches[:-1, B - m :].copy()
+    batches[1:, :m] = tails
+    batches[:-1, B - m :] = heads
     if short is not None and len(batches):
-        a = min(m, len(short))
-        mixed[-1, B - a:] = short[:a]
-        short = np.concatenate((batches[-1, B - a:], short[a:]))
-    return mixed, short
+        a = min(m, len(short))  # the last batch's tail is still unmixed: only heads changed in the last row
+        head = short[:a].copy()
+        short = np.concatenate((batches[-1, B - a :], short[a:]))
+        batches[-1, B - a :] = head
+    return batches, short
 
 
-def as_schedule_arrays(cluster_ids: Any, difficulty: Any, order: str, *, first_row: int = 0,
-                       row_label: str = "row") -> tuple[np.ndarray, np.ndarray]:
+def as_schedule_arrays(
+    cluster_ids: Any, difficulty: Any, order: str, *, first_row: int = 0, row_label: str = "row"
+) -> tuple[np.ndarray, np.ndarray]:
     """Check the per-example inputs of :func:`build_schedule`; return the cluster ids (``int64``) and the
     sort key (``float64`` difficulty, or zeros with ``order="random"``).
 
-    :class:`~hf_saerl.curriculum.columns.ColumnSchedule` calls it on read, so that NaN, negative ids or
+    :class:`~hf_saerl.curriculum.options.ColumnSchedule` calls it on read, so that NaN, negative ids or
     mismatched lengths fail when a stream or a sampler is built, not in the middle of an epoch; a streaming
     source calls it on each buffer before yielding anything from it, with ``first_row`` (the buffer's first
     position in the stream) and ``row_label="stream row"``, so a message names the row of the whole stream.
@@ -385,9 +453,11 @@ def as_schedule_arrays(cluster_ids: Any, difficulty: Any, order: str, *, first_r
             with contextlib.suppress(TypeError, ValueError):
                 diff = np.array([math.nan if v is None else v for v in diff.tolist()], dtype=np.float64)
         if diff.size and not (np.issubdtype(diff.dtype, np.number) or diff.dtype == bool):
-            raise ParameterTypeError(f"difficulty must be numeric, got dtype {diff.dtype}. Pass numbers (e.g. the "
-                                     "'difficulty' column from DifficultyProbe), or order='random' with "
-                                     "difficulty=None.")
+            raise ParameterTypeError(
+                f"difficulty must be numeric, got dtype {diff.dtype}. Pass numbers (e.g. the "
+                "'difficulty' column from DifficultyProbe), or order='random' with "
+                "difficulty=None."
+            )
         diff = diff.astype(np.float64, copy=False)
         bad = np.flatnonzero(~np.isfinite(diff))
         if bad.size:
@@ -397,6 +467,7 @@ def as_schedule_arrays(cluster_ids: Any, difficulty: Any, order: str, *, first_r
                 "abs(d) != float('inf'), input_columns='difficulty'), or order='random' with difficulty=None."
             )
     if cluster_ids is None:
+        assert diff is not None  # both None was refused above
         clusters = np.zeros(len(diff), dtype=np.int64)
     else:
         clusters = _as_cluster_array(cluster_ids, first_row, row_label)
@@ -405,8 +476,10 @@ def as_schedule_arrays(cluster_ids: Any, difficulty: Any, order: str, *, first_r
             f"cluster_ids has {len(clusters)} values but difficulty has {len(diff)}; they must describe the same "
             "rows. Read both from the same dataset, or pass cluster_ids=None for no clustering."
         )
-    key = diff if (order == "easy_to_hard") else np.zeros(len(clusters))
-    return clusters, key
+    if order == "easy_to_hard":
+        assert diff is not None  # refused above without it
+        return clusters, diff
+    return clusters, np.zeros(len(clusters))
 
 
 def _as_cluster_array(cluster_ids: Any, first_row: int = 0, row_label: str = "row") -> np.ndarray:
@@ -419,20 +492,25 @@ def _as_cluster_array(cluster_ids: Any, first_row: int = 0, row_label: str = "ro
     if arr.size == 0:
         return arr.astype(np.int64)
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
-        raise ParameterTypeError(f"cluster_ids must be integers, got dtype {arr.dtype}. Use the 'cluster_id' column "
-                                 "from SAEClusterer, or cluster_ids=None for no clustering.")
+        raise ParameterTypeError(
+            f"cluster_ids must be integers, got dtype {arr.dtype}. Use the 'cluster_id' column "
+            "from SAEClusterer, or cluster_ids=None for no clustering."
+        )
     fix = "Use the 'cluster_id' column from SAEClusterer, or cluster_ids=None for no clustering."
     if not np.issubdtype(arr.dtype, np.integer):
         infinite = np.flatnonzero(~np.isfinite(arr))
         if infinite.size:
             row = int(infinite[0])
-            raise NonFiniteError(f"cluster_ids must be integers, got {arr[row].item()!r} at {row_label} "
-                                 f"{first_row + row} ({infinite.size} NaN or infinite value(s)). {fix}")
+            raise NonFiniteError(
+                f"cluster_ids must be integers, got {arr[row].item()!r} at {row_label} "
+                f"{first_row + row} ({infinite.size} NaN or infinite value(s)). {fix}"
+            )
         bad = np.flatnonzero(arr != np.round(arr))
         if bad.size:
             row = int(bad[0])
-            raise InvalidParameterError(f"cluster_ids must be integers, got {arr[row].item()!r} at {row_label} "
-                                        f"{first_row + row}. {fix}")
+            raise InvalidParameterError(
+                f"cluster_ids must be integers, got {arr[row].item()!r} at {row_label} {first_row + row}. {fix}"
+            )
     arr = arr.astype(np.int64, copy=False)
     if arr.min() < 0:
         row = int(np.argmin(arr))
@@ -470,7 +548,7 @@ def describe_schedule(
         out["size"].append(len(idx))
         out["mean_difficulty"].append(float(diff[idx].mean()) if diff is not None and len(idx) else math.nan)
         if clusters is not None and len(idx):
-            (top, count), = Counter(clusters[idx].tolist()).most_common(1)
+            ((top, count),) = Counter(clusters[idx].tolist()).most_common(1)
             out["majority_cluster"].append(int(top))
             out["majority_share"].append(count / len(idx))
             out["n_clusters"].append(len(set(clusters[idx].tolist())))

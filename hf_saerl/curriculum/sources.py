@@ -7,7 +7,7 @@ resume point on.
 
 Example:
     >>> import datasets
-    >>> from hf_saerl.curriculum.columns import CurriculumOptions
+    >>> from hf_saerl.curriculum.options import CurriculumOptions
     >>> from hf_saerl.curriculum.sources import MapSource
     >>> ds = datasets.Dataset.from_dict({"x": [0, 1, 2, 3], "cluster_id": [0, 0, 1, 1],
     ...                                  "difficulty": [0.4, 0.3, 0.2, 0.1]})
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidParameterError, ScheduleMismatchError
-from .columns import ColumnSchedule, CurriculumOptions, digest_arrays, read_schedule_column, require_schedule_columns
+from .options import ColumnSchedule, CurriculumOptions, digest_arrays, read_schedule_column, require_schedule_columns
 from .schedule import ScheduleParams, as_schedule_arrays
 
 __all__ = ["BufferedSource", "GlobalBatch", "MapSource", "Row"]
@@ -39,7 +39,7 @@ GlobalBatch = tuple[int, list[int], Callable[[list[int]], list[Row]], dict[str, 
 
 class MapSource:
     """A map-style ``datasets.Dataset``, scheduled whole from its columns (read once, see
-    :class:`~hf_saerl.curriculum.columns.ColumnSchedule`); rows are fetched from ``output_columns`` only."""
+    :class:`~hf_saerl.curriculum.options.ColumnSchedule`); rows are fetched from ``output_columns`` only."""
 
     buffer_size = None
 
@@ -72,8 +72,16 @@ class BufferedSource:
     buffer is read again.
     """
 
-    def __init__(self, dataset: Any, params: ScheduleParams, options: CurriculumOptions, buffer_size: int,
-                 output_columns: list[str] | None, keep: list[str] | None, remove: set[str]):
+    def __init__(
+        self,
+        dataset: Any,
+        params: ScheduleParams,
+        options: CurriculumOptions,
+        buffer_size: int,
+        output_columns: list[str] | None,
+        keep: list[str] | None,
+        remove: set[str],
+    ):
         batch_size = params.batch_size
         if isinstance(buffer_size, bool) or not isinstance(buffer_size, int) or buffer_size < batch_size:
             raise InvalidParameterError(
@@ -114,8 +122,13 @@ class BufferedSource:
                 values[role] = read_schedule_column(chunk, name, role)
             # Every value of the buffer is checked before anything of it is yielded, and a bad one is named by
             # its row in the whole stream (the buffers before this one hold exactly `size` rows each).
-            as_schedule_arrays(values["cluster"], values["difficulty"], self.params.order, first_row=buffer * size,
-                               row_label="stream row")
+            as_schedule_arrays(
+                values["cluster"],
+                values["difficulty"],
+                self.params.order,
+                first_row=buffer * size,
+                row_label="stream row",
+            )
             digest = digest_arrays(values["cluster"], values["difficulty"])
             if buffer == start.get("buffer") and start.get("buffer_digest") not in (None, digest):
                 raise ScheduleMismatchError(
@@ -123,12 +136,18 @@ class BufferedSource:
                     "difficulty values. Resume on the same source, in the same order, or start the epoch afresh "
                     "without load_state_dict."
                 )
-            seed = self.params.seed if buffer == 0 else int(np.random.SeedSequence([self.params.seed, buffer])
-                                                                .generate_state(1)[0])
+            seed = (
+                self.params.seed
+                if buffer == 0
+                else int(np.random.SeedSequence([self.params.seed, buffer]).generate_state(1)[0])
+            )
             batches = self.params.build(values["cluster"], values["difficulty"], epoch, seed=seed)
             extra = {"buffer": buffer, "batches_before": before, "source_state": state, "buffer_digest": digest}
             holder, keys = [chunk], self._keys(chunk)
-            fetch = (lambda idx, holder=holder, keys=keys: [{k: holder[0][k][i] for k in keys} for i in idx])
+
+            def fetch(idx, holder=holder, keys=keys):
+                return [{k: holder[0][k][i] for k in keys} for i in idx]
+
             for g, batch in enumerate(batches, before):
                 if g >= start.get("batch", 0):
                     yield g, batch, fetch, extra

@@ -2,7 +2,9 @@
 ``load_state_dict``) and the split of its global batches across DDP ranks and DataLoader workers.
 
 :class:`StreamCursor` holds the epoch (in shared memory, so persistent DataLoader workers follow ``set_epoch``),
-the position after the last yielded item and a loaded state waiting for the next iteration. The state format
+the position after the last yielded item, a loaded state waiting for the next iteration, and (in shared memory too)
+whether DataLoader worker processes consumed the stream since this process last iterated it: then the position here
+is stale, and :meth:`StreamCursor.state_dict` refuses rather than send a resume to the start of the epoch. The state format
 (version :data:`STATE_VERSION`) is::
 
     {"version", "fingerprint", "schedule": <identity>, "epoch", "rank", "world_size", "num_workers",
@@ -31,10 +33,10 @@ import numpy as np
 import torch
 
 from ..core.fingerprint import stable_hash
-from ..errors import InvalidParameterError, ScheduleMismatchError
+from ..errors import InvalidParameterError, ScheduleMismatchError, UntrackedProgressError
 from .schedule import check_epoch
 
-__all__ = ["STATE_VERSION", "StreamCursor", "check_rank", "distributed_rank", "worker_share"]
+__all__ = ["STATE_VERSION", "StreamCursor", "check_rank", "distributed_rank", "in_worker", "worker_share"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ def check_rank(rank: int | None, world_size: int | None) -> tuple[int | None, in
             f"Pass both rank and world_size, or neither (then torch.distributed is read); got rank={rank!r}, "
             f"world_size={world_size!r}."
         )
+
     def whole(value: Any) -> bool:
         return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
@@ -71,7 +74,7 @@ def check_rank(rank: int | None, world_size: int | None) -> tuple[int | None, in
 def distributed_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
     """``(rank, world_size)``: the explicit pair when given, else ``torch.distributed``'s when it is initialised,
     else ``(0, 1)``."""
-    if world_size is not None:
+    if rank is not None and world_size is not None:  # check_rank: both or neither
         return rank, world_size
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -85,6 +88,11 @@ def worker_share() -> tuple[int, int]:
     return (0, 1) if info is None else (info.id, info.num_workers)
 
 
+def in_worker() -> bool:
+    """Whether this runs inside a ``torch.utils.data.DataLoader`` worker process."""
+    return torch.utils.data.get_worker_info() is not None
+
+
 class StreamCursor:
     """The epoch, the position in it and a pending resume point of one stream.
 
@@ -94,6 +102,9 @@ class StreamCursor:
 
     def __init__(self, epoch: int = 0):
         self._epoch = torch.tensor(check_epoch(epoch), dtype=torch.int64).share_memory_()
+        # Set by an iteration inside a DataLoader worker, cleared by one in this process: shared memory (like the
+        # epoch), so a worker's flag reaches the main process's copy whether the workers were forked or spawned.
+        self._in_workers = torch.zeros((), dtype=torch.bool).share_memory_()
         self.position: dict[str, Any] = {"batch": 0, "offset": 0}
         self.pending: dict[str, Any] | None = None
 
@@ -109,9 +120,11 @@ class StreamCursor:
                 self.pending = None
         self._epoch.fill_(epoch)
 
-    def begin(self, num_workers: int) -> dict[str, Any]:
+    def begin(self, num_workers: int, in_worker: bool = False) -> dict[str, Any]:
         """Where an iteration of the current epoch starts: the loaded state's position (used once) when it is for
-        this epoch, else the beginning."""
+        this epoch, else the beginning. ``in_worker``: the iteration runs in a DataLoader worker process, whose
+        progress the main process cannot see (recorded for :meth:`state_dict`)."""
+        self._in_workers.fill_(bool(in_worker))
         pending, self.pending = self.pending, None
         start: dict[str, Any] = {"batch": 0, "offset": 0}
         if pending is not None and pending["epoch"] == self.epoch:
@@ -125,8 +138,22 @@ class StreamCursor:
         self.position = dict(start)
         return start
 
-    def state_dict(self, identity: dict[str, Any], rank: int, world_size: int, num_workers: int) -> dict[str, Any]:
-        """The JSON-able state: a loaded state not used yet, else the current position with ``identity``."""
+    def state_dict(
+        self, identity: dict[str, Any], rank: int, world_size: int, num_workers: int, in_worker: bool = False
+    ) -> dict[str, Any]:
+        """The JSON-able state: a loaded state not used yet, else the current position with ``identity``.
+
+        Raises :class:`~hf_saerl.errors.UntrackedProgressError` when called outside a DataLoader worker
+        (``in_worker=False``) after workers consumed the stream: their positions are not here.
+        """
+        if not in_worker and bool(self._in_workers):
+            raise UntrackedProgressError(
+                "This CurriculumDataset was iterated by DataLoader worker processes (num_workers > 0): each worker "
+                "holds its own position, so this object's state_dict() would say the epoch is still at "
+                f"{self.position} and resuming from it would repeat rows already trained on. Checkpoint through "
+                "torchdata's StatefulDataLoader (loader.state_dict() / load_state_dict(), it collects every worker's "
+                "state), or iterate with num_workers=0 and call state_dict() here."
+            )
         if self.pending is not None:
             return dict(self.pending)
         return {
@@ -150,10 +177,12 @@ class StreamCursor:
             )
         if state["fingerprint"] != stable_hash(identity):
             saved = state.get("schedule", {})
-            diffs = [f"{k}: {saved.get(k)!r} in the state, {v!r} here" for k, v in identity.items()
-                     if saved.get(k) != v]
+            diffs = [
+                f"{k}: {saved.get(k)!r} in the state, {v!r} here" for k, v in identity.items() if saved.get(k) != v
+            ]
             raise ScheduleMismatchError(
-                "The state was saved for a different curriculum schedule (" + "; ".join(diffs or ["fingerprint"])
+                "The state was saved for a different curriculum schedule ("
+                + "; ".join(diffs or ["fingerprint"])
                 + "). Rebuild the CurriculumDataset with the same data and parameters to resume, or start the epoch "
                 "afresh without load_state_dict."
             )

@@ -31,11 +31,20 @@ from typing import Any
 import torch
 
 from ..errors import InvalidParameterError
-from .activations import ActivationReader
 from ..models.identity import model_identity, tokenizer_identity
-from .saes import sae_identity
-from ..models.loading import check_weights_finite, default_device, is_model_spec, load_config, load_model, load_tokenizer, model_from_state, model_state, resolve_dtype
-from .saes import load_sae, sae_reference
+from ..models.loading import (
+    check_weights_finite,
+    default_device,
+    is_model_spec,
+    load_config,
+    load_model,
+    load_tokenizer,
+    model_from_state,
+    model_state,
+    resolve_dtype,
+)
+from .activations import ActivationReader
+from .saes import load_sae, sae_identity, sae_reference
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +63,9 @@ class EncoderRuntime:
             reference's own; it is then part of the fingerprint and travels to workers); ``None`` loads the model's
             own.
         device, dtype: where and how the model runs; ``None`` follows :func:`~hf_saerl.models.loading.default_device`
-            (per rank) and bf16 on GPU / fp32 on CPU. An in-memory model is moved only if one of them is set.
+            (per rank) and bf16 on GPU / fp32 on CPU. An in-memory model is moved when one of them is set, or under
+            ``with_rank=True`` with CUDA available (to ``cuda:{rank % n_gpus}``, its dtype kept); see
+            :meth:`target_device`.
     """
 
     def __init__(self, model: Any, sae: Any, *, tokenizer: Any = None, gguf_file: str | None = None,
@@ -94,7 +105,8 @@ class EncoderRuntime:
             if self.model_spec is not None:  # as load_model does: the model's revision and GGUF file apply
                 self._tokenizer = load_tokenizer(self.tokenizer_spec or self.model_spec, gguf_file=self.gguf_file,
                                                  revision=self.revision)
-            else:
+            else:  # an in-memory model came with a tokenizer object (set above) or reference
+                assert self.tokenizer_spec is not None
                 self._tokenizer = load_tokenizer(self.tokenizer_spec)
         return self._tokenizer
 
@@ -120,6 +132,7 @@ class EncoderRuntime:
             torch.set_num_threads(1)
         self._place_model(rank)
         if self.device_used is None:
+            assert self._model is not None  # placed (loaded if need be) just above
             self.device_used = next(self._model.parameters()).device
             self._sae = self.sae.to(self.device_used)
         _ = self.tokenizer  # loaded by load_model for a model reference; here for a tokenizer reference
@@ -145,9 +158,32 @@ class EncoderRuntime:
                 gguf_file=self.gguf_file, revision=self.revision, device=device, dtype=self.dtype,
             )
             logger.info("Loaded %s on %s.", self.model_spec, device)
-        elif self.device_used is None and (self.device or self.dtype):
-            device = torch.device(self.device) if self.device else next(self._model.parameters()).device
-            self._model = self._model.to(device=device, dtype=resolve_dtype(self.dtype, device))
+        elif self.device_used is None:
+            current = next(self._model.parameters()).device
+            device = self.target_device(rank, current)
+            if self.dtype:
+                self._model = self._model.to(device=device, dtype=resolve_dtype(self.dtype, device))
+            elif device != current:
+                self._model = self._model.to(device)
+                logger.info("Moved the in-memory %s to %s (rank %s).", type(self._model).__name__, device, rank)
+
+    def target_device(self, rank: int | None, current: torch.device) -> torch.device:
+        """Where an in-memory model goes, now on ``current``: ``device=`` when set; else, under ``with_rank=True``
+        (``rank`` not ``None``) with CUDA available, ``cuda:{rank % n_gpus}``; else where it is.
+
+        Example:
+            >>> import torch
+            >>> from hf_saerl.encoding.runtime import EncoderRuntime
+            >>> from hf_saerl.testing import tiny_llama, tiny_sae, tiny_tokenizer
+            >>> runtime = EncoderRuntime(tiny_llama(), tiny_sae(), tokenizer=tiny_tokenizer(), device="cpu")
+            >>> runtime.target_device(rank=1, current=torch.device("meta"))
+            device(type='cpu')
+        """
+        if self.device:
+            return torch.device(self.device)
+        if rank is not None and torch.cuda.is_available():
+            return default_device(rank)
+        return current
 
     # ------------------------------------------------------------------ without loading
     def structure(self) -> Any:
@@ -157,6 +193,7 @@ class EncoderRuntime:
             return self._model
         from transformers import AutoModelForCausalLM
 
+        assert self.model_spec is not None  # no model object: a reference
         config = load_config(self.model_spec, self.gguf_file, self.revision)
         with torch.device("meta"):
             return AutoModelForCausalLM.from_config(config)

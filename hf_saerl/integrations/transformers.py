@@ -17,7 +17,7 @@ import torch
 from transformers import Trainer
 
 from ..core.columns import CLUSTER_ID, DIFFICULTY
-from ..curriculum.columns import CurriculumOptions
+from ..curriculum.options import CurriculumOptions
 from ..curriculum.sampler import CurriculumSampler
 from ..errors import RowMismatchError
 

@@ -13,8 +13,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from hf_saerl.curriculum import build_schedule, describe_schedule, mix_count
-from hf_saerl.curriculum import ordering
+from hf_saerl.curriculum import build_schedule, describe_schedule, mix_count, ordering
 from hf_saerl.curriculum import schedule as schedule_module
 from hf_saerl.curriculum.schedule import as_schedule_arrays, check_schedule_params
 from hf_saerl.errors import InvalidParameterError, NonFiniteError
@@ -34,15 +33,17 @@ def layouts(draw, max_rows: int = 70):
     return [c * spread for c in ids], [d / levels for d in diff]
 
 
-params = st.fixed_dictionaries({
-    "batch_size": st.integers(1, 12),
-    "mix_ratio": st.sampled_from([0.0, 0.1, 0.125, 0.25, 1 / 3, 0.5]) | st.floats(0, 0.5),
-    "seed": st.integers(0, 2**31),
-    "epoch": st.integers(0, 50),
-    "drop_last": st.booleans(),
-    "interleave": st.sampled_from(["round_robin", "sequential", "random"]),
-    "order": st.sampled_from(["easy_to_hard", "random"]),
-})
+params = st.fixed_dictionaries(
+    {
+        "batch_size": st.integers(1, 12),
+        "mix_ratio": st.sampled_from([0.0, 0.1, 0.125, 0.25, 1 / 3, 0.5]) | st.floats(0, 0.5),
+        "seed": st.integers(0, 2**31),
+        "epoch": st.integers(0, 50),
+        "drop_last": st.booleans(),
+        "interleave": st.sampled_from(["round_robin", "sequential", "random"]),
+        "order": st.sampled_from(["easy_to_hard", "random"]),
+    }
+)
 
 
 def flat(schedule):
@@ -133,8 +134,11 @@ def test_sequential_keeps_each_clusters_batches_together(layout, p):
     clusters, diff = layout
     p = {**p, "mix_ratio": 0.0, "interleave": "sequential"}
     B = p["batch_size"]
-    owners = [next(iter({clusters[i] for i in b})) for b in build_schedule(clusters, diff, **p)
-              if len(b) == B and len({clusters[i] for i in b}) == 1]
+    owners = [
+        next(iter({clusters[i] for i in b}))
+        for b in build_schedule(clusters, diff, **p)
+        if len(b) == B and len({clusters[i] for i in b}) == 1
+    ]
     runs = [c for k, c in enumerate(owners) if k == 0 or owners[k - 1] != c]
     assert len(runs) == len(set(runs))
 
@@ -165,7 +169,7 @@ def test_mixing_swaps_exactly_round_mix_ratio_times_batch_size(layout, p):
         swapped = min(m, len(unmixed[i + 1]))  # only the final batch can be short
         moved_forward = set(mixed[i + 1]) & set(unmixed[i])
         moved_back = set(mixed[i]) & set(unmixed[i + 1])
-        assert moved_forward == set(unmixed[i][len(unmixed[i]) - swapped:])  # the tail (hardest) of batch i
+        assert moved_forward == set(unmixed[i][len(unmixed[i]) - swapped :])  # the tail (hardest) of batch i
         assert moved_back == set(unmixed[i + 1][:swapped])  # the head (easiest) of batch i + 1
     where = {i: k for k, b in enumerate(unmixed) for i in b}
     assert all(abs(where[i] - k) <= 1 for k, b in enumerate(mixed) for i in b)
@@ -176,13 +180,13 @@ def test_mixing_with_the_default_ratio():
     diff = [(i % 16) / 16 for i in range(64)]
     unmixed = build_schedule(clusters, diff, 16, mix_ratio=0)
     mixed = build_schedule(clusters, diff, 16)  # round(0.125 * 16) = 2
-    assert [len(set(a) - set(b)) for a, b in zip(mixed, unmixed)] == [2, 4, 4, 2]
+    assert [len(set(a) - set(b)) for a, b in zip(mixed, unmixed, strict=False)] == [2, 4, 4, 2]
 
 
 @FAST
 @given(layouts(), params)
 def test_no_clustering_is_one_cluster(layout, p):
-    clusters, diff = layout
+    _clusters, diff = layout
     assume(len(diff) > 0)
     assert build_schedule(None, diff, **p) == build_schedule([0] * len(diff), diff, **p)
 
@@ -238,9 +242,16 @@ def test_empty_and_tiny_inputs():
         ({"cluster_ids": [[0], [1]]}, InvalidParameterError, "1-D"),
         ({"difficulty": ["x", "y"]}, TypeError, "numeric"),
         ({"difficulty": None}, InvalidParameterError, "order='random'"),
-        ({"interleave": "zigzag"}, InvalidParameterError,
-         "interleave must be 'round_robin', 'sequential' or 'random'; got 'zigzag'"),
-        ({"order": "hard_to_easy"}, InvalidParameterError, "order must be 'easy_to_hard' or 'random'; got 'hard_to_easy'"),
+        (
+            {"interleave": "zigzag"},
+            InvalidParameterError,
+            "interleave must be 'round_robin', 'sequential' or 'random'; got 'zigzag'",
+        ),
+        (
+            {"order": "hard_to_easy"},
+            InvalidParameterError,
+            "order must be 'easy_to_hard' or 'random'; got 'hard_to_easy'",
+        ),
         ({"seed": -1}, InvalidParameterError, "seed"),
         ({"epoch": 1.0}, InvalidParameterError, "epoch"),
         ({"drop_last": "yes"}, TypeError, "drop_last"),
@@ -274,15 +285,24 @@ def test_describe_schedule():
 def test_docstring_examples_run():
     import doctest
 
-    from hf_saerl.curriculum import columns, dataset, exports, ordering, sampler, schedule, sources, state
+    from hf_saerl.curriculum import dataset, exports, options, ordering, sampler, schedule, sources, state
 
-    for module in (schedule, sampler, dataset, columns, sources, state, exports, ordering):
+    for module in (schedule, sampler, dataset, options, sources, state, exports, ordering):
         assert doctest.testmod(module).failed == 0, module.__name__
 
 
 # ---------------------------------------------------------------------------------------------- the reference
-def reference_build_schedule(cluster_ids, difficulty, batch_size, mix_ratio=0.125, seed=0, epoch=0, drop_last=False,
-                             interleave="round_robin", order="easy_to_hard"):
+def reference_build_schedule(
+    cluster_ids,
+    difficulty,
+    batch_size,
+    mix_ratio=0.125,
+    seed=0,
+    epoch=0,
+    drop_last=False,
+    interleave="round_robin",
+    order="easy_to_hard",
+):
     """build_schedule as it was before it was vectorised (issue 16): a Python loop over rounds and batches. It
     defines the schedule; the library's must stay equal to it, bit for bit."""
     check_schedule_params(batch_size, mix_ratio, seed, epoch, drop_last, interleave, order)
@@ -297,14 +317,14 @@ def reference_build_schedule(cluster_ids, difficulty, batch_size, mix_ratio=0.12
 
     ranked = np.lexsort((tie, key, clusters))
     uniq, starts = np.unique(clusters[ranked], return_index=True)
-    members = dict(zip(uniq.tolist(), np.split(ranked, starts[1:])))
+    members = dict(zip(uniq.tolist(), np.split(ranked, starts[1:]), strict=False))
     n_full = {c: len(m) // B for c, m in members.items()}
 
     def full_batch(c, j):
-        return members[c][j * B: (j + 1) * B]
+        return members[c][j * B : (j + 1) * B]
 
     def leftover(c):
-        return members[c][n_full[c] * B:]
+        return members[c][n_full[c] * B :]
 
     stages = []
     if interleave == "sequential":
@@ -323,7 +343,7 @@ def reference_build_schedule(cluster_ids, difficulty, batch_size, mix_ratio=0.12
         pool = np.concatenate([carry, *leftovers])
         pool = pool[np.lexsort((tie[pool], key[pool]))]
         cut = len(pool) - len(pool) % B
-        batches.extend(pool[i: i + B] for i in range(0, cut, B))
+        batches.extend(pool[i : i + B] for i in range(0, cut, B))
         carry = pool[cut:]
     if interleave == "random":
         batches = [batches[i] for i in np.random.default_rng(shuffle_ss).permutation(len(batches))]
@@ -337,8 +357,8 @@ def reference_build_schedule(cluster_ids, difficulty, batch_size, mix_ratio=0.12
         for i, b in enumerate(batches):
             before = swaps[i - 1] if i else 0
             after = swaps[i]
-            parts = [batches[i - 1][len(batches[i - 1]) - before:]] if before else []
-            parts.append(b[before: len(b) - after])
+            parts = [batches[i - 1][len(batches[i - 1]) - before :]] if before else []
+            parts.append(b[before : len(b) - after])
             if after:
                 parts.append(batches[i + 1][:after])
             mixed.append(np.concatenate(parts))
@@ -377,8 +397,10 @@ def test_vectorised_schedule_equals_the_reference(layout, p, packed_pools, round
     clusters, diff = layout
     # packed_pools: sort every leftover pool with the packed radix sort (normally only pools of >= 16384 rows);
     # round_block: draw the rounds' cluster orders a few rounds at a time (normally 4M entries at a time).
-    with mock.patch.object(ordering, "_LEXSORT_BELOW", 0 if packed_pools else 1 << 14), \
-            mock.patch.object(schedule_module, "_ROUND_BLOCK", round_block):
+    with (
+        mock.patch.object(ordering, "_LEXSORT_BELOW", 0 if packed_pools else 1 << 14),
+        mock.patch.object(schedule_module, "_ROUND_BLOCK", round_block),
+    ):
         assert build_schedule(clusters, diff, **p) == reference_build_schedule(clusters, diff, **p)
 
 
@@ -394,3 +416,49 @@ def test_vectorised_schedule_equals_the_reference_on_large_inputs():
         for interleave in ("round_robin", "sequential", "random"):
             kw = dict(batch_size=batch_size, mix_ratio=0.125, seed=3, epoch=1, interleave=interleave)
             assert build_schedule(clusters, diff, **kw) == reference_build_schedule(clusters, diff, **kw)
+
+
+# ---------------------------------------------------------------------------------------------- the rewrite (#23)
+def _schedule_before():
+    """``tests/curriculum/schedule_before.py``: the vectorised build_schedule before the int32 / sliding-window /
+    in-place mixing rewrite, verbatim (loaded by path: the tests run with --import-mode=importlib)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).with_name("schedule_before.py")
+    spec = importlib.util.spec_from_file_location("schedule_before", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+SCHEDULE_BEFORE = _schedule_before()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(wide_layouts(), params, st.booleans(), st.booleans())
+def test_schedule_is_bit_identical_to_the_one_before_the_rewrite(layout, p, packed_pools, wide_indices):
+    # wide_indices: int64 row indices, as beyond 2**31 rows (normally int32)
+    clusters, diff = layout
+    wide = (lambda n: np.int64) if wide_indices else ordering.index_dtype
+    with (
+        mock.patch.object(ordering, "_LEXSORT_BELOW", 0 if packed_pools else 1 << 14),
+        mock.patch.object(SCHEDULE_BEFORE, "_LEXSORT_BELOW", 0 if packed_pools else 1 << 14),
+        mock.patch.object(ordering, "index_dtype", wide),
+    ):
+        new, old = build_schedule(clusters, diff, **p), SCHEDULE_BEFORE.build_schedule(clusters, diff, **p)
+    assert new == old
+    assert all(type(i) is int for batch in new for i in batch)  # Python ints, whatever the index dtype inside
+
+
+@pytest.mark.parametrize("interleave", ["round_robin", "sequential", "random"])
+def test_schedule_is_bit_identical_to_the_one_before_on_300k_rows(interleave):
+    rng = np.random.default_rng(7)
+    n = 300_001
+    for clusters, diff, batch_size, mix_ratio in [
+        (rng.integers(0, 16, n), rng.random(n).astype(np.float32), 64, 0.125),
+        (rng.integers(0, 2_000, n), rng.random(n), 33, 0.5),  # float64: a second sort pass; big leftover pools
+        (None, rng.integers(0, 3, n) / 3, 8, 0.25),  # one cluster, many ties
+    ]:
+        kw = dict(batch_size=batch_size, mix_ratio=mix_ratio, seed=5, epoch=2, interleave=interleave)
+        assert build_schedule(clusters, diff, **kw) == SCHEDULE_BEFORE.build_schedule(clusters, diff, **kw)

@@ -15,8 +15,9 @@ from torch.utils.data import DataLoader
 from hf_saerl.curriculum import CurriculumBatchSampler, CurriculumDataset, CurriculumSampler, build_schedule
 from hf_saerl.errors import InvalidParameterError, MissingColumnError, NonFiniteError, ScheduleMismatchError
 
-FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                     HealthCheck.function_scoped_fixture])
+FAST = settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 SLOW = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*worker processes in total", "ignore:.set_vital. is deprecated")
@@ -24,31 +25,39 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*worker processes in total", "i
 
 def make_dataset(n: int, n_clusters: int = 3, seed: int = 0) -> datasets.Dataset:
     rng = np.random.default_rng(seed)
-    return datasets.Dataset.from_dict({
-        "i": list(range(n)),
-        "prompt": [f"q{k}" for k in range(n)],
-        "cluster_id": rng.integers(0, n_clusters, n).astype(np.int32),
-        "difficulty": rng.integers(0, 5, n).astype(np.float32) / 5,
-        "sae_indices": [[1, 2, 3]] * n,
-        "sae_values": [[0.5, 0.25, 0.125]] * n,
-    })
+    return datasets.Dataset.from_dict(
+        {
+            "i": list(range(n)),
+            "prompt": [f"q{k}" for k in range(n)],
+            "cluster_id": rng.integers(0, n_clusters, n).astype(np.int32),
+            "difficulty": rng.integers(0, 5, n).astype(np.float32) / 5,
+            "sae_indices": [[1, 2, 3]] * n,
+            "sae_values": [[0.5, 0.25, 0.125]] * n,
+        }
+    )
 
 
 def schedule_of(ds, **kw):
     return build_schedule(ds["cluster_id"][:], ds["difficulty"][:], **kw)
 
 
+def flat(lists):
+    return [x for part in lists for x in part]
+
+
 def ids(rows):
     return [r["i"] for r in rows]
 
 
-options = st.fixed_dictionaries({
-    "batch_size": st.integers(1, 9),
-    "mix_ratio": st.sampled_from([0.0, 0.125, 0.25, 0.5]),
-    "seed": st.integers(0, 1000),
-    "drop_last": st.booleans(),
-    "interleave": st.sampled_from(["round_robin", "sequential", "random"]),
-})
+options = st.fixed_dictionaries(
+    {
+        "batch_size": st.integers(1, 9),
+        "mix_ratio": st.sampled_from([0.0, 0.125, 0.25, 0.5]),
+        "seed": st.integers(0, 1000),
+        "drop_last": st.booleans(),
+        "interleave": st.sampled_from(["round_robin", "sequential", "random"]),
+    }
+)
 
 
 # ---------------------------------------------------------------------------------------------- order and columns
@@ -82,16 +91,18 @@ def test_columns_and_remove_columns():
 
 def test_missing_schedule_columns_and_bad_arguments():
     ds = make_dataset(6).remove_columns(["cluster_id"])
-    with pytest.raises(MissingColumnError, match="Missing column 'cluster_id' holding the cluster ids.*"
-                                                 "cluster_column=None"):
+    with pytest.raises(
+        MissingColumnError, match=r"Missing column 'cluster_id' holding the cluster ids.*cluster_column=None"
+    ):
         CurriculumDataset(ds, 2)
     assert len(ids(CurriculumDataset(ds, 2, cluster_column=None))) == 6
-    with pytest.raises(MissingColumnError, match="Missing column 'level' holding the difficulty scores.*"
-                                                 "DifficultyProbe"):
+    with pytest.raises(
+        MissingColumnError, match=r"Missing column 'level' holding the difficulty scores.*DifficultyProbe"
+    ):
         CurriculumDataset(make_dataset(6), 2, difficulty_column="level")
     with pytest.raises(InvalidParameterError, match="order='random'"):
         CurriculumDataset(make_dataset(6), 2, difficulty_column=None)
-    with pytest.raises(TypeError, match="datasets.Dataset"):
+    with pytest.raises(TypeError, match=r"datasets\.Dataset"):
         CurriculumDataset({"cluster_id": [0]}, 2)
     with pytest.raises(InvalidParameterError, match="mix_ratio"):
         CurriculumDataset(make_dataset(6), 2, mix_ratio=0.9)
@@ -128,16 +139,16 @@ def test_ddp_slices_union_to_the_global_batches(n, kw, world_size, yield_batches
         items = list(stream)
         assert len(items) == len(stream)
         per_rank.append([ids(b) for b in items] if yield_batches else ids(items))
-    everything = [i for r in per_rank for i in (sum(r, []) if yield_batches else r)]
+    everything = [i for r in per_rank for i in (flat(r) if yield_batches else r)]
     assert sorted(everything) == sorted(i for b in schedule for i in b)  # no duplicate, nothing dropped
-    for g, batch in enumerate(schedule):
+    for _g, batch in enumerate(schedule):
         slices = [batch[r::world_size] for r in range(world_size)]
-        assert sorted(sum(slices, [])) == sorted(batch)
+        assert sorted(flat(slices)) == sorted(batch)
         assert max(map(len, slices)) - min(map(len, slices)) <= 1
     for rank in range(world_size):  # each rank walks the global batches in order
         expected = [batch[rank::world_size] for batch in schedule]
         got = per_rank[rank]
-        assert got == ([e for e in expected if e] if yield_batches else sum(expected, []))
+        assert got == ([e for e in expected if e] if yield_batches else flat(expected))
 
 
 def test_ddp_reads_torch_distributed_when_initialised(tmp_path):
@@ -192,8 +203,10 @@ def test_persistent_workers_follow_set_epoch():
 def test_resume_yields_exactly_the_rest_of_the_epoch(n, kw, world_size, yield_batches, data):
     ds = make_dataset(n)
     rank = data.draw(st.integers(0, world_size - 1))
-    make = lambda: CurriculumDataset(ds, rank=rank, world_size=world_size, yield_batches=yield_batches,
-                                     epoch=2, **kw)
+
+    def make():
+        return CurriculumDataset(ds, rank=rank, world_size=world_size, yield_batches=yield_batches, epoch=2, **kw)
+
     full = list(make())
     cut = data.draw(st.integers(0, len(full)))
     stream = make()
@@ -259,8 +272,12 @@ def test_loading_another_schedules_state_names_what_differs():
 def test_stateful_dataloader_resume(num_workers):
     stateful = pytest.importorskip("torchdata.stateful_dataloader")
     ds = make_dataset(61, 3)
-    make = lambda: stateful.StatefulDataLoader(
-        CurriculumDataset(ds, 4, yield_batches=True, columns=["i"]), batch_size=None, num_workers=num_workers)
+
+    def make():
+        return stateful.StatefulDataLoader(
+            CurriculumDataset(ds, 4, yield_batches=True, columns=["i"]), batch_size=None, num_workers=num_workers
+        )
+
     full = [ids(b) for b in make()]
     loader = make()
     it = iter(loader)
@@ -282,10 +299,17 @@ def test_workers_ranks_and_resume_points_together(n, kw, num_workers, world_size
     rank = data.draw(st.integers(0, world_size - 1))
     local = len(range(rank, kw["batch_size"], world_size))  # this rank's share of a full batch
     assume(yield_batches or local > 0)
-    make = lambda: stateful.StatefulDataLoader(
-        CurriculumDataset(ds, rank=rank, world_size=world_size, yield_batches=yield_batches, columns=["i"], **kw),
-        batch_size=None if yield_batches else local, num_workers=num_workers)
-    read = lambda batches: [ids(b) if yield_batches else b["i"].tolist() for b in batches]
+
+    def make():
+        return stateful.StatefulDataLoader(
+            CurriculumDataset(ds, rank=rank, world_size=world_size, yield_batches=yield_batches, columns=["i"], **kw),
+            batch_size=None if yield_batches else local,
+            num_workers=num_workers,
+        )
+
+    def read(batches):
+        return [ids(b) if yield_batches else b["i"].tolist() for b in batches]
+
     full = read(make())
     assert full == [s for b in schedule_of(ds, **kw) if (s := b[rank::world_size])]
     cut = data.draw(st.integers(0, len(full)))
@@ -315,7 +339,7 @@ def counting_stream(n: int, n_clusters: int = 3, seed: int = 0):
 
 @pytest.mark.parametrize(("buffer_size", "batch_size"), [(10, 3), (16, 4), (7, 7), (1000, 5)])
 def test_streaming_buffer_stays_bounded(buffer_size, batch_size):
-    source, produced, base = counting_stream(101)
+    source, produced, _base = counting_stream(101)
     stream = CurriculumDataset(source, batch_size, buffer_size=buffer_size)
     held = buffer_size - buffer_size % batch_size
     assert stream.buffer_size == held
@@ -329,11 +353,11 @@ def test_streaming_buffer_stays_bounded(buffer_size, batch_size):
 @FAST
 @given(st.integers(0, 80), options, st.integers(1, 40))
 def test_streaming_exactly_once_and_batches_exact(n, kw, buffer_size):
-    source, _, base = counting_stream(n)
+    source, _, _base = counting_stream(n)
     buffer_size = max(buffer_size, kw["batch_size"])
     stream = CurriculumDataset(source, buffer_size=buffer_size, yield_batches=True, **kw)
     batches = [ids(b) for b in stream]
-    order = sum(batches, [])
+    order = flat(batches)
     assert len(order) == len(set(order))
     B = kw["batch_size"]
     if kw["drop_last"]:
@@ -341,7 +365,7 @@ def test_streaming_exactly_once_and_batches_exact(n, kw, buffer_size):
     else:
         assert sorted(order) == list(range(n)) and all(len(b) == B for b in batches[:-1])
     held = stream.buffer_size
-    for k, b in enumerate(batches):  # each batch comes from one buffer
+    for _k, b in enumerate(batches):  # each batch comes from one buffer
         assert len({i // held for i in b}) == 1
 
 
@@ -356,7 +380,10 @@ def test_streaming_resume(n, kw, world_size, data):
     source, _, _ = counting_stream(n)
     rank = data.draw(st.integers(0, world_size - 1))
     buffer_size = kw["batch_size"] * data.draw(st.integers(1, 4))
-    make = lambda: CurriculumDataset(source, buffer_size=buffer_size, rank=rank, world_size=world_size, **kw)
+
+    def make():
+        return CurriculumDataset(source, buffer_size=buffer_size, rank=rank, world_size=world_size, **kw)
+
     full = ids(make())
     cut = data.draw(st.integers(0, len(full)))
     stream = make()
@@ -390,7 +417,7 @@ def test_streaming_over_workers(num_workers):
     stream = CurriculumDataset(source, 4, buffer_size=20, yield_batches=True, columns=["i"])
     expected = [ids(b) for b in stream]
     assert [ids(b) for b in DataLoader(stream, batch_size=None, num_workers=num_workers)] == expected
-    assert sorted(sum(expected, [])) == list(range(70))
+    assert sorted(flat(expected)) == list(range(70))
 
 
 def test_streaming_has_no_length_nor_global_schedule():
@@ -407,8 +434,9 @@ def test_streaming_has_no_length_nor_global_schedule():
 # ---------------------------------------------------------------------------------------------- exports
 def test_to_iterable_dataset_is_global_typed_and_resumable():
     ds = make_dataset(37)
-    stream = CurriculumDataset(ds, 4, rank=1, world_size=2, remove_columns=["sae_indices", "sae_values"],
-                               drop_last=True)  # several epochs in a row need whole batches (see below)
+    stream = CurriculumDataset(
+        ds, 4, rank=1, world_size=2, remove_columns=["sae_indices", "sae_values"], drop_last=True
+    )  # several epochs in a row need whole batches (see below)
     exported = stream.to_iterable_dataset(num_epochs=2)
     assert isinstance(exported, datasets.IterableDataset)
     assert exported.features == stream.features and "sae_values" not in exported.features
@@ -429,8 +457,9 @@ def test_to_ordered_dataset():
     assert isinstance(ordered, datasets.Dataset) and ordered.column_names == ["i", "prompt"]
     assert ordered["i"][:] == [i for b in schedule_of(ds, batch_size=4, epoch=3) for i in b]
     whole = CurriculumDataset(ds, 4, columns=["i", "prompt"], drop_last=True).to_ordered_dataset(num_epochs=3)
-    assert whole["i"][:] == [i for e in (0, 1, 2) for b in schedule_of(ds, batch_size=4, epoch=e, drop_last=True)
-                             for i in b]
+    assert whole["i"][:] == [
+        i for e in (0, 1, 2) for b in schedule_of(ds, batch_size=4, epoch=e, drop_last=True) for i in b
+    ]
     assert len(whole) == 84
     with pytest.raises(InvalidParameterError, match="num_epochs"):
         stream.to_ordered_dataset(num_epochs=0)
@@ -444,8 +473,11 @@ def test_several_epochs_in_a_row_need_whole_batches(export):
     # 29 rows in batches of 4 leave a short batch of 1: written back to back, every batch of the next epoch would
     # be shifted by one row against a trainer's fixed-size steps.
     ds = make_dataset(29)
-    with pytest.raises(InvalidParameterError, match=r"Cannot export 2 epochs .* short batch of 1 row\(s\) "
-                                                    r"\(batch_size=4\).*drop_last=True"):
+    with pytest.raises(
+        InvalidParameterError,
+        match=r"Cannot export 2 epochs .* short batch of 1 row\(s\) "
+        r"\(batch_size=4\).*drop_last=True",
+    ):
         getattr(CurriculumDataset(ds, 4), export)(num_epochs=2)
     assert len(list(getattr(CurriculumDataset(ds, 4), export)(num_epochs=1))) == 29  # one epoch: all rows
     assert len(list(getattr(CurriculumDataset(make_dataset(28), 4), export)(num_epochs=2))) == 56  # whole batches
@@ -471,32 +503,48 @@ def test_samplers_follow_the_schedule_and_epochs():
     batch_sampler = CurriculumBatchSampler(ds, 4)
     assert list(batch_sampler) == schedule and len(batch_sampler) == len(schedule)
     sampler = CurriculumSampler(ds, 4)
-    assert list(sampler) == sum(schedule, []) and len(sampler) == 45
+    assert list(sampler) == flat(schedule) and len(sampler) == 45
     sampler.set_epoch(1)
-    assert list(sampler) == sum(schedule_of(ds, batch_size=4, epoch=1), [])
+    assert list(sampler) == flat(schedule_of(ds, batch_size=4, epoch=1))
     loader = DataLoader(ds.select_columns(["i"]), batch_sampler=CurriculumBatchSampler(ds, 4), num_workers=2)
     assert [b["i"].tolist() for b in loader] == schedule
     columns = {"cluster_id": ds["cluster_id"][:], "difficulty": ds["difficulty"][:]}
-    assert list(CurriculumSampler(columns, 4)) == sum(schedule, [])
+    assert list(CurriculumSampler(columns, 4)) == flat(schedule)
 
 
 # ---------------------------------------------------------------------------------------------- public seams
 def test_state_dict_format_is_unchanged():
     # Checkpoints written before the stream was split into parts must still load: the same keys, the same identity.
     from hf_saerl.core.fingerprint import stable_hash
-    from hf_saerl.curriculum.columns import digest_arrays
+    from hf_saerl.curriculum.options import digest_arrays
 
     ds = make_dataset(20)
     stream = CurriculumDataset(ds, 4, seed=1)
     it = iter(stream)
     next(it)
     state = stream.state_dict()
-    identity = {"data": digest_arrays(np.asarray(ds["cluster_id"][:]), np.asarray(ds["difficulty"][:])),
-                "num_rows": 20, "batch_size": 4, "mix_ratio": 0.125, "seed": 1, "drop_last": False,
-                "interleave": "round_robin", "order": "easy_to_hard", "cluster_column": "cluster_id",
-                "difficulty_column": "difficulty"}
-    assert state == {"version": 1, "fingerprint": stable_hash(identity), "schedule": identity, "epoch": 0,
-                     "rank": 0, "world_size": 1, "num_workers": 1, "position": {"batch": 0, "offset": 1}}
+    identity = {
+        "data": digest_arrays(np.asarray(ds["cluster_id"][:]), np.asarray(ds["difficulty"][:])),
+        "num_rows": 20,
+        "batch_size": 4,
+        "mix_ratio": 0.125,
+        "seed": 1,
+        "drop_last": False,
+        "interleave": "round_robin",
+        "order": "easy_to_hard",
+        "cluster_column": "cluster_id",
+        "difficulty_column": "difficulty",
+    }
+    assert state == {
+        "version": 1,
+        "fingerprint": stable_hash(identity),
+        "schedule": identity,
+        "epoch": 0,
+        "rank": 0,
+        "world_size": 1,
+        "num_workers": 1,
+        "position": {"batch": 0, "offset": 1},
+    }
     source, _, _ = counting_stream(20)
     streamed = CurriculumDataset(source, 4, buffer_size=8)
     it = iter(streamed)
@@ -512,8 +560,9 @@ def test_epoch_batches_are_public_and_checked_up_front():
     epochs = stream.export_epochs(epoch=2, num_epochs=2)
     assert epochs == (2, 3)
     got = [(e, g, sources, ids(rows)) for e, g, sources, rows in stream.iter_epoch_batches(epochs)]
-    expected = [(e, g, b, b) for e in epochs
-                for g, b in enumerate(schedule_of(ds, batch_size=4, epoch=e, drop_last=True))]
+    expected = [
+        (e, g, b, b) for e in epochs for g, b in enumerate(schedule_of(ds, batch_size=4, epoch=e, drop_last=True))
+    ]
     assert got == expected
     with pytest.raises(InvalidParameterError, match="Cannot export 2 epochs"):
         CurriculumDataset(ds, 4).export_epochs(num_epochs=2)  # a short batch of 1 row: refused before any row
@@ -522,18 +571,22 @@ def test_epoch_batches_are_public_and_checked_up_front():
 
 
 def test_one_set_of_options_serves_every_curriculum_class():
-    from hf_saerl.curriculum.columns import CurriculumOptions
+    from hf_saerl.curriculum.options import CurriculumOptions
 
     ds = make_dataset(30)
     options = dict(mix_ratio=0.25, seed=4, interleave="sequential", order="random", difficulty_column=None)
     expected = CurriculumOptions(**options).schedule(ds, 4).batches(0)
-    assert expected == build_schedule(ds["cluster_id"][:], None, 4, mix_ratio=0.25, seed=4, interleave="sequential",
-                                      order="random")
+    assert expected == build_schedule(
+        ds["cluster_id"][:], None, 4, mix_ratio=0.25, seed=4, interleave="sequential", order="random"
+    )
     assert CurriculumDataset(ds, 4, **options).schedule() == expected
     assert list(CurriculumBatchSampler(ds, 4, **options)) == expected
-    assert list(CurriculumSampler(ds, 4, **options)) == sum(expected, [])
-    for bad, error in (({"order": "sideways"}, InvalidParameterError), ({"drop_last": 1}, TypeError),
-                       ({"cluster_column": None, "difficulty_column": None}, InvalidParameterError)):
+    assert list(CurriculumSampler(ds, 4, **options)) == flat(expected)
+    for bad, error in (
+        ({"order": "sideways"}, InvalidParameterError),
+        ({"drop_last": 1}, TypeError),
+        ({"cluster_column": None, "difficulty_column": None}, InvalidParameterError),
+    ):
         for make in (lambda kw: CurriculumDataset(ds, 4, **kw), lambda kw: CurriculumBatchSampler(ds, 4, **kw)):
             with pytest.raises(error):
                 make(bad)

@@ -8,7 +8,7 @@ arguments and hand them over. :class:`ColumnSchedule` reads the columns of a map
 schedule of each epoch from them.
 
 Example:
-    >>> from hf_saerl.curriculum.columns import CurriculumOptions
+    >>> from hf_saerl.curriculum.options import CurriculumOptions
     >>> schedule = CurriculumOptions(mix_ratio=0).schedule({"cluster_id": [0, 0, 1, 1],
     ...                                                     "difficulty": [0.4, 0.3, 0.2, 0.1]}, batch_size=2)
     >>> schedule.batches(epoch=0), schedule.num_rows
@@ -42,10 +42,16 @@ logger = logging.getLogger(__name__)
 
 #: What each schedule column holds, and how to get it, by role.
 _ROLES = {
-    "cluster": ("cluster ids", "Run SAEClusterer first (dataset.map(clusterer, batched=True)), pass "
-                               "cluster_column=<name>, or cluster_column=None for no clustering."),
-    "difficulty": ("difficulty scores", "Run DifficultyProbe first (dataset.map(probe, batched=True)), pass "
-                                        "difficulty_column=<name>, or difficulty_column=None with order='random'."),
+    "cluster": (
+        "cluster ids",
+        "Run SAEClusterer first (dataset.map(clusterer, batched=True)), pass "
+        "cluster_column=<name>, or cluster_column=None for no clustering.",
+    ),
+    "difficulty": (
+        "difficulty scores",
+        "Run DifficultyProbe first (dataset.map(probe, batched=True)), pass "
+        "difficulty_column=<name>, or difficulty_column=None with order='random'.",
+    ),
 }
 
 
@@ -63,7 +69,7 @@ class CurriculumOptions:
     the option; an unknown keyword is a ``TypeError``, as for any function.
 
     Example:
-        >>> from hf_saerl.curriculum.columns import CurriculumOptions
+        >>> from hf_saerl.curriculum.options import CurriculumOptions
         >>> CurriculumOptions(seed=3).params(batch_size=8).as_dict()["seed"]
         3
     """
@@ -90,15 +96,18 @@ class CurriculumOptions:
 
     def schedule_columns(self) -> list[tuple[str, str]]:
         """``(column, role)`` of the schedule columns in use (``role`` is ``"cluster"`` or ``"difficulty"``)."""
-        return [(name, role) for name, role in ((self.cluster_column, "cluster"),
-                                                (self.difficulty_column, "difficulty")) if name is not None]
+        return [
+            (name, role)
+            for name, role in ((self.cluster_column, "cluster"), (self.difficulty_column, "difficulty"))
+            if name is not None
+        ]
 
 
 def check_columns(cluster_column: str | None, difficulty_column: str | None, order: str) -> None:
     """Raise :class:`~hf_saerl.errors.InvalidParameterError` when the column choice leaves nothing to schedule by.
 
     Example:
-        >>> from hf_saerl.curriculum.columns import check_columns
+        >>> from hf_saerl.curriculum.options import check_columns
         >>> check_columns("cluster_id", None, "random")  # no difficulty: fine with a random order
     """
     if cluster_column is None and difficulty_column is None:
@@ -118,7 +127,7 @@ def require_schedule_columns(data: Any, name: str, role: str) -> None:
     with the hint of how to get it (``role`` is ``"cluster"`` or ``"difficulty"``).
 
     Example:
-        >>> from hf_saerl.curriculum.columns import require_schedule_columns
+        >>> from hf_saerl.curriculum.options import require_schedule_columns
         >>> require_schedule_columns({"q": [1]}, "cluster_id", "cluster")
         Traceback (most recent call last):
         ...
@@ -133,7 +142,7 @@ def read_schedule_column(data: Any, name: str, role: str) -> np.ndarray:
     numpy; a :class:`~hf_saerl.errors.MissingColumnError` with the role's hint when it is missing.
 
     Example:
-        >>> from hf_saerl.curriculum.columns import read_schedule_column
+        >>> from hf_saerl.curriculum.options import read_schedule_column
         >>> read_schedule_column({"difficulty": [0.5, 0.25]}, "difficulty", "difficulty")
         array([0.5 , 0.25])
     """
@@ -148,7 +157,7 @@ def digest_arrays(cluster_ids: np.ndarray | None, difficulty: np.ndarray | None)
 
     Example:
         >>> import numpy as np
-        >>> from hf_saerl.curriculum.columns import digest_arrays
+        >>> from hf_saerl.curriculum.options import digest_arrays
         >>> digest_arrays(np.array([0, 1]), None) == digest_arrays([0, 1], None)
         True
     """
@@ -175,10 +184,13 @@ class ColumnSchedule:
         check_columns(cluster_column, difficulty_column, params.order)
         self.params = params
         self.cluster_ids = None if cluster_column is None else read_schedule_column(data, cluster_column, "cluster")
-        self.difficulty = (None if difficulty_column is None
-                           else read_schedule_column(data, difficulty_column, "difficulty"))
+        self.difficulty = (
+            None if difficulty_column is None else read_schedule_column(data, difficulty_column, "difficulty")
+        )
         as_schedule_arrays(self.cluster_ids, self.difficulty, params.order)  # NaN, negative ids...: fail now
-        self.num_rows = len(self.cluster_ids if self.cluster_ids is not None else self.difficulty)
+        column = self.cluster_ids if self.cluster_ids is not None else self.difficulty
+        assert column is not None  # check_columns refused two None columns
+        self.num_rows = len(column)
         self._cache: tuple[int, list[list[int]]] | None = None
         self._digest: str | None = None
 
