@@ -69,7 +69,11 @@ def _run_script(script: str, argv: list[str]) -> str:
         sys.path.remove(str(BENCH))
 
 
-@pytest.mark.parametrize("name", sorted(SUITE.SUITE))
+#: Run at tiny size by their own tests, which also check what they write (tests/benchmarks/test_gpu_check.py).
+OWN_TESTS = {"gpu_check"}
+
+
+@pytest.mark.parametrize("name", sorted(set(SUITE.SUITE) - OWN_TESTS))
 def test_benchmark_runs_at_tiny_size(name, tmp_path):
     script, *_, writes_json = SUITE.SUITE[name]
     argv = SUITE.arguments(name, "tiny")
