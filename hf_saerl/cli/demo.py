@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("-o", "--output-dir", type=Path, default=Path("saerl_demo"),
                         help="where to write the outputs (default: ./saerl_demo)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into --output-dir even if it exists and is not empty (e.g. a second run)")
     parser.add_argument("--ci", action="store_true",
                         help="the scaled-down version CI runs: smaller SAE, fewer texts, a handful of rollouts (about a minute)")
     parser.add_argument("--sae", metavar="FOLDER",
@@ -34,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from ..demo.run import DemoConfig, format_batches, run_demo
+    from .common import check_output
 
+    check_output(args.output_dir, "--output-dir", overwrite=args.overwrite)
     config = DemoConfig.ci() if args.ci else DemoConfig()
     config = replace(config, plots=not args.no_plots, seed=args.seed)
     report = run_demo(args.output_dir, config, sae=args.sae)

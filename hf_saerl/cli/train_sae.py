@@ -6,12 +6,15 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import UsageError
 from .common import (
     add_data_args,
     add_model_args,
+    add_overwrite_arg,
+    check_columns,
+    check_model,
+    check_output,
     load_data,
-    model_spec,
+    write_folder,
     non_negative_int,
     positive_float,
     positive_int,
@@ -47,25 +50,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--max-length", type=positive_int, default=D["max_length"], help=f"tokens per text (default: {D['max_length']})")
     t.add_argument("--lr", type=positive_float, default=D["lr"], help=f"learning rate (default: {D['lr']})")
     t.add_argument("--seed", type=non_negative_int, default=0, help="seed (default: 0)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="folder to save the SAE to (sae-lens format)")
+    o = p.add_argument_group("output")
+    o.add_argument("-o", "--output", type=Path, required=True, help="folder to save the SAE to (sae-lens format)")
+    add_overwrite_arg(o)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models.loading import load_model
-    from ..encoding.sae_training import train_sae
-
+    """Train the SAE; prints its held-out metrics."""
+    check_output(args.output, overwrite=args.overwrite, sources=args.data)  # before any model loads
+    model_path, gguf_file = check_model(args.model, args.gguf_file, args.revision)
     dataset = single_split(load_data(args.data, args.data_config, args.split or "train"), args.split)
-    if args.text_column not in dataset.column_names:
-        raise UsageError(f"no column {args.text_column!r} in the dataset (columns: {dataset.column_names}); "
-                         "pass --text-column.")
+    check_columns(dataset, {"--text-column": args.text_column})
     texts = [t for t in dataset[args.text_column] if t and str(t).strip()]
-    model_path, gguf_file = model_spec(args.model, args.gguf_file)
+
+    from ..encoding.sae_training import train_sae
+    from ..models.loading import load_model
+
     model, tokenizer = load_model(model_path, gguf_file=gguf_file, revision=args.revision)
     sae, stats = train_sae(model, tokenizer, texts, hook_name=args.hook_name, d_sae=args.d_sae, k=args.k,
                            total_tokens=args.total_tokens, max_activation_tokens=args.max_activation_tokens,
                            max_length=args.max_length, lr=args.lr, seed=args.seed)
-    sae.save_model(str(args.output))
+    write_folder(args.output, lambda folder: sae.save_model(str(folder)), overwrite=args.overwrite, sources=args.data)
     shown = {k: stats[k] for k in ("explained_variance", "mean_l0", "dead_fraction", "n_tokens", "cache_hit") if k in stats}
     print(json.dumps(shown, indent=2))
     print(f"Saved the SAE ({sae.cfg.d_in} -> {sae.cfg.d_sae}, hook {sae.cfg.metadata.hook_name}) to {args.output}")

@@ -1,12 +1,12 @@
 """The CLI's error contract: library refusals, data errors and missing files exit 1 with one line; usage errors
-exit 2; anything else is a bug and keeps its traceback."""
+exit 2; anything else is a bug, one line too (exit 1), and keeps its traceback under --debug."""
 
 import argparse
 
 import pytest
 from datasets.exceptions import DatasetGenerationError, DatasetNotFoundError
 
-import hf_saerl.cli.hub
+import hf_saerl.cli.inspect
 from hf_saerl.cli import main
 from hf_saerl.cli.common import finite_float, guard, hub_repo_id, positive_int
 from hf_saerl.errors import BundleError, MissingColumnError, UsageError, WidthMismatchError
@@ -37,14 +37,32 @@ def test_refusals_print_one_line_and_exit(err, code, capsys):
 
 @pytest.mark.parametrize("err", [TypeError("unexpected keyword"), OSError("disk full"), ValueError("a bug"),
                                  KeyError("a bug")])
-def test_bugs_keep_their_traceback(err, monkeypatch, tmp_path):
-    monkeypatch.setattr(hf_saerl.cli.hub, "run_inspect", _raising(err))
+def test_bugs_are_one_line_and_keep_their_traceback_under_debug(err, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(hf_saerl.cli.inspect, "run", _raising(err))
+    assert main(["inspect", str(tmp_path)]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"unexpected {type(err).__name__}" in lines[0] and "--debug" in lines[0]
     with pytest.raises(type(err)):
-        main(["inspect", str(tmp_path)])
+        main(["inspect", str(tmp_path), "--debug"])
+    with pytest.raises(type(err)):
+        main(["--debug", "inspect", str(tmp_path)])
+
+
+def test_debug_prints_the_traceback_of_a_refusal(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(hf_saerl.cli.inspect, "run", _raising(BundleError("tampered")))
+    assert main(["inspect", str(tmp_path), "--debug"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1] == "hf-saerl inspect: error: tampered"
+
+
+def test_connection_errors_are_one_line_with_the_way_out(capsys):
+    assert guard(_raising(ConnectionError("Couldn't reach 'x' on the Hub")))(argparse.Namespace(command="fit")) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "HF_HUB_OFFLINE" in lines[0] and "local files" in lines[0]
 
 
 def test_main_applies_the_contract_to_every_command(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(hf_saerl.cli.hub, "run_inspect", _raising(BundleError("tampered")))
+    monkeypatch.setattr(hf_saerl.cli.inspect, "run", _raising(BundleError("tampered")))
     assert main(["inspect", str(tmp_path)]) == 1
     assert capsys.readouterr().err.strip() == "hf-saerl inspect: error: tampered"
 

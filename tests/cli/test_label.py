@@ -55,7 +55,7 @@ def test_label_a_stratified_budget_with_a_reward_function(model_dir, tmp_path, c
 def test_label_refuses_bad_input(model_dir, tmp_path, capsys):
     data = _data(tmp_path)
     assert main(_args(model_dir, data, tmp_path / "o1", "--answer-column", "solution")) == 1
-    assert "Missing column 'solution'" in capsys.readouterr().err
+    assert "--answer-column solution: no such column" in capsys.readouterr().err
     assert main(_args(model_dir, data, tmp_path / "o2", "--budget", "2.5")) == 2
     assert "--budget 2.5" in capsys.readouterr().err
     assert main(_args(model_dir, data, tmp_path / "o3", "--rest-output", str(tmp_path / "r"))) == 2
@@ -64,4 +64,4 @@ def test_label_refuses_bad_input(model_dir, tmp_path, capsys):
     assert "MODULE:NAME" in capsys.readouterr().err
     assert main(_args(model_dir, data, tmp_path / "o5", "--budget", "3", "--strategy", "stratified",
                       "--cluster-column", "topic")) == 1
-    assert "Missing column 'topic'" in capsys.readouterr().err
+    assert "needs the cluster column 'topic'" in capsys.readouterr().err
