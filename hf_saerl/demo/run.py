@@ -57,7 +57,7 @@ class DemoConfig:
         max_negatives: cap on the quality negatives (None: all hints, concepts and corrupted copies).
         pooling, top_k, max_length: encoder settings (see :class:`~hf_saerl.SAEEncoder`).
         n_clusters: k-means clusters (5, the number of CHAMP categories, so NMI is read on the same scale).
-        batch_size, mix_ratio: curriculum settings (DESIGN.md section 5); the curriculum is over the RL pool.
+        batch_size, mix_ratio: curriculum settings (docs/curriculum.md); the curriculum is over the RL pool.
         cv: folds for every cross-validated metric.
         seed: seeds every random choice.
         plots: write the PNG plots.
