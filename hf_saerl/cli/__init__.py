@@ -14,13 +14,19 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
+
 from .._version import __version__
 
 #: Modules that register subcommands, in the order ``--help`` lists them.
 COMMAND_MODULES = (
-    "hf_saerl.cli.demo", "hf_saerl.cli.train_sae", "hf_saerl.cli.label", "hf_saerl.cli.fit", "hf_saerl.cli.augment",
-    "hf_saerl.cli.push", "hf_saerl.cli.inspect",
+    "hf_saerl.cli.demo",
+    "hf_saerl.cli.train_sae",
+    "hf_saerl.cli.label",
+    "hf_saerl.cli.fit",
+    "hf_saerl.cli.augment",
+    "hf_saerl.cli.push",
+    "hf_saerl.cli.inspect",
 )
 DEBUG_HELP = "print the traceback of a failure (by default a failure is one line)"
 
@@ -48,7 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     if not getattr(args, "func", None):
         parser.print_help()
         return USAGE_EXIT

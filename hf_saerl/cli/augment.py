@@ -40,16 +40,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "the pipeline and the filtering."
         ),
         epilog="example: hf-saerl augment --pipeline your-name/my-pipeline --data openai/gsm8k --config main "
-               "--split train --output ./gsm8k-curated",
+        "--split train --output ./gsm8k-curated",
     )
     p.add_argument("--pipeline", required=True, help="the pipeline: a local folder or a Hub model repo id")
     p.add_argument("--pipeline-revision", help="revision of the pipeline repo on the Hub")
-    p.add_argument("--model", help="load the model from here instead of the id recorded in the pipeline: a folder, "
-                                   "a Hub id, or 'embedded' (e.g. a local copy when the Hub is out of reach)")
+    p.add_argument(
+        "--model",
+        help="load the model from here instead of the id recorded in the pipeline: a folder, "
+        "a Hub id, or 'embedded' (e.g. a local copy when the Hub is out of reach)",
+    )
     p.add_argument("--gguf-file", help="a GGUF checkpoint inside the --model folder (set for 'embedded')")
     add_data_args(p)
-    p.add_argument("--quality-threshold", type=finite_float,
-                   help="keep only rows with quality >= this (overrides the pipeline's own threshold)")
+    p.add_argument(
+        "--quality-threshold",
+        type=finite_float,
+        help="keep only rows with quality >= this (overrides the pipeline's own threshold)",
+    )
     p.add_argument("--no-filter", action="store_true", help="keep every row, ignoring the pipeline's threshold")
     p.add_argument("--batch-size", type=positive_int, default=256, help="rows per batch (default: 256)")
     p.add_argument("--num-proc", type=positive_int, help="worker processes for the encoding")
@@ -82,19 +88,26 @@ def run(args: argparse.Namespace) -> int:
     elif args.quality_threshold is not None:
         if pipeline.quality is None:
             raise UsageError(f"--quality-threshold needs a pipeline with a quality probe; {args.pipeline} has none.")
-        check_threshold(args.quality_threshold, "--quality-threshold",
-                        getattr(pipeline.quality, "task_", None) == "classification")
+        check_threshold(
+            args.quality_threshold, "--quality-threshold", getattr(pipeline.quality, "task_", None) == "classification"
+        )
         pipeline.quality_threshold = args.quality_threshold
     out, stats = pipeline(dataset, batch_size=args.batch_size, num_proc=args.num_proc, return_stats=True)
     per_split = stats.items() if "n_rows" not in stats else [("data", stats)]
     for split, s in per_split:
-        dropped = f", dropped {s['n_dropped']} with quality < {s['quality_threshold']}" if s["quality_threshold"] is not None else ""
+        dropped = (
+            f", dropped {s['n_dropped']} with quality < {s['quality_threshold']}"
+            if s["quality_threshold"] is not None
+            else ""
+        )
         print(f"{split}: {s['n_kept']} rows{dropped}")
     kept = [s["n_kept"] for _, s in per_split]
     if kept and all(k == 0 for k in kept):
         threshold = next(iter(per_split))[1]["quality_threshold"]
-        raise InvalidParameterError(f"quality >= {threshold} keeps no row of {sum(s['n_rows'] or 0 for _, s in per_split)}; "
-                                    "nothing was written. Lower --quality-threshold, or pass --no-filter.")
+        raise InvalidParameterError(
+            f"quality >= {threshold} keeps no row of {sum(s['n_rows'] or 0 for _, s in per_split)}; "
+            "nothing was written. Lower --quality-threshold, or pass --no-filter."
+        )
     if args.output is not None:
         save_dataset(out, args.output, sources=args.data, overwrite=args.overwrite)
         print(f"Saved the augmented dataset to {args.output}")
@@ -102,8 +115,16 @@ def run(args: argparse.Namespace) -> int:
         from ..pipeline.hub import push_curated
 
         filtering = stats if "n_rows" in stats else _merge_stats(stats)
-        push_curated(out, args.push_to, pipeline=pipeline, pipeline_repo=str(args.pipeline), filtering=filtering,
-                     source=" ".join(args.data), private=args.private or None, token=args.token)
+        push_curated(
+            out,
+            args.push_to,
+            pipeline=pipeline,
+            pipeline_repo=str(args.pipeline),
+            filtering=filtering,
+            source=" ".join(args.data),
+            private=args.private or None,
+            token=args.token,
+        )
         print(f"Pushed the augmented dataset to https://huggingface.co/datasets/{args.push_to}")
     return 0
 

