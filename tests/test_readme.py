@@ -103,13 +103,14 @@ def readme_folder(tmp_path, monkeypatch, model_dir):
     ]
     for name, part in (("prompts.jsonl", rows), ("new_prompts.jsonl", rows[:12]), ("labelled.jsonl", rows)):
         Path(name).write_text("\n".join(json.dumps(r) for r in part) + "\n")
+    # chosen answers are all digits and rejected ones all letters, so the audit has concepts to flag both ways
     pairs = [
         {
             "prompt": f"Add {i} and {i + 1}.",
-            "chosen": f"Step 1: {i} + {i + 1} = {2 * i + 1}.",
-            "rejected": f"I think it is {i * 3}, maybe." + " Hmm." * (i % 3),
+            "chosen": " ".join(str((i * k) % 10) for k in range(12 + i % 5)),
+            "rejected": "hmm maybe " + "xyz " * (3 + i % 4),
         }
-        for i in range(24)
+        for i in range(40)
     ]
     Path("pairs.jsonl").write_text("\n".join(json.dumps(p) for p in pairs) + "\n")
     return uploads
