@@ -22,6 +22,7 @@ __all__ = [
     "HookMismatchError",
     "InvalidParameterError",
     "MissingColumnError",
+    "ModelNotFoundError",
     "NonFiniteError",
     "ParameterTypeError",
     "RowMismatchError",
@@ -85,6 +86,11 @@ class RowMismatchError(HfSaerlError, ValueError):
 class VerificationError(HfSaerlError, RuntimeError):
     """A verifier (reward function) raised, or returned something other than one reward per completion; the
     message names the verifier and the row, and the original exception is chained."""
+
+
+class ModelNotFoundError(HfSaerlError, OSError):
+    """A model (a folder, a GGUF file in it, or a Hub id) cannot be found or read; the message names it and the
+    nearest known name (``"embedded"``, the model shipped on PyPI)."""
 
 
 class UsageError(HfSaerlError, ValueError):

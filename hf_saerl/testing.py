@@ -1,6 +1,7 @@
 """Tiny, offline stand-ins for real models and SAEs.
 
-They build in well under a second with no download, so tests, benchmarks and docs exercise the real code paths (a real ``LlamaForCausalLM``, a real fast
+They build in well under a second with no download, so tests, benchmarks and the README's code blocks
+(``tests/test_readme.py``) exercise the real code paths (a real ``LlamaForCausalLM``, a real fast
 tokenizer, real sae-lens SAEs) without the Hub.
 
 Example:

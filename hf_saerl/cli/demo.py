@@ -19,12 +19,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "reasoning-gym and champ-dataset."
         ),
     )
-    parser.add_argument("-o", "--output-dir", type=Path, default=Path("saerl_demo"),
-                        help="where to write the outputs (default: ./saerl_demo)")
-    parser.add_argument("--ci", action="store_true",
-                        help="the scaled-down version CI runs: smaller SAE, fewer texts, a handful of rollouts (about a minute)")
-    parser.add_argument("--sae", metavar="FOLDER",
-                        help="use this sae-lens SAE folder (trained on SmolLM2) instead of training one")
+    parser.add_argument(
+        "-o",
+        "--output-dir",
+        type=Path,
+        default=Path("saerl_demo"),
+        help="where to write the outputs (default: ./saerl_demo)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into --output-dir even if it exists and is not empty (e.g. a second run)",
+    )
+    parser.add_argument(
+        "--ci",
+        action="store_true",
+        help="the scaled-down version CI runs: smaller SAE, fewer texts, a handful of rollouts (about a minute)",
+    )
+    parser.add_argument(
+        "--sae", metavar="FOLDER", help="use this sae-lens SAE folder (trained on SmolLM2) instead of training one"
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     parser.set_defaults(func=run)
@@ -34,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from ..demo.run import DemoConfig, format_batches, run_demo
+    from .common import check_output
 
+    check_output(args.output_dir, "--output-dir", overwrite=args.overwrite)
     config = DemoConfig.ci() if args.ci else DemoConfig()
     config = replace(config, plots=not args.no_plots, seed=args.seed)
     report = run_demo(args.output_dir, config, sae=args.sae)
@@ -43,15 +59,23 @@ def run(args: argparse.Namespace) -> int:
     length = d.get("length_baseline") or {}
     cost = report["pool"]["cost"]
     print(format_batches(report))
-    print(f"\ndifficulty Spearman on SmolLM2's own pass rates (out of fold): SAE {_num(d.get('spearman'))} | raw "
-          f"activations {_num((d.get('baseline') or {}).get('spearman'))} | length {_num(length.get('spearman'))} | "
-          f"held out {_num(report['pool']['holdout']['spearman'])}")
-    print(f"labels {cost['label_seconds']:.0f} s ({cost['generated_tokens']} rollout tokens) vs proxy "
-          f"{cost['proxy_seconds']:.1f} s: {cost['label_to_proxy_ratio']:.0f}x")
-    print(f"quality AUROC {q.get('auroc', nan):.3f} | cluster NMI {c.get('nmi', nan):.3f} | total "
-          f"{report['timings_seconds']['total']:.0f} s")
-    print(f"Wrote {args.output_dir}/report.md, report.json, pool/, pool_saerl.parquet, dataset/, champ_saerl.parquet "
-          "and plots.")
+    print(
+        f"\ndifficulty Spearman on SmolLM2's own pass rates (out of fold): SAE {_num(d.get('spearman'))} | raw "
+        f"activations {_num((d.get('baseline') or {}).get('spearman'))} | length {_num(length.get('spearman'))} | "
+        f"held out {_num(report['pool']['holdout']['spearman'])}"
+    )
+    print(
+        f"labels {cost['label_seconds']:.0f} s ({cost['generated_tokens']} rollout tokens) vs proxy "
+        f"{cost['proxy_seconds']:.1f} s: {cost['label_to_proxy_ratio']:.0f}x"
+    )
+    print(
+        f"quality AUROC {q.get('auroc', nan):.3f} | cluster NMI {c.get('nmi', nan):.3f} | total "
+        f"{report['timings_seconds']['total']:.0f} s"
+    )
+    print(
+        f"Wrote {args.output_dir}/report.md, report.json, pool/, pool_saerl.parquet, dataset/, champ_saerl.parquet "
+        "and plots."
+    )
     return 0
 
 

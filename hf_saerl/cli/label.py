@@ -14,8 +14,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
-from .common import DATA_HELP, add_model_args, finite_float, load_data, model_spec, positive_int, single_split
+from ..errors import MissingColumnError, UsageError
+from .common import (
+    DATA_HELP,
+    add_model_args,
+    add_overwrite_arg,
+    check_columns,
+    check_model,
+    check_output,
+    finite_float,
+    load_data,
+    positive_int,
+    save_dataset,
+    single_split,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -73,10 +85,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="label only N rows (or a fraction 0 < N < 1 of them); default: every row")
     b.add_argument("--strategy", default="random", choices=["random", "stratified"],
                    help="how the budget picks rows: seeded random, or stratified over --cluster-column")
-    b.add_argument("--cluster-column", default="cluster_id", help="the cluster column for --strategy stratified")
+    b.add_argument("--cluster-column", default="cluster_id",
+                   help="the cluster column for --strategy stratified ('hf-saerl augment' with a pipeline fitted with "
+                        "--clusters adds cluster_id)")
     o = p.add_argument_group("output")
     o.add_argument("-o", "--output", type=Path, required=True, help="folder to save the labelled rows to")
     o.add_argument("--rest-output", type=Path, help="with --budget: folder to save the unlabelled rows to")
+    add_overwrite_arg(o)
     o.add_argument("--keep-completions", action="store_true", help="also save the completions and their rewards")
     p.set_defaults(func=run)  # hf_saerl.cli.main runs it under common.guard (exit codes 1 and 2)
 
@@ -110,6 +125,12 @@ def _budget(value: float | None) -> int | float | None:
     return int(value) if value >= 1 else value
 
 
+def _template_columns(template: str) -> list[str]:
+    import string
+
+    return [field.split(".")[0].split("[")[0] for _, field, _, _ in string.Formatter().parse(template) if field]
+
+
 def run(args: argparse.Namespace) -> int:
     """Label the dataset as the arguments say; prints a JSON summary."""
     from ..rollouts.budget import split_for_labelling
@@ -118,8 +139,23 @@ def run(args: argparse.Namespace) -> int:
     budget = _budget(args.budget)
     if args.rest_output is not None and budget is None:
         raise UsageError("--rest-output needs --budget (without a budget every row is labelled).")
+    # everything that needs no model, before the model loads: outputs, the model's name, the data and its columns
+    check_output(args.output, overwrite=args.overwrite, sources=args.data)
+    check_output(args.rest_output, "--rest-output", overwrite=args.overwrite, sources=args.data)
+    if args.rest_output is not None and args.rest_output.resolve() == args.output.resolve():
+        raise UsageError("--rest-output and --output are the same folder; pass two folders.")
+    model, gguf_file = check_model(args.model, args.gguf_file, args.revision)
     dataset = single_split(load_data(args.data, args.data_config, args.split), args.split)
-    model, gguf_file = model_spec(args.model, args.gguf_file)
+    columns: dict[str, str | None] = {f"--template ({{{c}}})": c for c in _template_columns(args.template)} \
+        if args.template else {"--prompt-column": args.prompt_column}
+    if not args.reward_function and args.verifier == "math":
+        columns["--answer-column"] = args.answer_column
+    if budget is not None and args.strategy == "stratified" and args.cluster_column not in dataset.column_names:
+        raise MissingColumnError(
+            f"--strategy stratified needs the cluster column {args.cluster_column!r}, which the data lacks (it has "
+            f"{dataset.column_names}). Add it with 'hf-saerl augment --pipeline PIPELINE' (a pipeline fitted with "
+            "--clusters adds cluster_id), name another with --cluster-column, or use --strategy random.")
+    check_columns(dataset, columns)
     labeller = RolloutLabeller(
         model, _verifier(args), gguf_file=gguf_file, revision=args.revision, backend=args.backend, n=args.n,
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
@@ -137,9 +173,9 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     labelled = labeller.map(dataset)
     seconds = time.perf_counter() - start
-    labelled.save_to_disk(str(args.output))
+    save_dataset(labelled, args.output, sources=args.data, overwrite=args.overwrite)
     if rest is not None and args.rest_output is not None:
-        rest.save_to_disk(str(args.rest_output))
+        save_dataset(rest, args.rest_output, sources=args.data, flag="--rest-output", overwrite=args.overwrite)
     n_samples = int(sum(labelled[labeller.n_samples_column]))
     summary = {
         "rows_labelled": len(labelled),

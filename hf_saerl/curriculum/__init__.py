@@ -1,4 +1,4 @@
-"""SAERL curriculum: cluster-first, easy-to-hard, interleaved, moderately mixed batches.
+"""SAERL curriculum: cluster-first, easy-to-hard, interleaved, moderately mixed batches (docs/curriculum.md).
 
 - :func:`build_schedule`: the schedule as a pure function (batches of row indices), vectorised with numpy;
   :func:`describe_schedule` summarises it per batch.

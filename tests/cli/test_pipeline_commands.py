@@ -20,8 +20,14 @@ def jsonl(tmp_path_factory):
     rows = []
     for i in range(30):
         good = bool(i % 2)
-        rows.append({"text": ("Find n such that " if good else "lorem ipsum !! ") + "1" * (1 + i % 6),
-                     "good": good, "pass_rate": (i % 4) / 3, "topic": "a" if i % 3 else "b"})
+        rows.append(
+            {
+                "text": ("Find n such that " if good else "lorem ipsum !! ") + "1" * (1 + i % 6),
+                "good": good,
+                "pass_rate": (i % 4) / 3,
+                "topic": "a" if i % 3 else "b",
+            }
+        )
     path = tmp_path_factory.mktemp("data") / "prompts.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return path
@@ -30,10 +36,33 @@ def jsonl(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fitted_dir(model_dir, sae_dir, jsonl, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "pipeline"
-    code = main(["fit", "--model", str(model_dir), "--sae", str(sae_dir), "--data", str(jsonl),
-                 "--quality-label", "good", "--difficulty-label", "pass_rate", "--clusters", "2",
-                 "--cluster-reference", "topic", "--cv", "3", "--top-k", "8", "--quality-threshold", "0.5",
-                 "--output", str(out)])
+    code = main(
+        [
+            "fit",
+            "--model",
+            str(model_dir),
+            "--sae",
+            str(sae_dir),
+            "--data",
+            str(jsonl),
+            "--quality-label",
+            "good",
+            "--difficulty-label",
+            "pass_rate",
+            "--clusters",
+            "2",
+            "--cluster-reference",
+            "topic",
+            "--cv",
+            "3",
+            "--top-k",
+            "8",
+            "--quality-threshold",
+            "0.5",
+            "--output",
+            str(out),
+        ]
+    )
     assert code == 0
     return out
 
@@ -50,8 +79,10 @@ def test_fit_writes_a_loadable_bundle(fitted_dir, model_dir):
 
 def test_augment_to_disk_matches_the_python_api(fitted_dir, jsonl, tmp_path, capsys):
     out = tmp_path / "augmented"
-    assert main(["augment", "--pipeline", str(fitted_dir), "--data", str(jsonl), "--split", "train",
-                 "--output", str(out)]) == 0
+    assert (
+        main(["augment", "--pipeline", str(fitted_dir), "--data", str(jsonl), "--split", "train", "--output", str(out)])
+        == 0
+    )
     saved = load_from_disk(str(out))
     expected = SAERLPipeline.from_pretrained(fitted_dir)(Dataset.from_json(str(jsonl)))
     assert saved.column_names == expected.column_names and 0 < len(saved) < 30
@@ -64,8 +95,10 @@ def test_augment_no_filter_and_saved_dataset_input(fitted_dir, jsonl, tmp_path):
     source = tmp_path / "source"
     DatasetDict({"train": Dataset.from_json(str(jsonl))}).save_to_disk(str(source))
     out = tmp_path / "all"
-    assert main(["augment", "--pipeline", str(fitted_dir), "--data", str(source), "--no-filter",
-                 "--output", str(out)]) == 0
+    assert (
+        main(["augment", "--pipeline", str(fitted_dir), "--data", str(source), "--no-filter", "--output", str(out)])
+        == 0
+    )
     saved = load_from_disk(str(out))
     assert isinstance(saved, DatasetDict) and len(saved["train"]) == 30 and "quality" in saved["train"].column_names
 
@@ -113,8 +146,24 @@ def test_job_failures_exit_1(fitted_dir, jsonl, model_dir, sae_dir, tmp_path, ca
     assert "config.json" in capsys.readouterr().err
     assert main(["inspect", str(tmp_path / "missing")]) == 1
     assert main(["push", str(tmp_path / "missing"), "me/x"]) == 1
-    assert main(["fit", "--model", str(model_dir), "--sae", str(sae_dir), "--data", str(jsonl),
-                 "--quality-label", "no_such_column", "--output", str(tmp_path / "p")]) == 1
+    assert (
+        main(
+            [
+                "fit",
+                "--model",
+                str(model_dir),
+                "--sae",
+                str(sae_dir),
+                "--data",
+                str(jsonl),
+                "--quality-label",
+                "no_such_column",
+                "--output",
+                str(tmp_path / "p"),
+            ]
+        )
+        == 1
+    )
     assert "no_such_column" in capsys.readouterr().err
 
 
@@ -125,25 +174,57 @@ def test_usage_errors_exit_2(fitted_dir, jsonl, model_dir, sae_dir, tmp_path, ca
     assert main(["fit", *common, "--clusters", "two", "--output", str(tmp_path / "p")]) == 2
     assert main(["fit", *common, "--clusters", "2"]) == 2
     assert main(["augment", "--pipeline", str(fitted_dir), "--data", str(jsonl)]) == 2
-    assert main(["augment", "--pipeline", str(fitted_dir), "--data", str(jsonl), "--no-filter",
-                 "--quality-threshold", "0.3", "--output", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "augment",
+                "--pipeline",
+                str(fitted_dir),
+                "--data",
+                str(jsonl),
+                "--no-filter",
+                "--quality-threshold",
+                "0.3",
+                "--output",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--sae", str(sae_dir)])  # argparse: --model and --data missing
     assert exit_info.value.code == 2
 
 
 def test_missing_split_exits_1(fitted_dir, jsonl, tmp_path, capsys):
-    assert main(["augment", "--pipeline", str(fitted_dir), "--data", str(jsonl), "--split", "test",
-                 "--output", str(tmp_path / "o")]) == 1
+    assert (
+        main(
+            [
+                "augment",
+                "--pipeline",
+                str(fitted_dir),
+                "--data",
+                str(jsonl),
+                "--split",
+                "test",
+                "--output",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 1
+    )
     assert "split 'test' not found" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command, words", [
-    ("fit", ["--quality-label", "pass rates", "sae-lens", "embedded"]),
-    ("augment", ["--pipeline", "save_to_disk", "card"]),
-    ("push", ["model repo", "--private"]),
-    ("inspect", ["config.json", "model card"]),
-])
+@pytest.mark.parametrize(
+    "command, words",
+    [
+        ("fit", ["--quality-label", "pass rates", "sae-lens", "embedded"]),
+        ("augment", ["--pipeline", "save_to_disk", "card"]),
+        ("push", ["model repo", "--private"]),
+        ("inspect", ["config.json", "model card"]),
+    ],
+)
 def test_help_texts(command, words, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
