@@ -113,3 +113,27 @@ class LatentConcepts(BaseEstimator):
         B.data = (B.data != 0).astype(np.float64)
         sizes = np.array([len(g) for g in self.concepts_], dtype=np.float64)
         return sp.csr_matrix(B @ self.membership_ @ sp.diags(1.0 / np.maximum(sizes, 1)))
+
+    def rates(self, fires: Any, freq: Any) -> sp.csr_matrix:
+        """``(n, n_concepts)`` mean per-token firing rate of each concept's latents in each row.
+
+        A latent contributes its firing frequency (``freq``: the share of the span's tokens where it is active) where
+        it fires (``fires`` non-zero), and 0 elsewhere; the concept's rate is the mean over its latents. Unlike
+        :meth:`shares` (did the latent fire anywhere in the span?), the rate does not grow with the span's length
+        for text of the same kind, so it is the length-controlled score (:mod:`hf_saerl.audit.shift`).
+
+        Example:
+            >>> import numpy as np
+            >>> c = LatentConcepts(min_support=1, similarity=0.9).fit(np.array([[1, 1], [1, 1]]))
+            >>> c.rates(np.array([[1, 1]]), np.array([[0.5, 0.25]])).toarray().round(3).tolist()
+            [[0.375]]
+        """
+        check_fitted(self, "rates")
+        B = sp.csr_matrix(fires, dtype=np.float64)
+        F = sp.csr_matrix(freq, dtype=np.float64)
+        if B.shape != F.shape:
+            raise InvalidParameterError(f"fires has shape {B.shape} but freq {F.shape}; pass the firing and the "
+                                        "firing-frequency matrices of the same rows and SAE.")
+        B.data = (B.data != 0).astype(np.float64)
+        sizes = np.array([len(g) for g in self.concepts_], dtype=np.float64)
+        return sp.csr_matrix(sp.csr_matrix(B.multiply(F)) @ self.membership_ @ sp.diags(1.0 / np.maximum(sizes, 1)))

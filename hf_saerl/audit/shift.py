@@ -6,6 +6,18 @@ rollout through the audit's own encoder, span pooling (``max`` + ``freq``) and f
 audited concept (share of its latents firing); and compare the measured change (trained mean − reference mean)
 with the audit's prediction, the global chosen-minus-rejected Δ of that concept.
 
+Two concept scores (``score=``, in every function that scores):
+
+* ``"share"`` (default, the audit's own): the share of the concept's latents that fire anywhere in the span. It
+  grows with the span's length (a longer answer gives every latent more chances to fire), so a trained model that
+  answers shorter moves every concept down at once.
+* ``"rate"`` (length-controlled): the mean over the concept's latents of their per-token firing rate in the span
+  (the ``freq`` pooling: the share of the span's tokens where the latent is active), counted for the latents that
+  fire by the audit's rule and 0 for the others (:meth:`~hf_saerl.audit.concepts.LatentConcepts.rates`). Text of
+  the same kind scores the same whatever its length. The prediction is then the audit's pairs scored the same way
+  (mean chosen-minus-rejected rate, globally and per region); the views (``flagged``, ``top``) keep the audit's own
+  flags and z, so both scores are compared on the same concepts.
+
 * :func:`sample_rollouts`: completions from any generation backend of :mod:`hf_saerl.rollouts.backends`
   (transformers, vLLM, or a ``Generator``), the ones the rollout labeller uses;
 * :func:`rollout_concept_scores`: ``(n_rollouts, n_concepts)`` concept scores, pooled as the audit pooled;
@@ -56,7 +68,11 @@ from .statistics import GLOBAL_REGION
 logger = logging.getLogger(__name__)
 
 __all__ = ["ShiftValidation", "validate_shift", "sample_rollouts", "rollout_concept_scores", "audit_predictions",
-           "region_predictions", "compare_shift", "compare_regions", "fit_metrics", "side_effects"]
+           "region_predictions", "compare_shift", "compare_regions", "fit_metrics", "side_effects", "SCORES",
+           "pair_disparity"]
+
+#: The concept scores: ``share`` (of latents firing anywhere in the span) and ``rate`` (per-token firing rate).
+SCORES = ("share", "rate")
 
 #: ``format_version`` of :meth:`ShiftValidation.save`'s JSON.
 SHIFT_FORMAT_VERSION = 1
@@ -65,10 +81,45 @@ _NUMBERED = re.compile(r"^\s*(\d+[.)]|Step \d)", re.M)
 
 
 # ---------------------------------------------------------------------------------------------- predictions
-def audit_predictions(audit: Any) -> pd.DataFrame:
+def _check_score(score: str) -> str:
+    if score not in SCORES:
+        raise InvalidParameterError(f"score must be one of {SCORES}; got {score!r}. Pass score='share' (the audit's "
+                                    "own score) or score='rate' (length-controlled).")
+    return score
+
+
+def pair_disparity(audit: Any, score: str = "share") -> Any:
+    """``(n_pairs, n_concepts)`` chosen-minus-rejected concept score of every audited pair, as CSR.
+
+    ``score="share"`` is the audit's own ``disparity_``; ``score="rate"`` the difference of the per-token firing
+    rates (:meth:`~hf_saerl.audit.concepts.LatentConcepts.rates`) of the chosen and rejected spans.
+
+    Example (one latent, active on 1 of 2 chosen tokens and 1 of 4 rejected tokens, so it fires on both):
+        >>> import numpy as np, scipy.sparse as sp
+        >>> from hf_saerl.audit import PreferenceAudit
+        >>> c_max, r_max = sp.csr_matrix(np.ones((4, 1))), sp.csr_matrix(np.ones((4, 1)))
+        >>> c_freq, r_freq = sp.csr_matrix(np.full((4, 1), 0.5)), sp.csr_matrix(np.full((4, 1), 0.25))
+        >>> audit = PreferenceAudit(n_regions=1, min_support=1).fit_features(c_max, c_freq, r_max, r_freq)
+        >>> pair_disparity(audit).toarray().ravel().tolist(), pair_disparity(audit, "rate").toarray().ravel().tolist()
+        ([0.0, 0.0, 0.0, 0.0], [0.25, 0.25, 0.25, 0.25])
+    """
+    import scipy.sparse as sp
+
+    check_fitted(audit, "pair_disparity")
+    if _check_score(score) == "share":
+        return audit.disparity_
+    concepts = audit.concepts_
+    return sp.csr_matrix(concepts.rates(audit.chosen_fires_, audit.chosen_freq_)
+                         - concepts.rates(audit.rejected_fires_, audit.rejected_freq_))
+
+
+def audit_predictions(audit: Any, score: str = "share") -> pd.DataFrame:
     """One row per concept of a fitted audit: ``concept``, ``n_latents``, ``predicted_delta`` (global Δ: mean
     chosen-minus-rejected disparity), ``predicted_z`` (its one-sample z), ``flagged`` (in any region or globally),
     ``flagged_sign`` (sign of the best-ranked flagged row's Δ, 0 when not flagged) and ``flagged_regions``.
+
+    With ``score="rate"``, ``predicted_delta`` is the mean chosen-minus-rejected per-token firing rate
+    (:func:`pair_disparity`); ``predicted_z``, ``flagged`` and ``flagged_sign`` stay the audit's own.
 
     Example:
         >>> import numpy as np, scipy.sparse as sp
@@ -93,6 +144,8 @@ def audit_predictions(audit: Any) -> pd.DataFrame:
         if not regions[k]:
             sign[k] = np.sign(row["delta"])
         regions[k].append(str(row["region_name"]))
+    if _check_score(score) == "rate":
+        delta = np.asarray(pair_disparity(audit, "rate").mean(axis=0), dtype=np.float64).ravel()
     return pd.DataFrame({
         "concept": np.arange(K, dtype=np.int64),
         "n_latents": np.array([len(g) for g in audit.concepts_.concepts_], dtype=np.int64),
@@ -101,11 +154,13 @@ def audit_predictions(audit: Any) -> pd.DataFrame:
     })
 
 
-def region_predictions(audit: Any) -> pd.DataFrame:
+def region_predictions(audit: Any, score: str = "share") -> pd.DataFrame:
     """One row per (region, concept) of a fitted audit's regions (the global rows left out): ``region_name``,
     ``concept``, ``predicted_delta`` (the region's own mean chosen-minus-rejected disparity, what DPO on that
     region's pairs pushes toward), ``contrast_delta`` (the audit's ``delta``: the region against the rest),
     ``flagged`` and ``n_pairs``. An audit with one region has only its global rows: they are that region's.
+    With ``score="rate"`` both deltas are of the per-token firing rates (:func:`pair_disparity`); ``flagged``
+    stays the audit's.
 
     Example (one latent that fires on the chosen side of the "geo" pairs only):
         >>> import numpy as np, scipy.sparse as sp
@@ -118,6 +173,15 @@ def region_predictions(audit: Any) -> pd.DataFrame:
     """
     check_fitted(audit, "region_predictions")
     stats = audit.statistics_
+    if _check_score(score) == "rate":  # the same statistics of the rate disparity; the audit's flags kept
+        from .statistics import concept_statistics
+
+        flags = stats.set_index(["region", "concept"])["flagged"]
+        stats = concept_statistics(pair_disparity(audit, "rate"), audit.regions_)
+        names = {GLOBAL_REGION: "all", **dict(enumerate(audit.region_names_))}
+        stats["region_name"] = [names[r] for r in stats["region"]]
+        keys = pd.MultiIndex.from_arrays([stats["region"], stats["concept"]])
+        stats["flagged"] = flags.reindex(keys).fillna(False).to_numpy(dtype=bool)
     rows = stats[stats["region"] != GLOBAL_REGION]
     if rows.empty:  # one region: the global rows are its rows
         rows = stats[stats["region"] == GLOBAL_REGION]
@@ -218,18 +282,22 @@ def _flatten(prompts: Sequence[Any], rollouts: Sequence[Sequence[str]]) -> tuple
 
 
 def rollout_concept_scores(audit: Any, prompts: Any, rollouts: Sequence[Sequence[str]], *, encoder: Any = None,
-                           batch_size: int | None = None, progress: bool = False,
-                           prompt_column: str = "prompt") -> tuple[np.ndarray, dict[str, Any]]:
+                           batch_size: int | None = None, progress: bool = False, prompt_column: str = "prompt",
+                           score: str = "share") -> tuple[np.ndarray, dict[str, Any]]:
     """Concept scores of rollouts as the audit scored responses: ``(n_prompts · n_samples, n_concepts)``.
 
     Each completion is pooled over its own tokens with its prompt as context (``max`` and ``freq``, the audit's
     ``top_k``), a latent fires above the audit's ``activation_threshold`` / ``frequency_threshold``, and a
-    concept's score is the share of its latents that fire. Rows are prompt-major (prompt 0's samples first).
+    concept's score is the share of its latents that fire (``score="share"``), or the mean of their per-token
+    firing rates (``score="rate"``, length-controlled; see the module docstring). Rows are prompt-major (prompt 0's
+    samples first). ``info["rates"]`` also holds the rate scores when ``score="share"`` (and ``info["shares"]``
+    the share scores when ``score="rate"``): the rollouts are encoded once for both.
     An empty (or whitespace) completion has no span: its row is all zeros and it is counted in ``n_empty``.
     ``encoder`` defaults to ``audit.encoder``; its SAE must have the audit's width. Returns ``(scores, info)``
     with ``info`` = ``n_rollouts``, ``n_empty``, ``n_truncated``, ``mean_tokens``.
     """
     check_fitted(audit, "rollout_concept_scores")
+    score = _check_score(score)
     encoder = encoder if encoder is not None else getattr(audit, "encoder", None)
     if encoder is None:
         raise UsageError("The audit has no encoder (fitted with fit_features or loaded); pass encoder=SAEEncoder(...) "
@@ -241,7 +309,7 @@ def rollout_concept_scores(audit: Any, prompts: Any, rollouts: Sequence[Sequence
                                  "encoder the audit was fitted with (same SAE), or re-audit with this one.")
     flat_p, flat_c = _flatten(_prompt_list(prompts, prompt_column), rollouts)
     K = int(audit.concepts_.n_concepts_)
-    scores = np.zeros((len(flat_c), K), dtype=np.float64)
+    both = {name: np.zeros((len(flat_c), K), dtype=np.float64) for name in SCORES}
     keep = [i for i, c in enumerate(flat_c) if str(c).strip()]
     info: dict[str, Any] = {"n_rollouts": len(flat_c), "n_empty": len(flat_c) - len(keep), "n_truncated": 0,
                             "mean_tokens": 0.0}
@@ -251,12 +319,14 @@ def rollout_concept_scores(audit: Any, prompts: Any, rollouts: Sequence[Sequence
                                       batch_size=batch_size or audit.batch_size, progress=progress, column="rollout")
         fires = firing(spans.pooled["max"], spans.pooled["freq"], audit.activation_threshold,
                        audit.frequency_threshold)
-        scores[keep] = audit.concepts_.shares(fires).toarray()
+        both["share"][keep] = audit.concepts_.shares(fires).toarray()
+        both["rate"][keep] = audit.concepts_.rates(fires, spans.pooled["freq"]).toarray()
         info["n_truncated"] = int(spans.truncated.sum())
         info["mean_tokens"] = float(np.mean(spans.n_tokens))
     if info["n_empty"]:
         logger.warning("%d of %d rollouts are empty; they score 0 on every concept.", info["n_empty"], len(flat_c))
-    return scores, info
+    info["shares" if score == "rate" else "rates"] = both["share" if score == "rate" else "rate"]
+    return both[score], info
 
 
 # ---------------------------------------------------------------------------------------------- comparison
@@ -507,7 +577,8 @@ def validate_shift(audit: Any, reference: Any, trained: Any, prompts: Any, *, en
                    sampling: Mapping[str, Any] | None = None, n_samples: int = 1, seed: int = 0,
                    batch_size: int = 16, top: int = 10, reference_rollouts: Sequence[Sequence[str]] | None = None,
                    trained_rollouts: Sequence[Sequence[str]] | None = None, prompt_column: str = "prompt",
-                   regions: Sequence[Any] | None = None, progress: bool = False) -> ShiftValidation:
+                   regions: Sequence[Any] | None = None, progress: bool = False,
+                   score: str = "share") -> ShiftValidation:
     """Sample both models on ``prompts``, score the rollouts' concepts as the audit did, compare with its Δ.
 
     Args:
@@ -526,6 +597,8 @@ def validate_shift(audit: Any, reference: Any, trained: Any, prompts: Any, *, en
             ``region_column=``). Adds the region-conditioned view: ``region_table`` and the ``regions`` /
             ``regions_flagged`` metrics (:func:`compare_regions`), each region's own Δ against the shift measured
             on its prompts.
+        score: the concept score, ``"share"`` (the audit's own, default) or ``"rate"`` (per-token firing rate,
+            length-controlled); the prediction is the audit's pairs scored the same way (module docstring).
 
     Example:
         >>> import numpy as np, scipy.sparse as sp
@@ -543,6 +616,7 @@ def validate_shift(audit: Any, reference: Any, trained: Any, prompts: Any, *, en
         (True, ['all', 'flagged', 'top'])
     """
     check_fitted(audit, "validate_shift")
+    score = _check_score(score)
     prompt_list = _prompt_list(prompts, prompt_column)
     sampling = {"max_new_tokens": 64, "temperature": 1.0, **dict(sampling or {})}
     gen = dict(backend=backend, tokenizer=tokenizer, sampling=sampling, n_samples=n_samples, seed=seed,
@@ -555,11 +629,13 @@ def validate_shift(audit: Any, reference: Any, trained: Any, prompts: Any, *, en
             raise InvalidParameterError(f"Pass the {name} model, or {name}_rollouts= completions already sampled.")
         else:
             rollouts[name] = sample_rollouts(model, prompt_list, **gen)
-    pred = audit_predictions(audit)
+    pred = audit_predictions(audit, score)
     scores, info = {}, {}
     for name in ("reference", "trained"):
         scores[name], info[name] = rollout_concept_scores(audit, prompt_list, rollouts[name], encoder=encoder,
-                                                          batch_size=batch_size, progress=progress)
+                                                          batch_size=batch_size, progress=progress, score=score)
+        for other in ("rates", "shares"):  # the other score's array: kept out of the JSON summary
+            info[name].pop(other, None)
         info[name]["side_effects"] = side_effects(rollouts[name])
     table, metrics = compare_shift(pred["predicted_delta"], scores["reference"], scores["trained"],
                                    flagged=pred["flagged"], flagged_sign=np.where(pred["flagged"], pred["flagged_sign"], 0),
@@ -576,10 +652,11 @@ def validate_shift(audit: Any, reference: Any, trained: Any, prompts: Any, *, en
             logger.warning("Region labels %s are not regions of the audit (%s); their prompts are left out of the "
                            "region view.", unknown[:5], list(audit.region_names_)[:10])
         per_row = {name: [labels[i] for i, row in enumerate(rollouts[name]) for _ in row] for name in rollouts}
-        region_table, region_metrics = compare_regions(region_predictions(audit), scores["reference"],
+        region_table, region_metrics = compare_regions(region_predictions(audit, score), scores["reference"],
                                                        scores["trained"], per_row["reference"], per_row["trained"])
         metrics.update(region_metrics)
     settings = {"n_prompts": len(prompt_list), "n_samples": n_samples, "seed": seed, "sampling": sampling,
+                "score": score,
                 "backend": backend if isinstance(backend, str) else type(backend).__name__,
                 "given_rollouts": [n for n, g in (("reference", reference_rollouts), ("trained", trained_rollouts))
                                    if g is not None]}
