@@ -72,27 +72,6 @@ def test_errors_name_the_problem(encoder):
         encode_response_spans(encoder, ["a", "b"], ["x", "  "], column="chosen")
     with pytest.raises(ValueError, match="missing"):
         encode_response_spans(encoder, ["a"], [float("nan")])
-    ds = Dataset.from_dict({"question": ["a"], "chosen": ["b"], "rejected": ["c"]})
-    with pytest.raises(KeyError, match=r"Missing column\(s\) \['prompt'\].*prompt_column="):
-        PreferenceAudit(encoder).fit(ds)
-
-
-def test_audit_on_champ_pairs(encoder):
-    from hf_saerl.demo.champ import champ_preference_pairs
-
-    pairs = champ_preference_pairs(seed=0).select(range(6))
-    pairs = pairs.map(lambda r: {"prompt": r["prompt"][:120], "chosen": r["chosen"][:80],
-                                 "rejected": r["rejected"][:80]})
-    audit = PreferenceAudit(encoder, n_regions=2, min_support=2, progress=False).fit(pairs)
-    assert audit.chosen_max_.shape == (6, encoder.d_sae) and audit.prompt_max_ is not None
-    assert audit.statistics_["region"].isin([-1, 0, 1]).all() and len(audit.statistics_) > 0
-    # the disparity of every concept is exactly chosen share minus rejected share
-    k = int(audit.statistics_.iloc[0]["concept"])
-    np.testing.assert_allclose(audit.disparity(k), audit.concept_scores(k, "chosen") - audit.concept_scores(k, "rejected"))
-    report = audit.report(top=3, labeler=lambda latents, snippets: f"L{latents[0]}")
-    md = report.to_markdown()
-    assert md.startswith("# Preference-data audit") and "6 pairs" in md
-    assert report.to_dataset().num_rows == len(report.to_pandas())
 
 
 def test_each_span_runs_one_forward_for_all_poolings(encoder, model):
