@@ -14,8 +14,14 @@ from sklearn.exceptions import NotFittedError
 from hf_saerl import SAEEncoder
 from hf_saerl.audit import GLOBAL_REGION, PreferenceAudit, add_concept_margin
 from hf_saerl.core.validation import is_fitted
-from hf_saerl.errors import (InvalidParameterError, MissingColumnError, NonFiniteError, ParameterTypeError,
-                             RowMismatchError, WidthMismatchError)
+from hf_saerl.errors import (
+    InvalidParameterError,
+    MissingColumnError,
+    NonFiniteError,
+    ParameterTypeError,
+    RowMismatchError,
+    WidthMismatchError,
+)
 
 N, D_SAE = 60, 12
 LABELS = np.array(["alg", "geo", "num"])[np.arange(N) % 3]
@@ -43,10 +49,14 @@ def pooled():
 @pytest.fixture(scope="module")
 def fitted(pooled):
     c_max, c_freq, r_max, r_freq, p_max = pooled
-    audit = PreferenceAudit(activation_threshold=0.3, frequency_threshold=0.1, min_support=2, similarity=0.5,
-                            progress=False)
-    audit.fit_features(*(sp.csr_matrix(m) for m in (c_max, c_freq, r_max, r_freq)), prompt_max=sp.csr_matrix(p_max),
-                       region_labels=list(LABELS))
+    audit = PreferenceAudit(
+        activation_threshold=0.3, frequency_threshold=0.1, min_support=2, similarity=0.5, progress=False
+    )
+    audit.fit_features(
+        *(sp.csr_matrix(m) for m in (c_max, c_freq, r_max, r_freq)),
+        prompt_max=sp.csr_matrix(p_max),
+        region_labels=list(LABELS),
+    )
     return audit
 
 
@@ -88,7 +98,7 @@ def test_region_statistics_equal_scipy_welch_and_cohens_d(fitted, pooled):
     np.testing.assert_array_equal(fitted.regions_, np.searchsorted(["alg", "geo", "num"], LABELS))
     stats_ = fitted.statistics_
     for region, name in enumerate(fitted.region_names_):
-        inside = LABELS == name
+        inside = name == LABELS
         for k in range(fitted.concepts_.n_concepts_):
             row = stats_[(stats_["region"] == region) & (stats_["concept"] == k)].iloc[0]
             a, b = D[inside, k], D[~inside, k]
@@ -98,12 +108,16 @@ def test_region_statistics_equal_scipy_welch_and_cohens_d(fitted, pooled):
             assert (row["n_in"], row["n_out"]) == (20, 40)
             if a.std() + b.std() > 0:
                 welch = stats.ttest_ind(a, b, equal_var=False).statistic
-                pooled_sd = np.sqrt(((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2))
+                pooled_sd = np.sqrt(
+                    ((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2)
+                )
                 assert row["welch_z"] == pytest.approx(welch, rel=1e-9)
                 assert row["cohens_d"] == pytest.approx((a.mean() - b.mean()) / pooled_sd, rel=1e-9)
             # split halves: even and odd row positions of the whole data
             even, odd = np.arange(N) % 2 == 0, np.arange(N) % 2 == 1
-            assert row["delta_even"] == pytest.approx(D[even & inside, k].mean() - D[even & ~inside, k].mean(), abs=1e-12)
+            assert row["delta_even"] == pytest.approx(
+                D[even & inside, k].mean() - D[even & ~inside, k].mean(), abs=1e-12
+            )
             assert row["delta_odd"] == pytest.approx(D[odd & inside, k].mean() - D[odd & ~inside, k].mean(), abs=1e-12)
     # the planted concept: chosen-leaning in "geo" (latents 0-1 fire on every chosen and no rejected geo response)
     k = fitted.concept_of(0)
@@ -128,8 +142,9 @@ def test_flags_ranks_and_queries_follow_their_rules(fitted):
     sign = np.sign(t["delta"])
     consistent = (sign != 0) & (np.sign(t["delta_even"]) == sign) & (np.sign(t["delta_odd"]) == sign)
     np.testing.assert_array_equal(t["consistent"], consistent)
-    np.testing.assert_allclose(t["rank_score"], np.where(consistent, np.minimum(t["delta_even"].abs(),
-                                                                                t["delta_odd"].abs()), 0.0))
+    np.testing.assert_allclose(
+        t["rank_score"], np.where(consistent, np.minimum(t["delta_even"].abs(), t["delta_odd"].abs()), 0.0)
+    )
     rule = consistent & (t["welch_z"].abs() >= 3) & (t["z_even"].abs() >= 2) & (t["z_odd"].abs() >= 2)
     np.testing.assert_array_equal(t["flagged"], rule)
     assert t["rank_score"].is_monotonic_decreasing
@@ -153,8 +168,11 @@ def test_fit_encodes_the_spans_and_equals_fit_features(model, sae, tokenizer):
     """fit = encode_response_spans + fit_features on the same matrices; it also records what it read."""
     from hf_saerl.audit.spans import encode_prompts, encode_response_spans
 
-    prompts, chosen, rejected = ["2+2?", "3+3?", "Name a prime."] * 4, ["4, surely.", "6, surely.", "7."] * 4, \
-        ["5", "7", "9 is prime"] * 4
+    prompts, chosen, rejected = (
+        ["2+2?", "3+3?", "Name a prime."] * 4,
+        ["4, surely.", "6, surely.", "7."] * 4,
+        ["5", "7", "9 is prime"] * 4,
+    )
     ds = Dataset.from_dict({"prompt": prompts, "chosen": chosen, "rejected": rejected})
     encoder = SAEEncoder(model, sae, tokenizer=tokenizer, max_length=64)
     audit = PreferenceAudit(encoder, n_regions=1, min_support=1, progress=False).fit(ds)
@@ -162,7 +180,8 @@ def test_fit_encodes_the_spans_and_equals_fit_features(model, sae, tokenizer):
     r = encode_response_spans(encoder, prompts, rejected, poolings=("max", "freq"))
     p = encode_prompts(encoder, prompts).pooled["max"]
     ref = PreferenceAudit(n_regions=1, min_support=1, progress=False).fit_features(
-        c.pooled["max"], c.pooled["freq"], r.pooled["max"], r.pooled["freq"], prompt_max=p)
+        c.pooled["max"], c.pooled["freq"], r.pooled["max"], r.pooled["freq"], prompt_max=p
+    )
     np.testing.assert_allclose(audit.disparity_.toarray(), ref.disparity_.toarray())
     pd.testing.assert_frame_equal(audit.statistics_, ref.statistics_)
     assert audit.n_pairs_ == 12 and audit.d_sae_ == encoder.d_sae and audit.n_truncated_ == 0
@@ -176,14 +195,17 @@ def test_audit_on_champ_pairs(model, sae, tokenizer):
 
     encoder = SAEEncoder(model, sae, tokenizer=tokenizer, max_length=64)
     pairs = champ_preference_pairs(seed=0).select(range(6))
-    pairs = pairs.map(lambda r: {"prompt": r["prompt"][:120], "chosen": r["chosen"][:80],
-                                 "rejected": r["rejected"][:80]})
+    pairs = pairs.map(
+        lambda r: {"prompt": r["prompt"][:120], "chosen": r["chosen"][:80], "rejected": r["rejected"][:80]}
+    )
     audit = PreferenceAudit(encoder, n_regions=2, min_support=2, progress=False).fit(pairs)
     assert audit.chosen_max_.shape == (6, encoder.d_sae) and audit.prompt_max_ is not None
     assert audit.statistics_["region"].isin([-1, 0, 1]).all() and len(audit.statistics_) > 0
     # the disparity of every concept is exactly chosen share minus rejected share
     k = int(audit.statistics_.iloc[0]["concept"])
-    np.testing.assert_allclose(audit.disparity(k), audit.concept_scores(k, "chosen") - audit.concept_scores(k, "rejected"))
+    np.testing.assert_allclose(
+        audit.disparity(k), audit.concept_scores(k, "chosen") - audit.concept_scores(k, "rejected")
+    )
     report = audit.report(top=3, labeler=lambda latents, snippets: f"L{latents[0]}")
     md = report.to_markdown()
     assert md.startswith("# Preference-data audit") and "6 pairs" in md
@@ -204,12 +226,15 @@ def concept(audit):
     return int(audit.statistics_.iloc[0]["concept"])
 
 
-@pytest.mark.parametrize("param, value, error, match", [
-    ("z_threshold", float("nan"), NonFiniteError, "z_threshold must be a finite number, got nan"),
-    ("activation_threshold", float("inf"), NonFiniteError, "activation_threshold must be a finite number"),
-    ("batch_size", 2.0, InvalidParameterError, r"batch_size must be an integer, got 2.0"),
-    ("top_k", True, InvalidParameterError, "top_k must be an integer, got True"),
-])
+@pytest.mark.parametrize(
+    "param, value, error, match",
+    [
+        ("z_threshold", float("nan"), NonFiniteError, "z_threshold must be a finite number, got nan"),
+        ("activation_threshold", float("inf"), NonFiniteError, "activation_threshold must be a finite number"),
+        ("batch_size", 2.0, InvalidParameterError, r"batch_size must be an integer, got 2.0"),
+        ("top_k", True, InvalidParameterError, "top_k must be an integer, got True"),
+    ],
+)
 def test_audit_parameters_are_checked_before_fitting(features, param, value, error, match):
     c, r = features
     audit = PreferenceAudit(n_regions=1, min_support=1, progress=False).set_params(**{param: value})
@@ -261,33 +286,49 @@ def test_texts_of_other_pairs_are_refused(features):
     c, r = features
     with pytest.raises(InvalidParameterError, match=r"one text per pair \(40\) each; got lengths \[40, 39\]"):
         PreferenceAudit(n_regions=1, min_support=1, progress=False).fit_features(
-            c, c, r, r, texts=(["c"] * 40, ["r"] * 39))
+            c, c, r, r, texts=(["c"] * 40, ["r"] * 39)
+        )
 
 
 def test_an_audit_fitted_from_features_with_pairs_refuses_a_shuffled_copy(features):
     c, r = features
-    data = Dataset.from_dict({"prompt": [f"p{k}" for k in range(40)], "chosen": [f"c{k}" for k in range(40)],
-                              "rejected": [f"r{k}" for k in range(40)]})
+    data = Dataset.from_dict(
+        {
+            "prompt": [f"p{k}" for k in range(40)],
+            "chosen": [f"c{k}" for k in range(40)],
+            "rejected": [f"r{k}" for k in range(40)],
+        }
+    )
     audit = PreferenceAudit(n_regions=1, min_support=1, progress=False).fit_features(c, c, r, r, pairs=data)
     with pytest.raises(RowMismatchError, match=r"rows differ from the audited pairs"):
         add_concept_margin(data.shuffle(seed=0), audit, [concept(audit)])
     assert len(add_concept_margin(data, audit, [concept(audit)])) == 40
-    with pytest.raises(RowMismatchError, match=r"pairs has \[39, 39, 39\] prompts/chosen/rejected but the features "
-                                               r"have 40 rows"):
-        PreferenceAudit(n_regions=1, min_support=1, progress=False).fit_features(c, c, r, r,
-                                                                                 pairs=data.select(range(39)))
+    with pytest.raises(
+        RowMismatchError,
+        match=r"pairs has \[39, 39, 39\] prompts/chosen/rejected but the features "
+        r"have 40 rows",
+    ):
+        PreferenceAudit(n_regions=1, min_support=1, progress=False).fit_features(
+            c, c, r, r, pairs=data.select(range(39))
+        )
 
 
-@pytest.mark.parametrize("method, call", [
-    ("report", lambda audit: audit.report()),
-    ("flagged", lambda audit: audit.flagged()),
-    ("concept_of", lambda audit: audit.concept_of(0)),
-    ("disparity", lambda audit: audit.disparity(0)),
-    ("concept_scores", lambda audit: audit.concept_scores(0)),
-])
+@pytest.mark.parametrize(
+    "method, call",
+    [
+        ("report", lambda audit: audit.report()),
+        ("flagged", lambda audit: audit.flagged()),
+        ("concept_of", lambda audit: audit.concept_of(0)),
+        ("disparity", lambda audit: audit.disparity(0)),
+        ("concept_scores", lambda audit: audit.concept_scores(0)),
+    ],
+)
 def test_unfitted_audit_names_the_method_and_what_to_call(method, call):
-    with pytest.raises(NotFittedError, match=rf"This PreferenceAudit is not fitted yet, so {method} cannot run. Call "
-                                             r"fit\(dataset\) or fit_features\(...\) first"):
+    with pytest.raises(
+        NotFittedError,
+        match=rf"This PreferenceAudit is not fitted yet, so {method} cannot run. Call "
+        r"fit\(dataset\) or fit_features\(...\) first",
+    ):
         call(PreferenceAudit())
 
 
