@@ -29,7 +29,6 @@ import numpy as np
 
 logger = logging.getLogger("rescore_audit")
 
-STAGES = ("reference", "dpo", "intervention")
 VIEWS = ("all", "flagged", "top", "regions", "regions_flagged")
 
 
@@ -123,6 +122,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=None, help="default: RESULTS/rescore.json")
     parser.add_argument("--sae", type=str, default=None, help="as the recipe's --sae (default: the demo's, cached)")
     parser.add_argument(
+        "--trained",
+        nargs="+",
+        choices=("dpo", "intervention"),
+        default=["dpo", "intervention"],
+        help="the trained models to re-score, each against the reference",
+    )
+    parser.add_argument(
+        "--allow-other-audit",
+        action="store_true",
+        help="go on when the re-fitted audit differs from the run's (e.g. an SAE retrained elsewhere): both scores "
+        "are then compared on the re-fitted audit, and the JSON says so",
+    )
+    parser.add_argument(
         "--audit-cache",
         type=Path,
         default=None,
@@ -189,16 +201,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return table.sort_values("concept").reset_index(drop=True)
 
     share_pred = audit_predictions(audit, "share")
+    audit_check: dict[str, Any] = {}
     for s, run in runs.items():
         saved = saved_table(args.results / f"seed{s}", "dpo")
-        if audit.concepts_.n_concepts_ != run["audit"]["n_concepts"] or len(saved) != len(share_pred):
-            raise SystemExit(
-                f"The re-fitted audit has {audit.concepts_.n_concepts_} concepts, the seed-{s} run's "
-                f"{run['audit']['n_concepts']}: not the same audit (another SAE?). Pass --sae."
-            )
-        gap = float(np.max(np.abs(saved["predicted_delta"].to_numpy() - share_pred["predicted_delta"].to_numpy())))
-        if gap > 1e-5:  # the CSV keeps 6 decimals
-            raise SystemExit(f"The re-fitted audit's predicted Δ differs from seed {s}'s saved table by {gap:.2g}.")
+        same_size = audit.concepts_.n_concepts_ == run["audit"]["n_concepts"] and len(saved) == len(share_pred)
+        gap = (
+            float(np.max(np.abs(saved["predicted_delta"].to_numpy() - share_pred["predicted_delta"].to_numpy())))
+            if same_size
+            else float("nan")
+        )
+        audit_check[f"seed{s}"] = {
+            "n_concepts_saved": int(run["audit"]["n_concepts"]),
+            "max_abs_predicted_delta_difference": gap,
+            "ok": bool(same_size and gap <= 1e-5),  # the CSV keeps 6 decimals
+        }
+    matches = all(c["ok"] for c in audit_check.values())
+    if not matches and not args.allow_other_audit:
+        raise SystemExit(
+            f"The re-fitted audit is not the run's ({audit_check}): another SAE? Pass the run's --sae, or "
+            "--allow-other-audit to compare both scores on this audit anyway."
+        )
 
     result: dict[str, Any] = {
         "what": "the saved rollouts of recipes/audit_then_dpo.py re-scored with the share and the rate score",
@@ -208,26 +230,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "audit": {
             "n_concepts": int(audit.concepts_.n_concepts_),
             "n_flagged": int(share_pred["flagged"].sum()),
-            "matches_saved_tables": True,
+            "matches_saved_tables": matches,
+            "check": audit_check,
         },
         "per_seed": {},
         "reproduces_saved_share_shifts": {},
     }
-    shifts: dict[str, dict[str, dict[int, np.ndarray]]] = {
-        t: {sc: {} for sc in SCORES} for t in ("dpo", "intervention")
-    }
+    shifts: dict[str, dict[str, dict[int, np.ndarray]]] = {t: {sc: {} for sc in SCORES} for t in args.trained}
     for s in args.seeds:
         folder = args.results / f"seed{s}"
-        rollouts = {name: json.loads((folder / f"rollouts_{name}.json").read_text()) for name in STAGES}
+        stages = ["reference", *args.trained]
+        rollouts = {name: json.loads((folder / f"rollouts_{name}.json").read_text()) for name in stages}
         scores: dict[str, dict[str, np.ndarray]] = {}
         tokens: dict[str, float] = {}
-        for name in STAGES:
+        for name in stages:
             share, enc_info = rollout_concept_scores(audit, held_out, rollouts[name], batch_size=16, score="share")
             scores[name] = {"share": share, "rate": enc_info["rates"]}
             tokens[name] = enc_info["mean_tokens"]
         row: dict[str, Any] = {"mean_tokens": tokens}
         per_rollout = [held_out_regions[i] for i, r in enumerate(rollouts["reference"]) for _ in r]
-        for trained in ("dpo", "intervention"):
+        for trained in args.trained:
             both = compare_both(audit, scores, trained, per_rollout if region is not None else None)
             tables = both.pop("_tables")
             row[trained] = both
