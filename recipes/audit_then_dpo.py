@@ -446,19 +446,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     flagged = audit.flagged(leaning="chosen")
     ranked = audit.statistics_[(audit.statistics_["leaning"] == "chosen") & (audit.statistics_["rank_score"] > 0)]
     row = flagged.iloc[0] if len(flagged) else ranked.iloc[0]
-    target = {
+    target: dict[str, Any] = {
         "concept": int(row["concept"]),
         "region": str(row["region_name"]),
         "delta": float(row["delta"]),
         "welch_z": float(row["welch_z"]),
         "flagged": bool(row["flagged"]),
-        "global_delta": float(pred.loc[int(row["concept"]), "predicted_delta"]),
-        "n_latents": int(pred.loc[int(row["concept"]), "n_latents"]),
+        "global_delta": float(pred["predicted_delta"].to_numpy()[int(row["concept"])]),
+        "n_latents": int(pred["n_latents"].to_numpy()[int(row["concept"])]),
     }
     logger.info("intervention target: %s", target)
 
     sampling = {"max_new_tokens": cfg["max_new_tokens"], "temperature": cfg["temperature"]}
-    gen = dict(sampling=sampling, n_samples=cfg["n_samples"], seed=args.seed)
+    gen: dict[str, Any] = dict(sampling=sampling, n_samples=cfg["n_samples"], seed=args.seed)
     use_vllm = args.backend == "vllm"
     folders = tempfile.TemporaryDirectory()
 
@@ -516,7 +516,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     clock(f"train + sample intervention ({args.intervention})")
 
     # regions: the held-out problems' categories, for the region-conditioned view (each region's own Δ)
-    common = dict(reference_rollouts=ref_rollouts, batch_size=16, regions=held_out_regions if region else None)
+    common: dict[str, Any] = dict(
+        reference_rollouts=ref_rollouts, batch_size=16, regions=held_out_regions if region else None
+    )
     dpo = validate_shift(audit, None, None, held_out, trained_rollouts=dpo_rollouts, **common, **gen)
     inter = validate_shift(audit, None, None, held_out, trained_rollouts=int_rollouts, **common, **gen)
     clock("encode rollouts + compare")

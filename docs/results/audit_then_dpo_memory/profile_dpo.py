@@ -36,7 +36,8 @@ class Sampler(threading.Thread):
 
     def __init__(self, every: float = 0.2) -> None:
         super().__init__(daemon=True)
-        self.every, self.stage, self.peaks, self.stop = every, "start", {}, False
+        self.every, self.stage, self.stop = every, "start", False
+        self.peaks: dict[str, float] = {}
         self.start_time = time.time()
         self.trace: list[tuple[float, float, str]] = []
 
@@ -62,6 +63,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     spec = importlib.util.spec_from_file_location("recipe", args.recipe)
+    assert spec is not None and spec.loader is not None
     recipe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(recipe)
     cfg = dict(recipe.PRESETS["cpu"])
@@ -103,7 +105,7 @@ def main() -> None:
         k["max_steps"] = args.max_steps
         return real(*a, **k)
 
-    trl.DPOConfig = bounded
+    trl.DPOConfig = bounded  # type: ignore[misc,assignment]  # a wrapper with the same call signature, on purpose
     out = {
         "recipe": str(args.recipe),
         "max_steps": args.max_steps,
