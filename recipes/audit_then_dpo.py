@@ -25,9 +25,10 @@ import argparse
 import copy
 import json
 import logging
+import os
 import platform
 import random
-import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -38,12 +39,51 @@ import numpy as np
 logger = logging.getLogger("audit_then_dpo")
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "ci": dict(n_train=48, n_prompts=12, n_samples=2, response_tokens=12, max_new_tokens=12, epochs=2, lr=5e-3,
-               beta=0.1, batch_size=8, concept_lambda=2.0, temperature=1.0, chat=True, device="cpu"),
-    "cpu": dict(n_train=96, n_prompts=48, n_samples=1, response_tokens=64, max_new_tokens=64, epochs=1, lr=5e-5,
-                beta=0.1, batch_size=4, concept_lambda=2.0, temperature=1.0, chat=True, device="cpu"),
-    "gpu": dict(n_train=160, n_prompts=110, n_samples=8, response_tokens=192, max_new_tokens=192, epochs=3, lr=2e-5,
-                beta=0.1, batch_size=8, concept_lambda=2.0, temperature=1.0, chat=True, device="cuda"),
+    "ci": dict(
+        n_train=48,
+        n_prompts=12,
+        n_samples=2,
+        response_tokens=12,
+        max_new_tokens=12,
+        epochs=2,
+        lr=5e-3,
+        beta=0.1,
+        batch_size=8,
+        concept_lambda=2.0,
+        temperature=1.0,
+        chat=True,
+        device="cpu",
+    ),
+    "cpu": dict(
+        n_train=96,
+        n_prompts=48,
+        n_samples=1,
+        response_tokens=64,
+        max_new_tokens=64,
+        epochs=1,
+        lr=5e-5,
+        beta=0.1,
+        batch_size=4,
+        concept_lambda=2.0,
+        temperature=1.0,
+        chat=True,
+        device="cpu",
+    ),
+    "gpu": dict(
+        n_train=160,
+        n_prompts=110,
+        n_samples=8,
+        response_tokens=192,
+        max_new_tokens=192,
+        epochs=3,
+        lr=2e-5,
+        beta=0.1,
+        batch_size=8,
+        concept_lambda=2.0,
+        temperature=1.0,
+        chat=True,
+        device="cuda",
+    ),
 }
 
 
@@ -74,11 +114,12 @@ def load_ci(cfg: dict[str, Any]) -> tuple[Any, Any, Any, Any, list[Any], list[st
     model, tok, sae = tiny_llama(seed=0), tiny_tokenizer(), tiny_sae(seed=0)
     rng = random.Random(0)
     prompts = [f"{a}+{b}=?" for a, b in ((rng.randint(1, 9), rng.randint(1, 9)) for _ in range(cfg["n_train"]))]
-    chosen = [f"yes {eval(p[:-2])}" for p in prompts]  # noqa: S307 - our own digits
-    rejected = [f"{eval(p[:-2]) + 1} no" for p in prompts]  # noqa: S307
+    chosen = [f"yes {eval(p[:-2])}" for p in prompts]
+    rejected = [f"{eval(p[:-2]) + 1} no" for p in prompts]
     parity = lambda p: "odd" if int(p[0]) % 2 else "even"  # noqa: E731 - two regions, for the region view
-    pairs = Dataset.from_dict({"prompt": prompts, "chosen": chosen, "rejected": rejected,
-                               "category": [parity(p) for p in prompts]})
+    pairs = Dataset.from_dict(
+        {"prompt": prompts, "chosen": chosen, "rejected": rejected, "category": [parity(p) for p in prompts]}
+    )
     held_out = [f"{a}*{b}=?" for a, b in ((rng.randint(1, 9), rng.randint(1, 9)) for _ in range(cfg["n_prompts"]))]
     info = {"sae": "tiny random (d_sae 128)", "model": "tiny random Llama"}
     return model, tok, sae, pairs, held_out, [parity(p) for p in held_out], info
@@ -90,8 +131,8 @@ def load_champ_run(cfg: dict[str, Any]) -> tuple[Any, Any, Any, Any, list[Any], 
 
     from hf_saerl.demo.champ import CHAMP_PROMPT, champ_preference_pairs, load_champ
     from hf_saerl.demo.presets import champ_sae_texts
-    from hf_saerl.models.embedded import load_smollm2
     from hf_saerl.encoding.sae_training import train_sae
+    from hf_saerl.models.embedded import load_smollm2
 
     device = cfg["device"] if cfg["device"] != "cuda" or torch.cuda.is_available() else "cpu"
     model, tok = load_smollm2(device=device)
@@ -108,17 +149,27 @@ def load_champ_run(cfg: dict[str, Any]) -> tuple[Any, Any, Any, Any, list[Any], 
     pairs = pairs.select(range(min(cfg["n_train"], len(pairs))))
     trained_on = set(pairs["problem_id"])
     problems = load_champ().shuffle(seed=1)
-    kept = [(CHAMP_PROMPT.format(problem=p), c) for pid, p, c in
-            zip(problems["problem_id"], problems["problem"], problems["category"]) if pid not in trained_on]
+    kept = [
+        (CHAMP_PROMPT.format(problem=p), c)
+        for pid, p, c in zip(problems["problem_id"], problems["problem"], problems["category"], strict=True)
+        if pid not in trained_on
+    ]
     held_out, categories = [p for p, _ in kept[: cfg["n_prompts"]]], [c for _, c in kept[: cfg["n_prompts"]]]
-    info = {"model": "SmolLM2-135M-Instruct (embedded GGUF, fp32)", "device": str(device),
-            "sae": {k: stats.get(k) for k in ("hook_name", "d_sae", "k", "explained_variance", "dead_fraction",
-                                              "n_tokens", "n_texts", "folder") if k in stats}}
+    info = {
+        "model": "SmolLM2-135M-Instruct (embedded GGUF, fp32)",
+        "device": str(device),
+        "sae": {
+            k: stats.get(k)
+            for k in ("hook_name", "d_sae", "k", "explained_variance", "dead_fraction", "n_tokens", "n_texts", "folder")
+            if k in stats
+        },
+    }
     return model, tok, sae, pairs, held_out, categories, info
 
 
 def cut_responses(pairs: Any, tok: Any, n_tokens: int) -> Any:
     """Chosen / rejected cut to their first ``n_tokens`` tokens (decoded back to text)."""
+
     def cut(text: str) -> str:
         ids = tok(text, add_special_tokens=False)["input_ids"][:n_tokens]
         return tok.decode(ids, skip_special_tokens=True).strip()
@@ -128,9 +179,13 @@ def cut_responses(pairs: Any, tok: Any, n_tokens: int) -> Any:
 
 def to_chat(pairs: Any) -> Any:
     """Conversational rows (a user prompt, assistant responses), as TRL and the audit both read them."""
-    return pairs.map(lambda row: {"prompt": [{"role": "user", "content": row["prompt"]}],
-                                  "chosen": [{"role": "assistant", "content": row["chosen"]}],
-                                  "rejected": [{"role": "assistant", "content": row["rejected"]}]})
+    return pairs.map(
+        lambda row: {
+            "prompt": [{"role": "user", "content": row["prompt"]}],
+            "chosen": [{"role": "assistant", "content": row["chosen"]}],
+            "rejected": [{"role": "assistant", "content": row["rejected"]}],
+        }
+    )
 
 
 def fresh_copy(model: Any) -> Any:
@@ -145,11 +200,41 @@ def fresh_copy(model: Any) -> Any:
     return clone
 
 
-def train_dpo(reference: Any, tok: Any, pairs: Any, cfg: dict[str, Any], out_dir: str, *, concept_lambda: float | None,
-              seed: int = 0) -> tuple[Any, dict[str, Any]]:
+def release_memory() -> None:
+    """Collect the cycles a finished trainer leaves (trainer, accelerator, optimizer states: about 1.6 GB for the
+    135M model) and hand freed heap pages back to the OS, so the next stage does not start on top of them."""
+    import contextlib
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # glibc keeps freed heap pages; malloc_trim returns them
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def train_dpo(
+    reference: Any,
+    tok: Any,
+    pairs: Any,
+    cfg: dict[str, Any],
+    out_dir: str,
+    *,
+    concept_lambda: float | None,
+    seed: int = 0,
+    max_steps: int = -1,
+) -> tuple[Any, dict[str, Any]]:
     """A fresh copy of ``reference`` trained with DPO (``ConceptShapedDPOTrainer`` when ``concept_lambda`` is
-    set); the reference log-probs are precomputed by another fresh copy, so ``reference`` itself is never handed to
-    a trainer."""
+    set); ``reference`` itself is never handed to a trainer. ``max_steps`` > 0 stops early (memory profiling).
+
+    Memory (the ``cpu`` preset peaked at ~10 GB before; see docs/audit_validation.md, "Memory"):
+
+    * The reference log-probs are precomputed by the policy itself before its first step (TRL's
+      ``precompute_ref_log_probs`` with ``ref_model=None``): the policy is then a fresh copy of ``reference``, so
+      these are the reference model's log-probs, without a third copy of the model held through training.
+    * Gradient checkpointing on the CPU: each layer's activations are recomputed in the backward pass instead of
+      kept (the same arithmetic, about a third more compute). Off on a GPU, where memory is not the limit.
+    * The trainer (optimizer states, accelerator) is released before the policy is returned.
+    """
     import torch
     from trl import DPOConfig, DPOTrainer
 
@@ -157,24 +242,49 @@ def train_dpo(reference: Any, tok: Any, pairs: Any, cfg: dict[str, Any], out_dir
 
     policy = fresh_copy(reference).train()
     on_gpu = next(reference.parameters()).device.type == "cuda"
-    args = DPOConfig(output_dir=out_dir, per_device_train_batch_size=cfg["batch_size"], num_train_epochs=cfg["epochs"],
-                     learning_rate=cfg["lr"], beta=cfg["beta"], max_length=None, precompute_ref_log_probs=True,
-                     use_cpu=not on_gpu, bf16=on_gpu, gradient_checkpointing=False, report_to="none",
-                     save_strategy="no", logging_steps=1, seed=seed, disable_tqdm=True, lr_scheduler_type="constant",
-                     warmup_steps=0, dataloader_num_workers=0)
-    kwargs = dict(ref_model=fresh_copy(reference).eval(), args=args, train_dataset=pairs, processing_class=tok)
+    args = DPOConfig(
+        output_dir=out_dir,
+        per_device_train_batch_size=cfg["batch_size"],
+        num_train_epochs=cfg["epochs"],
+        learning_rate=cfg["lr"],
+        beta=cfg["beta"],
+        max_length=None,
+        precompute_ref_log_probs=True,
+        use_cpu=not on_gpu,
+        bf16=on_gpu,
+        gradient_checkpointing=not on_gpu,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        seed=seed,
+        disable_tqdm=True,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        dataloader_num_workers=0,
+        max_steps=max_steps,
+    )
+    kwargs = dict(ref_model=None, args=args, train_dataset=pairs, processing_class=tok)
     if concept_lambda is None:
         trainer = DPOTrainer(policy, **kwargs)
     else:
         trainer = ConceptShapedDPOTrainer(policy, concept_lambda=concept_lambda, **kwargs)
     result = trainer.train()
     logs = [h for h in trainer.state.log_history if "loss" in h]
+    trainer.accelerator.free_memory()
+    del trainer
+    if not on_gpu:
+        policy.gradient_checkpointing_disable()
     policy.eval()
+    release_memory()
     torch.set_grad_enabled(True)
-    return policy, {"steps": int(result.global_step), "train_loss": float(result.training_loss),
-                    "first_loss": logs[0]["loss"] if logs else None, "last_loss": logs[-1]["loss"] if logs else None,
-                    "last_reward_accuracy": logs[-1].get("rewards/accuracies") if logs else None,
-                    "last_reward_margin": logs[-1].get("rewards/margins") if logs else None}
+    return policy, {
+        "steps": int(result.global_step),
+        "train_loss": float(result.training_loss),
+        "first_loss": logs[0]["loss"] if logs else None,
+        "last_loss": logs[-1]["loss"] if logs else None,
+        "last_reward_accuracy": logs[-1].get("rewards/accuracies") if logs else None,
+        "last_reward_margin": logs[-1].get("rewards/margins") if logs else None,
+    }
 
 
 def intervention_effect(dpo: Any, intervened: Any, concept: int) -> dict[str, Any]:
@@ -184,16 +294,21 @@ def intervention_effect(dpo: Any, intervened: Any, concept: int) -> dict[str, An
     change = b["measured_shift"] - a["measured_shift"]
     others = change.drop(index=concept)
     sd = float(others.std(ddof=1)) if len(others) > 1 else float("nan")
-    return {"concept": int(concept),
-            "shift_dpo": float(a.loc[concept, "measured_shift"]), "shift_dpo_z": float(a.loc[concept, "shift_z"]),
-            "shift_intervention": float(b.loc[concept, "measured_shift"]),
-            "shift_intervention_z": float(b.loc[concept, "shift_z"]),
-            "change": float(change.loc[concept]),
-            "control_mean_change": float(others.mean()), "control_sd_change": sd,
-            "control_mean_abs_shift_dpo": float(a["measured_shift"].drop(index=concept).abs().mean()),
-            "control_mean_abs_shift_intervention": float(b["measured_shift"].drop(index=concept).abs().mean()),
-            "change_z_vs_control": float((change.loc[concept] - others.mean()) / sd) if sd > 0 else float("nan"),
-            "change_rank_of_all": int((change <= change.loc[concept]).sum()), "n_concepts": int(len(change))}
+    return {
+        "concept": int(concept),
+        "shift_dpo": float(a.loc[concept, "measured_shift"]),
+        "shift_dpo_z": float(a.loc[concept, "shift_z"]),
+        "shift_intervention": float(b.loc[concept, "measured_shift"]),
+        "shift_intervention_z": float(b.loc[concept, "shift_z"]),
+        "change": float(change.loc[concept]),
+        "control_mean_change": float(others.mean()),
+        "control_sd_change": sd,
+        "control_mean_abs_shift_dpo": float(a["measured_shift"].drop(index=concept).abs().mean()),
+        "control_mean_abs_shift_intervention": float(b["measured_shift"].drop(index=concept).abs().mean()),
+        "change_z_vs_control": float((change.loc[concept] - others.mean()) / sd) if sd > 0 else float("nan"),
+        "change_rank_of_all": int((change <= change.loc[concept]).sum()),
+        "n_concepts": len(change),
+    }
 
 
 def resumable(out: Path, name: str, make: Any) -> tuple[list[list[str]], dict[str, Any]]:
@@ -215,11 +330,17 @@ def check_resume(out: Path, settings: dict[str, Any]) -> None:
     stamp, have = out / "settings.json", sorted(p.name for p in out.glob("rollouts_*.json"))
     settings = json.loads(json.dumps(settings, default=str))
     if have and stamp.is_file() and json.loads(stamp.read_text()) != settings:
-        raise SystemExit(f"{out} holds {', '.join(have)} from other settings (see {stamp}). Pass another --out, "
-                         "or delete those files to start over.")
+        raise SystemExit(
+            f"{out} holds {', '.join(have)} from other settings (see {stamp}). Pass another --out, "
+            "or delete those files to start over."
+        )
     if have:
-        logger.warning("Resuming in %s: %s are reused%s.", out, ", ".join(have),
-                       "" if stamp.is_file() else " (no settings.json: their settings cannot be checked)")
+        logger.warning(
+            "Resuming in %s: %s are reused%s.",
+            out,
+            ", ".join(have),
+            "" if stamp.is_file() else " (no settings.json: their settings cannot be checked)",
+        )
     stamp.write_text(json.dumps(settings, indent=1))
 
 
@@ -235,10 +356,13 @@ def target_in_region(dpo: Any, intervened: Any, target: dict[str, Any]) -> dict[
         if hit.empty:
             return None
         rows[name] = hit.iloc[0]
-    return {"region": target["region"], "n_rollouts": int(rows["dpo"]["n_reference"]),
-            "predicted_delta": float(rows["dpo"]["predicted_delta"]),
-            **{f"shift_{n}": float(r["measured_shift"]) for n, r in rows.items()},
-            **{f"shift_{n}_z": float(r["shift_z"]) for n, r in rows.items()}}
+    return {
+        "region": target["region"],
+        "n_rollouts": int(rows["dpo"]["n_reference"]),
+        "predicted_delta": float(rows["dpo"]["predicted_delta"]),
+        **{f"shift_{n}": float(r["measured_shift"]) for n, r in rows.items()},
+        **{f"shift_{n}_z": float(r["shift_z"]) for n, r in rows.items()},
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -248,10 +372,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: audit_then_dpo_<preset>)")
     parser.add_argument("--intervention", choices=("shape", "filter"), default="shape")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sae", type=str, default=None, help="a sae-lens SAE folder (default: train the demo's, "
-                        "or take it from the cache)")
-    parser.add_argument("--backend", choices=("transformers", "vllm"), default="transformers",
-                        help="generation engine (vllm: GPU only, each model saved to a folder first)")
+    parser.add_argument(
+        "--sae",
+        type=str,
+        default=None,
+        help="a sae-lens SAE folder (default: train the demo's, or take it from the cache)",
+    )
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        default=-1,
+        help="stop each training after this many steps (a "
+        "bounded run, e.g. to measure peak memory; -1: the preset's epochs)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("transformers", "vllm"),
+        default="transformers",
+        help="generation engine (vllm: GPU only, each model saved to a folder first)",
+    )
     for key, value in PRESETS["cpu"].items():
         if not isinstance(value, bool):
             parser.add_argument("--" + key.replace("_", "-"), type=type(value), default=None)
@@ -262,8 +401,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = args.out or Path(f"audit_then_dpo_{args.preset}")
     out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    check_resume(out, {"preset": args.preset, "config": cfg, "seed": args.seed, "intervention": args.intervention,
-                       "backend": args.backend})
+    check_resume(
+        out,
+        {
+            "preset": args.preset,
+            "config": cfg,
+            "seed": args.seed,
+            "intervention": args.intervention,
+            "backend": args.backend,
+            **({"max_steps": args.max_steps} if args.max_steps > 0 else {}),
+        },
+    )
     for noisy in ("httpx", "datasets", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -287,8 +435,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         pairs, held_out = to_chat(pairs), [[{"role": "user", "content": p}] for p in held_out]
     encoder = SAEEncoder(reference, sae, tokenizer=tok, max_length=512)
     region = "category" if len(set(pairs["category"])) > 1 else None
-    audit = PreferenceAudit(encoder, region_column=region, n_regions=1 if region is None else "auto",
-                            progress=False).fit(pairs)
+    audit = PreferenceAudit(
+        encoder, region_column=region, n_regions=1 if region is None else "auto", progress=False
+    ).fit(pairs)
     pred = audit_predictions(audit)
     clock("audit")
 
@@ -297,14 +446,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     flagged = audit.flagged(leaning="chosen")
     ranked = audit.statistics_[(audit.statistics_["leaning"] == "chosen") & (audit.statistics_["rank_score"] > 0)]
     row = flagged.iloc[0] if len(flagged) else ranked.iloc[0]
-    target = {"concept": int(row["concept"]), "region": str(row["region_name"]), "delta": float(row["delta"]),
-              "welch_z": float(row["welch_z"]), "flagged": bool(row["flagged"]),
-              "global_delta": float(pred.loc[int(row["concept"]), "predicted_delta"]),
-              "n_latents": int(pred.loc[int(row["concept"]), "n_latents"])}
+    target: dict[str, Any] = {
+        "concept": int(row["concept"]),
+        "region": str(row["region_name"]),
+        "delta": float(row["delta"]),
+        "welch_z": float(row["welch_z"]),
+        "flagged": bool(row["flagged"]),
+        "global_delta": float(pred["predicted_delta"].to_numpy()[int(row["concept"])]),
+        "n_latents": int(pred["n_latents"].to_numpy()[int(row["concept"])]),
+    }
     logger.info("intervention target: %s", target)
 
     sampling = {"max_new_tokens": cfg["max_new_tokens"], "temperature": cfg["temperature"]}
-    gen = dict(sampling=sampling, n_samples=cfg["n_samples"], seed=args.seed)
+    gen: dict[str, Any] = dict(sampling=sampling, n_samples=cfg["n_samples"], seed=args.seed)
     use_vllm = args.backend == "vllm"
     folders = tempfile.TemporaryDirectory()
 
@@ -327,9 +481,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     def train_and_sample(train_pairs: Any, concept_lambda: float | None) -> tuple[list[list[str]], dict[str, Any]]:
         with tempfile.TemporaryDirectory() as tmp:
-            model, log = train_dpo(reference, tok, train_pairs, cfg, tmp, concept_lambda=concept_lambda, seed=args.seed)
+            model, log = train_dpo(
+                reference,
+                tok,
+                train_pairs,
+                cfg,
+                tmp,
+                concept_lambda=concept_lambda,
+                seed=args.seed,
+                max_steps=args.max_steps,
+            )
         rollouts = sample(model)
         del model
+        release_memory()
         return rollouts, log
 
     dpo_rollouts, dpo_train = resumable(out, "dpo", lambda: train_and_sample(pairs, None))
@@ -337,9 +501,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     if args.intervention == "shape":
         int_pairs = add_concept_margin(pairs, audit, concepts=[target["concept"]])
-        int_info = {"kind": "ConceptShapedDPOTrainer", "concept_lambda": cfg["concept_lambda"],
-                    "margin_mean": float(np.mean(int_pairs["concept_margin"])),
-                    "margin_nonzero": int(np.count_nonzero(int_pairs["concept_margin"]))}
+        int_info = {
+            "kind": "ConceptShapedDPOTrainer",
+            "concept_lambda": cfg["concept_lambda"],
+            "margin_mean": float(np.mean(int_pairs["concept_margin"])),
+            "margin_nonzero": int(np.count_nonzero(int_pairs["concept_margin"])),
+        }
         int_lambda = cfg["concept_lambda"]
     else:
         int_pairs, counts = filter_pairs(pairs, audit, concepts=[target["concept"]], threshold=0.5)
@@ -349,7 +516,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     clock(f"train + sample intervention ({args.intervention})")
 
     # regions: the held-out problems' categories, for the region-conditioned view (each region's own Δ)
-    common = dict(reference_rollouts=ref_rollouts, batch_size=16, regions=held_out_regions if region else None)
+    common: dict[str, Any] = dict(
+        reference_rollouts=ref_rollouts, batch_size=16, regions=held_out_regions if region else None
+    )
     dpo = validate_shift(audit, None, None, held_out, trained_rollouts=dpo_rollouts, **common, **gen)
     inter = validate_shift(audit, None, None, held_out, trained_rollouts=int_rollouts, **common, **gen)
     clock("encode rollouts + compare")
@@ -360,37 +529,72 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     n_flag = int(pred["flagged"].sum())
     results = {
-        "preset": args.preset, "config": cfg, "intervention": args.intervention, "seed": args.seed,
-        "data": {"n_pairs": len(pairs), "n_prompts": len(held_out), "n_rollouts_per_model": len(held_out) * cfg["n_samples"],
-                 "pair_side_effects": {"chosen": side_effects([[m[0]["content"] if cfg["chat"] else m for m in pairs["chosen"]]]),
-                                       "rejected": side_effects([[m[0]["content"] if cfg["chat"] else m for m in pairs["rejected"]]])}},
+        "preset": args.preset,
+        "config": cfg,
+        "intervention": args.intervention,
+        "seed": args.seed,
+        "data": {
+            "n_pairs": len(pairs),
+            "n_prompts": len(held_out),
+            "n_rollouts_per_model": len(held_out) * cfg["n_samples"],
+            "pair_side_effects": {
+                "chosen": side_effects([[m[0]["content"] if cfg["chat"] else m for m in pairs["chosen"]]]),
+                "rejected": side_effects([[m[0]["content"] if cfg["chat"] else m for m in pairs["rejected"]]]),
+            },
+        },
         "models": info,
-        "audit": {"n_concepts": int(audit.concepts_.n_concepts_), "n_flagged_concepts": n_flag,
-                  "n_flagged_cells": int(audit.statistics_["flagged"].sum()), "regions": audit.region_names_,
-                  "n_truncated": int(audit.n_truncated_)},
+        "audit": {
+            "n_concepts": int(audit.concepts_.n_concepts_),
+            "n_flagged_concepts": n_flag,
+            "n_flagged_cells": int(audit.statistics_["flagged"].sum()),
+            "regions": audit.region_names_,
+            "n_truncated": int(audit.n_truncated_),
+        },
         "target": target,
         "training": {"dpo": dpo_train, "intervention": {**int_train, **int_info}},
         "validation": {"dpo": dpo.summary(), "intervention": inter.summary()},
-        "side_effects": {"reference": side_effects(ref_rollouts), "dpo": side_effects(dpo_rollouts),
-                         "intervention": side_effects(int_rollouts)},
+        "side_effects": {
+            "reference": side_effects(ref_rollouts),
+            "dpo": side_effects(dpo_rollouts),
+            "intervention": side_effects(int_rollouts),
+        },
         "intervention_effect": intervention_effect(dpo, inter, target["concept"]),
         "target_in_its_region": target_in_region(dpo, inter, target),
-        "timing_s": clock.stages, "total_s": round(time.perf_counter() - clock.start, 1),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                    "load_avg_at_end": list(os.getloadavg()), "backend": args.backend,
-                    "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+        "timing_s": clock.stages,
+        "total_s": round(time.perf_counter() - clock.start, 1),
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "load_avg_at_end": list(os.getloadavg()),
+            "backend": args.backend,
+            "max_steps": args.max_steps,
+            "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        },
     }
     from hf_saerl.core.serialization import write_json
 
     write_json(out / "results.json", results)
     m, mi = dpo.metrics, inter.metrics
-    print(json.dumps({"dpo_all": {k: m["all"][k] for k in ("n", "r2", "pearson", "sign_agreement")},
-                      **{f"dpo_{view}": {k: m[view][k] for k in ("n", "r2", "pearson", "sign_agreement")}
-                         for view in ("regions", "regions_flagged") if view in m},
-                      "dpo_flagged": {k: m["flagged"][k] for k in ("n", "r2", "pearson", "sign_agreement")},
-                      "intervention_all": {k: mi["all"][k] for k in ("n", "r2", "pearson")},
-                      "intervention_effect": results["intervention_effect"], "total_s": results["total_s"]},
-                     indent=1, default=str))
+    print(
+        json.dumps(
+            {
+                "dpo_all": {k: m["all"][k] for k in ("n", "r2", "pearson", "sign_agreement")},
+                **{
+                    f"dpo_{view}": {k: m[view][k] for k in ("n", "r2", "pearson", "sign_agreement")}
+                    for view in ("regions", "regions_flagged")
+                    if view in m
+                },
+                "dpo_flagged": {k: m["flagged"][k] for k in ("n", "r2", "pearson", "sign_agreement")},
+                "intervention_all": {k: mi["all"][k] for k in ("n", "r2", "pearson")},
+                "intervention_effect": results["intervention_effect"],
+                "total_s": results["total_s"],
+            },
+            indent=1,
+            default=str,
+        )
+    )
     folders.cleanup()
     print(f"Wrote {out}/results.json")
     return results

@@ -16,7 +16,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -59,14 +60,18 @@ class LatentConcepts(BaseEstimator):
         self.similarity = similarity
         self.max_grouped_latents = max_grouped_latents
 
-    def fit(self, fires: Any) -> "LatentConcepts":
+    def fit(self, fires: Any) -> LatentConcepts:
         """Fit on a ``(n_responses, d_sae)`` firing matrix (non-zero = fired), sparse or dense."""
         if not 0.0 < self.similarity <= 1.0:
-            raise InvalidParameterError(f"similarity must be in (0, 1]; got {self.similarity}. Pass e.g. 0.5 (the "
-                                        "default), higher for tighter concepts.")
+            raise InvalidParameterError(
+                f"similarity must be in (0, 1]; got {self.similarity}. Pass e.g. 0.5 (the "
+                "default), higher for tighter concepts."
+            )
         if self.min_support < 1 or self.max_grouped_latents < 1:
-            raise InvalidParameterError(f"min_support and max_grouped_latents must be positive ints; got "
-                                        f"{self.min_support} and {self.max_grouped_latents}.")
+            raise InvalidParameterError(
+                f"min_support and max_grouped_latents must be positive ints; got "
+                f"{self.min_support} and {self.max_grouped_latents}."
+            )
         B = sp.csr_matrix(fires, dtype=np.float64)
         B.data = (B.data != 0).astype(np.float64)
         B.eliminate_zeros()
@@ -74,17 +79,18 @@ class LatentConcepts(BaseEstimator):
         support = np.asarray(B.sum(axis=0)).ravel()
         active = np.flatnonzero(support >= self.min_support)
         order = active[np.lexsort((active, -support[active]))]
-        grouped, single = np.sort(order[: self.max_grouped_latents]), np.sort(order[self.max_grouped_latents:])
+        grouped, single = np.sort(order[: self.max_grouped_latents]), np.sort(order[self.max_grouped_latents :])
         labels = self._cluster(B[:, grouped], support[grouped]) if len(grouped) > 1 else np.zeros(len(grouped), int)
         groups = [grouped[labels == lab] for lab in np.unique(labels)] + [np.array([j]) for j in single]
         groups = sorted((np.sort(g).astype(np.int64) for g in groups), key=lambda g: int(g[0]))
         return self._set_groups(groups, support.astype(np.int64), d_sae)
 
-    def _set_groups(self, groups: Sequence[np.ndarray], support: np.ndarray, d_sae: int) -> "LatentConcepts":
+    def _set_groups(self, groups: Sequence[np.ndarray], support: np.ndarray, d_sae: int) -> LatentConcepts:
         """Set every fitted attribute from the concepts' latent groups (by ``fit``, and by a loaded audit)."""
         rows = np.concatenate(groups) if len(groups) else np.zeros(0, np.int64)
-        cols = (np.concatenate([np.full(len(g), c) for c, g in enumerate(groups)]) if len(groups)
-                else np.zeros(0, np.int64))
+        cols = (
+            np.concatenate([np.full(len(g), c) for c, g in enumerate(groups)]) if len(groups) else np.zeros(0, np.int64)
+        )
         latent_concept = np.full(d_sae, -1, dtype=np.int64)
         latent_concept[rows] = cols
         self.concepts_ = list(groups)
@@ -113,3 +119,29 @@ class LatentConcepts(BaseEstimator):
         B.data = (B.data != 0).astype(np.float64)
         sizes = np.array([len(g) for g in self.concepts_], dtype=np.float64)
         return sp.csr_matrix(B @ self.membership_ @ sp.diags(1.0 / np.maximum(sizes, 1)))
+
+    def rates(self, fires: Any, freq: Any) -> sp.csr_matrix:
+        """``(n, n_concepts)`` mean per-token firing rate of each concept's latents in each row.
+
+        A latent contributes its firing frequency (``freq``: the share of the span's tokens where it is active) where
+        it fires (``fires`` non-zero), and 0 elsewhere; the concept's rate is the mean over its latents. Unlike
+        :meth:`shares` (did the latent fire anywhere in the span?), the rate does not grow with the span's length
+        for text of the same kind, so it is the length-controlled score (:mod:`hf_saerl.audit.shift`).
+
+        Example:
+            >>> import numpy as np
+            >>> c = LatentConcepts(min_support=1, similarity=0.9).fit(np.array([[1, 1], [1, 1]]))
+            >>> c.rates(np.array([[1, 1]]), np.array([[0.5, 0.25]])).toarray().round(3).tolist()
+            [[0.375]]
+        """
+        check_fitted(self, "rates")
+        B = sp.csr_matrix(fires, dtype=np.float64)
+        F = sp.csr_matrix(freq, dtype=np.float64)
+        if B.shape != F.shape:
+            raise InvalidParameterError(
+                f"fires has shape {B.shape} but freq {F.shape}; pass the firing and the "
+                "firing-frequency matrices of the same rows and SAE."
+            )
+        B.data = (B.data != 0).astype(np.float64)
+        sizes = np.array([len(g) for g in self.concepts_], dtype=np.float64)
+        return sp.csr_matrix(sp.csr_matrix(B.multiply(F)) @ self.membership_ @ sp.diags(1.0 / np.maximum(sizes, 1)))

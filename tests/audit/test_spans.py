@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from datasets import Dataset
 
 from hf_saerl import SAEEncoder
-from hf_saerl.audit import PreferenceAudit, encode_prompts, encode_response_spans
+from hf_saerl.audit import encode_prompts, encode_response_spans
 
 PROMPTS = ["Q: 2+2?", "Solve x^2=4.", "Name a prime."]
 RESPONSES = ["A: 4", "x = 2 or x = -2", "7 is prime"]
@@ -22,13 +21,13 @@ def _hand_pool(model, sae, tokenizer, prompt, response):
     r = tokenizer(response, add_special_tokens=False)["input_ids"]
     with torch.no_grad():
         hidden = model(torch.tensor([p + r]), output_hidden_states=True).hidden_states[2][0]  # blocks.1 resid_post
-        acts = sae.encode(hidden[len(p):])
+        acts = sae.encode(hidden[len(p) :])
     return acts.max(0).values.numpy(), (acts > 0).float().mean(0).numpy(), len(r)
 
 
 def test_response_span_pooling_equals_hand_loop(encoder, model, sae, tokenizer):
     spans = encode_response_spans(encoder, PROMPTS, RESPONSES, batch_size=2)
-    for i, (p, r) in enumerate(zip(PROMPTS, RESPONSES)):
+    for i, (p, r) in enumerate(zip(PROMPTS, RESPONSES, strict=True)):
         mx, fq, n = _hand_pool(model, sae, tokenizer, p, r)
         np.testing.assert_allclose(spans.pooled["max"][i].toarray()[0], np.maximum(mx, 0), atol=1e-5)
         np.testing.assert_allclose(spans.pooled["freq"][i].toarray()[0], fq, atol=1e-6)
@@ -52,11 +51,11 @@ def test_chat_pairs_pool_the_assistant_turn(encoder, model, sae, tokenizer):
     spans = encode_response_spans(encoder, [prompt], [chosen])
     p_text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
     full = tokenizer.apply_chat_template(prompt + chosen, tokenize=False)
-    assert full[len(p_text):] == "4</assistant>"
+    assert full[len(p_text) :] == "4</assistant>"
     p = tokenizer(p_text, add_special_tokens=False)["input_ids"]
     r = tokenizer("4</assistant>", add_special_tokens=False)["input_ids"]
     with torch.no_grad():
-        acts = sae.encode(model(torch.tensor([p + r]), output_hidden_states=True).hidden_states[2][0, len(p):])
+        acts = sae.encode(model(torch.tensor([p + r]), output_hidden_states=True).hidden_states[2][0, len(p) :])
     np.testing.assert_allclose(spans.pooled["max"].toarray()[0], np.maximum(acts.max(0).values.numpy(), 0), atol=1e-5)
 
 
@@ -72,27 +71,6 @@ def test_errors_name_the_problem(encoder):
         encode_response_spans(encoder, ["a", "b"], ["x", "  "], column="chosen")
     with pytest.raises(ValueError, match="missing"):
         encode_response_spans(encoder, ["a"], [float("nan")])
-    ds = Dataset.from_dict({"question": ["a"], "chosen": ["b"], "rejected": ["c"]})
-    with pytest.raises(KeyError, match=r"Missing column\(s\) \['prompt'\].*prompt_column="):
-        PreferenceAudit(encoder).fit(ds)
-
-
-def test_audit_on_champ_pairs(encoder):
-    from hf_saerl.demo.champ import champ_preference_pairs
-
-    pairs = champ_preference_pairs(seed=0).select(range(6))
-    pairs = pairs.map(lambda r: {"prompt": r["prompt"][:120], "chosen": r["chosen"][:80],
-                                 "rejected": r["rejected"][:80]})
-    audit = PreferenceAudit(encoder, n_regions=2, min_support=2, progress=False).fit(pairs)
-    assert audit.chosen_max_.shape == (6, encoder.d_sae) and audit.prompt_max_ is not None
-    assert audit.statistics_["region"].isin([-1, 0, 1]).all() and len(audit.statistics_) > 0
-    # the disparity of every concept is exactly chosen share minus rejected share
-    k = int(audit.statistics_.iloc[0]["concept"])
-    np.testing.assert_allclose(audit.disparity(k), audit.concept_scores(k, "chosen") - audit.concept_scores(k, "rejected"))
-    report = audit.report(top=3, labeler=lambda latents, snippets: f"L{latents[0]}")
-    md = report.to_markdown()
-    assert md.startswith("# Preference-data audit") and "6 pairs" in md
-    assert report.to_dataset().num_rows == len(report.to_pandas())
 
 
 def test_each_span_runs_one_forward_for_all_poolings(encoder, model):
@@ -110,13 +88,13 @@ def test_each_span_runs_one_forward_for_all_poolings(encoder, model):
     finally:
         handle.remove()
     assert set(spans.pooled) == {"max", "freq", "mean"}
-    for pooling, m in spans.pooled.items():
+    for m in spans.pooled.values():
         assert m.shape == (3, encoder.d_sae)
     # mean of the span equals the hand loop, too
-    for i, (p, r) in enumerate(zip(PROMPTS, RESPONSES)):
+    for i, (p, r) in enumerate(zip(PROMPTS, RESPONSES, strict=True)):
         p_ids = encoder.tokenizer(p)["input_ids"]
         r_ids = encoder.tokenizer(r, add_special_tokens=False)["input_ids"]
         with torch.no_grad():
             hidden = model(torch.tensor([p_ids + r_ids]), output_hidden_states=True).hidden_states[2][0]
-            acts = encoder.sae.encode(hidden[len(p_ids):])
+            acts = encoder.sae.encode(hidden[len(p_ids) :])
         np.testing.assert_allclose(spans.pooled["mean"][i].toarray()[0], acts.mean(0).numpy(), atol=1e-5)
