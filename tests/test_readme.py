@@ -22,6 +22,7 @@ import re
 import shlex
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -85,7 +86,7 @@ def readme_folder(tmp_path, monkeypatch, model_dir):
         lambda self, prompts, completions, columns: [float(zlib.crc32(c.encode()) % 3 == 0) for c in completions],
     )
     uploads: list[str] = []
-    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda api, repo_id, **kw: None)
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda api, repo_id, **kw: SimpleNamespace(repo_id=repo_id))
     monkeypatch.setattr(
         huggingface_hub.HfApi, "upload_folder", lambda api, *, repo_id, folder_path, **kw: uploads.append(repo_id)
     )
