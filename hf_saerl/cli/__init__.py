@@ -19,7 +19,7 @@ from .._version import __version__
 
 #: Modules that register subcommands, in the order ``--help`` lists them.
 COMMAND_MODULES = (
-    "hf_saerl.cli.demo", "hf_saerl.cli.train_sae", "hf_saerl.cli.label", "hf_saerl.cli.hub",
+    "hf_saerl.cli.demo", "hf_saerl.cli.train_sae", "hf_saerl.cli.label", "hf_saerl.cli.calibrate", "hf_saerl.cli.hub",
 )
 
 
