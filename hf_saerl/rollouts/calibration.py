@@ -140,7 +140,8 @@ class ConfigCalibration:
     ``pass_rates`` holds each prompt's ``n_correct / n_samples``; ``share_never`` / ``share_always`` the share of
     prompts solved in none / all of their samples; ``share_in_band`` the share with a pass rate in the band
     (inclusive); ``tokens`` the completion tokens generated (``None`` without a tokenizer) and
-    ``share_truncated`` the share of completions that used all ``max_new_tokens`` (an answer possibly cut off).
+    ``share_truncated`` the share of completions whose text re-tokenizes to at least ``max_new_tokens`` tokens
+    (an answer probably cut off; re-tokenizing decoded text can differ slightly from the generated count).
     """
 
     task: TaskConfig
