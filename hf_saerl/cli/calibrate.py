@@ -41,6 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "'basic_arithmetic:max_terms=2,operators=+|-' (repeatable)")
     t.add_argument("--preset", choices=["pilot"],
                    help="pilot: the 16 configs of the SmolLM2 pilot (hf_saerl.rollouts.calibration.PILOT_CONFIGS)")
+    t.add_argument("--only", metavar="NAME,...",
+                   help="with --preset: run only these of its configs (comma-separated names), in this order")
     s = p.add_argument_group("sampling")
     s.add_argument("--prompts", type=positive_int, default=8, help="prompts per config (default: 8)")
     s.add_argument("-n", type=positive_int, default=6, help="samples per prompt (default: 6)")
@@ -67,6 +69,16 @@ def task_configs(args: argparse.Namespace) -> list[Any]:
     from ..rollouts.calibration import PILOT_CONFIGS, parse_task_config
 
     configs: list[Any] = list(PILOT_CONFIGS) if args.preset == "pilot" else []
+    if args.only:
+        if not configs:
+            raise UsageError("--only picks configs of a preset; add --preset pilot.")
+        by_name = {t.name: t for t in configs}
+        names = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise UsageError(f"--only names {unknown}, which the preset does not hold; its configs are "
+                             f"{sorted(by_name)}.")
+        configs = [by_name[n] for n in names]
     configs += [f.strip() for f in (args.families or "").split(",") if f.strip()]
     configs += list(args.config)
     if not configs:
@@ -87,7 +99,13 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed, "batch_size": args.batch_size, "device": args.device,
     }
 
+    done: list[dict[str, Any]] = []
+
     def progress(row: Any) -> None:
+        done.append(row.to_dict(rows=True))
+        if args.output is not None:  # a run stopped early keeps the configs measured so far
+            args.output.mkdir(parents=True, exist_ok=True)
+            (args.output / "calibration.partial.json").write_text(json.dumps({"configs": done}, indent=1) + "\n")
         print(f"{row.task.name}: mean pass rate {row.mean_pass_rate:.3f}, in band {row.share_in_band:.0%}, "
               f"never solved {row.share_never:.0%} ({row.seconds:.0f} s)", file=sys.stderr, flush=True)
 
@@ -98,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nGraded success ({len(graded)} of {len(configs)}): {', '.join(graded) or 'none'}")
     if args.output is not None:
         path = result.save(args.output)
+        (args.output / "calibration.partial.json").unlink(missing_ok=True)
         print(f"Saved the table and every prompt's label to {path}")
     else:
         print(json.dumps({"graded": graded}))
