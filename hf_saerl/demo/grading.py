@@ -379,9 +379,8 @@ def grade_answer(summary: str, reference: Reference | str, problem: str | None =
         >>> print(grade_answer("The smallest value is approximately 0.36.", "5/14"))
         None
     """
-    if isinstance(reference, str):
-        reference = parse_reference(reference)
-    if reference is None or not summary:
+    parsed = parse_reference(reference) if isinstance(reference, str) else reference
+    if parsed is None or not summary:
         return None
     answers = extract_answers(summary, problem)
     if not answers:
@@ -392,14 +391,14 @@ def grade_answer(summary: str, reference: Reference | str, problem: str | None =
         if any(value is None for value in values):
             return None
         # An expression in other variables is a condition ("when a = b"), not the answer.
-        if all({str(s) for s in value.free_symbols} <= reference.symbols for value in values):
+        if all({str(s) for s in value.free_symbols} <= parsed.symbols for value in values):
             candidates.append((values, texts))
     if not candidates:
         return None
     (first, first_texts), rest = candidates[0], candidates[1:]
     if any(_sets_equal(values, first, texts) is not True for values, texts in rest):
         return None  # the summary states different answers
-    verdicts = [_sets_equal(first, form, first_texts) for form in reference.forms]
+    verdicts = [_sets_equal(first, form, first_texts) for form in parsed.forms]
     if True in verdicts:
         return True
     return False if all(v is False for v in verdicts) else None

@@ -14,15 +14,23 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from ..errors import InvalidParameterError, ParameterTypeError
 from .backends import derive_seed
 
-__all__ = ["TaskConfig", "ConfigCalibration", "PoolCalibration", "calibrate_pool", "parse_task_config",
-           "PILOT_CONFIGS", "LEARNABLE_BAND"]
+__all__ = [
+    "LEARNABLE_BAND",
+    "PILOT_CONFIGS",
+    "ConfigCalibration",
+    "PoolCalibration",
+    "TaskConfig",
+    "calibrate_pool",
+    "parse_task_config",
+]
 
 #: The pass-rate band where a GRPO group of a few samples carries gradient most of the time.
 LEARNABLE_BAND = (0.1, 0.9)
@@ -44,8 +52,10 @@ class TaskConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.family, str) or not self.family:
-            raise ParameterTypeError(f"A task config's family must be a reasoning-gym dataset name, got "
-                                     f"{self.family!r}. Pass e.g. TaskConfig('gcd'), or see reasoning_gym.factory.DATASETS.")
+            raise ParameterTypeError(
+                f"A task config's family must be a reasoning-gym dataset name, got "
+                f"{self.family!r}. Pass e.g. TaskConfig('gcd'), or see reasoning_gym.factory.DATASETS."
+            )
         object.__setattr__(self, "config", dict(self.config))
         if not self.name:
             knobs = ",".join(f"{k}={_format_value(v)}" for k, v in sorted(self.config.items()))
@@ -90,20 +100,26 @@ def parse_task_config(spec: Any) -> TaskConfig:
         for item in filter(None, (k.strip() for k in knobs.split(","))):
             key, sep, value = item.partition("=")
             if not sep or not key.strip():
-                raise InvalidParameterError(f"Task config {spec!r}: {item!r} is not knob=value. Write e.g. "
-                                            "'gcd:max_value=20', or pass a TaskConfig('gcd', {'max_value': 20}).")
+                raise InvalidParameterError(
+                    f"Task config {spec!r}: {item!r} is not knob=value. Write e.g. "
+                    "'gcd:max_value=20', or pass a TaskConfig('gcd', {'max_value': 20})."
+                )
             config[key.strip()] = _parse_value(value.strip())
         return TaskConfig(family.strip(), config)
     if isinstance(spec, Mapping):
         if "family" not in spec:
-            raise InvalidParameterError(f"Task config {dict(spec)!r} has no 'family'. Pass e.g. "
-                                        "{'family': 'gcd', 'config': {'max_value': 20}}, or a string 'gcd:max_value=20'.")
+            raise InvalidParameterError(
+                f"Task config {dict(spec)!r} has no 'family'. Pass e.g. "
+                "{'family': 'gcd', 'config': {'max_value': 20}}, or a string 'gcd:max_value=20'."
+            )
         return TaskConfig(spec["family"], spec.get("config") or {}, spec.get("name") or "")
     if isinstance(spec, (tuple, list)) and len(spec) == 3:
         name, family, config = spec
         return TaskConfig(family, config or {}, name)
-    raise ParameterTypeError(f"Cannot read a task config from {spec!r} ({type(spec).__name__}). Pass a string "
-                             "'family:knob=value', a mapping with 'family', a (name, family, config) tuple, or a TaskConfig.")
+    raise ParameterTypeError(
+        f"Cannot read a task config from {spec!r} ({type(spec).__name__}). Pass a string "
+        "'family:knob=value', a mapping with 'family', a (name, family, config) tuple, or a TaskConfig."
+    )
 
 
 #: The configs the SmolLM2-135M-Instruct pilot tried (``docs/results/calibration``): DESIGN.md's candidates plus
@@ -114,20 +130,40 @@ PILOT_CONFIGS: tuple[TaskConfig, ...] = (
     TaskConfig("products", {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2}, "product 1-2-digit"),
     TaskConfig("chain_sum", {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}, "sum 2x1-digit"),
     TaskConfig("chain_sum", {"min_terms": 2, "max_terms": 2, "min_digits": 2, "max_digits": 2}, "sum 2x2-digit"),
-    TaskConfig("basic_arithmetic", {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1,
-                                    "operators": ["+", "-"], "allow_parentheses": False, "allow_negation": False},
-               "arithmetic 2x1-digit +-"),
+    TaskConfig(
+        "basic_arithmetic",
+        {
+            "min_terms": 2,
+            "max_terms": 2,
+            "min_digits": 1,
+            "max_digits": 1,
+            "operators": ["+", "-"],
+            "allow_parentheses": False,
+            "allow_negation": False,
+        },
+        "arithmetic 2x1-digit +-",
+    ),
     TaskConfig("lcm", {"min_value": 1, "max_value": 12}, "lcm <= 12"),
     TaskConfig("aiw", {"max_entities": 3}, "aiw <= 3 entities"),
     TaskConfig("letter_counting", {"min_words": 1, "max_words": 3}, "letter count 1-3 words"),
-    TaskConfig("leg_counting", {"min_animals": 1, "max_animals": 2, "min_instances": 1, "max_instances": 3},
-               "legs 1-2 animals"),
+    TaskConfig(
+        "leg_counting", {"min_animals": 1, "max_animals": 2, "min_instances": 1, "max_instances": 3}, "legs 1-2 animals"
+    ),
     TaskConfig("coin_flip", {"min_trials": 3, "max_trials": 5}, "coin flip 3-5"),
     TaskConfig("count_bits", {"min_n": 1, "max_n": 16}, "bits of n <= 16"),
     TaskConfig("prime_factorization", {"min_value": 2, "max_value": 30}, "factorise <= 30"),
-    TaskConfig("simple_equations", {"min_terms": 2, "max_terms": 2, "min_value": 1, "max_value": 10,
-                                    "operators": ["+", "-"], "operators_weights": [0.5, 0.5]},
-               "equation 2 terms <= 10"),
+    TaskConfig(
+        "simple_equations",
+        {
+            "min_terms": 2,
+            "max_terms": 2,
+            "min_value": 1,
+            "max_value": 10,
+            "operators": ["+", "-"],
+            "operators_weights": [0.5, 0.5],
+        },
+        "equation 2 terms <= 10",
+    ),
     TaskConfig("spell_backward", {"min_word_len": 3, "max_word_len": 4}, "spell backward 3-4"),
     TaskConfig("word_sequence_reversal", {"min_words": 3, "max_words": 3}, "reverse 3 words"),
 )
@@ -187,19 +223,27 @@ class PoolCalibration:
 
     def to_dict(self, rows: bool = True) -> dict[str, Any]:
         """JSON-able: settings, the per-config table, the graded configs' names (and every prompt's row)."""
-        return {"settings": self.settings, "configs": [c.to_dict(rows=rows) for c in self.configs],
-                "graded": [t.name for t in self.graded]}
+        return {
+            "settings": self.settings,
+            "configs": [c.to_dict(rows=rows) for c in self.configs],
+            "graded": [t.name for t in self.graded],
+        }
 
     def to_markdown(self) -> str:
         """The per-config table as Markdown."""
-        lines = ["| config | family | prompts x samples | mean pass rate | never solved | in band | always solved "
-                 "| truncated | tokens | seconds | graded |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines = [
+            "| config | family | prompts x samples | mean pass rate | never solved | in band | always solved "
+            "| truncated | tokens | seconds | graded |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for c in self.configs:
             truncated = "n/a" if c.share_truncated is None else f"{c.share_truncated:.0%}"
-            lines.append(f"| {c.task.name} | {c.task.family} | {c.n_prompts} x {c.n_samples} | {c.mean_pass_rate:.3f} "
-                         f"| {c.share_never:.0%} | {c.share_in_band:.0%} | {c.share_always:.0%} | {truncated} "
-                         f"| {c.tokens if c.tokens is not None else 'n/a'} | {c.seconds:.1f} | "
-                         f"{'yes' if c.graded else 'no'} |")
+            lines.append(
+                f"| {c.task.name} | {c.task.family} | {c.n_prompts} x {c.n_samples} | {c.mean_pass_rate:.3f} "
+                f"| {c.share_never:.0%} | {c.share_in_band:.0%} | {c.share_always:.0%} | {truncated} "
+                f"| {c.tokens if c.tokens is not None else 'n/a'} | {c.seconds:.1f} | "
+                f"{'yes' if c.graded else 'no'} |"
+            )
         return "\n".join(lines)
 
     def save(self, folder: str | os.PathLike) -> Path:
@@ -221,7 +265,8 @@ def _labeller(policy: Any, options: Mapping[str, Any]) -> Any:
         if options:
             raise InvalidParameterError(
                 f"calibrate_pool got a RolloutLabeller and labeller_options {sorted(options)}; the labeller already "
-                "holds its settings. Set them on the labeller, or pass the policy itself with labeller_options=.")
+                "holds its settings. Set them on the labeller, or pass the policy itself with labeller_options=."
+            )
         return policy
     kwargs = {"verifier": ReasoningGymVerifier(), "progress": False, **dict(options)}
     return RolloutLabeller(policy, keep_completions=True, **kwargs)
@@ -231,8 +276,9 @@ def _check_band(band: Sequence[float]) -> tuple[float, float]:
     try:
         low, high = (float(b) for b in band)
     except (TypeError, ValueError) as err:
-        raise InvalidParameterError(f"band must be two pass rates (low, high), got {band!r}. Pass e.g. "
-                                    "band=(0.1, 0.9).") from err
+        raise InvalidParameterError(
+            f"band must be two pass rates (low, high), got {band!r}. Pass e.g. band=(0.1, 0.9)."
+        ) from err
     if not 0.0 <= low < high <= 1.0:
         raise InvalidParameterError(f"band must satisfy 0 <= low < high <= 1, got {band!r}. Pass e.g. band=(0.1, 0.9).")
     return low, high
@@ -290,24 +336,30 @@ def calibrate_pool(
 
     tasks = [parse_task_config(c) for c in configs]
     if not tasks:
-        raise InvalidParameterError("calibrate_pool got no task configs. Pass e.g. ['gcd:max_value=20', 'products'], "
-                                    "or PILOT_CONFIGS.")
+        raise InvalidParameterError(
+            "calibrate_pool got no task configs. Pass e.g. ['gcd:max_value=20', 'products'], or PILOT_CONFIGS."
+        )
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
         duplicates = sorted({n for n in names if names.count(n) > 1})
-        raise InvalidParameterError(f"Task config names must be unique, got {duplicates} more than once. Name them "
-                                    "apart (TaskConfig(..., name=...)) or drop the repeats.")
+        raise InvalidParameterError(
+            f"Task config names must be unique, got {duplicates} more than once. Name them "
+            "apart (TaskConfig(..., name=...)) or drop the repeats."
+        )
     if not isinstance(n_prompts_per_config, int) or isinstance(n_prompts_per_config, bool) or n_prompts_per_config < 1:
-        raise InvalidParameterError(f"n_prompts_per_config must be a positive int, got {n_prompts_per_config!r}. "
-                                    "Pass e.g. 8.")
+        raise InvalidParameterError(
+            f"n_prompts_per_config must be a positive int, got {n_prompts_per_config!r}. Pass e.g. 8."
+        )
     low, high = _check_band(band)
     if not 0.0 <= float(min_share_in_band) <= 1.0:
         raise InvalidParameterError(f"min_share_in_band must be in [0, 1], got {min_share_in_band!r}. Pass e.g. 0.25.")
     labeller = _labeller(policy, labeller_options or {})
     if not labeller.keep_completions:
-        raise InvalidParameterError("calibrate_pool needs the labeller's completions to count tokens and cut-off "
-                                    "answers. Build it with keep_completions=True, or pass the policy and "
-                                    "labeller_options= instead.")
+        raise InvalidParameterError(
+            "calibrate_pool needs the labeller's completions to count tokens and cut-off "
+            "answers. Build it with keep_completions=True, or pass the policy and "
+            "labeller_options= instead."
+        )
     max_new_tokens = labeller.sampling.get("max_new_tokens")
     load_start = _load_average()
     results = []
@@ -322,9 +374,13 @@ def calibrate_pool(
         if on_config is not None:
             on_config(result)
     settings = {
-        "labeller": labeller.config(), "n_prompts_per_config": n_prompts_per_config, "seed": seed,
-        "band": [low, high], "min_share_in_band": float(min_share_in_band),
-        "tasks": [t.to_dict() for t in tasks], "load_average": {"start": load_start, "end": _load_average()},
+        "labeller": labeller.config(),
+        "n_prompts_per_config": n_prompts_per_config,
+        "seed": seed,
+        "band": [low, high],
+        "min_share_in_band": float(min_share_in_band),
+        "tasks": [t.to_dict() for t in tasks],
+        "load_average": {"start": load_start, "end": _load_average()},
         "cpu_count": os.cpu_count(),
     }
     return PoolCalibration(results, settings)
@@ -337,8 +393,15 @@ def _load_average() -> list[float] | None:
         return None
 
 
-def _summarise(task: TaskConfig, labelled: Any, labeller: Any, max_new_tokens: Any, seconds: float,
-               band: tuple[float, float], min_share: float) -> ConfigCalibration:
+def _summarise(
+    task: TaskConfig,
+    labelled: Any,
+    labeller: Any,
+    max_new_tokens: Any,
+    seconds: float,
+    band: tuple[float, float],
+    min_share: float,
+) -> ConfigCalibration:
     cols = labelled[:]
     n_correct = [int(c) for c in cols[labeller.n_correct_column]]
     n_samples = [int(s) for s in cols[labeller.n_samples_column]]
@@ -357,17 +420,32 @@ def _summarise(task: TaskConfig, labelled: Any, labeller: Any, max_new_tokens: A
     mean = sum(rates) / n
     in_band = sum(band[0] <= r <= band[1] for r in rates) / n
     rows = [
-        {"task": task.name, "family": task.family, "config": dict(task.config), "prompt": cols["prompt"][i],
-         "answer": cols["answer"][i], "metadata": cols["metadata"][i], "k": n_samples[i], "n_correct": n_correct[i],
-         "pass_rate": rates[i]}
+        {
+            "task": task.name,
+            "family": task.family,
+            "config": dict(task.config),
+            "prompt": cols["prompt"][i],
+            "answer": cols["answer"][i],
+            "metadata": cols["metadata"][i],
+            "k": n_samples[i],
+            "n_correct": n_correct[i],
+            "pass_rate": rates[i],
+        }
         for i in range(n)
     ]
     return ConfigCalibration(
-        task=task, n_prompts=n, n_samples=max(n_samples), mean_pass_rate=mean,
+        task=task,
+        n_prompts=n,
+        n_samples=max(n_samples),
+        mean_pass_rate=mean,
         share_never=sum(c == 0 for c in n_correct) / n,
         share_always=sum(c == s for c, s in zip(n_correct, n_samples, strict=True)) / n,
-        share_in_band=in_band, share_empty=sum(not c.strip() for c in flat) / max(len(flat), 1),
-        share_truncated=truncated, tokens=tokens, seconds=round(seconds, 3),
+        share_in_band=in_band,
+        share_empty=sum(not c.strip() for c in flat) / max(len(flat), 1),
+        share_truncated=truncated,
+        tokens=tokens,
+        seconds=round(seconds, 3),
         graded=bool(band[0] <= mean <= band[1] and in_band >= min_share and not math.isnan(mean)),
-        pass_rates=rates, rows=rows,
+        pass_rates=rates,
+        rows=rows,
     )

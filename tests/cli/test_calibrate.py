@@ -12,8 +12,26 @@ from hf_saerl.cli import main
 
 def test_calibrate_prints_and_saves_the_table(model_dir, tmp_path, capsys):
     out = tmp_path / "calibration"
-    code = main(["calibrate", "--model", str(model_dir), "--families", "gcd", "--config", "products:max_digits=1",
-                 "-n", "2", "--prompts", "2", "--max-new-tokens", "3", "--no-instruction", "--output", str(out)])
+    code = main(
+        [
+            "calibrate",
+            "--model",
+            str(model_dir),
+            "--families",
+            "gcd",
+            "--config",
+            "products:max_digits=1",
+            "-n",
+            "2",
+            "--prompts",
+            "2",
+            "--max-new-tokens",
+            "3",
+            "--no-instruction",
+            "--output",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "| gcd | gcd | 2 x 2 |" in printed and "| products:max_digits=1 | products | 2 x 2 |" in printed
@@ -43,9 +61,11 @@ def test_calibrate_without_configs_is_a_usage_error(model_dir, capsys):
 
 
 def test_calibrate_help_is_light():
-    code = ("import sys, contextlib, io\nfrom hf_saerl.cli import build_parser\n"
-            "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
-            "    build_parser().parse_args(['calibrate', '--help'])\n"
-            "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'reasoning_gym') if m in sys.modules))")
+    code = (
+        "import sys, contextlib, io\nfrom hf_saerl.cli import build_parser\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "    build_parser().parse_args(['calibrate', '--help'])\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'reasoning_gym') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"

@@ -54,8 +54,16 @@ class Scripted:
 
 
 def _labeller(backend=None, **kw):
-    return RolloutLabeller(backend=backend or Scripted(), verifier=ReasoningGymVerifier(), n=N, instruction=None,
-                           chat_template=False, keep_completions=True, progress=False, **kw)
+    return RolloutLabeller(
+        backend=backend or Scripted(),
+        verifier=ReasoningGymVerifier(),
+        n=N,
+        instruction=None,
+        chat_template=False,
+        keep_completions=True,
+        progress=False,
+        **kw,
+    )
 
 
 CONFIGS = ["gcd:max_value=20", "products:max_digits=1,min_digits=1"]
@@ -134,15 +142,21 @@ def test_save_writes_json_and_markdown(tmp_path):
     assert markdown.count("\n") == 2 + len(CONFIGS) and "gcd:max_value=20" in markdown
 
 
-@pytest.mark.parametrize(("spec", "family", "config", "name"), [
-    ("gcd", "gcd", {}, "gcd"),
-    ("gcd:max_value=20", "gcd", {"max_value": 20}, "gcd:max_value=20"),
-    ("basic_arithmetic: max_terms=2, operators=+|-, allow_negation=false",
-     "basic_arithmetic", {"max_terms": 2, "operators": ["+", "-"], "allow_negation": False},
-     "basic_arithmetic:allow_negation=False,max_terms=2,operators=+|-"),
-    (("sum", "chain_sum", {"max_terms": 2}), "chain_sum", {"max_terms": 2}, "sum"),
-    ({"family": "lcm", "config": {"max_value": 12}}, "lcm", {"max_value": 12}, "lcm:max_value=12"),
-])
+@pytest.mark.parametrize(
+    ("spec", "family", "config", "name"),
+    [
+        ("gcd", "gcd", {}, "gcd"),
+        ("gcd:max_value=20", "gcd", {"max_value": 20}, "gcd:max_value=20"),
+        (
+            "basic_arithmetic: max_terms=2, operators=+|-, allow_negation=false",
+            "basic_arithmetic",
+            {"max_terms": 2, "operators": ["+", "-"], "allow_negation": False},
+            "basic_arithmetic:allow_negation=False,max_terms=2,operators=+|-",
+        ),
+        (("sum", "chain_sum", {"max_terms": 2}), "chain_sum", {"max_terms": 2}, "sum"),
+        ({"family": "lcm", "config": {"max_value": 12}}, "lcm", {"max_value": 12}, "lcm:max_value=12"),
+    ],
+)
 def test_parse_task_config(spec, family, config, name):
     task = parse_task_config(spec)
     assert (task.family, task.config, task.name) == (family, config, name)
@@ -179,12 +193,23 @@ def test_the_pilot_configs_build():
 
 
 def test_tiny_model_counts_tokens_and_cut_off_answers(model, tokenizer):
-    result = calibrate_pool(model, [TaskConfig("gcd", {"max_value": 20})], 3, labeller_options={
-        "tokenizer": tokenizer, "n": 2, "max_new_tokens": 4, "batch_size": 4})
+    result = calibrate_pool(
+        model,
+        [TaskConfig("gcd", {"max_value": 20})],
+        3,
+        labeller_options={"tokenizer": tokenizer, "n": 2, "max_new_tokens": 4, "batch_size": 4},
+    )
     config = result.configs[0]
     # an independent count: generate again with the same labeller settings and tokenize what came back
-    labeller = RolloutLabeller(model, tokenizer=tokenizer, verifier=ReasoningGymVerifier(), n=2, max_new_tokens=4,
-                               keep_completions=True, progress=False)
+    labeller = RolloutLabeller(
+        model,
+        tokenizer=tokenizer,
+        verifier=ReasoningGymVerifier(),
+        n=2,
+        max_new_tokens=4,
+        keep_completions=True,
+        progress=False,
+    )
     from datasets import Dataset
 
     data = Dataset.from_list([{k: r[k] for k in ("prompt", "answer", "metadata")} for r in result.rows()])

