@@ -268,8 +268,8 @@ def _labeller(policy: Any, options: Mapping[str, Any]) -> Any:
                 "holds its settings. Set them on the labeller, or pass the policy itself with labeller_options=."
             )
         return policy
-    kwargs = {"verifier": ReasoningGymVerifier(), "progress": False, **dict(options)}
-    return RolloutLabeller(policy, keep_completions=True, **kwargs)
+    kwargs = {"verifier": ReasoningGymVerifier(), "progress": False, **dict(options), "keep_completions": True}
+    return RolloutLabeller(policy, **kwargs)
 
 
 def _check_band(band: Sequence[float]) -> tuple[float, float]:
