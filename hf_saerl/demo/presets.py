@@ -47,7 +47,7 @@ def champ_sae_texts(seed: int = 0, n_responses: int | None = 4000) -> list[str]:
 #: up to 32 tokens and :data:`ROLLOUT_INSTRUCTION`, chosen by the pilot (``hf-saerl calibrate``; its table is in
 #: ``docs/results/calibration/``, with DESIGN.md section 7's earlier figures at the same settings): 1-digit sums and
 #: differences in two wordings (0.50 and 0.38), 1-digit products (0.52), gcd of numbers up to 20 (0.19-0.29), and two
-#: hard ends, family riddles (aiw, about 0.1) and lcm up to 12 (0.08). 2-digit products and 3-4-term sums, which the
+#: harder ones, family riddles with at most 3 people (aiw, 0.28) and lcm up to 12 (0.08 over 6 samples, 0.31 over 16). 2-digit products and 3-4-term sums, which the
 #: policy almost never solves, are out. Each entry is ``(task, family, config)``, named as in
 #: :data:`hf_saerl.rollouts.calibration.PILOT_CONFIGS`.
 POOL_TASKS: tuple[tuple[str, str, dict[str, Any]], ...] = tuple(
