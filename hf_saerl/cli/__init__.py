@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "hf_saerl.cli.demo",
     "hf_saerl.cli.train_sae",
     "hf_saerl.cli.label",
+    "hf_saerl.cli.calibrate",
     "hf_saerl.cli.fit",
     "hf_saerl.cli.augment",
     "hf_saerl.cli.push",

@@ -17,6 +17,12 @@ CI_SAE_TRAINING: dict[str, Any] = {
 }
 
 
+def _pilot(names: tuple[str, ...]) -> list[Any]:
+    from ..rollouts.calibration import PILOT_CONFIGS
+
+    by_name = {t.name: t for t in PILOT_CONFIGS}
+    return [by_name[name] for name in names]
+
 
 def champ_sae_texts(seed: int = 0, n_responses: int | None = 4000) -> list[str]:
     """CHAMP text for SAE training: the 270 problems, their reference solutions, hints and concepts, and
@@ -37,20 +43,23 @@ def champ_sae_texts(seed: int = 0, n_responses: int | None = 4000) -> list[str]:
     return texts
 
 
-#: The RL pool: reasoning-gym families x difficulty knobs where SmolLM2-135M-Instruct has graded success at
-#: T=0.7 (see the demo report for the pass rates measured on each run). Each entry is ``(task, family, config)``.
-#: The prompts of a family share their wording, so within a family length barely varies with difficulty.
-POOL_TASKS: tuple[tuple[str, str, dict[str, Any]], ...] = (
-    ("sum 2x1-digit", "chain_sum", {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}),
-    ("sum 2x2-digit", "chain_sum", {"min_terms": 2, "max_terms": 2, "min_digits": 2, "max_digits": 2}),
-    ("sum 3-4x2-3-digit", "chain_sum", {"min_terms": 3, "max_terms": 4, "min_digits": 2, "max_digits": 3}),
-    ("product 1-digit", "products", {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}),
-    ("product 2-digit", "products", {"min_terms": 2, "max_terms": 2, "min_digits": 2, "max_digits": 2}),
-    ("gcd <= 20", "gcd", {"min_value": 1, "max_value": 20}),
+#: The RL pool: reasoning-gym task configs where SmolLM2-135M-Instruct has graded success at T=0.7 with answers of
+#: up to 32 tokens and :data:`ROLLOUT_INSTRUCTION`, chosen by the pilot (``hf-saerl calibrate``; its table is in
+#: ``docs/results/calibration/``, with DESIGN.md section 7's earlier figures at the same settings): 1-digit sums and
+#: differences in two wordings (0.50 and 0.38), 1-digit products (0.52), gcd of numbers up to 20 (0.19-0.29), and two
+#: harder ones, family riddles with at most 3 people (aiw, 0.28) and lcm up to 12 (0.08 over 6 samples, 0.31 over 16). 2-digit products and 3-4-term sums, which the
+#: policy almost never solves, are out. Each entry is ``(task, family, config)``, named as in
+#: :data:`hf_saerl.rollouts.calibration.PILOT_CONFIGS`.
+POOL_TASKS: tuple[tuple[str, str, dict[str, Any]], ...] = tuple(
+    (t.name, t.family, dict(t.config))
+    for t in _pilot(
+        ("arithmetic 2x1-digit +-", "sum 2x1-digit", "product 1-digit", "gcd <= 20", "aiw <= 3 entities", "lcm <= 12")
+    )
 )
 
-#: The answer format the policy is asked for: short answers keep CPU rollouts cheap.
-ROLLOUT_INSTRUCTION = "Answer with the number only."
+#: The answer format the policy is asked for, the pilot's: the short answer reasoning-gym's scorer wants, with room
+#: for the sentence SmolLM2 tends to wrap it in (``DemoConfig.rollout_max_new_tokens``, 32 by default).
+ROLLOUT_INSTRUCTION = "Answer with only the final answer."
 
 
 def reasoning_gym_pool(per_task: int, seed: int = 0, tasks: tuple[tuple[str, str, dict[str, Any]], ...] = POOL_TASKS):

@@ -31,10 +31,11 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -66,7 +67,8 @@ class DemoConfig:
         label_budget: pool prompts labelled with the policy's own rollouts; the rest get the proxy only.
         holdout_fraction: share of the labelled prompts kept out of the difficulty fit, to check the proxy on
             rows it never saw.
-        rollout_n, rollout_max_new_tokens, rollout_temperature: the labeller's sampling (short answers).
+        rollout_n, rollout_max_new_tokens, rollout_temperature: the labeller's sampling; 32 tokens leave room for
+            the sentence SmolLM2 wraps a short answer in (at 6 tokens most answers were cut off: issue #21).
     """
 
     hook_name: str | None = None
@@ -87,18 +89,18 @@ class DemoConfig:
     label_budget: int = 120
     holdout_fraction: float = 0.25
     rollout_n: int = 6
-    rollout_max_new_tokens: int = 6
+    rollout_max_new_tokens: int = 32
     rollout_temperature: float = 0.7
 
     @classmethod
-    def ci(cls) -> "DemoConfig":
+    def ci(cls) -> DemoConfig:
         """The scaled-down demo for CI: a smaller SAE trained on fewer tokens, fewer texts, and the labeller on a
         handful of pool prompts."""
         from .presets import CI_SAE_TRAINING
 
         return cls(sae_training=dict(CI_SAE_TRAINING), n_problems=120, max_negatives=160,
                    max_length=128, pool_per_task=8, pool_clusters=4, label_budget=24, rollout_n=4,
-                   rollout_max_new_tokens=6)
+                   rollout_max_new_tokens=32)
 
 
 # ---------------------------------------------------------------------- stage timing
@@ -208,10 +210,10 @@ def run_demo(
     """
     from datasets import concatenate_datasets
 
-    from ..estimators.clustering import SAEClusterer
     from ..encoding.encoder import SAEEncoder
-    from ..estimators.probes import DifficultyProbe, QualityProbe
     from ..encoding.sparse import sparse_matrix
+    from ..estimators.clustering import SAEClusterer
+    from ..estimators.probes import DifficultyProbe, QualityProbe
     from .presets import reasoning_gym_pool
 
     config = config or DemoConfig()
@@ -391,7 +393,7 @@ def _pool_difficulty(pool: Any, encoder: Any, model: Any, tokenizer: Any, qualit
         chosen = select_for_labelling(pool_enc, min(config.label_budget, len(pool_enc)), "stratified",
                                       seed=config.seed)
         rng = np.random.default_rng(config.seed)
-        n_hold = int(round(config.holdout_fraction * len(chosen)))
+        n_hold = round(config.holdout_fraction * len(chosen))
         hold_pos = np.sort(rng.choice(len(chosen), size=n_hold, replace=False)) if n_hold else np.array([], int)
         train_pos = np.setdiff1d(np.arange(len(chosen)), hold_pos)
 
@@ -447,7 +449,7 @@ def _pool_difficulty(pool: Any, encoder: Any, model: Any, tokenizer: Any, qualit
         split[np.asarray(chosen)[train_pos]] = "train"
         split[np.asarray(chosen)[hold_pos]] = "holdout"
         pass_rate = [None] * len(pool_aug)
-        for i, v in zip(chosen, labels["pass_rate"]):
+        for i, v in zip(chosen, labels["pass_rate"], strict=True):
             pass_rate[i] = float(v)
         pool_aug = pool_aug.add_column("split", [str(s) for s in split])
         pool_aug = pool_aug.add_column("pass_rate", pass_rate, feature=Value("float32"))
@@ -478,11 +480,11 @@ def _pool_difficulty(pool: Any, encoder: Any, model: Any, tokenizer: Any, qualit
     cost["label_to_proxy_ratio"] = float(cost["label_seconds"]) / cost["proxy_seconds"]
     q = np.asarray(pool_aug["quality"], dtype=np.float64)
     report = {
-        "n_pool": len(pool_aug), "n_labelled": len(chosen), "n_train": int(len(train_pos)),
-        "n_holdout": int(len(hold_pos)), "n_unlabelled": int(unl.sum()),
+        "n_pool": len(pool_aug), "n_labelled": len(chosen), "n_train": len(train_pos),
+        "n_holdout": len(hold_pos), "n_unlabelled": int(unl.sum()),
         "mean_pass_rate_labelled": _mean(lab_pr.tolist()),
         "fraction_labelled_never_solved": float(np.mean(lab_pr == 0)) if len(lab_pr) else None,
-        "holdout": {"n": int(len(hold_pos)), "spearman": _spearman(hold_actual.tolist(), hold_pred.tolist()),
+        "holdout": {"n": len(hold_pos), "spearman": _spearman(hold_actual.tolist(), hold_pred.tolist()),
                     "mae": float(np.mean(np.abs(np.clip(hold_pred, 0, 1) - hold_actual))) if len(hold_pos) else None},
         "per_task": per_task,
         "spearman_task_measured_vs_predicted_unlabelled": _spearman(
@@ -654,7 +656,7 @@ def _batch_preview(ds: Any, batch: list[int]) -> list[dict[str, Any]]:
 
 def _counts(values: list[Any]) -> dict[str, int]:
     keys, counts = np.unique(np.asarray(values, dtype=str), return_counts=True)
-    return {str(k): int(c) for k, c in zip(keys, counts)}
+    return {str(k): int(c) for k, c in zip(keys, counts, strict=True)}
 
 
 def _mean(values: list[float]) -> float:
@@ -685,5 +687,11 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-__all__ = ["DemoConfig", "run_demo", "render_report_markdown", "format_batches", "champ_demo_data",
-           "topic_probe_metrics"]
+__all__ = [
+    "DemoConfig",
+    "champ_demo_data",
+    "format_batches",
+    "render_report_markdown",
+    "run_demo",
+    "topic_probe_metrics",
+]

@@ -7,7 +7,8 @@
 - :mod:`.labeller`: :class:`RolloutLabeller`, the ``Dataset.map`` transform that adds ``pass_rate``,
   ``n_samples``, ``n_correct`` and ``n_empty``;
 - :mod:`.budget`: the labelling budget, a seeded random or cluster-stratified subset;
-- :mod:`.tasks`: verifiable prompt pools from reasoning-gym as datasets.
+- :mod:`.tasks`: verifiable prompt pools from reasoning-gym as datasets;
+- :mod:`.calibration`: a pilot that measures pass rates per reasoning-gym task config and finds the graded ones.
 """
 
 from ..core.lazy import lazy_exports
@@ -28,5 +29,11 @@ _EXPORTS = {
     "VerificationError": "hf_saerl.rollouts.verifiers",
     "Verifier": "hf_saerl.rollouts.verifiers",
     "extract_final_answer": "hf_saerl.rollouts.verifiers",
+    "calibrate_pool": "hf_saerl.rollouts.calibration",
+    "parse_task_config": "hf_saerl.rollouts.calibration",
+    "TaskConfig": "hf_saerl.rollouts.calibration",
+    "PoolCalibration": "hf_saerl.rollouts.calibration",
+    "ConfigCalibration": "hf_saerl.rollouts.calibration",
+    "PILOT_CONFIGS": "hf_saerl.rollouts.calibration",
 }
 __getattr__, __dir__, __all__ = lazy_exports(globals(), _EXPORTS)
