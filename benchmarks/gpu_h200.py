@@ -248,8 +248,9 @@ def section_labeller(args) -> dict:
     ds = datasets.Dataset.from_dict({"prompt": prompts, "answer": [ANSWERS[i % len(ANSWERS)] for i in range(len(prompts))]})
     out: dict = {"model": f"random {name}-shaped Llama", "prompts": len(prompts), "n": args.labeller_n,
                  "max_new_tokens": args.max_new_tokens}
-    lab = RolloutLabeller(model, tokenizer=tok, n=args.labeller_n, max_new_tokens=args.max_new_tokens,
-                          batch_size=256, keep_completions=True, progress=False, device=args.device, dtype=args.dtype)
+    lab = RolloutLabeller(model, tokenizer=tok, sampling={"n": args.labeller_n, "max_new_tokens": args.max_new_tokens,
+                                                          "batch_size": 256},
+                          keep_completions=True, progress=False, device=args.device, dtype=args.dtype)
     rendered = [lab.render(p, tok) for p in prompts]
     lab.map(ds.select([0]))
     plain_loop(model, tok, rendered[:1], 1, 2)
@@ -270,7 +271,8 @@ def section_labeller(args) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
-            vlab = RolloutLabeller(tmp, backend="vllm", n=args.labeller_n, max_new_tokens=args.max_new_tokens,
+            vlab = RolloutLabeller(tmp, backend="vllm", sampling={"n": args.labeller_n,
+                                                                  "max_new_tokens": args.max_new_tokens},
                                    keep_completions=True, progress=False)
             vlab.map(ds.select([0]))
             v_s, vout = timed(lambda: vlab.map(ds, batch_size=len(ds)), args.device)

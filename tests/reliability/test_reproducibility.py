@@ -1,5 +1,5 @@
-"""Issue 13, family 9, "same seed, different results": seeded CPU runs of the SAE trainer and of the rollouts agree
-bit for bit, and another seed gives another result.
+"""Issue 13, family 9, "same seed, different results": seeded CPU runs of the SAE trainer agree
+bit for bit, and another seed gives another result (the rollouts cases: tests/rollouts/test_reproducibility.py).
 
 What torch cannot promise (other hardware, another torch build, a GPU) is documented in
 :mod:`hf_saerl.encoding.sae_training`; these tests pin what it can: the same seed on the same machine and build,
@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from datasets import Dataset
 
 from hf_saerl.encoding.sae_training import train_sae
-from hf_saerl.rollouts import RolloutLabeller
-from hf_saerl.rollouts.backends import TransformersBackend
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -61,27 +58,3 @@ def test_train_sae_ignores_the_callers_thread_count_and_rng(model, tokenizer, se
     assert same(seed0[0], weights(sae))
     assert torch.equal(torch.rand(3), expected_next)  # training left the global RNG as it found it
     assert stats["threads"] == seed0[1]["threads"]
-
-
-def test_rollouts_same_seed_same_completions(model, tokenizer):
-    backend = TransformersBackend(model, tokenizer, batch_size=4)
-    sampling = {"max_new_tokens": 6, "temperature": 1.0}
-    first = backend.generate(["1+1=", "2+2=", "3+3="], 3, sampling, seeds=[0, 1, 2])
-    again = TransformersBackend(model, tokenizer, batch_size=7).generate(["1+1=", "2+2=", "3+3="], 3, sampling,
-                                                                         seeds=[0, 1, 2])
-    other = backend.generate(["1+1=", "2+2=", "3+3="], 3, sampling, seeds=[10, 11, 12])
-    assert first == again  # another batch size, another backend object: the same samples
-    assert first != other
-
-
-def test_labeller_same_seed_same_labels(model, tokenizer):
-    ds = Dataset.from_dict({"prompt": ["1+1?", "2+2?", "3+3?"], "answer": ["2", "4", "6"]})
-
-    def label(seed: int) -> dict:
-        labeller = RolloutLabeller(model, tokenizer=tokenizer, n=3, max_new_tokens=5, seed=seed, instruction=None,
-                                   chat_template=False, keep_completions=True, progress=False)
-        return labeller.map(ds)[:]
-
-    first, again, other = label(0), label(0), label(1)
-    assert first["completions"] == again["completions"] and first["pass_rate"] == again["pass_rate"]
-    assert first["completions"] != other["completions"]
