@@ -6,7 +6,7 @@ labeller validates a config when it first runs (scikit-learn's rule: constructor
 Example:
     >>> from hf_saerl.rollouts.config import SamplingConfig
     >>> cfg = SamplingConfig(n=4, max_samples=16)
-    >>> cfg.validate().adaptive, cfg.round_size
+    >>> cfg.validate().adaptive, cfg.extra_round_size
     (True, 4)
     >>> SamplingConfig.preset("cpu").max_new_tokens
     64
