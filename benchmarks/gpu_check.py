@@ -422,9 +422,7 @@ def section_labeller(args) -> dict:
     lab = RolloutLabeller(
         model,
         tokenizer=tok,
-        n=args.labeller_n,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=256,
+        sampling={"n": args.labeller_n, "max_new_tokens": args.max_new_tokens, "batch_size": 256},
         keep_completions=True,
         progress=False,
         device=args.device,
@@ -457,8 +455,7 @@ def section_labeller(args) -> dict:
             vlab = RolloutLabeller(
                 tmp,
                 backend="vllm",
-                n=args.labeller_n,
-                max_new_tokens=args.max_new_tokens,
+                sampling={"n": args.labeller_n, "max_new_tokens": args.max_new_tokens},
                 keep_completions=True,
                 progress=False,
             )

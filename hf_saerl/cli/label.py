@@ -31,7 +31,9 @@ from .common import (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..rollouts.config import DEFAULT_INSTRUCTION
+    from ..rollouts.config import DEFAULT_INSTRUCTION, PRESETS, SamplingConfig
+
+    default = SamplingConfig()
 
     p = subparsers.add_parser(
         "label",
@@ -39,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Sample N completions per prompt from MODEL (the policy), score each with a verifier (math-verify by "
             "default, reasoning-gym's scorer, or your own TRL-style reward function), and save the dataset with "
-            "pass_rate, n_samples, n_correct and n_empty columns (Dataset.save_to_disk). With --budget, only a "
+            "pass_rate, its Beta posterior (pass_rate_mean, pass_rate_sd), n_samples, n_correct, why the other "
+            "samples failed (n_wrong, n_no_answer, n_truncated) and n_empty (Dataset.save_to_disk). With --budget, only a "
             "subset is labelled (seeded random, or stratified over cluster_id) and the rest can be saved apart, "
             "for a difficulty probe to predict."
         ),
@@ -62,11 +65,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("--reward-function", metavar="MODULE:NAME",
                    help="use this TRL-style reward function f(prompts, completions, **columns) instead of --verifier")
     v.add_argument("--threshold", type=finite_float, default=1.0, help="a reward counted as correct (default: 1.0)")
-    s = p.add_argument_group("sampling")
-    s.add_argument("-n", type=positive_int, default=8, help="samples per prompt (default: 8)")
-    s.add_argument("--max-new-tokens", type=positive_int, default=256, help="tokens per completion (default: 256)")
-    s.add_argument("--temperature", type=finite_float, default=1.0, help="0 is greedy (default: 1.0)")
-    s.add_argument("--top-p", type=finite_float, default=1.0, help="nucleus sampling (default: 1.0, off)")
+    s = p.add_argument_group("sampling", "flags left out take the --preset's value, else the default shown")
+    s.add_argument("--preset", choices=sorted(PRESETS),
+                   help="cpu: 4 samples, up to 16 where 0 of k or k of k, <= 64 tokens, 64 in flight (a few hundred "
+                        "prompts in minutes on a small CPU); gpu: the defaults")
+    s.add_argument("-n", type=positive_int, help=f"samples per prompt in the first round (default: {default.n})")
+    s.add_argument("--max-new-tokens", type=positive_int,
+                   help=f"tokens per completion; longer ones count as cut off (default: {default.max_new_tokens})")
+    s.add_argument("--max-samples", type=positive_int,
+                   help="adaptive sampling: up to this many samples for a prompt whose samples all agree "
+                        "(default: -n, one round)")
+    s.add_argument("--round-size", type=positive_int, help="samples per extra round (default: -n)")
+    s.add_argument("--token-budget", type=positive_int, help="generated tokens the extra rounds may spend (default: "
+                                                             "no limit)")
+    s.add_argument("--temperature", type=finite_float, help=f"0 is greedy (default: {default.temperature})")
+    s.add_argument("--top-p", type=finite_float, help=f"nucleus sampling (default: {default.top_p}, off)")
     s.add_argument("--top-k", type=positive_int, help="top-k sampling (default: off)")
     s.add_argument("--seed", type=int, default=0, help="seed of the samples and of the budget (default: 0)")
     s.add_argument("--chat-template", choices=["auto", "on", "off"], default="auto",
@@ -77,7 +90,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--system-prompt", help="a system message for every prompt")
     s.add_argument("--backend", default="transformers", choices=["transformers", "vllm"],
                    help="transformers generate (CPU or GPU) or vLLM (GPU, pip install vllm) (default: transformers)")
-    s.add_argument("--batch-size", type=positive_int, default=32, help="sequences per generate call (default: 32)")
+    s.add_argument("--batch-size", type=positive_int,
+                   help=f"sequences in flight (default: {default.batch_size}; the labels do not depend on it)")
     s.add_argument("--device", help="e.g. cpu, cuda:0 (default: the first GPU, else CPU)")
     s.add_argument("--dtype", help="e.g. float32, bfloat16 (default: bf16 on GPU, fp32 on CPU)")
     b = p.add_argument_group("budget")
@@ -131,6 +145,21 @@ def _template_columns(template: str) -> list[str]:
     return [field.split(".")[0].split("[")[0] for _, field, _, _ in string.Formatter().parse(template) if field]
 
 
+def _sampling(args: argparse.Namespace) -> Any:
+    """The SamplingConfig of the flags given, on top of --preset (or the defaults)."""
+    from ..rollouts.config import SamplingConfig
+
+    flags = {"n": args.n, "max_new_tokens": args.max_new_tokens, "max_samples": args.max_samples,
+             "round_size": args.round_size, "token_budget": args.token_budget, "temperature": args.temperature,
+             "top_p": args.top_p, "top_k": args.top_k, "batch_size": args.batch_size}
+    given = {k: v for k, v in flags.items() if v is not None}
+    config = SamplingConfig.preset(args.preset, seed=args.seed, **given) if args.preset else \
+        SamplingConfig(seed=args.seed, **given)
+    if config.max_samples is not None and config.max_samples < config.n:
+        raise UsageError(f"--max-samples {config.max_samples} is below -n {config.n}; pass --max-samples >= -n.")
+    return config
+
+
 def run(args: argparse.Namespace) -> int:
     """Label the dataset as the arguments say; prints a JSON summary."""
     from ..rollouts.budget import split_for_labelling
@@ -157,13 +186,11 @@ def run(args: argparse.Namespace) -> int:
             "--clusters adds cluster_id), name another with --cluster-column, or use --strategy random.")
     check_columns(dataset, columns)
     labeller = RolloutLabeller(
-        model, _verifier(args), gguf_file=gguf_file, revision=args.revision, backend=args.backend, n=args.n,
-        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-        prompt_column=args.prompt_column, template=args.template,
+        model, _verifier(args), gguf_file=gguf_file, revision=args.revision, backend=args.backend,
+        sampling=_sampling(args), prompt_column=args.prompt_column, template=args.template,
         chat_template={"auto": None, "on": True, "off": False}[args.chat_template],
         instruction=None if args.no_instruction else args.instruction, system_prompt=args.system_prompt,
-        seed=args.seed, batch_size=args.batch_size, keep_completions=args.keep_completions, device=args.device,
-        dtype=args.dtype,
+        keep_completions=args.keep_completions, device=args.device, dtype=args.dtype,
     )
     labeller.check_columns(dataset)  # before choosing rows or loading the model
     rest = None
@@ -176,13 +203,21 @@ def run(args: argparse.Namespace) -> int:
     save_dataset(labelled, args.output, sources=args.data, overwrite=args.overwrite)
     if rest is not None and args.rest_output is not None:
         save_dataset(rest, args.rest_output, sources=args.data, flag="--rest-output", overwrite=args.overwrite)
-    n_samples = int(sum(labelled[labeller.n_samples_column]))
+    totals = getattr(labeller, "summary_", {})
     summary = {
         "rows_labelled": len(labelled),
         "rows_unlabelled": 0 if rest is None else len(rest),
-        "completions": n_samples,
-        "empty_completions": int(sum(labelled[labeller.n_empty_column])),
-        "mean_pass_rate": round(float(sum(labelled[labeller.pass_rate_column])) / max(len(labelled), 1), 4),
+        "completions": totals.get("samples", 0),
+        "correct": totals.get("correct", 0),
+        "wrong_answer": totals.get("wrong", 0),
+        "no_answer": totals.get("no_answer", 0),
+        "cut_off_at_max_new_tokens": totals.get("truncated", 0),
+        "empty_completions": totals.get("empty", 0),
+        "rows_never_solved": totals.get("rows_never_solved", 0),
+        "rows_in_band_0.1_0.9": totals.get("rows_in_band_0.1_0.9", 0),
+        "mean_pass_rate": round(float(totals.get("mean_pass_rate", 0.0)), 4),
+        "generated_tokens": totals.get("generated_tokens"),
+        "tokens_per_s": totals.get("tokens_per_s"),
         "seconds": round(seconds, 2),
     }
     print(json.dumps(summary, indent=2))

@@ -378,7 +378,7 @@ def _pool_difficulty(pool: Any, encoder: Any, model: Any, tokenizer: Any, qualit
     from ..core.serialization import read_json, write_json
     from ..estimators.clustering import SAEClusterer
     from ..estimators.probes import DifficultyProbe
-    from ..rollouts import ReasoningGymVerifier, RolloutLabeller, select_for_labelling
+    from ..rollouts import ReasoningGymVerifier, RolloutLabeller, SamplingConfig, select_for_labelling
     from .presets import ROLLOUT_INSTRUCTION
 
     with timer.stage("encode pool"):
@@ -400,10 +400,10 @@ def _pool_difficulty(pool: Any, encoder: Any, model: Any, tokenizer: Any, qualit
     with timer.stage("rollout labels"):
         labeller = RolloutLabeller(
             model, ReasoningGymVerifier(), tokenizer=tokenizer,
-            backend=rollout_backend if rollout_backend is not None else "transformers", n=config.rollout_n,
-            max_new_tokens=config.rollout_max_new_tokens, temperature=config.rollout_temperature,
-            instruction=ROLLOUT_INSTRUCTION, keep_completions=True, seed=config.seed, batch_size=64,
-            progress=progress)
+            backend=rollout_backend if rollout_backend is not None else "transformers",
+            sampling=SamplingConfig(n=config.rollout_n, max_new_tokens=config.rollout_max_new_tokens,
+                                    temperature=config.rollout_temperature, seed=config.seed, batch_size=64),
+            instruction=ROLLOUT_INSTRUCTION, keep_completions=True, progress=progress)
         to_label = _on_disk(pool.select(chosen).select_columns(["row_id", "prompt", "answer", "metadata",
                                                                 "source_dataset"]))
         start = time.perf_counter()

@@ -1,11 +1,15 @@
 """Prompts → the policy's own pass rates: sample completions, verify them, choose which rows to label.
 
-- :mod:`.backends`: the ``Generator`` protocol; transformers ``generate`` (batched, left-padded, seeded per
-  prompt) and vLLM (optional);
+- :mod:`.backends`: the ``Generator`` protocol; transformers (continuous batching, seeded per prompt) and vLLM
+  (optional);
 - :mod:`.verifiers`: TRL-shaped reward functions with a success threshold: math-verify, reasoning-gym's
   ``score_answer``, any reward function;
-- :mod:`.labeller`: :class:`RolloutLabeller`, the ``Dataset.map`` transform that adds ``pass_rate``,
-  ``n_samples``, ``n_correct`` and ``n_empty``;
+- :mod:`.config`: :class:`SamplingConfig` (sampling, adaptive rounds, token budget, prior; presets ``"cpu"`` and
+  ``"gpu"``) and :class:`LabelColumns`, free of heavy imports;
+- :mod:`.decoding`: continuous batched sampling on a KV cache (finished rows leave, waiting rows join);
+- :mod:`.labeller`: :class:`RolloutLabeller`, the ``Dataset.map`` transform that adds ``pass_rate``, its Beta
+  posterior (``pass_rate_mean``, ``pass_rate_sd``), ``n_samples``, ``n_correct``, why samples failed
+  (``n_wrong``, ``n_no_answer``, ``n_truncated``) and ``n_empty``;
 - :mod:`.budget`: the labelling budget, a seeded random or cluster-stratified subset;
 - :mod:`.tasks`: verifiable prompt pools from reasoning-gym as datasets;
 - :mod:`.calibration`: a pilot that measures pass rates per reasoning-gym task config and finds the graded ones.
@@ -15,13 +19,19 @@ from ..core.lazy import lazy_exports
 
 #: public name -> the module that defines it (imported on first use)
 _EXPORTS = {
+    "Completion": "hf_saerl.rollouts.backends",
     "Generator": "hf_saerl.rollouts.backends",
     "TransformersBackend": "hf_saerl.rollouts.backends",
     "VLLMBackend": "hf_saerl.rollouts.backends",
     "select_for_labelling": "hf_saerl.rollouts.budget",
     "split_for_labelling": "hf_saerl.rollouts.budget",
-    "DEFAULT_INSTRUCTION": "hf_saerl.rollouts.labeller",
+    "DEFAULT_INSTRUCTION": "hf_saerl.rollouts.config",
+    "LabelColumns": "hf_saerl.rollouts.config",
+    "SamplingConfig": "hf_saerl.rollouts.config",
+    "decode": "hf_saerl.rollouts.decoding",
     "RolloutLabeller": "hf_saerl.rollouts.labeller",
+    "beta_posterior": "hf_saerl.rollouts.labeller",
+    "failure_kind": "hf_saerl.rollouts.labeller",
     "reasoning_gym_dataset": "hf_saerl.rollouts.tasks",
     "MathVerifier": "hf_saerl.rollouts.verifiers",
     "ReasoningGymVerifier": "hf_saerl.rollouts.verifiers",
@@ -35,5 +45,6 @@ _EXPORTS = {
     "PoolCalibration": "hf_saerl.rollouts.calibration",
     "ConfigCalibration": "hf_saerl.rollouts.calibration",
     "PILOT_CONFIGS": "hf_saerl.rollouts.calibration",
+    "find_final_answer": "hf_saerl.rollouts.verifiers",
 }
 __getattr__, __dir__, __all__ = lazy_exports(globals(), _EXPORTS)

@@ -29,29 +29,61 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 from ..core.validation import check_integer, check_real
 from ..errors import InvalidParameterError, ParameterTypeError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Generator", "TransformersBackend", "VLLMBackend", "SeededSampling", "derive_seed", "sampling_settings",
-           "encode_prompts", "make_backend"]
+__all__ = [
+    "Completion",
+    "Generator",
+    "SeededSampling",
+    "TransformersBackend",
+    "VLLMBackend",
+    "derive_seed",
+    "encode_prompts",
+    "make_backend",
+    "sampling_settings",
+]
 
 #: The sampling keys every backend understands; others pass through to the engine.
 SAMPLING_KEYS = ("max_new_tokens", "temperature", "top_p", "top_k", "min_p")
-DEFAULT_SAMPLING: dict[str, Any] = {"max_new_tokens": 256, "temperature": 1.0, "top_p": 1.0, "top_k": None,
-                                    "min_p": None}
+DEFAULT_SAMPLING: dict[str, Any] = {
+    "max_new_tokens": 256,
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "top_k": None,
+    "min_p": None,
+}
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled completion with what the engine knows about it.
+
+    Attributes:
+        text: the decoded text (special tokens skipped).
+        n_tokens: tokens generated (the end-of-sequence token included when one ended it).
+        truncated: True when it reached ``max_new_tokens`` without ending (cut off); ``None`` when the engine
+            cannot tell.
+    """
+
+    text: str
+    n_tokens: int
+    truncated: bool | None = None
 
 
 @runtime_checkable
 class Generator(Protocol):
     """What the labeller needs from a generation engine (see the module docstring)."""
 
-    def generate(self, prompts: Sequence[str], n: int, sampling: Mapping[str, Any],
-                 seeds: Sequence[int] | None = None) -> list[list[str]]:
-        ...  # pragma: no cover - protocol
+    def generate(
+        self, prompts: Sequence[str], n: int, sampling: Mapping[str, Any], seeds: Sequence[int] | None = None
+    ) -> list[list[str]]: ...  # pragma: no cover - protocol
 
 
 def derive_seed(*parts: Any) -> int:
@@ -77,42 +109,57 @@ def sampling_settings(sampling: Mapping[str, Any] | None) -> tuple[dict[str, Any
     common = {k: sampling.pop(k, v) for k, v in DEFAULT_SAMPLING.items()}
     check_integer("max_new_tokens", common["max_new_tokens"], "Pass e.g. max_new_tokens=256.")
     if common["max_new_tokens"] < 1:
-        raise InvalidParameterError(f"max_new_tokens must be a positive int, got {common['max_new_tokens']!r}. "
-                                    "Pass e.g. max_new_tokens=256.")
+        raise InvalidParameterError(
+            f"max_new_tokens must be a positive int, got {common['max_new_tokens']!r}. Pass e.g. max_new_tokens=256."
+        )
     if common["temperature"] is None:
-        raise InvalidParameterError("temperature must be >= 0 (0: greedy), got None. Pass e.g. temperature=1.0 for "
-                                    "pass rates of the policy as it samples.")
-    common["temperature"] = check_real("temperature", common["temperature"], "Pass temperature >= 0 (0: greedy), "
-                                       "e.g. temperature=1.0 for pass rates of the policy as it samples.", low=0.0)
+        raise InvalidParameterError(
+            "temperature must be >= 0 (0: greedy), got None. Pass e.g. temperature=1.0 for "
+            "pass rates of the policy as it samples."
+        )
+    common["temperature"] = check_real(
+        "temperature",
+        common["temperature"],
+        "Pass temperature >= 0 (0: greedy), e.g. temperature=1.0 for pass rates of the policy as it samples.",
+        low=0.0,
+    )
     if common["top_p"] is not None:
-        common["top_p"] = check_real("top_p", common["top_p"], "Pass top_p in (0, 1]; 1.0 turns it off.", low=0.0,
-                                     high=1.0, low_open=True)
+        common["top_p"] = check_real(
+            "top_p", common["top_p"], "Pass top_p in (0, 1]; 1.0 turns it off.", low=0.0, high=1.0, low_open=True
+        )
     if common["top_k"] is not None:
         check_integer("top_k", common["top_k"], "Pass a whole number; 0 or None turns it off.")
         if common["top_k"] < 0:
-            raise InvalidParameterError(f"top_k must be a non-negative int, got {common['top_k']!r}; 0 or None turns "
-                                        "it off.")
+            raise InvalidParameterError(
+                f"top_k must be a non-negative int, got {common['top_k']!r}; 0 or None turns it off."
+            )
     if common["min_p"] is not None:
-        common["min_p"] = check_real("min_p", common["min_p"], "Pass min_p in [0, 1); None turns it off.", low=0.0,
-                                     high=1.0, high_open=True)
+        common["min_p"] = check_real(
+            "min_p", common["min_p"], "Pass min_p in [0, 1); None turns it off.", low=0.0, high=1.0, high_open=True
+        )
     return common, sampling
 
 
 def _checked_seeds(prompts: Sequence[str], seeds: Sequence[int] | None, n: int) -> list[int]:
     """One whole-number seed per prompt (derived from the prompt when ``seeds`` is None); prompts are strings."""
     if isinstance(prompts, str):
-        raise ParameterTypeError(f"prompts must be a list of rendered prompt strings, got one string {prompts[:40]!r}; "
-                                 "pass [prompt].")
+        raise ParameterTypeError(
+            f"prompts must be a list of rendered prompt strings, got one string {prompts[:40]!r}; pass [prompt]."
+        )
     bad = [i for i, p in enumerate(prompts) if not isinstance(p, str)]
     if bad:
-        raise ParameterTypeError(f"prompts must be rendered strings; prompt {bad[0]} is {type(prompts[bad[0]]).__name__}"
-                                 ". Render chat messages first (RolloutLabeller.render), or pass str prompts.")
+        raise ParameterTypeError(
+            f"prompts must be rendered strings; prompt {bad[0]} is {type(prompts[bad[0]]).__name__}"
+            ". Render chat messages first (RolloutLabeller.render), or pass str prompts."
+        )
     check_integer("n", n, "Pass the number of samples per prompt, e.g. n=8.", minimum=1)
     seeds = list(seeds) if seeds is not None else [derive_seed(0, p) for p in prompts]
     if len(seeds) != len(prompts):
         raise InvalidParameterError(f"Got {len(seeds)} seeds for {len(prompts)} prompts; pass one seed per prompt.")
-    return [check_integer(f"seeds[{i}]", s, "Pass whole-number seeds, e.g. from derive_seed(seed, prompt).")
-            for i, s in enumerate(seeds)]
+    return [
+        check_integer(f"seeds[{i}]", s, "Pass whole-number seeds, e.g. from derive_seed(seed, prompt).")
+        for i, s in enumerate(seeds)
+    ]
 
 
 def encode_prompts(tokenizer: Any, prompts: Sequence[str]) -> list[list[int]]:
@@ -149,11 +196,17 @@ class SeededSampling:
         [0.7, 0.2, 0.1]
     """
 
-    def __init__(self, seeds: Sequence[int], temperature: float = 1.0, top_p: float | None = None,
-                 top_k: int | None = None, min_p: float | None = None, device: Any = "cpu"):
+    def __init__(
+        self,
+        seeds: Sequence[int],
+        temperature: float = 1.0,
+        top_p: float | None = None,
+        top_k: int | None = None,
+        min_p: float | None = None,
+        device: Any = "cpu",
+    ):
         import torch
-        from transformers import (MinPLogitsWarper, TemperatureLogitsWarper, TopKLogitsWarper,
-                                  TopPLogitsWarper)
+        from transformers import MinPLogitsWarper, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
         self.generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
         self.warpers: list[Any] = []
@@ -167,12 +220,18 @@ class SeededSampling:
             self.warpers.append(MinPLogitsWarper(min_p=float(min_p)))
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
+        return self.noisy_scores(scores, self.generators, input_ids)
+
+    def noisy_scores(self, scores: Any, generators: Sequence[Any], input_ids: Any = None) -> Any:
+        """The warped scores plus each row's Gumbel noise from ``generators[row]`` (one draw per row and call);
+        their argmax is the sample. :func:`~hf_saerl.rollouts.decoding.decode` calls this with its rows'
+        generators."""
         import torch
 
         for warper in self.warpers:
             scores = warper(input_ids, scores)
         uniform = torch.empty(scores.shape, dtype=torch.float32, device=scores.device)
-        for row, generator in enumerate(self.generators):  # in place: ~7x faster than exponential_ or torch.rand
+        for row, generator in enumerate(generators):  # in place: ~7x faster than exponential_ or torch.rand
             uniform[row].uniform_(generator=generator)
         # log E with E = -log u ~ Exp(1); argmax(scores - log E) = argmax(log p + Gumbel): the log-softmax's
         # per-row constant changes no argmax. u is kept off 0 (which float32 rand can return).
@@ -201,8 +260,17 @@ class TransformersBackend:
         TransformersBackend(model='LlamaForCausalLM', batch_size=8)
     """
 
-    def __init__(self, model: Any, tokenizer: Any = None, *, gguf_file: str | None = None, revision: str | None = None,
-                 batch_size: int = 32, device: str | None = None, dtype: str | None = None):
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any = None,
+        *,
+        gguf_file: str | None = None,
+        revision: str | None = None,
+        batch_size: int = 32,
+        device: str | None = None,
+        dtype: str | None = None,
+    ):
         from ..models.loading import is_model_spec
 
         check_integer("batch_size", batch_size, "Pass a whole number of sequences per generate call, e.g. 32.")
@@ -223,13 +291,14 @@ class TransformersBackend:
                 )
             if tokenizer is None:
                 raise InvalidParameterError(
-                    "A loaded model needs its tokenizer: pass tokenizer=AutoTokenizer.from_pretrained(...).")
+                    "A loaded model needs its tokenizer: pass tokenizer=AutoTokenizer.from_pretrained(...)."
+                )
             from ..models.loading import check_weights_finite
 
             check_weights_finite(model, f"the policy {type(model).__name__}")
 
     # ------------------------------------------------------------------ loading (lazy, per rank)
-    def load(self, rank: int | None = None) -> "TransformersBackend":
+    def load(self, rank: int | None = None) -> TransformersBackend:
         """Load the model and tokenizer where this runs (``cuda:{rank}`` under ``map(with_rank=True)``)."""
         import torch
 
@@ -241,8 +310,14 @@ class TransformersBackend:
             torch.set_num_threads(1)  # a forked map worker: one thread each, the processes are the parallelism
         device = torch.device(self.device) if self.device else default_device(rank)
         if self._model is None:
-            self._model, tokenizer = load_model(self.model_spec, self.tokenizer_spec, gguf_file=self.gguf_file,
-                                                revision=self.revision, device=device, dtype=self.dtype)
+            self._model, tokenizer = load_model(
+                self.model_spec,
+                self.tokenizer_spec,
+                gguf_file=self.gguf_file,
+                revision=self.revision,
+                device=device,
+                dtype=self.dtype,
+            )
             self._tokenizer = self._tokenizer or tokenizer
         elif self.device or self.dtype or rank is not None:
             self._model = self._model.to(device=device, dtype=resolve_dtype(self.dtype, device) if self.dtype else None)
@@ -290,8 +365,10 @@ class TransformersBackend:
         revision, a content sample of a folder, or a digest of in-memory weights (never every weight)."""
         from ..models.identity import model_identity, tokenizer_identity
 
-        out: dict[str, Any] = {"model": model_identity(self.model_spec, self.gguf_file, self.revision, self._model),
-                               "dtype": self.dtype}
+        out: dict[str, Any] = {
+            "model": model_identity(self.model_spec, self.gguf_file, self.revision, self._model),
+            "dtype": self.dtype,
+        }
         if self.tokenizer_spec or self.model_spec is None:  # else the model's files cover the tokenizer
             out["tokenizer"] = self.tokenizer_spec or tokenizer_identity(self._tokenizer)
         return out
@@ -301,9 +378,89 @@ class TransformersBackend:
         return f"TransformersBackend(model={model!r}, batch_size={self.batch_size})"
 
     # ------------------------------------------------------------------ generation
-    def generate(self, prompts: Sequence[str], n: int, sampling: Mapping[str, Any] | None = None,
-                 seeds: Sequence[int] | None = None) -> list[list[str]]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        n: int,
+        sampling: Mapping[str, Any] | None = None,
+        seeds: Sequence[int] | None = None,
+    ) -> list[list[str]]:
         """``n`` completions per prompt (decoded without special tokens), ``[prompt][sample]``."""
+        return [[c.text for c in row] for row in self.generate_completions(prompts, n, sampling, seeds)]
+
+    def generate_completions(
+        self,
+        prompts: Sequence[str],
+        n: int,
+        sampling: Mapping[str, Any] | None = None,
+        seeds: Sequence[int] | None = None,
+        *,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> list[list[Completion]]:
+        """``n`` :class:`Completion` objects per prompt, ``[prompt][sample]``; ``on_step(tokens, finished)`` is
+        called as tokens are generated (for progress bars).
+
+        Sampling runs on :func:`~hf_saerl.rollouts.decoding.decode` (continuous batching: rows that finish leave
+        the batch and waiting rows take their place; each prompt is prefilled once for all its samples). Where
+        the model or the ``sampling`` extras need logits processors it does not apply (a repetition penalty,
+        banned words...), it falls back to ``model.generate`` over length-sorted batches (:meth:`generate_padded`).
+        """
+        from .decoding import decode, supports_decode
+
+        common, extra = sampling_settings(sampling)
+        seeds = _checked_seeds(prompts, seeds, n)
+        self.load()
+        model, tokenizer = self._model, self._tokenizer
+        if extra or not supports_decode(model):
+            return self.generate_padded(prompts, n, sampling, seeds, on_step=on_step)
+        device = next(model.parameters()).device
+        ids = encode_prompts(tokenizer, prompts)
+        rows = [(i, derive_seed(seeds[i], j)) for i in range(len(prompts)) for j in range(n)]
+        sampler = (
+            None
+            if common["temperature"] == 0
+            else SeededSampling(
+                [], common["temperature"], common["top_p"], common["top_k"], common["min_p"], device=device
+            )
+        )
+        decoded = decode(
+            model,
+            ids,
+            rows,
+            max_new_tokens=common["max_new_tokens"],
+            eos_ids=self._eos_ids(),
+            max_batch=self.batch_size,
+            sampler=sampler,
+            on_step=on_step,
+        )
+        texts = tokenizer.batch_decode([t for t, _ in decoded], skip_special_tokens=True) if decoded else []
+        flat = [Completion(text, len(t), cut) for text, (t, cut) in zip(texts, decoded, strict=True)]
+        return [flat[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    def _eos_ids(self) -> list[int]:
+        eos = getattr(getattr(self._model, "generation_config", None), "eos_token_id", None)
+        if eos is None:
+            eos = self._tokenizer.eos_token_id
+        if eos is None:
+            raise InvalidParameterError(
+                "Neither the model's generation_config nor the tokenizer names an "
+                "end-of-sequence token; set model.generation_config.eos_token_id."
+            )
+        return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
+
+    def generate_padded(
+        self,
+        prompts: Sequence[str],
+        n: int,
+        sampling: Mapping[str, Any] | None = None,
+        seeds: Sequence[int] | None = None,
+        *,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> list[list[Completion]]:
+        """The same samples by ``model.generate``: each prompt's ``n`` samples are rows of length-sorted,
+        left-padded batches of ``batch_size`` sequences, each batch running until its longest row ends.
+        ``on_step`` is called once per batch. The reference path, and the fallback of
+        :meth:`generate_completions`."""
         import torch
         from transformers import LogitsProcessorList
 
@@ -315,30 +472,53 @@ class TransformersBackend:
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         if pad_id is None:
             raise InvalidParameterError("The tokenizer has neither a pad nor an eos token; set tokenizer.pad_token.")
+        eos = set(self._eos_ids())
         ids = encode_prompts(tokenizer, prompts)
         rows = sorted(((i, j) for i in range(len(prompts)) for j in range(n)), key=lambda r: (-len(ids[r[0]]), r))
-        out: list[list[str]] = [[""] * n for _ in prompts]
+        out: list[list[Completion]] = [[Completion("", 0)] * n for _ in prompts]
         greedy = common["temperature"] == 0
         for start in range(0, len(rows), self.batch_size):
-            chunk = rows[start:start + self.batch_size]
+            chunk = rows[start : start + self.batch_size]
             width = max(len(ids[i]) for i, _ in chunk)
             input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
             attention = torch.zeros((len(chunk), width), dtype=torch.long)
             for r, (i, _) in enumerate(chunk):  # left padding
-                input_ids[r, width - len(ids[i]):] = torch.tensor(ids[i])
-                attention[r, width - len(ids[i]):] = 1
+                input_ids[r, width - len(ids[i]) :] = torch.tensor(ids[i])
+                attention[r, width - len(ids[i]) :] = 1
             kwargs: dict[str, Any] = dict(extra)
             if not greedy:
-                kwargs["logits_processor"] = LogitsProcessorList([SeededSampling(
-                    [derive_seed(seeds[i], j) for i, j in chunk], common["temperature"], common["top_p"],
-                    common["top_k"], common["min_p"], device=device)])
+                kwargs["logits_processor"] = LogitsProcessorList(
+                    [
+                        SeededSampling(
+                            [derive_seed(seeds[i], j) for i, j in chunk],
+                            common["temperature"],
+                            common["top_p"],
+                            common["top_k"],
+                            common["min_p"],
+                            device=device,
+                        )
+                    ]
+                )
             with torch.inference_mode():
-                generated = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                                           do_sample=False, max_new_tokens=common["max_new_tokens"],
-                                           pad_token_id=pad_id, **kwargs)
-            texts = tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True)
-            for (i, j), text in zip(chunk, texts):
-                out[i][j] = text
+                generated = model.generate(
+                    input_ids=input_ids.to(device),
+                    attention_mask=attention.to(device),
+                    do_sample=False,
+                    max_new_tokens=common["max_new_tokens"],
+                    pad_token_id=pad_id,
+                    **kwargs,
+                )
+            new = generated[:, width:].tolist()
+            kept = []
+            for row in new:  # up to and including the first end-of-sequence token
+                end = next((k for k, t in enumerate(row) if t in eos), None)
+                kept.append(row if end is None else row[: end + 1])
+            texts = tokenizer.batch_decode(kept, skip_special_tokens=True)
+            for (i, j), text, row in zip(chunk, texts, kept, strict=True):
+                ended = bool(row) and row[-1] in eos
+                out[i][j] = Completion(text, len(row), not ended and len(row) >= common["max_new_tokens"])
+            if on_step is not None:
+                on_step(sum(len(r) for r in kept), len(chunk))
         return out
 
 
@@ -359,8 +539,16 @@ class VLLMBackend:
         >>> backend.generate(["2+2="], n=4, sampling={"max_new_tokens": 8}, seeds=[0])  # doctest: +SKIP
     """
 
-    def __init__(self, model: str, tokenizer: str | None = None, *, gguf_file: str | None = None,
-                 revision: str | None = None, dtype: str | None = None, **llm_kwargs: Any):
+    def __init__(
+        self,
+        model: str,
+        tokenizer: str | None = None,
+        *,
+        gguf_file: str | None = None,
+        revision: str | None = None,
+        dtype: str | None = None,
+        **llm_kwargs: Any,
+    ):
         from ..models.loading import is_model_spec
 
         if not is_model_spec(model):
@@ -376,7 +564,7 @@ class VLLMBackend:
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_llm": None}
 
-    def load(self, rank: int | None = None) -> "VLLMBackend":
+    def load(self, rank: int | None = None) -> VLLMBackend:
         """Start the engine (importing vLLM; a clear ImportError when it is not installed)."""
         if self._llm is not None:
             return self
@@ -409,30 +597,67 @@ class VLLMBackend:
 
     def identity(self) -> Any:
         """The model reference, for fingerprints."""
-        return {"model": {"id": self.model_spec, "revision": self.revision, "gguf_file": self.gguf_file},
-                "tokenizer": self.tokenizer_spec, "dtype": self.dtype, "engine": "vllm"}
+        return {
+            "model": {"id": self.model_spec, "revision": self.revision, "gguf_file": self.gguf_file},
+            "tokenizer": self.tokenizer_spec,
+            "dtype": self.dtype,
+            "engine": "vllm",
+        }
 
     def __repr__(self) -> str:
         return f"VLLMBackend(model={self.model_spec!r})"
 
-    def generate(self, prompts: Sequence[str], n: int, sampling: Mapping[str, Any] | None = None,
-                 seeds: Sequence[int] | None = None) -> list[list[str]]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        n: int,
+        sampling: Mapping[str, Any] | None = None,
+        seeds: Sequence[int] | None = None,
+    ) -> list[list[str]]:
         """``n`` completions per prompt, ``[prompt][sample]``."""
+        return [[c.text for c in row] for row in self.generate_completions(prompts, n, sampling, seeds)]
+
+    def generate_completions(
+        self,
+        prompts: Sequence[str],
+        n: int,
+        sampling: Mapping[str, Any] | None = None,
+        seeds: Sequence[int] | None = None,
+        *,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> list[list[Completion]]:
+        """``n`` :class:`Completion` objects per prompt (vLLM's finish reason ``"length"`` is a cut-off);
+        ``on_step`` is called once, when all are done."""
         common, extra = sampling_settings(sampling)
         seeds = _checked_seeds(prompts, seeds, n)
         self.load()
         from vllm import SamplingParams
 
-        base: dict[str, Any] = {"n": n, "max_tokens": common["max_new_tokens"], "temperature": common["temperature"],
-                                "top_p": 1.0 if common["top_p"] is None else common["top_p"]}
+        base: dict[str, Any] = {
+            "n": n,
+            "max_tokens": common["max_new_tokens"],
+            "temperature": common["temperature"],
+            "top_p": 1.0 if common["top_p"] is None else common["top_p"],
+        }
         if common["top_k"]:
             base["top_k"] = common["top_k"]
         if common["min_p"]:
             base["min_p"] = common["min_p"]
-        params = [SamplingParams(**base, seed=int(seed) % (2 ** 31), **extra) for seed in seeds]
+        params = [SamplingParams(**base, seed=int(seed) % (2**31), **extra) for seed in seeds]
         requests = [{"prompt_token_ids": ids} for ids in encode_prompts(self.tokenizer, prompts)]
         outputs = self._llm.generate(requests, params, use_tqdm=False)
-        return [[choice.text for choice in output.outputs] for output in outputs]
+        result = [[_vllm_completion(choice) for choice in output.outputs] for output in outputs]
+        if on_step is not None:
+            on_step(sum(c.n_tokens for row in result for c in row), sum(len(row) for row in result))
+        return result
+
+
+def _vllm_completion(choice: Any) -> Completion:
+    """A vLLM ``CompletionOutput`` as a :class:`Completion` (token count -1 and cut-off None where it lacks them:
+    the labeller then counts with the tokenizer)."""
+    ids = getattr(choice, "token_ids", None)
+    reason = getattr(choice, "finish_reason", None)
+    return Completion(choice.text, -1 if ids is None else len(ids), None if reason is None else reason == "length")
 
 
 def make_backend(backend: Any, policy: Any, **kwargs: Any) -> Any:

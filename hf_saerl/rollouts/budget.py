@@ -19,7 +19,7 @@ Example:
 
 Then label the subset and apply the proxy to the rest (needs the SAE columns from ``SAEEncoder``)::
 
-    labelled = RolloutLabeller("embedded", n=8).map(labelled)
+    labelled = RolloutLabeller("embedded", sampling={"n": 8}).map(labelled)
     probe = DifficultyProbe(d_sae=encoder.d_sae, label="pass_rate").fit(labelled, label_column="pass_rate")
     rest = rest.map(probe, batched=True)
 """

@@ -268,8 +268,15 @@ def _labeller(policy: Any, options: Mapping[str, Any]) -> Any:
                 "holds its settings. Set them on the labeller, or pass the policy itself with labeller_options=."
             )
         return policy
-    kwargs = {"verifier": ReasoningGymVerifier(), "progress": False, **dict(options), "keep_completions": True}
-    return RolloutLabeller(policy, **kwargs)
+    import dataclasses
+
+    from .config import SamplingConfig
+
+    sampling_keys = {f.name for f in dataclasses.fields(SamplingConfig)}
+    sampling = {k: v for k, v in options.items() if k in sampling_keys}
+    kwargs = {k: v for k, v in options.items() if k not in sampling_keys}
+    kwargs = {"verifier": ReasoningGymVerifier(), "progress": False, **kwargs, "keep_completions": True}
+    return RolloutLabeller(policy, sampling=sampling, **kwargs)
 
 
 def _check_band(band: Sequence[float]) -> tuple[float, float]:
@@ -325,7 +332,7 @@ def calibrate_pool(
         ...             a, b = map(int, re.findall(r"\\d+", p.split("of")[-1])[:2])
         ...             out.append(["0", str(math.gcd(a, b))][:n])
         ...         return out
-        >>> labeller = RolloutLabeller(backend=Half(), verifier=ReasoningGymVerifier(), n=2, instruction=None,
+        >>> labeller = RolloutLabeller(backend=Half(), verifier=ReasoningGymVerifier(), sampling={"n": 2}, instruction=None,
         ...                            keep_completions=True, progress=False)
         >>> result = calibrate_pool(labeller, ["gcd:max_value=20"], n_prompts_per_config=4)
         >>> row = result.configs[0]
@@ -360,7 +367,7 @@ def calibrate_pool(
             "answers. Build it with keep_completions=True, or pass the policy and "
             "labeller_options= instead."
         )
-    max_new_tokens = labeller.sampling.get("max_new_tokens")
+    max_new_tokens = labeller.sampling.max_new_tokens
     load_start = _load_average()
     results = []
     for task in tasks:
@@ -403,10 +410,10 @@ def _summarise(
     min_share: float,
 ) -> ConfigCalibration:
     cols = labelled[:]
-    n_correct = [int(c) for c in cols[labeller.n_correct_column]]
-    n_samples = [int(s) for s in cols[labeller.n_samples_column]]
+    n_correct = [int(c) for c in cols[labeller.columns.n_correct]]
+    n_samples = [int(s) for s in cols[labeller.columns.n_samples]]
     rates = [c / s for c, s in zip(n_correct, n_samples, strict=True)]
-    completions = cols[labeller.completions_column]
+    completions = cols[labeller.columns.completions]
     flat = [c for row in completions for c in row]
     tokenizer = labeller.tokenizer
     tokens: int | None = None

@@ -1,10 +1,12 @@
 """``RolloutLabeller``: a ``Dataset.map`` transform that labels prompts with the policy's own pass rates.
 
-Each prompt is rendered (optional chat template, an answer-format instruction), sampled ``n`` times from the
-policy, and every completion is scored by a verifier; the row gets ``pass_rate`` (= ``n_correct / n_samples``),
-``n_samples``, ``n_correct`` and ``n_empty``, and with ``keep_completions=True`` the completions and their
-rewards. These are the labels SAERL's difficulty proxy learns from (see :mod:`hf_saerl.rollouts.budget` for
-choosing which rows to label).
+Each prompt is rendered (optional chat template, an answer-format instruction), sampled from the policy in
+rounds (:class:`~hf_saerl.rollouts.config.SamplingConfig`: ``n`` first, more where the estimate is unresolved),
+and every completion is scored by a verifier. The row gets ``pass_rate`` (= ``n_correct / n_samples``), the
+Beta posterior's ``pass_rate_mean`` and ``pass_rate_sd``, ``n_samples``, ``n_correct``, why the other samples
+failed (``n_wrong``, ``n_no_answer``, ``n_truncated``) and ``n_empty``, and with ``keep_completions=True`` the
+completions and their rewards. These are the labels SAERL's difficulty proxy learns from (see
+:mod:`hf_saerl.rollouts.budget` for choosing which rows to label).
 """
 
 from __future__ import annotations
@@ -12,25 +14,63 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from ..core.columns import COMPLETIONS, N_CORRECT, N_EMPTY, N_SAMPLES, PASS_RATE, REWARDS, require_columns
 from ..core.fingerprint import Fingerprinted, stable_hash, transform_map_kwargs
-from ..core.validation import check_bool, check_integer, is_missing
+from ..core.validation import check_bool, is_missing
 from ..errors import HfSaerlError, InvalidParameterError, ParameterTypeError
-from .backends import derive_seed, make_backend, sampling_settings
+from .backends import Completion, derive_seed, make_backend
+from .config import DEFAULT_INSTRUCTION, LabelColumns, SamplingConfig, as_label_columns, as_sampling_config
 from .verifiers import VerificationError, as_verifier, callable_identity, completion_text
-from .config import DEFAULT_INSTRUCTION
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RolloutLabeller", "DEFAULT_INSTRUCTION", "PASS_RATE", "N_SAMPLES", "N_CORRECT", "N_EMPTY", "COMPLETIONS",
-           "REWARDS"]
+__all__ = [
+    "DEFAULT_INSTRUCTION",
+    "LabelColumns",
+    "RolloutLabeller",
+    "SamplingConfig",
+    "beta_posterior",
+    "failure_kind",
+]
 
-
-#: The answer-format instruction appended to each prompt by default (the usual one for math RL).
-_FORMAT_VERSION = 1
+#: 2: adaptive rounds, the posterior and the failure kinds joined the output columns
+_FORMAT_VERSION = 2
 _TRL_RESERVED = ("prompt", "prompts", "completion", "completions", "completion_ids")
+#: share of completions cut off / of labels at 0 above which a run warns that its labels say little
+_WARN_SHARE = 0.5
+
+
+def beta_posterior(n_correct: int, n_samples: int, prior: tuple[float, float] = (1.0, 1.0)) -> tuple[float, float]:
+    """Mean and standard deviation of the Beta posterior over a pass rate after ``n_correct`` of ``n_samples``:
+    ``Beta(a + c, b + k - c)``, mean ``(a + c) / (a + b + k)``, variance ``mean (1 - mean) / (a + b + k + 1)``.
+
+    Example:
+        >>> [round(v, 4) for v in beta_posterior(0, 4) + beta_posterior(0, 32)]  # 0/4 and 0/32: not the same evidence
+        [0.1667, 0.1409, 0.0294, 0.0286]
+    """
+    a, b = float(prior[0]) + n_correct, float(prior[1]) + n_samples - n_correct
+    mean = a / (a + b)
+    return mean, math.sqrt(mean * (1.0 - mean) / (a + b + 1.0))
+
+
+def failure_kind(completion: Completion, correct: bool, verifier: Any) -> str:
+    """``"correct"``, or why a sample failed: ``"truncated"`` (cut off at ``max_new_tokens``), ``"no_answer"``
+    (it ended without an answer the verifier can read; empty ones too) or ``"wrong"`` (an answer, not the
+    reference). A correct sample is correct even if it was cut off after its answer.
+
+    Example:
+        >>> from hf_saerl.rollouts import MathVerifier
+        >>> [failure_kind(Completion(t, 5, cut), False, MathVerifier()) for t, cut in
+        ...  [("The answer is 5", False), ("Let me think", False), ("So 2 + 3 is", True)]]
+        ['wrong', 'no_answer', 'truncated']
+    """
+    if correct:
+        return "correct"
+    if completion.truncated:
+        return "truncated"
+    return "wrong" if verifier.has_answer(completion.text) else "no_answer"
 
 
 class RolloutLabeller(Fingerprinted):
@@ -44,43 +84,48 @@ class RolloutLabeller(Fingerprinted):
             a :class:`~hf_saerl.rollouts.verifiers.Verifier`, or any TRL reward function ``f(prompts, completions,
             **columns) -> list[float]`` (correct when its reward is >= 1.0; wrap it in ``RewardFunctionVerifier``
             for another threshold).
-        backend: ``"transformers"`` (batched, left-padded ``generate``; CPU or GPU), ``"vllm"`` (GPU, optional
-            extra), or any object with ``generate(prompts, n, sampling, seeds)``.
-        n: samples per prompt.
-        max_new_tokens, temperature, top_p, top_k: sampling (pure sampling at temperature 1 by default, as GRPO
-            samples; ``temperature=0`` is greedy). ``sampling=`` passes any other engine keyword through (e.g.
-            ``{"repetition_penalty": 1.1}``).
+        sampling: a :class:`~hf_saerl.rollouts.config.SamplingConfig` (samples per prompt, ``max_new_tokens``,
+            temperature and filters, seed, sequences in flight, adaptive rounds, token budget, prior), a dict of
+            its fields, or a preset name: ``"gpu"`` (the defaults: 8 samples of up to 256 tokens, T = 1) or
+            ``"cpu"`` (4 samples first and up to 16 where unresolved, up to 64 tokens). Each setting has this one
+            route. Sample ``j`` of a prompt is seeded by ``(seed, rendered prompt, round, j)``: labels do not
+            depend on row order, map batch size or ``num_proc``.
+        columns: :class:`~hf_saerl.rollouts.config.LabelColumns` (or a dict) renaming the output columns.
+        backend: ``"transformers"`` (continuous batching on a KV cache, CPU or GPU), ``"vllm"`` (GPU, optional
+            extra), or any object with ``generate(prompts, n, sampling, seeds)`` (and optionally
+            ``generate_completions``, which also says which completions were cut off). A backend the labeller
+            builds takes its sequences in flight from ``sampling.batch_size``; one you pass keeps its own.
         prompt_column / template: the prompt, from one column (a string, or TRL-style chat messages) or a
             template over several (``"{question}\\n{context}"``).
         chat_template: render through the tokenizer's chat template (``None``: when the tokenizer has one).
         instruction: appended to the user's message after a blank line, or, if it contains ``{prompt}``, a
             template the prompt is put into. ``None`` adds nothing.
         system_prompt: a system message (chat) or a first paragraph (plain text).
-        seed: sample ``j`` of a prompt is drawn with :func:`~hf_saerl.rollouts.backends.derive_seed` of
-            ``(seed, rendered prompt)`` and ``j``. Labels therefore do not depend on row order, map batch size or
-            ``num_proc`` (identical prompts get identical samples).
-        batch_size: sequences (prompts x samples) per ``generate`` call of the transformers backend.
         keep_completions: also write the completions and their rewards (``completions``, ``rewards``).
-        progress: a progress bar of generated tokens (with tokens/s).
+        progress: a progress bar that advances per finished sample and counts generated tokens as they are made.
         device, dtype: default to ``cuda:{rank}`` with bf16 when a GPU exists, else CPU with fp32.
 
-    Empty completions (nothing but whitespace) are scored 0 without calling the verifier, counted in
-    ``n_empty``, and summed in a warning by :meth:`map`. A reward of ``None`` (the verifier could not score the
-    completion, e.g. its reference answer does not parse) counts as not correct (``rewards`` holds NaN) and
-    is logged. A verifier that raises stops the run with a
-    :class:`~hf_saerl.rollouts.verifiers.VerificationError` naming the verifier and the row.
+    Settings are checked when the labeller first runs (``map`` or a call), as scikit-learn checks in ``fit``.
+    Empty completions (nothing but whitespace) are scored 0 without calling the verifier and counted in
+    ``n_empty`` (and ``n_no_answer``). A reward of ``None`` (the verifier could not score the completion, e.g.
+    its reference answer does not parse) counts as not correct (``rewards`` holds NaN) and is logged. A
+    verifier that raises stops the run with a :class:`~hf_saerl.rollouts.verifiers.VerificationError` naming
+    the verifier and the row. After :meth:`map`, :attr:`summary_` holds the run's totals (rows, samples, failure
+    kinds, tokens, tokens/s); it warns when most completions were cut off or most labels are 0.
 
     Example:
         >>> from datasets import Dataset
-        >>> from hf_saerl.rollouts import RolloutLabeller
+        >>> from hf_saerl.rollouts import RolloutLabeller, SamplingConfig
         >>> class Echo:  # a stand-in policy whose completions are known: "4", then "5", then ""
         ...     def generate(self, prompts, n, sampling, seeds=None):
         ...         return [["4", "5", ""][:n] for _ in prompts]
-        >>> labeller = RolloutLabeller(backend=Echo(), n=3, progress=False)
+        >>> labeller = RolloutLabeller(backend=Echo(), sampling=SamplingConfig(n=3), progress=False)
         >>> ds = labeller.map(Dataset.from_dict({"prompt": ["2+2?", "2+3?"], "answer": ["4", "5"]}))
-        >>> cols = ds[:]
-        >>> cols["pass_rate"], cols["n_correct"], cols["n_empty"]
-        ([0.3333333432674408, 0.3333333432674408], [1, 1], [1, 1])
+        >>> row = ds[0]
+        >>> row["pass_rate"], row["n_correct"], row["n_wrong"], row["n_no_answer"], row["n_empty"]
+        (0.3333333432674408, 1, 1, 1, 1)
+        >>> round(row["pass_rate_mean"], 3), round(row["pass_rate_sd"], 3)  # Beta(1 + 1, 1 + 2)
+        (0.4, 0.2)
     """
 
     def __init__(
@@ -88,79 +133,81 @@ class RolloutLabeller(Fingerprinted):
         policy: Any = "embedded",
         verifier: Any = "math",
         *,
+        sampling: SamplingConfig | Mapping[str, Any] | str | None = None,
+        columns: LabelColumns | Mapping[str, str] | None = None,
         tokenizer: Any = None,
         gguf_file: str | None = None,
         revision: str | None = None,
         backend: Any = "transformers",
-        n: int = 8,
-        max_new_tokens: int = 256,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        top_k: int | None = None,
-        sampling: Mapping[str, Any] | None = None,
         prompt_column: str = "prompt",
         template: str | None = None,
         chat_template: bool | None = None,
         instruction: str | None = DEFAULT_INSTRUCTION,
         system_prompt: str | None = None,
-        seed: int = 0,
-        batch_size: int = 32,
         keep_completions: bool = False,
         progress: bool = True,
         device: str | None = None,
         dtype: str | None = None,
-        pass_rate_column: str = PASS_RATE,
-        n_samples_column: str = N_SAMPLES,
-        n_correct_column: str = N_CORRECT,
-        n_empty_column: str = N_EMPTY,
-        completions_column: str = COMPLETIONS,
-        rewards_column: str = REWARDS,
+        **moved: Any,
     ):
         from ..models.text import TextBuilder
 
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise InvalidParameterError(f"n must be a positive int (samples per prompt), got {n!r}. Pass e.g. n=8.")
-        check_integer("seed", seed, "Pass a whole-number seed, e.g. seed=0.")
-        check_integer("batch_size", batch_size, "Pass a whole number of sequences per generate call, e.g. 32.",
-                      minimum=1)
-        for name, value in (("keep_completions", keep_completions), ("progress", progress)):
-            check_bool(name, value, f"Pass {name}=True or {name}=False.")
-        if chat_template is not None:
-            check_bool("chat_template", chat_template, "Pass chat_template=True, False, or None (when the tokenizer "
-                       "has one).")
-        for name, value in (("instruction", instruction), ("system_prompt", system_prompt)):
-            if value is not None and not isinstance(value, str):
-                raise ParameterTypeError(f"{name} must be a str or None, got {value!r} ({type(value).__name__}). "
-                                         f"Pass the text, or {name}=None for none.")
-        self.sampling = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "top_k": top_k,
-                         **dict(sampling or {})}
-        sampling_settings(self.sampling)  # validate now, not inside map
+        if moved:
+            _refuse_moved(moved)
+        self.sampling = as_sampling_config(sampling)
+        self.columns = as_label_columns(columns)
         self.text = TextBuilder(prompt_column, template)
         self.prompt_column, self.template, self.chat_template = prompt_column, template, chat_template
         self.instruction, self.system_prompt = instruction, system_prompt
-        self.n, self.seed, self.keep_completions, self.progress = n, seed, keep_completions, progress
+        self.keep_completions, self.progress = keep_completions, progress
         self.verifier = as_verifier(verifier)
         self.tokenizer_override = tokenizer if not isinstance(backend, str) else None
-        self.backend = make_backend(backend, policy, tokenizer=tokenizer, gguf_file=gguf_file, revision=revision,
-                                    batch_size=batch_size, device=device, dtype=dtype)
-        self.pass_rate_column, self.n_samples_column = pass_rate_column, n_samples_column
-        self.n_correct_column, self.n_empty_column = n_correct_column, n_empty_column
-        self.completions_column, self.rewards_column = completions_column, rewards_column
+        self.owns_backend = isinstance(backend, str)
+        self.backend = make_backend(
+            backend, policy, tokenizer=tokenizer, gguf_file=gguf_file, revision=revision, device=device, dtype=dtype
+        )
         self._clear_runtime()
 
     # ------------------------------------------------------------------ runtime (never pickled)
     def _clear_runtime(self) -> None:
-        self._bar = None
+        self._bar: Any = None
         self._tokens = 0
+        self._samples = 0
         self._seconds = 0.0
+        self._step_tokens = 0
+        self._bar_start = 0.0
+        self._budget_left: int | None = None
+        self._budget_set = False
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_bar": None, "_tokens": 0, "_seconds": 0.0}
+        return {**self.__dict__, "_bar": None, "_tokens": 0, "_samples": 0, "_seconds": 0.0}
 
     def _ensure_loaded(self, rank: int | None) -> None:
         load = getattr(self.backend, "load", None)
         if callable(load):
             load(rank)
+
+    def _validate(self) -> None:
+        """The settings' checks, run where the labeller is first used (not in ``__init__``)."""
+        self.sampling.validate()
+        self.columns.validate()
+        for name in ("keep_completions", "progress"):
+            check_bool(name, getattr(self, name), f"Pass {name}=True or {name}=False.")
+        if self.chat_template is not None:
+            check_bool(
+                "chat_template",
+                self.chat_template,
+                "Pass chat_template=True, False, or None (when the tokenizer has one).",
+            )
+        for name in ("instruction", "system_prompt"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ParameterTypeError(
+                    f"{name} must be a str or None, got {value!r} ({type(value).__name__}). "
+                    f"Pass the text, or {name}=None for none."
+                )
+        if self.owns_backend and hasattr(self.backend, "batch_size"):
+            self.backend.batch_size = self.sampling.batch_size
 
     @property
     def tokenizer(self) -> Any:
@@ -173,42 +220,65 @@ class RolloutLabeller(Fingerprinted):
     # ------------------------------------------------------------------ identity
     def config(self) -> dict[str, Any]:
         """The JSON-able configuration (everything that decides the output columns but the policy itself)."""
+        sampling = self.sampling
         return {
-            **self.text.to_dict(), "chat_template": self.chat_template, "instruction": self.instruction,
-            "system_prompt": self.system_prompt, "n": self.n, "sampling": {k: v for k, v in self.sampling.items()},
-            "seed": self.seed, "keep_completions": self.keep_completions, "verifier": self.verifier.config(),
-            "columns": [self.pass_rate_column, self.n_samples_column, self.n_correct_column, self.n_empty_column,
-                        self.completions_column, self.rewards_column],
+            **self.text.to_dict(),
+            "chat_template": self.chat_template,
+            "instruction": self.instruction,
+            "system_prompt": self.system_prompt,
+            "n": sampling.n,
+            "sampling": sampling.engine_settings(),
+            "seed": sampling.seed,
+            "labels": sampling.label_settings(),
+            "keep_completions": self.keep_completions,
+            "verifier": self.verifier.config(),
+            "columns": self.columns.names(),
         }
 
     @property
     def fingerprint(self) -> str:
-        """A short digest of the configuration, the verifier and the policy's identity (not of every weight)."""
+        """A short digest of the configuration, the verifier and the policy's identity (not of every weight).
+        The sequences in flight (``sampling.batch_size``) are not part of it: they do not change the labels."""
         backend = self.backend
         identity = backend.identity() if callable(getattr(backend, "identity", None)) else callable_identity(backend)
         tokenizer = None if self.tokenizer_override is None else callable_identity(self.tokenizer_override)
-        return stable_hash({"config": self.config(), "verifier": self.verifier.fingerprint, "backend": identity,
-                            "backend_class": type(backend).__qualname__, "tokenizer": tokenizer,
-                            "format": _FORMAT_VERSION})
+        return stable_hash(
+            {
+                "config": self.config(),
+                "verifier": self.verifier.fingerprint,
+                "backend": identity,
+                "backend_class": type(backend).__qualname__,
+                "tokenizer": tokenizer,
+                "format": _FORMAT_VERSION,
+            }
+        )
 
     def __repr__(self) -> str:
-        return f"RolloutLabeller(backend={self.backend!r}, verifier={self.verifier!r}, n={self.n})"
+        return f"RolloutLabeller(backend={self.backend!r}, verifier={self.verifier!r}, sampling={self.sampling!r})"
 
     # ------------------------------------------------------------------ datasets integration
     @property
-    def features(self):
+    def features(self) -> Any:
         """The ``datasets.Features`` of the columns this transform adds."""
         from datasets import Features, List, Value
 
-        features = Features({
-            self.pass_rate_column: Value("float32"),
-            self.n_samples_column: Value("int32"),
-            self.n_correct_column: Value("int32"),
-            self.n_empty_column: Value("int32"),
-        })
+        c = self.columns
+        features = Features(
+            {
+                c.pass_rate: Value("float32"),
+                c.pass_rate_mean: Value("float32"),
+                c.pass_rate_sd: Value("float32"),
+                c.n_samples: Value("int32"),
+                c.n_correct: Value("int32"),
+                c.n_wrong: Value("int32"),
+                c.n_no_answer: Value("int32"),
+                c.n_truncated: Value("int32"),
+                c.n_empty: Value("int32"),
+            }
+        )
         if self.keep_completions:
-            features[self.completions_column] = List(Value("string"))
-            features[self.rewards_column] = List(Value("float32"))
+            features[c.completions] = List(Value("string"))
+            features[c.rewards] = List(Value("float32"))
         return features
 
     def output_features(self, input_features: Any, remove_columns: Sequence[str] = ()) -> Any:
@@ -223,49 +293,155 @@ class RolloutLabeller(Fingerprinted):
     def check_columns(self, data: Any) -> None:
         """Raise :class:`~hf_saerl.errors.MissingColumnError` unless ``data`` (a dataset or a batch) has the prompt
         column(s) and the columns the verifier reads."""
-        require_columns(data, self.text.columns, "prompts",
-                        "Pass prompt_column= (or template=) naming the column(s) that hold the prompts.")
-        require_columns(data, list(self.verifier.columns), f"reference answers the {self.verifier.__name__} verifier "
-                        "checks against", f"Pass the right column to the verifier, e.g. "
-                        f"{type(self.verifier).__name__}(answer_column=...).")
+        from ..core.columns import require_columns
+
+        require_columns(
+            data,
+            self.text.columns,
+            "prompts",
+            "Pass prompt_column= (or template=) naming the column(s) that hold the prompts.",
+        )
+        require_columns(
+            data,
+            list(self.verifier.columns),
+            f"reference answers the {self.verifier.__name__} verifier checks against",
+            f"Pass the right column to the verifier, e.g. {type(self.verifier).__name__}(answer_column=...).",
+        )
 
     def map(self, dataset: Any, *, batch_size: int = 64, desc: str | None = "rollouts", **map_kwargs: Any) -> Any:
         """``dataset.map(self, batched=True, ...)`` with declared features, a cheap fingerprint and a summary
-        (rows, samples, empty completions, tokens/s); for ``Dataset``, ``IterableDataset`` and ``DatasetDict``."""
+        (:attr:`summary_`, logged); for ``Dataset``, ``IterableDataset`` and ``DatasetDict``."""
         from datasets import Dataset, DatasetDict, IterableDatasetDict
 
         if isinstance(dataset, (DatasetDict, IterableDatasetDict)):
-            return type(dataset)({k: self.map(v, batch_size=batch_size, desc=desc, **map_kwargs)
-                                  for k, v in dataset.items()})
+            return type(dataset)(
+                {k: self.map(v, batch_size=batch_size, desc=desc, **map_kwargs) for k, v in dataset.items()}
+            )
+        self._validate()
         if dataset.column_names is not None:
             self.check_columns(dataset)
         kwargs = transform_map_kwargs(self, dataset, batch_size=batch_size, desc=desc, map_kwargs=map_kwargs)
+        budget = self.sampling.token_budget
+        self._budget_left = None if budget is None else budget // max(1, int(map_kwargs.get("num_proc") or 1))
+        self._budget_set = True
         if not isinstance(dataset, Dataset):
             return dataset.map(self, **kwargs)
-        self._tokens, self._seconds = 0, 0.0
+        self._tokens, self._samples, self._seconds = 0, 0, 0.0
+        if self.progress and not (map_kwargs.get("num_proc") or 1) > 1:
+            self._open_bar(len(dataset) * self.sampling.n)
         try:
             out = dataset.map(self, **kwargs)
         finally:
-            if self._bar is not None:
-                self._bar.close()
-                self._bar = None
-        self._summarise(out)
+            self._close_bar()
+        self.summary_ = self._summarise(out)
         return out
 
-    def _summarise(self, out: Any) -> None:
-        if not len(out):
-            return
+    def _summarise(self, out: Any) -> dict[str, Any]:
+        """The run's totals from the written columns (so they hold under ``num_proc`` and on a cache hit); warns
+        where the labels say little."""
         import numpy as np
 
-        n_empty = int(np.sum(out.with_format("numpy", columns=[self.n_empty_column])[self.n_empty_column]))
-        total = int(np.sum(out.with_format("numpy", columns=[self.n_samples_column])[self.n_samples_column]))
-        if n_empty:
-            logger.warning("RolloutLabeller: %d of %d completions were empty (scored 0; see column %r). Raise "
-                           "max_new_tokens= or check the chat template and instruction.", n_empty, total,
-                           self.n_empty_column)
-        mean = float(np.mean(out.with_format("numpy", columns=[self.pass_rate_column])[self.pass_rate_column]))
-        rate = f", {self._tokens / self._seconds:.1f} tokens/s" if self._seconds and self._tokens else ""
-        logger.info("RolloutLabeller: %d rows, %d completions, mean pass rate %.3f%s.", len(out), total, mean, rate)
+        c = self.columns
+        summary: dict[str, Any] = {"rows": len(out)}
+        if not len(out):
+            return summary
+        cols = out.with_format(
+            "numpy",
+            columns=[
+                c.n_samples,
+                c.n_correct,
+                c.n_wrong,
+                c.n_no_answer,
+                c.n_truncated,
+                c.n_empty,
+                c.pass_rate,
+                c.pass_rate_mean,
+            ],
+        )[:]
+        total = int(np.sum(cols[c.n_samples]))
+        summary.update(
+            {
+                "samples": total,
+                "correct": int(np.sum(cols[c.n_correct])),
+                "wrong": int(np.sum(cols[c.n_wrong])),
+                "no_answer": int(np.sum(cols[c.n_no_answer])),
+                "truncated": int(np.sum(cols[c.n_truncated])),
+                "empty": int(np.sum(cols[c.n_empty])),
+                "mean_pass_rate": float(np.mean(cols[c.pass_rate])),
+                "rows_never_solved": int(np.sum(cols[c.n_correct] == 0)),
+                "rows_in_band_0.1_0.9": int(np.sum((cols[c.pass_rate_mean] >= 0.1) & (cols[c.pass_rate_mean] <= 0.9))),
+                "generated_tokens": self._tokens if self._seconds else None,
+                "tokens_per_s": round(self._tokens / self._seconds, 1) if self._seconds and self._tokens else None,
+            }
+        )
+        logger.info(
+            "RolloutLabeller: %d rows, %d samples: %d correct, %d wrong, %d without an answer, %d cut off at "
+            "max_new_tokens (%d empty); mean pass rate %.3f%s.",
+            len(out),
+            total,
+            summary["correct"],
+            summary["wrong"],
+            summary["no_answer"],
+            summary["truncated"],
+            summary["empty"],
+            summary["mean_pass_rate"],
+            f", {summary['tokens_per_s']} tokens/s" if summary["tokens_per_s"] else "",
+        )
+        if summary["empty"]:
+            logger.warning(
+                "RolloutLabeller: %d of %d completions were empty (scored 0; see column %r). Raise "
+                "max_new_tokens or check the chat template and instruction.",
+                summary["empty"],
+                total,
+                c.n_empty,
+            )
+        if summary["truncated"] > _WARN_SHARE * total:
+            logger.warning(
+                "RolloutLabeller: %d of %d completions (%.0f%%) were cut off at max_new_tokens=%d, so the "
+                "labels mostly measure whether an answer fits, not difficulty. Raise max_new_tokens, or "
+                "use an instruction that asks for a short answer.",
+                summary["truncated"],
+                total,
+                100 * summary["truncated"] / total,
+                self.sampling.max_new_tokens,
+            )
+        if summary["rows_never_solved"] > _WARN_SHARE * len(out):
+            logger.warning(
+                "RolloutLabeller: %d of %d prompts (%.0f%%) were never solved (label 0): a difficulty "
+                "proxy cannot rank what the labels do not separate. Pick easier task configurations "
+                "(a pilot: hf_saerl.rollouts.calibration), sample more where 0 of k (max_samples=), or "
+                "give answers room (max_new_tokens=).",
+                summary["rows_never_solved"],
+                len(out),
+                100 * summary["rows_never_solved"] / len(out),
+            )
+        return summary
+
+    # ------------------------------------------------------------------ progress
+    def _open_bar(self, total: int | None) -> None:
+        from tqdm.auto import tqdm
+
+        self._close_bar()
+        self._bar = tqdm(total=total, desc="rollout samples", unit="sample", leave=False, dynamic_ncols=True)
+        self._bar_start = time.perf_counter()
+
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def _on_step(self, tokens: int, finished: int) -> None:
+        """Called by the backend as tokens are generated: the bar advances per finished sample and shows the
+        tokens made so far with their rate."""
+        self._step_tokens += tokens
+        if self._bar is None:
+            return
+        made = self._tokens + self._step_tokens
+        seconds = time.perf_counter() - self._bar_start
+        self._bar.set_postfix_str(
+            f"{made:,} tok, {made / seconds:.0f} tok/s" if seconds > 0 else f"{made:,} tok", refresh=False
+        )
+        self._bar.update(finished) if finished else self._bar.refresh()
 
     # ------------------------------------------------------------------ prompts
     def prompts(self, batch: Mapping[str, Sequence[Any]]) -> list[Any]:
@@ -283,12 +459,16 @@ class RolloutLabeller(Fingerprinted):
                 if all(not str(m.get("content") or "").strip() for m in prompt):
                     prompts[row] = None  # a conversation without content is an empty prompt, never bare scaffolding
                 continue
-            what = (f"a list of {'/'.join(sorted({type(v).__name__ for v in prompt})) or 'nothing'}"
-                    if isinstance(prompt, (list, tuple)) else f"{prompt!r} ({type(prompt).__name__})")
+            what = (
+                f"a list of {'/'.join(sorted({type(v).__name__ for v in prompt})) or 'nothing'}"
+                if isinstance(prompt, (list, tuple))
+                else f"{prompt!r} ({type(prompt).__name__})"
+            )
             raise ParameterTypeError(
                 f"Column {self.prompt_column!r} holds {what} in batch row {row}, which is neither a prompt string nor "
                 "chat messages ([{'role': 'user', 'content': ...}]). Cast the column to strings, e.g. "
-                f"dataset.cast_column({self.prompt_column!r}, datasets.Value('string')), or build the messages as dicts.")
+                f"dataset.cast_column({self.prompt_column!r}, datasets.Value('string')), or build the messages as dicts."
+            )
         return prompts
 
     def render(self, prompt: Any, tokenizer: Any = None) -> str:
@@ -305,8 +485,11 @@ class RolloutLabeller(Fingerprinted):
         users = [m for m in messages if m.get("role") == "user"]
         if self.instruction and users:
             content = str(users[-1].get("content") or "")
-            users[-1]["content"] = (self.instruction.replace("{prompt}", content) if "{prompt}" in self.instruction
-                                    else f"{content}\n\n{self.instruction}")
+            users[-1]["content"] = (
+                self.instruction.replace("{prompt}", content)
+                if "{prompt}" in self.instruction
+                else f"{content}\n\n{self.instruction}"
+            )
         if self.system_prompt and not any(m.get("role") == "system" for m in messages):
             messages.insert(0, {"role": "system", "content": self.system_prompt})
         has_template = tokenizer is not None and getattr(tokenizer, "chat_template", None) is not None
@@ -315,75 +498,180 @@ class RolloutLabeller(Fingerprinted):
             if not has_template:
                 raise InvalidParameterError(
                     "chat_template=True, but the policy's tokenizer has no chat template. Pass chat_template=False "
-                    "(plain text), or a tokenizer= that has one.")
+                    "(plain text), or a tokenizer= that has one."
+                )
             return render_chat(tokenizer, messages, add_generation_prompt=True)
         if is_chat and len(messages) > 1 + bool(self.system_prompt):
             raise InvalidParameterError(
                 f"Column {self.prompt_column!r} holds a multi-turn conversation, which needs a chat template; pass "
-                "chat_template=True with a tokenizer that has one, or use single-message prompts.")
+                "chat_template=True with a tokenizer that has one, or use single-message prompts."
+            )
         return "\n\n".join(str(m.get("content") or "") for m in messages)
 
     # ------------------------------------------------------------------ the transform
     def __call__(self, batch: Mapping[str, Sequence[Any]], rank: int | None = None) -> dict[str, list]:
         """Label one batch (``Dataset.map(labeller, batched=True[, with_rank=True])``)."""
+        self._validate()
         self.check_columns(batch)  # before any generation
         raw = self.prompts(batch)
-        empty = [i for i, p in enumerate(raw) if is_missing(p) or (isinstance(p, str) and not p.strip()) or
-                 (isinstance(p, (list, tuple)) and not p)]
+        empty = [
+            i
+            for i, p in enumerate(raw)
+            if is_missing(p) or (isinstance(p, str) and not p.strip()) or (isinstance(p, (list, tuple)) and not p)
+        ]
         if empty:
             raise InvalidParameterError(
                 f"{len(empty)} empty prompt(s) in this batch (batch rows {empty[:10]}). Filter them first, e.g. "
-                f"dataset.filter(lambda r: bool(r[{self.text.columns[0]!r}])), or fix the prompt column.")
+                f"dataset.filter(lambda r: bool(r[{self.text.columns[0]!r}])), or fix the prompt column."
+            )
         self._ensure_loaded(rank)
         tokenizer = self.tokenizer
         rendered = [self.render(p, tokenizer) for p in raw]
-        seeds = [derive_seed(self.seed, text) for text in rendered]
+        seeds = [derive_seed(self.sampling.seed, text) for text in rendered]
+        if not self._budget_set:  # called directly, not through map: the budget starts with the first call
+            self._budget_left, self._budget_set = self.sampling.token_budget, True
+        samples: list[list[Completion]] = [[] for _ in rendered]
+        rewards: list[list[float | None]] = [[] for _ in rendered]
+        todo, round_index = list(range(len(rendered))), 0
+        while todo:
+            size = (
+                self.sampling.n
+                if round_index == 0
+                else min(self.sampling.extra_round_size, self.sampling.cap - len(samples[todo[0]]))
+            )
+            round_seeds = [seeds[i] if round_index == 0 else derive_seed(seeds[i], "round", round_index) for i in todo]
+            completions = self._generate([rendered[i] for i in todo], size, round_seeds, tokenizer)
+            texts: list[list[str]] = [[] for _ in rendered]
+            for i, row in zip(todo, completions, strict=True):
+                texts[i] = [c.text for c in row]
+            scored = self._score(batch, raw, texts, self._token_ids(texts, tokenizer))
+            spent = 0
+            for i, row in zip(todo, completions, strict=True):
+                samples[i] += row
+                rewards[i] += scored[i]
+                spent += sum(c.n_tokens for c in row)
+            if round_index > 0 and self._budget_left is not None:
+                self._budget_left = max(0, self._budget_left - spent)
+            round_index += 1
+            todo = self._next_round(todo, samples, rewards, seeds)
+        return self._columns(samples, rewards)
+
+    def _next_round(
+        self, todo: list[int], samples: list[list[Completion]], rewards: list[list[float | None]], seeds: list[int]
+    ) -> list[int]:
+        """The rows that get another round: all their samples agree (0 of k or k of k), the cap leaves room, and
+        the token budget covers their expected cost. When the budget covers only some, the rows with the
+        smallest prompt seeds go first (a property of the prompt, not of its position in the batch)."""
+        cfg = self.sampling
+        if not cfg.adaptive:
+            return []
+        verifier = self.verifier
+        unresolved = []
+        for i in todo:
+            k = len(samples[i])
+            correct = sum(verifier.is_correct(r) for r in rewards[i])
+            if k < cfg.cap and correct in (0, k):
+                unresolved.append(i)
+        if self._budget_left is None or not unresolved:
+            return unresolved
+        kept = []
+        left = self._budget_left
+        for i in sorted(unresolved, key=lambda i: seeds[i]):
+            per_sample = max(1.0, sum(c.n_tokens for c in samples[i]) / len(samples[i]))
+            cost = per_sample * min(cfg.extra_round_size, cfg.cap - len(samples[i]))
+            if cost > left:
+                continue
+            left -= int(cost)
+            kept.append(i)
+        return sorted(kept)
+
+    def _generate(self, prompts: list[str], n: int, seeds: list[int], tokenizer: Any) -> list[list[Completion]]:
+        """``n`` completions per prompt from the backend, as :class:`Completion` objects (token counts and cut-offs
+        from the engine where it reports them, else from the tokenizer), checked for shape."""
+        self._step_tokens = 0
+        if self.progress and self._bar is None:
+            self._open_bar(None)
+        elif (
+            self._bar is not None and self._bar.total is not None and self._samples + len(prompts) * n > self._bar.total
+        ):
+            self._bar.total = self._samples + len(prompts) * n  # extra rounds
         start = time.perf_counter()
-        generated = self.backend.generate(rendered, self.n, self.sampling, seeds=seeds)
+        engine = self.sampling.engine_settings()
+        if callable(getattr(self.backend, "generate_completions", None)):
+            generated: Any = self.backend.generate_completions(prompts, n, engine, seeds=seeds, on_step=self._on_step)
+        else:
+            generated = self.backend.generate(prompts, n, engine, seeds=seeds)
         seconds = time.perf_counter() - start
-        if len(generated) != len(rendered) or any(len(row) != self.n for row in generated):
+        if len(generated) != len(prompts) or any(len(row) != n for row in generated):
             shapes = [len(row) for row in generated][:10]
             raise InvalidParameterError(
                 f"The backend {type(self.backend).__name__} returned {len(generated)} rows with {shapes} samples for "
-                f"{len(rendered)} prompts x n={self.n}. Its generate(prompts, n, ...) must return n strings per prompt.")
-        texts = [[completion_text(c) for c in row] for row in generated]
-        token_ids = self._count_tokens(texts, tokenizer, seconds)
-        rewards = self._score(batch, raw, texts, token_ids)
-        return self._columns(texts, rewards)
-
-    def _count_tokens(self, texts: list[list[str]], tokenizer: Any, seconds: float) -> list[list[list[int]]] | None:
-        flat = [t for row in texts for t in row]
-        if tokenizer is None:
-            ids = None
-            n_tokens = len(flat)
-        else:
-            encoded = tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
-            ids = [encoded[i * self.n:(i + 1) * self.n] for i in range(len(texts))]
-            n_tokens = sum(len(e) for e in encoded)
-        self._tokens += n_tokens
+                f"{len(prompts)} prompts x n={n}. Its generate(prompts, n, ...) must return n strings per prompt."
+            )
+        out = [
+            [c if isinstance(c, Completion) else Completion(completion_text(c), -1, None) for c in row]
+            for row in generated
+        ]
+        unknown = [
+            (i, j) for i, row in enumerate(out) for j, c in enumerate(row) if c.n_tokens < 0 or c.truncated is None
+        ]
+        if unknown:  # a plain Generator: count tokens with the tokenizer; cut off when they fill max_new_tokens
+            texts = [out[i][j].text for i, j in unknown]
+            counts = (
+                [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+                if tokenizer is not None
+                else [0] * len(texts)
+            )
+            for (i, j), count in zip(unknown, counts, strict=True):
+                known = out[i][j]
+                count = known.n_tokens if known.n_tokens >= 0 else count
+                cut = (
+                    known.truncated
+                    if known.truncated is not None
+                    else (None if tokenizer is None else count >= self.sampling.max_new_tokens)
+                )
+                out[i][j] = Completion(known.text, count, cut)
+        made = sum(c.n_tokens for row in out for c in row)
+        if self._bar is not None and self._step_tokens == 0:  # the backend made no progress calls
+            self._on_step(made, 0)
+        if self._bar is not None:
+            finished_in_steps = self._bar.n - self._samples
+            self._bar.update(len(prompts) * n - finished_in_steps)
+        self._tokens += made
+        self._samples += len(prompts) * n
         self._seconds += seconds
-        if self.progress:
-            if self._bar is None:
-                from tqdm.auto import tqdm
+        return out
 
-                self._bar = tqdm(desc="rollout tokens" if tokenizer is not None else "rollouts",
-                                 unit="tok" if tokenizer is not None else "sample", leave=False)
-            self._bar.update(n_tokens)
-        return ids
+    def _token_ids(self, texts: list[list[str]], tokenizer: Any) -> list[list[list[int]]] | None:
+        """The completions' token ids (what TRL passes reward functions as ``completion_ids``)."""
+        if tokenizer is None:
+            return None
+        flat = [t for row in texts for t in row]
+        encoded = tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
+        out, k = [], 0
+        for row in texts:
+            out.append([list(ids) for ids in encoded[k : k + len(row)]])
+            k += len(row)
+        return out
 
     def _score(self, batch, raw, texts, token_ids) -> list[list[float | None]]:
         positions = [(i, j) for i, row in enumerate(texts) for j, t in enumerate(row) if t.strip()]
-        rewards: list[list[float | None]] = [[0.0] * self.n for _ in texts]  # empty completions score 0
+        rewards: list[list[float | None]] = [[0.0] * len(row) for row in texts]  # empty completions score 0
         if not positions:
             return rewards
         scored = self._verify(batch, raw, texts, token_ids, positions)
         unscored = 0
-        for (i, j), reward in zip(positions, scored):
+        for (i, j), reward in zip(positions, scored, strict=True):
             rewards[i][j] = reward
             unscored += reward is None
         if unscored:
-            logger.warning("The %s verifier could not score %d of %d completions in this batch (reward None); they "
-                           "count as not correct.", self.verifier.__name__, unscored, len(positions))
+            logger.warning(
+                "The %s verifier could not score %d of %d completions in this batch (reward None); they "
+                "count as not correct.",
+                self.verifier.__name__,
+                unscored,
+                len(positions),
+            )
         return rewards
 
     def _verify(self, batch, raw, texts, token_ids, positions) -> list[float | None]:
@@ -413,22 +701,81 @@ class RolloutLabeller(Fingerprinted):
         for row in dict.fromkeys(i for i, _ in positions):
             try:
                 call([p for p in positions if p[0] == row])
-            except Exception:  # noqa: BLE001 - looking for the row that raises
+            except Exception:
                 return row
         return None
 
-    def _columns(self, texts: list[list[str]], rewards: list[list[float | None]]) -> dict[str, list]:
-        n_correct = [sum(self.verifier.is_correct(r) for r in row) for row in rewards]
-        out: dict[str, list] = {
-            self.pass_rate_column: [c / self.n for c in n_correct],
-            self.n_samples_column: [self.n] * len(texts),
-            self.n_correct_column: n_correct,
-            self.n_empty_column: [sum(not t.strip() for t in row) for row in texts],
-        }
+    def _columns(self, samples: list[list[Completion]], rewards: list[list[float | None]]) -> dict[str, list]:
+        c, verifier, prior = self.columns, self.verifier, self.sampling.prior
+        names = (
+            c.pass_rate,
+            c.pass_rate_mean,
+            c.pass_rate_sd,
+            c.n_samples,
+            c.n_correct,
+            c.n_wrong,
+            c.n_no_answer,
+            c.n_truncated,
+            c.n_empty,
+        )
+        out: dict[str, list] = {name: [] for name in names}
+        for row, scores in zip(samples, rewards, strict=True):
+            kinds = [failure_kind(s, verifier.is_correct(r), verifier) for s, r in zip(row, scores, strict=True)]
+            k, correct = len(row), kinds.count("correct")
+            mean, sd = beta_posterior(correct, k, prior)
+            for name, value in zip(
+                names,
+                (
+                    correct / k,
+                    mean,
+                    sd,
+                    k,
+                    correct,
+                    kinds.count("wrong"),
+                    kinds.count("no_answer"),
+                    kinds.count("truncated"),
+                    sum(not s.text.strip() for s in row),
+                ),
+                strict=True,
+            ):
+                out[name].append(value)
         if self.keep_completions:
-            out[self.completions_column] = texts
-            out[self.rewards_column] = [[math.nan if r is None else r for r in row] for row in rewards]
+            out[c.completions] = [[s.text for s in row] for row in samples]
+            out[c.rewards] = [[math.nan if r is None else r for r in row] for row in rewards]
         return out
+
+
+#: flat keyword arguments of earlier versions -> where each lives now
+_MOVED = {
+    **{
+        name: "sampling"
+        for name in ("n", "max_new_tokens", "temperature", "top_p", "top_k", "min_p", "seed", "batch_size")
+    },
+    **{
+        f"{name}_column": "columns"
+        for name in ("pass_rate", "n_samples", "n_correct", "n_empty", "completions", "rewards")
+    },
+}
+
+
+def _refuse_moved(moved: Mapping[str, Any]) -> None:
+    """A clear error for keyword arguments that moved into a config object (or never existed)."""
+    name = sorted(moved)[0]
+    if name in _MOVED and _MOVED[name] == "sampling":
+        raise ParameterTypeError(
+            f"RolloutLabeller({name}=...) is set through sampling=: pass sampling=SamplingConfig({name}="
+            f"{moved[name]!r}, ...) (from hf_saerl.rollouts import SamplingConfig), or sampling={{{name!r}: ...}}."
+        )
+    if name in _MOVED:
+        field_name = name[: -len("_column")]
+        raise ParameterTypeError(
+            f"RolloutLabeller({name}=...) is set through columns=: pass columns=LabelColumns({field_name}="
+            f"{moved[name]!r}) or columns={{{field_name!r}: {moved[name]!r}}}."
+        )
+    raise ParameterTypeError(
+        f"RolloutLabeller got an unexpected keyword argument {name!r}. Sampling settings go in "
+        "sampling=SamplingConfig(...), output column names in columns=LabelColumns(...)."
+    )
 
 
 class _Never:

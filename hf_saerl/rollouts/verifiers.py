@@ -29,24 +29,26 @@ import logging
 import math
 import re
 import threading
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from ..core.columns import require_columns
 from ..core.fingerprint import stable_hash
-from ..errors import HfSaerlError, InvalidParameterError, VerificationError
+from ..errors import InvalidParameterError, VerificationError
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "Verifier",
     "MathVerifier",
     "ReasoningGymVerifier",
     "RewardFunctionVerifier",
     "VerificationError",
+    "Verifier",
     "as_verifier",
+    "callable_identity",
     "completion_text",
     "extract_final_answer",
-    "callable_identity",
+    "find_final_answer",
 ]
 
 
@@ -83,7 +85,39 @@ def _last_boxed(text: str) -> str | None:
     while j < len(text) and depth:
         depth += {"{": 1, "}": -1}.get(text[j], 0)
         j += 1
-    return text[i:j - 1].strip() if depth == 0 else None
+    return text[i : j - 1].strip() if depth == 0 else None
+
+
+def find_final_answer(text: Any) -> str | None:
+    """The final answer by rules 1-4 of :func:`extract_final_answer`, or ``None`` when none applies (no answer tag,
+    no ``\\boxed{}``, no "answer:" phrase, no number): the completion gave no extractable answer.
+
+    Example:
+        >>> find_final_answer("So the answer is 12."), find_final_answer("I am not sure what to do")
+        ('12', None)
+    """
+    text = completion_text(text)
+    tags = _ANSWER_TAG.findall(text)
+    if tags:
+        return tags[-1].strip()
+    boxed = _last_boxed(text)
+    if boxed is not None:
+        return boxed
+    markers = list(_ANSWER_MARKER.finditer(text))
+    if markers:
+        rest = text[markers[-1].end() :].split("\n", 1)[0]
+        rest = rest.replace("**", "").strip().strip("$").strip()
+        rest = rest[:-1].rstrip() if rest.endswith(".") else rest
+        if rest:
+            return rest
+    numbers = _NUMBER.findall(text)
+    if numbers:
+        return numbers[-1].replace(",", "")
+    return None
+
+
+#: a completion of one line up to this long counts as an answer by itself (rule 5 of extract_final_answer)
+SHORT_ANSWER_CHARS = 32
 
 
 def extract_final_answer(text: str) -> str:
@@ -104,23 +138,8 @@ def extract_final_answer(text: str) -> str:
         ['cat', '\\\\frac{1}{2}', '9', '9', 'blue']
     """
     text = completion_text(text)
-    tags = _ANSWER_TAG.findall(text)
-    if tags:
-        return tags[-1].strip()
-    boxed = _last_boxed(text)
-    if boxed is not None:
-        return boxed
-    markers = list(_ANSWER_MARKER.finditer(text))
-    if markers:
-        rest = text[markers[-1].end():].split("\n", 1)[0]
-        rest = rest.replace("**", "").strip().strip("$").strip()
-        rest = rest[:-1].rstrip() if rest.endswith(".") else rest
-        if rest:
-            return rest
-    numbers = _NUMBER.findall(text)
-    if numbers:
-        return numbers[-1].replace(",", "")
-    return text.strip()
+    found = find_final_answer(text)
+    return text.strip() if found is None else found
 
 
 def callable_identity(fn: Any) -> str:
@@ -167,19 +186,42 @@ class Verifier:
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float | None]:
         """One reward per completion (``None``: cannot be scored)."""
-        require_columns(columns, list(self.columns), f"reference answers {self.__name__} checks against",
-                        f"Pass the column name to {type(self).__name__}(answer_column=...), or add the column.")
+        require_columns(
+            columns,
+            list(self.columns),
+            f"reference answers {self.__name__} checks against",
+            f"Pass the column name to {type(self).__name__}(answer_column=...), or add the column.",
+        )
         rewards = self.score(list(prompts), list(completions), columns)
         return check_rewards(rewards, len(completions), self.__name__)
 
-    def score(self, prompts: list[Any], completions: list[Any],
-              columns: Mapping[str, Sequence[Any]]) -> list[float | None]:
+    def score(
+        self, prompts: list[Any], completions: list[Any], columns: Mapping[str, Sequence[Any]]
+    ) -> list[float | None]:
         """One reward per completion; ``columns`` holds the dataset's columns, aligned with the completions."""
         raise NotImplementedError  # pragma: no cover - abstract
 
     def is_correct(self, reward: float | None) -> bool:
         """Whether one reward counts as a success (``None`` never does)."""
         return reward is not None and reward >= self.threshold
+
+    def has_answer(self, completion: Any) -> bool:
+        """Whether the completion states an answer the verifier can read (the labeller counts incorrect ones
+        without one in ``n_no_answer``, apart from wrong answers). By default: :func:`find_final_answer` finds
+        one, or the completion is one short line of at most three words (which exact-match scorers read as the
+        answer).
+
+        Example:
+            >>> v = Verifier()
+            >>> v.has_answer("The answer is 7."), v.has_answer("blue"), v.has_answer("Let me think about this step")
+            (True, True, False)
+        """
+        text = completion_text(completion).strip()
+        if not text:
+            return False
+        return find_final_answer(text) is not None or (
+            "\n" not in text and len(text) <= SHORT_ANSWER_CHARS and len(text.split()) <= 3
+        )
 
     def config(self) -> dict[str, Any]:
         """The JSON-able settings that decide the rewards."""
@@ -247,8 +289,16 @@ class MathVerifier(Verifier):
 
     __name__ = "math_verify"
 
-    def __init__(self, answer_column: str = "answer", *, threshold: float = 1.0, float_rounding: int = 6,
-                 numeric_precision: int = 15, strict: bool = True, timeout_seconds: int | None = 5):
+    def __init__(
+        self,
+        answer_column: str = "answer",
+        *,
+        threshold: float = 1.0,
+        float_rounding: int = 6,
+        numeric_precision: int = 15,
+        strict: bool = True,
+        timeout_seconds: int | None = 5,
+    ):
         self.answer_column = answer_column
         self.threshold = float(threshold)
         self.float_rounding, self.numeric_precision, self.strict = float_rounding, numeric_precision, strict
@@ -264,7 +314,7 @@ class MathVerifier(Verifier):
         timeout = self.timeout_seconds if threading.current_thread() is threading.main_thread() else None
         golds: dict[str, Any] = {}
         rewards: list[float | None] = []
-        for completion, gold in zip(completions, columns[self.answer_column]):
+        for completion, gold in zip(completions, columns[self.answer_column], strict=True):
             key = "" if gold is None else str(gold)
             if key not in golds:
                 parsed = parse(key, parsing_timeout=timeout) if key.strip() else []
@@ -276,19 +326,50 @@ class MathVerifier(Verifier):
                 rewards.append(None)
                 continue
             answer = parse(completion_text(completion), parsing_timeout=timeout)
-            rewards.append(float(verify(gold_parsed, answer, float_rounding=self.float_rounding,
-                                        numeric_precision=self.numeric_precision, strict=self.strict,
-                                        timeout_seconds=timeout)))
+            rewards.append(
+                float(
+                    verify(
+                        gold_parsed,
+                        answer,
+                        float_rounding=self.float_rounding,
+                        numeric_precision=self.numeric_precision,
+                        strict=self.strict,
+                        timeout_seconds=timeout,
+                    )
+                )
+            )
         unparsed = sorted({k for k, v in golds.items() if not v})
         if unparsed:
-            logger.warning("MathVerifier could not parse %d reference answer(s) in column %r (e.g. %r); their "
-                           "completions get reward None (not scored).", len(unparsed), self.answer_column,
-                           unparsed[0][:60])
+            logger.warning(
+                "MathVerifier could not parse %d reference answer(s) in column %r (e.g. %r); their "
+                "completions get reward None (not scored).",
+                len(unparsed),
+                self.answer_column,
+                unparsed[0][:60],
+            )
         return rewards
 
+    def has_answer(self, completion: Any) -> bool:
+        """Whether math-verify parses any answer out of the completion.
+
+        Example:
+            >>> MathVerifier().has_answer("so x = 3"), MathVerifier().has_answer("I do not know")
+            (True, False)
+        """
+        from math_verify import parse
+
+        timeout = self.timeout_seconds if threading.current_thread() is threading.main_thread() else None
+        text = completion_text(completion)
+        return bool(text.strip()) and bool(parse(text, parsing_timeout=timeout))
+
     def config(self) -> dict[str, Any]:
-        return {"answer_column": self.answer_column, "threshold": self.threshold, "float_rounding": self.float_rounding,
-                "numeric_precision": self.numeric_precision, "strict": self.strict}
+        return {
+            "answer_column": self.answer_column,
+            "threshold": self.threshold,
+            "float_rounding": self.float_rounding,
+            "numeric_precision": self.numeric_precision,
+            "strict": self.strict,
+        }
 
 
 # ---------------------------------------------------------------------- reasoning-gym
@@ -319,8 +400,15 @@ class ReasoningGymVerifier(Verifier):
 
     __name__ = "reasoning_gym"
 
-    def __init__(self, dataset: Any = None, *, answer_column: str = "answer", metadata_column: str | None = "metadata",
-                 extract: Callable[[str], str] | None = extract_final_answer, threshold: float = 1.0):
+    def __init__(
+        self,
+        dataset: Any = None,
+        *,
+        answer_column: str = "answer",
+        metadata_column: str | None = "metadata",
+        extract: Callable[[str], str] | None = extract_final_answer,
+        threshold: float = 1.0,
+    ):
         if dataset is not None and not isinstance(dataset, str) and not hasattr(dataset, "score_answer"):
             raise InvalidParameterError(
                 f"dataset must be a reasoning-gym dataset name, a reasoning-gym dataset object or None, got "
@@ -368,19 +456,38 @@ class ReasoningGymVerifier(Verifier):
         rewards: list[float | None] = []
         for i, completion in enumerate(completions):
             metadata = _metadata(metadata_values[i] if metadata_values is not None else None)
-            entry = {"question": completion_text(prompts[i]) if i < len(prompts) else "",
-                     "answer": columns[self.answer_column][i], "metadata": metadata}
+            entry = {
+                "question": completion_text(prompts[i]) if i < len(prompts) else "",
+                "answer": columns[self.answer_column][i],
+                "metadata": metadata,
+            }
             text = completion_text(completion)
             answer = self.extract(text) if self.extract is not None else text
             rewards.append(float(self._scorer(metadata.get("source_dataset"))(answer, entry)))
         return rewards
 
+    def has_answer(self, completion: Any) -> bool:
+        """With the default ``extract``: as :meth:`Verifier.has_answer`; with your own, whether it returns a non-empty
+        answer; with ``extract=None`` (the raw text is scored), whether the completion is not empty."""
+        if self.extract is extract_final_answer:
+            return super().has_answer(completion)
+        text = completion_text(completion)
+        answer = self.extract(text) if self.extract is not None else text
+        return bool(str(answer or "").strip())
+
     def config(self) -> dict[str, Any]:
-        dataset = self.dataset if self.dataset is None or isinstance(self.dataset, str) else {
-            "class": type(self.dataset).__qualname__, "config": repr(getattr(self.dataset, "config", None))}
-        return {"dataset": dataset, "answer_column": self.answer_column, "metadata_column": self.metadata_column,
-                "extract": None if self.extract is None else callable_identity(self.extract),
-                "threshold": self.threshold}
+        dataset = (
+            self.dataset
+            if self.dataset is None or isinstance(self.dataset, str)
+            else {"class": type(self.dataset).__qualname__, "config": repr(getattr(self.dataset, "config", None))}
+        )
+        return {
+            "dataset": dataset,
+            "answer_column": self.answer_column,
+            "metadata_column": self.metadata_column,
+            "extract": None if self.extract is None else callable_identity(self.extract),
+            "threshold": self.threshold,
+        }
 
 
 def _metadata(value: Any) -> dict[str, Any]:
@@ -413,8 +520,14 @@ class RewardFunctionVerifier(Verifier):
         ([1.0, 0.0], 'exact')
     """
 
-    def __init__(self, function: Callable[..., Sequence[float | None]], *, threshold: float = 1.0,
-                 columns: Sequence[str] = (), name: str | None = None):
+    def __init__(
+        self,
+        function: Callable[..., Sequence[float | None]],
+        *,
+        threshold: float = 1.0,
+        columns: Sequence[str] = (),
+        name: str | None = None,
+    ):
         if not callable(function):
             raise InvalidParameterError(
                 f"function must be a callable f(prompts, completions, **columns) -> list[float], got "
@@ -429,8 +542,12 @@ class RewardFunctionVerifier(Verifier):
         return self.function(prompts=prompts, completions=completions, **columns)
 
     def config(self) -> dict[str, Any]:
-        return {"function": callable_identity(self.function), "name": self.__name__, "threshold": self.threshold,
-                "columns": list(self.columns)}
+        return {
+            "function": callable_identity(self.function),
+            "name": self.__name__,
+            "threshold": self.threshold,
+            "columns": list(self.columns),
+        }
 
 
 def as_verifier(verifier: Any) -> Verifier:

@@ -1,5 +1,5 @@
 """Issue 13, "nothing silent", for the encoding stage: one test per bad input or fault (moved from
-tests/reliability/test_encoding.py; its rollouts cases are in tests/rollouts/test_labeller_refusals.py, its model
+tests/reliability/test_encoding.py; its rollouts cases are in tests/rollouts/test_refusals.py, its model
 loading case in tests/models/test_loading_refusals.py).
 
 Each case asserts the error class and that its message names the problem (the argument, the value, the column and

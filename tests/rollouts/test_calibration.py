@@ -57,7 +57,7 @@ def _labeller(backend=None, **kw):
     return RolloutLabeller(
         backend=backend or Scripted(),
         verifier=ReasoningGymVerifier(),
-        n=N,
+        sampling={"n": N},
         instruction=None,
         chat_template=False,
         keep_completions=True,
@@ -205,8 +205,7 @@ def test_tiny_model_counts_tokens_and_cut_off_answers(model, tokenizer):
         model,
         tokenizer=tokenizer,
         verifier=ReasoningGymVerifier(),
-        n=2,
-        max_new_tokens=4,
+        sampling={"n": 2, "max_new_tokens": 4},
         keep_completions=True,
         progress=False,
     )

@@ -1,6 +1,5 @@
-"""Issue 13, family 9, "same seed, different results", for the rollouts (moved from
-tests/reliability/test_reproducibility.py): the same seed gives the same completions and labels on the same machine.
-"""
+"""Same seed, same rollouts (moved from tests/reliability): seeded CPU runs of the backend and the labeller agree
+bit for bit across backend objects and batch sizes, and another seed gives another result."""
 
 from __future__ import annotations
 
@@ -32,9 +31,7 @@ def test_labeller_same_seed_same_labels(model, tokenizer):
         labeller = RolloutLabeller(
             model,
             tokenizer=tokenizer,
-            n=3,
-            max_new_tokens=5,
-            seed=seed,
+            sampling={"n": 3, "max_new_tokens": 5, "seed": seed},
             instruction=None,
             chat_template=False,
             keep_completions=True,
