@@ -114,8 +114,9 @@ def load_ci(cfg: dict[str, Any]) -> tuple[Any, Any, Any, Any, list[Any], list[st
     model, tok, sae = tiny_llama(seed=0), tiny_tokenizer(), tiny_sae(seed=0)
     rng = random.Random(0)
     prompts = [f"{a}+{b}=?" for a, b in ((rng.randint(1, 9), rng.randint(1, 9)) for _ in range(cfg["n_train"]))]
-    chosen = [f"yes {eval(p[:-2])}" for p in prompts]
-    rejected = [f"{eval(p[:-2]) + 1} no" for p in prompts]
+    total = {p: sum(map(int, p[:-2].split("+"))) for p in prompts}
+    chosen = [f"yes {total[p]}" for p in prompts]
+    rejected = [f"{total[p] + 1} no" for p in prompts]
     parity = lambda p: "odd" if int(p[0]) % 2 else "even"  # noqa: E731 - two regions, for the region view
     pairs = Dataset.from_dict(
         {"prompt": prompts, "chosen": chosen, "rejected": rejected, "category": [parity(p) for p in prompts]}

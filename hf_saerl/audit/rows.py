@@ -33,7 +33,7 @@ __all__ = ["pair_digests", "check_rows"]
 def pair_digests(prompts: Sequence[Any], chosen: Sequence[Any], rejected: Sequence[Any]) -> np.ndarray:
     """One ``uint64`` digest per pair of its (prompt, chosen, rejected) values (strings or chat message lists)."""
     out = np.empty(len(prompts), dtype=np.uint64)
-    for i, row in enumerate(zip(prompts, chosen, rejected)):
+    for i, row in enumerate(zip(prompts, chosen, rejected, strict=True)):
         text = json.dumps(row, sort_keys=True, ensure_ascii=False, default=str)
         digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
         out[i] = int.from_bytes(digest, "little")

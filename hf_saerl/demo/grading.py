@@ -163,7 +163,7 @@ def _sympify(expr: str) -> Any:
     transformations = (*standard_transformations, factorial_notation, convert_xor, implicit_multiplication)
     try:
         value = parse_expr(expr, local_dict=names, global_dict=builtins, transformations=transformations)
-    except Exception:
+    except Exception:  # noqa: BLE001 - sympy's parser raises anything on free text: not gradable
         return None
     return value if isinstance(value, sympy.Expr) else None
 
@@ -305,7 +305,7 @@ def _numbers_equal(a: Any, b: Any, a_text: str = "") -> bool | None:
         if not all(x.is_real and x.is_finite for x in (a, b)):
             return None
         diff, scale = abs(sympy.N(a - b, 50)), max(1, abs(sympy.N(b, 50)))
-    except Exception:
+    except Exception:  # noqa: BLE001 - sympy raises anything on expressions it cannot evaluate: no verdict
         return None
     if diff <= 1e-12 * scale:
         return True
@@ -337,7 +337,7 @@ def _values_equal(a: Any, b: Any, a_text: str = "") -> bool | None:
         subs = {sympy.Symbol(s): v for s, v in point.items()}
         try:
             verdict = _numbers_equal(a.subs(subs), b.subs(subs))
-        except Exception:
+        except Exception:  # noqa: BLE001 - substitution may fail in any way sympy likes: no verdict
             return None
         if verdict is not True:
             return verdict

@@ -81,7 +81,7 @@ def threshold_mask(scores: np.ndarray, threshold: float | None = None,
     check_threshold_args(threshold, drop_fraction)
     if drop_fraction is None:
         return scores >= threshold, threshold
-    n_drop = int(round(drop_fraction * len(scores)))
+    n_drop = round(drop_fraction * len(scores))
     order = np.argsort(scores, kind="stable")
     keep = np.ones(len(scores), dtype=bool)
     keep[order[:n_drop]] = False

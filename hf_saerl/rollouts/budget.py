@@ -49,7 +49,7 @@ def _budget_rows(n: int | float, n_rows: int) -> int:
         if not 0 < n < 1:
             raise InvalidParameterError(f"n={n} is neither a whole number of rows nor a fraction in (0, 1). "
                                         "Pass e.g. n=256 or n=0.1.")
-        return max(1, int(round(n * n_rows))) if n_rows else 0
+        return max(1, round(n * n_rows)) if n_rows else 0
     rows = int(n)
     if rows < 1 or rows > n_rows:
         raise InvalidParameterError(

@@ -701,7 +701,7 @@ class RolloutLabeller(Fingerprinted):
         for row in dict.fromkeys(i for i, _ in positions):
             try:
                 call([p for p in positions if p[0] == row])
-            except Exception:
+            except Exception:  # noqa: BLE001 - finding which row a user's verifier fails on; its error is re-raised
                 return row
         return None
 

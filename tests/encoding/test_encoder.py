@@ -119,7 +119,7 @@ def test_dataset_and_iterable_dataset_map_agree(model, tokenizer, sae, texts):
     streamed = list(enc.map(ds.to_iterable_dataset(), batch_size=4))
     assert mapped.features == enc.output_features(ds.features)
     assert enc.map(ds.to_iterable_dataset()).column_names == mapped.column_names
-    for row, srow in zip(mapped, streamed):
+    for row, srow in zip(mapped, streamed, strict=True):
         assert row["id"] == srow["id"] and row["sae_indices"] == srow["sae_indices"]
         np.testing.assert_array_equal(np.float32(row["sae_values"]), np.float32(srow["sae_values"]))
     # plain Dataset.map without the helper gives the same columns
@@ -255,7 +255,7 @@ def test_pool_spans_equals_one_call_per_pooling_in_one_pass(model, tokenizer, sa
     raw_poolings = ("mean", "max")
     calls, handle = _count_layer1_calls(model)
     try:
-        many = enc.pool_spans(ids, ALL_POOLINGS + ["max"], pool_from=pool_from, through_sae=through_sae,
+        many = enc.pool_spans(ids, [*ALL_POOLINGS, "max"], pool_from=pool_from, through_sae=through_sae,
                               raw_poolings=raw_poolings)
         n_passes = len(calls)
         calls.clear()
@@ -273,7 +273,7 @@ def test_pool_spans_equals_one_call_per_pooling_in_one_pass(model, tokenizer, sa
     assert list(many.pooled) == ALL_POOLINGS  # repeats dropped, order kept
     assert list(many.raw) == list(raw_poolings)
     assert n_passes * len(ALL_POOLINGS) == len(calls)  # one forward for all five poolings
-    assert many.n_tokens.tolist() == [len(t) + 1 - max(p, 1) for t, p in zip(texts, pool_from)]  # BOS + char ids
+    assert many.n_tokens.tolist() == [len(t) + 1 - max(p, 1) for t, p in zip(texts, pool_from, strict=True)]  # BOS + char ids
     # the default pooling is the encoder's, and whole rows equal what the datasets transform pools
     whole = enc.pool_spans(ids)
     assert list(whole.pooled) == ["mean"] and whole.raw == {}
@@ -323,7 +323,7 @@ def test_in_memory_model_pickles_after_output_hidden_states(tokenizer, sae):
     model = tiny_llama(n_layers=3, hidden_size=32, seed=5)
     with torch.no_grad():
         model(torch.tensor([[1, 2, 3]]), output_hidden_states=True)
-    with pytest.raises(Exception):  # its output-capturing hooks: local functions holding ContextVars
+    with pytest.raises(Exception):  # noqa: B017 - whatever pickle raises on them: its output-capturing hooks: local functions holding ContextVars
         pickle.dumps(model)  # the transformers behaviour this guards against; if it goes away, so can this test
     enc = SAEEncoder(model, sae, tokenizer=tokenizer, top_k=8)
     texts = ["abc", "hello world"]

@@ -126,7 +126,7 @@ def test_corrupt_cache_is_retrained(model, tok, tmp_path, damage):
         (folder / "sae_weights.safetensors").unlink()
     else:
         (folder / ("cfg.json" if damage == "garble_cfg" else TRAINING_FILE)).write_text("{not json")
-    sae, again = train_sae(model, tok, TEXTS[:40], cache_dir=tmp_path, **kwargs)
+    _, again = train_sae(model, tok, TEXTS[:40], cache_dir=tmp_path, **kwargs)
     assert again["cache_hit"] is False and again["key"] == stats["key"]
     assert (folder / "sae_weights.safetensors").exists()
     assert train_sae(model, tok, TEXTS[:40], cache_dir=tmp_path, **kwargs)[1]["cache_hit"] is True

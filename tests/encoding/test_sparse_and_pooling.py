@@ -13,8 +13,8 @@ def test_sparse_matrix_from_dataset_and_batch_agree():
     rows_i = [[5, 1], [], [0, 9, 3]]
     rows_v = [[2.0, 1.0], [], [0.5, 4.0, 1.5]]
     expected = np.zeros((3, 10), np.float32)
-    for r, (ii, vv) in enumerate(zip(rows_i, rows_v)):
-        for i, v in zip(ii, vv):
+    for r, (ii, vv) in enumerate(zip(rows_i, rows_v, strict=True)):
+        for i, v in zip(ii, vv, strict=True):
             expected[r, i] = v
     batch = {"sae_indices": rows_i, "sae_values": rows_v}
     np.testing.assert_array_equal(sparse_matrix(batch, 10).toarray(), expected)

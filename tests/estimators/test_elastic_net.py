@@ -245,7 +245,7 @@ def test_bad_data_is_refused(data):
         ElasticNetPathCV().fit(X, np.where(np.arange(len(y)) == 3, np.nan, y))
     with pytest.raises(InvalidParameterError, match="Got 399 labels for 400 rows"):
         ElasticNetPathCV().fit(X, y[:-1])
-    with pytest.raises(InvalidParameterError, match="All 400 labels equal 0.5: nothing to learn"):
+    with pytest.raises(InvalidParameterError, match=r"All 400 labels equal 0\.5: nothing to learn"):
         ElasticNetPathCV().fit(X, np.full(len(y), 0.5))
     with pytest.raises(NonFiniteError, match="n_tokens must be finite, non-negative token counts"):
         length_baseline(np.where(np.arange(len(y)) == 0, -1, n_tokens), y)

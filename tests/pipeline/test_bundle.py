@@ -130,7 +130,7 @@ def test_out_of_range_threshold_in_config_json_is_refused(copy):
 def test_nan_coefficient_in_a_bundle_is_refused(copy):
     path = copy / "quality" / "quality_probe.safetensors"
     with safe_open(str(path), framework="numpy") as f:
-        arrays = {k: f.get_tensor(k) for k in f.keys()}
+        arrays = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has keys() but is not iterable
     arrays["coef"][0] = np.nan
     save_file(arrays, str(path))
     with pytest.raises(NonFiniteError, match=r"Array 'coef' in .*quality_probe.safetensors holds 1 NaN"):
@@ -172,7 +172,7 @@ def test_replaced_sae_weights_are_refused_by_their_digest(copy):
 
 def test_edited_config_value_is_refused_by_its_checksum(copy):
     edit_json(copy / "config.json", drop_checksum=False, quality_threshold=0.9)
-    with pytest.raises(BundleError, match="config.json was changed after it was saved"):
+    with pytest.raises(BundleError, match=r"config\.json was changed after it was saved"):
         SAERLPipeline.from_pretrained(copy)
 
 
@@ -227,7 +227,7 @@ def mutate(folder: Path, name: str, kind: str, where: int, byte: int) -> None:
         path.write_bytes(bytes(raw[: where % len(raw)]))
     elif kind in ("dtype", "shape"):
         with safe_open(str(path), framework="numpy") as f:
-            metadata, arrays = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+            metadata, arrays = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has keys() but is not iterable
         key = sorted(arrays)[where % len(arrays)]
         arr = arrays[key]
         if kind == "dtype":

@@ -22,7 +22,7 @@ def test_ci_smoke_every_arm(recipe, tmp_path):
     steps = recipe.PRESETS["ci"]["max_steps"]
     assert sorted(result["summary"]) == sorted(recipe.ARMS)
     for run in result["runs"]:
-        assert [e["step"] for e in run["eval"]][0] == 0 and run["eval"][-1]["step"] == steps
+        assert run["eval"][0]["step"] == 0 and run["eval"][-1]["step"] == steps
         assert len(run["train_reward"]) == steps
         assert all(0.0 <= e[m] <= 1.0 for e in run["eval"] for m in ("greedy", "sampled"))
     on_disk = json.loads((tmp_path / "results.json").read_text())

@@ -51,7 +51,7 @@ def test_sampling_matches_a_hand_loop_one_prompt_at_a_time(model, tokenizer):
     sampling = {"max_new_tokens": 10, "temperature": 0.8}
     out = backend.generate(PROMPTS, 3, sampling, seeds)
     by_hand = [[_hand_sample(model, tokenizer, p, derive_seed(s, j), 0.8, 10) for j in range(3)]
-               for p, s in zip(PROMPTS, seeds)]
+               for p, s in zip(PROMPTS, seeds, strict=True)]
     assert out == by_hand
     assert len({c for row in out for c in row}) == 12  # the samples differ from each other
 
@@ -70,7 +70,7 @@ def test_batch_composition_and_size_do_not_change_completions(model, tokenizer):
 def test_greedy_matches_model_generate_per_prompt(model, tokenizer):
     out = TransformersBackend(model, tokenizer, batch_size=8).generate(
         PROMPTS, 2, {"max_new_tokens": 6, "temperature": 0})
-    for prompt, row in zip(PROMPTS, out):
+    for prompt, row in zip(PROMPTS, out, strict=True):
         ids = tokenizer(prompt, return_tensors="pt")
         with torch.inference_mode():
             single = model.generate(**ids, do_sample=False, max_new_tokens=6, pad_token_id=tokenizer.pad_token_id)

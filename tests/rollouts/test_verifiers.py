@@ -48,7 +48,7 @@ def test_math_verifier_trl_shape_and_unparsable_reference(caplog):
                   trainer_state=None) == [1.0, 0.0]
     assert verify(["a"], ["3"], solution=["???"]) == [None]  # a reference that does not parse: not scored
     assert "could not parse 1 reference answer" in caplog.text
-    with pytest.raises(MissingColumnError, match="Missing column 'solution'.*found \\['answer'\\]"):
+    with pytest.raises(MissingColumnError, match=r"Missing column 'solution'.*found \['answer'\]"):
         verify(["a"], ["3"], answer=["3"])
     assert pickle.loads(pickle.dumps(verify)).config() == verify.config()
 

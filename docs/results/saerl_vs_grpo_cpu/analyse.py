@@ -2,7 +2,8 @@
 differences vs vanilla, the mean greedy accuracy over steps 5-20, seed-mean curves."""
 import json, sys
 import numpy as np
-res = json.load(open(sys.argv[1]))
+with open(sys.argv[1]) as f:
+    res = json.load(f)
 runs = res["runs"]
 by = {(r["arm"], r["seed"]): r for r in runs}
 arms = ["vanilla", "saerl", "saerl_nomix", "saerl_fullmix", "oracle"]
