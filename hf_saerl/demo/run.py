@@ -448,7 +448,7 @@ def _pool_difficulty(pool: Any, encoder: Any, model: Any, tokenizer: Any, qualit
         split = np.full(len(pool_aug), "unlabelled", dtype=object)
         split[np.asarray(chosen)[train_pos]] = "train"
         split[np.asarray(chosen)[hold_pos]] = "holdout"
-        pass_rate = [None] * len(pool_aug)
+        pass_rate: list[float | None] = [None] * len(pool_aug)
         for i, v in zip(chosen, labels["pass_rate"], strict=True):
             pass_rate[i] = float(v)
         pool_aug = pool_aug.add_column("split", [str(s) for s in split])

@@ -280,8 +280,8 @@ class TransformersBackend:
         self.tokenizer_spec = str(tokenizer) if is_model_spec(tokenizer) else None
         self.gguf_file, self.revision = gguf_file, revision
         self.batch_size, self.device, self.dtype = batch_size, device, dtype
-        self._model = None if self.model_spec else model
-        self._tokenizer = None if self.tokenizer_spec else tokenizer
+        self._model: Any = None if self.model_spec else model  # a PreTrainedModel once loaded
+        self._tokenizer: Any = None if self.tokenizer_spec else tokenizer
         self._loaded = False
         if self.model_spec is None:
             if not hasattr(model, "generate"):
@@ -321,7 +321,8 @@ class TransformersBackend:
             self._tokenizer = self._tokenizer or tokenizer
         elif self.device or self.dtype or rank is not None:
             self._model = self._model.to(device=device, dtype=resolve_dtype(self.dtype, device) if self.dtype else None)
-        if self._tokenizer is None:
+        if self._tokenizer is None:  # a model reference whose tokenizer is named apart (an in-memory model has its own)
+            assert self.tokenizer_spec is not None
             self._tokenizer = load_tokenizer(self.tokenizer_spec)
         self._model.eval()
         self._loaded = True
@@ -559,7 +560,7 @@ class VLLMBackend:
         self.model_spec, self.tokenizer_spec = str(model), None if tokenizer is None else str(tokenizer)
         self.gguf_file, self.revision, self.dtype = gguf_file, revision, dtype
         self.llm_kwargs = llm_kwargs
-        self._llm = None
+        self._llm: Any = None  # a vllm.LLM once started
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_llm": None}

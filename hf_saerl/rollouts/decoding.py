@@ -116,7 +116,10 @@ def decode(
     generators: list[Any] = []
     tokens: list[list[int]] = []
     cache: Any = None
-    mask = last = pos = None
+    # tensors once the first prompts are admitted (the loop reads them only then), None while no row is active
+    mask: Any = None
+    last: Any = None
+    pos: Any = None
     refill_at = max(1, max_batch // 4)  # admit newcomers once this many slots are free (a prefill has overhead)
 
     def layers(c: Any) -> list[Any]:

@@ -427,8 +427,9 @@ class ReasoningGymVerifier(Verifier):
 
     @property
     def columns(self) -> tuple[str, ...]:  # type: ignore[override]
-        needs_metadata = self.dataset is None and self.metadata_column
-        return (self.answer_column,) + ((self.metadata_column,) if needs_metadata else ())
+        if self.dataset is None and self.metadata_column:
+            return (self.answer_column, self.metadata_column)
+        return (self.answer_column,)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_scorers": {}}  # bound methods of reasoning-gym datasets: rebuilt on demand
