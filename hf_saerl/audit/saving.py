@@ -31,21 +31,23 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
+from itertools import pairwise
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from .._version import __version__
+from ..core.files import REFETCH, fetch_file, read_arrays, take_array, write_arrays
 from ..core.serialization import check_format_version, read_json, write_json
 from ..errors import BundleError, HookMismatchError, InvalidParameterError, WidthMismatchError
-from ..core.files import REFETCH, fetch_file, read_arrays, take_array, write_arrays
 from .concepts import LatentConcepts, firing
 
-__all__ = ["FORMAT_VERSION", "AUDIT_CARD", "FITTED_PARAMS", "save_audit", "load_audit"]
+__all__ = ["AUDIT_CARD", "FITTED_PARAMS", "FORMAT_VERSION", "load_audit", "save_audit"]
 
 #: Version of the on-disk layout written by :func:`save_audit`.
 FORMAT_VERSION = 1
@@ -119,7 +121,7 @@ def save_audit(audit: Any, directory: Path) -> None:
         "region_names": list(audit.region_names_),
         "n_truncated": int(audit.n_truncated_),
         "matrices": saved,
-        "statistics": {"columns": list(stats.columns), "n_rows": int(len(stats)), "values": text_columns},
+        "statistics": {"columns": list(stats.columns), "n_rows": len(stats), "values": text_columns},
         "encoder": audit.encoder_config_,
         "texts": audit.texts_ is not None,
     }
@@ -253,7 +255,7 @@ def _concepts(arrays: Mapping[str, np.ndarray], d_sae: int, audit: Any, source: 
             or offsets[-1] != len(latents) or (len(latents) and (latents.min() < 0 or latents.max() >= d_sae))):
         raise BundleError(f"{source}: the concepts' latent ids or offsets are malformed; the file is corrupt. "
                           f"{REFETCH}")
-    groups = [latents[start:stop].copy() for start, stop in zip(offsets[:-1], offsets[1:])]
+    groups = [latents[start:stop].copy() for start, stop in pairwise(offsets)]
     return LatentConcepts(audit.min_support, audit.similarity, audit.max_grouped_latents)._set_groups(
         groups, support, d_sae)
 

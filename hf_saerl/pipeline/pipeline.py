@@ -14,17 +14,18 @@ card); the bundle never holds a pickle.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from huggingface_hub import ModelCard, ModelHubMixin
 from sklearn.base import BaseEstimator
 
+from .._version import __version__
 from ..core.fingerprint import stable_hash
 from ..core.validation import check_real, is_fitted
+from ..errors import InvalidParameterError, MissingColumnError, NonFiniteError, ParameterTypeError, WidthMismatchError
 from ..estimators.selection import check_probability_threshold
-from ..errors import (InvalidParameterError, MissingColumnError, NonFiniteError, ParameterTypeError,
-                      WidthMismatchError)
 from .bundle import (
     PIPELINE_FORMAT,
     PIPELINE_FORMAT_VERSION,
@@ -37,11 +38,10 @@ from .bundle import (
     load_estimators,
     write_bundle,
 )
-from .._version import __version__
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SAERLPipeline", "check_bundle", "PIPELINE_FORMAT_VERSION"]
+__all__ = ["PIPELINE_FORMAT_VERSION", "SAERLPipeline", "check_bundle"]
 
 
 class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
@@ -162,7 +162,7 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
 
     # ------------------------------------------------------------------ fitting
     def fit(self, dataset: Any, *, quality_label: str | None = None, difficulty_label: str | None = None,
-            cluster_reference: str | None = None, batch_size: int = 256) -> "SAERLPipeline":
+            cluster_reference: str | None = None, batch_size: int = 256) -> SAERLPipeline:
         """Encode ``dataset`` once (unless it already has the SAE columns) and fit every estimator set.
 
         Args:
@@ -378,7 +378,7 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, force_download: bool = False,
                         token: str | bool | None = None, cache_dir: str | Path | None = None,
                         local_files_only: bool = False, revision: str | None = None, model: Any = None,
-                        tokenizer: Any = None, **encoder_kwargs: Any) -> "SAERLPipeline":
+                        tokenizer: Any = None, **encoder_kwargs: Any) -> SAERLPipeline:
         """Load a pipeline from a local folder or a Hub model repo, checked first by
         :func:`~hf_saerl.pipeline.bundle.check_bundle`.
 
@@ -398,7 +398,7 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
     def _from_pretrained(cls, *, model_id: str, revision: str | None = None, cache_dir: str | Path | None = None,
                          force_download: bool = False, proxies: dict | None = None, resume_download: bool | None = None,
                          local_files_only: bool = False, token: str | bool | None = None, model: Any = None,
-                         tokenizer: Any = None, **encoder_kwargs: Any) -> "SAERLPipeline":
+                         tokenizer: Any = None, **encoder_kwargs: Any) -> SAERLPipeline:
         """The bundle of ``model_id`` (a folder or a Hub repo), checked, with its parts built back."""
         folder = bundle_folder(model_id, revision=revision, token=token, cache_dir=cache_dir,
                                force_download=force_download, local_files_only=local_files_only)
