@@ -40,7 +40,7 @@ from .concepts import LatentConcepts, firing
 from .regions import labels_to_regions, pair_regions
 from .rows import pair_digests
 from .saving import AUDIT_CARD, load_audit, save_audit
-from .spans import encode_prompts, encode_response_spans
+from .spans import SpanFeatures, encode_prompts, encode_response_spans
 from .statistics import GLOBAL_REGION, concept_statistics
 
 __all__ = ["PreferenceAudit"]
@@ -204,9 +204,12 @@ class PreferenceAudit(ModelHubMixin, BaseEstimator, library_name="hf_saerl",
         prompts, chosen, rejected = (list(dataset[c]) for c in cols[:3])
         if not prompts:
             raise InvalidParameterError("The dataset has no pairs to audit; pass a dataset with at least one row.")
-        kw = dict(poolings=("max", "freq"), top_k=self.top_k, batch_size=self.batch_size, progress=self.progress)
-        c = encode_response_spans(self.encoder, prompts, chosen, column=self.chosen_column, **kw)
-        r = encode_response_spans(self.encoder, prompts, rejected, column=self.rejected_column, **kw)
+
+        def spans(responses: list[Any], column: str) -> SpanFeatures:
+            return encode_response_spans(self.encoder, prompts, responses, poolings=("max", "freq"), top_k=self.top_k,
+                                         batch_size=self.batch_size, progress=self.progress, column=column)
+
+        c, r = spans(chosen, self.chosen_column), spans(rejected, self.rejected_column)
         p = None
         if self.encode_prompt:
             p = encode_prompts(self.encoder, prompts, top_k=self.top_k, batch_size=self.batch_size,

@@ -73,8 +73,8 @@ class AuditReport:
             both = np.vstack([strength["chosen"], strength["rejected"]])
             n = audit.n_pairs_
             for j, k in enumerate(concepts):
-                order = np.argsort(-both[:, j], kind="stable")[:n_examples]
-                order = [i for i in order if both[i, j] > 0]
+                ranked = np.argsort(-both[:, j], kind="stable")[:n_examples]
+                order = [int(i) for i in ranked if both[i, j] > 0]
                 sides = ["chosen" if i < n else "rejected" for i in order]
                 texts = [audit.texts_[0][i] if i < n else audit.texts_[1][i - n] for i in order]
                 examples[k] = ([_snippet(t, snippet_chars) for t in texts], [f"{s} #{i % n}" for s, i in zip(sides, order, strict=True)])

@@ -32,10 +32,9 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import partial
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -46,6 +45,9 @@ from ..core.files import REFETCH, fetch_file, read_arrays, take_array, write_arr
 from ..core.serialization import check_format_version, read_json, write_json
 from ..errors import BundleError, HookMismatchError, InvalidParameterError, WidthMismatchError
 from .concepts import LatentConcepts, firing
+
+if TYPE_CHECKING:  # preference.py imports this module: the class is named for the checker only
+    from .preference import PreferenceAudit
 
 __all__ = ["AUDIT_CARD", "FITTED_PARAMS", "FORMAT_VERSION", "load_audit", "save_audit"]
 
@@ -86,7 +88,7 @@ kept, counts = filter_pairs(pairs, audit, threshold=0.5)  # pairs: the audited d
 """
 
 
-def save_audit(audit: Any, directory: Path) -> None:
+def save_audit(audit: PreferenceAudit, directory: Path) -> None:
     """Write ``config.json``, ``audit.json``, ``audit.safetensors`` (and ``texts.json``) of a fitted ``audit``."""
     directory.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {}
@@ -132,8 +134,8 @@ def save_audit(audit: Any, directory: Path) -> None:
     write_json(directory / CONFIG_NAME, params, nonfinite="raise")
 
 
-def load_audit(cls: type, model_id: str, *, encoder: Any = None, subfolder: str | None = None,
-               params: Mapping[str, Any] | None = None, **hub_kwargs: Any) -> Any:
+def load_audit(cls: type[PreferenceAudit], model_id: str, *, encoder: Any = None, subfolder: str | None = None,
+               params: Mapping[str, Any] | None = None, **hub_kwargs: Any) -> PreferenceAudit:
     """A fitted ``cls`` (``PreferenceAudit``) read from the folder / Hub repo ``model_id`` (``/subfolder``).
 
     ``encoder`` is checked against the saved SAE width (:class:`~hf_saerl.errors.WidthMismatchError`) and hook
@@ -141,7 +143,10 @@ def load_audit(cls: type, model_id: str, *, encoder: Any = None, subfolder: str 
     :data:`FITTED_PARAMS`.
     """
     expected = [CONFIG_NAME, STATE_NAME, ARRAYS_NAME]
-    fetch = partial(fetch_file, model_id, expected=expected, owner=cls.__name__, subfolder=subfolder, **hub_kwargs)
+
+    def fetch(filename: str) -> Path:
+        return fetch_file(model_id, filename, expected=expected, owner=cls.__name__, subfolder=subfolder, **hub_kwargs)
+
     config = read_json(fetch(CONFIG_NAME), f"the {cls.__name__}'s parameters", REFETCH)
     state_path = fetch(STATE_NAME)
     state = read_json(state_path, f"the fitted {cls.__name__}", REFETCH)
@@ -157,8 +162,8 @@ def load_audit(cls: type, model_id: str, *, encoder: Any = None, subfolder: str 
     texts = None
     if _field(state, "texts", bool, state_path):
         texts_path = fetch(TEXTS_NAME)
-        texts = read_json(texts_path, "the audited texts", REFETCH)
-        texts = (_texts(texts, "chosen", n, texts_path), _texts(texts, "rejected", n, texts_path))
+        saved_texts = read_json(texts_path, "the audited texts", REFETCH)
+        texts = (_texts(saved_texts, "chosen", n, texts_path), _texts(saved_texts, "rejected", n, texts_path))
     audit = cls(encoder, **_params(cls, config, params or {}))
     _check_encoder(encoder, d, state.get("encoder"), state_path)
 
@@ -203,7 +208,7 @@ def _field(state: Mapping[str, Any], key: str, kind: type, path: Path) -> Any:
     return value
 
 
-def _params(cls: type, config: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+def _params(cls: type[PreferenceAudit], config: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """Saved constructor parameters (tuples restored), with the allowed ``overrides`` applied."""
     names = [p for p in cls._get_param_names() if p != "encoder"]
     unknown = sorted(set(overrides) - set(names))

@@ -34,12 +34,15 @@ import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.files import check_sealed, sealed
 from ..core.hub import local_folder
 from ..core.serialization import check_format_version, read_json, write_json
 from ..errors import BundleError, HookMismatchError, InvalidParameterError, WidthMismatchError
+
+if TYPE_CHECKING:  # imported at run time on first use only (scikit-learn, torch): see estimator_classes
+    from ..estimators.base import SAEEstimator
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +87,7 @@ _NOT_A_BUNDLE = ("Point from_pretrained at a folder written by SAERLPipeline.sav
 
 # ---------------------------------------------------------------------- the layout
 @functools.cache
-def estimator_classes() -> dict[str, type]:
+def estimator_classes() -> dict[str, type[SAEEstimator]]:
     """Role -> estimator class, in the order a pipeline applies them: the one list of a pipeline's parts.
 
     Imported on first use (the estimators pull in scikit-learn and torch).

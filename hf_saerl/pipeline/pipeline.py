@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import ModelCard, ModelHubMixin
 from sklearn.base import BaseEstimator
@@ -38,6 +38,11 @@ from .bundle import (
     load_estimators,
     write_bundle,
 )
+
+if TYPE_CHECKING:
+    # the mixin hands its own record of the constructor arguments (a dict or a dataclass) back as config=;
+    # _refuse_config lets that through and refuses any other value
+    from _typeshed import DataclassInstance
 
 logger = logging.getLogger(__name__)
 
@@ -256,7 +261,7 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
             ds = _map_estimator(ds, self.quality, "quality probe", batch_size, num_proc)
             if self.quality_threshold is not None:
                 ds = _filter_quality(ds, self.quality.output_column, float(self.quality_threshold), batch_size)
-                if materialised:
+                if n_rows is not None:  # a materialised Dataset: its length is known
                     stats.update(n_kept=len(ds), n_dropped=n_rows - len(ds))
                     logger.info("SAERLPipeline: kept %d of %d rows with quality >= %s, dropped %d.", len(ds), n_rows,
                                 self.quality_threshold, n_rows - len(ds))
@@ -326,7 +331,7 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
         return f"SAERLPipeline({', '.join(parts)})"
 
     # ------------------------------------------------------------------ saving (huggingface_hub's ModelHubMixin)
-    def save_pretrained(self, save_directory: str | Path, *, config: Mapping[str, Any] | None = None,
+    def save_pretrained(self, save_directory: str | Path, *, config: Mapping[str, Any] | DataclassInstance | None = None,
                         repo_id: str | None = None, push_to_hub: bool = False,
                         model_card_kwargs: Mapping[str, Any] | None = None, **push_to_hub_kwargs: Any) -> str | None:
         """``ModelHubMixin.save_pretrained``, checked first: nothing is written when the pipeline cannot be saved
@@ -343,7 +348,7 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
         return super().save_pretrained(save_directory, repo_id=repo_id, push_to_hub=push_to_hub,
                                        model_card_kwargs=card_kwargs, **push_to_hub_kwargs)
 
-    def push_to_hub(self, repo_id: str, *, config: Mapping[str, Any] | None = None,  # type: ignore[override]
+    def push_to_hub(self, repo_id: str, *, config: Mapping[str, Any] | DataclassInstance | None = None,
                     model_card_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> str:
         """``ModelHubMixin.push_to_hub`` (one commit; ``branch``, ``create_pr``, ``allow_patterns``,
         ``ignore_patterns``, ``delete_patterns`` as there), with ``repo_id`` named in the card's usage snippet."""
@@ -363,7 +368,7 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
         (Path(save_directory) / "README.md").unlink(missing_ok=True)  # the mixin writes a card only where none is
         write_bundle(save_directory, bundle_config, estimators=self.estimators(), sae=sae)
 
-    def generate_model_card(self, repo_id: str | None = None, **card_data: Any) -> ModelCard:  # type: ignore[override]
+    def generate_model_card(self, repo_id: str | None = None, **card_data: Any) -> ModelCard:
         """The README model card (components, fit-time metrics, usage) as a ``huggingface_hub.ModelCard``.
 
         ``card_data`` are extra ``ModelCardData`` fields for its YAML header (``license=``, ``datasets=``,
