@@ -15,8 +15,9 @@ A fitted audit is saved and shared like the estimators (``save_pretrained`` / ``
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,18 +25,23 @@ import scipy.sparse as sp
 from huggingface_hub import ModelHubMixin
 from sklearn.base import BaseEstimator
 
+from .._version import __version__
 from ..core.columns import column_names
-from ..core.validation import check_choice, check_fitted
-from ..core.validation import check_integer, check_real
-from ..errors import (InvalidParameterError, MissingColumnError, NonFiniteError, ParameterTypeError,
-                      RowMismatchError, WidthMismatchError)
+from ..core.validation import check_choice, check_fitted, check_integer, check_real
+from ..errors import (
+    InvalidParameterError,
+    MissingColumnError,
+    NonFiniteError,
+    ParameterTypeError,
+    RowMismatchError,
+    WidthMismatchError,
+)
 from .concepts import LatentConcepts, firing
 from .regions import labels_to_regions, pair_regions
 from .rows import pair_digests
 from .saving import AUDIT_CARD, load_audit, save_audit
-from .spans import encode_prompts, encode_response_spans
+from .spans import SpanFeatures, encode_prompts, encode_response_spans
 from .statistics import GLOBAL_REGION, concept_statistics
-from .._version import __version__
 
 __all__ = ["PreferenceAudit"]
 
@@ -168,7 +174,7 @@ class PreferenceAudit(ModelHubMixin, BaseEstimator, library_name="hf_saerl",
         self.encode_prompt, self.top_k, self.batch_size = encode_prompt, top_k, batch_size
         self.progress, self.random_state = progress, random_state
 
-    def set_params(self, **params: Any) -> "PreferenceAudit":
+    def set_params(self, **params: Any) -> PreferenceAudit:
         """Set constructor parameters (scikit-learn style); an unknown name is an InvalidParameterError."""
         valid = self.get_params(deep=False)
         unknown = sorted(set(params) - set(valid))
@@ -181,7 +187,7 @@ class PreferenceAudit(ModelHubMixin, BaseEstimator, library_name="hf_saerl",
         return hasattr(self, "statistics_")
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, dataset: Any, y: Any = None) -> "PreferenceAudit":
+    def fit(self, dataset: Any, y: Any = None) -> PreferenceAudit:
         """Encode every pair's spans with :attr:`encoder`, then fit as :meth:`fit_features` does. Returns self."""
         if self.encoder is None:
             raise InvalidParameterError("PreferenceAudit.fit needs an encoder: PreferenceAudit(SAEEncoder(...)). With "
@@ -198,9 +204,12 @@ class PreferenceAudit(ModelHubMixin, BaseEstimator, library_name="hf_saerl",
         prompts, chosen, rejected = (list(dataset[c]) for c in cols[:3])
         if not prompts:
             raise InvalidParameterError("The dataset has no pairs to audit; pass a dataset with at least one row.")
-        kw = dict(poolings=("max", "freq"), top_k=self.top_k, batch_size=self.batch_size, progress=self.progress)
-        c = encode_response_spans(self.encoder, prompts, chosen, column=self.chosen_column, **kw)
-        r = encode_response_spans(self.encoder, prompts, rejected, column=self.rejected_column, **kw)
+
+        def spans(responses: list[Any], column: str) -> SpanFeatures:
+            return encode_response_spans(self.encoder, prompts, responses, poolings=("max", "freq"), top_k=self.top_k,
+                                         batch_size=self.batch_size, progress=self.progress, column=column)
+
+        c, r = spans(chosen, self.chosen_column), spans(rejected, self.rejected_column)
         p = None
         if self.encode_prompt:
             p = encode_prompts(self.encoder, prompts, top_k=self.top_k, batch_size=self.batch_size,
@@ -216,7 +225,7 @@ class PreferenceAudit(ModelHubMixin, BaseEstimator, library_name="hf_saerl",
     def fit_features(self, chosen_max: Any, chosen_freq: Any, rejected_max: Any, rejected_freq: Any, *,
                      prompt_max: Any = None, regions: Any = None, region_labels: Sequence[Any] | None = None,
                      texts: tuple[Sequence[Any], Sequence[Any]] | None = None,
-                     pairs: Any = None) -> "PreferenceAudit":
+                     pairs: Any = None) -> PreferenceAudit:
         """Fit from already pooled ``(n, d_sae)`` matrices (max and firing-frequency pooling of each side).
 
         ``regions`` (int ids) or ``region_labels`` (any labels) override the region clustering; ``texts``
@@ -252,7 +261,7 @@ class PreferenceAudit(ModelHubMixin, BaseEstimator, library_name="hf_saerl",
              regions: Any = None, region_labels: Sequence[Any] | None = None,
              texts: tuple[Sequence[Any], Sequence[Any]] | None = None, digests: np.ndarray | None = None,
              n_tokens: dict[str, np.ndarray] | None = None, n_truncated: int = 0,
-             encoder_config: dict[str, Any] | None = None) -> "PreferenceAudit":
+             encoder_config: dict[str, Any] | None = None) -> PreferenceAudit:
         """Everything is computed first and set at the end, so a fit that fails leaves no partial state."""
         self._check_params()
         chosen_max = _check_matrix("chosen_max", chosen_max, None, None)
@@ -387,7 +396,7 @@ class PreferenceAudit(ModelHubMixin, BaseEstimator, library_name="hf_saerl",
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, encoder: Any = None,
                         force_download: bool = False, token: str | bool | None = None,
                         cache_dir: str | Path | None = None, local_files_only: bool = False,
-                        revision: str | None = None, **params: Any) -> "PreferenceAudit":
+                        revision: str | None = None, **params: Any) -> PreferenceAudit:
         """Load a saved audit from a folder or a Hub repo id (``huggingface_hub`` keyword arguments apply).
 
         The encoder is not saved (only its ``config()``): pass ``encoder=`` to :meth:`fit` again later; its SAE
@@ -405,7 +414,7 @@ class PreferenceAudit(ModelHubMixin, BaseEstimator, library_name="hf_saerl",
     def _from_pretrained(cls, *, model_id: str, revision: str | None = None, cache_dir: str | Path | None = None,
                          force_download: bool = False, local_files_only: bool = False,
                          token: str | bool | None = None, subfolder: str | None = None, encoder: Any = None,
-                         **params: Any) -> "PreferenceAudit":
+                         **params: Any) -> PreferenceAudit:
         """Load from a folder or a Hub repo id (optionally a ``subfolder`` of it); see :func:`.saving.load_audit`."""
         hub = dict(revision=revision, cache_dir=cache_dir, force_download=force_download,
                    local_files_only=local_files_only, token=token)

@@ -21,12 +21,12 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 __all__ = ["AuditReport"]
 
@@ -51,7 +51,7 @@ class AuditReport:
 
     @classmethod
     def from_audit(cls, audit: Any, *, top: int = 10, n_examples: int = 3, labeler: Callable[..., str] | None = None,
-                   snippet_chars: int = 160, region: int | None = None, flagged_only: bool = False) -> "AuditReport":
+                   snippet_chars: int = 160, region: int | None = None, flagged_only: bool = False) -> AuditReport:
         stats = audit.statistics_
         if region is not None:
             stats = stats[stats["region"] == region]
@@ -73,11 +73,11 @@ class AuditReport:
             both = np.vstack([strength["chosen"], strength["rejected"]])
             n = audit.n_pairs_
             for j, k in enumerate(concepts):
-                order = np.argsort(-both[:, j], kind="stable")[:n_examples]
-                order = [i for i in order if both[i, j] > 0]
+                ranked = np.argsort(-both[:, j], kind="stable")[:n_examples]
+                order = [int(i) for i in ranked if both[i, j] > 0]
                 sides = ["chosen" if i < n else "rejected" for i in order]
                 texts = [audit.texts_[0][i] if i < n else audit.texts_[1][i - n] for i in order]
-                examples[k] = ([_snippet(t, snippet_chars) for t in texts], [f"{s} #{i % n}" for s, i in zip(sides, order)])
+                examples[k] = ([_snippet(t, snippet_chars) for t in texts], [f"{s} #{i % n}" for s, i in zip(sides, order, strict=True)])
         table["examples"] = [examples.get(k, ([], []))[0] for k in table["concept"]]
         table["example_sides"] = [examples.get(k, ([], []))[1] for k in table["concept"]]
         names = {}
@@ -135,7 +135,7 @@ class AuditReport:
             for _, row in part.iterrows():
                 if row["examples"]:
                     lines.append(f"**{_md(row['name'])}** ({row['region_name']}), top-activating responses:")
-                    lines += [f"- _{side}_: {_md(text)}" for text, side in zip(row["examples"], row["example_sides"])]
+                    lines += [f"- _{side}_: {_md(text)}" for text, side in zip(row["examples"], row["example_sides"], strict=True)]
                     lines.append("")
         return "\n".join(lines).rstrip() + "\n"
 

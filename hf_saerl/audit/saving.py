@@ -31,21 +31,25 @@ Example:
 
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Mapping
+from itertools import pairwise
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from .._version import __version__
+from ..core.files import REFETCH, fetch_file, read_arrays, take_array, write_arrays
 from ..core.serialization import check_format_version, read_json, write_json
 from ..errors import BundleError, HookMismatchError, InvalidParameterError, WidthMismatchError
-from ..core.files import REFETCH, fetch_file, read_arrays, take_array, write_arrays
 from .concepts import LatentConcepts, firing
 
-__all__ = ["FORMAT_VERSION", "AUDIT_CARD", "FITTED_PARAMS", "save_audit", "load_audit"]
+if TYPE_CHECKING:  # preference.py imports this module: the class is named for the checker only
+    from .preference import PreferenceAudit
+
+__all__ = ["AUDIT_CARD", "FITTED_PARAMS", "FORMAT_VERSION", "load_audit", "save_audit"]
 
 #: Version of the on-disk layout written by :func:`save_audit`.
 FORMAT_VERSION = 1
@@ -84,7 +88,7 @@ kept, counts = filter_pairs(pairs, audit, threshold=0.5)  # pairs: the audited d
 """
 
 
-def save_audit(audit: Any, directory: Path) -> None:
+def save_audit(audit: PreferenceAudit, directory: Path) -> None:
     """Write ``config.json``, ``audit.json``, ``audit.safetensors`` (and ``texts.json``) of a fitted ``audit``."""
     directory.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {}
@@ -119,7 +123,7 @@ def save_audit(audit: Any, directory: Path) -> None:
         "region_names": list(audit.region_names_),
         "n_truncated": int(audit.n_truncated_),
         "matrices": saved,
-        "statistics": {"columns": list(stats.columns), "n_rows": int(len(stats)), "values": text_columns},
+        "statistics": {"columns": list(stats.columns), "n_rows": len(stats), "values": text_columns},
         "encoder": audit.encoder_config_,
         "texts": audit.texts_ is not None,
     }
@@ -130,8 +134,8 @@ def save_audit(audit: Any, directory: Path) -> None:
     write_json(directory / CONFIG_NAME, params, nonfinite="raise")
 
 
-def load_audit(cls: type, model_id: str, *, encoder: Any = None, subfolder: str | None = None,
-               params: Mapping[str, Any] | None = None, **hub_kwargs: Any) -> Any:
+def load_audit(cls: type[PreferenceAudit], model_id: str, *, encoder: Any = None, subfolder: str | None = None,
+               params: Mapping[str, Any] | None = None, **hub_kwargs: Any) -> PreferenceAudit:
     """A fitted ``cls`` (``PreferenceAudit``) read from the folder / Hub repo ``model_id`` (``/subfolder``).
 
     ``encoder`` is checked against the saved SAE width (:class:`~hf_saerl.errors.WidthMismatchError`) and hook
@@ -139,7 +143,10 @@ def load_audit(cls: type, model_id: str, *, encoder: Any = None, subfolder: str 
     :data:`FITTED_PARAMS`.
     """
     expected = [CONFIG_NAME, STATE_NAME, ARRAYS_NAME]
-    fetch = partial(fetch_file, model_id, expected=expected, owner=cls.__name__, subfolder=subfolder, **hub_kwargs)
+
+    def fetch(filename: str) -> Path:
+        return fetch_file(model_id, filename, expected=expected, owner=cls.__name__, subfolder=subfolder, **hub_kwargs)
+
     config = read_json(fetch(CONFIG_NAME), f"the {cls.__name__}'s parameters", REFETCH)
     state_path = fetch(STATE_NAME)
     state = read_json(state_path, f"the fitted {cls.__name__}", REFETCH)
@@ -155,8 +162,8 @@ def load_audit(cls: type, model_id: str, *, encoder: Any = None, subfolder: str 
     texts = None
     if _field(state, "texts", bool, state_path):
         texts_path = fetch(TEXTS_NAME)
-        texts = read_json(texts_path, "the audited texts", REFETCH)
-        texts = (_texts(texts, "chosen", n, texts_path), _texts(texts, "rejected", n, texts_path))
+        saved_texts = read_json(texts_path, "the audited texts", REFETCH)
+        texts = (_texts(saved_texts, "chosen", n, texts_path), _texts(saved_texts, "rejected", n, texts_path))
     audit = cls(encoder, **_params(cls, config, params or {}))
     _check_encoder(encoder, d, state.get("encoder"), state_path)
 
@@ -201,7 +208,7 @@ def _field(state: Mapping[str, Any], key: str, kind: type, path: Path) -> Any:
     return value
 
 
-def _params(cls: type, config: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+def _params(cls: type[PreferenceAudit], config: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """Saved constructor parameters (tuples restored), with the allowed ``overrides`` applied."""
     names = [p for p in cls._get_param_names() if p != "encoder"]
     unknown = sorted(set(overrides) - set(names))
@@ -253,7 +260,7 @@ def _concepts(arrays: Mapping[str, np.ndarray], d_sae: int, audit: Any, source: 
             or offsets[-1] != len(latents) or (len(latents) and (latents.min() < 0 or latents.max() >= d_sae))):
         raise BundleError(f"{source}: the concepts' latent ids or offsets are malformed; the file is corrupt. "
                           f"{REFETCH}")
-    groups = [latents[start:stop].copy() for start, stop in zip(offsets[:-1], offsets[1:])]
+    groups = [latents[start:stop].copy() for start, stop in pairwise(offsets)]
     return LatentConcepts(audit.min_support, audit.similarity, audit.max_grouped_latents)._set_groups(
         groups, support, d_sae)
 

@@ -32,21 +32,41 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any
 
+from ..core.files import check_sealed, sealed
 from ..core.hub import local_folder
 from ..core.serialization import check_format_version, read_json, write_json
-from ..core.files import check_sealed, sealed
 from ..errors import BundleError, HookMismatchError, InvalidParameterError, WidthMismatchError
+
+if TYPE_CHECKING:  # imported at run time on first use only (scikit-learn, torch): see estimator_classes
+    from ..estimators.base import SAEEstimator
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "PIPELINE_FORMAT", "PIPELINE_FORMAT_VERSION", "CONFIG_NAME", "CARD_NAME", "SAE_FOLDER", "SAE_FILES",
-    "estimator_classes", "estimator_folder", "bundle_patterns", "bundle_folder", "encoder_record", "encoder_options",
-    "model_record", "write_bundle", "check_bundle", "file_sha256",
-    "check_safetensors", "load_estimators", "build_encoder", "resolve_model",
+    "CARD_NAME",
+    "CONFIG_NAME",
+    "PIPELINE_FORMAT",
+    "PIPELINE_FORMAT_VERSION",
+    "SAE_FILES",
+    "SAE_FOLDER",
+    "build_encoder",
+    "bundle_folder",
+    "bundle_patterns",
+    "check_bundle",
+    "check_safetensors",
+    "encoder_options",
+    "encoder_record",
+    "estimator_classes",
+    "estimator_folder",
+    "file_sha256",
+    "load_estimators",
+    "model_record",
+    "resolve_model",
+    "write_bundle",
 ]
 
 #: The ``format`` a pipeline's ``config.json`` declares.
@@ -67,7 +87,7 @@ _NOT_A_BUNDLE = ("Point from_pretrained at a folder written by SAERLPipeline.sav
 
 # ---------------------------------------------------------------------- the layout
 @functools.cache
-def estimator_classes() -> dict[str, type]:
+def estimator_classes() -> dict[str, type[SAEEstimator]]:
     """Role -> estimator class, in the order a pipeline applies them: the one list of a pipeline's parts.
 
     Imported on first use (the estimators pull in scikit-learn and torch).

@@ -14,17 +14,18 @@ card); the bundle never holds a pickle.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import ModelCard, ModelHubMixin
 from sklearn.base import BaseEstimator
 
+from .._version import __version__
 from ..core.fingerprint import stable_hash
 from ..core.validation import check_real, is_fitted
+from ..errors import InvalidParameterError, MissingColumnError, NonFiniteError, ParameterTypeError, WidthMismatchError
 from ..estimators.selection import check_probability_threshold
-from ..errors import (InvalidParameterError, MissingColumnError, NonFiniteError, ParameterTypeError,
-                      WidthMismatchError)
 from .bundle import (
     PIPELINE_FORMAT,
     PIPELINE_FORMAT_VERSION,
@@ -37,11 +38,15 @@ from .bundle import (
     load_estimators,
     write_bundle,
 )
-from .._version import __version__
+
+if TYPE_CHECKING:
+    # the mixin hands its own record of the constructor arguments (a dict or a dataclass) back as config=;
+    # _refuse_config lets that through and refuses any other value
+    from _typeshed import DataclassInstance
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SAERLPipeline", "check_bundle", "PIPELINE_FORMAT_VERSION"]
+__all__ = ["PIPELINE_FORMAT_VERSION", "SAERLPipeline", "check_bundle"]
 
 
 class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
@@ -162,7 +167,7 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
 
     # ------------------------------------------------------------------ fitting
     def fit(self, dataset: Any, *, quality_label: str | None = None, difficulty_label: str | None = None,
-            cluster_reference: str | None = None, batch_size: int = 256) -> "SAERLPipeline":
+            cluster_reference: str | None = None, batch_size: int = 256) -> SAERLPipeline:
         """Encode ``dataset`` once (unless it already has the SAE columns) and fit every estimator set.
 
         Args:
@@ -256,7 +261,7 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
             ds = _map_estimator(ds, self.quality, "quality probe", batch_size, num_proc)
             if self.quality_threshold is not None:
                 ds = _filter_quality(ds, self.quality.output_column, float(self.quality_threshold), batch_size)
-                if materialised:
+                if n_rows is not None:  # a materialised Dataset: its length is known
                     stats.update(n_kept=len(ds), n_dropped=n_rows - len(ds))
                     logger.info("SAERLPipeline: kept %d of %d rows with quality >= %s, dropped %d.", len(ds), n_rows,
                                 self.quality_threshold, n_rows - len(ds))
@@ -326,7 +331,7 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
         return f"SAERLPipeline({', '.join(parts)})"
 
     # ------------------------------------------------------------------ saving (huggingface_hub's ModelHubMixin)
-    def save_pretrained(self, save_directory: str | Path, *, config: Mapping[str, Any] | None = None,
+    def save_pretrained(self, save_directory: str | Path, *, config: Mapping[str, Any] | DataclassInstance | None = None,
                         repo_id: str | None = None, push_to_hub: bool = False,
                         model_card_kwargs: Mapping[str, Any] | None = None, **push_to_hub_kwargs: Any) -> str | None:
         """``ModelHubMixin.save_pretrained``, checked first: nothing is written when the pipeline cannot be saved
@@ -343,7 +348,7 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
         return super().save_pretrained(save_directory, repo_id=repo_id, push_to_hub=push_to_hub,
                                        model_card_kwargs=card_kwargs, **push_to_hub_kwargs)
 
-    def push_to_hub(self, repo_id: str, *, config: Mapping[str, Any] | None = None,  # type: ignore[override]
+    def push_to_hub(self, repo_id: str, *, config: Mapping[str, Any] | DataclassInstance | None = None,
                     model_card_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> str:
         """``ModelHubMixin.push_to_hub`` (one commit; ``branch``, ``create_pr``, ``allow_patterns``,
         ``ignore_patterns``, ``delete_patterns`` as there), with ``repo_id`` named in the card's usage snippet."""
@@ -363,7 +368,7 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
         (Path(save_directory) / "README.md").unlink(missing_ok=True)  # the mixin writes a card only where none is
         write_bundle(save_directory, bundle_config, estimators=self.estimators(), sae=sae)
 
-    def generate_model_card(self, repo_id: str | None = None, **card_data: Any) -> ModelCard:  # type: ignore[override]
+    def generate_model_card(self, repo_id: str | None = None, **card_data: Any) -> ModelCard:
         """The README model card (components, fit-time metrics, usage) as a ``huggingface_hub.ModelCard``.
 
         ``card_data`` are extra ``ModelCardData`` fields for its YAML header (``license=``, ``datasets=``,
@@ -378,7 +383,7 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, force_download: bool = False,
                         token: str | bool | None = None, cache_dir: str | Path | None = None,
                         local_files_only: bool = False, revision: str | None = None, model: Any = None,
-                        tokenizer: Any = None, **encoder_kwargs: Any) -> "SAERLPipeline":
+                        tokenizer: Any = None, **encoder_kwargs: Any) -> SAERLPipeline:
         """Load a pipeline from a local folder or a Hub model repo, checked first by
         :func:`~hf_saerl.pipeline.bundle.check_bundle`.
 
@@ -398,7 +403,7 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
     def _from_pretrained(cls, *, model_id: str, revision: str | None = None, cache_dir: str | Path | None = None,
                          force_download: bool = False, proxies: dict | None = None, resume_download: bool | None = None,
                          local_files_only: bool = False, token: str | bool | None = None, model: Any = None,
-                         tokenizer: Any = None, **encoder_kwargs: Any) -> "SAERLPipeline":
+                         tokenizer: Any = None, **encoder_kwargs: Any) -> SAERLPipeline:
         """The bundle of ``model_id`` (a folder or a Hub repo), checked, with its parts built back."""
         folder = bundle_folder(model_id, revision=revision, token=token, cache_dir=cache_dir,
                                force_download=force_download, local_files_only=local_files_only)
