@@ -261,8 +261,13 @@ def prepare(cfg: dict[str, Any], model: Any, tokenizer: Any, sae_folder: str | N
     from scipy.stats import spearmanr
 
     from hf_saerl import DifficultyProbe, QualityProbe, SAEClusterer, SAEEncoder
-    from hf_saerl.rollouts import (ReasoningGymVerifier, RolloutLabeller, SamplingConfig, TransformersBackend,
-                                   select_for_labelling)
+    from hf_saerl.rollouts import (
+        ReasoningGymVerifier,
+        RolloutLabeller,
+        SamplingConfig,
+        TransformersBackend,
+        select_for_labelling,
+    )
 
     times: dict[str, float] = {}
     t0 = time.perf_counter()

@@ -23,17 +23,23 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from ..core.validation import check_choice, check_fitted
-from ..core.validation import check_bool, check_integer, check_real
+from ..core.validation import check_bool, check_choice, check_fitted, check_integer, check_real
 from ..errors import InvalidParameterError
 from .rows import check_rows
 
-__all__ = ["filter_pairs", "pair_weights", "add_pair_weights", "concept_margin", "add_concept_margin",
-           "resolve_concepts"]
+__all__ = [
+    "add_concept_margin",
+    "add_pair_weights",
+    "concept_margin",
+    "filter_pairs",
+    "pair_weights",
+    "resolve_concepts",
+]
 
 
 def resolve_concepts(audit: Any, concepts: int | Sequence[int] | None, leaning: str = "chosen",
@@ -93,9 +99,9 @@ def filter_pairs(dataset: Any, audit: Any, concepts: int | Sequence[int] | None 
     check_rows(dataset, audit, "filter_pairs")
     ids = resolve_concepts(audit, concepts, leaning, method="filter_pairs")
     D = audit.disparity(ids) * (1.0 if leaning == "chosen" else -1.0)
-    hit = D >= threshold - 1e-12
+    hit = threshold - 1e-12 <= D
     drop = hit.any(axis=1)
-    counts = {"n_pairs": int(len(drop)), "n_removed": int(drop.sum()), "n_kept": int((~drop).sum()),
+    counts = {"n_pairs": len(drop), "n_removed": int(drop.sum()), "n_kept": int((~drop).sum()),
               "per_concept": {c: int(hit[:, j].sum()) for j, c in enumerate(ids)}, "threshold": threshold}
     return dataset.select(np.flatnonzero(~drop)), counts
 

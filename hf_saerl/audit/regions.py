@@ -14,14 +14,15 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InvalidParameterError
 
-__all__ = ["pair_regions", "labels_to_regions"]
+__all__ = ["labels_to_regions", "pair_regions"]
 
 
 def labels_to_regions(labels: Sequence[Any]) -> tuple[np.ndarray, list[str]]:

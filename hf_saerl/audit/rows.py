@@ -19,7 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ from ..core.columns import column_names
 from ..core.validation import check_fitted
 from ..errors import RowMismatchError
 
-__all__ = ["pair_digests", "check_rows"]
+__all__ = ["check_rows", "pair_digests"]
 
 
 def pair_digests(prompts: Sequence[Any], chosen: Sequence[Any], rejected: Sequence[Any]) -> np.ndarray:

@@ -34,7 +34,7 @@ import scipy.sparse as sp
 
 from ..errors import InvalidParameterError, NonFiniteError
 
-__all__ = ["concept_statistics", "GLOBAL_REGION"]
+__all__ = ["GLOBAL_REGION", "concept_statistics"]
 
 #: ``region`` value of the whole-dataset rows.
 GLOBAL_REGION = -1

@@ -42,16 +42,17 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 
 from ..core.fingerprint import module_digest, stable_hash
 from ..core.validation import check_integer, check_real
 from ..errors import HookMismatchError, InvalidParameterError
-from .activations import ActivationReader
 from ..models.identity import tokenizer_identity
+from .activations import ActivationReader
 from .config import DEFAULT_SAE_TRAINING
 
 logger = logging.getLogger(__name__)
@@ -366,7 +367,7 @@ class _ShuffledBatches(Iterator[torch.Tensor]):
         self.gen = torch.Generator().manual_seed(seed)
         self.order, self.pos = torch.randperm(acts.shape[0], generator=self.gen), 0
 
-    def __iter__(self) -> "_ShuffledBatches":
+    def __iter__(self) -> _ShuffledBatches:
         return self
 
     def __next__(self) -> torch.Tensor:

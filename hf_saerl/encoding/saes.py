@@ -17,7 +17,7 @@ from ..core.fingerprint import module_digest, path_digest
 from ..errors import InvalidParameterError
 from ..models.loading import check_weights_finite, is_model_spec
 
-__all__ = ["sae_reference", "load_sae", "sae_hook_name", "sae_pool_start", "sae_identity"]
+__all__ = ["load_sae", "sae_hook_name", "sae_identity", "sae_pool_start", "sae_reference"]
 
 SAESpec = Any  # (release, sae_id) | str | os.PathLike | sae_lens.SAE
 

@@ -18,7 +18,8 @@ Example:
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -28,8 +29,16 @@ from ..errors import InvalidParameterError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["column_scores", "check_threshold_args", "threshold_mask", "check_band", "band_mask", "select_rows",
-           "check_probability_threshold", "PREDICT_CHUNK_ROWS"]
+__all__ = [
+    "PREDICT_CHUNK_ROWS",
+    "band_mask",
+    "check_band",
+    "check_probability_threshold",
+    "check_threshold_args",
+    "column_scores",
+    "select_rows",
+    "threshold_mask",
+]
 
 #: Rows scored per call of the estimator in :func:`column_scores` (bounded memory on any dataset).
 PREDICT_CHUNK_ROWS = 65_536
@@ -108,7 +117,7 @@ def select_rows(dataset: Any, keep: np.ndarray, criteria: Mapping[str, Any], *, 
     ``stats`` holds ``n_rows``, ``n_kept``, ``n_dropped`` and the ``criteria``; the counts are logged at INFO
     level on ``log`` (the estimator module's logger), as ``"<what>: kept k of n rows, dropped d (<criteria>)."``.
     """
-    stats = {"n_rows": int(len(keep)), "n_kept": int(keep.sum()), "n_dropped": int((~keep).sum()), **criteria}
+    stats = {"n_rows": len(keep), "n_kept": int(keep.sum()), "n_dropped": int((~keep).sum()), **criteria}
     log.info("%s: kept %d of %d rows, dropped %d (%s).", what, stats["n_kept"], stats["n_rows"], stats["n_dropped"],
              ", ".join(f"{k}={v}" for k, v in criteria.items()))
     kept = dataset.select(np.flatnonzero(keep))

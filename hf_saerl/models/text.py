@@ -11,12 +11,13 @@ conversation none of whose messages has content (not the bare chat scaffolding).
 from __future__ import annotations
 
 import string
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..core.validation import check_bool, is_missing
 from ..errors import InvalidParameterError, MissingColumnError, ParameterTypeError
 
-__all__ = ["TextBuilder", "check_text_values", "tokenize_texts", "render_chat", "is_chat"]
+__all__ = ["TextBuilder", "check_text_values", "is_chat", "render_chat", "tokenize_texts"]
 
 
 class TextBuilder:

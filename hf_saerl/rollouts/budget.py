@@ -37,7 +37,7 @@ from ..errors import InvalidParameterError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["select_for_labelling", "split_for_labelling", "allocate_budget", "STRATEGIES"]
+__all__ = ["STRATEGIES", "allocate_budget", "select_for_labelling", "split_for_labelling"]
 
 STRATEGIES = ("random", "stratified")
 

@@ -15,10 +15,22 @@ from sklearn.exceptions import NotFittedError
 
 import hf_saerl.core.files as files_module
 from hf_saerl import SAEEncoder
-from hf_saerl.audit import (PreferenceAudit, add_concept_margin, add_pair_weights, concept_margin, filter_pairs,
-                            pair_weights)
-from hf_saerl.errors import (BundleError, HookMismatchError, InvalidParameterError, NonFiniteError, RowMismatchError,
-                             WidthMismatchError)
+from hf_saerl.audit import (
+    PreferenceAudit,
+    add_concept_margin,
+    add_pair_weights,
+    concept_margin,
+    filter_pairs,
+    pair_weights,
+)
+from hf_saerl.errors import (
+    BundleError,
+    HookMismatchError,
+    InvalidParameterError,
+    NonFiniteError,
+    RowMismatchError,
+    WidthMismatchError,
+)
 from hf_saerl.testing import edit_arrays, edit_json
 
 N = 120

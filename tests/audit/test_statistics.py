@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from scipy import stats as scistats
-
 from sklearn.exceptions import NotFittedError
 
 from hf_saerl.audit import GLOBAL_REGION, LatentConcepts, PreferenceAudit, concept_statistics

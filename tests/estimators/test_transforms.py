@@ -90,7 +90,7 @@ def test_sparsity_pattern_kept_and_input_untouched():
     out = FeatureTransform(["log1p", "length", "std", "l2"]).fit_transform(X)
     assert out.format == "csr" and out.dtype == np.float64
     assert out.nnz == X.nnz
-    assert (X != before).nnz == 0
+    assert (before != X).nnz == 0
 
 
 def test_explicit_zeros_do_not_count_as_active():

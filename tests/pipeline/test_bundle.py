@@ -10,7 +10,6 @@ exactly like the original: never loaded into different results. Its counts are w
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 from collections import Counter

@@ -4,8 +4,8 @@ import fnmatch
 import json
 import re
 import shutil
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest

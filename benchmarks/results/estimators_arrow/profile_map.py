@@ -6,10 +6,10 @@ import pstats
 import sys
 
 sys.path.insert(0, "benchmarks")
-import datasets  # noqa: E402
-from bench_estimators import codes, to_dataset  # noqa: E402
+import datasets
+from bench_estimators import codes, to_dataset
 
-from hf_saerl import QualityProbe  # noqa: E402
+from hf_saerl import QualityProbe
 
 datasets.disable_caching()
 datasets.disable_progress_bars()

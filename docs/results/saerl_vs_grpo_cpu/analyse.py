@@ -1,7 +1,10 @@
 """Extra views of the recipe's results.json (python analyse.py results.json > analysis.json): per-seed paired
 differences vs vanilla, the mean greedy accuracy over steps 5-20, seed-mean curves."""
-import json, sys
+import json
+import sys
+
 import numpy as np
+
 with open(sys.argv[1]) as f:
     res = json.load(f)
 runs = res["runs"]

@@ -3,9 +3,13 @@ data, the options and the seed (CurriculumRepeatSampler.batches), so it is rebui
 
     python curriculum_families.py /tmp/svg_prep/55fca9d460a2   # the cpu preset's prepared data (--prep-cache)
 """
-import json, re, sys
+import json
+import re
+import sys
 from collections import Counter
+
 from datasets import load_from_disk
+
 from hf_saerl.integrations.trl import CurriculumRepeatSampler
 
 prep = sys.argv[1]
