@@ -88,7 +88,13 @@ SUITE: dict[str, tuple[str, list[str], list[str], list[str], bool]] = {
         False,
     ),
     "gpu_check": ("gpu_check.py", [], ["--tiny"], ["--tiny"], True),
-    "selection": ("bench_selection.py", ["--synthetic", "400"], ["--synthetic", "200", "--seeds", "5"], ["--tiny"], True),
+    "selection": (
+        "bench_selection.py",
+        ["--synthetic", "400"],
+        ["--synthetic", "200", "--seeds", "5"],
+        ["--tiny"],
+        True,
+    ),
 }
 
 

@@ -301,11 +301,16 @@ def prepare(cfg: dict[str, Any], model: Any, tokenizer: Any, sae_folder: str | N
     # sees only a budget subset of them.
     t0 = time.perf_counter()
     verifier = ReasoningGymVerifier()
-    labeller = RolloutLabeller(backend=TransformersBackend(model, tokenizer, batch_size=cfg["gen_batch_size"]),
-                               tokenizer=tokenizer, verifier=verifier,
-                               sampling=SamplingConfig(n=cfg["label_n"], max_new_tokens=cfg["max_completion_length"],
-                                                       temperature=cfg["temperature"], seed=0),
-                               instruction=None, progress=False)
+    labeller = RolloutLabeller(
+        backend=TransformersBackend(model, tokenizer, batch_size=cfg["gen_batch_size"]),
+        tokenizer=tokenizer,
+        verifier=verifier,
+        sampling=SamplingConfig(
+            n=cfg["label_n"], max_new_tokens=cfg["max_completion_length"], temperature=cfg["temperature"], seed=0
+        ),
+        instruction=None,
+        progress=False,
+    )
     labelled = labeller.map(filtered.select_columns(["prompt", "answer", "metadata"]))
     model.train(False)
     true_pass = np.asarray(list(labelled["pass_rate"]), dtype=np.float64)

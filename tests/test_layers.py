@@ -17,10 +17,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hf_saerl"
 
 #: Stage -> rank. A module imports from strictly lower ranks (or its own stage), never above or sideways.
 RANKS = {
-    "_version": 0, "errors": 0,
+    "_version": 0,
+    "errors": 0,
     "core": 1,
     "models": 2,
-    "encoding": 3, "rollouts": 3,  # siblings over models: SAE features, and the policy's own pass rates
+    "encoding": 3,
+    "rollouts": 3,  # siblings over models: SAE features, and the policy's own pass rates
     "estimators": 4,
     "curriculum": 5,
     "selection": 6,
@@ -84,8 +86,11 @@ def _imports(module: str, path: Path):
                     yield f"{target}.{name}", [], node.lineno
             else:
                 yield target, names, node.lineno
-        elif (isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_EXPORTS" for t in node.targets)
-              and isinstance(node.value, ast.Dict)):  # lazy re-exports: name -> module, imported on first use
+        elif (
+            isinstance(node, ast.Assign)
+            and any(getattr(t, "id", None) == "_EXPORTS" for t in node.targets)
+            and isinstance(node.value, ast.Dict)
+        ):  # lazy re-exports: name -> module, imported on first use
             for key, value in zip(node.value.keys, node.value.values, strict=True):
                 if isinstance(value, ast.Constant) and isinstance(key, ast.Constant):
                     yield value.value, [key.value], value.lineno
@@ -105,7 +110,9 @@ def _resolve_module(target: str, known: set[str]) -> str:
 def test_every_stage_folder_has_a_rank():
     folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     top_modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "__main__"}
-    assert folders | top_modules <= set(RANKS), f"give these a rank in RANKS: {sorted((folders | top_modules) - set(RANKS))}"
+    assert folders | top_modules <= set(RANKS), (
+        f"give these a rank in RANKS: {sorted((folders | top_modules) - set(RANKS))}"
+    )
 
 
 def _violations(modules: list[tuple[str, Path]]) -> list[str]:
@@ -127,14 +134,21 @@ def _violations(modules: list[tuple[str, Path]]) -> list[str]:
                 continue
             if RANKS[target_stage] >= RANKS[stage]:
                 way = "up" if RANKS[target_stage] > RANKS[stage] else "sideways, into a sibling stage"
-                problems.append(f"{where}: {stage} (rank {RANKS[stage]}) imports {target} ({target_stage}, rank "
-                                f"{RANKS[target_stage]}): that goes {way}; imports must only go down the stages")
+                problems.append(
+                    f"{where}: {stage} (rank {RANKS[stage]}) imports {target} ({target_stage}, rank "
+                    f"{RANKS[target_stage]}): that goes {way}; imports must only go down the stages"
+                )
             private = [n for n in names if n.startswith("_") and not n.startswith("__")]
-            private_parts = [p for p in target.split(".")[1:]
-                             if p.startswith("_") and not p.startswith("__") and p not in SHARED_PRIVATE]
+            private_parts = [
+                p
+                for p in target.split(".")[1:]
+                if p.startswith("_") and not p.startswith("__") and p not in SHARED_PRIVATE
+            ]
             if private or private_parts:
-                problems.append(f"{where}: {module} imports private {private or private_parts} from another "
-                                f"package ({target}): make it public and documented")
+                problems.append(
+                    f"{where}: {module} imports private {private or private_parts} from another "
+                    f"package ({target}): make it public and documented"
+                )
     return problems
 
 
@@ -146,10 +160,17 @@ def test_imports_only_go_down_and_never_reach_private_names():
 def test_the_layer_check_catches_an_upward_and_a_private_import(tmp_path):
     """The scan itself works: a planted upward import and a planted private import are both reported."""
     bad = tmp_path / "bad.py"
-    bad.write_text("from ..pipeline import SAERLPipeline\nfrom ..core.hub import _secret\nfrom ..core import hub\n"
-                   "from ..rollouts.labeller import RolloutLabeller\n_EXPORTS = {'SAEClusterer': 'hf_saerl.estimators.clustering'}\n")
-    modules = [("hf_saerl.encoding.bad", bad), ("hf_saerl.pipeline", bad), ("hf_saerl.core.hub", bad),
-               ("hf_saerl.rollouts.labeller", bad), ("hf_saerl.estimators.clustering", bad)]
+    bad.write_text(
+        "from ..pipeline import SAERLPipeline\nfrom ..core.hub import _secret\nfrom ..core import hub\n"
+        "from ..rollouts.labeller import RolloutLabeller\n_EXPORTS = {'SAEClusterer': 'hf_saerl.estimators.clustering'}\n"
+    )
+    modules = [
+        ("hf_saerl.encoding.bad", bad),
+        ("hf_saerl.pipeline", bad),
+        ("hf_saerl.core.hub", bad),
+        ("hf_saerl.rollouts.labeller", bad),
+        ("hf_saerl.estimators.clustering", bad),
+    ]
     problems = _violations(modules)
     assert any("encoding (rank 3) imports hf_saerl.pipeline" in p and "goes up" in p for p in problems), problems
     assert any("imports hf_saerl.rollouts.labeller" in p and "sideways" in p for p in problems), problems

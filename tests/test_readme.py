@@ -86,7 +86,9 @@ def readme_folder(tmp_path, monkeypatch, model_dir):
         lambda self, prompts, completions, columns: [float(zlib.crc32(c.encode()) % 3 == 0) for c in completions],
     )
     uploads: list[str] = []
-    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda api, repo_id, **kw: SimpleNamespace(repo_id=repo_id))
+    monkeypatch.setattr(
+        huggingface_hub.HfApi, "create_repo", lambda api, repo_id, **kw: SimpleNamespace(repo_id=repo_id)
+    )
     monkeypatch.setattr(
         huggingface_hub.HfApi, "upload_folder", lambda api, *, repo_id, folder_path, **kw: uploads.append(repo_id)
     )

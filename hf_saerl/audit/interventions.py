@@ -42,22 +42,33 @@ __all__ = [
 ]
 
 
-def resolve_concepts(audit: Any, concepts: int | Sequence[int] | None, leaning: str = "chosen",
-                     method: str = "resolve_concepts") -> list[int]:
+def resolve_concepts(
+    audit: Any, concepts: int | Sequence[int] | None, leaning: str = "chosen", method: str = "resolve_concepts"
+) -> list[int]:
     """Concept ids to act on: the given ones, or (``None``) every concept flagged with ``leaning``."""
     check_fitted(audit, method)
     if concepts is None:
         ids = sorted(set(audit.flagged(leaning=leaning)["concept"].tolist()))
         if not ids:
-            raise InvalidParameterError(f"No concept is flagged as {leaning}-leaning; pass concepts=[...] explicitly "
-                                        "(see audit.statistics_) or relax z_threshold / half_z_threshold.")
+            raise InvalidParameterError(
+                f"No concept is flagged as {leaning}-leaning; pass concepts=[...] explicitly "
+                "(see audit.statistics_) or relax z_threshold / half_z_threshold."
+            )
         return ids
-    ids = [check_integer("concepts", c, "Pass concept ids (ints, e.g. audit.concept_of(latent)), or concepts=None "
-                         "for every flagged concept.") for c in np.atleast_1d(np.asarray(concepts, dtype=object))]
+    ids = [
+        check_integer(
+            "concepts",
+            c,
+            "Pass concept ids (ints, e.g. audit.concept_of(latent)), or concepts=None for every flagged concept.",
+        )
+        for c in np.atleast_1d(np.asarray(concepts, dtype=object))
+    ]
     bad = [c for c in ids if not 0 <= c < audit.concepts_.n_concepts_]
     if bad:
-        raise InvalidParameterError(f"Unknown concept id(s) {bad}; the audit has {audit.concepts_.n_concepts_} "
-                                    "concepts. Map a latent to its concept with audit.concept_of(latent).")
+        raise InvalidParameterError(
+            f"Unknown concept id(s) {bad}; the audit has {audit.concepts_.n_concepts_} "
+            "concepts. Map a latent to its concept with audit.concept_of(latent)."
+        )
     return ids
 
 
@@ -70,8 +81,9 @@ def _margin(audit: Any, concepts: int | Sequence[int] | None, method: str) -> np
     return audit.disparity(resolve_concepts(audit, concepts, method=method)).sum(axis=1)
 
 
-def add_concept_margin(dataset: Any, audit: Any, concepts: int | Sequence[int] | None = None,
-                       column: str = "concept_margin") -> Any:
+def add_concept_margin(
+    dataset: Any, audit: Any, concepts: int | Sequence[int] | None = None, column: str = "concept_margin"
+) -> Any:
     """``dataset`` plus a float32 ``column`` = :func:`concept_margin` (for :func:`dpo_loss` / reward shaping)."""
     check_rows(dataset, audit, "add_concept_margin")
     margin = _margin(audit, concepts, "add_concept_margin")
@@ -85,8 +97,13 @@ def _with_column(dataset: Any, column: str, values: np.ndarray) -> Any:
     return dataset.add_column(column, values.astype(np.float32).tolist())
 
 
-def filter_pairs(dataset: Any, audit: Any, concepts: int | Sequence[int] | None = None, threshold: float = 0.5,
-                 leaning: str = "chosen") -> tuple[Any, dict[str, Any]]:
+def filter_pairs(
+    dataset: Any,
+    audit: Any,
+    concepts: int | Sequence[int] | None = None,
+    threshold: float = 0.5,
+    leaning: str = "chosen",
+) -> tuple[Any, dict[str, Any]]:
     """Drop pairs whose preference a concept explains: disparity ≥ ``threshold`` (``leaning="chosen"``) or
     ≤ −``threshold`` (``leaning="rejected"``) for any of ``concepts``.
 
@@ -94,20 +111,36 @@ def filter_pairs(dataset: Any, audit: Any, concepts: int | Sequence[int] | None 
     (pairs each concept alone would remove).
     """
     check_choice("leaning", leaning, ("chosen", "rejected"))
-    threshold = check_real("threshold", threshold, "It is a disparity (share of the concept's latents): pass e.g. "
-                           "threshold=0.5.", low=0.0, high=1.0, low_open=True)
+    threshold = check_real(
+        "threshold",
+        threshold,
+        "It is a disparity (share of the concept's latents): pass e.g. threshold=0.5.",
+        low=0.0,
+        high=1.0,
+        low_open=True,
+    )
     check_rows(dataset, audit, "filter_pairs")
     ids = resolve_concepts(audit, concepts, leaning, method="filter_pairs")
     D = audit.disparity(ids) * (1.0 if leaning == "chosen" else -1.0)
     hit = threshold - 1e-12 <= D
     drop = hit.any(axis=1)
-    counts = {"n_pairs": len(drop), "n_removed": int(drop.sum()), "n_kept": int((~drop).sum()),
-              "per_concept": {c: int(hit[:, j].sum()) for j, c in enumerate(ids)}, "threshold": threshold}
+    counts = {
+        "n_pairs": len(drop),
+        "n_removed": int(drop.sum()),
+        "n_kept": int((~drop).sum()),
+        "per_concept": {c: int(hit[:, j].sum()) for j, c in enumerate(ids)},
+        "threshold": threshold,
+    }
     return dataset.select(np.flatnonzero(~drop)), counts
 
 
-def pair_weights(audit: Any, concepts: int | Sequence[int] | None = None, strength: float = 0.5,
-                 min_weight: float = 0.0, normalize: bool = False) -> np.ndarray:
+def pair_weights(
+    audit: Any,
+    concepts: int | Sequence[int] | None = None,
+    strength: float = 0.5,
+    min_weight: float = 0.0,
+    normalize: bool = False,
+) -> np.ndarray:
     """Per-pair weights ``clip(1 − strength · margin, min_weight, ∞)`` with ``margin`` = :func:`concept_margin`.
 
     ``strength > 0`` down-weights pairs whose chosen response carries more of the concept (and up-weights
@@ -117,12 +150,17 @@ def pair_weights(audit: Any, concepts: int | Sequence[int] | None = None, streng
     return _weights(audit, concepts, strength, min_weight, normalize, "pair_weights")
 
 
-def _weights(audit: Any, concepts: int | Sequence[int] | None, strength: float, min_weight: float, normalize: bool,
-             method: str) -> np.ndarray:
-    strength = check_real("strength", strength, "Pass e.g. strength=0.5 to down-weight the concept, a negative one "
-                          "to amplify it, or 0 for uniform weights.")
-    min_weight = check_real("min_weight", min_weight, "Pass e.g. min_weight=0.0 (weights are clipped below at it).",
-                            low=0.0)
+def _weights(
+    audit: Any, concepts: int | Sequence[int] | None, strength: float, min_weight: float, normalize: bool, method: str
+) -> np.ndarray:
+    strength = check_real(
+        "strength",
+        strength,
+        "Pass e.g. strength=0.5 to down-weight the concept, a negative one to amplify it, or 0 for uniform weights.",
+    )
+    min_weight = check_real(
+        "min_weight", min_weight, "Pass e.g. min_weight=0.0 (weights are clipped below at it).", low=0.0
+    )
     normalize = check_bool("normalize", normalize, "Pass normalize=True for weights of mean 1, or False.")
     w = np.maximum(1.0 - strength * _margin(audit, concepts, method), min_weight)
     if normalize:
@@ -133,8 +171,15 @@ def _weights(audit: Any, concepts: int | Sequence[int] | None, strength: float, 
     return w
 
 
-def add_pair_weights(dataset: Any, audit: Any, concepts: int | Sequence[int] | None = None, strength: float = 0.5,
-                     min_weight: float = 0.0, normalize: bool = False, column: str = "weight") -> Any:
+def add_pair_weights(
+    dataset: Any,
+    audit: Any,
+    concepts: int | Sequence[int] | None = None,
+    strength: float = 0.5,
+    min_weight: float = 0.0,
+    normalize: bool = False,
+    column: str = "weight",
+) -> Any:
     """``dataset`` plus a float32 ``column`` of :func:`pair_weights`."""
     check_rows(dataset, audit, "add_pair_weights")
     return _with_column(dataset, column, _weights(audit, concepts, strength, min_weight, normalize, "add_pair_weights"))

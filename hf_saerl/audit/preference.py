@@ -49,14 +49,19 @@ __all__ = ["PreferenceAudit"]
 def _check_matrix(name: str, X: Any, n: int | None, d: int | None) -> sp.csr_matrix:
     X = sp.csr_matrix(X, dtype=np.float32)
     if X.nnz and not np.all(np.isfinite(X.data)):
-        raise NonFiniteError(f"{name} holds NaN or infinite values; re-encode (e.g. the SAE in fp32) before auditing, "
-                             "or drop those pairs.")
+        raise NonFiniteError(
+            f"{name} holds NaN or infinite values; re-encode (e.g. the SAE in fp32) before auditing, "
+            "or drop those pairs."
+        )
     if n is not None and X.shape[0] != n:
-        raise InvalidParameterError(f"{name} has {X.shape[0]} rows, expected {n} (one per pair). Pass the matrices of "
-                                    "the same pairs, in the same order.")
+        raise InvalidParameterError(
+            f"{name} has {X.shape[0]} rows, expected {n} (one per pair). Pass the matrices of "
+            "the same pairs, in the same order."
+        )
     if d is not None and X.shape[1] != d:
-        raise WidthMismatchError(f"{name} has width {X.shape[1]}, expected d_sae={d}. Pool every side with the same "
-                                 "SAE.")
+        raise WidthMismatchError(
+            f"{name} has width {X.shape[1]}, expected d_sae={d}. Pool every side with the same SAE."
+        )
     return X
 
 
@@ -74,21 +79,30 @@ def _region_ids(regions: Any, n: int) -> np.ndarray:
             raise NonFiniteError(f"regions holds {bad.size} NaN or infinite id(s) (first at pair {int(bad[0])}). {fix}")
         bad = np.flatnonzero(ids != np.round(ids))
         if bad.size:
-            raise InvalidParameterError(f"regions must be integer ids, got {ids[bad[0]].item()!r} at pair "
-                                        f"{int(bad[0])}. {fix}")
+            raise InvalidParameterError(
+                f"regions must be integer ids, got {ids[bad[0]].item()!r} at pair {int(bad[0])}. {fix}"
+            )
     ids = ids.astype(np.int64)
     if n and ids.min() < 0:
-        raise InvalidParameterError(f"regions must be non-negative, got {ids.min()} at pair {int(np.argmin(ids))}. "
-                                    f"{fix}")
+        raise InvalidParameterError(
+            f"regions must be non-negative, got {ids.min()} at pair {int(np.argmin(ids))}. {fix}"
+        )
     return ids
 
 
-def _concept_table(audit: Any, concepts: LatentConcepts, disparity: sp.csr_matrix, regions: np.ndarray,
-                   region_names: list[str], prompt_max: sp.csr_matrix | None) -> pd.DataFrame:
+def _concept_table(
+    audit: Any,
+    concepts: LatentConcepts,
+    disparity: sp.csr_matrix,
+    regions: np.ndarray,
+    region_names: list[str],
+    prompt_max: sp.csr_matrix | None,
+) -> pd.DataFrame:
     """:func:`concept_statistics` with each concept's latents, its region's name and (with the prompts) the share
     of its latents firing on the prompt alone."""
-    stats = concept_statistics(disparity, regions, z_threshold=audit.z_threshold,
-                               half_z_threshold=audit.half_z_threshold)
+    stats = concept_statistics(
+        disparity, regions, z_threshold=audit.z_threshold, half_z_threshold=audit.half_z_threshold
+    )
     sizes = np.array([len(g) for g in concepts.concepts_])
     stats["n_latents"] = sizes[stats["concept"].to_numpy()]
     stats["latents"] = [concepts.concepts_[k].tolist() for k in stats["concept"]]
@@ -101,8 +115,13 @@ def _concept_table(audit: Any, concepts: LatentConcepts, disparity: sp.csr_matri
     return stats
 
 
-class PreferenceAudit(ModelHubMixin, BaseEstimator, library_name="hf_saerl",
-                      tags=["hf_saerl", "sparse-autoencoder", "preference-audit"], model_card_template=AUDIT_CARD):
+class PreferenceAudit(
+    ModelHubMixin,
+    BaseEstimator,
+    library_name="hf_saerl",
+    tags=["hf_saerl", "sparse-autoencoder", "preference-audit"],
+    model_card_template=AUDIT_CARD,
+):
     """Audit a preference dataset (prompt / chosen / rejected) at the level of SAE concepts.
 
     Args:
@@ -190,42 +209,71 @@ class PreferenceAudit(ModelHubMixin, BaseEstimator, library_name="hf_saerl",
     def fit(self, dataset: Any, y: Any = None) -> PreferenceAudit:
         """Encode every pair's spans with :attr:`encoder`, then fit as :meth:`fit_features` does. Returns self."""
         if self.encoder is None:
-            raise InvalidParameterError("PreferenceAudit.fit needs an encoder: PreferenceAudit(SAEEncoder(...)). With "
-                                        "features already pooled, call fit_features(...) instead.")
+            raise InvalidParameterError(
+                "PreferenceAudit.fit needs an encoder: PreferenceAudit(SAEEncoder(...)). With "
+                "features already pooled, call fit_features(...) instead."
+            )
         cols = [self.prompt_column, self.chosen_column, self.rejected_column]
         if self.region_column:
             cols.append(self.region_column)
         names = column_names(dataset) or []
         missing = [c for c in cols if c not in names]
         if missing:
-            raise MissingColumnError(f"Missing column(s) {missing}; the dataset has {sorted(names)}. Pass "
-                                     "prompt_column=, chosen_column=, rejected_column= (or region_column=) naming "
-                                     "existing columns.")
+            raise MissingColumnError(
+                f"Missing column(s) {missing}; the dataset has {sorted(names)}. Pass "
+                "prompt_column=, chosen_column=, rejected_column= (or region_column=) naming "
+                "existing columns."
+            )
         prompts, chosen, rejected = (list(dataset[c]) for c in cols[:3])
         if not prompts:
             raise InvalidParameterError("The dataset has no pairs to audit; pass a dataset with at least one row.")
 
         def spans(responses: list[Any], column: str) -> SpanFeatures:
-            return encode_response_spans(self.encoder, prompts, responses, poolings=("max", "freq"), top_k=self.top_k,
-                                         batch_size=self.batch_size, progress=self.progress, column=column)
+            return encode_response_spans(
+                self.encoder,
+                prompts,
+                responses,
+                poolings=("max", "freq"),
+                top_k=self.top_k,
+                batch_size=self.batch_size,
+                progress=self.progress,
+                column=column,
+            )
 
         c, r = spans(chosen, self.chosen_column), spans(rejected, self.rejected_column)
         p = None
         if self.encode_prompt:
-            p = encode_prompts(self.encoder, prompts, top_k=self.top_k, batch_size=self.batch_size,
-                               progress=self.progress).pooled["max"]
+            p = encode_prompts(
+                self.encoder, prompts, top_k=self.top_k, batch_size=self.batch_size, progress=self.progress
+            ).pooled["max"]
         labels = list(dataset[self.region_column]) if self.region_column else None
-        return self._fit(c.pooled["max"], c.pooled["freq"], r.pooled["max"], r.pooled["freq"], prompt_max=p,
-                         region_labels=labels, texts=(chosen, rejected),
-                         digests=pair_digests(prompts, chosen, rejected),
-                         n_tokens={"chosen": c.n_tokens, "rejected": r.n_tokens},
-                         n_truncated=int(c.truncated.sum() + r.truncated.sum()),
-                         encoder_config=self.encoder.config() if hasattr(self.encoder, "config") else None)
+        return self._fit(
+            c.pooled["max"],
+            c.pooled["freq"],
+            r.pooled["max"],
+            r.pooled["freq"],
+            prompt_max=p,
+            region_labels=labels,
+            texts=(chosen, rejected),
+            digests=pair_digests(prompts, chosen, rejected),
+            n_tokens={"chosen": c.n_tokens, "rejected": r.n_tokens},
+            n_truncated=int(c.truncated.sum() + r.truncated.sum()),
+            encoder_config=self.encoder.config() if hasattr(self.encoder, "config") else None,
+        )
 
-    def fit_features(self, chosen_max: Any, chosen_freq: Any, rejected_max: Any, rejected_freq: Any, *,
-                     prompt_max: Any = None, regions: Any = None, region_labels: Sequence[Any] | None = None,
-                     texts: tuple[Sequence[Any], Sequence[Any]] | None = None,
-                     pairs: Any = None) -> PreferenceAudit:
+    def fit_features(
+        self,
+        chosen_max: Any,
+        chosen_freq: Any,
+        rejected_max: Any,
+        rejected_freq: Any,
+        *,
+        prompt_max: Any = None,
+        regions: Any = None,
+        region_labels: Sequence[Any] | None = None,
+        texts: tuple[Sequence[Any], Sequence[Any]] | None = None,
+        pairs: Any = None,
+    ) -> PreferenceAudit:
         """Fit from already pooled ``(n, d_sae)`` matrices (max and firing-frequency pooling of each side).
 
         ``regions`` (int ids) or ``region_labels`` (any labels) override the region clustering; ``texts``
@@ -241,27 +289,53 @@ class PreferenceAudit(ModelHubMixin, BaseEstimator, library_name="hf_saerl",
             if names is not None:
                 missing = [c for c in columns if c not in names]
                 if missing:
-                    raise MissingColumnError(f"pairs lacks the column(s) {missing}; it has {sorted(names)}. Pass the "
-                                             "dataset the features were pooled from, or a (prompts, chosen, "
-                                             "rejected) tuple.")
+                    raise MissingColumnError(
+                        f"pairs lacks the column(s) {missing}; it has {sorted(names)}. Pass the "
+                        "dataset the features were pooled from, or a (prompts, chosen, "
+                        "rejected) tuple."
+                    )
                 pairs = tuple(list(pairs[c]) for c in columns)
             if not isinstance(pairs, (tuple, list)) or len(pairs) != 3:
-                raise InvalidParameterError("pairs must be a dataset with the pair columns or a (prompts, chosen, "
-                                            f"rejected) tuple; got {type(pairs).__name__}.")
+                raise InvalidParameterError(
+                    "pairs must be a dataset with the pair columns or a (prompts, chosen, "
+                    f"rejected) tuple; got {type(pairs).__name__}."
+                )
             n = sp.csr_matrix(chosen_max).shape[0]
             if any(len(side) != n for side in pairs):
-                raise RowMismatchError(f"pairs has {[len(side) for side in pairs]} prompts/chosen/rejected but the "
-                                       f"features have {n} rows. Pass the pairs the features were pooled from, in "
-                                       "the same order.")
+                raise RowMismatchError(
+                    f"pairs has {[len(side) for side in pairs]} prompts/chosen/rejected but the "
+                    f"features have {n} rows. Pass the pairs the features were pooled from, in "
+                    "the same order."
+                )
             digests = pair_digests(*pairs)
-        return self._fit(chosen_max, chosen_freq, rejected_max, rejected_freq, prompt_max=prompt_max,
-                         regions=regions, region_labels=region_labels, texts=texts, digests=digests)
+        return self._fit(
+            chosen_max,
+            chosen_freq,
+            rejected_max,
+            rejected_freq,
+            prompt_max=prompt_max,
+            regions=regions,
+            region_labels=region_labels,
+            texts=texts,
+            digests=digests,
+        )
 
-    def _fit(self, chosen_max: Any, chosen_freq: Any, rejected_max: Any, rejected_freq: Any, *, prompt_max: Any = None,
-             regions: Any = None, region_labels: Sequence[Any] | None = None,
-             texts: tuple[Sequence[Any], Sequence[Any]] | None = None, digests: np.ndarray | None = None,
-             n_tokens: dict[str, np.ndarray] | None = None, n_truncated: int = 0,
-             encoder_config: dict[str, Any] | None = None) -> PreferenceAudit:
+    def _fit(
+        self,
+        chosen_max: Any,
+        chosen_freq: Any,
+        rejected_max: Any,
+        rejected_freq: Any,
+        *,
+        prompt_max: Any = None,
+        regions: Any = None,
+        region_labels: Sequence[Any] | None = None,
+        texts: tuple[Sequence[Any], Sequence[Any]] | None = None,
+        digests: np.ndarray | None = None,
+        n_tokens: dict[str, np.ndarray] | None = None,
+        n_truncated: int = 0,
+        encoder_config: dict[str, Any] | None = None,
+    ) -> PreferenceAudit:
         """Everything is computed first and set at the end, so a fit that fails leaves no partial state."""
         self._check_params()
         chosen_max = _check_matrix("chosen_max", chosen_max, None, None)
@@ -276,26 +350,38 @@ class PreferenceAudit(ModelHubMixin, BaseEstimator, library_name="hf_saerl",
         rejected_fires = firing(rejected_max, rejected_freq, self.activation_threshold, self.frequency_threshold)
         empty = np.flatnonzero((chosen_fires.getnnz(axis=1) == 0) & (rejected_fires.getnnz(axis=1) == 0))
         if len(empty) == n:
-            raise InvalidParameterError("No latent fires on any response: lower activation_threshold / "
-                                        "frequency_threshold, or check the encoder (hook, SAE) produces activations.")
+            raise InvalidParameterError(
+                "No latent fires on any response: lower activation_threshold / "
+                "frequency_threshold, or check the encoder (hook, SAE) produces activations."
+            )
         concepts = LatentConcepts(self.min_support, self.similarity, self.max_grouped_latents).fit(
-            sp.vstack([chosen_fires, rejected_fires]))
+            sp.vstack([chosen_fires, rejected_fires])
+        )
         if concepts.n_concepts_ == 0:
-            raise InvalidParameterError(f"No latent fires on at least min_support={self.min_support} responses; lower "
-                                        "min_support or audit more pairs.")
+            raise InvalidParameterError(
+                f"No latent fires on at least min_support={self.min_support} responses; lower "
+                "min_support or audit more pairs."
+            )
         disparity = sp.csr_matrix(concepts.shares(chosen_fires) - concepts.shares(rejected_fires))
         if texts is not None and (len(texts) != 2 or any(len(side) != n for side in texts)):
-            raise InvalidParameterError(f"texts must be (chosen, rejected) with one text per pair ({n}) each; got "
-                                        f"lengths {[len(side) for side in texts]}. Pass the texts of the pooled pairs, "
-                                        "in the same order, or texts=None.")
+            raise InvalidParameterError(
+                f"texts must be (chosen, rejected) with one text per pair ({n}) each; got "
+                f"lengths {[len(side) for side in texts]}. Pass the texts of the pooled pairs, "
+                "in the same order, or texts=None."
+            )
         if regions is not None:
             region_ids = _region_ids(regions, n)
             region_names = [f"region {k}" for k in range(int(region_ids.max()) + 1)]
         elif region_labels is not None:
             region_ids, region_names = labels_to_regions(region_labels)
         else:
-            region_ids, region_names = pair_regions(chosen_freq, rejected_freq, n_regions=self.n_regions,
-                                                    auto_range=self.auto_range, random_state=self.random_state)
+            region_ids, region_names = pair_regions(
+                chosen_freq,
+                rejected_freq,
+                n_regions=self.n_regions,
+                auto_range=self.auto_range,
+                random_state=self.random_state,
+            )
         if region_ids.shape != (n,):
             raise InvalidParameterError(f"regions must give one id per pair ({n}); got shape {region_ids.shape}.")
         stats = _concept_table(self, concepts, disparity, region_ids, region_names, prompt_max)
@@ -316,19 +402,40 @@ class PreferenceAudit(ModelHubMixin, BaseEstimator, library_name="hf_saerl",
     def _check_params(self) -> None:
         """Refuse (naming the parameter) a NaN or infinite threshold, or a count that is not a whole number, before
         any work: a NaN ``z_threshold`` would silently flag nothing."""
-        for name, low in (("activation_threshold", None), ("frequency_threshold", None), ("z_threshold", 0.0),
-                          ("half_z_threshold", 0.0)):
-            check_real(name, getattr(self, name), f"Pass a finite {name} (the default is "
-                       f"{PreferenceAudit().get_params()[name]}).", low=low)
+        for name, low in (
+            ("activation_threshold", None),
+            ("frequency_threshold", None),
+            ("z_threshold", 0.0),
+            ("half_z_threshold", 0.0),
+        ):
+            check_real(
+                name,
+                getattr(self, name),
+                f"Pass a finite {name} (the default is {PreferenceAudit().get_params()[name]}).",
+                low=low,
+            )
         for name in ("min_support", "max_grouped_latents", "batch_size"):
-            check_integer(name, getattr(self, name), f"Pass a whole number, e.g. {name}="
-                          f"{PreferenceAudit().get_params()[name]}.", minimum=1)
+            check_integer(
+                name,
+                getattr(self, name),
+                f"Pass a whole number, e.g. {name}={PreferenceAudit().get_params()[name]}.",
+                minimum=1,
+            )
         if self.top_k is not None:
-            check_integer("top_k", self.top_k, "Pass the latents to keep per span, e.g. top_k=64, or top_k=None "
-                          "for every non-zero one.", minimum=1)
+            check_integer(
+                "top_k",
+                self.top_k,
+                "Pass the latents to keep per span, e.g. top_k=64, or top_k=None for every non-zero one.",
+                minimum=1,
+            )
         if self.n_regions != "auto":
-            check_integer("n_regions", self.n_regions, "Pass the number of data regions, e.g. n_regions=4, "
-                          "n_regions=1 for the global view only, or n_regions='auto'.", minimum=1)
+            check_integer(
+                "n_regions",
+                self.n_regions,
+                "Pass the number of data regions, e.g. n_regions=4, "
+                "n_regions=1 for the global view only, or n_regions='auto'.",
+                minimum=1,
+            )
 
     # ------------------------------------------------------------------ queries
     def flagged(self, leaning: str | None = None, region: int | None = None, top: int | None = None) -> pd.DataFrame:
@@ -357,7 +464,8 @@ class PreferenceAudit(ModelHubMixin, BaseEstimator, library_name="hf_saerl",
         """Per-pair concept score (share of the concept's latents firing) on ``side`` ('chosen'/'rejected')."""
         check_fitted(self, "concept_scores")
         fires = {"chosen": self.chosen_fires_, "rejected": self.rejected_fires_}[
-            check_choice("side", side, ("chosen", "rejected"))]
+            check_choice("side", side, ("chosen", "rejected"))
+        ]
         return self._concept_columns(self.concepts_.shares(fires), concepts)
 
     def _concept_columns(self, per_concept: sp.csr_matrix, concepts: int | Sequence[int]) -> np.ndarray:
@@ -365,19 +473,35 @@ class PreferenceAudit(ModelHubMixin, BaseEstimator, library_name="hf_saerl",
         ids = np.atleast_1d(np.asarray(concepts, dtype=np.int64))
         n_concepts = self.concepts_.n_concepts_
         if ids.size and (ids.min() < 0 or ids.max() >= n_concepts):
-            raise InvalidParameterError(f"Concept ids must be in [0, {n_concepts}); got {ids.tolist()}. Map a latent "
-                                        "to its concept with concept_of(latent).")
+            raise InvalidParameterError(
+                f"Concept ids must be in [0, {n_concepts}); got {ids.tolist()}. Map a latent "
+                "to its concept with concept_of(latent)."
+            )
         out = per_concept[:, ids].toarray()
         return out[:, 0] if np.isscalar(concepts) else out
 
-    def report(self, top: int = 10, n_examples: int = 3, labeler: Callable[..., str] | None = None,
-               snippet_chars: int = 160, region: int | None = None, flagged_only: bool = False):
+    def report(
+        self,
+        top: int = 10,
+        n_examples: int = 3,
+        labeler: Callable[..., str] | None = None,
+        snippet_chars: int = 160,
+        region: int | None = None,
+        flagged_only: bool = False,
+    ):
         """An :class:`~hf_saerl.audit.report.AuditReport` of the ``top`` chosen- and rejected-leaning concepts."""
         from .report import AuditReport
 
         check_fitted(self, "report")
-        return AuditReport.from_audit(self, top=top, n_examples=n_examples, labeler=labeler,
-                                      snippet_chars=snippet_chars, region=region, flagged_only=flagged_only)
+        return AuditReport.from_audit(
+            self,
+            top=top,
+            n_examples=n_examples,
+            labeler=labeler,
+            snippet_chars=snippet_chars,
+            region=region,
+            flagged_only=flagged_only,
+        )
 
     # ------------------------------------------------------------------ saving (huggingface_hub ModelHubMixin)
     def _save_pretrained(self, save_directory: Path) -> None:
@@ -387,16 +511,30 @@ class PreferenceAudit(ModelHubMixin, BaseEstimator, library_name="hf_saerl",
 
     def generate_model_card(self, *args: Any, **kwargs: Any):
         check_fitted(self, "generate_model_card")
-        values = {"n_pairs": self.n_pairs_, "d_sae": self.d_sae_, "n_concepts": self.concepts_.n_concepts_,
-                  "n_regions": len(self.region_names_), "n_flagged": int(self.statistics_["flagged"].sum()),
-                  "version": __version__, **kwargs}
+        values = {
+            "n_pairs": self.n_pairs_,
+            "d_sae": self.d_sae_,
+            "n_concepts": self.concepts_.n_concepts_,
+            "n_regions": len(self.region_names_),
+            "n_flagged": int(self.statistics_["flagged"].sum()),
+            "version": __version__,
+            **kwargs,
+        }
         return super().generate_model_card(*args, **values)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, encoder: Any = None,
-                        force_download: bool = False, token: str | bool | None = None,
-                        cache_dir: str | Path | None = None, local_files_only: bool = False,
-                        revision: str | None = None, **params: Any) -> PreferenceAudit:
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | Path,
+        *,
+        encoder: Any = None,
+        force_download: bool = False,
+        token: str | bool | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        revision: str | None = None,
+        **params: Any,
+    ) -> PreferenceAudit:
         """Load a saved audit from a folder or a Hub repo id (``huggingface_hub`` keyword arguments apply).
 
         The encoder is not saved (only its ``config()``): pass ``encoder=`` to :meth:`fit` again later; its SAE
@@ -406,16 +544,37 @@ class PreferenceAudit(ModelHubMixin, BaseEstimator, library_name="hf_saerl",
         from ..core.files import check_path_or_repo_id
 
         model_id = check_path_or_repo_id(pretrained_model_name_or_path)
-        return cls._from_pretrained(model_id=model_id, revision=revision, cache_dir=cache_dir,
-                                    force_download=force_download, local_files_only=local_files_only, token=token,
-                                    encoder=encoder, **params)
+        return cls._from_pretrained(
+            model_id=model_id,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+            encoder=encoder,
+            **params,
+        )
 
     @classmethod
-    def _from_pretrained(cls, *, model_id: str, revision: str | None = None, cache_dir: str | Path | None = None,
-                         force_download: bool = False, local_files_only: bool = False,
-                         token: str | bool | None = None, subfolder: str | None = None, encoder: Any = None,
-                         **params: Any) -> PreferenceAudit:
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        force_download: bool = False,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        subfolder: str | None = None,
+        encoder: Any = None,
+        **params: Any,
+    ) -> PreferenceAudit:
         """Load from a folder or a Hub repo id (optionally a ``subfolder`` of it); see :func:`.saving.load_audit`."""
-        hub = dict(revision=revision, cache_dir=cache_dir, force_download=force_download,
-                   local_files_only=local_files_only, token=token)
+        hub = dict(
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+        )
         return load_audit(cls, str(model_id), encoder=encoder, subfolder=subfolder, params=params, **hub)

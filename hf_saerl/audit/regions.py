@@ -32,8 +32,14 @@ def labels_to_regions(labels: Sequence[Any]) -> tuple[np.ndarray, list[str]]:
     return ids.astype(np.int64), [str(x) for x in names]
 
 
-def pair_regions(chosen: Any, rejected: Any, *, n_regions: int | str = "auto", auto_range: tuple[int, int] = (2, 8),
-                 random_state: int | None = 0) -> tuple[np.ndarray, list[str]]:
+def pair_regions(
+    chosen: Any,
+    rejected: Any,
+    *,
+    n_regions: int | str = "auto",
+    auto_range: tuple[int, int] = (2, 8),
+    random_state: int | None = 0,
+) -> tuple[np.ndarray, list[str]]:
     """Cluster pairs with :class:`hf_saerl.SAEClusterer` (cosine k-means on ``log1p``) on ``chosen + rejected``.
 
     ``n_regions=1`` puts every pair in one region. Returns ``(region id per pair, region names)``.
@@ -45,10 +51,12 @@ def pair_regions(chosen: Any, rejected: Any, *, n_regions: int | str = "auto", a
     if n_regions == 1 or n < 4:
         return np.zeros(n, dtype=np.int64), ["all"]
     if n_regions != "auto" and int(n_regions) > n:
-        raise InvalidParameterError(f"n_regions={n_regions} exceeds the {n} pairs; pass a smaller n_regions, or "
-                                    "n_regions='auto'.")
+        raise InvalidParameterError(
+            f"n_regions={n_regions} exceeds the {n} pairs; pass a smaller n_regions, or n_regions='auto'."
+        )
     lo, hi = auto_range
-    clusterer = SAEClusterer(X.shape[1], n_clusters=n_regions, auto_range=(lo, max(lo, min(hi, n - 1))),
-                             random_state=random_state)
+    clusterer = SAEClusterer(
+        X.shape[1], n_clusters=n_regions, auto_range=(lo, max(lo, min(hi, n - 1))), random_state=random_state
+    )
     ids = clusterer.fit(X).predict(X).astype(np.int64)
     return ids, [f"region {k}" for k in range(clusterer.n_clusters_)]

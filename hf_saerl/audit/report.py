@@ -30,9 +30,27 @@ import pandas as pd
 
 __all__ = ["AuditReport"]
 
-_COLUMNS = ["leaning", "rank", "concept", "name", "region", "region_name", "latents", "n_latents", "delta", "welch_z",
-            "cohens_d", "delta_even", "delta_odd", "consistent", "flagged", "rank_score", "n_in", "examples",
-            "example_sides"]
+_COLUMNS = [
+    "leaning",
+    "rank",
+    "concept",
+    "name",
+    "region",
+    "region_name",
+    "latents",
+    "n_latents",
+    "delta",
+    "welch_z",
+    "cohens_d",
+    "delta_even",
+    "delta_odd",
+    "consistent",
+    "flagged",
+    "rank_score",
+    "n_in",
+    "examples",
+    "example_sides",
+]
 
 
 def _snippet(text: Any, n: int) -> str:
@@ -50,8 +68,17 @@ class AuditReport:
     summary: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_audit(cls, audit: Any, *, top: int = 10, n_examples: int = 3, labeler: Callable[..., str] | None = None,
-                   snippet_chars: int = 160, region: int | None = None, flagged_only: bool = False) -> AuditReport:
+    def from_audit(
+        cls,
+        audit: Any,
+        *,
+        top: int = 10,
+        n_examples: int = 3,
+        labeler: Callable[..., str] | None = None,
+        snippet_chars: int = 160,
+        region: int | None = None,
+        flagged_only: bool = False,
+    ) -> AuditReport:
         stats = audit.statistics_
         if region is not None:
             stats = stats[stats["region"] == region]
@@ -68,8 +95,10 @@ class AuditReport:
         if concepts and audit.texts_ is not None and n_examples > 0:
             M = audit.concepts_.membership_[:, concepts]
             sizes = np.asarray(M.sum(axis=0)).ravel()
-            strength = {side: np.asarray((X @ M).todense()) / sizes for side, X in
-                        (("chosen", audit.chosen_max_), ("rejected", audit.rejected_max_))}
+            strength = {
+                side: np.asarray((X @ M).todense()) / sizes
+                for side, X in (("chosen", audit.chosen_max_), ("rejected", audit.rejected_max_))
+            }
             both = np.vstack([strength["chosen"], strength["rejected"]])
             n = audit.n_pairs_
             for j, k in enumerate(concepts):
@@ -77,19 +106,28 @@ class AuditReport:
                 order = [int(i) for i in ranked if both[i, j] > 0]
                 sides = ["chosen" if i < n else "rejected" for i in order]
                 texts = [audit.texts_[0][i] if i < n else audit.texts_[1][i - n] for i in order]
-                examples[k] = ([_snippet(t, snippet_chars) for t in texts], [f"{s} #{i % n}" for s, i in zip(sides, order, strict=True)])
+                examples[k] = (
+                    [_snippet(t, snippet_chars) for t in texts],
+                    [f"{s} #{i % n}" for s, i in zip(sides, order, strict=True)],
+                )
         table["examples"] = [examples.get(k, ([], []))[0] for k in table["concept"]]
         table["example_sides"] = [examples.get(k, ([], []))[1] for k in table["concept"]]
         names = {}
         if labeler is not None:
             for k in concepts:
-                names[k] = str(labeler(latents=audit.concepts_.concepts_[k].tolist(), snippets=examples.get(k, ([], []))[0]))
+                names[k] = str(
+                    labeler(latents=audit.concepts_.concepts_[k].tolist(), snippets=examples.get(k, ([], []))[0])
+                )
         table["name"] = [names.get(k, f"concept {k}") for k in table["concept"]]
         summary = {
-            "n_pairs": int(audit.n_pairs_), "d_sae": int(audit.d_sae_), "n_concepts": int(audit.concepts_.n_concepts_),
-            "n_regions": len(audit.region_names_), "region_sizes": np.bincount(audit.regions_).tolist(),
+            "n_pairs": int(audit.n_pairs_),
+            "d_sae": int(audit.d_sae_),
+            "n_concepts": int(audit.concepts_.n_concepts_),
+            "n_regions": len(audit.region_names_),
+            "region_sizes": np.bincount(audit.regions_).tolist(),
             "n_flagged": int(audit.statistics_["flagged"].sum()),
-            "z_threshold": audit.z_threshold, "half_z_threshold": audit.half_z_threshold,
+            "z_threshold": audit.z_threshold,
+            "half_z_threshold": audit.half_z_threshold,
             "n_truncated": int(audit.n_truncated_),
         }
         return cls(table[[c for c in _COLUMNS if c in table.columns]].reset_index(drop=True), summary)
@@ -107,16 +145,23 @@ class AuditReport:
     def to_markdown(self, max_rows: int | None = None) -> str:
         """A readable Markdown page: summary, then chosen- and rejected-leaning concepts with snippets."""
         s = self.summary
-        lines = ["# Preference-data audit", "",
-                 f"{s.get('n_pairs')} pairs, SAE width {s.get('d_sae')}, {s.get('n_concepts')} concepts, "
-                 f"{s.get('n_regions')} region(s) of sizes {s.get('region_sizes')}; {s.get('n_flagged')} "
-                 f"(region, concept) cells flagged (|z| ≥ {s.get('z_threshold')}, each split half |z| ≥ "
-                 f"{s.get('half_z_threshold')}, same sign).", "",
-                 "Δ is the mean per-pair disparity (share of the concept's latents firing on chosen minus on "
-                 "rejected) in the region minus the rest (region *all*: versus 0). Concepts are ranked by the "
-                 "smaller split half's |Δ|.", ""]
-        for leaning, title in (("chosen", "Chosen-leaning concepts (the data teaches *more* of these)"),
-                               ("rejected", "Rejected-leaning concepts (the data teaches *less* of these)")):
+        lines = [
+            "# Preference-data audit",
+            "",
+            f"{s.get('n_pairs')} pairs, SAE width {s.get('d_sae')}, {s.get('n_concepts')} concepts, "
+            f"{s.get('n_regions')} region(s) of sizes {s.get('region_sizes')}; {s.get('n_flagged')} "
+            f"(region, concept) cells flagged (|z| ≥ {s.get('z_threshold')}, each split half |z| ≥ "
+            f"{s.get('half_z_threshold')}, same sign).",
+            "",
+            "Δ is the mean per-pair disparity (share of the concept's latents firing on chosen minus on "
+            "rejected) in the region minus the rest (region *all*: versus 0). Concepts are ranked by the "
+            "smaller split half's |Δ|.",
+            "",
+        ]
+        for leaning, title in (
+            ("chosen", "Chosen-leaning concepts (the data teaches *more* of these)"),
+            ("rejected", "Rejected-leaning concepts (the data teaches *less* of these)"),
+        ):
             part = self.table[self.table["leaning"] == leaning]
             if max_rows is not None:
                 part = part.head(max_rows)
@@ -124,18 +169,25 @@ class AuditReport:
             if part.empty:
                 lines += ["_None._", ""]
                 continue
-            lines += ["| # | concept | region | latents | Δ | Welch z | Cohen's d | Δ even / odd | flagged |",
-                      "|---|---|---|---|---|---|---|---|---|"]
+            lines += [
+                "| # | concept | region | latents | Δ | Welch z | Cohen's d | Δ even / odd | flagged |",
+                "|---|---|---|---|---|---|---|---|---|",
+            ]
             for _, row in part.iterrows():
                 lat = ", ".join(map(str, row["latents"][:8])) + (" …" if len(row["latents"]) > 8 else "")
-                lines.append(f"| {row['rank']} | {_md(row['name'])} | {_md(row['region_name'])} | {lat} | "
-                             f"{row['delta']:+.3f} | {row['welch_z']:+.2f} | {row['cohens_d']:+.2f} | "
-                             f"{row['delta_even']:+.3f} / {row['delta_odd']:+.3f} | {'yes' if row['flagged'] else 'no'} |")
+                lines.append(
+                    f"| {row['rank']} | {_md(row['name'])} | {_md(row['region_name'])} | {lat} | "
+                    f"{row['delta']:+.3f} | {row['welch_z']:+.2f} | {row['cohens_d']:+.2f} | "
+                    f"{row['delta_even']:+.3f} / {row['delta_odd']:+.3f} | {'yes' if row['flagged'] else 'no'} |"
+                )
             lines.append("")
             for _, row in part.iterrows():
                 if row["examples"]:
                     lines.append(f"**{_md(row['name'])}** ({row['region_name']}), top-activating responses:")
-                    lines += [f"- _{side}_: {_md(text)}" for text, side in zip(row["examples"], row["example_sides"], strict=True)]
+                    lines += [
+                        f"- _{side}_: {_md(text)}"
+                        for text, side in zip(row["examples"], row["example_sides"], strict=True)
+                    ]
                     lines.append("")
         return "\n".join(lines).rstrip() + "\n"
 

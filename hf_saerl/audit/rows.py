@@ -58,14 +58,20 @@ def check_rows(dataset: Any, audit: Any, method: str) -> None:
         return
     absent = [c for c in columns if c not in names]
     if absent:
-        warnings.warn(f"{method}: the dataset lacks {absent}, so only its length ({len(dataset)} rows) could be "
-                      "checked against the audited pairs, not their identity or order. Pass the dataset with the "
-                      "prompt/chosen/rejected columns (remove them after the intervention), so a shuffled or edited "
-                      "copy is refused.", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"{method}: the dataset lacks {absent}, so only its length ({len(dataset)} rows) could be "
+            "checked against the audited pairs, not their identity or order. Pass the dataset with the "
+            "prompt/chosen/rejected columns (remove them after the intervention), so a shuffled or edited "
+            "copy is refused.",
+            UserWarning,
+            stacklevel=3,
+        )
         return
     found = pair_digests(*(list(dataset[c]) for c in columns))
     differ = np.flatnonzero(found != audit.pair_digests_)
     if len(differ):
-        raise RowMismatchError(f"{len(differ)} of the dataset's {len(found)} rows differ from the audited pairs "
-                               f"(first: row {int(differ[0])}), in {columns}: the rows were reordered or edited since "
-                               f"the audit. {fix}")
+        raise RowMismatchError(
+            f"{len(differ)} of the dataset's {len(found)} rows differ from the audited pairs "
+            f"(first: row {int(differ[0])}), in {columns}: the rows were reordered or edited since "
+            f"the audit. {fix}"
+        )

@@ -55,9 +55,21 @@ __all__ = ["AUDIT_CARD", "FITTED_PARAMS", "FORMAT_VERSION", "load_audit", "save_
 FORMAT_VERSION = 1
 CONFIG_NAME, STATE_NAME, ARRAYS_NAME, TEXTS_NAME = "config.json", "audit.json", "audit.safetensors", "texts.json"
 #: Constructor parameters that decided the fitted state: a load may not override them (fit again instead).
-FITTED_PARAMS = ("activation_threshold", "frequency_threshold", "min_support", "similarity", "max_grouped_latents",
-                 "n_regions", "auto_range", "region_column", "z_threshold", "half_z_threshold", "encode_prompt",
-                 "top_k", "random_state")
+FITTED_PARAMS = (
+    "activation_threshold",
+    "frequency_threshold",
+    "min_support",
+    "similarity",
+    "max_grouped_latents",
+    "n_regions",
+    "auto_range",
+    "region_column",
+    "z_threshold",
+    "half_z_threshold",
+    "encode_prompt",
+    "top_k",
+    "random_state",
+)
 _POOLED = ("chosen_max", "chosen_freq", "rejected_max", "rejected_freq", "prompt_max")
 
 #: The ``model_card_template`` of a saved audit.
@@ -134,8 +146,15 @@ def save_audit(audit: PreferenceAudit, directory: Path) -> None:
     write_json(directory / CONFIG_NAME, params, nonfinite="raise")
 
 
-def load_audit(cls: type[PreferenceAudit], model_id: str, *, encoder: Any = None, subfolder: str | None = None,
-               params: Mapping[str, Any] | None = None, **hub_kwargs: Any) -> PreferenceAudit:
+def load_audit(
+    cls: type[PreferenceAudit],
+    model_id: str,
+    *,
+    encoder: Any = None,
+    subfolder: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    **hub_kwargs: Any,
+) -> PreferenceAudit:
     """A fitted ``cls`` (``PreferenceAudit``) read from the folder / Hub repo ``model_id`` (``/subfolder``).
 
     ``encoder`` is checked against the saved SAE width (:class:`~hf_saerl.errors.WidthMismatchError`) and hook
@@ -151,8 +170,10 @@ def load_audit(cls: type[PreferenceAudit], model_id: str, *, encoder: Any = None
     state_path = fetch(STATE_NAME)
     state = read_json(state_path, f"the fitted {cls.__name__}", REFETCH)
     if state.get("audit") != cls.__name__:
-        raise BundleError(f"{state_path} does not hold a saved {cls.__name__} (found {state.get('audit')!r}). Point "
-                          f"from_pretrained at a folder written by {cls.__name__}.save_pretrained.")
+        raise BundleError(
+            f"{state_path} does not hold a saved {cls.__name__} (found {state.get('audit')!r}). Point "
+            f"from_pretrained at a folder written by {cls.__name__}.save_pretrained."
+        )
     check_format_version(state.get("format_version"), FORMAT_VERSION, state_path, state.get("hf_saerl_version"))
     arrays_path = fetch(ARRAYS_NAME)
     arrays, source = read_arrays(arrays_path), str(arrays_path)
@@ -178,17 +199,22 @@ def load_audit(cls: type[PreferenceAudit], model_id: str, *, encoder: Any = None
     if n and (regions.min() < 0 or regions.max() >= len(region_names)):
         raise BundleError(f"{source}: region ids outside [0, {len(region_names)}); the file is corrupt. {REFETCH}")
     digests = take_array(arrays, "pair_digests", (n,), source) if "pair_digests" in arrays else None
-    n_tokens = {side: take_array(arrays, f"n_tokens.{side}", (n,), source) for side in ("chosen", "rejected")
-                if f"n_tokens.{side}" in arrays} or None
+    n_tokens = {
+        side: take_array(arrays, f"n_tokens.{side}", (n,), source)
+        for side in ("chosen", "rejected")
+        if f"n_tokens.{side}" in arrays
+    } or None
 
     audit.chosen_max_, audit.chosen_freq_ = pooled["chosen_max"], pooled["chosen_freq"]
     audit.rejected_max_, audit.rejected_freq_ = pooled["rejected_max"], pooled["rejected_freq"]
     audit.prompt_max_ = pooled.get("prompt_max")
     audit.n_pairs_, audit.d_sae_ = n, d
-    audit.chosen_fires_ = firing(audit.chosen_max_, audit.chosen_freq_, audit.activation_threshold,
-                                 audit.frequency_threshold)
-    audit.rejected_fires_ = firing(audit.rejected_max_, audit.rejected_freq_, audit.activation_threshold,
-                                   audit.frequency_threshold)
+    audit.chosen_fires_ = firing(
+        audit.chosen_max_, audit.chosen_freq_, audit.activation_threshold, audit.frequency_threshold
+    )
+    audit.rejected_fires_ = firing(
+        audit.rejected_max_, audit.rejected_freq_, audit.activation_threshold, audit.frequency_threshold
+    )
     audit.concepts_, audit.disparity_ = concepts, disparity
     audit.regions_, audit.region_names_ = regions, [str(name) for name in region_names]
     audit.texts_ = texts
@@ -203,8 +229,9 @@ def load_audit(cls: type[PreferenceAudit], model_id: str, *, encoder: Any = None
 def _field(state: Mapping[str, Any], key: str, kind: type, path: Path) -> Any:
     value = state.get(key)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise BundleError(f"{path}: {key!r} should be a {kind.__name__}, found {value!r}; the file is corrupt. "
-                          f"{REFETCH}")
+        raise BundleError(
+            f"{path}: {key!r} should be a {kind.__name__}, found {value!r}; the file is corrupt. {REFETCH}"
+        )
     return value
 
 
@@ -221,8 +248,10 @@ def _params(cls: type[PreferenceAudit], config: Mapping[str, Any], overrides: Ma
         params[key] = tuple(value) if isinstance(defaults[key], tuple) and isinstance(value, list) else value
     changed = sorted(k for k in overrides if k in FITTED_PARAMS and overrides[k] != params[k])
     if changed:
-        raise InvalidParameterError(f"{changed} decided the saved audit's statistics, so they cannot change on load. "
-                                    "Load it as saved, or fit a new audit with the new values.")
+        raise InvalidParameterError(
+            f"{changed} decided the saved audit's statistics, so they cannot change on load. "
+            "Load it as saved, or fit a new audit with the new values."
+        )
     return {**params, **overrides}
 
 
@@ -231,13 +260,17 @@ def _check_encoder(encoder: Any, d_sae: int, saved: Any, path: Path) -> None:
         return
     width = getattr(encoder, "d_sae", d_sae)
     if width != d_sae:
-        raise WidthMismatchError(f"The encoder's SAE has d_sae={width}, but the audit in {path} was fitted at "
-                                 f"d_sae={d_sae}. Pass the encoder the audit was made with (its config is the "
-                                 "audit's encoder_config_), or audit the data again with this encoder.")
+        raise WidthMismatchError(
+            f"The encoder's SAE has d_sae={width}, but the audit in {path} was fitted at "
+            f"d_sae={d_sae}. Pass the encoder the audit was made with (its config is the "
+            "audit's encoder_config_), or audit the data again with this encoder."
+        )
     hook = saved.get("hook_name") if isinstance(saved, Mapping) else None
     if hook and getattr(encoder, "hook_name", hook) != hook:
-        raise HookMismatchError(f"The encoder reads {encoder.hook_name!r}, but the audit in {path} was fitted at "
-                                f"{hook!r}. Pass an encoder on {hook!r}, or audit the data again with this encoder.")
+        raise HookMismatchError(
+            f"The encoder reads {encoder.hook_name!r}, but the audit in {path} was fitted at "
+            f"{hook!r}. Pass an encoder on {hook!r}, or audit the data again with this encoder."
+        )
 
 
 def _csr(arrays: Mapping[str, np.ndarray], name: str, shape: tuple[int, int], source: str) -> sp.csr_matrix:
@@ -256,13 +289,21 @@ def _concepts(arrays: Mapping[str, np.ndarray], d_sae: int, audit: Any, source: 
     offsets = take_array(arrays, "concepts.offsets", None, source)
     latents = take_array(arrays, "concepts.latents", None, source)
     support = take_array(arrays, "concepts.support", (d_sae,), source)
-    if (offsets.ndim != 1 or len(offsets) < 1 or offsets[0] != 0 or np.any(np.diff(offsets) < 1)
-            or offsets[-1] != len(latents) or (len(latents) and (latents.min() < 0 or latents.max() >= d_sae))):
-        raise BundleError(f"{source}: the concepts' latent ids or offsets are malformed; the file is corrupt. "
-                          f"{REFETCH}")
+    if (
+        offsets.ndim != 1
+        or len(offsets) < 1
+        or offsets[0] != 0
+        or np.any(np.diff(offsets) < 1)
+        or offsets[-1] != len(latents)
+        or (len(latents) and (latents.min() < 0 or latents.max() >= d_sae))
+    ):
+        raise BundleError(
+            f"{source}: the concepts' latent ids or offsets are malformed; the file is corrupt. {REFETCH}"
+        )
     groups = [latents[start:stop].copy() for start, stop in pairwise(offsets)]
     return LatentConcepts(audit.min_support, audit.similarity, audit.max_grouped_latents)._set_groups(
-        groups, support, d_sae)
+        groups, support, d_sae
+    )
 
 
 def _statistics(arrays: Mapping[str, np.ndarray], spec: Mapping[str, Any], source: str) -> pd.DataFrame:
@@ -273,8 +314,10 @@ def _statistics(arrays: Mapping[str, np.ndarray], spec: Mapping[str, Any], sourc
     for column in columns:
         if column in values:
             if not isinstance(values[column], list) or len(values[column]) != n_rows:
-                raise BundleError(f"{source}: statistics column {column!r} should hold {n_rows} values; the file is "
-                                  f"corrupt. {REFETCH}")
+                raise BundleError(
+                    f"{source}: statistics column {column!r} should hold {n_rows} values; the file is "
+                    f"corrupt. {REFETCH}"
+                )
             data[column] = values[column]
         else:
             data[column] = take_array(arrays, f"statistics.{column}", (n_rows,), source)

@@ -76,14 +76,27 @@ def _region_stats(D: sp.csr_matrix, regions: np.ndarray, rows: np.ndarray, n_reg
     se = np.sqrt(v_in / n_in[:, None] + v_out / np.maximum(n_out, 1)[:, None])
     z = _safe_div(delta, se)
     dof = (n_in + n_out - 2)[:, None].astype(np.float64)
-    pooled = np.sqrt(np.divide((n_in[:, None] - 1) * v_in + (n_out[:, None] - 1) * v_out, dof,
-                               out=np.full_like(delta, np.nan), where=dof > 0))
+    pooled = np.sqrt(
+        np.divide(
+            (n_in[:, None] - 1) * v_in + (n_out[:, None] - 1) * v_out,
+            dof,
+            out=np.full_like(delta, np.nan),
+            where=dof > 0,
+        )
+    )
     d = _safe_div(delta, pooled)
     small = (n_in < 2) | (n_out < 2)
     for arr in (z, d):
         arr[small, :] = np.nan
-    return {"delta": delta, "z": z, "d": d, "n_in": np.repeat(n_in[:, None], D.shape[1], 1),
-            "n_out": np.repeat(n_out[:, None], D.shape[1], 1), "mean_in": m_in, "mean_out": m_out}
+    return {
+        "delta": delta,
+        "z": z,
+        "d": d,
+        "n_in": np.repeat(n_in[:, None], D.shape[1], 1),
+        "n_out": np.repeat(n_out[:, None], D.shape[1], 1),
+        "mean_in": m_in,
+        "mean_out": m_out,
+    }
 
 
 def _global_stats(D: sp.csr_matrix, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -97,11 +110,20 @@ def _global_stats(D: sp.csr_matrix, rows: np.ndarray) -> dict[str, np.ndarray]:
         z[:] = np.nan
         d[:] = np.nan
     zeros = np.zeros_like(mean)
-    return {"delta": mean, "z": z, "d": d, "n_in": zeros + len(rows), "n_out": zeros, "mean_in": mean, "mean_out": zeros}
+    return {
+        "delta": mean,
+        "z": z,
+        "d": d,
+        "n_in": zeros + len(rows),
+        "n_out": zeros,
+        "mean_in": mean,
+        "mean_out": zeros,
+    }
 
 
-def concept_statistics(D: Any, regions: Any, *, z_threshold: float = 3.0, half_z_threshold: float = 2.0,
-                       include_global: bool = True) -> pd.DataFrame:
+def concept_statistics(
+    D: Any, regions: Any, *, z_threshold: float = 3.0, half_z_threshold: float = 2.0, include_global: bool = True
+) -> pd.DataFrame:
     """The statistics table (one row per region × concept, plus the global rows), sorted by ``rank_score``.
 
     Args:
@@ -118,14 +140,18 @@ def concept_statistics(D: Any, regions: Any, *, z_threshold: float = 3.0, half_z
     D = sp.csr_matrix(D, dtype=np.float64)
     n, K = D.shape
     if D.nnz and not np.all(np.isfinite(D.data)):
-        raise NonFiniteError("The disparity matrix holds NaN or infinite values; check the pooled features for NaN "
-                             "(e.g. an SAE run in fp16 that overflowed) and re-encode.")
+        raise NonFiniteError(
+            "The disparity matrix holds NaN or infinite values; check the pooled features for NaN "
+            "(e.g. an SAE run in fp16 that overflowed) and re-encode."
+        )
     regions = np.asarray(regions)
     if regions.shape != (n,):
         raise InvalidParameterError(f"regions must have one id per pair ({n}), got shape {regions.shape}.")
     if n and (not np.issubdtype(regions.dtype, np.integer) or regions.min() < 0):
-        raise InvalidParameterError("regions must be non-negative integer ids (factorize labels first, e.g. "
-                                    "np.unique(..., return_inverse=True)).")
+        raise InvalidParameterError(
+            "regions must be non-negative integer ids (factorize labels first, e.g. "
+            "np.unique(..., return_inverse=True))."
+        )
     n_regions = int(regions.max()) + 1 if n else 0
     rows_all, rows_even, rows_odd = np.arange(n), np.arange(0, n, 2), np.arange(1, n, 2)
     parts = []
@@ -137,25 +163,41 @@ def concept_statistics(D: Any, regions: Any, *, z_threshold: float = 3.0, half_z
     for region_ids, stat in views:
         full, even, odd = stat(rows_all), stat(rows_even), stat(rows_odd)
         G = len(region_ids)
-        frame = pd.DataFrame({
-            "region": np.repeat(region_ids, K).astype(np.int64),
-            "concept": np.tile(np.arange(K), G).astype(np.int64),
-            "delta": full["delta"].ravel(), "welch_z": full["z"].ravel(), "cohens_d": full["d"].ravel(),
-            "n_in": full["n_in"].ravel().astype(np.int64), "n_out": full["n_out"].ravel().astype(np.int64),
-            "mean_in": full["mean_in"].ravel(), "mean_out": full["mean_out"].ravel(),
-            "delta_even": even["delta"].ravel(), "delta_odd": odd["delta"].ravel(),
-            "z_even": even["z"].ravel(), "z_odd": odd["z"].ravel(),
-        })
+        frame = pd.DataFrame(
+            {
+                "region": np.repeat(region_ids, K).astype(np.int64),
+                "concept": np.tile(np.arange(K), G).astype(np.int64),
+                "delta": full["delta"].ravel(),
+                "welch_z": full["z"].ravel(),
+                "cohens_d": full["d"].ravel(),
+                "n_in": full["n_in"].ravel().astype(np.int64),
+                "n_out": full["n_out"].ravel().astype(np.int64),
+                "mean_in": full["mean_in"].ravel(),
+                "mean_out": full["mean_out"].ravel(),
+                "delta_even": even["delta"].ravel(),
+                "delta_odd": odd["delta"].ravel(),
+                "z_even": even["z"].ravel(),
+                "z_odd": odd["z"].ravel(),
+            }
+        )
         parts.append(frame)
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if table.empty:
         return table
     sign = np.sign(table["delta"].fillna(0.0).to_numpy())
-    consistent = (sign != 0) & (np.sign(table["delta_even"].fillna(0.0)) == sign) & (np.sign(table["delta_odd"].fillna(0.0)) == sign)
+    consistent = (
+        (sign != 0)
+        & (np.sign(table["delta_even"].fillna(0.0)) == sign)
+        & (np.sign(table["delta_odd"].fillna(0.0)) == sign)
+    )
     table["consistent"] = consistent.to_numpy()
     table["rank_score"] = np.where(consistent, np.minimum(table["delta_even"].abs(), table["delta_odd"].abs()), 0.0)
-    table["flagged"] = (consistent & (table["welch_z"].abs() >= z_threshold)
-                        & (table["z_even"].abs() >= half_z_threshold) & (table["z_odd"].abs() >= half_z_threshold)).to_numpy()
+    table["flagged"] = (
+        consistent
+        & (table["welch_z"].abs() >= z_threshold)
+        & (table["z_even"].abs() >= half_z_threshold)
+        & (table["z_odd"].abs() >= half_z_threshold)
+    ).to_numpy()
     table.insert(2, "leaning", np.where(sign > 0, "chosen", np.where(sign < 0, "rejected", "none")))
     table = table.sort_values(["rank_score", "region", "concept"], ascending=[False, True, True], kind="stable")
     return table.reset_index(drop=True)

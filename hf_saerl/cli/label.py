@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "for a difficulty probe to predict."
         ),
         epilog="example: hf-saerl label --model embedded --data gsm8k.jsonl --prompt-column question -n 8 "
-               "--max-new-tokens 256 --output ./labelled",
+        "--max-new-tokens 256 --output ./labelled",
     )
     add_model_args(p.add_argument_group("policy"))
     g = p.add_argument_group("data")
@@ -57,51 +57,93 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--prompt-column", default="prompt", help="the column holding the prompts (default: prompt)")
     g.add_argument("--template", help="build the prompt from several columns, e.g. '{question}\\n{context}'")
     v = p.add_argument_group("verifier")
-    v.add_argument("--verifier", default="math", choices=["math", "reasoning-gym"],
-                   help="math: math-verify against --answer-column (default); reasoning-gym: the task's own scorer")
-    v.add_argument("--answer-column", default="answer",
-                   help="the column holding the reference answers (default: answer)")
+    v.add_argument(
+        "--verifier",
+        default="math",
+        choices=["math", "reasoning-gym"],
+        help="math: math-verify against --answer-column (default); reasoning-gym: the task's own scorer",
+    )
+    v.add_argument(
+        "--answer-column", default="answer", help="the column holding the reference answers (default: answer)"
+    )
     v.add_argument("--rg-dataset", help="the reasoning-gym task family (default: each row's metadata.source_dataset)")
-    v.add_argument("--reward-function", metavar="MODULE:NAME",
-                   help="use this TRL-style reward function f(prompts, completions, **columns) instead of --verifier")
+    v.add_argument(
+        "--reward-function",
+        metavar="MODULE:NAME",
+        help="use this TRL-style reward function f(prompts, completions, **columns) instead of --verifier",
+    )
     v.add_argument("--threshold", type=finite_float, default=1.0, help="a reward counted as correct (default: 1.0)")
     s = p.add_argument_group("sampling", "flags left out take the --preset's value, else the default shown")
-    s.add_argument("--preset", choices=sorted(PRESETS),
-                   help="cpu: 4 samples, up to 16 where 0 of k or k of k, <= 64 tokens, 64 in flight (a few hundred "
-                        "prompts in minutes on a small CPU); gpu: the defaults")
+    s.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="cpu: 4 samples, up to 16 where 0 of k or k of k, <= 64 tokens, 64 in flight (a few hundred "
+        "prompts in minutes on a small CPU); gpu: the defaults",
+    )
     s.add_argument("-n", type=positive_int, help=f"samples per prompt in the first round (default: {default.n})")
-    s.add_argument("--max-new-tokens", type=positive_int,
-                   help=f"tokens per completion; longer ones count as cut off (default: {default.max_new_tokens})")
-    s.add_argument("--max-samples", type=positive_int,
-                   help="adaptive sampling: up to this many samples for a prompt whose samples all agree "
-                        "(default: -n, one round)")
+    s.add_argument(
+        "--max-new-tokens",
+        type=positive_int,
+        help=f"tokens per completion; longer ones count as cut off (default: {default.max_new_tokens})",
+    )
+    s.add_argument(
+        "--max-samples",
+        type=positive_int,
+        help="adaptive sampling: up to this many samples for a prompt whose samples all agree (default: -n, one round)",
+    )
     s.add_argument("--round-size", type=positive_int, help="samples per extra round (default: -n)")
-    s.add_argument("--token-budget", type=positive_int, help="generated tokens the extra rounds may spend (default: "
-                                                             "no limit)")
+    s.add_argument(
+        "--token-budget", type=positive_int, help="generated tokens the extra rounds may spend (default: no limit)"
+    )
     s.add_argument("--temperature", type=finite_float, help=f"0 is greedy (default: {default.temperature})")
     s.add_argument("--top-p", type=finite_float, help=f"nucleus sampling (default: {default.top_p}, off)")
     s.add_argument("--top-k", type=positive_int, help="top-k sampling (default: off)")
     s.add_argument("--seed", type=int, default=0, help="seed of the samples and of the budget (default: 0)")
-    s.add_argument("--chat-template", choices=["auto", "on", "off"], default="auto",
-                   help="render prompts through the tokenizer's chat template (default: auto, when it has one)")
-    s.add_argument("--instruction", default=DEFAULT_INSTRUCTION,
-                   help=f"appended to each prompt ('{{prompt}}' makes it a template); default: {DEFAULT_INSTRUCTION!r}")
+    s.add_argument(
+        "--chat-template",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="render prompts through the tokenizer's chat template (default: auto, when it has one)",
+    )
+    s.add_argument(
+        "--instruction",
+        default=DEFAULT_INSTRUCTION,
+        help=f"appended to each prompt ('{{prompt}}' makes it a template); default: {DEFAULT_INSTRUCTION!r}",
+    )
     s.add_argument("--no-instruction", action="store_true", help="append no instruction")
     s.add_argument("--system-prompt", help="a system message for every prompt")
-    s.add_argument("--backend", default="transformers", choices=["transformers", "vllm"],
-                   help="transformers generate (CPU or GPU) or vLLM (GPU, pip install vllm) (default: transformers)")
-    s.add_argument("--batch-size", type=positive_int,
-                   help=f"sequences in flight (default: {default.batch_size}; the labels do not depend on it)")
+    s.add_argument(
+        "--backend",
+        default="transformers",
+        choices=["transformers", "vllm"],
+        help="transformers generate (CPU or GPU) or vLLM (GPU, pip install vllm) (default: transformers)",
+    )
+    s.add_argument(
+        "--batch-size",
+        type=positive_int,
+        help=f"sequences in flight (default: {default.batch_size}; the labels do not depend on it)",
+    )
     s.add_argument("--device", help="e.g. cpu, cuda:0 (default: the first GPU, else CPU)")
     s.add_argument("--dtype", help="e.g. float32, bfloat16 (default: bf16 on GPU, fp32 on CPU)")
     b = p.add_argument_group("budget")
-    b.add_argument("--budget", type=finite_float, metavar="N",
-                   help="label only N rows (or a fraction 0 < N < 1 of them); default: every row")
-    b.add_argument("--strategy", default="random", choices=["random", "stratified"],
-                   help="how the budget picks rows: seeded random, or stratified over --cluster-column")
-    b.add_argument("--cluster-column", default="cluster_id",
-                   help="the cluster column for --strategy stratified ('hf-saerl augment' with a pipeline fitted with "
-                        "--clusters adds cluster_id)")
+    b.add_argument(
+        "--budget",
+        type=finite_float,
+        metavar="N",
+        help="label only N rows (or a fraction 0 < N < 1 of them); default: every row",
+    )
+    b.add_argument(
+        "--strategy",
+        default="random",
+        choices=["random", "stratified"],
+        help="how the budget picks rows: seeded random, or stratified over --cluster-column",
+    )
+    b.add_argument(
+        "--cluster-column",
+        default="cluster_id",
+        help="the cluster column for --strategy stratified ('hf-saerl augment' with a pipeline fitted with "
+        "--clusters adds cluster_id)",
+    )
     o = p.add_argument_group("output")
     o.add_argument("-o", "--output", type=Path, required=True, help="folder to save the labelled rows to")
     o.add_argument("--rest-output", type=Path, help="with --budget: folder to save the unlabelled rows to")
@@ -117,8 +159,10 @@ def _reward_function(spec: str) -> Any:
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as err:
-        raise UsageError(f"cannot load --reward-function {spec!r}: {err}. Check that the module is importable "
-                         "(on PYTHONPATH) and defines that name.") from err
+        raise UsageError(
+            f"cannot load --reward-function {spec!r}: {err}. Check that the module is importable "
+            "(on PYTHONPATH) and defines that name."
+        ) from err
 
 
 def _verifier(args: argparse.Namespace) -> Any:
@@ -149,12 +193,23 @@ def _sampling(args: argparse.Namespace) -> Any:
     """The SamplingConfig of the flags given, on top of --preset (or the defaults)."""
     from ..rollouts.config import SamplingConfig
 
-    flags = {"n": args.n, "max_new_tokens": args.max_new_tokens, "max_samples": args.max_samples,
-             "round_size": args.round_size, "token_budget": args.token_budget, "temperature": args.temperature,
-             "top_p": args.top_p, "top_k": args.top_k, "batch_size": args.batch_size}
+    flags = {
+        "n": args.n,
+        "max_new_tokens": args.max_new_tokens,
+        "max_samples": args.max_samples,
+        "round_size": args.round_size,
+        "token_budget": args.token_budget,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "top_k": args.top_k,
+        "batch_size": args.batch_size,
+    }
     given = {k: v for k, v in flags.items() if v is not None}
-    config = SamplingConfig.preset(args.preset, seed=args.seed, **given) if args.preset else \
-        SamplingConfig(seed=args.seed, **given)
+    config = (
+        SamplingConfig.preset(args.preset, seed=args.seed, **given)
+        if args.preset
+        else SamplingConfig(seed=args.seed, **given)
+    )
     if config.max_samples is not None and config.max_samples < config.n:
         raise UsageError(f"--max-samples {config.max_samples} is below -n {config.n}; pass --max-samples >= -n.")
     return config
@@ -175,28 +230,42 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--rest-output and --output are the same folder; pass two folders.")
     model, gguf_file = check_model(args.model, args.gguf_file, args.revision)
     dataset = single_split(load_data(args.data, args.data_config, args.split), args.split)
-    columns: dict[str, str | None] = {f"--template ({{{c}}})": c for c in _template_columns(args.template)} \
-        if args.template else {"--prompt-column": args.prompt_column}
+    columns: dict[str, str | None] = (
+        {f"--template ({{{c}}})": c for c in _template_columns(args.template)}
+        if args.template
+        else {"--prompt-column": args.prompt_column}
+    )
     if not args.reward_function and args.verifier == "math":
         columns["--answer-column"] = args.answer_column
     if budget is not None and args.strategy == "stratified" and args.cluster_column not in dataset.column_names:
         raise MissingColumnError(
             f"--strategy stratified needs the cluster column {args.cluster_column!r}, which the data lacks (it has "
             f"{dataset.column_names}). Add it with 'hf-saerl augment --pipeline PIPELINE' (a pipeline fitted with "
-            "--clusters adds cluster_id), name another with --cluster-column, or use --strategy random.")
+            "--clusters adds cluster_id), name another with --cluster-column, or use --strategy random."
+        )
     check_columns(dataset, columns)
     labeller = RolloutLabeller(
-        model, _verifier(args), gguf_file=gguf_file, revision=args.revision, backend=args.backend,
-        sampling=_sampling(args), prompt_column=args.prompt_column, template=args.template,
+        model,
+        _verifier(args),
+        gguf_file=gguf_file,
+        revision=args.revision,
+        backend=args.backend,
+        sampling=_sampling(args),
+        prompt_column=args.prompt_column,
+        template=args.template,
         chat_template={"auto": None, "on": True, "off": False}[args.chat_template],
-        instruction=None if args.no_instruction else args.instruction, system_prompt=args.system_prompt,
-        keep_completions=args.keep_completions, device=args.device, dtype=args.dtype,
+        instruction=None if args.no_instruction else args.instruction,
+        system_prompt=args.system_prompt,
+        keep_completions=args.keep_completions,
+        device=args.device,
+        dtype=args.dtype,
     )
     labeller.check_columns(dataset)  # before choosing rows or loading the model
     rest = None
     if budget is not None:
-        dataset, rest = split_for_labelling(dataset, budget, args.strategy, cluster_column=args.cluster_column,
-                                            seed=args.seed)
+        dataset, rest = split_for_labelling(
+            dataset, budget, args.strategy, cluster_column=args.cluster_column, seed=args.seed
+        )
     start = time.perf_counter()
     labelled = labeller.map(dataset)
     seconds = time.perf_counter() - start
@@ -221,6 +290,8 @@ def run(args: argparse.Namespace) -> int:
         "seconds": round(seconds, 2),
     }
     print(json.dumps(summary, indent=2))
-    print(f"Saved {len(labelled)} labelled rows to {args.output}"
-          + (f" and {len(rest)} unlabelled rows to {args.rest_output}" if rest is not None and args.rest_output else ""))
+    print(
+        f"Saved {len(labelled)} labelled rows to {args.output}"
+        + (f" and {len(rest)} unlabelled rows to {args.rest_output}" if rest is not None and args.rest_output else "")
+    )
     return 0

@@ -98,9 +98,17 @@ class DemoConfig:
         handful of pool prompts."""
         from .presets import CI_SAE_TRAINING
 
-        return cls(sae_training=dict(CI_SAE_TRAINING), n_problems=120, max_negatives=160,
-                   max_length=128, pool_per_task=8, pool_clusters=4, label_budget=24, rollout_n=4,
-                   rollout_max_new_tokens=32)
+        return cls(
+            sae_training=dict(CI_SAE_TRAINING),
+            n_problems=120,
+            max_negatives=160,
+            max_length=128,
+            pool_per_task=8,
+            pool_clusters=4,
+            label_budget=24,
+            rollout_n=4,
+            rollout_max_new_tokens=32,
+        )
 
 
 # ---------------------------------------------------------------------- stage timing
@@ -152,8 +160,11 @@ def champ_demo_data(config: DemoConfig) -> tuple[Any, Any]:
     problems = _subset(load_champ(), config.n_problems, config.seed, stratify="category")
     negatives = concatenate_datasets([load_champ_texts(), corrupt_problems(problems, seed=config.seed)])
     negatives = _subset(negatives, config.max_negatives, config.seed)
-    positives = problems.select_columns(["problem", "category", "problem_id"]).rename_columns(
-        {"problem": "text", "problem_id": "source_id"}).map(lambda _: {"kind": "problem"})
+    positives = (
+        problems.select_columns(["problem", "category", "problem_id"])
+        .rename_columns({"problem": "text", "problem_id": "source_id"})
+        .map(lambda _: {"kind": "problem"})
+    )
     texts = concatenate_datasets([positives.select_columns(negatives.column_names), negatives])
     texts = texts.map(lambda row: {"is_problem": row["kind"] == "problem"})
     return problems, texts
@@ -186,8 +197,13 @@ def topic_probe_metrics(X: Any, labels: list[str], cv: int, seed: int, dense: bo
     folds = StratifiedKFold(cv, shuffle=True, random_state=seed)
     scores = cross_val_score(model, X, np.asarray(labels), cv=folds, scoring="accuracy")
     _, counts = np.unique(labels, return_counts=True)
-    return {"accuracy": float(scores.mean()), "accuracy_std": float(scores.std()),
-            "majority_baseline": float(counts.max() / counts.sum()), "n": len(labels), "cv_folds": cv}
+    return {
+        "accuracy": float(scores.mean()),
+        "accuracy_std": float(scores.std()),
+        "majority_baseline": float(counts.max() / counts.sum()),
+        "n": len(labels),
+        "cv_folds": cv,
+    }
 
 
 # ---------------------------------------------------------------------- the job
@@ -234,8 +250,12 @@ def run_demo(
     from ..encoding.sae_training import middle_hook
 
     hook_name = config.hook_name or middle_hook(model)
-    report["model"] = {"name": model_name, "n_layers": n_layers, "hidden_size": model.config.hidden_size,
-                       "hook_name": hook_name}
+    report["model"] = {
+        "name": model_name,
+        "n_layers": n_layers,
+        "hidden_size": model.config.hidden_size,
+        "hook_name": hook_name,
+    }
 
     with timer.stage("load data"):
         problems, texts = champ_demo_data(config)
@@ -245,7 +265,7 @@ def run_demo(
         "n_problems": len(problems),
         "n_problems_with_pass_rate": len(labelled),
         "n_negatives": len(texts) - len(problems),
-        "negatives_by_kind": _counts(texts["kind"][len(problems):]),
+        "negatives_by_kind": _counts(texts["kind"][len(problems) :]),
         "categories": _counts(problems["category"]),
         "n_pool": len(pool),
         "pool_tasks": _counts(pool["task"]),
@@ -256,26 +276,44 @@ def run_demo(
             from ..encoding.sae_training import train_sae
             from .presets import sae_texts
 
-            sae, sae_stats = train_sae(model, tokenizer, sae_texts(pool["prompt"], config.seed), hook_name=hook_name,
-                                       seed=config.seed, progress=progress, **(config.sae_training or {}))
+            sae, sae_stats = train_sae(
+                model,
+                tokenizer,
+                sae_texts(pool["prompt"], config.seed),
+                hook_name=hook_name,
+                seed=config.seed,
+                progress=progress,
+                **(config.sae_training or {}),
+            )
         else:
             from ..encoding.saes import load_sae
 
             sae, sae_stats = load_sae(sae), {"source": "given"}
     report["sae"] = {"d_in": int(sae.cfg.d_in), "d_sae": int(sae.cfg.d_sae), **jsonable(sae_stats)}
 
-    encoder = SAEEncoder(model, sae, tokenizer=tokenizer, hook_name=hook_name, pooling=config.pooling,
-                         top_k=config.top_k, max_length=config.max_length, activations_column=BASELINE_COLUMN)
+    encoder = SAEEncoder(
+        model,
+        sae,
+        tokenizer=tokenizer,
+        hook_name=hook_name,
+        pooling=config.pooling,
+        top_k=config.top_k,
+        max_length=config.max_length,
+        activations_column=BASELINE_COLUMN,
+    )
     d_sae = encoder.d_sae
     with timer.stage("encode"):
         # From disk, so datasets caches the map under the encoder's fingerprint: a re-run reads it back.
         encoded = encoder.map(_on_disk(texts), batch_size=64, desc="SAE features")
         baseline = np.asarray(encoded[BASELINE_COLUMN], dtype=np.float32)
     n_tokens = np.asarray(encoded["sae_n_tokens"])
-    report["encoding"] = {"n_texts": len(encoded), "n_tokens": int(n_tokens.sum()),
-                          "n_truncated": int(np.sum(encoded["sae_truncated"])),
-                          "mean_active_latents": float(np.mean([len(r) for r in encoded["sae_indices"]])),
-                          "tokens_per_second": round(float(n_tokens.sum()) / max(timer.seconds["encode"], 1e-9), 1)}
+    report["encoding"] = {
+        "n_texts": len(encoded),
+        "n_tokens": int(n_tokens.sum()),
+        "n_truncated": int(np.sum(encoded["sae_truncated"])),
+        "mean_active_latents": float(np.mean([len(r) for r in encoded["sae_indices"]])),
+        "tokens_per_second": round(float(n_tokens.sum()) / max(timer.seconds["encode"], 1e-9), 1),
+    }
 
     n_prob = len(problems)
     prob_enc = encoded.select(range(n_prob))
@@ -289,17 +327,21 @@ def run_demo(
 
     with timer.stage("CHAMP difficulty probe"):
         champ_pass_rate = np.asarray(problems.select(labelled)["pass_rate"], dtype=np.float64)
-        champ_difficulty = DifficultyProbe(d_sae, label="pass_rate", n_alphas=20, cv=config.cv,
-                                           random_state=config.seed)
+        champ_difficulty = DifficultyProbe(
+            d_sae, label="pass_rate", n_alphas=20, cv=config.cv, random_state=config.seed
+        )
         champ_difficulty.fit(prob_enc.select(labelled), champ_pass_rate)
-        metrics["difficulty_champ"] = {**champ_difficulty.metrics_,
-                                       **_compared(champ_difficulty, prob_enc.select(labelled), y=champ_pass_rate)}
+        metrics["difficulty_champ"] = {
+            **champ_difficulty.metrics_,
+            **_compared(champ_difficulty, prob_enc.select(labelled), y=champ_pass_rate),
+        }
 
     with timer.stage("topic probe"):
         categories = list(problems["category"])
         metrics["topic"] = topic_probe_metrics(X_prob, categories, config.cv, config.seed)
-        metrics["topic"]["baseline"] = topic_probe_metrics(baseline[:n_prob], categories, config.cv, config.seed,
-                                                           dense=True)
+        metrics["topic"]["baseline"] = topic_probe_metrics(
+            baseline[:n_prob], categories, config.cv, config.seed, dense=True
+        )
 
     with timer.stage("clustering"):
         clusterer = SAEClusterer(d_sae, n_clusters=config.n_clusters, random_state=config.seed)
@@ -326,18 +368,26 @@ def run_demo(
     with timer.stage("curriculum"):
         from ..curriculum import build_schedule, describe_schedule
 
-        schedule = build_schedule(pool_aug["cluster_id"], pool_aug["difficulty"], batch_size=config.batch_size,
-                                  mix_ratio=config.mix_ratio, seed=config.seed)
+        schedule = build_schedule(
+            pool_aug["cluster_id"],
+            pool_aug["difficulty"],
+            batch_size=config.batch_size,
+            mix_ratio=config.mix_ratio,
+            seed=config.seed,
+        )
         info = describe_schedule(schedule, pool_aug["cluster_id"], pool_aug["difficulty"])
         pool_aug.save_to_disk(str(out / "pool"))
         pool_aug.to_parquet(str(out / "pool_saerl.parquet"))
     q = np.asarray(augmented["quality"])
     report["curriculum"] = {
-        "dataset": "pool", "n_rows": len(pool_aug),
-        "n_batches": len(schedule), "batch_size": config.batch_size, "mix_ratio": config.mix_ratio,
+        "dataset": "pool",
+        "n_rows": len(pool_aug),
+        "n_batches": len(schedule),
+        "batch_size": config.batch_size,
+        "mix_ratio": config.mix_ratio,
         "problems_below_quality_0.5": int((q < 0.5).sum()),
         "mean_difficulty_first_quarter": _mean(info["mean_difficulty"][: max(1, len(schedule) // 4)]),
-        "mean_difficulty_last_quarter": _mean(info["mean_difficulty"][-max(1, len(schedule) // 4):]),
+        "mean_difficulty_last_quarter": _mean(info["mean_difficulty"][-max(1, len(schedule) // 4) :]),
         "spearman_batch_vs_difficulty": _spearman(info["batch"], info["mean_difficulty"]),
         "first_batches": [_batch_preview(pool_aug, batch) for batch in schedule[:3]],
     }
@@ -360,15 +410,27 @@ def _compared(estimator: Any, data: Any, **labels: Any) -> dict[str, Any]:
     from ..estimators.evaluation import compare_features
 
     length = hasattr(estimator, "decision_function") and "sae_n_tokens" in data.column_names
-    sides = compare_features(estimator, data, raw_column=BASELINE_COLUMN,
-                             features=["raw", "length"] if length else ["raw"], **labels)["sides"]
+    sides = compare_features(
+        estimator, data, raw_column=BASELINE_COLUMN, features=["raw", "length"] if length else ["raw"], **labels
+    )["sides"]
     length_side = sides.get("length")
-    return {"baseline": {"column": BASELINE_COLUMN, **sides["raw"]},
-            "length_baseline": None if length_side is None else {"feature": "log1p(n_tokens)", **length_side}}
+    return {
+        "baseline": {"column": BASELINE_COLUMN, **sides["raw"]},
+        "length_baseline": None if length_side is None else {"feature": "log1p(n_tokens)", **length_side},
+    }
 
 
-def _pool_difficulty(pool: Any, encoder: Any, model: Any, tokenizer: Any, quality: Any, config: DemoConfig,
-                     timer: _Timer, rollout_backend: Any, progress: bool) -> dict[str, Any]:
+def _pool_difficulty(
+    pool: Any,
+    encoder: Any,
+    model: Any,
+    tokenizer: Any,
+    quality: Any,
+    config: DemoConfig,
+    timer: _Timer,
+    rollout_backend: Any,
+    progress: bool,
+) -> dict[str, Any]:
     """SAERL's difficulty stage on the reasoning-gym pool: encode, cluster in SAE space, label a stratified budget
     with the policy's own rollouts (cached), fit the proxy on most of it, check it on a held-out labelled slice,
     apply it (and the CHAMP quality probe) to the whole pool, and measure what the labels cost vs the proxy."""
@@ -390,8 +452,7 @@ def _pool_difficulty(pool: Any, encoder: Any, model: Any, tokenizer: Any, qualit
         clusterer.fit(pool_enc, reference_column="task")
         clusterer_compared = _compared(clusterer, pool_enc, label_column="task")
         pool_enc = pool_enc.map(clusterer, batched=True, desc="SAEClusterer (pool)")
-        chosen = select_for_labelling(pool_enc, min(config.label_budget, len(pool_enc)), "stratified",
-                                      seed=config.seed)
+        chosen = select_for_labelling(pool_enc, min(config.label_budget, len(pool_enc)), "stratified", seed=config.seed)
         rng = np.random.default_rng(config.seed)
         n_hold = round(config.holdout_fraction * len(chosen))
         hold_pos = np.sort(rng.choice(len(chosen), size=n_hold, replace=False)) if n_hold else np.array([], int)
@@ -399,23 +460,42 @@ def _pool_difficulty(pool: Any, encoder: Any, model: Any, tokenizer: Any, qualit
 
     with timer.stage("rollout labels"):
         labeller = RolloutLabeller(
-            model, ReasoningGymVerifier(), tokenizer=tokenizer,
+            model,
+            ReasoningGymVerifier(),
+            tokenizer=tokenizer,
             backend=rollout_backend if rollout_backend is not None else "transformers",
-            sampling=SamplingConfig(n=config.rollout_n, max_new_tokens=config.rollout_max_new_tokens,
-                                    temperature=config.rollout_temperature, seed=config.seed, batch_size=64),
-            instruction=ROLLOUT_INSTRUCTION, keep_completions=True, progress=progress)
-        to_label = _on_disk(pool.select(chosen).select_columns(["row_id", "prompt", "answer", "metadata",
-                                                                "source_dataset"]))
+            sampling=SamplingConfig(
+                n=config.rollout_n,
+                max_new_tokens=config.rollout_max_new_tokens,
+                temperature=config.rollout_temperature,
+                seed=config.seed,
+                batch_size=64,
+            ),
+            instruction=ROLLOUT_INSTRUCTION,
+            keep_completions=True,
+            progress=progress,
+        )
+        to_label = _on_disk(
+            pool.select(chosen).select_columns(["row_id", "prompt", "answer", "metadata", "source_dataset"])
+        )
         start = time.perf_counter()
         labels = labeller.map(to_label, batch_size=64, desc="rollouts")
         seconds_now = time.perf_counter() - start
-        gen_tokens = int(sum(len(ids) for row in labels["completions"]
-                             for ids in labeller.tokenizer(list(row), add_special_tokens=False)["input_ids"]))
+        gen_tokens = int(
+            sum(
+                len(ids)
+                for row in labels["completions"]
+                for ids in labeller.tokenizer(list(row), add_special_tokens=False)["input_ids"]
+            )
+        )
         # The first run's cost is kept next to the cache: a re-run reads the labels back and reports that cost.
         cost_file = cache_root() / "rollout_costs" / f"{labels._fingerprint}.json"
         if cost_file.is_file():
-            first = read_json(cost_file, "the first run's rollout cost",
-                              f"Delete {cost_file} (the labels are then timed afresh on a cache miss).")
+            first = read_json(
+                cost_file,
+                "the first run's rollout cost",
+                f"Delete {cost_file} (the labels are then timed afresh on a cache miss).",
+            )
             from_cache = True
         else:
             first = {"seconds": round(seconds_now, 2), "generated_tokens": gen_tokens}
@@ -429,14 +509,15 @@ def _pool_difficulty(pool: Any, encoder: Any, model: Any, tokenizer: Any, qualit
         for col in label_cols:
             lab_enc = lab_enc.add_column(col, list(labels[col]))
         train, hold = lab_enc.select(train_pos), lab_enc.select(hold_pos)
-        probe = DifficultyProbe(encoder.d_sae, label="pass_rate", n_alphas=20, cv=config.cv,
-                                random_state=config.seed)
+        probe = DifficultyProbe(encoder.d_sae, label="pass_rate", n_alphas=20, cv=config.cv, random_state=config.seed)
         probe.fit(train, label_column="pass_rate")
         probe_compared = _compared(probe, train, label_column="pass_rate")
         oof = np.clip(probe.cv_predictions_, 0.0, 1.0)
         hold_actual = np.asarray(hold["pass_rate"], dtype=np.float64)
-        hold_pred = np.asarray(hold.map(probe, batched=True, desc="proxy (held out)")["pass_rate_pred"]
-                               if len(hold) else [], dtype=np.float64)
+        hold_pred = np.asarray(
+            hold.map(probe, batched=True, desc="proxy (held out)")["pass_rate_pred"] if len(hold) else [],
+            dtype=np.float64,
+        )
 
     with timer.stage("proxy on pool"):
         # The proxy's own cost, measured fresh (no cache): encode the labelled prompts, then predict.
@@ -464,15 +545,19 @@ def _pool_difficulty(pool: Any, encoder: Any, model: Any, tokenizer: Any, qualit
     for task in dict.fromkeys(pool["task"]):
         in_lab = tasks[lab_rows] == task
         per_task[task] = {
-            "n": int((tasks == task).sum()), "n_labelled": int(in_lab.sum()),
+            "n": int((tasks == task).sum()),
+            "n_labelled": int(in_lab.sum()),
             "measured_pass_rate": _mean(lab_pr[in_lab].tolist()),
             "predicted_pass_rate_unlabelled": _mean(pred[unl & (tasks == task)].tolist()),
             "mean_prompt_tokens": _mean(np.asarray(pool_aug["sae_n_tokens"])[tasks == task].tolist()),
         }
     cost = {
-        "n_prompts_labelled": len(chosen), "samples_per_prompt": config.rollout_n,
-        "label_seconds": first["seconds"], "generated_tokens": first["generated_tokens"],
-        "generated_tokens_this_run": gen_tokens, "label_seconds_this_run": round(seconds_now, 2),
+        "n_prompts_labelled": len(chosen),
+        "samples_per_prompt": config.rollout_n,
+        "label_seconds": first["seconds"],
+        "generated_tokens": first["generated_tokens"],
+        "generated_tokens_this_run": gen_tokens,
+        "label_seconds_this_run": round(seconds_now, 2),
         "labels_from_cache": from_cache,
         "generation_tokens_per_second": round(first["generated_tokens"] / max(first["seconds"], 1e-9), 1),
         "proxy_seconds": round(max(proxy_seconds, 1e-3), 3),
@@ -480,41 +565,75 @@ def _pool_difficulty(pool: Any, encoder: Any, model: Any, tokenizer: Any, qualit
     cost["label_to_proxy_ratio"] = float(cost["label_seconds"]) / cost["proxy_seconds"]
     q = np.asarray(pool_aug["quality"], dtype=np.float64)
     report = {
-        "n_pool": len(pool_aug), "n_labelled": len(chosen), "n_train": len(train_pos),
-        "n_holdout": len(hold_pos), "n_unlabelled": int(unl.sum()),
+        "n_pool": len(pool_aug),
+        "n_labelled": len(chosen),
+        "n_train": len(train_pos),
+        "n_holdout": len(hold_pos),
+        "n_unlabelled": int(unl.sum()),
         "mean_pass_rate_labelled": _mean(lab_pr.tolist()),
         "fraction_labelled_never_solved": float(np.mean(lab_pr == 0)) if len(lab_pr) else None,
-        "holdout": {"n": len(hold_pos), "spearman": _spearman(hold_actual.tolist(), hold_pred.tolist()),
-                    "mae": float(np.mean(np.abs(np.clip(hold_pred, 0, 1) - hold_actual))) if len(hold_pos) else None},
+        "holdout": {
+            "n": len(hold_pos),
+            "spearman": _spearman(hold_actual.tolist(), hold_pred.tolist()),
+            "mae": float(np.mean(np.abs(np.clip(hold_pred, 0, 1) - hold_actual))) if len(hold_pos) else None,
+        },
         "per_task": per_task,
         "spearman_task_measured_vs_predicted_unlabelled": _spearman(
             [v["measured_pass_rate"] for v in per_task.values()],
-            [v["predicted_pass_rate_unlabelled"] for v in per_task.values()]),
+            [v["predicted_pass_rate_unlabelled"] for v in per_task.values()],
+        ),
         "cost": cost,
-        "quality": {"mean": _mean(q.tolist()), "fraction_at_least_0.5": float(np.mean(q >= 0.5)),
-                    "note": "the CHAMP-trained quality probe applied to the pool; reported, not used to filter"},
+        "quality": {
+            "mean": _mean(q.tolist()),
+            "fraction_at_least_0.5": float(np.mean(q >= 0.5)),
+            "note": "the CHAMP-trained quality probe applied to the pool; reported, not used to filter",
+        },
         "labeller": labeller.config(),
     }
-    return {"pool": pool_aug, "probe": probe, "clusterer": clusterer, "report": report, "oof": oof,
-            "probe_compared": probe_compared, "clusterer_compared": clusterer_compared,
-            "train_pass_rate": np.asarray(train["pass_rate"], dtype=np.float64), "hold_actual": hold_actual,
-            "hold_pred": np.clip(hold_pred, 0.0, 1.0)}
+    return {
+        "pool": pool_aug,
+        "probe": probe,
+        "clusterer": clusterer,
+        "report": report,
+        "oof": oof,
+        "probe_compared": probe_compared,
+        "clusterer_compared": clusterer_compared,
+        "train_pass_rate": np.asarray(train["pass_rate"], dtype=np.float64),
+        "hold_actual": hold_actual,
+        "hold_pred": np.clip(hold_pred, 0.0, 1.0),
+    }
 
 
-def _write_plots(out: Path, X_prob: Any, augmented: Any, categories: list[str], pool_stage: dict[str, Any],
-                 pool_aug: Any, info: dict[str, list]) -> dict[str, str]:
+def _write_plots(
+    out: Path,
+    X_prob: Any,
+    augmented: Any,
+    categories: list[str],
+    pool_stage: dict[str, Any],
+    pool_aug: Any,
+    info: dict[str, list],
+) -> dict[str, str]:
     from . import plots
 
-    paths = {"cluster_map": "cluster_map.png", "pass_rate_fit": "pass_rate_fit.png",
-             "difficulty_histogram": "difficulty_histogram.png", "curriculum": "curriculum.png"}
+    paths = {
+        "cluster_map": "cluster_map.png",
+        "pass_rate_fit": "pass_rate_fit.png",
+        "difficulty_histogram": "difficulty_histogram.png",
+        "curriculum": "curriculum.png",
+    }
     import matplotlib.pyplot as plt
 
-    plots.plot_cluster_map(plots.project_2d(X_prob.log1p()), augmented["cluster_id"], categories,
-                           out / paths["cluster_map"])
-    plots.plot_pass_rate_fit(pool_stage["train_pass_rate"], pool_stage["oof"],
-                             pool_stage["probe"].metrics_.get("spearman"), out / paths["pass_rate_fit"],
-                             held_out=(pool_stage["hold_actual"], pool_stage["hold_pred"]),
-                             title="SmolLM2's own pass rates")
+    plots.plot_cluster_map(
+        plots.project_2d(X_prob.log1p()), augmented["cluster_id"], categories, out / paths["cluster_map"]
+    )
+    plots.plot_pass_rate_fit(
+        pool_stage["train_pass_rate"],
+        pool_stage["oof"],
+        pool_stage["probe"].metrics_.get("spearman"),
+        out / paths["pass_rate_fit"],
+        held_out=(pool_stage["hold_actual"], pool_stage["hold_pred"]),
+        title="SmolLM2's own pass rates",
+    )
     plots.plot_difficulty_histogram(pool_aug["difficulty"], out / paths["difficulty_histogram"])
     plots.plot_schedule(info, out / paths["curriculum"])
     plt.close("all")
@@ -540,9 +659,11 @@ def render_report_markdown(report: dict[str, Any]) -> str:
     else:
         hit = sae_s >= target
         ahead = len_s is None or sae_s > len_s
-        verdict = (f"Target (out-of-fold Spearman >= {target} on the policy's own pass rates, SAE features ahead of "
-                   f"the length baseline): **{'reached' if hit and ahead else 'not reached'}** — SAE features "
-                   f"{_fmt(sae_s)}, raw activations {_fmt(raw_s)}, length {_fmt(len_s)}.")
+        verdict = (
+            f"Target (out-of-fold Spearman >= {target} on the policy's own pass rates, SAE features ahead of "
+            f"the length baseline): **{'reached' if hit and ahead else 'not reached'}** — SAE features "
+            f"{_fmt(sae_s)}, raw activations {_fmt(raw_s)}, length {_fmt(len_s)}."
+        )
     lines = [
         "# hf_saerl demo: SAERL on SmolLM2 + a reasoning-gym RL pool + CHAMP",
         "",
@@ -576,11 +697,13 @@ def render_report_markdown(report: dict[str, Any]) -> str:
         "",
         "| task | prompts | labelled | measured pass rate | predicted (unlabelled) | mean tokens |",
         "|---|---|---|---|---|---|",
-        *[f"| {k} | {v['n']} | {v['n_labelled']} | {_fmt(v['measured_pass_rate'])} | "
-          f"{_fmt(v['predicted_pass_rate_unlabelled'])} | {_fmt(v['mean_prompt_tokens'])} |"
-          for k, v in pool["per_task"].items()],
+        *[
+            f"| {k} | {v['n']} | {v['n_labelled']} | {_fmt(v['measured_pass_rate'])} | "
+            f"{_fmt(v['predicted_pass_rate_unlabelled'])} | {_fmt(v['mean_prompt_tokens'])} |"
+            for k, v in pool["per_task"].items()
+        ],
         "",
-        "**Cost** (SAERL's \"minutes vs. GPU-hours\", measured here on the labelled prompts): the rollout labels took "
+        '**Cost** (SAERL\'s "minutes vs. GPU-hours", measured here on the labelled prompts): the rollout labels took '
         f"{_fmt(float(cost['label_seconds']))} s for {cost['generated_tokens']} generated tokens "
         f"({_fmt(float(cost['generation_tokens_per_second']))} tokens/s"
         f"{', measured on the first run; this run read them from the datasets cache' if cost['labels_from_cache'] else ''}); "
@@ -598,10 +721,18 @@ def render_report_markdown(report: dict[str, Any]) -> str:
         "| metric | SAE features | raw activations | note |",
         "|---|---|---|---|",
         row("quality AUROC (problem vs. hint/concept/corrupted)", q.get("auroc"), _get(q, "baseline", "auroc")),
-        row("CHAMP difficulty Spearman (other models' pass rates, out of fold)", dc.get("spearman"),
-            _get(dc, "baseline", "spearman"), "GPT-3.5/4 and PaLM 2's success: not the policy's"),
-        row("topic accuracy (5 categories)", top["accuracy"], _get(top, "baseline", "accuracy"),
-            f"majority baseline {_fmt(top['majority_baseline'])}"),
+        row(
+            "CHAMP difficulty Spearman (other models' pass rates, out of fold)",
+            dc.get("spearman"),
+            _get(dc, "baseline", "spearman"),
+            "GPT-3.5/4 and PaLM 2's success: not the policy's",
+        ),
+        row(
+            "topic accuracy (5 categories)",
+            top["accuracy"],
+            _get(top, "baseline", "accuracy"),
+            f"majority baseline {_fmt(top['majority_baseline'])}",
+        ),
         row("cluster NMI vs. category", c.get("nmi"), _get(c, "baseline", "nmi"), f"k = {c.get('n_clusters', '')}"),
         row("cluster purity", c.get("purity"), _get(c, "baseline", "purity")),
         "",
@@ -628,10 +759,21 @@ def render_report_markdown(report: dict[str, Any]) -> str:
         "",
     ]
     for i, batch in enumerate(cur["first_batches"]):
-        lines.append(f"- batch {i}: " + "; ".join(
-            f"[{r['group']}, cluster {r['cluster_id']}, difficulty {_fmt(r['difficulty'])}] {r['text']}" for r in batch[:4]))
-    lines += ["", "## Time per stage (seconds)", "", "| stage | s |", "|---|---|",
-              *[f"| {k} | {v} |" for k, v in t.items()]]
+        lines.append(
+            f"- batch {i}: "
+            + "; ".join(
+                f"[{r['group']}, cluster {r['cluster_id']}, difficulty {_fmt(r['difficulty'])}] {r['text']}"
+                for r in batch[:4]
+            )
+        )
+    lines += [
+        "",
+        "## Time per stage (seconds)",
+        "",
+        "| stage | s |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in t.items()],
+    ]
     if report.get("plots"):
         lines += ["", "## Plots", "", *[f"![{k}]({v})" for k, v in report["plots"].items()]]
     return "\n".join(lines) + "\n"
@@ -642,16 +784,26 @@ def format_batches(report: dict[str, Any]) -> str:
     lines = []
     for i, batch in enumerate(report["curriculum"]["first_batches"]):
         lines.append(f"batch {i}:")
-        lines += [f"  {r['id']:<10} {r['group']:<18} cluster {r['cluster_id']}  difficulty "
-                  f"{r['difficulty']:.2f}  {r['text']}" for r in batch]
+        lines += [
+            f"  {r['id']:<10} {r['group']:<18} cluster {r['cluster_id']}  difficulty {r['difficulty']:.2f}  {r['text']}"
+            for r in batch
+        ]
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------- small helpers
 def _batch_preview(ds: Any, batch: list[int]) -> list[dict[str, Any]]:
     rows = ds.select(batch)
-    return [{"id": r["row_id"], "group": r["task"], "cluster_id": int(r["cluster_id"]),
-             "difficulty": float(r["difficulty"]), "text": " ".join(r["prompt"].split())[:70]} for r in rows]
+    return [
+        {
+            "id": r["row_id"],
+            "group": r["task"],
+            "cluster_id": int(r["cluster_id"]),
+            "difficulty": float(r["difficulty"]),
+            "text": " ".join(r["prompt"].split())[:70],
+        }
+        for r in rows
+    ]
 
 
 def _counts(values: list[Any]) -> dict[str, int]:

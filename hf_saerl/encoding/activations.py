@@ -81,8 +81,9 @@ class ActivationReader:
         if max_length < 2:
             raise InvalidParameterError(f"max_length must be at least 2 tokens, got {max_length}; the default is 512.")
         if token_budget < 1:
-            raise InvalidParameterError(f"token_budget must be >= 1 (padded tokens per micro-batch), got "
-                                        f"{token_budget}; the default is 4096.")
+            raise InvalidParameterError(
+                f"token_budget must be >= 1 (padded tokens per micro-batch), got {token_budget}; the default is 4096."
+            )
         self.model, self.tokenizer, self.hook_name = model, tokenizer, hook_name
         self.max_length, self.token_budget, self.exclude_bos = max_length, token_budget, exclude_bos
         self.hook: ResolvedHook = resolve_hook(model, hook_name)
@@ -90,12 +91,14 @@ class ActivationReader:
 
     def tokenize(self, texts: Sequence[str], add_special_tokens: bool = True) -> tuple[list[list[int]], list[bool]]:
         """Token ids of each text cut to ``max_length``, and whether it was cut."""
-        encoded = self.tokenizer([str(t) for t in texts], add_special_tokens=add_special_tokens,
-                                 truncation=False)["input_ids"]
+        encoded = self.tokenizer([str(t) for t in texts], add_special_tokens=add_special_tokens, truncation=False)[
+            "input_ids"
+        ]
         return [ids[: self.max_length] for ids in encoded], [len(ids) > self.max_length for ids in encoded]
 
-    def microbatches(self, token_ids: Sequence[Sequence[int]],
-                     pool_from: Sequence[int] | None = None) -> Iterator[ActivationBatch]:
+    def microbatches(
+        self, token_ids: Sequence[Sequence[int]], pool_from: Sequence[int] | None = None
+    ) -> Iterator[ActivationBatch]:
         """Run the truncated forward over ``token_ids`` (already tokenized, any lengths; empty ones are
         skipped) and yield one :class:`ActivationBatch` per micro-batch. With ``pool_from``, tokens
         before position ``pool_from[i]`` of text ``i`` are left out too."""
@@ -121,23 +124,29 @@ class ActivationReader:
                 keep &= positions >= torch.tensor([pool_from[r] for r in rows])[:, None]
             with torch.inference_mode():
                 hidden = self.hook.capture(
-                    self.model, input_ids=input_ids.to(self.device),
-                    attention_mask=attention.to(self.device), use_cache=False,
+                    self.model,
+                    input_ids=input_ids.to(self.device),
+                    attention_mask=attention.to(self.device),
+                    use_cache=False,
                 )
                 keep = keep.to(hidden.device)
                 flat = hidden[keep]
                 if not bool(flat.isfinite().all()):
                     bad = sorted({rows[int(j)] for j in _bad_rows(keep, flat)})
-                    check_finite(flat, f"The activations at {self.hook_name!r} (texts {bad[:10]} of this call)",
-                                 "The model's weights or its dtype overflow here: load the model in float32 "
-                                 "(dtype='float32'), or check its weights (load_model refuses non-finite ones).")
+                    check_finite(
+                        flat,
+                        f"The activations at {self.hook_name!r} (texts {bad[:10]} of this call)",
+                        "The model's weights or its dtype overflow here: load the model in float32 "
+                        "(dtype='float32'), or check its weights (load_model refuses non-finite ones).",
+                    )
                 row_ids = torch.arange(len(rows), device=hidden.device)[:, None].expand_as(keep)[keep]
             is_last = torch.ones_like(row_ids, dtype=torch.bool)
             is_last[:-1] = row_ids[1:] != row_ids[:-1]
             yield ActivationBatch(rows, flat, row_ids, is_last)
 
-    def iter_activations(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False,
-                         add_special_tokens: bool = True) -> Iterator[torch.Tensor]:
+    def iter_activations(
+        self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False, add_special_tokens: bool = True
+    ) -> Iterator[torch.Tensor]:
         """Yield ``(n_tokens, d)`` activation tensors (on the model's device and dtype) for ``texts``,
         micro-batch by micro-batch. Texts are tokenized ``batch_size`` at a time and cut to
         ``max_length``; a progress bar counts texts when ``progress`` is set."""
@@ -145,12 +154,14 @@ class ActivationReader:
 
         with tqdm(total=len(texts), desc=f"activations @ {self.hook_name}", unit="text", disable=not progress) as bar:
             for start in range(0, len(texts), batch_size):
-                chunk = list(texts[start:start + batch_size])
+                chunk = list(texts[start : start + batch_size])
                 ids, _ = self.tokenize(chunk, add_special_tokens=add_special_tokens)
                 for batch in self.microbatches(ids):
                     yield batch.flat
                 bar.update(len(chunk))
 
     def __repr__(self) -> str:
-        return (f"ActivationReader({type(self.model).__name__}, hook_name={self.hook_name!r}, "
-                f"max_length={self.max_length}, token_budget={self.token_budget}, exclude_bos={self.exclude_bos})")
+        return (
+            f"ActivationReader({type(self.model).__name__}, hook_name={self.hook_name!r}, "
+            f"max_length={self.max_length}, token_budget={self.token_budget}, exclude_bos={self.exclude_bos})"
+        )

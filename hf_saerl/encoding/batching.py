@@ -16,8 +16,9 @@ def plan_microbatches(lengths: Sequence[int], token_budget: int, max_rows: int |
         [[1, 3], [2, 0]]
     """
     if token_budget < 1:
-        raise InvalidParameterError(f"token_budget must be >= 1 (padded tokens per micro-batch), got {token_budget}; "
-                                    "the default is 4096.")
+        raise InvalidParameterError(
+            f"token_budget must be >= 1 (padded tokens per micro-batch), got {token_budget}; the default is 4096."
+        )
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
     current: list[int] = []

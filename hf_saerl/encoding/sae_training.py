@@ -156,26 +156,43 @@ def train_sae(
     """
     texts = [str(t) for t in texts if t is not None and str(t).strip()]
     if not texts:
-        raise InvalidParameterError("train_sae needs at least one non-empty text; pass e.g. the text column of your "
-                                    "prompts, or any text from the same domain.")
+        raise InvalidParameterError(
+            "train_sae needs at least one non-empty text; pass e.g. the text column of your "
+            "prompts, or any text from the same domain."
+        )
     _check_args(d_sae, k, total_tokens, batch_size_tokens, lr, eval_fraction, max_activation_tokens)
     check_integer("seed", seed, "Pass a whole-number seed, e.g. seed=0.")
     if threads is not None:
-        check_integer("threads", threads, "Pass a thread count, e.g. threads=2, or threads=None to keep the caller's.",
-                      minimum=1)
+        check_integer(
+            "threads", threads, "Pass a thread count, e.g. threads=2, or threads=None to keep the caller's.", minimum=1
+        )
     hook_name = hook_name or middle_hook(model)
-    reader = ActivationReader(model, tokenizer, hook_name, max_length=max_length,
-                              token_budget=token_budget, exclude_bos=True)  # unknown hooks raise here
+    reader = ActivationReader(
+        model, tokenizer, hook_name, max_length=max_length, token_budget=token_budget, exclude_bos=True
+    )  # unknown hooks raise here
     config = {
-        "hook_name": hook_name, "d_sae": d_sae, "k": k, "total_tokens": total_tokens,
-        "batch_size_tokens": batch_size_tokens, "lr": lr, "seed": seed, "max_length": max_length,
-        "max_activation_tokens": max_activation_tokens, "exclude_first_token": exclude_first_token,
-        "eval_fraction": eval_fraction, "architecture": "topk", "threads": threads,
+        "hook_name": hook_name,
+        "d_sae": d_sae,
+        "k": k,
+        "total_tokens": total_tokens,
+        "batch_size_tokens": batch_size_tokens,
+        "lr": lr,
+        "seed": seed,
+        "max_length": max_length,
+        "max_activation_tokens": max_activation_tokens,
+        "exclude_first_token": exclude_first_token,
+        "eval_fraction": eval_fraction,
+        "architecture": "topk",
+        "threads": threads,
     }
     model_name = model_id or str(getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__)
     identity = {
-        **config, "model": model_id or module_digest(model), "tokenizer": tokenizer_identity(tokenizer),
-        "texts": texts_digest(texts), "format": FORMAT_VERSION, "torch": torch.__version__,
+        **config,
+        "model": model_id or module_digest(model),
+        "tokenizer": tokenizer_identity(tokenizer),
+        "texts": texts_digest(texts),
+        "format": FORMAT_VERSION,
+        "torch": torch.__version__,
     }
     key = stable_hash(identity, 20)
     folder = None
@@ -191,8 +208,7 @@ def train_sae(
     with reproducible(seed, threads):
         used_threads = torch.get_num_threads()
         t0 = time.perf_counter()
-        train_acts, eval_acts, n_texts = _collect(reader, texts, max_activation_tokens, eval_fraction, seqpos,
-                                                  progress)
+        train_acts, eval_acts, n_texts = _collect(reader, texts, max_activation_tokens, eval_fraction, seqpos, progress)
         collect_seconds = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -206,14 +222,26 @@ def train_sae(
 
     stats = {
         **evaluate_sae(training_sae, eval_acts),
-        "n_tokens": int(train_acts.shape[0] + eval_acts.shape[0]), "n_train_tokens": int(train_acts.shape[0]),
-        "n_eval_tokens": int(eval_acts.shape[0]), "n_texts": n_texts, "d_in": int(train_acts.shape[1]),
-        "collect_seconds": round(collect_seconds, 2), "train_seconds": round(train_seconds, 2),
-        "train_steps": steps, "passes": round(total_tokens / max(1, train_acts.shape[0]), 2),
-        "key": key, "cache_hit": False, "threads": used_threads,
+        "n_tokens": int(train_acts.shape[0] + eval_acts.shape[0]),
+        "n_train_tokens": int(train_acts.shape[0]),
+        "n_eval_tokens": int(eval_acts.shape[0]),
+        "n_texts": n_texts,
+        "d_in": int(train_acts.shape[1]),
+        "collect_seconds": round(collect_seconds, 2),
+        "train_seconds": round(train_seconds, 2),
+        "train_steps": steps,
+        "passes": round(total_tokens / max(1, train_acts.shape[0]), 2),
+        "key": key,
+        "cache_hit": False,
+        "threads": used_threads,
     }
-    record = {"stats": stats, "config": config, "identity": identity, "model_name": model_name,
-              "format": FORMAT_VERSION}
+    record = {
+        "stats": stats,
+        "config": config,
+        "identity": identity,
+        "model_name": model_name,
+        "format": FORMAT_VERSION,
+    }
     sae = _save_and_load(training_sae, record, folder)
     return sae.to(reader.device).eval(), {**stats, "path": None if folder is None else str(folder)}
 
@@ -224,8 +252,10 @@ def evaluate_sae(sae: Any, acts: torch.Tensor, chunk: int = 8192) -> dict[str, f
     = 1 - sum ||x - x̂||² / sum ||x - mean(x)||², ``mse`` (per token, summed over dims), ``mean_l0``
     (active latents per token), ``dead_fraction`` and ``n_dead`` (latents that never fire on ``acts``)."""
     if acts.shape[0] == 0:
-        raise InvalidParameterError("evaluate_sae needs at least one activation row; pass acts of shape "
-                                    "(n >= 1, d_in), e.g. from ActivationReader.iter_activations.")
+        raise InvalidParameterError(
+            "evaluate_sae needs at least one activation row; pass acts of shape "
+            "(n >= 1, d_in), e.g. from ActivationReader.iter_activations."
+        )
     was_training = sae.training
     sae.eval()
     dtype = next(sae.parameters()).dtype
@@ -235,7 +265,7 @@ def evaluate_sae(sae: Any, acts: torch.Tensor, chunk: int = 8192) -> dict[str, f
     err = var = l0 = 0.0
     fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool, device=device)
     for s in range(0, acts.shape[0], chunk):
-        x = acts[s:s + chunk]
+        x = acts[s : s + chunk]
         z = sae.encode(x.to(dtype))
         x_hat = sae.decode(z).float()
         err += (x.float() - x_hat).pow(2).sum().item()
@@ -247,8 +277,10 @@ def evaluate_sae(sae: Any, acts: torch.Tensor, chunk: int = 8192) -> dict[str, f
     n_dead = int((~fired).sum().item())
     return {
         "explained_variance": float(1.0 - err / var) if var > 0 else float("nan"),
-        "mse": err / acts.shape[0], "mean_l0": l0 / acts.shape[0],
-        "dead_fraction": n_dead / sae.cfg.d_sae, "n_dead": n_dead,
+        "mse": err / acts.shape[0],
+        "mean_l0": l0 / acts.shape[0],
+        "dead_fraction": n_dead / sae.cfg.d_sae,
+        "n_dead": n_dead,
     }
 
 
@@ -294,20 +326,30 @@ def texts_digest(texts: Sequence[str]) -> str:
 
 
 # ---------------------------------------------------------------------- internals
-def _check_args(d_sae: int, k: int, total_tokens: int, batch_size_tokens: int, lr: float,
-                eval_fraction: float, max_activation_tokens: int | None) -> None:
+def _check_args(
+    d_sae: int,
+    k: int,
+    total_tokens: int,
+    batch_size_tokens: int,
+    lr: float,
+    eval_fraction: float,
+    max_activation_tokens: int | None,
+) -> None:
     if not isinstance(d_sae, int) or isinstance(d_sae, bool) or d_sae < 1:
         raise InvalidParameterError(f"d_sae must be a positive int (e.g. 4-8x the hidden size), got {d_sae!r}.")
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= d_sae:
-        raise InvalidParameterError(f"k (latents active per token) must be an int with 1 <= k <= d_sae={d_sae}, "
-                                    f"got {k!r}.")
+        raise InvalidParameterError(
+            f"k (latents active per token) must be an int with 1 <= k <= d_sae={d_sae}, got {k!r}."
+        )
     check_integer("batch_size_tokens", batch_size_tokens, "Pass a whole number of tokens, e.g. 1024.")
     check_integer("total_tokens", total_tokens, "Pass a whole number of training samples, e.g. 250_000.")
     if batch_size_tokens < 1:
         raise InvalidParameterError(f"batch_size_tokens must be >= 1, got {batch_size_tokens}.")
     if total_tokens < batch_size_tokens:
-        raise InvalidParameterError(f"total_tokens={total_tokens} is less than one batch (batch_size_tokens="
-                                    f"{batch_size_tokens}); raise total_tokens, or lower batch_size_tokens.")
+        raise InvalidParameterError(
+            f"total_tokens={total_tokens} is less than one batch (batch_size_tokens="
+            f"{batch_size_tokens}); raise total_tokens, or lower batch_size_tokens."
+        )
     check_real("lr", lr, "Pass a positive learning rate, e.g. lr=2e-3.")
     if not lr > 0:
         raise InvalidParameterError(f"lr must be > 0, got {lr}.")
@@ -317,12 +359,19 @@ def _check_args(d_sae: int, k: int, total_tokens: int, batch_size_tokens: int, l
     if max_activation_tokens is not None:
         check_integer("max_activation_tokens", max_activation_tokens, "Pass a whole number of tokens, or None.")
     if max_activation_tokens is not None and max_activation_tokens < 2:
-        raise InvalidParameterError(f"max_activation_tokens must be >= 2 or None (read every text), got "
-                                    f"{max_activation_tokens}.")
+        raise InvalidParameterError(
+            f"max_activation_tokens must be >= 2 or None (read every text), got {max_activation_tokens}."
+        )
 
 
-def _collect(reader: ActivationReader, texts: list[str], max_tokens: int | None, eval_fraction: float,
-             seqpos: int, progress: bool) -> tuple[torch.Tensor, torch.Tensor, int]:
+def _collect(
+    reader: ActivationReader,
+    texts: list[str],
+    max_tokens: int | None,
+    eval_fraction: float,
+    seqpos: int,
+    progress: bool,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Activations of the texts, float32 on CPU, split by text into (train, eval)."""
     from tqdm.auto import tqdm
 
@@ -330,12 +379,13 @@ def _collect(reader: ActivationReader, texts: list[str], max_tokens: int | None,
     parts: dict[bool, list[torch.Tensor]] = {True: [], False: []}
     n_tokens = n_texts = 0
     chunk_size = 8 if max_tokens is not None else 64  # small chunks: stop close to max_tokens
-    with tqdm(total=max_tokens or None, desc=f"activations @ {reader.hook_name}", unit="tok",
-              disable=not progress) as bar:
+    with tqdm(
+        total=max_tokens or None, desc=f"activations @ {reader.hook_name}", unit="tok", disable=not progress
+    ) as bar:
         for start in range(0, len(texts), chunk_size):
             if max_tokens is not None and n_tokens >= max_tokens:
                 break
-            chunk = texts[start:start + chunk_size]
+            chunk = texts[start : start + chunk_size]
             ids, _ = reader.tokenize(chunk)
             for batch in reader.microbatches(ids, pool_from=[seqpos] * len(ids)):
                 flat = batch.flat.detach().to("cpu", torch.float32)
@@ -352,8 +402,9 @@ def _collect(reader: ActivationReader, texts: list[str], max_tokens: int | None,
         everything = torch.cat([t for t in (train, held) if t.numel()])
         n_eval = max(1, round(eval_fraction * everything.shape[0]))
         if everything.shape[0] < 2:
-            raise InvalidParameterError("The texts gave fewer than 2 activation tokens; pass more or longer texts, or "
-                                        "raise max_length=.")
+            raise InvalidParameterError(
+                "The texts gave fewer than 2 activation tokens; pass more or longer texts, or raise max_length=."
+            )
         perm = torch.randperm(everything.shape[0], generator=torch.Generator().manual_seed(0))
         held, train = everything[perm[:n_eval]], everything[perm[n_eval:]]
     return train, held, n_texts
@@ -376,14 +427,16 @@ class _ShuffledBatches(Iterator[torch.Tensor]):
         while need > 0:
             if self.pos >= len(self.order):
                 self.order, self.pos = torch.randperm(self.acts.shape[0], generator=self.gen), 0
-            take = self.order[self.pos:self.pos + need]
+            take = self.order[self.pos : self.pos + need]
             self.pos += len(take)
             need -= len(take)
             idx.append(take)
         return self.acts[torch.cat(idx)]
 
 
-def _fit(acts: torch.Tensor, config: dict[str, Any], seed: int, progress: bool, device: torch.device) -> tuple[Any, int]:
+def _fit(
+    acts: torch.Tensor, config: dict[str, Any], seed: int, progress: bool, device: torch.device
+) -> tuple[Any, int]:
     from sae_lens import SAETrainer, TopKTrainingSAE, TopKTrainingSAEConfig
     from sae_lens.config import LoggingConfig, SAETrainerConfig
 
@@ -391,18 +444,34 @@ def _fit(acts: torch.Tensor, config: dict[str, Any], seed: int, progress: bool, 
     batch, total = config["batch_size_tokens"], config["total_tokens"]
     steps = total // batch
     torch.manual_seed(config["seed"])  # sae-lens initialises from the global RNG (forked by reproducible())
-    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=config["d_sae"], k=config["k"],
-                                                device=str(device), normalize_activations="expected_average_only_in"))
+    sae = TopKTrainingSAE(
+        TopKTrainingSAEConfig(
+            d_in=d_in,
+            d_sae=config["d_sae"],
+            k=config["k"],
+            device=str(device),
+            normalize_activations="expected_average_only_in",
+        )
+    )
     # Scale activations to mean norm sqrt(d_in) (sae-lens folds the factor into the weights after
     # fit()); computed exactly here rather than from the trainer's sample of batches.
     scaling = math.sqrt(d_in) / acts.norm(dim=-1).mean().item()
     with torch.no_grad():
         sae.b_dec.copy_((acts.mean(0) * scaling).to(sae.b_dec))  # start from the mean activation
     trainer_cfg = SAETrainerConfig(
-        total_training_samples=total, train_batch_size_samples=batch, lr=config["lr"], lr_end=config["lr"],
-        lr_warm_up_steps=max(0, steps // 20), lr_decay_steps=max(0, steps // 5), lr_scheduler_name="constant",
-        device=str(device), dead_feature_window=max(5, min(1000, steps // 20)),
-        feature_sampling_window=steps + 1, n_checkpoints=0, checkpoint_path=None, save_final_checkpoint=False,
+        total_training_samples=total,
+        train_batch_size_samples=batch,
+        lr=config["lr"],
+        lr_end=config["lr"],
+        lr_warm_up_steps=max(0, steps // 20),
+        lr_decay_steps=max(0, steps // 5),
+        lr_scheduler_name="constant",
+        device=str(device),
+        dead_feature_window=max(5, min(1000, steps // 20)),
+        feature_sampling_window=steps + 1,
+        n_checkpoints=0,
+        checkpoint_path=None,
+        save_final_checkpoint=False,
         logger=LoggingConfig(log_to_wandb=False, eval_every_n_wandb_logs=2**31 - 1),
         n_batches_for_norm_estimate=1,
     )
@@ -481,4 +550,3 @@ def _adds_bos(tokenizer: Any) -> bool:
         return False
     ids = tokenizer("a")["input_ids"]
     return bool(ids) and ids[0] == bos
-

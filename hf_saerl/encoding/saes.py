@@ -46,8 +46,10 @@ def load_sae(sae: SAESpec, device: torch.device | str = "cpu") -> Any:
     """
     if isinstance(sae, tuple):
         if len(sae) != 2:
-            raise InvalidParameterError(f"An SAE reference is (release, sae_id); got a tuple of {len(sae)} items. Pass "
-                                        "both parts, or a local sae-lens folder, or a sae_lens.SAE object.")
+            raise InvalidParameterError(
+                f"An SAE reference is (release, sae_id); got a tuple of {len(sae)} items. Pass "
+                "both parts, or a local sae-lens folder, or a sae_lens.SAE object."
+            )
         from sae_lens import SAE
 
         loaded = SAE.from_pretrained(sae[0], sae[1], device=str(device)).eval()
@@ -61,7 +63,9 @@ def load_sae(sae: SAESpec, device: torch.device | str = "cpu") -> Any:
             )
         from sae_lens import SAE
 
-        return check_weights_finite(SAE.load_from_disk(str(path), device=str(device)).eval(), f"the SAE in {str(path)!r}")
+        return check_weights_finite(
+            SAE.load_from_disk(str(path), device=str(device)).eval(), f"the SAE in {str(path)!r}"
+        )
     if not (hasattr(sae, "encode") and hasattr(sae, "cfg")):
         raise TypeError(
             f"sae must be a (release, sae_id) tuple, a sae-lens folder or a sae_lens.SAE, got {type(sae).__name__}."

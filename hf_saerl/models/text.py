@@ -31,11 +31,17 @@ class TextBuilder:
     def __init__(self, text_column: str | None = "text", template: str | None = None, chat_template: bool = False):
         for name, value in (("text_column", text_column), ("template", template)):
             if value is not None and not isinstance(value, str):
-                raise ParameterTypeError(f"{name} must be a str or None, got {value!r} ({type(value).__name__}). "
-                                         "Pass text_column='prompt' for one column, or template='{question} {answer}' "
-                                         "over several.")
-        check_bool("chat_template", chat_template, "Pass chat_template=True to render chat messages through the "
-                   "tokenizer's chat template, or chat_template=False to read plain text.")
+                raise ParameterTypeError(
+                    f"{name} must be a str or None, got {value!r} ({type(value).__name__}). "
+                    "Pass text_column='prompt' for one column, or template='{question} {answer}' "
+                    "over several."
+                )
+        check_bool(
+            "chat_template",
+            chat_template,
+            "Pass chat_template=True to render chat messages through the "
+            "tokenizer's chat template, or chat_template=False to read plain text.",
+        )
         if template is not None:
             fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
             if not fields or any(f == "" or f.isdigit() for f in fields):
@@ -45,8 +51,9 @@ class TextBuilder:
                 )
             self.columns = list(dict.fromkeys(f.split(".")[0].split("[")[0] for f in fields))
         elif text_column is None:
-            raise InvalidParameterError("Pass text_column= (a column holding the text) or template= over several "
-                                        "columns.")
+            raise InvalidParameterError(
+                "Pass text_column= (a column holding the text) or template= over several columns."
+            )
         else:
             self.columns = [text_column]
         self.text_column = text_column
@@ -81,8 +88,9 @@ class TextBuilder:
                     continue
                 texts.append(self.template.format(**values))
             return check_text_values(texts, "template " + repr(self.template), tokenizer, self.chat_template)
-        return check_text_values(list(batch[self.columns[0]]), f"column {self.columns[0]!r}", tokenizer,
-                                 self.chat_template)
+        return check_text_values(
+            list(batch[self.columns[0]]), f"column {self.columns[0]!r}", tokenizer, self.chat_template
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The constructor options, as :meth:`hf_saerl.SAEEncoder.config` records them."""
@@ -91,17 +99,22 @@ class TextBuilder:
 
 def is_chat(value: Any) -> bool:
     """Whether ``value`` is a conversation: a non-empty list (or tuple) of dicts each holding a ``role``."""
-    return (isinstance(value, (list, tuple)) and len(value) > 0
-            and all(isinstance(m, Mapping) and "role" in m for m in value))
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) > 0
+        and all(isinstance(m, Mapping) and "role" in m for m in value)
+    )
 
 
 def _chat_is_empty(messages: Sequence[Mapping[str, Any]]) -> bool:
-    return all(m.get("content") is None or (isinstance(m.get("content"), str) and not m["content"].strip())
-               for m in messages)
+    return all(
+        m.get("content") is None or (isinstance(m.get("content"), str) and not m["content"].strip()) for m in messages
+    )
 
 
-def check_text_values(values: Sequence[Any], where: str, tokenizer: Any = None,
-                      chat_template: bool = False) -> list[Any]:
+def check_text_values(
+    values: Sequence[Any], where: str, tokenizer: Any = None, chat_template: bool = False
+) -> list[Any]:
     """``values`` as texts an encoder can tokenize: ``str`` kept, missing values (``None``, NaN) as ``None``;
     with ``chat_template`` a string becomes one user message and a conversation is rendered through
     ``tokenizer``'s chat template (``None`` when no message has content). Anything else raises a
@@ -116,8 +129,10 @@ def check_text_values(values: Sequence[Any], where: str, tokenizer: Any = None,
         hf_saerl.errors.ParameterTypeError: column 'text' holds 3 (int) in batch row 1, not text. Cast the column to strings first, e.g. dataset.cast_column('text', datasets.Value('string')), or point text_column= at a column of strings.
     """
     if chat_template and (tokenizer is None or getattr(tokenizer, "chat_template", None) is None):
-        raise InvalidParameterError("chat_template=True, but the tokenizer has no chat template. Set "
-                                    "tokenizer.chat_template, or pass chat_template=False to read the text as is.")
+        raise InvalidParameterError(
+            "chat_template=True, but the tokenizer has no chat template. Set "
+            "tokenizer.chat_template, or pass chat_template=False to read the text as is."
+        )
     column = where.split("'")[1] if where.startswith("column '") else "text"
     out: list[Any] = []
     for row, value in enumerate(values):
@@ -129,25 +144,35 @@ def check_text_values(values: Sequence[Any], where: str, tokenizer: Any = None,
             if not chat_template:
                 raise InvalidParameterError(
                     f"{where} holds chat messages (lists of dicts) in batch row {row}; pass chat_template=True, or "
-                    "point text_column= at a column of plain strings.")
+                    "point text_column= at a column of plain strings."
+                )
             out.append(None if _chat_is_empty(value) else render_chat(tokenizer, value))
         elif isinstance(value, (list, tuple)):
             kinds = sorted({type(v).__name__ for v in value}) or ["nothing"]
             raise ParameterTypeError(
                 f"{where} holds a list of {'/'.join(kinds)} in batch row {row}, which is neither text nor chat "
                 "messages ([{'role': ..., 'content': ...}, ...]). Join the parts into one string first, e.g. "
-                f"dataset.map(lambda r: {{{column!r}: ' '.join(r[{column!r}])}}), or build the messages as dicts.")
+                f"dataset.map(lambda r: {{{column!r}: ' '.join(r[{column!r}])}}), or build the messages as dicts."
+            )
         else:
             raise ParameterTypeError(
                 f"{where} holds {value!r} ({type(value).__name__}) in batch row {row}, not text. Cast the column to "
                 f"strings first, e.g. dataset.cast_column({column!r}, datasets.Value('string')), or point "
-                "text_column= at a column of strings.")
+                "text_column= at a column of strings."
+            )
     return out
 
 
-def tokenize_texts(tokenizer: Any, texts: Sequence[Any], *, max_length: int, on_empty: str = "error",
-                   on_overlong: str = "truncate", add_special_tokens: bool = True,
-                   column: str = "text") -> tuple[list[list[int]], list[bool]]:
+def tokenize_texts(
+    tokenizer: Any,
+    texts: Sequence[Any],
+    *,
+    max_length: int,
+    on_empty: str = "error",
+    on_overlong: str = "truncate",
+    add_special_tokens: bool = True,
+    column: str = "text",
+) -> tuple[list[list[int]], list[bool]]:
     """Token ids of each text cut to ``max_length``, and whether it was cut: the encoder's length rules.
 
     Empty texts (``None`` or blank) are refused with ``on_empty="error"``, else give no tokens; texts longer than
@@ -166,8 +191,11 @@ def tokenize_texts(tokenizer: Any, texts: Sequence[Any], *, max_length: int, on_
             f"dataset.filter(lambda r: bool(r[{column!r}] and r[{column!r}].strip())), "
             "or pass on_empty='zeros' to give them no features (sae_n_tokens=0)."
         )
-    encoded = tokenizer([t if i not in empty else "" for i, t in enumerate(texts)],
-                        add_special_tokens=add_special_tokens, truncation=False)["input_ids"]
+    encoded = tokenizer(
+        [t if i not in empty else "" for i, t in enumerate(texts)],
+        add_special_tokens=add_special_tokens,
+        truncation=False,
+    )["input_ids"]
     truncated = [len(ids) > max_length for ids in encoded]
     if any(truncated) and on_overlong == "error":
         rows = [i for i, t in enumerate(truncated) if t]
@@ -188,7 +216,9 @@ def render_chat(tokenizer: Any, text_or_messages: Any, add_generation_prompt: bo
     elif is_chat(text_or_messages):
         messages = [dict(m, content="" if m.get("content") is None else m["content"]) for m in text_or_messages]
     else:
-        raise ParameterTypeError(f"A chat is a string or a list of {{'role', 'content'}} dicts, got "
-                                 f"{text_or_messages!r} ({type(text_or_messages).__name__}). Build the messages as "
-                                 "[{'role': 'user', 'content': text}], or pass plain strings.")
+        raise ParameterTypeError(
+            f"A chat is a string or a list of {{'role', 'content'}} dicts, got "
+            f"{text_or_messages!r} ({type(text_or_messages).__name__}). Build the messages as "
+            "[{'role': 'user', 'content': text}], or pass plain strings."
+        )
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)

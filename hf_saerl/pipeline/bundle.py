@@ -81,8 +81,10 @@ SAE_FILES = ("cfg.json", "sae_weights.safetensors")
 # The clusterer's subfolder predates the role names; every other estimator is stored under its role.
 _LEGACY_FOLDERS = {"clusterer": "clusters"}
 _RESAVE = "Save the pipeline again with SAERLPipeline.save_pretrained(dir), or download it again (force_download=True)."
-_NOT_A_BUNDLE = ("Point from_pretrained at a folder written by SAERLPipeline.save_pretrained, or save the pipeline "
-                 "again with SAERLPipeline.save_pretrained(dir).")
+_NOT_A_BUNDLE = (
+    "Point from_pretrained at a folder written by SAERLPipeline.save_pretrained, or save the pipeline "
+    "again with SAERLPipeline.save_pretrained(dir)."
+)
 
 
 # ---------------------------------------------------------------------- the layout
@@ -119,8 +121,9 @@ def bundle_folder(repo_id_or_path: str | Path, **hub_kwargs: Any) -> Path:
 
 
 # ---------------------------------------------------------------------- writing
-def write_bundle(folder: str | Path, config: Mapping[str, Any], *, estimators: Mapping[str, Any], sae: Any = None,
-                 card: Any = None) -> Path:
+def write_bundle(
+    folder: str | Path, config: Mapping[str, Any], *, estimators: Mapping[str, Any], sae: Any = None, card: Any = None
+) -> Path:
     """Write a bundle into ``folder`` (created if needed) and return it.
 
     Args:
@@ -181,8 +184,9 @@ def encoder_options(encoder_config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in encoder_config.items() if k in accepted}
 
 
-def model_record(encoder_config: Mapping[str, Any], model_id: str | None = None,
-                 tokenizer_id: str | None = None) -> dict[str, Any]:
+def model_record(
+    encoder_config: Mapping[str, Any], model_id: str | None = None, tokenizer_id: str | None = None
+) -> dict[str, Any]:
     """The ``model`` record: ``id``, ``revision``, ``gguf_file``, ``tokenizer``; :func:`resolve_model` reads it back.
 
     ``model_id`` overrides the encoder's own model id; an in-memory model needs one
@@ -195,8 +199,12 @@ def model_record(encoder_config: Mapping[str, Any], model_id: str | None = None,
 
     ec = encoder_config
     if model_id is not None:
-        return {"id": str(model_id), "revision": ec.get("revision"), "gguf_file": ec.get("gguf_file"),
-                "tokenizer": tokenizer_id or ec.get("tokenizer")}
+        return {
+            "id": str(model_id),
+            "revision": ec.get("revision"),
+            "gguf_file": ec.get("gguf_file"),
+            "tokenizer": tokenizer_id or ec.get("tokenizer"),
+        }
     spec = ec.get("model")
     if spec is None:
         raise InvalidParameterError(
@@ -207,10 +215,17 @@ def model_record(encoder_config: Mapping[str, Any], model_id: str | None = None,
     if _is_embedded(spec, ec.get("gguf_file")):
         return {"id": EMBEDDED_MODEL, "revision": None, "gguf_file": None, "tokenizer": None}
     if os.path.isdir(spec):
-        logger.warning("The pipeline records its model as the local folder %r; it loads elsewhere only if that "
-                       "folder exists there. Pass model_id='<Hub id>' to record a portable reference.", spec)
-    return {"id": spec, "revision": ec.get("revision"), "gguf_file": ec.get("gguf_file"),
-            "tokenizer": tokenizer_id or ec.get("tokenizer")}
+        logger.warning(
+            "The pipeline records its model as the local folder %r; it loads elsewhere only if that "
+            "folder exists there. Pass model_id='<Hub id>' to record a portable reference.",
+            spec,
+        )
+    return {
+        "id": spec,
+        "revision": ec.get("revision"),
+        "gguf_file": ec.get("gguf_file"),
+        "tokenizer": tokenizer_id or ec.get("tokenizer"),
+    }
 
 
 def _encoder_arguments() -> set[str]:
@@ -254,23 +269,29 @@ def check_bundle(folder: str | Path) -> dict[str, Any]:
     config_path = folder / CONFIG_NAME
     config = read_json(config_path, "the pipeline", _NOT_A_BUNDLE)
     if config.get("format") != PIPELINE_FORMAT:
-        raise BundleError(f"{config_path} is not an hf_saerl pipeline config (its 'format' is {config.get('format')!r}, "
-                          f"expected {PIPELINE_FORMAT!r}). {_NOT_A_BUNDLE}")
-    check_format_version(config.get("format_version"), PIPELINE_FORMAT_VERSION, config_path,
-                         config.get("hf_saerl_version"))
+        raise BundleError(
+            f"{config_path} is not an hf_saerl pipeline config (its 'format' is {config.get('format')!r}, "
+            f"expected {PIPELINE_FORMAT!r}). {_NOT_A_BUNDLE}"
+        )
+    check_format_version(
+        config.get("format_version"), PIPELINE_FORMAT_VERSION, config_path, config.get("hf_saerl_version")
+    )
     d_sae = config.get("d_sae")
     if isinstance(d_sae, bool) or not isinstance(d_sae, int) or d_sae <= 0:
         raise BundleError(f"{config_path} has no valid 'd_sae' (found {d_sae!r}); the file is corrupt. {_RESAVE}")
     threshold = config.get("quality_threshold")
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
-        raise BundleError(f"{config_path} has quality_threshold={threshold!r}, not a number or null; the file is "
-                          f"corrupt. {_RESAVE}")
+        raise BundleError(
+            f"{config_path} has quality_threshold={threshold!r}, not a number or null; the file is corrupt. {_RESAVE}"
+        )
     estimators = config.get("estimators") or {}
     unknown = sorted(set(estimators) - set(estimator_classes()))
     if unknown:
-        raise BundleError(f"{config_path} lists unknown estimator role(s) {unknown}; this hf_saerl knows "
-                          f"{sorted(estimator_classes())}. Upgrade hf_saerl (pip install -U hf-saerl), or save the "
-                          "pipeline again with this version.")
+        raise BundleError(
+            f"{config_path} lists unknown estimator role(s) {unknown}; this hf_saerl knows "
+            f"{sorted(estimator_classes())}. Upgrade hf_saerl (pip install -U hf-saerl), or save the "
+            "pipeline again with this version."
+        )
     for role in estimators:
         _check_estimator_files(folder, role, d_sae)
     if config.get("model") is not None:
@@ -298,22 +319,28 @@ def file_sha256(path: str | Path) -> str:
 def _check_file_digests(folder: Path, files: Any, config_path: Path) -> None:
     """Every file ``config.json`` lists under ``files`` lies inside the bundle and has the recorded SHA-256."""
     if not isinstance(files, Mapping):
-        raise BundleError(f"{config_path}: 'files' must map paths to SHA-256 digests (found {files!r}); the file is "
-                          f"corrupt. {_RESAVE}")
+        raise BundleError(
+            f"{config_path}: 'files' must map paths to SHA-256 digests (found {files!r}); the file is "
+            f"corrupt. {_RESAVE}"
+        )
     for relative, digest in files.items():
         path = _inside(folder, relative, config_path, what=f"a file ({relative!r})")
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing from the pipeline folder ({config_path} lists it). {_RESAVE}")
         if file_sha256(path) != digest:
-            raise BundleError(f"{path} does not match the SHA-256 that {config_path} recorded when the pipeline was "
-                              f"saved; the file is corrupt or was replaced. {_RESAVE}")
+            raise BundleError(
+                f"{path} does not match the SHA-256 that {config_path} recorded when the pipeline was "
+                f"saved; the file is corrupt or was replaced. {_RESAVE}"
+            )
 
 
 def _inside(folder: Path, relative: Any, config_path: Path, what: str = "the SAE") -> Path:
     path = folder / str(relative)
     if not isinstance(relative, str) or not path.resolve().is_relative_to(folder.resolve()):
-        raise BundleError(f"{config_path} points {what} at {relative!r}, outside the pipeline's folder; the file was "
-                          f"tampered with. {_RESAVE}")
+        raise BundleError(
+            f"{config_path} points {what} at {relative!r}, outside the pipeline's folder; the file was "
+            f"tampered with. {_RESAVE}"
+        )
     return path
 
 
@@ -330,8 +357,10 @@ def _check_estimator_files(folder: Path, role: str, d_sae: int) -> None:
     state_path = where / f"{cls.kind}.json"
     state = read_json(state_path, f"the {role}", _RESAVE)
     if state.get("estimator") != cls.__name__:
-        raise BundleError(f"{state_path} holds a {state.get('estimator')!r}, but the pipeline's {role} must be a "
-                          f"{cls.__name__}. {_RESAVE}")
+        raise BundleError(
+            f"{state_path} holds a {state.get('estimator')!r}, but the pipeline's {role} must be a "
+            f"{cls.__name__}. {_RESAVE}"
+        )
     width = state.get("d_sae")
     if width != d_sae:
         raise WidthMismatchError(
@@ -345,17 +374,23 @@ def _check_estimator_files(folder: Path, role: str, d_sae: int) -> None:
 def _check_encoder_config(config: Mapping[str, Any], path: Path) -> None:
     model, sae, enc = config.get("model"), config.get("sae"), config.get("encoder")
     if not isinstance(model, Mapping) or not model.get("id"):
-        raise BundleError(f"{path}: 'model' must record the model's id (found {model!r}); the file is corrupt. {_RESAVE}")
+        raise BundleError(
+            f"{path}: 'model' must record the model's id (found {model!r}); the file is corrupt. {_RESAVE}"
+        )
     if not isinstance(sae, Mapping) or not (sae.get("path") or (sae.get("release") and sae.get("sae_id"))):
-        raise BundleError(f"{path}: 'sae' must hold a release and sae_id, or the path of the stored SAE (found "
-                          f"{sae!r}); the file is corrupt. {_RESAVE}")
+        raise BundleError(
+            f"{path}: 'sae' must hold a release and sae_id, or the path of the stored SAE (found "
+            f"{sae!r}); the file is corrupt. {_RESAVE}"
+        )
     if not isinstance(enc, Mapping) or not config.get("hook_name") or not isinstance(config.get("d_in"), int):
         raise BundleError(f"{path} lacks the encoder settings, hook_name or d_in; the file is corrupt. {_RESAVE}")
     unknown = sorted(set(enc) - _encoder_arguments())
     if unknown:
-        raise BundleError(f"{path} records encoder options {unknown} that this hf_saerl's SAEEncoder does not take; "
-                          "the pipeline was saved by a newer hf_saerl. Upgrade hf_saerl (pip install -U hf-saerl), or "
-                          "save the pipeline again with this version.")
+        raise BundleError(
+            f"{path} records encoder options {unknown} that this hf_saerl's SAEEncoder does not take; "
+            "the pipeline was saved by a newer hf_saerl. Upgrade hf_saerl (pip install -U hf-saerl), or "
+            "save the pipeline again with this version."
+        )
 
 
 def _check_sae_folder(sae_dir: Path, config: Mapping[str, Any], config_path: Path) -> None:
@@ -385,8 +420,10 @@ def _check_sae_folder(sae_dir: Path, config: Mapping[str, Any], config_path: Pat
     want = {"W_enc": [config["d_in"], config["d_sae"]], "W_dec": [config["d_sae"], config["d_in"]]}
     for name, shape in want.items():
         if name in shapes and list(shapes[name]) != shape:
-            raise WidthMismatchError(f"SAE width mismatch: {name} in {sae_dir / 'sae_weights.safetensors'} has shape "
-                                     f"{list(shapes[name])}, but config.json says {shape}. {_RESAVE}")
+            raise WidthMismatchError(
+                f"SAE width mismatch: {name} in {sae_dir / 'sae_weights.safetensors'} has shape "
+                f"{list(shapes[name])}, but config.json says {shape}. {_RESAVE}"
+            )
 
 
 def check_safetensors(path: str | Path) -> dict[str, list[int]]:
@@ -421,12 +458,19 @@ def check_safetensors(path: str | Path) -> dict[str, list[int]]:
 def load_estimators(folder: str | Path, config: Mapping[str, Any]) -> dict[str, Any]:
     """Role -> estimator loaded from its subfolder, for every role ``config["estimators"]`` lists."""
     classes = estimator_classes()
-    return {role: classes[role].from_pretrained(str(Path(folder) / estimator_folder(role)))
-            for role in (config.get("estimators") or {})}
+    return {
+        role: classes[role].from_pretrained(str(Path(folder) / estimator_folder(role)))
+        for role in (config.get("estimators") or {})
+    }
 
 
-def build_encoder(folder: str | Path, config: Mapping[str, Any], model: Any = None, tokenizer: Any = None,
-                  encoder_kwargs: Mapping[str, Any] | None = None) -> Any:
+def build_encoder(
+    folder: str | Path,
+    config: Mapping[str, Any],
+    model: Any = None,
+    tokenizer: Any = None,
+    encoder_kwargs: Mapping[str, Any] | None = None,
+) -> Any:
     """The :class:`~hf_saerl.encoding.encoder.SAEEncoder` a checked ``config`` records.
 
     ``model`` / ``tokenizer`` replace the recorded ones (an id, folder or loaded object); ``encoder_kwargs``
@@ -440,9 +484,11 @@ def build_encoder(folder: str | Path, config: Mapping[str, Any], model: Any = No
     kwargs = dict(config["encoder"])
     unknown = sorted(set(kwargs) - _encoder_arguments())
     if unknown:
-        raise BundleError(f"config.json in {folder} records encoder options {unknown} that this hf_saerl's SAEEncoder "
-                          "does not take; the pipeline was saved by a newer hf_saerl. Upgrade hf_saerl "
-                          "(pip install -U hf-saerl), or save the pipeline again with this version.")
+        raise BundleError(
+            f"config.json in {folder} records encoder options {unknown} that this hf_saerl's SAEEncoder "
+            "does not take; the pipeline was saved by a newer hf_saerl. Upgrade hf_saerl "
+            "(pip install -U hf-saerl), or save the pipeline again with this version."
+        )
     kwargs.update(encoder_kwargs or {})
     if model is None:
         model, kwargs["gguf_file"], kwargs["revision"] = resolve_model(record)

@@ -49,8 +49,9 @@ logger = logging.getLogger(__name__)
 __all__ = ["PIPELINE_FORMAT_VERSION", "SAERLPipeline", "check_bundle"]
 
 
-class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
-                    tags=["hf_saerl", "sparse-autoencoder", "saerl"]):
+class SAERLPipeline(
+    BaseEstimator, ModelHubMixin, library_name="hf_saerl", tags=["hf_saerl", "sparse-autoencoder", "saerl"]
+):
     """An :class:`~hf_saerl.encoding.encoder.SAEEncoder` and fitted estimators that curate a dataset in one call.
 
     A scikit-learn estimator in its manners: the constructor stores its arguments (``get_params`` /
@@ -88,9 +89,17 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
         ['cluster_distance', 'cluster_id', 'sae_indices', 'sae_n_tokens', 'sae_truncated', 'sae_values']
     """
 
-    def __init__(self, encoder: Any = None, quality: Any = None, difficulty: Any = None, clusterer: Any = None, *,
-                 quality_threshold: float | None = None, model_id: str | None = None,
-                 tokenizer_id: str | None = None) -> None:
+    def __init__(
+        self,
+        encoder: Any = None,
+        quality: Any = None,
+        difficulty: Any = None,
+        clusterer: Any = None,
+        *,
+        quality_threshold: float | None = None,
+        model_id: str | None = None,
+        tokenizer_id: str | None = None,
+    ) -> None:
         self.encoder = encoder
         self.quality = quality
         self.difficulty = difficulty
@@ -116,11 +125,13 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
     def _validate(self) -> None:
         """The parts fit together; checked at first use (fit, a call, saving), as scikit-learn estimators do."""
         if self.encoder is None and not self.estimators():
-            raise InvalidParameterError("An empty SAERLPipeline does nothing: pass an encoder= and/or quality=, "
-                                        "difficulty=, clusterer=.")
+            raise InvalidParameterError(
+                "An empty SAERLPipeline does nothing: pass an encoder= and/or quality=, difficulty=, clusterer=."
+            )
         if self.quality_threshold is not None and self.quality is None:
-            raise InvalidParameterError("quality_threshold needs a quality probe: pass quality=QualityProbe(...), or "
-                                        "drop quality_threshold.")
+            raise InvalidParameterError(
+                "quality_threshold needs a quality probe: pass quality=QualityProbe(...), or drop quality_threshold."
+            )
         self._check_threshold()
         width = self.d_sae
         source = "the encoder's SAE" if self.encoder is not None else "the first estimator"
@@ -144,8 +155,11 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
         are probabilities: a threshold outside would keep every row or none)."""
         if self.quality_threshold is None:
             return
-        check_real("quality_threshold", self.quality_threshold,
-                            "Pass a finite quality_threshold (e.g. 0.5), or None to keep every row.")
+        check_real(
+            "quality_threshold",
+            self.quality_threshold,
+            "Pass a finite quality_threshold (e.g. 0.5), or None to keep every row.",
+        )
         if getattr(self.quality, "task_", None) == "classification":
             check_probability_threshold("quality_threshold", float(self.quality_threshold), "the quality probe")
 
@@ -162,12 +176,21 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
 
         for role, est in self.estimators().items():
             if not is_fitted(est):
-                raise NotFittedError(f"The {role} ({type(est).__name__}) is not fitted, so {method} cannot run: call "
-                                     f"pipeline.fit(dataset, ...) or {role}.fit(...) first.")
+                raise NotFittedError(
+                    f"The {role} ({type(est).__name__}) is not fitted, so {method} cannot run: call "
+                    f"pipeline.fit(dataset, ...) or {role}.fit(...) first."
+                )
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, dataset: Any, *, quality_label: str | None = None, difficulty_label: str | None = None,
-            cluster_reference: str | None = None, batch_size: int = 256) -> SAERLPipeline:
+    def fit(
+        self,
+        dataset: Any,
+        *,
+        quality_label: str | None = None,
+        difficulty_label: str | None = None,
+        cluster_reference: str | None = None,
+        batch_size: int = 256,
+    ) -> SAERLPipeline:
         """Encode ``dataset`` once (unless it already has the SAE columns) and fit every estimator set.
 
         Args:
@@ -185,15 +208,21 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
 
         self._validate()
         if not isinstance(dataset, Dataset):
-            raise TypeError(f"fit needs a datasets.Dataset (pick one split of a DatasetDict, and materialise an "
-                            f"IterableDataset with Dataset.from_generator); got {type(dataset).__name__}.")
+            raise TypeError(
+                f"fit needs a datasets.Dataset (pick one split of a DatasetDict, and materialise an "
+                f"IterableDataset with Dataset.from_generator); got {type(dataset).__name__}."
+            )
         for role, label in (("quality", quality_label), ("difficulty", difficulty_label)):
             if getattr(self, role) is not None and label is None:
-                raise InvalidParameterError(f"The {role} probe needs labels: pass {role}_label='<column>' (columns "
-                                            f"found: {dataset.column_names}), or build the pipeline without {role}=.")
+                raise InvalidParameterError(
+                    f"The {role} probe needs labels: pass {role}_label='<column>' (columns "
+                    f"found: {dataset.column_names}), or build the pipeline without {role}=."
+                )
             if label is not None and label not in dataset.column_names:
-                raise MissingColumnError(f"{role}_label={label!r} is not a column; found {dataset.column_names}. "
-                                         "Pass the name of the column holding the labels.")
+                raise MissingColumnError(
+                    f"{role}_label={label!r} is not a column; found {dataset.column_names}. "
+                    "Pass the name of the column holding the labels."
+                )
         encoded = self._encode(dataset, batch_size)
         if self.quality is not None:
             self.quality.fit(encoded, label_column=quality_label)
@@ -201,13 +230,18 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
             self.difficulty.fit(encoded, label_column=difficulty_label)
         if self.clusterer is not None:
             self.clusterer.fit(encoded, reference_column=cluster_reference)
-        self.fit_info_ = {"n_rows": len(dataset), "quality_label": quality_label, "difficulty_label": difficulty_label,
-                          "cluster_reference": cluster_reference}
+        self.fit_info_ = {
+            "n_rows": len(dataset),
+            "quality_label": quality_label,
+            "difficulty_label": difficulty_label,
+            "cluster_reference": cluster_reference,
+        }
         return self
 
     # ------------------------------------------------------------------ applying
-    def __call__(self, dataset: Any, *, batch_size: int = 256, num_proc: int | None = None,
-                 return_stats: bool = False) -> Any:
+    def __call__(
+        self, dataset: Any, *, batch_size: int = 256, num_proc: int | None = None, return_stats: bool = False
+    ) -> Any:
         """Attach every column (and apply ``quality_threshold``): the one-line augmentation.
 
         Works on ``Dataset``, ``DatasetDict``, ``IterableDataset`` and ``IterableDatasetDict``; output
@@ -223,8 +257,10 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
         self._validate()
         self._check_fitted("pipeline(dataset)")
         if isinstance(dataset, (DatasetDict, IterableDatasetDict)):
-            results = {name: self(split, batch_size=batch_size, num_proc=num_proc, return_stats=True)
-                       for name, split in dataset.items()}
+            results = {
+                name: self(split, batch_size=batch_size, num_proc=num_proc, return_stats=True)
+                for name, split in dataset.items()
+            }
             out = type(dataset)({name: ds for name, (ds, _) in results.items()})
             return (out, {name: stats for name, (_, stats) in results.items()}) if return_stats else out
         out, stats = self._apply(dataset, batch_size, num_proc)
@@ -255,19 +291,30 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
         materialised = isinstance(dataset, Dataset)
         ds = self._encode(dataset, batch_size, num_proc)
         n_rows = len(ds) if materialised else None
-        stats: dict[str, Any] = {"n_rows": n_rows, "n_kept": n_rows, "n_dropped": 0 if materialised else None,
-                                 "quality_threshold": self.quality_threshold}
+        stats: dict[str, Any] = {
+            "n_rows": n_rows,
+            "n_kept": n_rows,
+            "n_dropped": 0 if materialised else None,
+            "quality_threshold": self.quality_threshold,
+        }
         if self.quality is not None:
             ds = _map_estimator(ds, self.quality, "quality probe", batch_size, num_proc)
             if self.quality_threshold is not None:
                 ds = _filter_quality(ds, self.quality.output_column, float(self.quality_threshold), batch_size)
                 if n_rows is not None:  # a materialised Dataset: its length is known
                     stats.update(n_kept=len(ds), n_dropped=n_rows - len(ds))
-                    logger.info("SAERLPipeline: kept %d of %d rows with quality >= %s, dropped %d.", len(ds), n_rows,
-                                self.quality_threshold, n_rows - len(ds))
+                    logger.info(
+                        "SAERLPipeline: kept %d of %d rows with quality >= %s, dropped %d.",
+                        len(ds),
+                        n_rows,
+                        self.quality_threshold,
+                        n_rows - len(ds),
+                    )
                 else:
-                    logger.info("SAERLPipeline: rows with quality < %s are dropped lazily as the stream is read.",
-                                self.quality_threshold)
+                    logger.info(
+                        "SAERLPipeline: rows with quality < %s are dropped lazily as the stream is read.",
+                        self.quality_threshold,
+                    )
         for role, desc in (("difficulty", "difficulty probe"), ("clusterer", "clusters")):
             est = getattr(self, role)
             if est is not None:
@@ -291,21 +338,37 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
             "estimators": {role: estimator_folder(role) for role in self.estimators()},
             "columns": self._columns(),
             "fit": getattr(self, "fit_info_", None) or None,
-            "model": None, "sae": None, "hook_name": None, "sae_hook_name": None, "d_in": None,
-            "pooling": None, "top_k": None, "text": None, "encoder": None,
+            "model": None,
+            "sae": None,
+            "hook_name": None,
+            "sae_hook_name": None,
+            "d_in": None,
+            "pooling": None,
+            "top_k": None,
+            "text": None,
+            "encoder": None,
         }
         if self.encoder is not None:
             model_id = model_id or self.model_id
-            config.update(encoder_record(self.encoder, model_id=None if model_id is None else str(model_id),
-                                         tokenizer_id=None if self.tokenizer_id is None else str(self.tokenizer_id)))
+            config.update(
+                encoder_record(
+                    self.encoder,
+                    model_id=None if model_id is None else str(model_id),
+                    tokenizer_id=None if self.tokenizer_id is None else str(self.tokenizer_id),
+                )
+            )
         return config
 
     def _columns(self) -> dict[str, str]:
         cols: dict[str, str] = {}
         enc = self.encoder
         if enc is not None:
-            cols.update(indices=enc.indices_column, values=enc.values_column, n_tokens=enc.n_tokens_column,
-                        truncated=enc.truncated_column)
+            cols.update(
+                indices=enc.indices_column,
+                values=enc.values_column,
+                n_tokens=enc.n_tokens_column,
+                truncated=enc.truncated_column,
+            )
         if self.quality is not None:
             cols["quality"] = self.quality.output_column
         if self.difficulty is not None:
@@ -331,9 +394,16 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
         return f"SAERLPipeline({', '.join(parts)})"
 
     # ------------------------------------------------------------------ saving (huggingface_hub's ModelHubMixin)
-    def save_pretrained(self, save_directory: str | Path, *, config: Mapping[str, Any] | DataclassInstance | None = None,
-                        repo_id: str | None = None, push_to_hub: bool = False,
-                        model_card_kwargs: Mapping[str, Any] | None = None, **push_to_hub_kwargs: Any) -> str | None:
+    def save_pretrained(
+        self,
+        save_directory: str | Path,
+        *,
+        config: Mapping[str, Any] | DataclassInstance | None = None,
+        repo_id: str | None = None,
+        push_to_hub: bool = False,
+        model_card_kwargs: Mapping[str, Any] | None = None,
+        **push_to_hub_kwargs: Any,
+    ) -> str | None:
         """``ModelHubMixin.save_pretrained``, checked first: nothing is written when the pipeline cannot be saved
         (an estimator is not fitted: ``NotFittedError``; an in-memory model without ``model_id``).
 
@@ -345,11 +415,22 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
         self._check_fitted("save_pretrained")
         self.config()  # an in-memory model without model_id raises here, before the folder exists
         card_kwargs = {"repo_id": repo_id, **dict(model_card_kwargs or {})}
-        return super().save_pretrained(save_directory, repo_id=repo_id, push_to_hub=push_to_hub,
-                                       model_card_kwargs=card_kwargs, **push_to_hub_kwargs)
+        return super().save_pretrained(
+            save_directory,
+            repo_id=repo_id,
+            push_to_hub=push_to_hub,
+            model_card_kwargs=card_kwargs,
+            **push_to_hub_kwargs,
+        )
 
-    def push_to_hub(self, repo_id: str, *, config: Mapping[str, Any] | DataclassInstance | None = None,
-                    model_card_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> str:
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        config: Mapping[str, Any] | DataclassInstance | None = None,
+        model_card_kwargs: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> str:
         """``ModelHubMixin.push_to_hub`` (one commit; ``branch``, ``create_pr``, ``allow_patterns``,
         ``ignore_patterns``, ``delete_patterns`` as there), with ``repo_id`` named in the card's usage snippet."""
         _refuse_config(self, config)
@@ -363,8 +444,10 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
         if self.encoder is not None and bundle_config["sae"].get("path"):
             sae = self.encoder.sae
             if sae is None or not hasattr(sae, "save_model"):
-                raise InvalidParameterError("Could not get the encoder's SAE to store it in the bundle; build the "
-                                            "SAEEncoder from a sae-lens folder or a (release, sae_id) reference.")
+                raise InvalidParameterError(
+                    "Could not get the encoder's SAE to store it in the bundle; build the "
+                    "SAEEncoder from a sae-lens folder or a (release, sae_id) reference."
+                )
         (Path(save_directory) / "README.md").unlink(missing_ok=True)  # the mixin writes a card only where none is
         write_bundle(save_directory, bundle_config, estimators=self.estimators(), sae=sae)
 
@@ -380,10 +463,19 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, force_download: bool = False,
-                        token: str | bool | None = None, cache_dir: str | Path | None = None,
-                        local_files_only: bool = False, revision: str | None = None, model: Any = None,
-                        tokenizer: Any = None, **encoder_kwargs: Any) -> SAERLPipeline:
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | Path,
+        *,
+        force_download: bool = False,
+        token: str | bool | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        revision: str | None = None,
+        model: Any = None,
+        tokenizer: Any = None,
+        **encoder_kwargs: Any,
+    ) -> SAERLPipeline:
         """Load a pipeline from a local folder or a Hub model repo, checked first by
         :func:`~hf_saerl.pipeline.bundle.check_bundle`.
 
@@ -394,27 +486,55 @@ class SAERLPipeline(BaseEstimator, ModelHubMixin, library_name="hf_saerl",
                 e.g. a local copy when the Hub is out of reach.
             encoder_kwargs: runtime ``SAEEncoder`` options such as ``device=``, ``dtype=``, ``token_budget=``.
         """
-        return cls._from_pretrained(model_id=str(pretrained_model_name_or_path), revision=revision,
-                                    cache_dir=cache_dir, force_download=force_download,
-                                    local_files_only=local_files_only, token=token, model=model,
-                                    tokenizer=tokenizer, **encoder_kwargs)
+        return cls._from_pretrained(
+            model_id=str(pretrained_model_name_or_path),
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+            model=model,
+            tokenizer=tokenizer,
+            **encoder_kwargs,
+        )
 
     @classmethod
-    def _from_pretrained(cls, *, model_id: str, revision: str | None = None, cache_dir: str | Path | None = None,
-                         force_download: bool = False, proxies: dict | None = None, resume_download: bool | None = None,
-                         local_files_only: bool = False, token: str | bool | None = None, model: Any = None,
-                         tokenizer: Any = None, **encoder_kwargs: Any) -> SAERLPipeline:
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        force_download: bool = False,
+        proxies: dict | None = None,
+        resume_download: bool | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        model: Any = None,
+        tokenizer: Any = None,
+        **encoder_kwargs: Any,
+    ) -> SAERLPipeline:
         """The bundle of ``model_id`` (a folder or a Hub repo), checked, with its parts built back."""
-        folder = bundle_folder(model_id, revision=revision, token=token, cache_dir=cache_dir,
-                               force_download=force_download, local_files_only=local_files_only)
+        folder = bundle_folder(
+            model_id,
+            revision=revision,
+            token=token,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+        )
         config = check_bundle(folder)
         estimators = load_estimators(folder, config)
         encoder = None
         if config.get("model") is not None:
             encoder = build_encoder(folder, config, model, tokenizer, encoder_kwargs)
-        pipeline = cls(encoder, **estimators, quality_threshold=config.get("quality_threshold"),
-                       model_id=(config.get("model") or {}).get("id"),
-                       tokenizer_id=(config.get("model") or {}).get("tokenizer"))
+        pipeline = cls(
+            encoder,
+            **estimators,
+            quality_threshold=config.get("quality_threshold"),
+            model_id=(config.get("model") or {}).get("id"),
+            tokenizer_id=(config.get("model") or {}).get("tokenizer"),
+        )
         try:
             pipeline._validate()
         except (InvalidParameterError, NonFiniteError, ParameterTypeError) as e:  # a value config.json holds
@@ -463,6 +583,8 @@ def _filter_quality(ds: Any, column: str, threshold: float, batch_size: int) -> 
 
     kwargs: dict[str, Any] = {"batched": True, "batch_size": batch_size, "input_columns": [column]}
     if isinstance(ds, Dataset):
-        kwargs.update(desc=f"quality >= {threshold}",
-                      new_fingerprint=stable_hash([ds._fingerprint, "quality>=", column, threshold], 32))
+        kwargs.update(
+            desc=f"quality >= {threshold}",
+            new_fingerprint=stable_hash([ds._fingerprint, "quality>=", column, threshold], 32),
+        )
     return ds.filter(_AtLeast(threshold), **kwargs)

@@ -47,13 +47,15 @@ def _budget_rows(n: int | float, n_rows: int) -> int:
         raise InvalidParameterError(f"n must be a number of rows or a fraction in (0, 1), got {type(n).__name__}.")
     if isinstance(n, (float, np.floating)) and not float(n).is_integer():
         if not 0 < n < 1:
-            raise InvalidParameterError(f"n={n} is neither a whole number of rows nor a fraction in (0, 1). "
-                                        "Pass e.g. n=256 or n=0.1.")
+            raise InvalidParameterError(
+                f"n={n} is neither a whole number of rows nor a fraction in (0, 1). Pass e.g. n=256 or n=0.1."
+            )
         return max(1, round(n * n_rows)) if n_rows else 0
     rows = int(n)
     if rows < 1 or rows > n_rows:
         raise InvalidParameterError(
-            f"n={rows} rows requested from a dataset of {n_rows}. Pass 1 <= n <= {n_rows}, or a fraction in (0, 1).")
+            f"n={rows} rows requested from a dataset of {n_rows}. Pass 1 <= n <= {n_rows}, or a fraction in (0, 1)."
+        )
     return rows
 
 
@@ -86,8 +88,9 @@ def allocate_budget(sizes: dict[Any, int], n: int) -> dict[Any, int]:
     return alloc
 
 
-def select_for_labelling(dataset: Any, n: int | float, strategy: str = "random", *, cluster_column: str = CLUSTER_ID,
-                         seed: int = 0) -> list[int]:
+def select_for_labelling(
+    dataset: Any, n: int | float, strategy: str = "random", *, cluster_column: str = CLUSTER_ID, seed: int = 0
+) -> list[int]:
     """Row indices (ascending) of the rows to label: ``n`` rows (or a fraction ``0 < n < 1`` of them).
 
     ``strategy="random"``: a seeded uniform subset. ``"stratified"``: per cluster of ``cluster_column``, the
@@ -101,9 +104,12 @@ def select_for_labelling(dataset: Any, n: int | float, strategy: str = "random",
     rng = np.random.default_rng(seed)
     if strategy == "random":
         return sorted(int(i) for i in rng.choice(n_rows, size=rows, replace=False))
-    clusters = read_column(dataset, cluster_column, "SAE cluster ids to stratify over",
-                           "Run SAEClusterer first (it adds cluster_id), pass cluster_column=, "
-                           "or use strategy='random'.")
+    clusters = read_column(
+        dataset,
+        cluster_column,
+        "SAE cluster ids to stratify over",
+        "Run SAEClusterer first (it adds cluster_id), pass cluster_column=, or use strategy='random'.",
+    )
     groups: dict[Any, list[int]] = {}
     for i, c in enumerate(clusters):
         groups.setdefault(c, []).append(i)
@@ -112,14 +118,20 @@ def select_for_labelling(dataset: Any, n: int | float, strategy: str = "random",
     chosen: list[int] = []
     for c in order:
         members = np.asarray(groups[c])
-        chosen.extend(int(i) for i in rng.permutation(members)[:alloc[c]])
-    logger.info("Labelling budget: %d of %d rows over %d clusters (%s).", rows, n_rows, len(order),
-                ", ".join(f"{c}: {alloc[c]}" for c in order[:10]) + (" ..." if len(order) > 10 else ""))
+        chosen.extend(int(i) for i in rng.permutation(members)[: alloc[c]])
+    logger.info(
+        "Labelling budget: %d of %d rows over %d clusters (%s).",
+        rows,
+        n_rows,
+        len(order),
+        ", ".join(f"{c}: {alloc[c]}" for c in order[:10]) + (" ..." if len(order) > 10 else ""),
+    )
     return sorted(chosen)
 
 
-def split_for_labelling(dataset: Any, n: int | float, strategy: str = "random", *, cluster_column: str = CLUSTER_ID,
-                        seed: int = 0) -> tuple[Any, Any]:
+def split_for_labelling(
+    dataset: Any, n: int | float, strategy: str = "random", *, cluster_column: str = CLUSTER_ID, seed: int = 0
+) -> tuple[Any, Any]:
     """``(labelled, rest)``: the rows :func:`select_for_labelling` picks, and all the others, both in the
     dataset's order (``Dataset.select``)."""
     chosen = select_for_labelling(dataset, n, strategy, cluster_column=cluster_column, seed=seed)

@@ -81,8 +81,15 @@ def encoded(encoder, pairs):
 def _same(a, b):
     """Two audits agree on everything the report and the interventions read."""
     pd.testing.assert_frame_equal(a.statistics_, b.statistics_)
-    for name in ("chosen_max_", "chosen_freq_", "rejected_max_", "rejected_freq_", "chosen_fires_", "rejected_fires_",
-                 "disparity_"):
+    for name in (
+        "chosen_max_",
+        "chosen_freq_",
+        "rejected_max_",
+        "rejected_freq_",
+        "chosen_fires_",
+        "rejected_fires_",
+        "disparity_",
+    ):
         x, y = getattr(a, name), getattr(b, name)
         assert x.dtype == y.dtype and x.shape == y.shape and (x != y).nnz == 0, name
     assert [g.tolist() for g in a.concepts_.concepts_] == [g.tolist() for g in b.concepts_.concepts_]
@@ -94,8 +101,13 @@ def _same(a, b):
 
 def test_save_load_round_trip_is_bit_identical(fitted, tmp_path):
     fitted.save_pretrained(tmp_path)
-    assert {p.name for p in tmp_path.iterdir()} == {"config.json", "README.md", "audit.json", "audit.safetensors",
-                                                   "texts.json"}
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "config.json",
+        "README.md",
+        "audit.json",
+        "audit.safetensors",
+        "texts.json",
+    }
     state = json.loads((tmp_path / "audit.json").read_text())
     assert state["format_version"] == 1 and state["n_pairs"] == N and state["hf_saerl_version"]
     card = (tmp_path / "README.md").read_text()
@@ -113,7 +125,9 @@ def test_save_load_round_trip_is_bit_identical(fitted, tmp_path):
     ds = Dataset.from_dict({"row": list(range(N))})
     assert np.array_equal(concept_margin(fitted, [k]), concept_margin(loaded, [k]))
     assert np.array_equal(concept_margin(fitted), concept_margin(loaded))  # the flagged chosen-leaning concepts
-    assert add_concept_margin(ds, loaded, [k])["concept_margin"] == add_concept_margin(ds, fitted, [k])["concept_margin"]
+    assert (
+        add_concept_margin(ds, loaded, [k])["concept_margin"] == add_concept_margin(ds, fitted, [k])["concept_margin"]
+    )
     assert np.array_equal(pair_weights(fitted, [k]), pair_weights(loaded, [k]))
     assert add_pair_weights(ds, loaded, [k])["weight"] == add_pair_weights(ds, fitted, [k])["weight"]
     (kept_a, counts_a), (kept_b, counts_b) = filter_pairs(ds, fitted, [k]), filter_pairs(ds, loaded, [k])
@@ -131,7 +145,10 @@ def test_audit_fitted_from_a_dataset_round_trips_with_its_encoder(encoded, encod
     assert np.array_equal(loaded.pair_digests_, encoded.pair_digests_)
     assert all(np.array_equal(loaded.n_tokens_[s], encoded.n_tokens_[s]) for s in ("chosen", "rejected"))
     k = int(encoded.statistics_.iloc[0]["concept"])
-    assert add_concept_margin(pairs, loaded, [k])["concept_margin"] == add_concept_margin(pairs, encoded, [k])["concept_margin"]
+    assert (
+        add_concept_margin(pairs, loaded, [k])["concept_margin"]
+        == add_concept_margin(pairs, encoded, [k])["concept_margin"]
+    )
     assert loaded.fit(pairs).statistics_.equals(encoded.statistics_)  # the encoder passed in re-encodes the same
 
     from hf_saerl.testing import tiny_sae
@@ -139,15 +156,20 @@ def test_audit_fitted_from_a_dataset_round_trips_with_its_encoder(encoded, encod
     narrow = SAEEncoder(model, tiny_sae(d_in=32, d_sae=64), tokenizer=tokenizer)
     with pytest.raises(WidthMismatchError, match=r"The encoder's SAE has d_sae=64, but the audit .* at d_sae=128"):
         PreferenceAudit.from_pretrained(tmp_path, encoder=narrow)
-    other_hook = SAEEncoder(model, tiny_sae(d_in=32, d_sae=128, hook_name="blocks.0.hook_resid_post"),
-                            tokenizer=tokenizer)
-    with pytest.raises(HookMismatchError, match=r"reads 'blocks.0.hook_resid_post', but the audit .* 'blocks.1.hook_resid_post'"):
+    other_hook = SAEEncoder(
+        model, tiny_sae(d_in=32, d_sae=128, hook_name="blocks.0.hook_resid_post"), tokenizer=tokenizer
+    )
+    with pytest.raises(
+        HookMismatchError, match=r"reads 'blocks.0.hook_resid_post', but the audit .* 'blocks.1.hook_resid_post'"
+    ):
         PreferenceAudit.from_pretrained(tmp_path, encoder=other_hook)
 
 
 def test_the_interventions_refuse_rows_other_than_the_audited_ones(encoded, pairs):
     k = int(encoded.statistics_.iloc[0]["concept"])
-    with pytest.raises(RowMismatchError, match=r"of the dataset.s 12 rows differ from the audited pairs \(first: row \d+\)"):
+    with pytest.raises(
+        RowMismatchError, match=r"of the dataset.s 12 rows differ from the audited pairs \(first: row \d+\)"
+    ):
         filter_pairs(pairs.shuffle(seed=1), encoded, [k], threshold=0.5)
     edited = pairs.map(lambda row, i: {"chosen": row["chosen"] + "!" if i == 5 else row["chosen"]}, with_indices=True)
     with pytest.raises(RowMismatchError, match=r"1 of the dataset's 12 rows differ .*first: row 5"):
@@ -159,21 +181,27 @@ def test_the_interventions_refuse_rows_other_than_the_audited_ones(encoded, pair
         assert len(add_concept_margin(pairs.select_columns(["prompt"]), encoded, [k])) == 12
 
 
-@pytest.mark.parametrize("call", [
-    lambda audit, ds: add_concept_margin(ds, audit, [0]),
-    lambda audit, ds: add_pair_weights(ds, audit, [0]),
-    lambda audit, ds: filter_pairs(ds, audit, [0]),
-    lambda audit, ds: concept_margin(audit, [0]),
-    lambda audit, ds: pair_weights(audit),
-    lambda audit, ds: audit.report(),
-    lambda audit, ds: audit.flagged(),
-    lambda audit, ds: audit.disparity(0),
-    lambda audit, ds: audit.save_pretrained("/tmp/hf-saerl-never-written"),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda audit, ds: add_concept_margin(ds, audit, [0]),
+        lambda audit, ds: add_pair_weights(ds, audit, [0]),
+        lambda audit, ds: filter_pairs(ds, audit, [0]),
+        lambda audit, ds: concept_margin(audit, [0]),
+        lambda audit, ds: pair_weights(audit),
+        lambda audit, ds: audit.report(),
+        lambda audit, ds: audit.flagged(),
+        lambda audit, ds: audit.disparity(0),
+        lambda audit, ds: audit.save_pretrained("/tmp/hf-saerl-never-written"),
+    ],
+)
 def test_an_unfitted_audit_is_a_not_fitted_error(call):
     ds = Dataset.from_dict({"row": [0, 1]})
-    with pytest.raises(NotFittedError, match=r"This PreferenceAudit is not fitted yet, so \S+ cannot run. Call "
-                                             r"fit\(dataset\) or fit_features\(...\) first, or load a fitted one"):
+    with pytest.raises(
+        NotFittedError,
+        match=r"This PreferenceAudit is not fitted yet, so \S+ cannot run. Call "
+        r"fit\(dataset\) or fit_features\(...\) first, or load a fitted one",
+    ):
         call(PreferenceAudit(), ds)
 
 
@@ -215,23 +243,44 @@ def _bump(a):
     return a
 
 
-@pytest.mark.parametrize("damage, error, match", [
-    (lambda d: edit_json(d / "audit.json", format_version=2, hf_saerl_version="9.0"), BundleError,
-     r"written in format version 2 by hf_saerl 9.0; this hf_saerl .* reads format versions up to 1. Upgrade"),
-    (lambda d: edit_json(d / "audit.json", audit="QualityProbe"), BundleError, r"does not hold a saved PreferenceAudit"),
-    (lambda d: edit_json(d / "audit.json", n_pairs="many"), BundleError, r"'n_pairs' should be a int, found 'many'"),
-    (lambda d: (d / "audit.json").write_text("{oops"), BundleError, r"Could not parse .*audit.json"),
-    (lambda d: (d / "config.json").write_text("[]"), BundleError, r"config.json .*should hold a JSON object"),
-    (lambda d: (d / "audit.safetensors").write_bytes(b"\x00" * 64), BundleError, r"Could not read .*corrupt or truncated"),
-    (lambda d: _edit_arrays(d, **{"chosen_max.indices": _bump}), BundleError, r"'chosen_max' matrix is malformed"),
-    (lambda d: _edit_arrays(d, **{"disparity.indptr": None}), BundleError, r"has no array 'disparity.indptr'"),
-    (lambda d: _edit_arrays(d, regions=lambda a: a + 5), BundleError, r"region ids outside \[0, 2\)"),
-    (lambda d: _edit_arrays(d, **{"concepts.latents": _bump}), BundleError, r"latent ids or offsets are malformed"),
-    (lambda d: _edit_arrays(d, **{"statistics.delta": lambda a: a[:-1]}), BundleError,
-     r"Array 'statistics.delta' in .* has shape"),
-    (lambda d: (d / "texts.json").unlink(), FileNotFoundError, r"texts.json is missing"),
-    (lambda d: edit_json(d / "texts.json", chosen=["only one"]), BundleError, r"the 'chosen' texts should be 120"),
-])
+@pytest.mark.parametrize(
+    "damage, error, match",
+    [
+        (
+            lambda d: edit_json(d / "audit.json", format_version=2, hf_saerl_version="9.0"),
+            BundleError,
+            r"written in format version 2 by hf_saerl 9.0; this hf_saerl .* reads format versions up to 1. Upgrade",
+        ),
+        (
+            lambda d: edit_json(d / "audit.json", audit="QualityProbe"),
+            BundleError,
+            r"does not hold a saved PreferenceAudit",
+        ),
+        (
+            lambda d: edit_json(d / "audit.json", n_pairs="many"),
+            BundleError,
+            r"'n_pairs' should be a int, found 'many'",
+        ),
+        (lambda d: (d / "audit.json").write_text("{oops"), BundleError, r"Could not parse .*audit.json"),
+        (lambda d: (d / "config.json").write_text("[]"), BundleError, r"config.json .*should hold a JSON object"),
+        (
+            lambda d: (d / "audit.safetensors").write_bytes(b"\x00" * 64),
+            BundleError,
+            r"Could not read .*corrupt or truncated",
+        ),
+        (lambda d: _edit_arrays(d, **{"chosen_max.indices": _bump}), BundleError, r"'chosen_max' matrix is malformed"),
+        (lambda d: _edit_arrays(d, **{"disparity.indptr": None}), BundleError, r"has no array 'disparity.indptr'"),
+        (lambda d: _edit_arrays(d, regions=lambda a: a + 5), BundleError, r"region ids outside \[0, 2\)"),
+        (lambda d: _edit_arrays(d, **{"concepts.latents": _bump}), BundleError, r"latent ids or offsets are malformed"),
+        (
+            lambda d: _edit_arrays(d, **{"statistics.delta": lambda a: a[:-1]}),
+            BundleError,
+            r"Array 'statistics.delta' in .* has shape",
+        ),
+        (lambda d: (d / "texts.json").unlink(), FileNotFoundError, r"texts.json is missing"),
+        (lambda d: edit_json(d / "texts.json", chosen=["only one"]), BundleError, r"the 'chosen' texts should be 120"),
+    ],
+)
 def test_damaged_saves_are_refused(fitted, tmp_path, damage, error, match):
     fitted.save_pretrained(tmp_path)
     damage(tmp_path)

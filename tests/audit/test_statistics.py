@@ -108,8 +108,12 @@ def test_statistics_match_scipy_and_hand_computation():
             pooled = np.sqrt(((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2))
             assert row["cohens_d"] == pytest.approx((a.mean() - b.mean()) / pooled)
             even = np.arange(101) % 2 == 0
-            assert row["delta_even"] == pytest.approx(D[even & (regions == g), k].mean() - D[even & (regions != g), k].mean())
-            assert row["delta_odd"] == pytest.approx(D[~even & (regions == g), k].mean() - D[~even & (regions != g), k].mean())
+            assert row["delta_even"] == pytest.approx(
+                D[even & (regions == g), k].mean() - D[even & (regions != g), k].mean()
+            )
+            assert row["delta_odd"] == pytest.approx(
+                D[~even & (regions == g), k].mean() - D[~even & (regions != g), k].mean()
+            )
             if row["consistent"]:
                 assert row["rank_score"] == pytest.approx(min(abs(row["delta_even"]), abs(row["delta_odd"])))
         glob = t.loc[(GLOBAL_REGION, g)]

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from hf_saerl.curriculum.schedule import (ScheduleParams, _gc_paused, as_schedule_arrays, check_epoch, mix_count)
+from hf_saerl.curriculum.schedule import ScheduleParams, _gc_paused, as_schedule_arrays, check_epoch, mix_count
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +68,14 @@ def build_schedule(
 
     # Step 4: moderate mixing between neighbours.
     batches, short = _mix_neighbours(batches, short, mix_count(B, float(mix_ratio)))
-    logger.debug("Scheduled %d rows in %d batches of %d (%d clusters, %d mixed batches).", n,
-                 len(batches) + (short is not None), B, len(starts), len(mixed_stage))
+    logger.debug(
+        "Scheduled %d rows in %d batches of %d (%d clusters, %d mixed batches).",
+        n,
+        len(batches) + (short is not None),
+        B,
+        len(starts),
+        len(mixed_stage),
+    )
     with _gc_paused():  # ~n/B new lists: the collector would traverse them again and again, for nothing
         out = batches.tolist()
         if short is not None:
@@ -77,9 +83,9 @@ def build_schedule(
     return out
 
 
-
-def _sequential(rng: np.random.Generator, starts: np.ndarray, n_full: np.ndarray,
-                B: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _sequential(
+    rng: np.random.Generator, starts: np.ndarray, n_full: np.ndarray, B: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cluster after cluster in one seeded cluster order: stage ``s`` is the ``s``-th cluster's batches, closed
     by its leftovers. Returns the full batches' starts and stages, and each cluster's closing stage."""
     K = len(starts)
@@ -92,8 +98,9 @@ def _sequential(rng: np.random.Generator, starts: np.ndarray, n_full: np.ndarray
     return full_starts, full_stage, closes
 
 
-def _round_robin(rng: np.random.Generator, starts: np.ndarray, n_full: np.ndarray,
-                 B: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _round_robin(
+    rng: np.random.Generator, starts: np.ndarray, n_full: np.ndarray, B: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Round ``j`` holds every cluster's ``j``-th batch, in a seeded cluster order drawn for each round (all
     clusters permuted, those without a ``j``-th batch skipped). A cluster's leftovers close the round of its last
     full batch (round 0 when it has none)."""
@@ -115,8 +122,9 @@ def _round_robin(rng: np.random.Generator, starts: np.ndarray, n_full: np.ndarra
     return np.concatenate(full_starts), np.concatenate(full_stage), np.maximum(n_full - 1, 0)
 
 
-def _leftover_batches(rows: RowOrder, ranked: np.ndarray, left_starts: np.ndarray, n_left: np.ndarray,
-                      closes: np.ndarray, B: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _leftover_batches(
+    rows: RowOrder, ranked: np.ndarray, left_starts: np.ndarray, n_left: np.ndarray, closes: np.ndarray, B: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pool the leftovers closing each stage with the carried remainder, sort the pool easy to hard, cut it into
     mixed batches. Returns their rows (concatenated), each batch's stage, and the final remainder."""
     empty = np.empty(0, dtype=np.int64)
@@ -151,8 +159,7 @@ def _strided_ranges(starts: np.ndarray, counts: np.ndarray, step: int) -> np.nda
     return np.repeat(starts, counts) + step * within
 
 
-def _mix_neighbours(batches: np.ndarray, short: np.ndarray | None,
-                    m: int) -> tuple[np.ndarray, np.ndarray | None]:
+def _mix_neighbours(batches: np.ndarray, short: np.ndarray | None, m: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Swap the last ``m`` rows of each batch with the first ``m`` of the next, all pairs from the unmixed
     batches, so each row moves at most one batch. ``batches`` is the ``(count, batch_size)`` matrix of full
     batches; only the final ``short`` batch can be shorter: its pair swaps ``min(m, len(short))``."""
@@ -160,12 +167,12 @@ def _mix_neighbours(batches: np.ndarray, short: np.ndarray | None,
         return batches, short
     B = batches.shape[1]
     mixed = batches.copy()
-    mixed[1:, :m] = batches[:-1, B - m:]
-    mixed[:-1, B - m:] = batches[1:, :m]
+    mixed[1:, :m] = batches[:-1, B - m :]
+    mixed[:-1, B - m :] = batches[1:, :m]
     if short is not None and len(batches):
         a = min(m, len(short))
-        mixed[-1, B - a:] = short[:a]
-        short = np.concatenate((batches[-1, B - a:], short[a:]))
+        mixed[-1, B - a :] = short[:a]
+        short = np.concatenate((batches[-1, B - a :], short[a:]))
     return mixed, short
 
 

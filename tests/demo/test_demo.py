@@ -17,8 +17,9 @@ from hf_saerl.curriculum import build_schedule, describe_schedule
 from hf_saerl.demo import DemoConfig, run_demo
 from hf_saerl.testing import tiny_llama, tiny_sae, tiny_tokenizer
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("champ_dataset") is None,
-                                reason="needs champ-dataset (a dev extra)")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("champ_dataset") is None, reason="needs champ-dataset (a dev extra)"
+)
 
 PLOTS = ("cluster_map.png", "pass_rate_fit.png", "difficulty_histogram.png", "curriculum.png")
 
@@ -60,8 +61,19 @@ def _check_outputs(out, report, config):
     pool = load_from_disk(str(out / "pool"))
     rep = report["pool"]
     assert len(pool) == rep["n_pool"] == report["data"]["n_pool"] == sum(report["data"]["pool_tasks"].values())
-    for col in ("row_id", "task", "prompt", "answer", "split", "pass_rate", "quality", "difficulty", "pass_rate_pred",
-                "cluster_id", "sae_indices"):
+    for col in (
+        "row_id",
+        "task",
+        "prompt",
+        "answer",
+        "split",
+        "pass_rate",
+        "quality",
+        "difficulty",
+        "pass_rate_pred",
+        "cluster_id",
+        "sae_indices",
+    ):
         assert col in pool.column_names
     assert pd.read_parquet(out / "pool_saerl.parquet")["row_id"].tolist() == pool["row_id"]
     split = np.asarray(pool["split"])
@@ -81,8 +93,9 @@ def _check_outputs(out, report, config):
         assert rep["holdout"]["spearman"] is None
     else:
         assert rep["holdout"]["spearman"] == pytest.approx(spearmanr(pass_rate[hold], pool_pred[hold])[0], abs=1e-6)
-    assert rep["holdout"]["mae"] == pytest.approx(np.mean(np.abs(np.clip(pool_pred[hold], 0, 1) - pass_rate[hold])),
-                                                  abs=1e-5)
+    assert rep["holdout"]["mae"] == pytest.approx(
+        np.mean(np.abs(np.clip(pool_pred[hold], 0, 1) - pass_rate[hold])), abs=1e-5
+    )
     tasks = np.asarray(pool["task"])
     for task, row in rep["per_task"].items():
         labelled = (tasks == task) & (split != "unlabelled")
@@ -100,22 +113,35 @@ def _check_outputs(out, report, config):
     pool_difficulty = np.asarray(pool["difficulty"], dtype=np.float32)
     assert np.array_equal(pool_difficulty, np.float32(1) - np.asarray(pool["pass_rate_pred"], dtype=np.float32))
 
-    schedule = build_schedule(pool["cluster_id"], pool["difficulty"], batch_size=config.batch_size,
-                              mix_ratio=config.mix_ratio, seed=config.seed)
+    schedule = build_schedule(
+        pool["cluster_id"],
+        pool["difficulty"],
+        batch_size=config.batch_size,
+        mix_ratio=config.mix_ratio,
+        seed=config.seed,
+    )
     assert sorted(i for b in schedule for i in b) == list(range(len(pool)))
     assert report["curriculum"]["n_batches"] == len(schedule)
     first = [r["id"] for r in report["curriculum"]["first_batches"][0]]
     assert first == [pool[i]["row_id"] for i in schedule[0]]
     info = describe_schedule(schedule, pool["cluster_id"], pool["difficulty"])
     assert report["curriculum"]["mean_difficulty_first_quarter"] == pytest.approx(
-        np.mean(info["mean_difficulty"][: max(1, len(schedule) // 4)]))
+        np.mean(info["mean_difficulty"][: max(1, len(schedule) // 4)])
+    )
     md_spearman = m["difficulty"]["spearman"]
     assert f"{md_spearman:.3f}" in md
     assert rep["holdout"]["spearman"] is None or f"{rep['holdout']['spearman']:.3f}" in md
     for name in PLOTS:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert set(report["timings_seconds"]) >= {"encode", "quality probe", "difficulty probe", "clustering", "total",
-                                              "rollout labels", "encode pool"}
+    assert set(report["timings_seconds"]) >= {
+        "encode",
+        "quality probe",
+        "difficulty probe",
+        "clustering",
+        "total",
+        "rollout labels",
+        "encode pool",
+    }
 
 
 class _Guesser:
@@ -131,8 +157,17 @@ class _Guesser:
 
 def test_demo_on_tiny_model_reports_what_its_outputs_say(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_SAERL_CACHE", str(tmp_path / "cache"))
-    config = DemoConfig(n_problems=60, max_negatives=60, max_length=48, cv=3, batch_size=8, pool_per_task=6,
-                        pool_clusters=3, label_budget=24, rollout_n=4)
+    config = DemoConfig(
+        n_problems=60,
+        max_negatives=60,
+        max_length=48,
+        cv=3,
+        batch_size=8,
+        pool_per_task=6,
+        pool_clusters=3,
+        label_budget=24,
+        rollout_n=4,
+    )
     model, tok = tiny_llama(n_layers=3, hidden_size=32), tiny_tokenizer()
     sae = tiny_sae(d_in=32, d_sae=128, hook_name="blocks.1.hook_resid_post")
     policy = _Guesser()
@@ -157,8 +192,9 @@ def test_demo_on_tiny_model_reports_what_its_outputs_say(tmp_path, monkeypatch):
         return encode(self, batch, rank)
 
     monkeypatch.setattr(SAEEncoder, "__call__", counting)
-    again = run_demo(tmp_path / "again", config, model=model, tokenizer=tok, sae=sae, rollout_backend=policy,
-                     progress=False)
+    again = run_demo(
+        tmp_path / "again", config, model=model, tokenizer=tok, sae=sae, rollout_backend=policy, progress=False
+    )
     assert calls == [24], "a map ran the encoder again instead of hitting the datasets cache"
     assert policy._prompts == 24, "the labeller ran the policy again instead of hitting the datasets cache"
     assert again["metrics"] == report["metrics"]
@@ -184,8 +220,12 @@ def test_cli_demo_ci_on_smollm2(tmp_path, monkeypatch, capsys):
     config = DemoConfig.ci()
     _check_outputs(out, report, config)
     sae = report["sae"]
-    assert report["model"] == {"name": report["model"]["name"], "n_layers": 30, "hidden_size": 576,
-                               "hook_name": "blocks.15.hook_resid_post"}
+    assert report["model"] == {
+        "name": report["model"]["name"],
+        "n_layers": 30,
+        "hidden_size": 576,
+        "hook_name": "blocks.15.hook_resid_post",
+    }
     assert sae["d_in"] == 576 and _finite(sae["explained_variance"]) and 0 <= sae["dead_fraction"] <= 1
     # real features of a real model on real data carry signal a random guess would not
     assert report["metrics"]["quality"]["auroc"] > 0.8

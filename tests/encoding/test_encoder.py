@@ -64,9 +64,11 @@ def test_truncated_forward_matches_hidden_states(model, layer):
 
 def test_later_layers_and_lm_head_never_run(model, tokenizer, sae):
     calls = []
-    handles = [model.model.layers[2].register_forward_hook(lambda *a: calls.append("layer2")),
-               model.lm_head.register_forward_hook(lambda *a: calls.append("lm_head")),
-               model.model.layers[1].register_forward_hook(lambda *a: calls.append("layer1"))]
+    handles = [
+        model.model.layers[2].register_forward_hook(lambda *a: calls.append("layer2")),
+        model.lm_head.register_forward_hook(lambda *a: calls.append("lm_head")),
+        model.model.layers[1].register_forward_hook(lambda *a: calls.append("layer1")),
+    ]
     try:
         SAEEncoder(model, sae, tokenizer=tokenizer).encode(["hello there"])
     finally:
@@ -255,13 +257,19 @@ def test_pool_spans_equals_one_call_per_pooling_in_one_pass(model, tokenizer, sa
     raw_poolings = ("mean", "max")
     calls, handle = _count_layer1_calls(model)
     try:
-        many = enc.pool_spans(ids, [*ALL_POOLINGS, "max"], pool_from=pool_from, through_sae=through_sae,
-                              raw_poolings=raw_poolings)
+        many = enc.pool_spans(
+            ids, [*ALL_POOLINGS, "max"], pool_from=pool_from, through_sae=through_sae, raw_poolings=raw_poolings
+        )
         n_passes = len(calls)
         calls.clear()
         for pooling in ALL_POOLINGS:
-            one = enc.pool_spans(ids, (pooling,), pool_from=pool_from, through_sae=through_sae,
-                                 raw_poolings=(pooling,) if pooling in raw_poolings else ())
+            one = enc.pool_spans(
+                ids,
+                (pooling,),
+                pool_from=pool_from,
+                through_sae=through_sae,
+                raw_poolings=(pooling,) if pooling in raw_poolings else (),
+            )
             assert one.pooled[pooling].shape == many.pooled[pooling].shape == (len(ids), width)
             np.testing.assert_allclose(many.pooled[pooling], one.pooled[pooling], rtol=1e-6, atol=1e-6)
             np.testing.assert_array_equal(many.n_tokens, one.n_tokens)
@@ -273,12 +281,15 @@ def test_pool_spans_equals_one_call_per_pooling_in_one_pass(model, tokenizer, sa
     assert list(many.pooled) == ALL_POOLINGS  # repeats dropped, order kept
     assert list(many.raw) == list(raw_poolings)
     assert n_passes * len(ALL_POOLINGS) == len(calls)  # one forward for all five poolings
-    assert many.n_tokens.tolist() == [len(t) + 1 - max(p, 1) for t, p in zip(texts, pool_from, strict=True)]  # BOS + char ids
+    assert many.n_tokens.tolist() == [
+        len(t) + 1 - max(p, 1) for t, p in zip(texts, pool_from, strict=True)
+    ]  # BOS + char ids
     # the default pooling is the encoder's, and whole rows equal what the datasets transform pools
     whole = enc.pool_spans(ids)
     assert list(whole.pooled) == ["mean"] and whole.raw == {}
-    np.testing.assert_allclose(whole.pooled["mean"], sparse_matrix(enc({"text": texts}), enc.d_sae).toarray(),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        whole.pooled["mean"], sparse_matrix(enc({"text": texts}), enc.d_sae).toarray(), rtol=1e-6, atol=1e-6
+    )
     with pytest.raises(InvalidParameterError, match="Unknown pooling"):
         enc.pool_spans(ids, ["max", "median"])
     with pytest.raises(InvalidParameterError, match="at least one"):
@@ -302,10 +313,28 @@ def test_config_holds_every_option_a_saved_pipeline_restores(model, tokenizer, s
 
     params = set(inspect.signature(SAEEncoder).parameters)
     references = {"model", "sae", "tokenizer", "gguf_file", "revision"}
-    enc = SAEEncoder(model, sae, tokenizer=tokenizer, pooling="max", top_k=7, max_length=33, exclude_bos=False,
-                     pool_start=2, dtype="float32", text_column=None, template="{q} {a}", chat_template=True,
-                     on_overlong="error", on_empty="zeros", indices_column="i", values_column="v",
-                     n_tokens_column="n", truncated_column="t", activations_column="act", token_budget=128)
+    enc = SAEEncoder(
+        model,
+        sae,
+        tokenizer=tokenizer,
+        pooling="max",
+        top_k=7,
+        max_length=33,
+        exclude_bos=False,
+        pool_start=2,
+        dtype="float32",
+        text_column=None,
+        template="{q} {a}",
+        chat_template=True,
+        on_overlong="error",
+        on_empty="zeros",
+        indices_column="i",
+        values_column="v",
+        n_tokens_column="n",
+        truncated_column="t",
+        activations_column="act",
+        token_budget=128,
+    )
     config = enc.config()
     assert params - set(SAEEncoder.RUNTIME_OPTIONS) <= set(config)
     options = {k: v for k, v in config.items() if k in params and k not in references}

@@ -101,7 +101,9 @@ def test_trained_sae_beats_untrained_on_held_out(model, tok, trained):
 def test_cache_hit_does_not_run_the_model(model, tok, trained, monkeypatch):
     sae, stats, cache = trained
     calls = []
-    monkeypatch.setattr(model, "forward", lambda *a, **k: calls.append(1) or (_ for _ in ()).throw(AssertionError("ran")))
+    monkeypatch.setattr(
+        model, "forward", lambda *a, **k: calls.append(1) or (_ for _ in ()).throw(AssertionError("ran"))
+    )
     again, stats2 = train_sae(model, tok, TEXTS, cache_dir=cache, **FAST)
     assert calls == [] and stats2["cache_hit"] is True
     assert stats2["explained_variance"] == stats["explained_variance"] and stats2["key"] == stats["key"]
@@ -133,15 +135,18 @@ def test_corrupt_cache_is_retrained(model, tok, tmp_path, damage):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(k=0), "1 <= k <= d_sae"),
-    (dict(k=65), "1 <= k <= d_sae"),
-    (dict(d_sae=0), "d_sae must be a positive int"),
-    (dict(total_tokens=10), "less than one batch"),
-    (dict(lr=0.0), "lr must be > 0"),
-    (dict(hook_name="blocks.9.hook_resid_post"), "model has 3 layers"),
-    (dict(hook_name="nonsense.module"), "Unknown hook name"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(k=0), "1 <= k <= d_sae"),
+        (dict(k=65), "1 <= k <= d_sae"),
+        (dict(d_sae=0), "d_sae must be a positive int"),
+        (dict(total_tokens=10), "less than one batch"),
+        (dict(lr=0.0), "lr must be > 0"),
+        (dict(hook_name="blocks.9.hook_resid_post"), "model has 3 layers"),
+        (dict(hook_name="nonsense.module"), "Unknown hook name"),
+    ],
+)
 def test_bad_arguments(model, tok, tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         train_sae(model, tok, TEXTS, cache_dir=tmp_path, **{**FAST, **kwargs})
@@ -162,8 +167,12 @@ def test_trained_sae_works_in_encoder(model, tok, trained, tmp_path):
     matrix = enc.encode(["1 + 1 = 2", "The sky is blue."])
     assert matrix.shape == (2, 64) and (matrix.getnnz(axis=1) == 4).all()
     from_disk = SAEEncoder(model, str(cache / stats["key"]), tokenizer=tok, top_k=4)
-    torch.testing.assert_close(torch.tensor(from_disk.encode(["1 + 1 = 2"]).toarray()),
-                               torch.tensor(matrix[:1].toarray()), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        torch.tensor(from_disk.encode(["1 + 1 = 2"]).toarray()),
+        torch.tensor(matrix[:1].toarray()),
+        atol=1e-5,
+        rtol=1e-4,
+    )
     assert load_sae(str(cache / stats["key"])).cfg.d_sae == 64
 
 

@@ -58,8 +58,13 @@ def test_pool_tokens_matches_loop(method):
             assert torch.all(got[r] == 0)
             continue
         stack = torch.stack(tokens)
-        ref = {"mean": stack.mean(0), "max": stack.max(0).values, "sum": stack.sum(0), "last": stack[-1],
-               "freq": (stack > 0).float().mean(0)}[method]
+        ref = {
+            "mean": stack.mean(0),
+            "max": stack.max(0).values,
+            "sum": stack.sum(0),
+            "last": stack[-1],
+            "freq": (stack > 0).float().mean(0),
+        }[method]
         torch.testing.assert_close(got[r], ref)
 
 

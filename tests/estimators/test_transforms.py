@@ -79,8 +79,9 @@ def test_transform_equals_dense_reference(steps, reference, negative):
 def test_fitted_steps_use_the_fit_time_statistics():
     train, new = _codes(seed=0), _codes(seed=1)
     t = FeatureTransform(["log1p", "maxabs"]).fit(sp.csr_matrix(train))
-    np.testing.assert_allclose(t.transform(sp.csr_matrix(new)).toarray(),
-                               _ref_maxabs(_ref_log1p(train), _ref_log1p(new)), rtol=1e-12)
+    np.testing.assert_allclose(
+        t.transform(sp.csr_matrix(new)).toarray(), _ref_maxabs(_ref_log1p(train), _ref_log1p(new)), rtol=1e-12
+    )
 
 
 def test_sparsity_pattern_kept_and_input_untouched():
@@ -120,8 +121,11 @@ def test_spec_forms_are_normalised_and_json_able():
     assert normalize_steps(None) == normalize_steps("none") == normalize_steps([]) == []
     assert normalize_steps("l2") == normalize_steps(["l2"]) == normalize_steps({"name": "l2"}) == [{"name": "l2"}]
     steps = normalize_steps(("log1p", {"name": "length", "by": "tokens"}, {"name": "binarize", "threshold": 1}))
-    assert steps == [{"name": "log1p"}, {"name": "length", "by": "tokens", "power": 0.5},
-                     {"name": "binarize", "threshold": 1.0}]
+    assert steps == [
+        {"name": "log1p"},
+        {"name": "length", "by": "tokens", "power": 0.5},
+        {"name": "binarize", "threshold": 1.0},
+    ]
     assert json.loads(json.dumps(steps)) == steps
 
 
@@ -129,7 +133,10 @@ def test_spec_forms_are_normalised_and_json_able():
     "spec, match",
     [
         (["log1p", "sqrt"], r"Unknown transform step 'sqrt'; choose from \['binarize', 'l2', 'length', 'log1p'"),
-        ([{"name": "length", "pow": 1}], r"'length' got unknown parameter\(s\) \['pow'\]; it accepts \['by', 'power'\]"),
+        (
+            [{"name": "length", "pow": 1}],
+            r"'length' got unknown parameter\(s\) \['pow'\]; it accepts \['by', 'power'\]",
+        ),
         ([{"name": "length", "by": "chars"}], r"by='nnz' or by='tokens'"),
         ([{"power": 1}], r"Unknown transform step"),
     ],

@@ -60,9 +60,13 @@ def data():
 def pipeline(model_dir, sae_dir, data):
     enc = SAEEncoder(str(model_dir), str(sae_dir), top_k=8)
     d = enc.d_sae
-    pipe = SAERLPipeline(enc, quality=QualityProbe(d_sae=d, cv=None),
-                         difficulty=DifficultyProbe(d_sae=d, alpha=0.01, l1_ratio=0.5, cv=None),
-                         clusterer=SAEClusterer(d_sae=d, n_clusters=3), quality_threshold=0.3)
+    pipe = SAERLPipeline(
+        enc,
+        quality=QualityProbe(d_sae=d, cv=None),
+        difficulty=DifficultyProbe(d_sae=d, alpha=0.01, l1_ratio=0.5, cv=None),
+        clusterer=SAEClusterer(d_sae=d, n_clusters=3),
+        quality_threshold=0.3,
+    )
     return pipe.fit(data, quality_label="good", difficulty_label="pass_rate")
 
 
@@ -210,8 +214,11 @@ def _files(folder: Path) -> list[str]:
 @st.composite
 def mutations(draw, files: list[str]):
     name = draw(st.sampled_from(files))
-    kinds = ["flip", "truncate"] + (["dtype", "shape"] if name.endswith(".safetensors") else []) + (
-        ["json"] if name.endswith(".json") else [])
+    kinds = (
+        ["flip", "truncate"]
+        + (["dtype", "shape"] if name.endswith(".safetensors") else [])
+        + (["json"] if name.endswith(".json") else [])
+    )
     kind = draw(st.sampled_from(kinds))
     return name, kind, draw(st.integers(0, 2**31)), draw(st.integers(1, 255))
 
@@ -233,8 +240,11 @@ def mutate(folder: Path, name: str, kind: str, where: int, byte: int) -> None:
             targets = [t for t in (np.float16, np.float32, np.float64, np.int64) if t != arr.dtype]
             arrays[key] = arr.astype(targets[byte % len(targets)])
         else:
-            arrays[key] = arr.reshape(-1)[:-1] if arr.size > 1 and byte % 2 else np.concatenate([arr.reshape(-1),
-                                                                                                  arr.reshape(-1)[:1]])
+            arrays[key] = (
+                arr.reshape(-1)[:-1]
+                if arr.size > 1 and byte % 2
+                else np.concatenate([arr.reshape(-1), arr.reshape(-1)[:1]])
+            )
         save_file(arrays, str(path), metadata=metadata)
     else:  # a changed JSON value, written back as valid JSON (the checksum is kept)
         obj = json.loads(raw)
@@ -278,8 +288,11 @@ def _same(a, b) -> bool:
 
 
 def report(name: str, counts: Counter) -> None:
-    line = {"fuzzer": name, "tried": sum(counts.values()), **{k: counts.get(k, 0) for k in
-                                                              ("refused", "identical", "different")}}
+    line = {
+        "fuzzer": name,
+        "tried": sum(counts.values()),
+        **{k: counts.get(k, 0) for k in ("refused", "identical", "different")},
+    }
     print(json.dumps(line))
     target = os.environ.get("HF_SAERL_FUZZ_REPORT")
     if target:
@@ -306,8 +319,9 @@ def run_fuzz(name: str, folder, load, predict, tmp_path_factory, n_examples: int
     counts: Counter = Counter()
     work = tmp_path_factory.mktemp(f"fuzz-{name}")
 
-    @settings(max_examples=n_examples, derandomize=True, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=n_examples, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     @given(mutations(_files(folder)))
     def check(m):
         target = work / "m"
@@ -325,8 +339,14 @@ def run_fuzz(name: str, folder, load, predict, tmp_path_factory, n_examples: int
 
 def run_estimator_fuzz(tmp_path_factory, n_examples: int) -> Counter:
     folder, X = _estimator_folder(tmp_path_factory)
-    return run_fuzz("estimator", folder, QualityProbe.from_pretrained, lambda e: _predict_estimator(e, X),
-                    tmp_path_factory, n_examples)
+    return run_fuzz(
+        "estimator",
+        folder,
+        QualityProbe.from_pretrained,
+        lambda e: _predict_estimator(e, X),
+        tmp_path_factory,
+        n_examples,
+    )
 
 
 def _predict_pipeline(pipe, data):
@@ -337,8 +357,14 @@ def run_pipeline_fuzz(bundle, data, model_dir, tmp_path_factory, n_examples: int
     from hf_saerl.testing import tiny_tokenizer  # noqa: F401  (the tokenizer is read from model_dir)
 
     sample = data.select(range(8))
-    return run_fuzz("pipeline", bundle, SAERLPipeline.from_pretrained, lambda p: _predict_pipeline(p, sample),
-                    tmp_path_factory, n_examples)
+    return run_fuzz(
+        "pipeline",
+        bundle,
+        SAERLPipeline.from_pretrained,
+        lambda p: _predict_pipeline(p, sample),
+        tmp_path_factory,
+        n_examples,
+    )
 
 
 def test_fuzz_saved_estimator(tmp_path_factory):

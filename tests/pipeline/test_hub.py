@@ -222,8 +222,9 @@ def test_save_pretrained_push_to_hub_returns_the_commit_url(pipeline, hub, tmp_p
 def test_push_to_hub_branch_and_patterns(pipeline, hub):
     pipeline.push_to_hub("me/b", branch="dev", create_pr=True)
     assert hub.upload_kwargs["revision"] == "dev" and hub.upload_kwargs["create_pr"] is True
-    pipeline.push_to_hub("me/only-config", allow_patterns=["config.json", "quality/*"], ignore_patterns="*.md",
-                         delete_patterns="old/*")
+    pipeline.push_to_hub(
+        "me/only-config", allow_patterns=["config.json", "quality/*"], ignore_patterns="*.md", delete_patterns="old/*"
+    )
     assert hub.upload_kwargs["delete_patterns"] == "old/*"
     pushed = hub.root / "model" / "me" / "only-config"
     assert sorted(p.relative_to(pushed).as_posix() for p in pushed.rglob("*") if p.is_file()) == [

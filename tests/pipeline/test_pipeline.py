@@ -175,10 +175,11 @@ def test_parts_that_do_not_fit_together_are_refused_at_first_use(fitted, data):
     work on any parameters, and the error comes before any work."""
     from sklearn.base import clone
 
-    cases = [(SAERLPipeline(fitted.encoder, quality=QualityProbe(d_sae=64)), WidthMismatchError,
-              "width mismatch.*d_sae=64"),
-             (SAERLPipeline(fitted.encoder, quality_threshold=0.5), InvalidParameterError, "needs a quality probe"),
-             (SAERLPipeline(), InvalidParameterError, "empty SAERLPipeline")]
+    cases = [
+        (SAERLPipeline(fitted.encoder, quality=QualityProbe(d_sae=64)), WidthMismatchError, "width mismatch.*d_sae=64"),
+        (SAERLPipeline(fitted.encoder, quality_threshold=0.5), InvalidParameterError, "needs a quality probe"),
+        (SAERLPipeline(), InvalidParameterError, "empty SAERLPipeline"),
+    ]
     for pipe, error, message in cases:
         clone(pipe)  # constructing and cloning never raise
         with pytest.raises(error, match=message):

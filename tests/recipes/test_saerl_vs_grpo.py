@@ -36,13 +36,23 @@ def test_ci_smoke_every_arm(recipe, tmp_path):
 
 
 def _run(arm, seed, curve):
-    return {"arm": arm, "seed": seed, "eval": [{"step": s, "greedy": g, "sampled": g} for s, g in curve],
-            "train_reward": [{"step": 1, "reward": 0.5}], "wall_s": 10.0, "train_s_per_step": 1.0}
+    return {
+        "arm": arm,
+        "seed": seed,
+        "eval": [{"step": s, "greedy": g, "sampled": g} for s, g in curve],
+        "train_reward": [{"step": 1, "reward": 0.5}],
+        "wall_s": 10.0,
+        "train_s_per_step": 1.0,
+    }
 
 
 def test_summary_steps_to_target_and_sd(recipe):
-    records = [_run("vanilla", 0, [(0, 0.1), (5, 0.2), (10, 0.3)]), _run("vanilla", 1, [(0, 0.1), (5, 0.2), (10, 0.5)]),
-               _run("saerl", 0, [(0, 0.1), (5, 0.4), (10, 0.45)]), _run("oracle", 0, [(0, 0.1), (5, 0.2), (10, 0.2)])]
+    records = [
+        _run("vanilla", 0, [(0, 0.1), (5, 0.2), (10, 0.3)]),
+        _run("vanilla", 1, [(0, 0.1), (5, 0.2), (10, 0.5)]),
+        _run("saerl", 0, [(0, 0.1), (5, 0.4), (10, 0.45)]),
+        _run("oracle", 0, [(0, 0.1), (5, 0.2), (10, 0.2)]),
+    ]
     summary = recipe.summarise(records, n_heldout=100)
     assert summary["vanilla"]["final_greedy"]["mean"] == pytest.approx(0.4)
     assert summary["vanilla"]["final_greedy"]["sd"] == pytest.approx(0.1414, abs=1e-3)

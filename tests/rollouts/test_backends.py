@@ -50,8 +50,10 @@ def test_sampling_matches_a_hand_loop_one_prompt_at_a_time(model, tokenizer):
     backend = TransformersBackend(model, tokenizer, batch_size=16)
     sampling = {"max_new_tokens": 10, "temperature": 0.8}
     out = backend.generate(PROMPTS, 3, sampling, seeds)
-    by_hand = [[_hand_sample(model, tokenizer, p, derive_seed(s, j), 0.8, 10) for j in range(3)]
-               for p, s in zip(PROMPTS, seeds, strict=True)]
+    by_hand = [
+        [_hand_sample(model, tokenizer, p, derive_seed(s, j), 0.8, 10) for j in range(3)]
+        for p, s in zip(PROMPTS, seeds, strict=True)
+    ]
     assert out == by_hand
     assert len({c for row in out for c in row}) == 12  # the samples differ from each other
 
@@ -69,12 +71,13 @@ def test_batch_composition_and_size_do_not_change_completions(model, tokenizer):
 
 def test_greedy_matches_model_generate_per_prompt(model, tokenizer):
     out = TransformersBackend(model, tokenizer, batch_size=8).generate(
-        PROMPTS, 2, {"max_new_tokens": 6, "temperature": 0})
+        PROMPTS, 2, {"max_new_tokens": 6, "temperature": 0}
+    )
     for prompt, row in zip(PROMPTS, out, strict=True):
         ids = tokenizer(prompt, return_tensors="pt")
         with torch.inference_mode():
             single = model.generate(**ids, do_sample=False, max_new_tokens=6, pad_token_id=tokenizer.pad_token_id)
-        expected = tokenizer.decode(single[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+        expected = tokenizer.decode(single[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
         assert row == [expected, expected]  # left padding inside the batch changes nothing
 
 
@@ -92,7 +95,9 @@ def test_seeded_sampling_draws_from_the_softmax():
 
 
 def test_prompt_encoding_never_doubles_bos(tokenizer):
-    chat = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    chat = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
     ids = encode_prompts(tokenizer, ["hi", chat])
     assert ids[0][:1] == [tokenizer.bos_token_id] and ids[0][1] != tokenizer.bos_token_id
     assert ids[1][0] == tokenizer.bos_token_id and ids[1][1] != tokenizer.bos_token_id
@@ -121,8 +126,13 @@ def test_backend_from_a_folder_loads_lazily(model_dir):
 def test_sampling_settings_and_errors(model, tokenizer):
     common, extra = sampling_settings({"temperature": 0.5, "repetition_penalty": 1.2})
     assert common["temperature"] == 0.5 and common["max_new_tokens"] == 256 and extra == {"repetition_penalty": 1.2}
-    for bad, match in [({"temperature": -1}, "temperature"), ({"top_p": 0}, "top_p"), ({"max_new_tokens": 0}, "max_new"),
-                       ({"top_k": -3}, "top_k"), ({"min_p": 1.5}, "min_p")]:
+    for bad, match in [
+        ({"temperature": -1}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"max_new_tokens": 0}, "max_new"),
+        ({"top_k": -3}, "top_k"),
+        ({"min_p": 1.5}, "min_p"),
+    ]:
         with pytest.raises(InvalidParameterError, match=match):
             sampling_settings(bad)
     with pytest.raises(InvalidParameterError, match="tokenizer"):
@@ -134,8 +144,9 @@ def test_sampling_settings_and_errors(model, tokenizer):
     with pytest.raises(InvalidParameterError, match="generate"):
         make_backend(object(), None)
     # extra keys reach model.generate
-    out = TransformersBackend(model, tokenizer).generate(["ab"], 1, {"max_new_tokens": 4, "repetition_penalty": 5.0,
-                                                                     "temperature": 0})
+    out = TransformersBackend(model, tokenizer).generate(
+        ["ab"], 1, {"max_new_tokens": 4, "repetition_penalty": 5.0, "temperature": 0}
+    )
     assert len(out[0][0].split()) <= 4
 
 
@@ -156,17 +167,30 @@ def test_vllm_backend_maps_sampling_to_requests(monkeypatch, tokenizer):
         def generate(self, requests, params, use_tqdm=True):
             calls["requests"], calls["params"] = requests, [p.kwargs for p in params]
             choice = types.SimpleNamespace
-            return [types.SimpleNamespace(outputs=[choice(text=f"{i}-{j}") for j in range(p.kwargs["n"])])
-                    for i, p in enumerate(params)]
+            return [
+                types.SimpleNamespace(outputs=[choice(text=f"{i}-{j}") for j in range(p.kwargs["n"])])
+                for i, p in enumerate(params)
+            ]
 
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
     backend = VLLMBackend("some/model", gpu_memory_utilization=0.3)
-    out = backend.generate(["ab", "<s>cd"], 2, {"max_new_tokens": 7, "temperature": 0.6, "top_k": 5,
-                                                 "presence_penalty": 0.1}, seeds=[11, 12])
+    out = backend.generate(
+        ["ab", "<s>cd"],
+        2,
+        {"max_new_tokens": 7, "temperature": 0.6, "top_k": 5, "presence_penalty": 0.1},
+        seeds=[11, 12],
+    )
     assert out == [["0-0", "0-1"], ["1-0", "1-1"]]
     assert calls["llm"] == {"model": "some/model", "gpu_memory_utilization": 0.3, "dtype": "auto"}
-    assert calls["params"][0] == {"n": 2, "max_tokens": 7, "temperature": 0.6, "top_p": 1.0, "top_k": 5, "seed": 11,
-                                  "presence_penalty": 0.1}
+    assert calls["params"][0] == {
+        "n": 2,
+        "max_tokens": 7,
+        "temperature": 0.6,
+        "top_p": 1.0,
+        "top_k": 5,
+        "seed": 11,
+        "presence_penalty": 0.1,
+    }
     assert calls["requests"][1] == {"prompt_token_ids": encode_prompts(tokenizer, ["<s>cd"])[0]}
     assert pickle.loads(pickle.dumps(backend))._llm is None
 

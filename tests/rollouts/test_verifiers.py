@@ -23,16 +23,16 @@ from hf_saerl.rollouts.verifiers import (
 def test_math_verifier_counted_by_hand():
     golds = ["9", "9", "9", "9", "\\frac{1}{2}", "0.5", "x^2+1", "-4", "72", "72"]
     completions = [
-        "The answer is 9.",           # 1: plain statement
-        "\\boxed{9}",                 # 1: boxed
+        "The answer is 9.",  # 1: plain statement
+        "\\boxed{9}",  # 1: boxed
         "I think 7, no: \\boxed{9}",  # 1: boxed wins over an earlier number
-        "nine",                       # 0: no number
-        "$0.5$",                      # 1: 0.5 == 1/2
-        "\\boxed{\\frac{1}{2}}",      # 1: 1/2 == 0.5
-        "$x^2 + 1$",                  # 1: same expression
-        "-4",                         # 1
-        "\\boxed{73}",                # 0
-        "",                           # 0: empty
+        "nine",  # 0: no number
+        "$0.5$",  # 1: 0.5 == 1/2
+        "\\boxed{\\frac{1}{2}}",  # 1: 1/2 == 0.5
+        "$x^2 + 1$",  # 1: same expression
+        "-4",  # 1
+        "\\boxed{73}",  # 0
+        "",  # 0: empty
     ]
     by_hand = [1, 1, 1, 0, 1, 1, 1, 1, 0, 0]
     rewards = MathVerifier()(["q"] * len(golds), completions, answer=golds)
@@ -44,8 +44,13 @@ def test_math_verifier_trl_shape_and_unparsable_reference(caplog):
     assert verify.__name__ == "math_verify" and verify.columns == ("solution",)
     conversational = [[{"role": "assistant", "content": "\\boxed{3}"}], [{"role": "assistant", "content": "4"}]]
     # TRL calls reward functions with keywords and extra columns
-    assert verify(prompts=["a", "b"], completions=conversational, solution=["3", "3"], completion_ids=[[1], [2]],
-                  trainer_state=None) == [1.0, 0.0]
+    assert verify(
+        prompts=["a", "b"],
+        completions=conversational,
+        solution=["3", "3"],
+        completion_ids=[[1], [2]],
+        trainer_state=None,
+    ) == [1.0, 0.0]
     assert verify(["a"], ["3"], solution=["???"]) == [None]  # a reference that does not parse: not scored
     assert "could not parse 1 reference answer" in caplog.text
     with pytest.raises(MissingColumnError, match=r"Missing column 'solution'.*found \['answer'\]"):
@@ -55,14 +60,14 @@ def test_math_verifier_trl_shape_and_unparsable_reference(caplog):
 
 def test_extract_final_answer_rules():
     cases = {
-        "<answer>7</answer> and later \\boxed{8}": "7",     # 1. the answer tag wins
+        "<answer>7</answer> and later \\boxed{8}": "7",  # 1. the answer tag wins
         "first \\boxed{1}, then \\boxed{\\frac{2}{3}}": "\\frac{2}{3}",  # 2. the last boxed, braces balanced
-        "So the final answer is: **42**.": "42",              # 3. after 'answer is'
-        "Answer: x = 3\nbecause ...": "x = 3",                 # 3. rest of that line
-        "3 + 6 = 9, and 1,000 more": "1000",                   # 4. the last number, thousands separator dropped
+        "So the final answer is: **42**.": "42",  # 3. after 'answer is'
+        "Answer: x = 3\nbecause ...": "x = 3",  # 3. rest of that line
+        "3 + 6 = 9, and 1,000 more": "1000",  # 4. the last number, thousands separator dropped
         "so -12 it is": "-12",
         "2/3 of it": "2/3",
-        "  blue  ": "blue",                                    # 5. the whole text
+        "  blue  ": "blue",  # 5. the whole text
     }
     assert {text: extract_final_answer(text) for text in cases} == cases
 
@@ -73,17 +78,27 @@ def test_reasoning_gym_verifier_against_its_own_scorer():
     tasks = list(reasoning_gym.create_dataset("basic_arithmetic", size=4, seed=3))
     score = reasoning_gym.get_score_answer_fn("basic_arithmetic")
     answers = [t["answer"] for t in tasks]
-    completions = [f"<answer>{answers[0]}</answer>", f"The answer is {answers[1]}.", "I do not know",
-                   f"work... {answers[3]}"]
+    completions = [
+        f"<answer>{answers[0]}</answer>",
+        f"The answer is {answers[1]}.",
+        "I do not know",
+        f"work... {answers[3]}",
+    ]
     metadata = [json.dumps(t["metadata"], default=str) for t in tasks]
     rewards = ReasoningGymVerifier()(  # dataset=None: each row's metadata names its scorer
-        [t["question"] for t in tasks], completions, answer=answers, metadata=metadata)
-    by_hand = [score(answers[0], tasks[0]), score(answers[1], tasks[1]), score("I do not know", tasks[2]),
-               score(answers[3], tasks[3])]
+        [t["question"] for t in tasks], completions, answer=answers, metadata=metadata
+    )
+    by_hand = [
+        score(answers[0], tasks[0]),
+        score(answers[1], tasks[1]),
+        score("I do not know", tasks[2]),
+        score(answers[3], tasks[3]),
+    ]
     assert rewards == by_hand == [1.0, 1.0, 0.0, 1.0]
     # without extraction, the scorer's strictness shows: a sentence around the answer scores < 1
-    raw = ReasoningGymVerifier("basic_arithmetic", extract=None)(["q"], [completions[1]], answer=[answers[1]],
-                                                                 metadata=[metadata[1]])
+    raw = ReasoningGymVerifier("basic_arithmetic", extract=None)(
+        ["q"], [completions[1]], answer=[answers[1]], metadata=[metadata[1]]
+    )
     assert 0 < raw[0] < 1 and raw[0] == score(completions[1], tasks[1])
     custom = ReasoningGymVerifier("basic_arithmetic", extract=lambda text: text.split("=")[-1].strip())
     assert custom(["q"], [f"x = {answers[2]}"], answer=[answers[2]], metadata=["{}"]) == [1.0]
@@ -154,10 +169,19 @@ def test_verifiers_are_trl_reward_functions():
     """TRL names a reward function by ``__name__`` and calls it with keywords plus trainer extras."""
     from trl.trainer.utils import get_callable_name, is_async_callable
 
-    for verifier, name in [(MathVerifier(), "math_verify"), (ReasoningGymVerifier("basic_arithmetic"), "reasoning_gym"),
-                           (RewardFunctionVerifier(lambda prompts, completions, **kw: [0.0] * len(completions),
-                                                   name="zero"), "zero")]:
+    for verifier, name in [
+        (MathVerifier(), "math_verify"),
+        (ReasoningGymVerifier("basic_arithmetic"), "reasoning_gym"),
+        (RewardFunctionVerifier(lambda prompts, completions, **kw: [0.0] * len(completions), name="zero"), "zero"),
+    ]:
         assert get_callable_name(verifier) == name and not is_async_callable(verifier)
-        rewards = verifier(prompts=["2+2?"], completions=[[{"role": "assistant", "content": "<answer>4</answer>"}]],
-                           completion_ids=[[1, 2]], answer=["4"], trainer_state=None, log_extra=None, log_metric=None)
+        rewards = verifier(
+            prompts=["2+2?"],
+            completions=[[{"role": "assistant", "content": "<answer>4</answer>"}]],
+            completion_ids=[[1, 2]],
+            answer=["4"],
+            trainer_state=None,
+            log_extra=None,
+            log_metric=None,
+        )
         assert len(rewards) == 1

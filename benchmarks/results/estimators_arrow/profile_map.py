@@ -1,5 +1,6 @@
 """cProfile of QualityProbe's Dataset.map(batched=True, batch_size=1000) on 20,000 synthetic rows (d_sae 4096,
 top-64): where the time of the Arrow-native path goes (our reading + transform vs datasets' own writing)."""
+
 import cProfile
 import os
 import pstats

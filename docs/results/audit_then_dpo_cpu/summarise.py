@@ -1,4 +1,5 @@
 """Both seeds' numbers side by side (summary.json) from the recipe's seed*/results.json next to this file."""
+
 import json
 from pathlib import Path
 
@@ -9,10 +10,16 @@ for seed in (0, 1):
     row = {}
     for name in ("dpo", "intervention"):
         m = r["validation"][name]["metrics"]
-        row[name] = {view: {k: (round(m[view][k], 4) if isinstance(m[view][k], float) else m[view][k])
-                            for k in ("n", "r2", "pearson", "pearson_p", "spearman", "slope", "sign_agreement")}
-                     for view in ("all", "flagged", "top", "regions", "regions_flagged")}
-    row["intervention_effect"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in r["intervention_effect"].items()}
+        row[name] = {
+            view: {
+                k: (round(m[view][k], 4) if isinstance(m[view][k], float) else m[view][k])
+                for k in ("n", "r2", "pearson", "pearson_p", "spearman", "slope", "sign_agreement")
+            }
+            for view in ("all", "flagged", "top", "regions", "regions_flagged")
+        }
+    row["intervention_effect"] = {
+        k: round(v, 4) if isinstance(v, float) else v for k, v in r["intervention_effect"].items()
+    }
     row["target_in_its_region"] = r.get("target_in_its_region")
     row["side_effects"] = r["side_effects"]
     row["timing_s"] = r["timing_s"]

@@ -3,6 +3,7 @@ data, the options and the seed (CurriculumRepeatSampler.batches), so it is rebui
 
     python curriculum_families.py /tmp/svg_prep/55fca9d460a2   # the cpu preset's prepared data (--prep-cache)
 """
+
 import json
 import re
 import sys
@@ -14,6 +15,7 @@ from hf_saerl.integrations.trl import CurriculumRepeatSampler
 
 prep = sys.argv[1]
 
+
 def family(prompt):
     q = prompt[0]["content"]
     if "GCD" in q or "Greatest Common" in q:
@@ -22,6 +24,7 @@ def family(prompt):
         return "products"
     nums = [int(x) for x in re.findall(r"\d+", q.split("\n")[0])]
     return "chain_sum_2digit" if nums and max(nums) >= 10 else "chain_sum"
+
 
 out = {}
 for arm, mix in (("saerl", 0.25), ("saerl_nomix", 0.0), ("oracle", 0.25)):

@@ -58,21 +58,28 @@ def main() -> None:
     scale = N_OLD / N_NEW
     out = {
         "source": "analysis.json (5 arms x seeds 0, 1, 2; 71 held-out problems; final greedy accuracy in points)",
-        "alpha": ALPHA, "target_power": TARGET_POWER, "effect_points": EFFECT,
+        "alpha": ALPHA,
+        "target_power": TARGET_POWER,
+        "effect_points": EFFECT,
         "sd_one_arm_pooled": round(float(np.sqrt(within)), 2),
         "paired_differences": [round(float(d), 1) for d in diffs],
         "sd_paired_difference": round(sd_diff, 2),
-        "old_design": {"seeds": n_seeds, "problems": N_OLD,
-                       "power_at_3_points": round(power(n_seeds, sd_diff, EFFECT), 3),
-                       "min_detectable_difference_80pct": round(min_detectable(n_seeds, sd_diff), 1)},
+        "old_design": {
+            "seeds": n_seeds,
+            "problems": N_OLD,
+            "power_at_3_points": round(power(n_seeds, sd_diff, EFFECT), 3),
+            "min_detectable_difference_80pct": round(min_detectable(n_seeds, sd_diff), 1),
+        },
         "seeds_for_80pct_power_at_3_points": {
             f"{N_OLD}_problems": seeds_needed(sd_diff, EFFECT),
             f"{N_NEW}_problems_all_training_noise": seeds_needed(sd_diff, EFFECT),
             f"{N_NEW}_problems_all_measurement_noise": seeds_needed(sd_diff * np.sqrt(scale), EFFECT),
         },
         "min_detectable_difference_80pct_by_seeds": {
-            str(n): {f"{N_OLD}_problems": round(min_detectable(n, sd_diff), 1),
-                     f"{N_NEW}_problems_all_measurement_noise": round(min_detectable(n, sd_diff * np.sqrt(scale)), 1)}
+            str(n): {
+                f"{N_OLD}_problems": round(min_detectable(n, sd_diff), 1),
+                f"{N_NEW}_problems_all_measurement_noise": round(min_detectable(n, sd_diff * np.sqrt(scale)), 1),
+            }
             for n in (4, 6, 8, 12, 16, 24)
         },
     }
