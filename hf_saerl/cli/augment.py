@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         save_dataset(out, args.output, sources=args.data, overwrite=args.overwrite)
         print(f"Saved the augmented dataset to {args.output}")
     if args.push_to:
-        from ..pipeline.hub import push_curated
+        from ..pipeline.curated import push_curated
 
         filtering = stats if "n_rows" in stats else _merge_stats(stats)
         push_curated(
