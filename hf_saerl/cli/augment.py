@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from ..errors import InvalidParameterError, UsageError
 from .common import (
@@ -27,6 +27,13 @@ from .common import (
 )
 
 __all__ = ["register", "run"]
+
+
+class _ModelOverride(TypedDict, total=False):
+    """The ``--model`` / ``--gguf-file`` keywords passed on to ``SAERLPipeline.from_pretrained``."""
+
+    model: str
+    gguf_file: str
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -77,10 +84,12 @@ def run(args: argparse.Namespace) -> int:
     if args.gguf_file and not args.model:
         raise UsageError("--gguf-file names a file inside the --model folder: pass --model too.")
     check_output(args.output, overwrite=args.overwrite, sources=args.data)
-    model = {}
+    model: _ModelOverride = {}
     if args.model:
         folder, gguf_file = check_model(args.model, args.gguf_file)
-        model = {"model": folder, **({"gguf_file": gguf_file} if gguf_file else {})}
+        model = {"model": folder}
+        if gguf_file:
+            model["gguf_file"] = gguf_file
     dataset = load_data(args.data, args.data_config, args.split)
     pipeline = SAERLPipeline.from_pretrained(args.pipeline, revision=args.pipeline_revision, **model)
     if args.no_filter:

@@ -274,7 +274,8 @@ def load_data(data: list[str], config_name: str | None = None, split: str | None
         loaded = load_from_disk(first)
     elif all(os.path.isfile(d) for d in data):
         kinds = {DATA_EXTENSIONS.get(Path(d).suffix.lower()) for d in data}
-        if None in kinds or len(kinds) != 1:
+        kind = kinds.pop() if len(kinds) == 1 else None
+        if kind is None:
             raise UsageError(
                 f"cannot tell the format of {data}: use files of one kind among {sorted(set(DATA_EXTENSIONS))}."
             )
@@ -284,7 +285,7 @@ def load_data(data: list[str], config_name: str | None = None, split: str | None
                 f"the data file(s) {empty} are empty (0 bytes); pass files with at least one "
                 "row, or drop them from --data."
             )
-        loaded = _read_files(kinds.pop(), list(data))
+        loaded = _read_files(kind, list(data))
     elif (len(data) > 1 or _looks_local(first)) and not (len(data) == 1 and os.path.isdir(first)):
         missing = [d for d in data if not os.path.exists(d)]
         if missing:  # checked here: offline, datasets would call a missing file a Hub ConnectionError
@@ -387,16 +388,16 @@ def check_output(
 
 def write_folder(
     output: Path,
-    write: Callable[[Path], None],
+    write: Callable[[Path], object],
     *,
     flag: str = "--output",
     overwrite: bool = False,
     sources: Sequence[str] = (),
     check: Callable[[Path], None] | None = None,
 ) -> None:
-    """Call ``write(folder)`` on a temporary sibling of ``output``, ``check`` it, and only then move it into place
-    (an existing folder there is replaced only with ``overwrite``, see :func:`check_output`), so a failed write
-    leaves ``output`` as it was."""
+    """Call ``write(folder)`` (its return value is ignored) on a temporary sibling of ``output``, ``check`` it,
+    and only then move it into place (an existing folder there is replaced only with ``overwrite``, see
+    :func:`check_output`), so a failed write leaves ``output`` as it was."""
     import shutil
     import tempfile
 

@@ -14,8 +14,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -40,11 +41,11 @@ def _finish(fig: Any, path: str | Path | None) -> Any:
 
 
 def _scatter_by_label(ax: Any, xy: np.ndarray, labels: Sequence[Any], title: str) -> None:
-    labels = np.asarray([str(v) for v in labels])
-    names = sorted(set(labels.tolist()), key=lambda s: (len(s), s))
+    label_text = np.asarray([str(v) for v in labels])
+    names = sorted(set(label_text.tolist()), key=lambda s: (len(s), s))
     cmap = _pyplot().get_cmap("tab10" if len(names) <= 10 else "tab20")
     for i, name in enumerate(names):
-        mask = labels == name
+        mask = label_text == name
         ax.scatter(xy[mask, 0], xy[mask, 1], s=14, alpha=0.8, color=cmap(i % cmap.N), label=f"{name} ({mask.sum()})")
     ax.set_title(title)
     ax.set_xticks([])
@@ -89,8 +90,8 @@ def plot_pass_rate_fit(actual: Sequence[float], predicted: Sequence[float], spea
     rng = np.random.default_rng(0)
 
     def jitter(x: Sequence[float]) -> np.ndarray:
-        x = np.asarray(x, dtype=float)
-        return x + rng.uniform(-0.015, 0.015, size=x.shape)
+        values = np.asarray(x, dtype=float)
+        return values + rng.uniform(-0.015, 0.015, size=values.shape)
 
     ax.scatter(jitter(actual), predicted, s=14, alpha=0.7, label=f"out of fold ({len(actual)})")
     if held_out is not None and len(held_out[0]):

@@ -10,7 +10,8 @@ rank, small pickles), :class:`~hf_saerl.encoding.activations.ActivationReader` r
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,17 +21,17 @@ from ..core.fingerprint import Fingerprinted, stable_hash, transform_map_kwargs
 from ..core.serialization import jsonable
 from ..core.validation import check_bool, check_finite, check_integer
 from ..errors import HookMismatchError, InvalidParameterError, ParameterTypeError, WidthMismatchError
+from ..models.text import TextBuilder, check_text_values, tokenize_texts
 from .activations import ActivationBatch, ActivationReader
 from .hooks import check_hook_width
-from .saes import sae_hook_name, sae_pool_start
 from .pooling import POOLINGS, PooledSpans, check_poolings, pool_microbatches
 from .runtime import EncoderRuntime
+from .saes import sae_hook_name, sae_pool_start
 from .sparse import topk_rows
-from ..models.text import TextBuilder, check_text_values, tokenize_texts
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SAEEncoder", "PooledSpans", "sae_pool_start", "sae_identity_of", "SAE_IDENTITY_KEY", "TRUNCATED"]
+__all__ = ["SAE_IDENTITY_KEY", "TRUNCATED", "PooledSpans", "SAEEncoder", "sae_identity_of", "sae_pool_start"]
 
 #: The key of the JSON object that :attr:`SAEEncoder.features` stores as the ``id`` of the indices column's
 #: ``Value`` (see :func:`sae_identity_of`).
@@ -42,10 +43,10 @@ _FORMAT_VERSION = 1
 
 def _delegated(name: str, doc: str, convert: Any = None) -> property:
     """A property reading ``self.runtime.<name>``; settable (through ``convert``) when ``convert`` is given."""
-    def get(self: "SAEEncoder") -> Any:
+    def get(self: SAEEncoder) -> Any:
         return getattr(self.runtime, name)
 
-    def set_(self: "SAEEncoder", value: Any) -> None:  # takes effect when the model is next placed
+    def set_(self: SAEEncoder, value: Any) -> None:  # takes effect when the model is next placed
         setattr(self.runtime, name, convert(value))
 
     return property(get, set_ if convert is not None else None, doc=doc)
@@ -147,11 +148,11 @@ class SAEEncoder(Fingerprinted):
                           "pool_start=None to follow the SAE's own training positions.")
         for name, value in (("chat_template", chat_template), ("exclude_bos", exclude_bos)):
             check_bool(name, value, f"Pass {name}=True or {name}=False.")
-        for name, value in (("indices_column", indices_column), ("values_column", values_column),
-                            ("n_tokens_column", n_tokens_column), ("truncated_column", truncated_column),
-                            ("activations_column", activations_column)):
-            if not (isinstance(value, str) and value) and not (value is None and name == "activations_column"):
-                raise ParameterTypeError(f"{name} must be a non-empty column name (str), got {value!r}. Pass a "
+        for name, column in (("indices_column", indices_column), ("values_column", values_column),
+                             ("n_tokens_column", n_tokens_column), ("truncated_column", truncated_column),
+                             ("activations_column", activations_column)):
+            if not (isinstance(column, str) and column) and not (column is None and name == "activations_column"):
+                raise ParameterTypeError(f"{name} must be a non-empty column name (str), got {column!r}. Pass a "
                                          f"column name, e.g. {name}='my_{name.replace('_column', '')}', or leave "
                                          "the default.")
         if top_k is not None and top_k < 1:
@@ -179,10 +180,11 @@ class SAEEncoder(Fingerprinted):
         if self.pool_start < 0:
             raise InvalidParameterError(f"pool_start must be >= 0 (the first token position to pool), got "
                                         f"{pool_start}; or leave it None to follow the SAE's own training positions.")
-        self.hook_name = hook_name or sae_hook_name(sae_obj)
-        if not self.hook_name:
+        resolved_hook = hook_name or sae_hook_name(sae_obj)
+        if not resolved_hook:
             raise HookMismatchError("The SAE records no hook_name in cfg.metadata; pass hook_name= (e.g. "
                                     "'blocks.6.hook_resid_post'), or set sae.cfg.metadata.hook_name.")
+        self.hook_name: str = resolved_hook
         check_hook_width(self.runtime.structure(), self.hook_name, self.d_in)
 
     # ------------------------------------------------------------------ what it reads through
@@ -254,9 +256,9 @@ class SAEEncoder(Fingerprinted):
     @property
     def features(self):
         """The ``datasets.Features`` of the columns this transform adds."""
-        from datasets import Features, List, Value
-
         import json
+
+        from datasets import Features, List, Value
 
         identity = json.dumps({SAE_IDENTITY_KEY: self.column_identity()}, sort_keys=True)
         features = Features({  # the identity rides in the Value's id: it survives map, save_to_disk and Parquet

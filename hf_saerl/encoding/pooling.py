@@ -17,7 +17,8 @@ codes, and of the raw activations) from one pass over the micro-batches of one f
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, NamedTuple, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ import torch
 from ..errors import InvalidParameterError
 from .activations import ActivationBatch
 
-__all__ = ["POOLINGS", "SegmentPooler", "pool_tokens", "check_poolings", "PooledSpans", "pool_microbatches"]
+__all__ = ["POOLINGS", "PooledSpans", "SegmentPooler", "check_poolings", "pool_microbatches", "pool_tokens"]
 
 POOLINGS = ("mean", "max", "sum", "last", "freq")
 _CHUNK_FLOATS = 1 << 24  # encode and pool at most this many (token x width) floats at once
@@ -138,13 +139,15 @@ def pool_microbatches(batches: Iterable[ActivationBatch], n_rows: int, poolings:
     if raw_poolings and raw_width is None:
         raise InvalidParameterError("raw_poolings needs raw_width= (the width of the activations, d_in); pass it, "
                                     "or drop raw_poolings.")
+    # Only read when raw_poolings is non-empty, which the check above ties to a given raw_width.
+    raw_d = raw_width if raw_width is not None else 0
     pooled = {p: np.zeros((n_rows, width), dtype=np.float32) for p in poolings}
-    raw = {p: np.zeros((n_rows, raw_width), dtype=np.float32) for p in raw_poolings}
+    raw = {p: np.zeros((n_rows, raw_d), dtype=np.float32) for p in raw_poolings}
     n_tokens = np.zeros(n_rows, dtype=np.int32)
     for rows, flat, row_ids, is_last in batches:
         with torch.inference_mode():
             poolers = {p: SegmentPooler(p, len(rows), width, device=flat.device) for p in poolings}
-            raw_poolers = {p: SegmentPooler(p, len(rows), raw_width, device=flat.device) for p in raw_poolings}
+            raw_poolers = {p: SegmentPooler(p, len(rows), raw_d, device=flat.device) for p in raw_poolings}
             chunk = max(1, _CHUNK_FLOATS // width)
             for s in range(0, flat.shape[0], chunk):
                 x, seg, last = flat[s:s + chunk], row_ids[s:s + chunk], is_last[s:s + chunk]

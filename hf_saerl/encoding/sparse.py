@@ -50,12 +50,13 @@ def sparse_matrix(
 
 def _flat_columns(data: Any, indices_column: str, values_column: str):
     names = column_names(data)
-    missing = [c for c in (indices_column, values_column) if names is not None and c not in names]
-    if missing:
-        raise MissingColumnError(
-            f"Missing column(s) {missing}; found {sorted(names)}. Run SAEEncoder over the dataset first "
-            f"(dataset.map(encoder, batched=True)) or pass indices_column=/values_column=."
-        )
+    if names is not None:
+        missing = [c for c in (indices_column, values_column) if c not in names]
+        if missing:
+            raise MissingColumnError(
+                f"Missing column(s) {missing}; found {sorted(names)}. Run SAEEncoder over the dataset first "
+                f"(dataset.map(encoder, batched=True)) or pass indices_column=/values_column=."
+            )
     table = getattr(data, "data", None)
     if hasattr(data, "_data") and table is not None and hasattr(table, "column"):
         # datasets.Dataset: read the Arrow list arrays directly (respecting any indices mapping).
@@ -107,7 +108,7 @@ def _check_integer_ids(dtype: Any, column: str) -> None:
             f"dataset.cast_column({column!r}, datasets.List(datasets.Value('int32'))) after checking they are whole.")
 
 
-def topk_rows(pooled: "np.ndarray", k: int | None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def topk_rows(pooled: np.ndarray, k: int | None) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per row of a dense ``(n, d_sae)`` array, the ids and values of its top-``k`` non-zero entries,
     by value descending (ties by id). ``k=None`` keeps every non-zero entry."""
     out_idx, out_val = [], []

@@ -22,17 +22,20 @@ Example:
 
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any
 
+from .._version import __version__
+from ..core.files import REFETCH, check_sealed, fetch_file, read_arrays, sealed, write_arrays
 from ..core.serialization import check_format_version, read_json, write_json
 from ..errors import BundleError, InvalidParameterError, WidthMismatchError
-from ..core.files import REFETCH, check_sealed, fetch_file, read_arrays, sealed, write_arrays
 from .transforms import FeatureTransform
-from .._version import __version__
 
-__all__ = ["FORMAT_VERSION", "CONFIG_NAME", "save_estimator", "load_estimator"]
+if TYPE_CHECKING:
+    from .base import SAEEstimator
+
+__all__ = ["CONFIG_NAME", "FORMAT_VERSION", "load_estimator", "save_estimator"]
 
 #: Version of the on-disk layout written by :func:`save_estimator`.
 FORMAT_VERSION = 1
@@ -61,13 +64,16 @@ def save_estimator(estimator: Any, directory: Path) -> None:
     write_json(directory / CONFIG_NAME, sealed(estimator.get_params(deep=False)), nonfinite="raise")
 
 
-def load_estimator(cls: type, model_id: str, *, subfolder: str | None = None,
+def load_estimator(cls: type[SAEEstimator], model_id: str, *, subfolder: str | None = None,
                    overrides: Mapping[str, Any] | None = None, **hub_kwargs: Any) -> Any:
     """A fitted ``cls`` read from the folder or Hub repo ``model_id`` (``/subfolder``); ``overrides`` replace saved
     constructor parameters, ``hub_kwargs`` (``revision``, ``token``, ...) go to the download."""
     kind, name = cls.kind, cls.__name__
-    fetch = partial(fetch_file, model_id, expected=[CONFIG_NAME, f"{kind}.json", f"{kind}.safetensors"], owner=name,
-                    subfolder=subfolder, **hub_kwargs)
+    expected = [CONFIG_NAME, f"{kind}.json", f"{kind}.safetensors"]
+
+    def fetch(filename: str) -> Path:
+        return fetch_file(model_id, filename, expected=expected, owner=name, subfolder=subfolder, **hub_kwargs)
+
     config_path = fetch(CONFIG_NAME)
     config = read_json(config_path, f"the {name}'s parameters", REFETCH)
     state_path = fetch(f"{kind}.json")
@@ -113,7 +119,7 @@ def load_estimator(cls: type, model_id: str, *, subfolder: str | None = None,
     return estimator
 
 
-def _check_state(cls: type, state: Mapping[str, Any], path: Path) -> None:
+def _check_state(cls: type[SAEEstimator], state: Mapping[str, Any], path: Path) -> None:
     saved = state.get("estimator")
     if saved != cls.__name__:
         raise BundleError(f"{path} holds a {saved!r}, not a {cls.__name__}: load it with {saved}.from_pretrained, "

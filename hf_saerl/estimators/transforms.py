@@ -34,14 +34,15 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence, Union
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import BundleError, InvalidParameterError, NonFiniteError
 
-__all__ = ["FeatureTransform", "TransformSpec", "normalize_steps", "row_nnz", "STEP_DEFAULTS"]
+__all__ = ["STEP_DEFAULTS", "FeatureTransform", "TransformSpec", "normalize_steps", "row_nnz"]
 
 #: Step name -> its parameters and their defaults.
 STEP_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -54,7 +55,7 @@ STEP_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 _FITTED_STEPS = ("maxabs", "std")
 
-TransformSpec = Union[None, str, Mapping[str, Any], Sequence[Union[str, Mapping[str, Any]]]]
+TransformSpec = None | str | Mapping[str, Any] | Sequence[str | Mapping[str, Any]]
 
 
 def normalize_steps(spec: TransformSpec) -> list[dict[str, Any]]:
@@ -73,19 +74,21 @@ def normalize_steps(spec: TransformSpec) -> list[dict[str, Any]]:
         raise TypeError(f"transform must be a step name, a step dict or a list of them; got {spec!r}.")
     steps = []
     for item in spec:
-        step = {"name": item} if isinstance(item, str) else dict(item) if isinstance(item, Mapping) else None
-        name = step.get("name") if step is not None else None
-        if name not in STEP_DEFAULTS:
+        given: dict[str, Any] | None = (
+            {"name": item} if isinstance(item, str) else dict(item) if isinstance(item, Mapping) else None
+        )
+        name = given.get("name") if given is not None else None
+        if given is None or name not in STEP_DEFAULTS:
             raise InvalidParameterError(
                 f"Unknown transform step {item!r}; choose from {sorted(STEP_DEFAULTS)}, "
                 f"e.g. transform=['log1p', 'l2'] or [{{'name': 'length', 'by': 'tokens', 'power': 0.5}}]."
             )
-        unknown = sorted(set(step) - {"name"} - set(STEP_DEFAULTS[name]))
+        unknown = sorted(set(given) - {"name"} - set(STEP_DEFAULTS[name]))
         if unknown:
             raise InvalidParameterError(
                 f"Transform step {name!r} got unknown parameter(s) {unknown}; it accepts {sorted(STEP_DEFAULTS[name])}."
             )
-        step = {"name": name, **STEP_DEFAULTS[name], **{k: v for k, v in step.items() if k != "name"}}
+        step: dict[str, Any] = {"name": name, **STEP_DEFAULTS[name], **{k: v for k, v in given.items() if k != "name"}}
         if name == "length":
             if step["by"] not in ("nnz", "tokens"):
                 raise InvalidParameterError(f"Transform step 'length' needs by='nnz' or by='tokens'; got "
@@ -125,7 +128,7 @@ class FeatureTransform:
     def is_fitted(self) -> bool:
         return all(i in self.scales_ for i, s in enumerate(self.steps_) if s["name"] in _FITTED_STEPS)
 
-    def fit(self, X: Any, n_tokens: Any = None) -> "FeatureTransform":
+    def fit(self, X: Any, n_tokens: Any = None) -> FeatureTransform:
         """Learn the column statistics of the fitted steps on ``X``."""
         self.scales_ = {}
         self._run(X, n_tokens, fit=True)
@@ -151,7 +154,7 @@ class FeatureTransform:
 
     @classmethod
     def from_state(cls, steps: TransformSpec, arrays: Mapping[str, np.ndarray], width: int,
-                   prefix: str = "transform.") -> "FeatureTransform":
+                   prefix: str = "transform.") -> FeatureTransform:
         """Rebuild a fitted transform from :attr:`steps_` and :meth:`state_arrays` (validated)."""
         out = cls(steps)
         for i, step in enumerate(out.steps_):
@@ -176,7 +179,7 @@ class FeatureTransform:
     # ------------------------------------------------------------------ work
     def _run(self, X: Any, n_tokens: Any, fit: bool) -> Any:
         if not self.steps_:
-            return X.astype(np.float64) if sp.issparse(X) else np.asarray(X, dtype=np.float64)
+            return X.astype(np.float64) if _is_scipy_sparse(X) else np.asarray(X, dtype=np.float64)
         X = sp.csr_matrix(X, dtype=np.float64, copy=True)
         X.sum_duplicates()
         n_rows = X.shape[0]
@@ -216,6 +219,15 @@ class FeatureTransform:
         return X
 
 
+def _is_scipy_sparse(X: object) -> bool:
+    """Whether ``X`` is a scipy sparse array or matrix.
+
+    ``sp.issparse`` narrows only to scipy's abstract ``SparseABC`` (which promises no ``astype`` or
+    CSR conversion); every concrete scipy sparse class is a ``sparray`` or an ``spmatrix``.
+    """
+    return isinstance(X, (sp.sparray, sp.spmatrix))
+
+
 def _row_ids(X: sp.csr_matrix) -> np.ndarray:
     """The row index of each stored value of a CSR matrix."""
     return np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
@@ -223,7 +235,7 @@ def _row_ids(X: sp.csr_matrix) -> np.ndarray:
 
 def row_nnz(X: Any) -> np.ndarray:
     """Number of non-zero values per row of a sparse or dense matrix (explicit zeros not counted)."""
-    if not sp.issparse(X):
+    if not _is_scipy_sparse(X):
         return np.count_nonzero(X, axis=1)
     X = sp.csr_matrix(X)
     return np.bincount(_row_ids(X)[X.data != 0], minlength=X.shape[0])

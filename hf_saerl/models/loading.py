@@ -300,7 +300,9 @@ def load_model(
     check_weights_finite(loaded, f"the model {str(model)!r}" + (f" ({gguf_file})" if gguf_file else ""))
     if gguf_file:
         _clear_dequantized_marks(loaded)
-    return loaded.to(device).eval(), tokenizer
+    # transformers wraps PreTrainedModel.to in functools.wraps(nn.Module.to); typeshed's _Wrapped does not bind
+    # self, so mypy takes ``device`` for the ``self`` argument. The call is the ordinary bound method call.
+    return loaded.to(device).eval(), tokenizer  # type: ignore[arg-type]
 
 
 def _clear_dequantized_marks(model: Any) -> Any:
