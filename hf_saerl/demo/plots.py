@@ -65,8 +65,9 @@ def project_2d(X: Any, random_state: int = 0) -> np.ndarray:
     return TruncatedSVD(n_components=2, random_state=random_state).fit_transform(Xn)
 
 
-def plot_cluster_map(xy: np.ndarray, cluster_ids: Sequence[int], categories: Sequence[Any] | None = None,
-                     path: str | Path | None = None) -> Any:
+def plot_cluster_map(
+    xy: np.ndarray, cluster_ids: Sequence[int], categories: Sequence[Any] | None = None, path: str | Path | None = None
+) -> Any:
     """The examples in 2-D (see :func:`project_2d`), coloured by cluster and, side by side, by a reference
     label such as the category."""
     plt = _pyplot()
@@ -78,10 +79,15 @@ def plot_cluster_map(xy: np.ndarray, cluster_ids: Sequence[int], categories: Seq
     return _finish(fig, path)
 
 
-def plot_pass_rate_fit(actual: Sequence[float], predicted: Sequence[float], spearman: float | None = None,
-                       path: str | Path | None = None, *,
-                       held_out: tuple[Sequence[float], Sequence[float]] | None = None,
-                       title: str = "Difficulty probe") -> Any:
+def plot_pass_rate_fit(
+    actual: Sequence[float],
+    predicted: Sequence[float],
+    spearman: float | None = None,
+    path: str | Path | None = None,
+    *,
+    held_out: tuple[Sequence[float], Sequence[float]] | None = None,
+    title: str = "Difficulty probe",
+) -> Any:
     """Predicted against actual pass rate (use out-of-fold predictions for an honest picture); ``held_out`` adds
     ``(actual, predicted)`` of rows the probe never saw, in another colour. Pass rates over few samples take few
     values, so the points get a little horizontal jitter."""
@@ -95,8 +101,15 @@ def plot_pass_rate_fit(actual: Sequence[float], predicted: Sequence[float], spea
 
     ax.scatter(jitter(actual), predicted, s=14, alpha=0.7, label=f"out of fold ({len(actual)})")
     if held_out is not None and len(held_out[0]):
-        ax.scatter(jitter(held_out[0]), held_out[1], s=18, alpha=0.8, marker="^", color="tab:orange",
-                   label=f"held out ({len(held_out[0])})")
+        ax.scatter(
+            jitter(held_out[0]),
+            held_out[1],
+            s=18,
+            alpha=0.8,
+            marker="^",
+            color="tab:orange",
+            label=f"held out ({len(held_out[0])})",
+        )
         ax.legend(fontsize=8, frameon=False, loc="upper left")
     ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--")
     ax.set_xlim(-0.04, 1.04)
@@ -133,9 +146,15 @@ def plot_schedule(info: Mapping[str, Sequence[Any]], path: str | Path | None = N
 
     ax.bar(batches, info["mean_difficulty"], color=[cmap(int(c) % cmap.N) for c in clusters], width=0.85)
     names = sorted(set(clusters.tolist()))
-    ax.legend(handles=[Patch(color=cmap(int(c) % cmap.N), label=f"cluster {c}") for c in names],
-              title="majority cluster", fontsize=7, title_fontsize=7, ncol=min(6, len(names)), frameon=False,
-              loc="upper left")
+    ax.legend(
+        handles=[Patch(color=cmap(int(c) % cmap.N), label=f"cluster {c}") for c in names],
+        title="majority cluster",
+        fontsize=7,
+        title_fontsize=7,
+        ncol=min(6, len(names)),
+        frameon=False,
+        loc="upper left",
+    )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("batch (training order)")
     ax.set_ylabel("mean predicted difficulty")

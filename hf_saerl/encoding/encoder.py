@@ -43,6 +43,7 @@ _FORMAT_VERSION = 1
 
 def _delegated(name: str, doc: str, convert: Any = None) -> property:
     """A property reading ``self.runtime.<name>``; settable (through ``convert``) when ``convert`` is given."""
+
     def get(self: SAEEncoder) -> Any:
         return getattr(self.runtime, name)
 
@@ -139,29 +140,44 @@ class SAEEncoder(Fingerprinted):
         if pooling not in POOLINGS:
             raise InvalidParameterError(f"Unknown pooling {pooling!r}; choose one of {POOLINGS}.")
         if top_k is not None:
-            check_integer("top_k", top_k, "Pass a whole number of latents to keep per example, e.g. top_k=64, or "
-                          "top_k=None to keep every non-zero latent.")
+            check_integer(
+                "top_k",
+                top_k,
+                "Pass a whole number of latents to keep per example, e.g. top_k=64, or "
+                "top_k=None to keep every non-zero latent.",
+            )
         for name, value, example in (("max_length", max_length, 512), ("token_budget", token_budget, 4096)):
             check_integer(name, value, f"Pass a whole number of tokens, e.g. {name}={example}.")
         if pool_start is not None:
-            check_integer("pool_start", pool_start, "Pass the first token position to pool, e.g. pool_start=1, or "
-                          "pool_start=None to follow the SAE's own training positions.")
+            check_integer(
+                "pool_start",
+                pool_start,
+                "Pass the first token position to pool, e.g. pool_start=1, or "
+                "pool_start=None to follow the SAE's own training positions.",
+            )
         for name, value in (("chat_template", chat_template), ("exclude_bos", exclude_bos)):
             check_bool(name, value, f"Pass {name}=True or {name}=False.")
-        for name, column in (("indices_column", indices_column), ("values_column", values_column),
-                             ("n_tokens_column", n_tokens_column), ("truncated_column", truncated_column),
-                             ("activations_column", activations_column)):
+        for name, column in (
+            ("indices_column", indices_column),
+            ("values_column", values_column),
+            ("n_tokens_column", n_tokens_column),
+            ("truncated_column", truncated_column),
+            ("activations_column", activations_column),
+        ):
             if not (isinstance(column, str) and column) and not (column is None and name == "activations_column"):
-                raise ParameterTypeError(f"{name} must be a non-empty column name (str), got {column!r}. Pass a "
-                                         f"column name, e.g. {name}='my_{name.replace('_column', '')}', or leave "
-                                         "the default.")
+                raise ParameterTypeError(
+                    f"{name} must be a non-empty column name (str), got {column!r}. Pass a "
+                    f"column name, e.g. {name}='my_{name.replace('_column', '')}', or leave "
+                    "the default."
+                )
         if top_k is not None and top_k < 1:
             raise InvalidParameterError(f"top_k must be a positive int or None (keep all non-zeros), got {top_k}.")
         if max_length < 2:
             raise InvalidParameterError(f"max_length must be at least 2 tokens, got {max_length}; the default is 512.")
         if token_budget < 1:
-            raise InvalidParameterError(f"token_budget must be >= 1 (padded tokens per micro-batch), got "
-                                        f"{token_budget}; the default is 4096.")
+            raise InvalidParameterError(
+                f"token_budget must be >= 1 (padded tokens per micro-batch), got {token_budget}; the default is 4096."
+            )
         if on_overlong not in ("truncate", "error"):
             raise InvalidParameterError(f"on_overlong must be 'truncate' or 'error', got {on_overlong!r}.")
         if on_empty not in ("error", "zeros"):
@@ -172,18 +188,23 @@ class SAEEncoder(Fingerprinted):
         self.indices_column, self.values_column = indices_column, values_column
         self.n_tokens_column, self.truncated_column = n_tokens_column, truncated_column
         self.activations_column = activations_column
-        self.runtime = EncoderRuntime(model, sae, tokenizer=tokenizer, gguf_file=gguf_file, revision=revision,
-                                      device=device, dtype=dtype)
+        self.runtime = EncoderRuntime(
+            model, sae, tokenizer=tokenizer, gguf_file=gguf_file, revision=revision, device=device, dtype=dtype
+        )
         sae_obj = self.runtime.sae
         self.d_in, self.d_sae = int(sae_obj.cfg.d_in), int(sae_obj.cfg.d_sae)
         self.pool_start = sae_pool_start(sae_obj) if pool_start is None else int(pool_start)
         if self.pool_start < 0:
-            raise InvalidParameterError(f"pool_start must be >= 0 (the first token position to pool), got "
-                                        f"{pool_start}; or leave it None to follow the SAE's own training positions.")
+            raise InvalidParameterError(
+                f"pool_start must be >= 0 (the first token position to pool), got "
+                f"{pool_start}; or leave it None to follow the SAE's own training positions."
+            )
         resolved_hook = hook_name or sae_hook_name(sae_obj)
         if not resolved_hook:
-            raise HookMismatchError("The SAE records no hook_name in cfg.metadata; pass hook_name= (e.g. "
-                                    "'blocks.6.hook_resid_post'), or set sae.cfg.metadata.hook_name.")
+            raise HookMismatchError(
+                "The SAE records no hook_name in cfg.metadata; pass hook_name= (e.g. "
+                "'blocks.6.hook_resid_post'), or set sae.cfg.metadata.hook_name."
+            )
         self.hook_name: str = resolved_hook
         check_hook_width(self.runtime.structure(), self.hook_name, self.d_in)
 
@@ -230,13 +251,27 @@ class SAEEncoder(Fingerprinted):
             ('max', 'blocks.1.hook_resid_post', 128, None)
         """
         return {
-            "model": self.model_spec, "gguf_file": self.gguf_file, "revision": self.revision,
-            "tokenizer": self.tokenizer_spec, "sae": jsonable(self.sae_spec), "hook_name": self.hook_name,
-            "d_in": self.d_in, "d_sae": self.d_sae, **self.text.to_dict(), "max_length": self.max_length,
-            "on_overlong": self.on_overlong, "on_empty": self.on_empty, "pooling": self.pooling, "top_k": self.top_k,
-            "exclude_bos": self.exclude_bos, "pool_start": self.pool_start, "dtype": self.dtype,
-            "indices_column": self.indices_column, "values_column": self.values_column,
-            "n_tokens_column": self.n_tokens_column, "truncated_column": self.truncated_column,
+            "model": self.model_spec,
+            "gguf_file": self.gguf_file,
+            "revision": self.revision,
+            "tokenizer": self.tokenizer_spec,
+            "sae": jsonable(self.sae_spec),
+            "hook_name": self.hook_name,
+            "d_in": self.d_in,
+            "d_sae": self.d_sae,
+            **self.text.to_dict(),
+            "max_length": self.max_length,
+            "on_overlong": self.on_overlong,
+            "on_empty": self.on_empty,
+            "pooling": self.pooling,
+            "top_k": self.top_k,
+            "exclude_bos": self.exclude_bos,
+            "pool_start": self.pool_start,
+            "dtype": self.dtype,
+            "indices_column": self.indices_column,
+            "values_column": self.values_column,
+            "n_tokens_column": self.n_tokens_column,
+            "truncated_column": self.truncated_column,
             "activations_column": self.activations_column,
         }
 
@@ -249,8 +284,10 @@ class SAEEncoder(Fingerprinted):
         return stable_hash(identity)
 
     def __repr__(self) -> str:
-        return (f"SAEEncoder(model={self.runtime.describe_model()!r}, hook_name={self.hook_name!r}, "
-                f"d_sae={self.d_sae}, pooling={self.pooling!r}, top_k={self.top_k})")
+        return (
+            f"SAEEncoder(model={self.runtime.describe_model()!r}, hook_name={self.hook_name!r}, "
+            f"d_sae={self.d_sae}, pooling={self.pooling!r}, top_k={self.top_k})"
+        )
 
     # ------------------------------------------------------------------ datasets integration
     @property
@@ -261,12 +298,14 @@ class SAEEncoder(Fingerprinted):
         from datasets import Features, List, Value
 
         identity = json.dumps({SAE_IDENTITY_KEY: self.column_identity()}, sort_keys=True)
-        features = Features({  # the identity rides in the Value's id: it survives map, save_to_disk and Parquet
-            self.indices_column: List(Value("int32", id=identity)),
-            self.values_column: List(Value("float32")),
-            self.n_tokens_column: Value("int32"),
-            self.truncated_column: Value("bool"),
-        })
+        features = Features(
+            {  # the identity rides in the Value's id: it survives map, save_to_disk and Parquet
+                self.indices_column: List(Value("int32", id=identity)),
+                self.values_column: List(Value("float32")),
+                self.n_tokens_column: Value("int32"),
+                self.truncated_column: Value("bool"),
+            }
+        )
         if self.activations_column:
             features[self.activations_column] = List(Value("float32"), length=self.d_in)
         return features
@@ -275,8 +314,15 @@ class SAEEncoder(Fingerprinted):
         """Which SAE made the columns: the encoder's :attr:`fingerprint`, ``d_sae``, ``d_in``, ``hook_name``,
         ``pooling``, ``top_k`` and the ``values_column`` paired with the indices. :attr:`features` stores it with
         the indices column (read it back with :func:`sae_identity_of`)."""
-        return {"fingerprint": self.fingerprint, "d_sae": self.d_sae, "d_in": self.d_in, "hook_name": self.hook_name,
-                "pooling": self.pooling, "top_k": self.top_k, "values_column": self.values_column}
+        return {
+            "fingerprint": self.fingerprint,
+            "d_sae": self.d_sae,
+            "d_in": self.d_in,
+            "hook_name": self.hook_name,
+            "pooling": self.pooling,
+            "top_k": self.top_k,
+            "values_column": self.values_column,
+        }
 
     def output_features(self, input_features: Any, remove_columns: Sequence[str] = ()) -> Any:
         """``input_features`` (minus ``remove_columns``) plus :attr:`features`, for ``map(features=...)``."""
@@ -310,15 +356,22 @@ class SAEEncoder(Fingerprinted):
         from datasets import Dataset, DatasetDict, IterableDatasetDict
 
         if isinstance(dataset, (DatasetDict, IterableDatasetDict)):
-            return type(dataset)({k: self.map(v, batch_size=batch_size, desc=desc, **map_kwargs) for k, v in dataset.items()})
+            return type(dataset)(
+                {k: self.map(v, batch_size=batch_size, desc=desc, **map_kwargs) for k, v in dataset.items()}
+            )
         self.text.check_columns(dataset.column_names)
         kwargs = transform_map_kwargs(self, dataset, batch_size=batch_size, desc=desc, map_kwargs=map_kwargs)
         if isinstance(dataset, Dataset):
             out = dataset.map(self, **kwargs)
             n_trunc = int(np.sum(out[self.truncated_column])) if len(out) else 0
             if n_trunc:
-                logger.warning("SAEEncoder truncated %d of %d texts to max_length=%d tokens (see column %r).",
-                               n_trunc, len(out), self.max_length, self.truncated_column)
+                logger.warning(
+                    "SAEEncoder truncated %d of %d texts to max_length=%d tokens (see column %r).",
+                    n_trunc,
+                    len(out),
+                    self.max_length,
+                    self.truncated_column,
+                )
             return out
         return dataset.map(self, **kwargs)
 
@@ -338,8 +391,9 @@ class SAEEncoder(Fingerprinted):
         batch = {"i": [r for idx, _ in out for r in idx], "v": [r for _, val in out for r in val]}
         return sparse_matrix(batch, self.d_sae, "i", "v")
 
-    def pooled_activations(self, texts: Sequence[Any], batch_size: int = 256, pooling: str | None = None,
-                           progress: bool = False) -> np.ndarray:
+    def pooled_activations(
+        self, texts: Sequence[Any], batch_size: int = 256, pooling: str | None = None, progress: bool = False
+    ) -> np.ndarray:
         """Raw hooked activations pooled per text, ``(len(texts), d_in)`` float32: the dense baseline that
         SAE features are compared against."""
         pooling = pooling or self.pooling
@@ -350,7 +404,9 @@ class SAEEncoder(Fingerprinted):
 
         return np.concatenate(self._batched(texts, batch_size, progress, run) or [np.zeros((0, self.d_in), np.float32)])
 
-    def iter_activations(self, texts: Sequence[Any], batch_size: int = 64, progress: bool = False) -> Iterator[torch.Tensor]:
+    def iter_activations(
+        self, texts: Sequence[Any], batch_size: int = 64, progress: bool = False
+    ) -> Iterator[torch.Tensor]:
         """Yield the hooked activations of real tokens (padding and BOS left out) as ``(n_tokens, d_in)``
         tensors, micro-batch by micro-batch. This is what SAE training consumes."""
         reader = self._reader()
@@ -358,13 +414,19 @@ class SAEEncoder(Fingerprinted):
         from tqdm.auto import tqdm
 
         for start in tqdm(range(0, len(texts), batch_size), desc="activations", disable=not progress):
-            ids, _ = self._tokenize(self._texts(texts[start:start + batch_size]))
+            ids, _ = self._tokenize(self._texts(texts[start : start + batch_size]))
             for batch in reader.microbatches(ids, self._pool_from(ids, None)):
                 yield batch.flat
 
-    def pool_spans(self, token_ids: Sequence[Sequence[int]], poolings: Sequence[str] | None = None, *,
-                   pool_from: Sequence[int] | None = None, through_sae: bool = True,
-                   raw_poolings: Sequence[str] = ()) -> PooledSpans:
+    def pool_spans(
+        self,
+        token_ids: Sequence[Sequence[int]],
+        poolings: Sequence[str] | None = None,
+        *,
+        pool_from: Sequence[int] | None = None,
+        through_sae: bool = True,
+        raw_poolings: Sequence[str] = (),
+    ) -> PooledSpans:
         """Pool token spans every way in ``poolings`` from **one** forward and one SAE encode per token.
 
         Args:
@@ -394,9 +456,11 @@ class SAEEncoder(Fingerprinted):
         poolings = check_poolings((self.pooling,) if poolings is None else poolings)
         raw_poolings = check_poolings(raw_poolings) if raw_poolings else []
         if pool_from is not None and len(pool_from) != len(token_ids):
-            raise InvalidParameterError(f"pool_from has {len(pool_from)} entries for {len(token_ids)} rows of "
-                                        "token_ids; pass one start position per row, or pool_from=None to pool whole "
-                                        "rows.")
+            raise InvalidParameterError(
+                f"pool_from has {len(pool_from)} entries for {len(token_ids)} rows of "
+                "token_ids; pass one start position per row, or pool_from=None to pool whole "
+                "rows."
+            )
         reader = self._reader()
         encode = None
         if through_sae:
@@ -405,18 +469,33 @@ class SAEEncoder(Fingerprinted):
 
             def encode(x: torch.Tensor) -> torch.Tensor:
                 codes = sae.encode(x.to(sae_dtype))
-                return check_finite(codes, f"The SAE codes of the activations at {self.hook_name!r}",
-                                    "The activations are finite, so the SAE's weights or its dtype overflow; check "
-                                    "the SAE (load_sae refuses non-finite weights), or run it in float32 (dtype=).")
+                return check_finite(
+                    codes,
+                    f"The SAE codes of the activations at {self.hook_name!r}",
+                    "The activations are finite, so the SAE's weights or its dtype overflow; check "
+                    "the SAE (load_sae refuses non-finite weights), or run it in float32 (dtype=).",
+                )
 
         batches = self._checked(reader.microbatches(token_ids, self._pool_from(token_ids, pool_from)))
-        return pool_microbatches(batches, len(token_ids), poolings, self.d_sae if through_sae else self.d_in,
-                                 encode=encode, raw_poolings=raw_poolings, raw_width=self.d_in)
+        return pool_microbatches(
+            batches,
+            len(token_ids),
+            poolings,
+            self.d_sae if through_sae else self.d_in,
+            encode=encode,
+            raw_poolings=raw_poolings,
+            raw_width=self.d_in,
+        )
 
     # ------------------------------------------------------------------ internals
     def _reader(self, rank: int | None = None) -> ActivationReader:
-        return self.runtime.reader(self.hook_name, max_length=self.max_length, token_budget=self.token_budget,
-                                   exclude_bos=self.exclude_bos, rank=rank)
+        return self.runtime.reader(
+            self.hook_name,
+            max_length=self.max_length,
+            token_budget=self.token_budget,
+            exclude_bos=self.exclude_bos,
+            rank=rank,
+        )
 
     def _pool_from(self, token_ids: Sequence[Sequence[int]], pool_from: Sequence[int] | None) -> Sequence[int] | None:
         if not self.pool_start:
@@ -443,7 +522,8 @@ class SAEEncoder(Fingerprinted):
             raise ParameterTypeError(
                 f"{method} takes a sequence of texts, got {type(texts).__name__}"
                 f"{' ' + repr(texts[:40]) if isinstance(texts, (str, bytes)) else ''}; a single string would be read "
-                f"as one text per character. Pass a list: {method}([text]), or encoder.map(dataset) for a dataset.")
+                f"as one text per character. Pass a list: {method}([text]), or encoder.map(dataset) for a dataset."
+            )
         return texts
 
     def _batched(self, texts, batch_size, progress, fn):
@@ -452,13 +532,21 @@ class SAEEncoder(Fingerprinted):
 
         self._reader()
         chunks = range(0, len(texts), batch_size)
-        return [fn(self._tokenize(self._texts(list(texts[s:s + batch_size])))[0])
-                for s in tqdm(chunks, desc="SAE features", disable=not progress)]
+        return [
+            fn(self._tokenize(self._texts(list(texts[s : s + batch_size])))[0])
+            for s in tqdm(chunks, desc="SAE features", disable=not progress)
+        ]
 
     def _tokenize(self, texts: Sequence[Any]) -> tuple[list[list[int]], list[bool]]:
-        return tokenize_texts(self.tokenizer, texts, max_length=self.max_length, on_empty=self.on_empty,
-                              on_overlong=self.on_overlong, add_special_tokens=not self.text.chat_template,
-                              column=self.text.columns[0])
+        return tokenize_texts(
+            self.tokenizer,
+            texts,
+            max_length=self.max_length,
+            on_empty=self.on_empty,
+            on_overlong=self.on_overlong,
+            add_special_tokens=not self.text.chat_template,
+            column=self.text.columns[0],
+        )
 
 
 def sae_identity_of(data: Any, indices_column: str = C.SAE_INDICES) -> dict[str, Any] | None:

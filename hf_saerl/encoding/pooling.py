@@ -56,8 +56,10 @@ class SegmentPooler:
             self.acc.scatter_reduce_(0, index, acts, reduce="amax", include_self=True)
         else:  # last
             if is_last is None:
-                raise InvalidParameterError("pooling='last' needs is_last (True at each example's final token); "
-                                            "pass it, or use pool_tokens, which derives it from row_ids.")
+                raise InvalidParameterError(
+                    "pooling='last' needs is_last (True at each example's final token); "
+                    "pass it, or use pool_tokens, which derives it from row_ids."
+                )
             self.acc[row_ids[is_last]] = acts[is_last]
 
     def result(self) -> torch.Tensor:
@@ -99,8 +101,10 @@ def check_poolings(poolings: Sequence[str]) -> list[str]:
         poolings = [poolings]
     poolings = list(dict.fromkeys(poolings))
     if not poolings:
-        raise InvalidParameterError(f"poolings must name at least one of {POOLINGS}; pass e.g. poolings=('max',), "
-                                    "or leave it unset for the encoder's own pooling.")
+        raise InvalidParameterError(
+            f"poolings must name at least one of {POOLINGS}; pass e.g. poolings=('max',), "
+            "or leave it unset for the encoder's own pooling."
+        )
     bad = [p for p in poolings if p not in POOLINGS]
     if bad:
         raise InvalidParameterError(f"Unknown pooling(s) {bad}; choose from {POOLINGS}.")
@@ -117,9 +121,16 @@ class PooledSpans(NamedTuple):
     raw: dict[str, np.ndarray]
 
 
-def pool_microbatches(batches: Iterable[ActivationBatch], n_rows: int, poolings: Sequence[str], width: int, *,
-                      encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                      raw_poolings: Sequence[str] = (), raw_width: int | None = None) -> PooledSpans:
+def pool_microbatches(
+    batches: Iterable[ActivationBatch],
+    n_rows: int,
+    poolings: Sequence[str],
+    width: int,
+    *,
+    encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    raw_poolings: Sequence[str] = (),
+    raw_width: int | None = None,
+) -> PooledSpans:
     """Pool the token activations of ``batches`` (from :meth:`ActivationReader.microbatches` over ``n_rows``
     texts) every way in ``poolings`` at once: ``encode`` (e.g. an SAE's ``encode``; ``None`` keeps the
     activations) runs once per token, in chunks of at most 2**24 floats, and every pooler reads the same codes.
@@ -137,8 +148,9 @@ def pool_microbatches(batches: Iterable[ActivationBatch], n_rows: int, poolings:
     poolings = check_poolings(poolings)
     raw_poolings = check_poolings(raw_poolings) if raw_poolings else []
     if raw_poolings and raw_width is None:
-        raise InvalidParameterError("raw_poolings needs raw_width= (the width of the activations, d_in); pass it, "
-                                    "or drop raw_poolings.")
+        raise InvalidParameterError(
+            "raw_poolings needs raw_width= (the width of the activations, d_in); pass it, or drop raw_poolings."
+        )
     # Only read when raw_poolings is non-empty, which the check above ties to a given raw_width.
     raw_d = raw_width if raw_width is not None else 0
     pooled = {p: np.zeros((n_rows, width), dtype=np.float32) for p in poolings}
@@ -150,7 +162,7 @@ def pool_microbatches(batches: Iterable[ActivationBatch], n_rows: int, poolings:
             raw_poolers = {p: SegmentPooler(p, len(rows), raw_d, device=flat.device) for p in raw_poolings}
             chunk = max(1, _CHUNK_FLOATS // width)
             for s in range(0, flat.shape[0], chunk):
-                x, seg, last = flat[s:s + chunk], row_ids[s:s + chunk], is_last[s:s + chunk]
+                x, seg, last = flat[s : s + chunk], row_ids[s : s + chunk], is_last[s : s + chunk]
                 acts = (encode(x) if encode is not None else x).float()
                 for pooler in poolers.values():
                     pooler.update(acts, seg, last)

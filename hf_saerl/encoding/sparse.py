@@ -35,8 +35,11 @@ def sparse_matrix(
     """
     check_integer("d_sae", d_sae, "Pass the SAE's width, e.g. d_sae=encoder.d_sae.", minimum=1)
     indices, values, indptr = _flat_columns(data, indices_column, values_column)
-    check_finite(values, f"Column {values_column!r}", "Re-encode these rows (SAEEncoder refuses non-finite "
-                 "activations), or drop them with dataset.filter(...).")
+    check_finite(
+        values,
+        f"Column {values_column!r}",
+        "Re-encode these rows (SAEEncoder refuses non-finite activations), or drop them with dataset.filter(...).",
+    )
     if indices.size and (indices.min() < 0 or indices.max() >= d_sae):
         raise WidthMismatchError(
             f"Column {indices_column!r} holds latent ids in [{indices.min()}, {indices.max()}], outside "
@@ -78,21 +81,29 @@ def _flat_columns(data: Any, indices_column: str, values_column: str):
         values = np.array(val_col.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
         lens_v = np.diff(np.asarray(val_col.offsets))
         if not np.array_equal(np.diff(indptr), lens_v):
-            raise InvalidParameterError(f"Columns {indices_column!r} and {values_column!r} have rows of different "
-                                        "lengths; they must pair up. Pass the columns one encoder wrote, or rebuild "
-                                        "them.")
+            raise InvalidParameterError(
+                f"Columns {indices_column!r} and {values_column!r} have rows of different "
+                "lengths; they must pair up. Pass the columns one encoder wrote, or rebuild "
+                "them."
+            )
         return indices, values, indptr
     idx_rows, val_rows = data[indices_column], data[values_column]
     lengths = np.fromiter((len(r) for r in idx_rows), dtype=np.int64, count=len(idx_rows))
     if not np.array_equal(lengths, [len(r) for r in val_rows]):
-        raise InvalidParameterError(f"Columns {indices_column!r} and {values_column!r} have rows of different "
-                                    "lengths; they must pair up. Pass the columns one encoder wrote, or rebuild them.")
+        raise InvalidParameterError(
+            f"Columns {indices_column!r} and {values_column!r} have rows of different "
+            "lengths; they must pair up. Pass the columns one encoder wrote, or rebuild them."
+        )
     indptr = np.concatenate([[0], np.cumsum(lengths)])
     idx_arrays = [np.asarray(r) for r in idx_rows if len(r)]
     for arr in idx_arrays:
         _check_integer_ids(arr.dtype, indices_column)
     indices = np.concatenate(idx_arrays).astype(np.int64) if idx_arrays else np.zeros(0, np.int64)
-    values = np.concatenate([np.asarray(r, dtype=np.float32) for r in val_rows]) if len(val_rows) else np.zeros(0, np.float32)
+    values = (
+        np.concatenate([np.asarray(r, dtype=np.float32) for r in val_rows])
+        if len(val_rows)
+        else np.zeros(0, np.float32)
+    )
     return indices, values, indptr
 
 
@@ -105,7 +116,8 @@ def _check_integer_ids(dtype: Any, column: str) -> None:
         raise ParameterTypeError(
             f"Column {column!r} holds latent ids of type {dtype}, not integers; they would be truncated or misread. "
             f"Write the ids as integers (SAEEncoder writes int32), or cast the column, e.g. "
-            f"dataset.cast_column({column!r}, datasets.List(datasets.Value('int32'))) after checking they are whole.")
+            f"dataset.cast_column({column!r}, datasets.List(datasets.Value('int32'))) after checking they are whole."
+        )
 
 
 def topk_rows(pooled: np.ndarray, k: int | None) -> tuple[list[np.ndarray], list[np.ndarray]]:

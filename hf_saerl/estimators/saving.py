@@ -64,8 +64,14 @@ def save_estimator(estimator: Any, directory: Path) -> None:
     write_json(directory / CONFIG_NAME, sealed(estimator.get_params(deep=False)), nonfinite="raise")
 
 
-def load_estimator(cls: type[SAEEstimator], model_id: str, *, subfolder: str | None = None,
-                   overrides: Mapping[str, Any] | None = None, **hub_kwargs: Any) -> Any:
+def load_estimator(
+    cls: type[SAEEstimator],
+    model_id: str,
+    *,
+    subfolder: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    **hub_kwargs: Any,
+) -> Any:
     """A fitted ``cls`` read from the folder or Hub repo ``model_id`` (``/subfolder``); ``overrides`` replace saved
     constructor parameters, ``hub_kwargs`` (``revision``, ``token``, ...) go to the download."""
     kind, name = cls.kind, cls.__name__
@@ -101,16 +107,19 @@ def load_estimator(cls: type[SAEEstimator], model_id: str, *, subfolder: str | N
     fitted = state.get("fitted") or {}
     missing = [key for key in cls._state_keys if key not in fitted]
     if missing:
-        raise BundleError(f"{state_path} lacks the fitted value(s) {missing}; the file is corrupt or incomplete. "
-                          f"{REFETCH}")
+        raise BundleError(
+            f"{state_path} lacks the fitted value(s) {missing}; the file is corrupt or incomplete. {REFETCH}"
+        )
     for key in cls._state_keys:
         setattr(estimator, key, fitted[key])
     estimator._restore(arrays, str(weights_path))
     estimator.metrics_ = state.get("metrics") or {}
     identity = state.get("sae_identity")
     if identity is not None and not isinstance(identity, dict):
-        raise BundleError(f"{state_path}: 'sae_identity' must be an object or null (found {identity!r}); the file is "
-                          f"corrupt. {REFETCH}")
+        raise BundleError(
+            f"{state_path}: 'sae_identity' must be an object or null (found {identity!r}); the file is "
+            f"corrupt. {REFETCH}"
+        )
     estimator.sae_identity_ = identity
     estimator.n_features_in_ = estimator.d_sae
     # Last, once every specific check has had its say: nothing valid-looking but changed gets through.
@@ -122,8 +131,10 @@ def load_estimator(cls: type[SAEEstimator], model_id: str, *, subfolder: str | N
 def _check_state(cls: type[SAEEstimator], state: Mapping[str, Any], path: Path) -> None:
     saved = state.get("estimator")
     if saved != cls.__name__:
-        raise BundleError(f"{path} holds a {saved!r}, not a {cls.__name__}: load it with {saved}.from_pretrained, "
-                          f"or point at the folder of a saved {cls.__name__}.")
+        raise BundleError(
+            f"{path} holds a {saved!r}, not a {cls.__name__}: load it with {saved}.from_pretrained, "
+            f"or point at the folder of a saved {cls.__name__}."
+        )
     check_format_version(state.get("format_version"), FORMAT_VERSION, path, state.get("hf_saerl_version"))
     for key in ("d_sae", "transform"):
         if key not in state:

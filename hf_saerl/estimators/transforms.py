@@ -91,8 +91,9 @@ def normalize_steps(spec: TransformSpec) -> list[dict[str, Any]]:
         step: dict[str, Any] = {"name": name, **STEP_DEFAULTS[name], **{k: v for k, v in given.items() if k != "name"}}
         if name == "length":
             if step["by"] not in ("nnz", "tokens"):
-                raise InvalidParameterError(f"Transform step 'length' needs by='nnz' or by='tokens'; got "
-                                            f"by={step['by']!r}.")
+                raise InvalidParameterError(
+                    f"Transform step 'length' needs by='nnz' or by='tokens'; got by={step['by']!r}."
+                )
             step["power"] = float(step["power"])
         if name == "binarize":
             step["threshold"] = float(step["threshold"])
@@ -139,8 +140,10 @@ class FeatureTransform:
 
         With no steps, the input comes back unchanged in type (dense stays dense), as float64."""
         if not self.is_fitted:
-            raise RuntimeError("FeatureTransform with 'maxabs'/'std' steps must be fitted before transform: call "
-                               "fit(X) or fit_transform(X) first, or rebuild it with FeatureTransform.from_state.")
+            raise RuntimeError(
+                "FeatureTransform with 'maxabs'/'std' steps must be fitted before transform: call "
+                "fit(X) or fit_transform(X) first, or rebuild it with FeatureTransform.from_state."
+            )
         return self._run(X, n_tokens, fit=False)
 
     def fit_transform(self, X: Any, n_tokens: Any = None) -> sp.csr_matrix:
@@ -153,23 +156,30 @@ class FeatureTransform:
         return {f"{prefix}{i}.scale": v for i, v in sorted(self.scales_.items())}
 
     @classmethod
-    def from_state(cls, steps: TransformSpec, arrays: Mapping[str, np.ndarray], width: int,
-                   prefix: str = "transform.") -> FeatureTransform:
+    def from_state(
+        cls, steps: TransformSpec, arrays: Mapping[str, np.ndarray], width: int, prefix: str = "transform."
+    ) -> FeatureTransform:
         """Rebuild a fitted transform from :attr:`steps_` and :meth:`state_arrays` (validated)."""
         out = cls(steps)
         for i, step in enumerate(out.steps_):
             if step["name"] in _FITTED_STEPS:
                 key = f"{prefix}{i}.scale"
                 if key not in arrays:
-                    raise BundleError(f"Saved transform step {i} ({step['name']!r}) has no array {key!r}; the file is "
-                                      "incomplete. Save the estimator again.")
+                    raise BundleError(
+                        f"Saved transform step {i} ({step['name']!r}) has no array {key!r}; the file is "
+                        "incomplete. Save the estimator again."
+                    )
                 scale = np.asarray(arrays[key])
                 if scale.shape != (width,):
-                    raise BundleError(f"Saved array {key!r} has shape {scale.shape}, expected ({width},); the file is "
-                                      "corrupt or was saved for another SAE width. Save the estimator again.")
+                    raise BundleError(
+                        f"Saved array {key!r} has shape {scale.shape}, expected ({width},); the file is "
+                        "corrupt or was saved for another SAE width. Save the estimator again."
+                    )
                 if not np.isfinite(scale).all():
-                    raise NonFiniteError(f"Saved array {key!r} holds {int((~np.isfinite(scale)).sum())} NaN or "
-                                         "infinite value(s); the file is corrupt. Save the estimator again.")
+                    raise NonFiniteError(
+                        f"Saved array {key!r} holds {int((~np.isfinite(scale)).sum())} NaN or "
+                        "infinite value(s); the file is corrupt. Save the estimator again."
+                    )
                 out.scales_[i] = scale
         return out
 
@@ -191,8 +201,9 @@ class FeatureTransform:
                 )
             n_tokens = np.asarray(n_tokens, dtype=np.float64).reshape(-1)
             if n_tokens.shape[0] != n_rows:
-                raise InvalidParameterError(f"n_tokens has {n_tokens.shape[0]} values for {n_rows} rows; pass one "
-                                            "token count per row.")
+                raise InvalidParameterError(
+                    f"n_tokens has {n_tokens.shape[0]} values for {n_rows} rows; pass one token count per row."
+                )
         row_len = np.diff(X.indptr)
         for i, step in enumerate(self.steps_):
             name = step["name"]
