@@ -56,5 +56,5 @@ def test_train_sae_cli(model_dir, tmp_path, monkeypatch, capsys):
 
     bad = _args(model_dir, data, tmp_path / "sae3")
     bad[bad.index("prompt")] = "question"
-    assert main(bad) == 2
-    assert "no column 'question'" in capsys.readouterr().err
+    assert main(bad) == 1  # a wrong column exits 1 in every command
+    assert "--text-column question: no such column" in capsys.readouterr().err
