@@ -144,16 +144,21 @@ def plot_schedule(info: Mapping[str, Sequence[Any]], path: str | Path | None = N
     from matplotlib.patches import Patch
     from matplotlib.ticker import MaxNLocator
 
-    ax.bar(batches, info["mean_difficulty"], color=[cmap(int(c) % cmap.N) for c in clusters], width=0.85)
+    difficulty = np.asarray(info["mean_difficulty"], dtype=float)
+    ax.bar(batches, difficulty, color=[cmap(int(c) % cmap.N) for c in clusters], width=0.85)
+    if len(difficulty) and np.isfinite(difficulty).any():  # the data's own range, so a trend is visible
+        low, high = float(np.nanmin(difficulty)), float(np.nanmax(difficulty))
+        pad = max(0.02, 0.1 * (high - low))
+        ax.set_ylim(max(0.0, low - pad), min(1.0, high + pad))
     names = sorted(set(clusters.tolist()))
-    ax.legend(
+    ax.legend(  # beside the axes, never over the bars
         handles=[Patch(color=cmap(int(c) % cmap.N), label=f"cluster {c}") for c in names],
         title="majority cluster",
         fontsize=7,
         title_fontsize=7,
-        ncol=min(6, len(names)),
         frameon=False,
         loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
     )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("batch (training order)")
