@@ -61,6 +61,10 @@ FORMAT_VERSION = 1
 TRAINING_FILE = "training.json"
 
 
+#: Above this share of dead latents a trained SAE is reported as starved of data.
+DEAD_WARNING = 0.05
+
+
 def default_cache_dir() -> Path:
     """``saes/`` under :func:`hf_saerl.core.cache.cache_root` (``$HF_SAERL_CACHE`` or ``~/.cache/hf_saerl``)."""
     from ..core.cache import cache_root
@@ -235,6 +239,14 @@ def train_sae(
         "cache_hit": False,
         "threads": used_threads,
     }
+    if stats["dead_fraction"] > DEAD_WARNING:
+        logger.warning(
+            "train_sae: %.0f%% of the SAE's %d latents never fired on the held-out activations; it saw %d tokens. "
+            "Train on more text (more or longer texts, max_activation_tokens=) or with fewer latents (d_sae=).",
+            100 * stats["dead_fraction"],
+            training_sae.cfg.d_sae,
+            stats["n_tokens"],
+        )
     record = {
         "stats": stats,
         "config": config,
@@ -379,9 +391,8 @@ def _collect(
     parts: dict[bool, list[torch.Tensor]] = {True: [], False: []}
     n_tokens = n_texts = 0
     chunk_size = 8 if max_tokens is not None else 64  # small chunks: stop close to max_tokens
-    with tqdm(
-        total=max_tokens or None, desc=f"activations @ {reader.hook_name}", unit="tok", disable=not progress
-    ) as bar:
+    # the bar counts texts, which exist; a token cap may stop it early, and tokens show as a postfix
+    with tqdm(total=len(texts), desc=f"activations @ {reader.hook_name}", unit="text", disable=not progress) as bar:
         for start in range(0, len(texts), chunk_size):
             if max_tokens is not None and n_tokens >= max_tokens:
                 break
@@ -394,8 +405,9 @@ def _collect(
                 parts[True].append(flat[held_out])
                 parts[False].append(flat[~held_out])
                 n_tokens += flat.shape[0]
-                bar.update(flat.shape[0])
             n_texts += len(chunk)
+            bar.update(len(chunk))
+            bar.set_postfix(tokens=n_tokens, refresh=False)
     cat = {h: torch.cat(p) if p else torch.zeros(0, 0) for h, p in parts.items()}
     train, held = cat[False], cat[True]
     if train.shape[0] == 0 or held.shape[0] == 0:  # too few texts to hold whole ones out: split tokens

@@ -182,3 +182,16 @@ def test_no_cache_writes_nothing(model, tok, tmp_path, monkeypatch):
     assert stats["path"] is None and list(tmp_path.iterdir()) == []
     _, stats = train_sae(model, tok, TEXTS[:30], **{**FAST, "total_tokens": 1024})
     assert stats["path"] == str(tmp_path / "saes" / stats["key"])
+
+
+def test_a_starved_sae_warns_with_its_dead_share(model, tok, trained, caplog):
+    """Too many latents for too little data: the share of latents that never fire is logged as a warning, naming the
+    tokens seen and the fix; a well-fed SAE (the module's ``trained``, 64 latents) is not reported."""
+    from hf_saerl.encoding.sae_training import DEAD_WARNING
+
+    with caplog.at_level("WARNING", logger="hf_saerl.encoding.sae_training"):
+        _, stats = train_sae(model, tok, TEXTS[:6], **{**FAST, "d_sae": 512, "total_tokens": 512, "cache": False})
+    assert stats["dead_fraction"] > DEAD_WARNING  # the independent reading: the SAE's own evaluation
+    assert f"{100 * stats['dead_fraction']:.0f}% of the SAE's 512 latents never fired" in caplog.text
+    assert f"it saw {stats['n_tokens']} tokens" in caplog.text and "d_sae=" in caplog.text
+    assert trained[1]["dead_fraction"] <= DEAD_WARNING
