@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--ci",
         action="store_true",
-        help="the scaled-down version CI runs: smaller SAE, fewer texts, a handful of rollouts (minutes, not the full run's tens)",
+        help="the scaled-down version CI runs: smaller SAE, fewer texts, a handful of rollouts (a few minutes on 2 CPU cores)",
     )
     parser.add_argument(
         "--sae", metavar="FOLDER", help="use this sae-lens SAE folder (trained on SmolLM2) instead of training one"
