@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--preset",
         choices=["pilot"],
-        help="pilot: the 16 configs of the SmolLM2 pilot (hf_saerl.rollouts.calibration.PILOT_CONFIGS)",
+        help="pilot: the 17 configs of the SmolLM2 pilot (hf_saerl.rollouts.calibration.PILOT_CONFIGS)",
     )
     t.add_argument(
         "--only",

@@ -44,16 +44,26 @@ def champ_sae_texts(seed: int = 0, n_responses: int | None = 4000) -> list[str]:
 
 
 #: The RL pool: reasoning-gym task configs where SmolLM2-135M-Instruct has graded success at T=0.7 with answers of
-#: up to 32 tokens and :data:`ROLLOUT_INSTRUCTION`, chosen by the pilot (``hf-saerl calibrate``; its table is in
-#: ``docs/results/calibration/``, with DESIGN.md section 7's earlier figures at the same settings): 1-digit sums and
-#: differences in two wordings (0.50 and 0.38), 1-digit products (0.52), gcd of numbers up to 20 (0.19-0.29), and two
-#: harder ones, family riddles with at most 3 people (aiw, 0.28) and lcm up to 12 (0.08 over 6 samples, 0.31 over 16). 2-digit products and 3-4-term sums, which the
-#: policy almost never solves, are out. Each entry is ``(task, family, config)``, named as in
+#: up to 32 tokens and :data:`ROLLOUT_INSTRUCTION`, chosen by the pilots (``hf-saerl calibrate``; tables in
+#: ``docs/results/calibration/``, with DESIGN.md section 7's earlier figures at the same settings), arranged as a
+#: ladder: two families at two difficulty knobs each, so the pool spans easy to hard *within* a family (what the
+#: curriculum orders) as well as across families. Measured mean pass rates: 1-digit additions 0.55, 1-digit
+#: products 0.52-0.63, 1-2-digit products 0.28, sums of two 1-digit numbers 0.28-0.38, sums of two 2-digit numbers
+#: 0.06-0.19, gcd of numbers up to 20 0.18-0.38. The pool of the first fresh-clone run (1-digit +/-, lcm <= 12 and
+#: aiw family riddles in place of the additions and the two harder knobs) spanned only 0.18-0.39 by task, too
+#: narrow a range to order (issue #21). Each entry is ``(task, family, config)``, named as in
 #: :data:`hf_saerl.rollouts.calibration.PILOT_CONFIGS`.
 POOL_TASKS: tuple[tuple[str, str, dict[str, Any]], ...] = tuple(
     (t.name, t.family, dict(t.config))
     for t in _pilot(
-        ("arithmetic 2x1-digit +-", "sum 2x1-digit", "product 1-digit", "gcd <= 20", "aiw <= 3 entities", "lcm <= 12")
+        (
+            "arithmetic 2x1-digit +",
+            "product 1-digit",
+            "product 1-2-digit",
+            "sum 2x1-digit",
+            "sum 2x2-digit",
+            "gcd <= 20",
+        )
     )
 )
 

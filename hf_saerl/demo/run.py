@@ -69,6 +69,9 @@ class DemoConfig:
             rows it never saw.
         rollout_n, rollout_max_new_tokens, rollout_temperature: the labeller's sampling; 32 tokens leave room for
             the sentence SmolLM2 wraps a short answer in (at 6 tokens most answers were cut off: issue #21).
+        rollout_max_samples: adaptive sampling's per-prompt cap (:class:`~hf_saerl.rollouts.SamplingConfig`
+            ``max_samples``): a prompt whose first ``rollout_n`` samples all agree (0 of 6 or 6 of 6) gets another
+            round of ``rollout_n``, so "never solved" means 0 of 12, not 0 of 6. None: one round.
     """
 
     hook_name: str | None = None
@@ -91,6 +94,7 @@ class DemoConfig:
     rollout_n: int = 6
     rollout_max_new_tokens: int = 32
     rollout_temperature: float = 0.7
+    rollout_max_samples: int | None = 12
 
     @classmethod
     def ci(cls) -> DemoConfig:
@@ -108,6 +112,7 @@ class DemoConfig:
             label_budget=24,
             rollout_n=4,
             rollout_max_new_tokens=32,
+            rollout_max_samples=None,
         )
 
 
@@ -403,21 +408,24 @@ def run_demo(
     return report
 
 
-def _compared(estimator: Any, data: Any, **labels: Any) -> dict[str, Any]:
+def _compared(estimator: Any, data: Any, both: bool = False, **labels: Any) -> dict[str, Any]:
     """The report's comparison entries of a fitted estimator: ``baseline`` (the same estimator on the raw
-    activations column) and, for a probe with token counts, ``length_baseline``, from
-    :func:`~hf_saerl.estimators.evaluation.compare_features` on the same rows and folds."""
+    activations column), for a probe with token counts ``length_baseline``, and with ``both`` the SAE latents and
+    raw activations side by side (``both``), from :func:`~hf_saerl.estimators.evaluation.compare_features` on the
+    same rows and folds."""
     from ..estimators.evaluation import compare_features
 
     length = hasattr(estimator, "decision_function") and "sae_n_tokens" in data.column_names
-    sides = compare_features(
-        estimator, data, raw_column=BASELINE_COLUMN, features=["raw", "length"] if length else ["raw"], **labels
-    )["sides"]
+    features = ["raw"] + (["both"] if both else []) + (["length"] if length else [])
+    sides = compare_features(estimator, data, raw_column=BASELINE_COLUMN, features=features, **labels)["sides"]
     length_side = sides.get("length")
-    return {
+    out = {
         "baseline": {"column": BASELINE_COLUMN, **sides["raw"]},
         "length_baseline": None if length_side is None else {"feature": "log1p(n_tokens)", **length_side},
     }
+    if both:
+        out["both"] = sides["both"]
+    return out
 
 
 def _pool_difficulty(
@@ -470,6 +478,7 @@ def _pool_difficulty(
                 temperature=config.rollout_temperature,
                 seed=config.seed,
                 batch_size=64,
+                max_samples=config.rollout_max_samples,
             ),
             instruction=ROLLOUT_INSTRUCTION,
             keep_completions=True,
@@ -504,14 +513,16 @@ def _pool_difficulty(
             from_cache = False
 
     with timer.stage("difficulty probe"):
-        label_cols = ["pass_rate", "n_samples", "n_correct", "n_empty"]
+        label_cols = ["pass_rate", "pass_rate_mean", "n_samples", "n_correct", "n_wrong", "n_no_answer", "n_truncated"]
         lab_enc = pool_enc.select(chosen)
         for col in label_cols:
             lab_enc = lab_enc.add_column(col, list(labels[col]))
         train, hold = lab_enc.select(train_pos), lab_enc.select(hold_pos)
         probe = DifficultyProbe(encoder.d_sae, label="pass_rate", n_alphas=20, cv=config.cv, random_state=config.seed)
-        probe.fit(train, label_column="pass_rate")
-        probe_compared = _compared(probe, train, label_column="pass_rate")
+        # A pass rate over 12 samples is stronger evidence than one over 6: rows weigh by their sample count.
+        weights = np.asarray(train["n_samples"], dtype=np.float64)
+        probe.fit(train, label_column="pass_rate", sample_weight=weights)
+        probe_compared = _compared(probe, train, both=True, label_column="pass_rate", sample_weight=weights)
         oof = np.clip(probe.cv_predictions_, 0.0, 1.0)
         hold_actual = np.asarray(hold["pass_rate"], dtype=np.float64)
         hold_pred = np.asarray(
@@ -530,10 +541,12 @@ def _pool_difficulty(
         split[np.asarray(chosen)[train_pos]] = "train"
         split[np.asarray(chosen)[hold_pos]] = "holdout"
         pass_rate: list[float | None] = [None] * len(pool_aug)
-        for i, v in zip(chosen, labels["pass_rate"], strict=True):
-            pass_rate[i] = float(v)
+        n_samples: list[int | None] = [None] * len(pool_aug)
+        for i, v, k in zip(chosen, labels["pass_rate"], labels["n_samples"], strict=True):
+            pass_rate[i], n_samples[i] = float(v), int(k)
         pool_aug = pool_aug.add_column("split", [str(s) for s in split])
         pool_aug = pool_aug.add_column("pass_rate", pass_rate, feature=Value("float32"))
+        pool_aug = pool_aug.add_column("n_samples", n_samples, feature=Value("int32"))
         pool_aug = pool_aug.remove_columns([BASELINE_COLUMN, "text"])
 
     tasks = np.asarray(pool_aug["task"])
@@ -554,6 +567,7 @@ def _pool_difficulty(
     cost = {
         "n_prompts_labelled": len(chosen),
         "samples_per_prompt": config.rollout_n,
+        "max_samples_per_prompt": config.rollout_max_samples or config.rollout_n,
         "label_seconds": first["seconds"],
         "generated_tokens": first["generated_tokens"],
         "generated_tokens_this_run": gen_tokens,
@@ -572,6 +586,7 @@ def _pool_difficulty(
         "n_unlabelled": int(unl.sum()),
         "mean_pass_rate_labelled": _mean(lab_pr.tolist()),
         "fraction_labelled_never_solved": float(np.mean(lab_pr == 0)) if len(lab_pr) else None,
+        "labels": _label_summary(labels),
         "holdout": {
             "n": len(hold_pos),
             "spearman": _spearman(hold_actual.tolist(), hold_pred.tolist()),
@@ -601,6 +616,23 @@ def _pool_difficulty(
         "train_pass_rate": np.asarray(train["pass_rate"], dtype=np.float64),
         "hold_actual": hold_actual,
         "hold_pred": np.clip(hold_pred, 0.0, 1.0),
+    }
+
+
+def _label_summary(labels: Any) -> dict[str, Any]:
+    """What the rollout labels measured: the share of prompts whose pass-rate posterior mean lies in the learnable
+    band [0.1, 0.9], the samples spent, and why the failed samples failed (a wrong answer, no extractable answer,
+    or cut off at ``max_new_tokens``: a label that mostly measures truncation is not a difficulty label)."""
+    post = np.asarray(labels["pass_rate_mean"], dtype=np.float64)
+    n = np.asarray(labels["n_samples"], dtype=np.int64)
+    failures = {kind: int(np.sum(labels[f"n_{kind}"])) for kind in ("wrong", "no_answer", "truncated")}
+    n_failed = sum(failures.values())
+    return {
+        "fraction_in_band_0.1_0.9": float(np.mean((post >= 0.1) & (post <= 0.9))) if len(post) else None,
+        "samples": int(n.sum()),
+        "samples_per_prompt": {"min": int(n.min()), "mean": float(n.mean()), "max": int(n.max())} if len(n) else None,
+        "failed_samples": failures,
+        "failed_share": {k: (v / n_failed if n_failed else None) for k, v in failures.items()},
     }
 
 
@@ -651,19 +683,22 @@ def render_report_markdown(report: dict[str, Any]) -> str:
     def row(name: str, ours: Any, base: Any, note: str = "") -> str:
         return f"| {name} | {_fmt(ours)} | {_fmt(base)} | {note} |"
 
-    length = d.get("length_baseline") or {}
-    sae_s, raw_s, len_s = d.get("spearman"), _get(d, "baseline", "spearman"), length.get("spearman")
+    length, both = d.get("length_baseline") or {}, d.get("both") or {}
+    sides = {"SAE features": d, "raw activations": d.get("baseline") or {}, "SAE + raw": both, "length": length}
+    scores = {k: v.get("spearman") for k, v in sides.items() if v.get("spearman") is not None and k != "length"}
     target = 0.5
-    if sae_s is None:
+    if not scores:
         verdict = "The difficulty proxy has no out-of-fold Spearman (too few or constant labels)."
     else:
-        hit = sae_s >= target
-        ahead = len_s is None or sae_s > len_s
+        best = max(scores, key=lambda k: scores[k])
         verdict = (
-            f"Target (out-of-fold Spearman >= {target} on the policy's own pass rates, SAE features ahead of "
-            f"the length baseline): **{'reached' if hit and ahead else 'not reached'}** — SAE features "
-            f"{_fmt(sae_s)}, raw activations {_fmt(raw_s)}, length {_fmt(len_s)}."
+            f"Target (out-of-fold Spearman >= {target} on the policy's own pass rates with the best feature set): "
+            f"**{'reached' if scores[best] >= target else 'not reached'}** — best: {best} {_fmt(scores[best])}; "
+            + ", ".join(f"{k} {_fmt(v.get('spearman'))}" for k, v in sides.items() if k != best)
+            + "."
         )
+    labels = pool.get("labels") or {}
+    failed = labels.get("failed_share") or {}
     lines = [
         "# hf_saerl demo: SAERL on SmolLM2 + a reasoning-gym RL pool + CHAMP",
         "",
@@ -671,6 +706,7 @@ def render_report_markdown(report: dict[str, Any]) -> str:
         f"{sae['d_sae']} (d_in {sae['d_in']}). The RL pool is {pool['n_pool']} reasoning-gym prompts "
         f"({len(pool['per_task'])} tasks); {pool['n_labelled']} of them (stratified over {m['pool_clusters'].get('n_clusters')} "
         f"SAE clusters) were labelled with SmolLM2's own pass rate over {cost['samples_per_prompt']} samples "
+        f"(up to {cost.get('max_samples_per_prompt') or cost['samples_per_prompt']} where the first were unanimous) "
         f"(T={report['config']['rollout_temperature']}, at most {report['config']['rollout_max_new_tokens']} new tokens): "
         f"{pool['n_train']} to fit the difficulty proxy, {pool['n_holdout']} held out. CHAMP "
         f"({report['data']['n_problems']} problems, {report['data']['n_negatives']} quality negatives) trains the "
@@ -680,12 +716,14 @@ def render_report_markdown(report: dict[str, Any]) -> str:
         "",
         verdict,
         "",
-        "| metric | SAE features | raw activations | length (log tokens) |",
-        "|---|---|---|---|",
-        f"| Spearman, out of fold ({pool['n_train']} labelled prompts) | {_fmt(sae_s)} | {_fmt(raw_s)} | {_fmt(len_s)} |",
-        f"| Pearson, out of fold | {_fmt(d.get('pearson'))} | {_fmt(_get(d, 'baseline', 'pearson'))} | "
-        f"{_fmt(length.get('pearson'))} |",
-        f"| MAE, out of fold | {_fmt(d.get('mae'))} | {_fmt(_get(d, 'baseline', 'mae'))} | {_fmt(length.get('mae'))} |",
+        "| metric | SAE features | raw activations | SAE + raw | length (log tokens) |",
+        "|---|---|---|---|---|",
+        *[
+            f"| {name}, out of fold ({pool['n_train']} labelled prompts) | "
+            + " | ".join(_fmt(v.get(key)) for v in sides.values())
+            + " |"
+            for name, key in (("Spearman", "spearman"), ("Pearson", "pearson"), ("MAE", "mae"))
+        ],
         "",
         f"- **Held-out check**: the proxy fitted on the {pool['n_train']} training prompts, applied to the "
         f"{hold['n']} labelled prompts it never saw: Spearman {_fmt(hold['spearman'])}, MAE {_fmt(hold['mae'])}.",
@@ -693,7 +731,12 @@ def render_report_markdown(report: dict[str, Any]) -> str:
         f"pass rate of the labelled prompts against the mean predicted pass rate of the unlabelled ones: Spearman "
         f"{_fmt(pool['spearman_task_measured_vs_predicted_unlabelled'])} over {len(pool['per_task'])} tasks.",
         f"- Labelled pass rates: mean {_fmt(pool['mean_pass_rate_labelled'])}, "
-        f"{_fmt(pool['fraction_labelled_never_solved'])} of the prompts never solved.",
+        f"{_fmt(pool['fraction_labelled_never_solved'])} of the prompts never solved, "
+        f"{_fmt(labels.get('fraction_in_band_0.1_0.9'))} with a posterior mean pass rate in the learnable band "
+        f"[0.1, 0.9]; {labels.get('samples')} samples in all ({_fmt(_get(labels, 'samples_per_prompt', 'mean'))} per "
+        "prompt on average, more where the first round was unanimous). The failed samples: "
+        f"{_fmt(failed.get('wrong'))} a wrong answer, {_fmt(failed.get('no_answer'))} no extractable answer, "
+        f"{_fmt(failed.get('truncated'))} cut off at the token limit.",
         "",
         "| task | prompts | labelled | measured pass rate | predicted (unlabelled) | mean tokens |",
         "|---|---|---|---|---|---|",
@@ -709,7 +752,8 @@ def render_report_markdown(report: dict[str, Any]) -> str:
         f"{', measured on the first run; this run read them from the datasets cache' if cost['labels_from_cache'] else ''}); "
         f"the proxy (SAE encoding plus the probe) on the same {cost['n_prompts_labelled']} prompts took "
         f"{_fmt(float(cost['proxy_seconds']))} s: **{_fmt(float(cost['label_to_proxy_ratio']))}x** cheaper, with "
-        f"only {cost['samples_per_prompt']} samples of at most {report['config']['rollout_max_new_tokens']} tokens.",
+        f"only {_fmt(_get(labels, 'samples_per_prompt', 'mean'))} samples per prompt of at most "
+        f"{report['config']['rollout_max_new_tokens']} tokens.",
         "",
         f"The CHAMP quality probe on the pool: mean {_fmt(pool['quality']['mean'])}, "
         f"{_fmt(pool['quality']['fraction_at_least_0.5'])} at or above 0.5 (reported, not used to filter: arithmetic "

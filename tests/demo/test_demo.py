@@ -83,7 +83,19 @@ def _check_outputs(out, report, config):
     assert rep["n_labelled"] == min(config.label_budget, rep["n_pool"])
     pass_rate = np.asarray([np.nan if v is None else v for v in pool["pass_rate"]], dtype=np.float64)
     assert np.isnan(pass_rate[split == "unlabelled"]).all() and not np.isnan(pass_rate[split != "unlabelled"]).any()
-    assert ((pass_rate[split != "unlabelled"] * config.rollout_n) % 1 < 1e-4).all()  # k of n samples correct
+    n_samples = np.asarray([0 if v is None else v for v in pool["n_samples"]])
+    labelled = split != "unlabelled"
+    cap = config.rollout_max_samples or config.rollout_n
+    assert ((n_samples[labelled] >= config.rollout_n) & (n_samples[labelled] <= cap)).all()
+    assert (((pass_rate * n_samples)[labelled] + 1e-4) % 1 < 2e-4).all()  # k of n samples correct
+    labels = rep["labels"]
+    assert labels["samples"] == n_samples[labelled].sum()
+    posterior = (pass_rate[labelled] * n_samples[labelled] + 1) / (n_samples[labelled] + 2)  # Beta(1, 1) prior
+    assert labels["fraction_in_band_0.1_0.9"] == pytest.approx(np.mean((posterior >= 0.1) & (posterior <= 0.9)))
+    failed = labels["failed_samples"]
+    n_failed = round(float(((1 - pass_rate[labelled]) * n_samples[labelled]).sum()))
+    assert sum(failed.values()) == n_failed
+    assert m["difficulty"]["both"]["width"] == report["sae"]["d_sae"] + m["difficulty"]["baseline"]["width"]
     assert rep["mean_pass_rate_labelled"] == pytest.approx(np.mean(pass_rate[split != "unlabelled"]), abs=1e-6)
     from scipy.stats import spearmanr
 
@@ -179,7 +191,9 @@ def test_demo_on_tiny_model_reports_what_its_outputs_say(tmp_path, monkeypatch):
     assert report["pool"]["cost"]["labels_from_cache"] is False
     _check_outputs(tmp_path, report, config)
 
-    assert policy._prompts == 24
+    # one generate call per prompt and round: 24 first rounds, and a round of rollout_n more per unanimous round
+    assert policy._prompts == report["pool"]["labels"]["samples"] // config.rollout_n > 24
+    first_run_prompts = policy._prompts
     # a second run reads the encoded features and the rollout labels back from the datasets cache: the policy never
     # runs, and the encoder only once, directly on the labelled prompts (to time the proxy's cost afresh)
     from hf_saerl.encoding.encoder import SAEEncoder
@@ -196,7 +210,7 @@ def test_demo_on_tiny_model_reports_what_its_outputs_say(tmp_path, monkeypatch):
         tmp_path / "again", config, model=model, tokenizer=tok, sae=sae, rollout_backend=policy, progress=False
     )
     assert calls == [24], "a map ran the encoder again instead of hitting the datasets cache"
-    assert policy._prompts == 24, "the labeller ran the policy again instead of hitting the datasets cache"
+    assert policy._prompts == first_run_prompts, "the labeller ran the policy again instead of the datasets cache"
     assert again["metrics"] == report["metrics"]
     assert again["pool"]["cost"]["labels_from_cache"] is True
     assert again["pool"]["cost"]["label_seconds"] == report["pool"]["cost"]["label_seconds"]
