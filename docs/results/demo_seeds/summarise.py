@@ -1,0 +1,112 @@
+"""Summarise fresh-clone demo runs (one ``report.json`` per seed) into a per-seed table and mean ± sd.
+
+    python docs/results/demo_seeds/summarise.py docs/results/demo_seeds/seed0 docs/results/demo_seeds/seed1 ...
+
+Writes ``summary.json`` and ``summary.md`` next to this script. Each run folder holds the demo's ``report.json``
+and ``time_v.txt`` (GNU time's output: wall time and peak memory) and ``loadavg_start.txt`` / ``loadavg_end.txt``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+ROWS = [
+    ("difficulty Spearman, out of fold: SAE", ("metrics", "difficulty", "spearman")),
+    ("difficulty Spearman, out of fold: raw", ("metrics", "difficulty", "baseline", "spearman")),
+    ("difficulty Spearman, out of fold: SAE + raw", ("metrics", "difficulty", "both", "spearman")),
+    ("difficulty Spearman, out of fold: length", ("metrics", "difficulty", "length_baseline", "spearman")),
+    ("held-out Spearman (proxy used for the curriculum)", ("pool", "holdout", "spearman")),
+    ("task-level Spearman, measured vs predicted (unlabelled)", ("pool", "spearman_task_measured_vs_predicted_unlabelled")),
+    ("labelled: mean pass rate", ("pool", "mean_pass_rate_labelled")),
+    ("labelled: share never solved", ("pool", "fraction_labelled_never_solved")),
+    ("labelled: share with posterior mean in [0.1, 0.9]", ("pool", "labels", "fraction_in_band_0.1_0.9")),
+    ("labelled: samples per prompt (mean)", ("pool", "labels", "samples_per_prompt", "mean")),
+    ("failed samples: wrong answer", ("pool", "labels", "failed_share", "wrong")),
+    ("failed samples: no extractable answer", ("pool", "labels", "failed_share", "no_answer")),
+    ("failed samples: cut off at the token limit", ("pool", "labels", "failed_share", "truncated")),
+    ("curriculum Spearman(batch, difficulty)", ("curriculum", "spearman_batch_vs_difficulty")),
+    ("quality AUROC: SAE", ("metrics", "quality", "auroc")),
+    ("quality AUROC: raw", ("metrics", "quality", "baseline", "auroc")),
+    ("SAE explained variance", ("sae", "explained_variance")),
+    ("label generation tokens/s", ("pool", "cost", "generation_tokens_per_second")),
+    ("stage seconds: SAE (collect + train)", ("timings_seconds", "SAE")),
+    ("stage seconds: rollout labels", ("timings_seconds", "rollout labels")),
+    ("stage seconds: total", ("timings_seconds", "total")),
+]
+
+
+def _get(d, keys):
+    for k in keys:
+        if not isinstance(d, dict) or d.get(k) is None:
+            return None
+        d = d[k]
+    return d
+
+
+def _wall_and_rss(run: Path) -> tuple[float | None, float | None]:
+    path = run / "time_v.txt"
+    if not path.is_file():
+        return None, None
+    wall = rss = None
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("Elapsed (wall clock)"):
+            parts = [float(p) for p in line.rsplit(" ", 1)[1].split(":")]
+            wall = sum(p * 60**i for i, p in enumerate(reversed(parts)))
+        elif line.startswith("Maximum resident set size"):
+            rss = int(line.rsplit(" ", 1)[1]) / 1024**2
+    return wall, rss
+
+
+def _load(run: Path) -> str:
+    parts = [(run / f"loadavg_{w}.txt") for w in ("start", "end")]
+    return " / ".join(p.read_text().split()[0] if p.is_file() else "?" for p in parts)
+
+
+def main(runs: list[Path]) -> None:
+    reports = {run.name: json.loads((run / "report.json").read_text()) for run in runs}
+    table = {}
+    for name, keys in ROWS:
+        values = {seed: _get(r, keys) for seed, r in reports.items()}
+        present = [float(v) for v in values.values() if v is not None]
+        table[name] = {
+            "per_run": values,
+            "mean": statistics.fmean(present) if present else None,
+            "sd": statistics.stdev(present) if len(present) > 1 else None,
+        }
+    extra = {run.name: dict(zip(("wall_seconds", "peak_rss_gib"), _wall_and_rss(run), strict=True)) for run in runs}
+    for key in ("wall_seconds", "peak_rss_gib"):
+        present = [v[key] for v in extra.values() if v[key] is not None]
+        table[key] = {
+            "per_run": {k: v[key] for k, v in extra.items()},
+            "mean": statistics.fmean(present) if present else None,
+            "sd": statistics.stdev(present) if len(present) > 1 else None,
+        }
+    seeds = {name: r["config"]["seed"] for name, r in reports.items()}
+    out = {"runs": [str(r) for r in runs], "seeds": seeds, "load": {r.name: _load(r) for r in runs}, "table": table}
+    (HERE / "summary.json").write_text(json.dumps(out, indent=2))
+
+    def fmt(v):
+        return "—" if v is None else f"{v:.3f}" if abs(v) < 10 else f"{v:.0f}"
+
+    names = list(reports)
+    lines = [
+        "| metric | " + " | ".join(f"{n} (seed {seeds[n]})" for n in names) + " | mean ± sd |",
+        "|---|" + "---|" * (len(names) + 1),
+    ]
+    for name, row in table.items():
+        cells = " | ".join(fmt(row["per_run"][n]) for n in names)
+        spread = "—" if row["mean"] is None else f"{fmt(row['mean'])} ± {fmt(row['sd'])}"
+        lines.append(f"| {name} | {cells} | {spread} |")
+    lines.append("| load average (start / end) | " + " | ".join(out["load"][n] for n in names) + " | |")
+    (HERE / "summary.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main([Path(p) for p in sys.argv[1:]])
