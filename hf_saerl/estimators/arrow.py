@@ -1,4 +1,4 @@
-"""Reading the sparse SAE columns of an Arrow batch straight into a CSR matrix (offsets and values, no Python lists).
+"""Reading an Arrow batch's SAE columns straight into a CSR matrix, and a dense column into an array (no Python lists).
 
 ``Dataset.map(estimator, batched=True)`` hands the estimator a ``datasets`` ``LazyBatch`` (the default format)
 or a ``pyarrow.Table`` (after ``with_format("arrow")``). Both hold the batch's Arrow table, whose list columns
@@ -7,7 +7,9 @@ directly skips the conversion to Python lists that used to dominate prediction t
 matrix, bit for bit, as :func:`~hf_saerl.encoding.sparse.sparse_matrix` on the same rows.
 
 Chunked columns are combined, sliced arrays (offsets not starting at 0) are read from their first offset, and
-a null row or a null value is refused: an SAE row with no list is not an empty row.
+a null row or a null value is refused: an SAE row with no list is not an empty row. :func:`arrow_dense` reads a
+column of fixed-length float lists (e.g. the encoder's ``activations_column``, an Arrow ``fixed_size_list``) the
+same way, as the ``(n, width)`` float64 array that :func:`~hf_saerl.estimators.inputs.read_dense` returns.
 
 Example:
     >>> import pyarrow as pa
@@ -28,7 +30,7 @@ from ..core.columns import SAE_INDICES, SAE_VALUES
 from ..core.validation import check_finite
 from ..errors import InvalidParameterError, MissingColumnError, ParameterTypeError, WidthMismatchError
 
-__all__ = ["arrow_csr", "arrow_features", "arrow_numbers", "arrow_table"]
+__all__ = ["arrow_csr", "arrow_dense", "arrow_features", "arrow_numbers", "arrow_table"]
 
 
 def arrow_table(data: Any, columns: tuple[str, ...]) -> Any:
@@ -151,3 +153,50 @@ def arrow_numbers(table: Any, column: str) -> np.ndarray:
     """A numeric column of an Arrow table as float64 (nulls become NaN)."""
     array = _column(table, column)
     return np.asarray(array.to_numpy(zero_copy_only=False), dtype=np.float64).reshape(-1)
+
+
+def arrow_dense(table: Any, column: str) -> np.ndarray:
+    """A column of fixed-length float lists of an Arrow ``table`` (or record batch) as an ``(n, width)`` float64
+    array, straight from its values buffer; rows of different lengths, nulls and non-numbers are refused (with
+    the messages of :func:`~hf_saerl.estimators.inputs.read_dense`). Finiteness is the caller's check.
+
+    Example:
+        >>> import pyarrow as pa
+        >>> arrow_dense(pa.table({"act": pa.array([[1.0, 2.0], [3.0, 4.0]], pa.list_(pa.float32(), 2))}), "act")
+        array([[1., 2.],
+               [3., 4.]])
+    """
+    import pyarrow as pa
+
+    if column not in table.column_names:
+        raise MissingColumnError(
+            f"Missing column {column!r} holding the dense features (fixed-length float lists); found "
+            f"{sorted(table.column_names)}. Encode with SAEEncoder(..., activations_column={column!r}) to write it, "
+            "or name the column that holds them."
+        )
+    array = _column(table, column)
+    n = len(array)
+    if pa.types.is_fixed_size_list(array.type):
+        if array.null_count:
+            raise InvalidParameterError(
+                f"Dense feature column {column!r} has {array.null_count} null row(s); every row needs its "
+                "activations. Re-encode those rows, or drop them."
+            )
+        width = array.type.list_size
+        values = array.flatten()  # the child values of these rows (a slice's offset applied)
+    else:
+        indptr, values = _list_buffers(array, column)
+        lengths = np.unique(np.diff(indptr))
+        if lengths.size > 1:
+            raise InvalidParameterError(
+                f"Dense feature column {column!r} must hold fixed-length lists of floats (e.g. a mean activation "
+                f"per row); found row lengths {lengths[:5].tolist()}."
+            )
+        width = int(lengths[0]) if lengths.size else 0
+    if values.null_count or not (pa.types.is_floating(values.type) or pa.types.is_integer(values.type)):
+        raise InvalidParameterError(
+            f"Dense feature column {column!r} must hold numbers (fixed-length float lists) with no nulls; it holds "
+            f"{values.type} with {values.null_count} null(s). Re-encode it, or cast it to floats."
+        )
+    flat = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
+    return flat.reshape(n, width)

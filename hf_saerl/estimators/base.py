@@ -288,6 +288,15 @@ class SAEEstimator(
         a :class:`~hf_saerl.errors.BundleError` naming ``source`` when it is invalid."""
         raise NotImplementedError
 
+    def _input_columns(self) -> tuple[str, ...]:
+        """The dataset columns this estimator reads (the SAE columns here; a probe on raw activations reads its
+        ``raw_column``), for :func:`~hf_saerl.estimators.selection.column_scores`."""
+        return (self.indices_column, self.values_column)
+
+    def _input_width(self) -> int:
+        """``n_features_in_`` of a loaded estimator: the width of the matrix its fitted weights apply to."""
+        return int(self.d_sae)
+
     def _fitted_state(self) -> dict[str, Any]:
         """The JSON-able fitted scalars (``_state_keys``), saved in ``<kind>.json``."""
         return {key: jsonable(getattr(self, key)) for key in self._state_keys}

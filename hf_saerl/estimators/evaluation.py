@@ -2,7 +2,9 @@
 
 Estimators estimate; comparisons live here, in the manner of scikit-learn's ``cross_validate``: each feature
 set gets a fresh ``clone`` of the estimator, fitted on the same labelled rows with the same seeded folds, and
-its out-of-fold metrics are returned side by side. The feature sets (``features=``):
+its out-of-fold metrics are returned side by side. A probe's ``"raw"`` / ``"both"`` side is the clone with that
+``feature_set`` (the probe a user can fit and map), so the comparison scores exactly what would be used. The
+feature sets (``features=``):
 
 ============ ==============================================================================================
 ``"sae"``    the SAE columns, with the estimator's own transform (always fitted: the others are its yardstick)
@@ -46,7 +48,7 @@ from ..core.columns import column_names, read_column
 from ..core.validation import check_choice, is_fitted
 from ..errors import InvalidParameterError
 from .inputs import is_matrix, read_dense, read_labels
-from .transforms import FeatureTransform
+from .transforms import FeatureTransform, fit_standard_scale, standardise
 
 logger = logging.getLogger(__name__)
 
@@ -107,9 +109,10 @@ def compare_features(
     target = "label_column" if is_probe else "reference_column"
     labels = read_labels(data, y, label_column, what="labels")
     weights = {} if sample_weight is None else {"sample_weight": sample_weight}
-    if "sae" in sides or not is_fitted(estimator):
+    as_sae = {"feature_set": "sae"} if is_probe else {}  # a probe fitted on raw activations is cloned back to SAE
+    if "sae" in sides or not is_fitted(estimator) or getattr(estimator, "feature_set_", "sae") != "sae":
         # The SAE side first, on the data itself (so a label column's name can tell pass rates from difficulties).
-        sae = clone(estimator)
+        sae = clone(estimator).set_params(**as_sae)
         sae.fit(data, **({"y": y} if label_column is None else {target: label_column}), n_tokens=n_tokens, **weights)
     else:  # a fitted estimator stands for the SAE side: its label kind and cluster count are reused, not refitted
         sae = estimator
@@ -119,22 +122,38 @@ def compare_features(
     report: dict[str, Any] = {"sides": {}}
     if "sae" in sides:
         report["sides"]["sae"] = _side("sae", sae.n_features_in_, sae.metrics_)
-    matrices = {}
+    matrices: dict[str, Any] = {}
     if "raw" in sides or "both" in sides:
-        raw = _standardise(read_dense(data, raw_column))
-        matrices["raw"] = raw
+        raw = read_dense(data, raw_column)  # a column or an array, checked once for both sides
+        if is_probe:  # the probe's own feature_set: it standardises the raw activations itself
+            matrices["raw"] = raw
+        else:
+            mean, scale = fit_standard_scale(raw)
+            matrices["raw"] = standardise(raw, mean, scale)
         if "both" in sides:
-            X, tokens = clone(estimator)._read_features(data, n_tokens)
-            Xt = FeatureTransform(estimator.transform).fit_transform(X, tokens)
-            matrices["both"] = sp.hstack([sp.csr_matrix(Xt), sp.csr_matrix(raw)], format="csr")
+            X, tokens = clone(estimator).set_params(**as_sae)._read_features(data, n_tokens)
+            if is_probe:
+                matrices["both"] = (X, raw, tokens)
+            else:
+                Xt = FeatureTransform(estimator.transform).fit_transform(X, tokens)
+                matrices["both"] = sp.hstack([sp.csr_matrix(Xt), sp.csr_matrix(matrices["raw"])], format="csr")
     if "length" in sides:
         matrices["length"] = np.log1p(_token_counts(estimator, data, n_tokens))[:, None]
     for name in ("raw", "both", "length"):
-        if name in matrices:
+        if name not in matrices:
+            continue
+        side = clone(estimator).set_params(**overrides)
+        if is_probe and name != "length":  # the raw / both probe a user would fit: feature_set=name
+            side.set_params(feature_set=name, raw_column=None)
+            if name == "raw":
+                side.fit(matrices["raw"], labels, **weights)
+            else:
+                X, raw, tokens = matrices["both"]
+                side.fit((X, raw), labels, n_tokens=tokens, **weights)
+        else:
             X = matrices[name]
-            fitted = clone(estimator).set_params(d_sae=X.shape[1], transform=None, **overrides)
-            fitted.fit(X, labels, **weights)
-            report["sides"][name] = _side(name, X.shape[1], fitted.metrics_)
+            side.set_params(d_sae=X.shape[1], transform=None, **as_sae).fit(X, labels, **weights)
+        report["sides"][name] = _side(name, side.n_features_in_, side.metrics_)
     score = primary_score(report["sides"].get("sae", sae.metrics_))
     report["score"] = score
     scored = {k: v.get(score) for k, v in report["sides"].items() if score and v.get(score) is not None}
@@ -170,11 +189,6 @@ def _choose_sides(
 
 def _side(name: str, width: int, metrics: dict[str, Any]) -> dict[str, Any]:
     return {"features": FEATURE_SETS[name], "width": int(width), **metrics}
-
-
-def _standardise(X: np.ndarray) -> np.ndarray:
-    scale = X.std(axis=0)
-    return (X - X.mean(axis=0)) / np.where(scale > 0, scale, 1.0)
 
 
 def _token_counts(estimator: Any, data: Any, n_tokens: Any) -> np.ndarray:

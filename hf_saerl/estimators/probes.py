@@ -13,8 +13,14 @@ says so; ``cv_protocol="nested"`` repeats the search inside each fold. Label-fre
 (``maxabs``/``std`` steps) are learnt once on all rows before the folds. ``metrics_["warnings"]`` says when a
 fit looks useless (constant, or below chance out of fold); it is also logged and shown on the model card.
 
-Comparisons that need other models (raw activations, both, prompt length) are not part of ``fit``:
-:func:`~hf_saerl.estimators.evaluation.compare_features` fits them side by side on the same folds.
+The features are the user's choice (``feature_set=``): ``"sae"`` (the default) reads the SAE columns;
+``"raw"`` reads a dense column of pooled raw activations (``raw_column=``, e.g. the encoder's
+``activations_column``) and standardises it with the mean and scale learnt at fit (``raw_mean_``,
+``raw_scale_``, saved with the probe); ``"both"`` puts the transformed SAE latents and the standardised raw
+activations side by side, ``coef_`` holding the ``d_sae`` SAE weights first, then the raw ones. Every choice
+predicts through ``dataset.map(probe, batched=True)`` with the same output columns. To see which choice is
+worth it, :func:`~hf_saerl.estimators.evaluation.compare_features` fits them (and a prompt-length baseline)
+side by side on the same folds.
 """
 
 from __future__ import annotations
@@ -33,10 +39,10 @@ from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 from ..core.columns import DIFFICULTY, PASS_RATE_PRED, QUALITY, SAE_INDICES, SAE_N_TOKENS, SAE_VALUES
 from ..core.files import take_array
 from ..core.validation import check_choice, check_fitted, check_real, is_fitted
-from ..errors import BundleError, InvalidParameterError
+from ..errors import BundleError, InvalidParameterError, NonFiniteError, ParameterTypeError, WidthMismatchError
 from .base import SAEEstimator, card_template
 from .elastic_net import PROTOCOLS, ElasticNetPathCV
-from .inputs import clean_labels, read_labels, read_weights, warn_empty_rows
+from .inputs import clean_labels, dense_column, is_matrix, read_labels, read_weights, warn_empty_rows
 from .metrics import classification_metrics, regression_metrics, useless_fit_warnings
 from .selection import (
     band_mask,
@@ -47,11 +53,22 @@ from .selection import (
     select_rows,
     threshold_mask,
 )
-from .transforms import TransformSpec
+from .transforms import FeatureTransform, TransformSpec, fit_standard_scale, standardise
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DifficultyProbe", "QualityProbe"]
+__all__ = ["FEATURE_SETS", "DifficultyProbe", "QualityProbe"]
+
+#: What a probe can fit on (``feature_set=``), and what each choice reads.
+FEATURE_SETS: dict[str, str] = {
+    "sae": "the SAE latents (indices_column / values_column), with the probe's transform",
+    "raw": "the pooled raw activations of raw_column, standardised",
+    "both": "the transformed SAE latents and the standardised raw activations side by side",
+}
+_RAW_FIX = (
+    "Encode the dataset with SAEEncoder(..., activations_column=<column>) to write the pooled raw activations, "
+    "or pass raw_column= naming the column that holds them."
+)
 
 _PASS_RATE_WORDS = ("pass", "solve", "success", "accuracy")
 _DIFFICULTY_WORDS = ("difficult", "hard", "level")
@@ -61,14 +78,18 @@ class _LinearProbe(SAEEstimator):
     """Shared fitting, cross-validation, prediction and state of the two probes."""
 
     _array_attributes: ClassVar[dict[str, str]] = {"coef": "coef_", "intercept": "intercept_"}
+    feature_set: str
+    raw_column: str | None
 
     def fit(
         self, X: Any, y: Any = None, *, label_column: str | None = None, n_tokens: Any = None, sample_weight: Any = None
     ) -> _LinearProbe:
-        """Fit on ``X`` (a Dataset / batch dict with the SAE columns, or an ``(n, d_sae)`` matrix) and labels.
+        """Fit on ``X`` (a Dataset / batch dict with the input columns, or a matrix) and labels.
 
-        Comparisons with other features (raw activations, prompt length) are not part of the fit: see
-        :func:`~hf_saerl.estimators.evaluation.compare_features`.
+        What ``X`` may be depends on ``feature_set``: with ``"sae"``, a dataset with the SAE columns or an
+        ``(n, d_sae)`` matrix; with ``"raw"``, a dataset with ``raw_column`` or the ``(n, width)`` matrix of raw
+        activations itself; with ``"both"``, a dataset with both, or a pair ``(sae_matrix, raw_matrix)``.
+        Comparing feature sets (and prompt length) is :func:`~hf_saerl.estimators.evaluation.compare_features`.
 
         Args:
             X: the features.
@@ -85,18 +106,23 @@ class _LinearProbe(SAEEstimator):
             self
         """
         self._validate_params()
-        features, n_tokens = self._read_features(X, n_tokens)
+        features, raw, n_tokens = self._read_inputs(X, n_tokens, fitted=False)
         self.__dict__.pop("cv_predictions_", None)  # set only when cv is: a refit must not keep the last fit's
         name = label_column or "y"
-        labels, keep, n_dropped = clean_labels(read_labels(X, y, label_column), name)
-        weights = read_weights(X, sample_weight, keep)
+        rows = X[0] if _is_pair(X) else X  # a pair's rows are its SAE matrix's
+        labels, keep, n_dropped = clean_labels(read_labels(rows, y, label_column), name)
+        weights = read_weights(rows, sample_weight, keep)
         if n_dropped:
-            features = features[keep]
+            features = None if features is None else features[keep]
+            raw = None if raw is None else raw[keep]
             n_tokens = None if n_tokens is None else n_tokens[keep]
-        n_empty = warn_empty_rows(features, "they are kept, and the probe scores them by its intercept alone.")
+        policy = "they are kept, and the probe scores them by its intercept alone."
+        n_empty = warn_empty_rows(features, policy) if raw is None else 0
         y_fit = self._encode_target(labels, name)
         self._check_cv_size(y_fit)
-        Xt = self._fit_transform(features, n_tokens)
+        Xt = self._fit_features(features, raw, n_tokens)
+        if raw is not None:  # rows with no feature at all (no latent and every raw value at its mean)
+            n_empty = warn_empty_rows(Xt, policy)
         # Latents that never fire in the training rows get a zero coefficient under any of these penalties,
         # so the models are fitted on the active columns only (much faster for wide SAEs, same solution).
         active = np.unique(cast(Any, Xt).indices) if sp.issparse(Xt) else np.arange(Xt.shape[1])
@@ -106,13 +132,14 @@ class _LinearProbe(SAEEstimator):
                 f"{self.transform_.steps_}), so there is nothing to fit on. Check the encoder output (empty "
                 "sae_indices: empty or truncated texts, top_k) or a 'binarize' threshold that removes every value."
             )
+        width = Xt.shape[1]  # the SAE latents, the raw activations, or both side by side
         Xt = Xt[:, active]
         fit_params = {} if weights is None else {"sample_weight": weights}
         model = self._make_model().fit(Xt, y_fit, **fit_params)
-        self.coef_ = np.zeros(features.shape[1], dtype=np.float64)
+        self.coef_ = np.zeros(width, dtype=np.float64)
         self.coef_[active] = np.asarray(model.coef_, dtype=np.float64).reshape(-1)
         self.intercept_ = np.asarray(model.intercept_, dtype=np.float64).reshape(1)
-        self.n_features_in_ = features.shape[1]
+        self.n_features_in_ = width
         self.metrics_ = {
             "n_dropped_labels": n_dropped,
             "n_empty_rows": n_empty,
@@ -132,9 +159,142 @@ class _LinearProbe(SAEEstimator):
             )
         return self
 
+    # ------------------------------------------------------------------ the feature sets
+    def _read_inputs(
+        self, data: Any, n_tokens: Any, *, fitted: bool
+    ) -> tuple[Any, np.ndarray | None, np.ndarray | None]:
+        """``(sae, raw, n_tokens)`` for the feature set (the fitted one with ``fitted=True``): the SAE CSR (None for
+        ``"raw"``), the raw activations as float64 (None for ``"sae"``), both validated."""
+        feature_set = getattr(self, "feature_set_", "sae") if fitted else self.feature_set
+        if feature_set == "sae":
+            X, n_tokens = self._read_features(data, n_tokens, fitted=fitted)
+            return X, None, n_tokens
+        name = type(self).__name__
+        if feature_set == "raw":
+            if _is_pair(data):
+                raise InvalidParameterError(
+                    f"This {name} has feature_set='raw': it reads the raw activations alone, not a pair of matrices. "
+                    "Pass the (n, width) raw activation matrix (or a dataset with raw_column), or use "
+                    "feature_set='both'."
+                )
+            if not fitted:
+                self.sae_identity_ = None  # no SAE columns are read, so no SAE is recorded
+            return None, self._read_raw(data, fitted), n_tokens
+        if _is_pair(data):
+            sae_data, raw_data = data
+        elif is_matrix(data):
+            raise InvalidParameterError(
+                f"This {name} has feature_set='both': it needs the SAE latents and the raw activations, but got one "
+                f"matrix of shape {data.shape}. Pass a dataset (or batch dict) with the SAE columns and raw_column, "
+                "or a pair (sae_matrix, raw_matrix)."
+            )
+        else:
+            sae_data = raw_data = data
+        X, n_tokens = self._read_features(sae_data, n_tokens, fitted=fitted)
+        raw = self._read_raw(raw_data, fitted)
+        if raw.shape[0] != X.shape[0]:
+            raise InvalidParameterError(
+                f"The SAE matrix has {X.shape[0]} rows but the raw activation matrix {raw.shape[0]}; pass the same "
+                "rows in both (one per example, in the same order)."
+            )
+        return X, raw, n_tokens
+
+    def _read_raw(self, data: Any, fitted: bool) -> np.ndarray:
+        """The raw activations of a dataset's ``raw_column`` (Arrow-native in ``Dataset.map``) or of a matrix, as
+        float64; checked 2-D, finite and (once fitted) as wide as at fit."""
+        name = type(self).__name__
+        if is_matrix(data):
+            raw = np.asarray(cast(Any, data).toarray() if sp.issparse(data) else data)
+            where = "The raw activations"
+            if raw.ndim != 2:
+                raise InvalidParameterError(
+                    f"{name} needs a 2-D raw activation matrix (n_rows, width); got shape {raw.shape}. Pass one "
+                    "pooled activation vector per row."
+                )
+            raw = raw.astype(np.float64)
+        else:
+            if self.raw_column is None:
+                raise InvalidParameterError(
+                    f"{name}(feature_set={self.feature_set!r}) reads the raw activations from a dataset column, but "
+                    "raw_column=None. Pass raw_column='<column>' naming the column of pooled raw activations (e.g. "
+                    "the encoder's activations_column), or feature_set='sae' to fit on the SAE latents alone."
+                )
+            raw = dense_column(data, self.raw_column, _RAW_FIX)
+            where = f"The raw activations (column {self.raw_column!r})"
+        if fitted:
+            width = self.raw_mean_.shape[0]
+            if raw.shape[0] == 0:
+                raw = raw.reshape(0, width)
+            if raw.shape[1] != width:
+                raise WidthMismatchError(
+                    f"{where} are {raw.shape[1]} wide, but this {name} was fitted on raw activations {width} wide. "
+                    f"Use the activations of the model and hook it was fitted on (width {width}), or fit a new "
+                    f"{name} on these (width {raw.shape[1]})."
+                )
+        elif raw.shape[1] == 0:
+            raise InvalidParameterError(
+                f"{where} have no columns (width 0); there is nothing to fit on. Pass the pooled activations, or "
+                "feature_set='sae'."
+            )
+        finite = np.isfinite(raw)
+        if not finite.all():
+            raise NonFiniteError(
+                f"{where} hold {int((~finite).sum())} NaN or infinite value(s); re-encode those rows "
+                f"(check the model's dtype for overflow) or drop them before using this {name}."
+            )
+        return raw
+
+    def _fit_features(self, features: Any, raw: np.ndarray | None, n_tokens: np.ndarray | None) -> Any:
+        """Fit the feature set's transform (and the raw standardisation) and return the training matrix: the
+        transformed SAE CSR, the standardised raw activations (dense), or both side by side (CSR)."""
+        self.feature_set_ = self.feature_set
+        for attribute in ("raw_mean_", "raw_scale_"):
+            self.__dict__.pop(attribute, None)
+        if raw is None:
+            return self._fit_transform(features, n_tokens)
+        self.raw_mean_, self.raw_scale_ = fit_standard_scale(raw)
+        standardised = standardise(raw, self.raw_mean_, self.raw_scale_)
+        if features is None:
+            self.transform_ = FeatureTransform(None)  # the SAE transform has no latents to act on
+            return standardised
+        Xt = self._fit_transform(features, n_tokens)
+        return sp.hstack([sp.csr_matrix(Xt), sp.csr_matrix(standardised)], format="csr")
+
+    def _features_for_predict(self, data: Any, n_tokens: Any = None, method: str = "predict") -> Any:
+        """Fitted check (naming ``method``) + read + transform: the SAE CSR, the standardised raw matrix, or the
+        pair of them (``"both"``; :meth:`_linear` splits ``coef_`` instead of stacking)."""
+        check_fitted(self, method)
+        features, raw, n_tokens = self._read_inputs(data, n_tokens, fitted=True)
+        if raw is None:
+            return self.transform_.transform(features, n_tokens)
+        standardised = standardise(raw, self.raw_mean_, self.raw_scale_)
+        if features is None:
+            return standardised
+        return self.transform_.transform(features, n_tokens), standardised
+
+    def _input_columns(self) -> tuple[str, ...]:
+        feature_set = getattr(self, "feature_set_", self.feature_set)
+        sae = (self.indices_column, self.values_column) if feature_set != "raw" else ()
+        return sae + ((self.raw_column,) if feature_set != "sae" and self.raw_column else ())
+
+    def _input_width(self) -> int:
+        return int(self.coef_.shape[0])
+
     # ------------------------------------------------------------------ subclass hooks
     def _validate_params(self) -> None:
         self._validate_common()
+        check_choice(
+            "feature_set",
+            self.feature_set,
+            tuple(FEATURE_SETS),
+            "'sae' fits on the SAE latents (the default), 'raw' on the raw activations of raw_column, 'both' on "
+            "the two side by side.",
+        )
+        if self.raw_column is not None and not (isinstance(self.raw_column, str) and self.raw_column):
+            raise ParameterTypeError(
+                f"raw_column must be a column name (a non-empty str) or None; got {self.raw_column!r}. Pass the "
+                "name of the column of pooled raw activations, or None with feature_set='sae'."
+            )
         cv = self.cv
         if cv is not None and (isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 2):
             raise InvalidParameterError(
@@ -198,12 +358,50 @@ class _LinearProbe(SAEEstimator):
         return self._predict_columns(self._features_for_predict(X, n_tokens, method=method))
 
     def _linear(self, Xt: Any) -> np.ndarray:
+        if isinstance(Xt, tuple):  # feature_set="both": SAE weights first, then the raw ones
+            sae, raw = Xt
+            width = sae.shape[1]
+            split = np.asarray(sae @ self.coef_[:width], dtype=np.float64).reshape(-1) + raw @ self.coef_[width:]
+            return split + self.intercept_[0]
         return np.asarray(Xt @ self.coef_, dtype=np.float64).reshape(-1) + self.intercept_[0]
 
     # ------------------------------------------------------------------ state
+    def _all_arrays(self) -> dict[str, np.ndarray]:
+        arrays = super()._all_arrays()
+        if getattr(self, "feature_set_", "sae") != "sae":
+            arrays.update(raw_mean=self.raw_mean_, raw_scale=self.raw_scale_)
+        return arrays
+
     def _restore(self, arrays: dict[str, np.ndarray], source: str) -> None:
-        self.coef_ = take_array(arrays, "coef", (self.d_sae,), source, dtype=np.float64, finite=True)
+        if self.feature_set not in FEATURE_SETS:
+            raise BundleError(
+                f"{source}: saved feature_set={self.feature_set!r} is not one of {list(FEATURE_SETS)}; the "
+                "config is corrupt. Save the probe again."
+            )
+        self.feature_set_ = self.feature_set  # a bundle without one (saved before 0.2) is an SAE probe
+        width = self.d_sae
+        if self.feature_set != "sae":
+            mean = take_array(arrays, "raw_mean", None, source, dtype=np.float64, finite=True)
+            if mean.ndim != 1 or mean.size == 0:
+                raise BundleError(
+                    f"Array 'raw_mean' in {source} has shape {mean.shape}, expected (width,) with width > 0; the "
+                    "file is corrupt. Save the probe again."
+                )
+            scale = take_array(arrays, "raw_scale", mean.shape, source, dtype=np.float64, finite=True)
+            if not (scale > 0).all():
+                raise BundleError(
+                    f"Array 'raw_scale' in {source} holds {int((scale <= 0).sum())} value(s) <= 0; a standard "
+                    "deviation scale is positive, so the file is corrupt. Save the probe again."
+                )
+            self.raw_mean_, self.raw_scale_ = mean, scale
+            width = mean.size + (self.d_sae if self.feature_set == "both" else 0)
+        self.coef_ = take_array(arrays, "coef", (width,), source, dtype=np.float64, finite=True)
         self.intercept_ = take_array(arrays, "intercept", (1,), source, dtype=np.float64, finite=True)
+
+
+def _is_pair(data: Any) -> bool:
+    """Whether ``data`` is a ``(sae_matrix, raw_matrix)`` pair (a probe with ``feature_set="both"``)."""
+    return isinstance(data, tuple) and len(data) == 2 and all(is_matrix(part) for part in data)
 
 
 # ====================================================================== QualityProbe
@@ -237,9 +435,15 @@ class QualityProbe(_LinearProbe, tags=["quality-probe"], model_card_template=_QU
         max_iter, random_state: solver iterations; seed of the folds.
         indices_column, values_column, n_tokens_column: input columns.
         output_column: the column written by ``probe(batch)``.
+        feature_set: what the probe fits on: ``"sae"`` (default: the SAE latents), ``"raw"`` (the pooled raw
+            activations of ``raw_column``, standardised; ``transform`` is then unused) or ``"both"`` (side by
+            side). See the module docstring.
+        raw_column: the dense column of pooled raw activations (e.g. the encoder's ``activations_column``),
+            needed by ``"raw"`` / ``"both"`` on a dataset; no default is guessed.
 
     Fitted attributes: ``coef_``, ``intercept_``, ``task_``, ``classes_`` (``[bad, good]``, classifier
-    only), ``transform_``, ``n_features_in_``, ``metrics_``, and ``cv_predictions_`` (the out-of-fold
+    only), ``transform_``, ``n_features_in_``, ``metrics_``, ``feature_set_``, ``raw_mean_`` and ``raw_scale_``
+    (the raw standardisation; ``"raw"`` / ``"both"`` only), and ``cv_predictions_`` (the out-of-fold
     predictions behind the metrics, one per labelled row; when ``cv`` is set; not saved by ``save_pretrained``).
 
     Example:
@@ -257,6 +461,18 @@ class QualityProbe(_LinearProbe, tags=["quality-probe"], model_card_template=_QU
         True
         >>> len(probe.filter(ds, threshold=0.5))
         1
+
+        On raw activations instead (a dense column, standardised with the mean and scale learnt at fit):
+
+        >>> acts = np.random.default_rng(0).normal(size=(200, 16))
+        >>> acts[:, 0] += 2.0 * good                      # one direction of the residual stream carries it
+        >>> train = Dataset.from_dict({"mean_act": acts.tolist(), "good": good.tolist()})
+        >>> raw_probe = QualityProbe(d_sae=50, feature_set="raw", raw_column="mean_act").fit(train, label_column="good")
+        >>> raw_probe.metrics_["auroc"] > 0.8, raw_probe.coef_.shape, raw_probe.raw_mean_.shape
+        (True, (16,), (16,))
+        >>> mapped = train.map(raw_probe, batched=True)["quality"]
+        >>> bool(np.allclose(mapped, raw_probe.predict_quality(acts)))  # a direct call takes the matrix itself
+        True
     """
 
     kind = "quality_probe"
@@ -278,6 +494,8 @@ class QualityProbe(_LinearProbe, tags=["quality-probe"], model_card_template=_QU
         values_column: str = SAE_VALUES,
         n_tokens_column: str = SAE_N_TOKENS,
         output_column: str = QUALITY,
+        feature_set: str = "sae",
+        raw_column: str | None = None,
     ) -> None:
         self._store_params(locals())
 
@@ -478,13 +696,16 @@ class DifficultyProbe(_LinearProbe, tags=["difficulty-probe"], model_card_templa
         n_jobs: kept for compatibility; the path search runs in one process.
         indices_column, values_column, n_tokens_column: input columns.
         difficulty_column, pass_rate_column: output columns.
+        feature_set: ``"sae"`` (default), ``"raw"`` or ``"both"``; ``raw_column``: the dense column of pooled
+            raw activations the last two read (as for :class:`QualityProbe`).
 
     Fitted attributes: ``coef_``, ``intercept_``, ``label_``, ``clip_``, ``alpha_``, ``l1_ratio_``,
     ``transform_``, ``n_features_in_``, ``metrics_`` (out-of-fold ``pearson``, ``spearman``, ``r2``,
     ``mae`` on the label scale, plus ``alpha``, ``l1_ratio``, ``n_nonzero_coef``, ``n_latents_fitted``,
     ``cv_protocol``, ``cv_protocol_note`` and ``warnings``), and ``cv_predictions_`` (the out-of-fold
-    predictions behind them, one per labelled row; when ``cv`` is set; not saved). The length baseline and raw
-    activations are compared by :func:`~hf_saerl.estimators.evaluation.compare_features`.
+    predictions behind them, one per labelled row; when ``cv`` is set; not saved), and with ``feature_set="raw"``
+    / ``"both"`` ``feature_set_``, ``raw_mean_``, ``raw_scale_``. Which features are worth it (and the length
+    baseline) is measured by :func:`~hf_saerl.estimators.evaluation.compare_features`.
 
     Example:
         >>> import numpy as np, scipy.sparse as sp
@@ -499,6 +720,12 @@ class DifficultyProbe(_LinearProbe, tags=["difficulty-probe"], model_card_templa
         >>> cols = probe(X[:3])
         >>> bool(np.array_equal(cols["difficulty"], 1 - cols["pass_rate_pred"]))
         True
+        >>> acts = np.random.default_rng(1).normal(size=(300, 8))   # pooled raw activations, one row each
+        >>> both = DifficultyProbe(d_sae=100, label="pass_rate", transform=None, feature_set="both").fit((X, acts), pass_rate)
+        >>> both.coef_.shape                                          # d_sae SAE weights, then 8 raw ones
+        (108,)
+        >>> both.predict_difficulty((X[:2], acts[:2])).shape
+        (2,)
     """
 
     kind = "difficulty_probe"
@@ -525,6 +752,8 @@ class DifficultyProbe(_LinearProbe, tags=["difficulty-probe"], model_card_templa
         n_tokens_column: str = SAE_N_TOKENS,
         difficulty_column: str = DIFFICULTY,
         pass_rate_column: str = PASS_RATE_PRED,
+        feature_set: str = "sae",
+        raw_column: str | None = None,
     ) -> None:
         self._store_params(locals())
 

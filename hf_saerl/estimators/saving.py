@@ -121,7 +121,7 @@ def load_estimator(
             f"corrupt. {REFETCH}"
         )
     estimator.sae_identity_ = identity
-    estimator.n_features_in_ = estimator.d_sae
+    estimator.n_features_in_ = estimator._input_width()
     # Last, once every specific check has had its say: nothing valid-looking but changed gets through.
     check_sealed(config, config_path)
     check_sealed(state, state_path)

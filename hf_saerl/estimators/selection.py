@@ -47,11 +47,11 @@ PREDICT_CHUNK_ROWS = 65_536
 def column_scores(estimator: Any, dataset: Any, column: str) -> np.ndarray:
     """``column`` of ``estimator(batch)`` over a ``datasets.Dataset``, scored in contiguous chunks, as float64.
 
-    A dataset without the estimator's SAE columns (``indices_column`` / ``values_column``) but with ``column``
-    already there (mapped earlier) is read as is.
+    A dataset without the estimator's input columns (the SAE ``indices_column`` / ``values_column``, or a probe's
+    ``raw_column``) but with ``column`` already there (mapped earlier) is read as is.
     """
     names = column_names(dataset) or []
-    if (estimator.indices_column not in names or estimator.values_column not in names) and column in names:
+    if any(c not in names for c in estimator._input_columns()) and column in names:
         return np.asarray(list(dataset[column]), dtype=np.float64)
     if not hasattr(dataset, "select"):
         raise TypeError(f"Expected a datasets.Dataset; got {type(dataset).__name__}.")

@@ -20,6 +20,11 @@ step        effect on each stored value ``x`` of row ``i`` / column ``j``
 Every step keeps the sparsity pattern (``binarize`` may drop entries), so an ``(n, d_sae)`` CSR
 stays CSR with the same or fewer stored values, computed in float64.
 
+Dense features (pooled raw activations) are standardised instead, in one place for the probes'
+``feature_set="raw"`` / ``"both"`` and :func:`~hf_saerl.estimators.evaluation.compare_features`:
+:func:`fit_standard_scale` learns each column's mean and (population) standard deviation, 0 -> 1, and
+:func:`standardise` applies them.
+
 Example:
     >>> import numpy as np, scipy.sparse as sp
     >>> from hf_saerl.estimators.transforms import FeatureTransform
@@ -42,7 +47,15 @@ import scipy.sparse as sp
 
 from ..errors import BundleError, InvalidParameterError, NonFiniteError
 
-__all__ = ["STEP_DEFAULTS", "FeatureTransform", "TransformSpec", "normalize_steps", "row_nnz"]
+__all__ = [
+    "STEP_DEFAULTS",
+    "FeatureTransform",
+    "TransformSpec",
+    "fit_standard_scale",
+    "normalize_steps",
+    "row_nnz",
+    "standardise",
+]
 
 #: Step name -> its parameters and their defaults.
 STEP_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -263,3 +276,24 @@ def _column_scale(X: sp.csr_matrix, name: str) -> np.ndarray:
         scale = np.sqrt(np.maximum(mean_sq - mean**2, 0.0))
     scale[scale == 0] = 1.0
     return scale
+
+
+def fit_standard_scale(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, scale)`` of each column of a dense ``(n, width)`` matrix: the mean and the population standard
+    deviation, a constant column's 0 replaced by 1 (so it standardises to zeros rather than NaN).
+
+    Example:
+        >>> mean, scale = fit_standard_scale(np.array([[1.0, 5.0], [3.0, 5.0]]))
+        >>> mean.tolist(), scale.tolist()
+        ([2.0, 5.0], [1.0, 1.0])
+        >>> standardise(np.array([[1.0, 5.0], [4.0, 6.0]]), mean, scale).tolist()
+        [[-1.0, 0.0], [2.0, 1.0]]
+    """
+    X = np.asarray(X, dtype=np.float64)
+    scale = X.std(axis=0)
+    return X.mean(axis=0), np.where(scale > 0, scale, 1.0)
+
+
+def standardise(X: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``(X - mean) / scale``, float64: dense features on the scale :func:`fit_standard_scale` learnt."""
+    return (np.asarray(X, dtype=np.float64) - mean) / scale
