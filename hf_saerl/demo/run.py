@@ -72,6 +72,10 @@ class DemoConfig:
         rollout_max_samples: adaptive sampling's per-prompt cap (:class:`~hf_saerl.rollouts.SamplingConfig`
             ``max_samples``): a prompt whose first ``rollout_n`` samples all agree (0 of 6 or 6 of 6) gets another
             round of ``rollout_n``, so "never solved" means 0 of 12, not 0 of 6. None: one round.
+        difficulty_features: what the pool's difficulty proxy (and so the curriculum) reads: ``"sae"``, ``"raw"``
+            (pooled raw activations), ``"both"``, or ``"best"`` (default): the one with the highest out-of-fold
+            Spearman on the training labels (the held-out labels never take part in the choice). All three are
+            reported side by side either way.
     """
 
     hook_name: str | None = None
@@ -95,6 +99,17 @@ class DemoConfig:
     rollout_max_new_tokens: int = 32
     rollout_temperature: float = 0.7
     rollout_max_samples: int | None = 12
+    difficulty_features: str = "best"
+
+    def __post_init__(self) -> None:
+        from ..core.validation import check_choice
+
+        check_choice(
+            "difficulty_features",
+            self.difficulty_features,
+            ("best", "sae", "raw", "both"),
+            "'best' takes the feature set with the highest out-of-fold Spearman.",
+        )
 
     @classmethod
     def ci(cls) -> DemoConfig:
@@ -523,19 +538,41 @@ def _pool_difficulty(
         weights = np.asarray(train["n_samples"], dtype=np.float64)
         probe.fit(train, label_column="pass_rate", sample_weight=weights)
         probe_compared = _compared(probe, train, both=True, label_column="pass_rate", sample_weight=weights)
-        oof = np.clip(probe.cv_predictions_, 0.0, 1.0)
+        # The proxy the curriculum uses: the feature set chosen by config (by default the best out-of-fold
+        # Spearman on the training rows; the held-out rows below never take part in the choice).
+        oof_spearman = {
+            "sae": probe.metrics_.get("spearman"),
+            "raw": probe_compared["baseline"].get("spearman"),
+            "both": probe_compared["both"].get("spearman"),
+        }
+        feature_set = config.difficulty_features
+        if feature_set == "best":
+            scored = {k: v for k, v in oof_spearman.items() if v is not None}
+            feature_set = max(scored, key=lambda k: scored[k]) if scored else "sae"
+        proxy = probe
+        if feature_set != "sae":
+            proxy = DifficultyProbe(
+                encoder.d_sae,
+                label="pass_rate",
+                n_alphas=20,
+                cv=config.cv,
+                random_state=config.seed,
+                feature_set=feature_set,
+                raw_column=BASELINE_COLUMN,
+            ).fit(train, label_column="pass_rate", sample_weight=weights)
+        oof = np.clip(proxy.cv_predictions_, 0.0, 1.0)
         hold_actual = np.asarray(hold["pass_rate"], dtype=np.float64)
         hold_pred = np.asarray(
-            hold.map(probe, batched=True, desc="proxy (held out)")["pass_rate_pred"] if len(hold) else [],
+            hold.map(proxy, batched=True, desc="proxy (held out)")["pass_rate_pred"] if len(hold) else [],
             dtype=np.float64,
         )
 
     with timer.stage("proxy on pool"):
         # The proxy's own cost, measured fresh (no cache): encode the labelled prompts, then predict.
         start = time.perf_counter()
-        probe(encoder(pool.select(chosen)[:]))
+        proxy(encoder(pool.select(chosen)[:]))
         proxy_seconds = time.perf_counter() - start
-        pool_aug = pool_enc.map(probe, batched=True, desc="DifficultyProbe (pool)")
+        pool_aug = pool_enc.map(proxy, batched=True, desc="DifficultyProbe (pool)")
         pool_aug = pool_aug.map(quality, batched=True, desc="QualityProbe (pool)")
         split = np.full(len(pool_aug), "unlabelled", dtype=object)
         split[np.asarray(chosen)[train_pos]] = "train"
@@ -584,6 +621,11 @@ def _pool_difficulty(
         "n_train": len(train_pos),
         "n_holdout": len(hold_pos),
         "n_unlabelled": int(unl.sum()),
+        "proxy": {
+            "feature_set": feature_set,
+            "chosen_by": config.difficulty_features,
+            "oof_spearman": oof_spearman,
+        },
         "mean_pass_rate_labelled": _mean(lab_pr.tolist()),
         "fraction_labelled_never_solved": float(np.mean(lab_pr == 0)) if len(lab_pr) else None,
         "labels": _label_summary(labels),
@@ -725,6 +767,8 @@ def render_report_markdown(report: dict[str, Any]) -> str:
             for name, key in (("Spearman", "spearman"), ("Pearson", "pearson"), ("MAE", "mae"))
         ],
         "",
+        f"- **The proxy** the curriculum uses reads **{_get(pool, 'proxy', 'feature_set')}** features (chosen: "
+        f"{_get(pool, 'proxy', 'chosen_by')}, by out-of-fold Spearman on the training prompts).",
         f"- **Held-out check**: the proxy fitted on the {pool['n_train']} training prompts, applied to the "
         f"{hold['n']} labelled prompts it never saw: Spearman {_fmt(hold['spearman'])}, MAE {_fmt(hold['mae'])}.",
         f"- **The unlabelled rest** ({pool['n_unlabelled']} prompts) gets the proxy only. Per task, the measured mean "

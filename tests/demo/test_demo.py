@@ -96,6 +96,12 @@ def _check_outputs(out, report, config):
     n_failed = round(float(((1 - pass_rate[labelled]) * n_samples[labelled]).sum()))
     assert sum(failed.values()) == n_failed
     assert m["difficulty"]["both"]["width"] == report["sae"]["d_sae"] + m["difficulty"]["baseline"]["width"]
+    proxy = rep["proxy"]
+    sides = {"sae": m["difficulty"], "raw": m["difficulty"]["baseline"], "both": m["difficulty"]["both"]}
+    assert proxy["oof_spearman"] == {k: v["spearman"] for k, v in sides.items()}
+    if config.difficulty_features == "best":
+        scored = {k: v for k, v in proxy["oof_spearman"].items() if v is not None}
+        assert proxy["feature_set"] == (max(scored, key=scored.get) if scored else "sae")
     assert rep["mean_pass_rate_labelled"] == pytest.approx(np.mean(pass_rate[split != "unlabelled"]), abs=1e-6)
     from scipy.stats import spearmanr
 
