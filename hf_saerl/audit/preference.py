@@ -27,6 +27,7 @@ from sklearn.base import BaseEstimator
 
 from .._version import __version__
 from ..core.columns import column_names
+from ..core.hub import HubLoadMixin
 from ..core.validation import check_choice, check_fitted, check_integer, check_real
 from ..errors import (
     InvalidParameterError,
@@ -116,6 +117,7 @@ def _concept_table(
 
 
 class PreferenceAudit(
+    HubLoadMixin,
     ModelHubMixin,
     BaseEstimator,
     library_name="hf_saerl",
@@ -523,58 +525,21 @@ class PreferenceAudit(
         return super().generate_model_card(*args, **values)
 
     @classmethod
-    def from_pretrained(
+    def _load_pretrained(
         cls,
-        pretrained_model_name_or_path: str | Path,
+        model_id: str,
+        hub: dict[str, Any],
         *,
         encoder: Any = None,
-        force_download: bool = False,
-        token: str | bool | None = None,
-        cache_dir: str | Path | None = None,
-        local_files_only: bool = False,
-        revision: str | None = None,
+        subfolder: str | None = None,
         **params: Any,
     ) -> PreferenceAudit:
-        """Load a saved audit from a folder or a Hub repo id (``huggingface_hub`` keyword arguments apply).
+        """What ``from_pretrained`` (:class:`~hf_saerl.core.hub.HubLoadMixin`) does: load a saved audit from a
+        folder or a Hub repo id (optionally a ``subfolder`` of it; ``hub``: the ``huggingface_hub`` options); see
+        :func:`.saving.load_audit`.
 
         The encoder is not saved (only its ``config()``): pass ``encoder=`` to :meth:`fit` again later; its SAE
         width and hook are checked against the saved ones. ``params`` override constructor parameters that did
         not decide the fitted state (column names, ``batch_size``, ``progress``).
         """
-        from ..core.files import check_path_or_repo_id
-
-        model_id = check_path_or_repo_id(pretrained_model_name_or_path)
-        return cls._from_pretrained(
-            model_id=model_id,
-            revision=revision,
-            cache_dir=cache_dir,
-            force_download=force_download,
-            local_files_only=local_files_only,
-            token=token,
-            encoder=encoder,
-            **params,
-        )
-
-    @classmethod
-    def _from_pretrained(
-        cls,
-        *,
-        model_id: str,
-        revision: str | None = None,
-        cache_dir: str | Path | None = None,
-        force_download: bool = False,
-        local_files_only: bool = False,
-        token: str | bool | None = None,
-        subfolder: str | None = None,
-        encoder: Any = None,
-        **params: Any,
-    ) -> PreferenceAudit:
-        """Load from a folder or a Hub repo id (optionally a ``subfolder`` of it); see :func:`.saving.load_audit`."""
-        hub = dict(
-            revision=revision,
-            cache_dir=cache_dir,
-            force_download=force_download,
-            local_files_only=local_files_only,
-            token=token,
-        )
-        return load_audit(cls, str(model_id), encoder=encoder, subfolder=subfolder, params=params, **hub)
+        return load_audit(cls, model_id, encoder=encoder, subfolder=subfolder, params=params, **hub)

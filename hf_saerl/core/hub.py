@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from huggingface_hub import HfApi, snapshot_download
 
@@ -24,7 +24,7 @@ from .._version import __version__
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo
 
-__all__ = ["download_folder", "is_repo_id", "local_folder", "upload_folder"]
+__all__ = ["HubLoadMixin", "download_folder", "is_repo_id", "local_folder", "upload_folder"]
 
 
 def is_repo_id(value: Any) -> bool:
@@ -137,3 +137,81 @@ def upload_folder(
         ignore_patterns=_hub_patterns(ignore_patterns),
         delete_patterns=_hub_patterns(delete_patterns),
     )
+
+
+_Loaded = TypeVar("_Loaded", bound="HubLoadMixin")
+
+
+class HubLoadMixin:
+    """``from_pretrained`` / ``_from_pretrained`` for the ``ModelHubMixin`` classes of hf_saerl (estimators, the
+    preference audit, the pipeline), written once.
+
+    Both gather ``huggingface_hub``'s download options (``revision``, ``cache_dir``, ``force_download``,
+    ``local_files_only``, ``token``) into one dict and call the class's
+    ``_load_pretrained(model_id, hub, **kwargs)`` with it and every other keyword argument (which the class
+    documents there). ``from_pretrained`` first checks that the source is a folder or a repo id
+    (:func:`~hf_saerl.core.files.check_path_or_repo_id`) unless the class sets ``_check_pretrained_source`` to
+    False (it checks on its own). List it before ``ModelHubMixin`` among the bases.
+
+    Example:
+        >>> class Saved(HubLoadMixin):
+        ...     @classmethod
+        ...     def _load_pretrained(cls, model_id, hub, **kwargs):
+        ...         return model_id, hub["revision"], kwargs
+        >>> Saved.from_pretrained(".", revision="v1", colour="red")
+        ('.', 'v1', {'colour': 'red'})
+    """
+
+    _check_pretrained_source = True
+
+    @classmethod
+    def from_pretrained(
+        cls: type[_Loaded],
+        pretrained_model_name_or_path: str | Path,
+        *,
+        force_download: bool = False,
+        token: str | bool | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        revision: str | None = None,
+        **kwargs: Any,
+    ) -> _Loaded:
+        """Load a saved object from a local folder or a Hub repo id (``huggingface_hub`` keyword arguments such as
+        ``revision``, ``token``, ``local_files_only`` apply); other keyword arguments are the class's own (see its
+        ``_load_pretrained``)."""
+        from .files import check_path_or_repo_id
+
+        model_id = str(pretrained_model_name_or_path)
+        if cls._check_pretrained_source:
+            model_id = check_path_or_repo_id(model_id)
+        return cls._from_pretrained(
+            model_id=model_id,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+            **kwargs,
+        )
+
+    @classmethod
+    def _from_pretrained(
+        cls: type[_Loaded],
+        *,
+        model_id: str,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        force_download: bool = False,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        **kwargs: Any,
+    ) -> _Loaded:
+        """Load from a local folder or a Hub repo id: ``cls._load_pretrained(model_id, hub, **kwargs)``."""
+        hub: dict[str, Any] = {
+            "revision": revision,
+            "cache_dir": cache_dir,
+            "force_download": force_download,
+            "local_files_only": local_files_only,
+            "token": token,
+        }
+        return cls._load_pretrained(str(model_id), hub, **kwargs)  # type: ignore[attr-defined]  # each class's own

@@ -11,7 +11,7 @@ from ..core.columns import SAE_INDICES, SAE_VALUES, column_names
 from ..core.validation import check_finite, check_integer
 from ..errors import InvalidParameterError, MissingColumnError, ParameterTypeError, WidthMismatchError
 
-__all__ = ["sparse_matrix", "topk_rows"]
+__all__ = ["check_integer_ids", "check_paired_rows", "csr_from_flat", "sparse_matrix", "topk_rows"]
 
 
 def sparse_matrix(
@@ -35,6 +35,28 @@ def sparse_matrix(
     """
     check_integer("d_sae", d_sae, "Pass the SAE's width, e.g. d_sae=encoder.d_sae.", minimum=1)
     indices, values, indptr = _flat_columns(data, indices_column, values_column)
+    return csr_from_flat(indices, values, indptr, d_sae, indices_column, values_column)
+
+
+def csr_from_flat(
+    indices: np.ndarray,
+    values: np.ndarray,
+    indptr: np.ndarray,
+    d_sae: int,
+    indices_column: str = SAE_INDICES,
+    values_column: str = SAE_VALUES,
+) -> sp.csr_matrix:
+    """The ``(len(indptr) - 1, d_sae)`` float32 CSR of flat latent ids and activations whose rows start at
+    ``indptr``, after checking that the values are finite and the ids lie in ``[0, d_sae)`` (errors name the
+    columns they came from); duplicate ids in a row are summed and each row's ids sorted. Both
+    :func:`sparse_matrix` and the Arrow reader of the estimators
+    (:func:`~hf_saerl.estimators.arrow.arrow_csr`) build their matrix here. ``indices`` may be sorted in place.
+
+    Example:
+        >>> X = csr_from_flat(np.array([3, 0, 3]), np.array([2.0, 1.0, 0.5]), np.array([0, 3]), d_sae=4)
+        >>> X.toarray()
+        array([[1. , 0. , 0. , 2.5]], dtype=float32)
+    """
     check_finite(
         values,
         f"Column {values_column!r}",
@@ -49,6 +71,17 @@ def sparse_matrix(
     X.sum_duplicates()
     X.sort_indices()
     return X
+
+
+def check_paired_rows(
+    id_lengths: np.ndarray, value_lengths: np.ndarray, indices_column: str, values_column: str
+) -> None:
+    """Refuse id and value columns whose rows differ in length (they must pair up, one activation per id)."""
+    if not np.array_equal(id_lengths, value_lengths):
+        raise InvalidParameterError(
+            f"Columns {indices_column!r} and {values_column!r} have rows of different "
+            "lengths; they must pair up. Pass the columns one encoder wrote, or rebuild them."
+        )
 
 
 def _flat_columns(data: Any, indices_column: str, values_column: str):
@@ -72,32 +105,22 @@ def _flat_columns(data: Any, indices_column: str, values_column: str):
         val_col = table.column(values_column).combine_chunks()
         if isinstance(idx_col, pa.ChunkedArray):  # empty tables
             idx_col, val_col = idx_col.combine_chunks(), val_col.combine_chunks()
-        _check_integer_ids(idx_col.type.value_type, indices_column)
+        check_integer_ids(idx_col.type.value_type, indices_column)
         idx_col = idx_col.cast(pa.large_list(pa.int64()))
         val_col = val_col.cast(pa.large_list(pa.float32()))
         indptr = np.asarray(idx_col.offsets, dtype=np.int64)
         indptr = indptr - indptr[0]
         indices = np.array(idx_col.flatten().to_numpy(zero_copy_only=False), dtype=np.int64)
         values = np.array(val_col.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
-        lens_v = np.diff(np.asarray(val_col.offsets))
-        if not np.array_equal(np.diff(indptr), lens_v):
-            raise InvalidParameterError(
-                f"Columns {indices_column!r} and {values_column!r} have rows of different "
-                "lengths; they must pair up. Pass the columns one encoder wrote, or rebuild "
-                "them."
-            )
+        check_paired_rows(np.diff(indptr), np.diff(np.asarray(val_col.offsets)), indices_column, values_column)
         return indices, values, indptr
     idx_rows, val_rows = data[indices_column], data[values_column]
     lengths = np.fromiter((len(r) for r in idx_rows), dtype=np.int64, count=len(idx_rows))
-    if not np.array_equal(lengths, [len(r) for r in val_rows]):
-        raise InvalidParameterError(
-            f"Columns {indices_column!r} and {values_column!r} have rows of different "
-            "lengths; they must pair up. Pass the columns one encoder wrote, or rebuild them."
-        )
+    check_paired_rows(lengths, np.array([len(r) for r in val_rows]), indices_column, values_column)
     indptr = np.concatenate([[0], np.cumsum(lengths)])
     idx_arrays = [np.asarray(r) for r in idx_rows if len(r)]
     for arr in idx_arrays:
-        _check_integer_ids(arr.dtype, indices_column)
+        check_integer_ids(arr.dtype, indices_column)
     indices = np.concatenate(idx_arrays).astype(np.int64) if idx_arrays else np.zeros(0, np.int64)
     values = (
         np.concatenate([np.asarray(r, dtype=np.float32) for r in val_rows])
@@ -107,7 +130,7 @@ def _flat_columns(data: Any, indices_column: str, values_column: str):
     return indices, values, indptr
 
 
-def _check_integer_ids(dtype: Any, column: str) -> None:
+def check_integer_ids(dtype: Any, column: str) -> None:
     """Refuse latent ids that are not integers (floats would be truncated, strings misread)."""
     import pyarrow as pa
 

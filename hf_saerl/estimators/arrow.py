@@ -27,8 +27,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..core.columns import SAE_INDICES, SAE_VALUES
-from ..core.validation import check_finite
-from ..errors import InvalidParameterError, MissingColumnError, ParameterTypeError, WidthMismatchError
+from ..encoding.sparse import check_integer_ids, check_paired_rows, csr_from_flat
+from ..errors import InvalidParameterError, MissingColumnError, ParameterTypeError
 
 __all__ = ["arrow_csr", "arrow_dense", "arrow_features", "arrow_numbers", "arrow_table"]
 
@@ -115,38 +115,13 @@ def arrow_csr(
 
     The same matrix as :func:`~hf_saerl.encoding.sparse.sparse_matrix` on the same rows (duplicates summed,
     indices sorted), with the same checks: integer ids in ``[0, d_sae)``, finite values, paired row lengths."""
-    import pyarrow as pa
-
     indptr, ids = _list_buffers(_column(table, indices_column), indices_column)
     vals_indptr, vals = _list_buffers(_column(table, values_column), values_column)
-    if not pa.types.is_integer(ids.type):
-        raise ParameterTypeError(
-            f"Column {indices_column!r} holds latent ids of type {ids.type}, not integers; they would be truncated "
-            "or misread. Write the ids as integers (SAEEncoder writes int32), or cast the column, e.g. "
-            f"dataset.cast_column({indices_column!r}, datasets.List(datasets.Value('int32'))) after checking they "
-            "are whole."
-        )
-    if not np.array_equal(indptr, vals_indptr):
-        raise InvalidParameterError(
-            f"Columns {indices_column!r} and {values_column!r} have rows of different "
-            "lengths; they must pair up. Pass the columns one encoder wrote, or rebuild them."
-        )
+    check_integer_ids(ids.type, indices_column)
+    check_paired_rows(np.diff(indptr), np.diff(vals_indptr), indices_column, values_column)
     indices = np.array(ids.to_numpy(zero_copy_only=False), dtype=np.int64)  # a copy: scipy sorts in place
     values = np.array(vals.to_numpy(zero_copy_only=False), dtype=np.float32)
-    check_finite(
-        values,
-        f"Column {values_column!r}",
-        "Re-encode these rows (SAEEncoder refuses non-finite activations), or drop them with dataset.filter(...).",
-    )
-    if indices.size and (indices.min() < 0 or indices.max() >= d_sae):
-        raise WidthMismatchError(
-            f"Column {indices_column!r} holds latent ids in [{indices.min()}, {indices.max()}], outside "
-            f"[0, d_sae={d_sae}). Pass the d_sae of the SAE that produced these features."
-        )
-    X = sp.csr_matrix((values, indices, indptr), shape=(len(indptr) - 1, d_sae), dtype=np.float32)
-    X.sum_duplicates()
-    X.sort_indices()
-    return X
+    return csr_from_flat(indices, values, indptr, d_sae, indices_column, values_column)
 
 
 def arrow_numbers(table: Any, column: str) -> np.ndarray:

@@ -45,8 +45,8 @@ from sklearn.base import BaseEstimator
 
 from .._version import __version__
 from ..core.columns import read_column
-from ..core.files import check_path_or_repo_id
 from ..core.fingerprint import Fingerprinted, stable_hash
+from ..core.hub import HubLoadMixin
 from ..core.serialization import jsonable
 from ..core.validation import check_fitted, is_fitted
 from ..encoding.sparse import sparse_matrix
@@ -84,7 +84,12 @@ def card_template(title: str, description: str) -> str:
 
 
 class SAEEstimator(
-    Fingerprinted, BaseEstimator, ModelHubMixin, library_name="hf_saerl", tags=["hf_saerl", "sparse-autoencoder"]
+    Fingerprinted,
+    BaseEstimator,
+    HubLoadMixin,
+    ModelHubMixin,
+    library_name="hf_saerl",
+    tags=["hf_saerl", "sparse-autoencoder"],
 ):
     """Base class; see the module docstring.
 
@@ -324,58 +329,14 @@ class SAEEstimator(
         return super().generate_model_card(*args, **values)
 
     @classmethod
-    def from_pretrained(
-        cls,
-        pretrained_model_name_or_path: str | Path,
-        *,
-        force_download: bool = False,
-        token: str | bool | None = None,
-        cache_dir: str | Path | None = None,
-        local_files_only: bool = False,
-        revision: str | None = None,
-        **model_kwargs: Any,
+    def _load_pretrained(
+        cls, model_id: str, hub: dict[str, Any], *, subfolder: str | None = None, **model_kwargs: Any
     ) -> SAEEstimator:
-        """Load a saved estimator from a local folder or a Hub repo id (``huggingface_hub`` keyword
-        arguments such as ``revision``, ``token``, ``local_files_only`` apply); other keyword arguments
-        override saved constructor parameters."""
-        model_id = check_path_or_repo_id(pretrained_model_name_or_path)
-        return cls._from_pretrained(
-            model_id=model_id,
-            revision=revision,
-            cache_dir=cache_dir,
-            force_download=force_download,
-            local_files_only=local_files_only,
-            token=token,
-            **model_kwargs,
-        )
-
-    @classmethod
-    def _from_pretrained(
-        cls,
-        *,
-        model_id: str,
-        revision: str | None = None,
-        cache_dir: str | Path | None = None,
-        force_download: bool = False,
-        local_files_only: bool = False,
-        token: str | bool | None = None,
-        subfolder: str | None = None,
-        **model_kwargs: Any,
-    ) -> SAEEstimator:
-        """Load from a local folder or a Hub repo id (optionally a ``subfolder`` of it).
-
-        ``model_kwargs`` override the saved constructor parameters (e.g. output column names)."""
-        return load_estimator(
-            cls,
-            str(model_id),
-            subfolder=subfolder,
-            overrides=model_kwargs,
-            revision=revision,
-            cache_dir=cache_dir,
-            force_download=force_download,
-            local_files_only=local_files_only,
-            token=token,
-        )
+        """What ``from_pretrained`` / ``_from_pretrained`` (:class:`~hf_saerl.core.hub.HubLoadMixin`) do: load a
+        saved estimator from a local folder or a Hub repo id (optionally a ``subfolder`` of it); ``hub`` holds the
+        ``huggingface_hub`` options, and ``model_kwargs`` override the saved constructor parameters (e.g. output
+        column names)."""
+        return load_estimator(cls, model_id, subfolder=subfolder, overrides=model_kwargs, **hub)
 
 
 def _column_identity(data: Any, indices_column: str) -> tuple[bool, dict[str, Any] | None]:

@@ -23,6 +23,7 @@ from sklearn.base import BaseEstimator
 
 from .._version import __version__
 from ..core.fingerprint import stable_hash
+from ..core.hub import HubLoadMixin
 from ..core.validation import check_real, is_fitted
 from ..errors import InvalidParameterError, MissingColumnError, NonFiniteError, ParameterTypeError, WidthMismatchError
 from ..estimators.selection import check_probability_threshold
@@ -50,7 +51,11 @@ __all__ = ["PIPELINE_FORMAT_VERSION", "SAERLPipeline", "check_bundle"]
 
 
 class SAERLPipeline(
-    BaseEstimator, ModelHubMixin, library_name="hf_saerl", tags=["hf_saerl", "sparse-autoencoder", "saerl"]
+    BaseEstimator,
+    HubLoadMixin,
+    ModelHubMixin,
+    library_name="hf_saerl",
+    tags=["hf_saerl", "sparse-autoencoder", "saerl"],
 ):
     """An :class:`~hf_saerl.encoding.encoder.SAEEncoder` and fitted estimators that curate a dataset in one call.
 
@@ -462,67 +467,33 @@ class SAERLPipeline(
         return build_model_card(self.config(), self.estimators(), repo_id=repo_id, **card_data)
 
     # ------------------------------------------------------------------ loading
+    _check_pretrained_source = False  # bundle_folder says what is wrong with a source that is neither
+
     @classmethod
-    def from_pretrained(
+    def _load_pretrained(
         cls,
-        pretrained_model_name_or_path: str | Path,
+        model_id: str,
+        hub: dict[str, Any],
         *,
-        force_download: bool = False,
-        token: str | bool | None = None,
-        cache_dir: str | Path | None = None,
-        local_files_only: bool = False,
-        revision: str | None = None,
+        proxies: dict | None = None,
+        resume_download: bool | None = None,
         model: Any = None,
         tokenizer: Any = None,
         **encoder_kwargs: Any,
     ) -> SAERLPipeline:
-        """Load a pipeline from a local folder or a Hub model repo, checked first by
-        :func:`~hf_saerl.pipeline.bundle.check_bundle`.
+        """What ``from_pretrained`` (:class:`~hf_saerl.core.hub.HubLoadMixin`) does: load a pipeline from a local
+        folder or a Hub model repo, checked first by :func:`~hf_saerl.pipeline.bundle.check_bundle`, with its
+        parts built back.
 
         Args:
-            pretrained_model_name_or_path: a folder written by :meth:`save_pretrained`, or a Hub repo id.
-            force_download, token, cache_dir, local_files_only, revision: as in ``huggingface_hub``.
+            model_id: a folder written by :meth:`save_pretrained`, or a Hub repo id.
+            hub: ``force_download``, ``token``, ``cache_dir``, ``local_files_only``, ``revision``, as in
+                ``huggingface_hub`` (``proxies`` and ``resume_download``, which it passes too, are not used).
             model, tokenizer: use this model (id, folder or loaded object) instead of the recorded one,
                 e.g. a local copy when the Hub is out of reach.
             encoder_kwargs: runtime ``SAEEncoder`` options such as ``device=``, ``dtype=``, ``token_budget=``.
         """
-        return cls._from_pretrained(
-            model_id=str(pretrained_model_name_or_path),
-            revision=revision,
-            cache_dir=cache_dir,
-            force_download=force_download,
-            local_files_only=local_files_only,
-            token=token,
-            model=model,
-            tokenizer=tokenizer,
-            **encoder_kwargs,
-        )
-
-    @classmethod
-    def _from_pretrained(
-        cls,
-        *,
-        model_id: str,
-        revision: str | None = None,
-        cache_dir: str | Path | None = None,
-        force_download: bool = False,
-        proxies: dict | None = None,
-        resume_download: bool | None = None,
-        local_files_only: bool = False,
-        token: str | bool | None = None,
-        model: Any = None,
-        tokenizer: Any = None,
-        **encoder_kwargs: Any,
-    ) -> SAERLPipeline:
-        """The bundle of ``model_id`` (a folder or a Hub repo), checked, with its parts built back."""
-        folder = bundle_folder(
-            model_id,
-            revision=revision,
-            token=token,
-            cache_dir=cache_dir,
-            force_download=force_download,
-            local_files_only=local_files_only,
-        )
+        folder = bundle_folder(model_id, **hub)
         config = check_bundle(folder)
         estimators = load_estimators(folder, config)
         encoder = None

@@ -239,7 +239,33 @@ class SeededSampling:
         return scores.float() - log_e
 
 
-class TransformersBackend:
+class CompletionBackend:
+    """What the shipped backends share: :meth:`generate` (the :class:`Generator` protocol) as the texts of
+    :meth:`generate_completions`, which each backend implements.
+
+    Example:
+        >>> class Echo(CompletionBackend):
+        ...     def generate_completions(self, prompts, n, sampling=None, seeds=None, *, on_step=None):
+        ...         return [[Completion(p + "!", 1, False)] * n for p in prompts]
+        >>> Echo().generate(["hi"], n=2)
+        [['hi!', 'hi!']]
+    """
+
+    # (prompts, n, sampling=None, seeds=None, *, on_step=None) -> [prompt][sample] Completions; each backend's own
+    generate_completions: Callable[..., list[list[Completion]]]
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        n: int,
+        sampling: Mapping[str, Any] | None = None,
+        seeds: Sequence[int] | None = None,
+    ) -> list[list[str]]:
+        """``n`` completions per prompt (decoded without special tokens), ``[prompt][sample]``."""
+        return [[c.text for c in row] for row in self.generate_completions(prompts, n, sampling, seeds)]
+
+
+class TransformersBackend(CompletionBackend):
     """Sampling with ``transformers``' ``generate``: batched, left-padded, on CPU or GPU, seeded per prompt.
 
     Each prompt's ``n`` samples are separate rows of one batch (so they share its padding); rows are sorted
@@ -379,16 +405,6 @@ class TransformersBackend:
         return f"TransformersBackend(model={model!r}, batch_size={self.batch_size})"
 
     # ------------------------------------------------------------------ generation
-    def generate(
-        self,
-        prompts: Sequence[str],
-        n: int,
-        sampling: Mapping[str, Any] | None = None,
-        seeds: Sequence[int] | None = None,
-    ) -> list[list[str]]:
-        """``n`` completions per prompt (decoded without special tokens), ``[prompt][sample]``."""
-        return [[c.text for c in row] for row in self.generate_completions(prompts, n, sampling, seeds)]
-
     def generate_completions(
         self,
         prompts: Sequence[str],
@@ -523,7 +539,7 @@ class TransformersBackend:
         return out
 
 
-class VLLMBackend:
+class VLLMBackend(CompletionBackend):
     """Sampling with vLLM (an optional extra; needs a GPU): one request per prompt with ``n`` samples and the
     prompt's seed, so results do not depend on batch composition.
 
@@ -607,16 +623,6 @@ class VLLMBackend:
 
     def __repr__(self) -> str:
         return f"VLLMBackend(model={self.model_spec!r})"
-
-    def generate(
-        self,
-        prompts: Sequence[str],
-        n: int,
-        sampling: Mapping[str, Any] | None = None,
-        seeds: Sequence[int] | None = None,
-    ) -> list[list[str]]:
-        """``n`` completions per prompt, ``[prompt][sample]``."""
-        return [[c.text for c in row] for row in self.generate_completions(prompts, n, sampling, seeds)]
 
     def generate_completions(
         self,

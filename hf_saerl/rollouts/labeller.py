@@ -12,7 +12,6 @@ completions and their rewards. These are the labels SAERL's difficulty proxy lea
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,6 +21,7 @@ from ..core.validation import check_bool, is_missing
 from ..errors import HfSaerlError, InvalidParameterError, ParameterTypeError
 from .backends import Completion, derive_seed, make_backend
 from .config import DEFAULT_INSTRUCTION, LabelColumns, SamplingConfig, as_label_columns, as_sampling_config
+from .labels import beta_posterior, failure_kind, label_columns, label_features, summarise_labels
 from .verifiers import VerificationError, as_verifier, callable_identity, completion_text
 
 logger = logging.getLogger(__name__)
@@ -38,39 +38,6 @@ __all__ = [
 #: 2: adaptive rounds, the posterior and the failure kinds joined the output columns
 _FORMAT_VERSION = 2
 _TRL_RESERVED = ("prompt", "prompts", "completion", "completions", "completion_ids")
-#: share of completions cut off / of labels at 0 above which a run warns that its labels say little
-_WARN_SHARE = 0.5
-
-
-def beta_posterior(n_correct: int, n_samples: int, prior: tuple[float, float] = (1.0, 1.0)) -> tuple[float, float]:
-    """Mean and standard deviation of the Beta posterior over a pass rate after ``n_correct`` of ``n_samples``:
-    ``Beta(a + c, b + k - c)``, mean ``(a + c) / (a + b + k)``, variance ``mean (1 - mean) / (a + b + k + 1)``.
-
-    Example:
-        >>> [round(v, 4) for v in beta_posterior(0, 4) + beta_posterior(0, 32)]  # 0/4 and 0/32: not the same evidence
-        [0.1667, 0.1409, 0.0294, 0.0286]
-    """
-    a, b = float(prior[0]) + n_correct, float(prior[1]) + n_samples - n_correct
-    mean = a / (a + b)
-    return mean, math.sqrt(mean * (1.0 - mean) / (a + b + 1.0))
-
-
-def failure_kind(completion: Completion, correct: bool, verifier: Any) -> str:
-    """``"correct"``, or why a sample failed: ``"truncated"`` (cut off at ``max_new_tokens``), ``"no_answer"``
-    (it ended without an answer the verifier can read; empty ones too) or ``"wrong"`` (an answer, not the
-    reference). A correct sample is correct even if it was cut off after its answer.
-
-    Example:
-        >>> from hf_saerl.rollouts import MathVerifier
-        >>> [failure_kind(Completion(t, 5, cut), False, MathVerifier()) for t, cut in
-        ...  [("The answer is 5", False), ("Let me think", False), ("So 2 + 3 is", True)]]
-        ['wrong', 'no_answer', 'truncated']
-    """
-    if correct:
-        return "correct"
-    if completion.truncated:
-        return "truncated"
-    return "wrong" if verifier.has_answer(completion.text) else "no_answer"
 
 
 class RolloutLabeller(Fingerprinted):
@@ -260,26 +227,7 @@ class RolloutLabeller(Fingerprinted):
     @property
     def features(self) -> Any:
         """The ``datasets.Features`` of the columns this transform adds."""
-        from datasets import Features, List, Value
-
-        c = self.columns
-        features = Features(
-            {
-                c.pass_rate: Value("float32"),
-                c.pass_rate_mean: Value("float32"),
-                c.pass_rate_sd: Value("float32"),
-                c.n_samples: Value("int32"),
-                c.n_correct: Value("int32"),
-                c.n_wrong: Value("int32"),
-                c.n_no_answer: Value("int32"),
-                c.n_truncated: Value("int32"),
-                c.n_empty: Value("int32"),
-            }
-        )
-        if self.keep_completions:
-            features[c.completions] = List(Value("string"))
-            features[c.rewards] = List(Value("float32"))
-        return features
+        return label_features(self.columns, keep_completions=self.keep_completions)
 
     def output_features(self, input_features: Any, remove_columns: Sequence[str] = ()) -> Any:
         """``input_features`` (minus ``remove_columns``) plus :attr:`features`, for ``map(features=...)``."""
@@ -333,89 +281,10 @@ class RolloutLabeller(Fingerprinted):
             out = dataset.map(self, **kwargs)
         finally:
             self._close_bar()
-        self.summary_ = self._summarise(out)
+        self.summary_ = summarise_labels(
+            out, self.columns, self.sampling.max_new_tokens, tokens=self._tokens, seconds=self._seconds, log=logger
+        )
         return out
-
-    def _summarise(self, out: Any) -> dict[str, Any]:
-        """The run's totals from the written columns (so they hold under ``num_proc`` and on a cache hit); warns
-        where the labels say little."""
-        import numpy as np
-
-        c = self.columns
-        summary: dict[str, Any] = {"rows": len(out)}
-        if not len(out):
-            return summary
-        cols = out.with_format(
-            "numpy",
-            columns=[
-                c.n_samples,
-                c.n_correct,
-                c.n_wrong,
-                c.n_no_answer,
-                c.n_truncated,
-                c.n_empty,
-                c.pass_rate,
-                c.pass_rate_mean,
-            ],
-        )[:]
-        total = int(np.sum(cols[c.n_samples]))
-        summary.update(
-            {
-                "samples": total,
-                "correct": int(np.sum(cols[c.n_correct])),
-                "wrong": int(np.sum(cols[c.n_wrong])),
-                "no_answer": int(np.sum(cols[c.n_no_answer])),
-                "truncated": int(np.sum(cols[c.n_truncated])),
-                "empty": int(np.sum(cols[c.n_empty])),
-                "mean_pass_rate": float(np.mean(cols[c.pass_rate])),
-                "rows_never_solved": int(np.sum(cols[c.n_correct] == 0)),
-                "rows_in_band_0.1_0.9": int(np.sum((cols[c.pass_rate_mean] >= 0.1) & (cols[c.pass_rate_mean] <= 0.9))),
-                "generated_tokens": self._tokens if self._seconds else None,
-                "tokens_per_s": round(self._tokens / self._seconds, 1) if self._seconds and self._tokens else None,
-            }
-        )
-        logger.info(
-            "RolloutLabeller: %d rows, %d samples: %d correct, %d wrong, %d without an answer, %d cut off at "
-            "max_new_tokens (%d empty); mean pass rate %.3f%s.",
-            len(out),
-            total,
-            summary["correct"],
-            summary["wrong"],
-            summary["no_answer"],
-            summary["truncated"],
-            summary["empty"],
-            summary["mean_pass_rate"],
-            f", {summary['tokens_per_s']} tokens/s" if summary["tokens_per_s"] else "",
-        )
-        if summary["empty"]:
-            logger.warning(
-                "RolloutLabeller: %d of %d completions were empty (scored 0; see column %r). Raise "
-                "max_new_tokens or check the chat template and instruction.",
-                summary["empty"],
-                total,
-                c.n_empty,
-            )
-        if summary["truncated"] > _WARN_SHARE * total:
-            logger.warning(
-                "RolloutLabeller: %d of %d completions (%.0f%%) were cut off at max_new_tokens=%d, so the "
-                "labels mostly measure whether an answer fits, not difficulty. Raise max_new_tokens, or "
-                "use an instruction that asks for a short answer.",
-                summary["truncated"],
-                total,
-                100 * summary["truncated"] / total,
-                self.sampling.max_new_tokens,
-            )
-        if summary["rows_never_solved"] > _WARN_SHARE * len(out):
-            logger.warning(
-                "RolloutLabeller: %d of %d prompts (%.0f%%) were never solved (label 0): a difficulty "
-                "proxy cannot rank what the labels do not separate. Pick easier task configurations "
-                "(a pilot: hf_saerl.rollouts.calibration), sample more where 0 of k (max_samples=), or "
-                "give answers room (max_new_tokens=).",
-                summary["rows_never_solved"],
-                len(out),
-                100 * summary["rows_never_solved"] / len(out),
-            )
-        return summary
 
     # ------------------------------------------------------------------ progress
     def _open_bar(self, total: int | None) -> None:
@@ -554,7 +423,14 @@ class RolloutLabeller(Fingerprinted):
                 self._budget_left = max(0, self._budget_left - spent)
             round_index += 1
             todo = self._next_round(todo, samples, rewards, seeds)
-        return self._columns(samples, rewards)
+        return label_columns(
+            samples,
+            rewards,
+            self.verifier,
+            self.columns,
+            prior=self.sampling.prior,
+            keep_completions=self.keep_completions,
+        )
 
     def _next_round(
         self, todo: list[int], samples: list[list[Completion]], rewards: list[list[float | None]], seeds: list[int]
@@ -704,45 +580,6 @@ class RolloutLabeller(Fingerprinted):
             except Exception:  # noqa: BLE001 - finding which row a user's verifier fails on; its error is re-raised
                 return row
         return None
-
-    def _columns(self, samples: list[list[Completion]], rewards: list[list[float | None]]) -> dict[str, list]:
-        c, verifier, prior = self.columns, self.verifier, self.sampling.prior
-        names = (
-            c.pass_rate,
-            c.pass_rate_mean,
-            c.pass_rate_sd,
-            c.n_samples,
-            c.n_correct,
-            c.n_wrong,
-            c.n_no_answer,
-            c.n_truncated,
-            c.n_empty,
-        )
-        out: dict[str, list] = {name: [] for name in names}
-        for row, scores in zip(samples, rewards, strict=True):
-            kinds = [failure_kind(s, verifier.is_correct(r), verifier) for s, r in zip(row, scores, strict=True)]
-            k, correct = len(row), kinds.count("correct")
-            mean, sd = beta_posterior(correct, k, prior)
-            for name, value in zip(
-                names,
-                (
-                    correct / k,
-                    mean,
-                    sd,
-                    k,
-                    correct,
-                    kinds.count("wrong"),
-                    kinds.count("no_answer"),
-                    kinds.count("truncated"),
-                    sum(not s.text.strip() for s in row),
-                ),
-                strict=True,
-            ):
-                out[name].append(value)
-        if self.keep_completions:
-            out[c.completions] = [[s.text for s in row] for row in samples]
-            out[c.rewards] = [[math.nan if r is None else r for r in row] for row in rewards]
-        return out
 
 
 #: flat keyword arguments of earlier versions -> where each lives now

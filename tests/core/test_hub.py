@@ -59,3 +59,40 @@ def test_upload_folder_hands_huggingface_hub_lists_or_single_strings(monkeypatch
     upload = calls["upload"]
     assert upload["allow_patterns"] == ["*.json", "*.md"] and upload["ignore_patterns"] == "*.tmp"
     assert upload["delete_patterns"] is None and upload["folder_path"] == str(tmp_path)
+
+
+class _Saved(hf_saerl.core.hub.HubLoadMixin):
+    """A loadable class that records what HubLoadMixin hands its ``_load_pretrained``."""
+
+    @classmethod
+    def _load_pretrained(cls, model_id, hub, **kwargs):
+        return model_id, hub, kwargs
+
+
+class _Unchecked(_Saved):
+    _check_pretrained_source = False
+
+
+def test_hub_load_mixin_hands_the_hub_options_and_the_rest_to_load_pretrained(tmp_path):
+    model_id, hub, kwargs = _Saved.from_pretrained(tmp_path, revision="v2", token="t", colour="red")
+    assert model_id == str(tmp_path) and kwargs == {"colour": "red"}
+    assert hub == {
+        "revision": "v2",
+        "cache_dir": None,
+        "force_download": False,
+        "local_files_only": False,
+        "token": "t",
+    }
+    # ModelHubMixin's entry point gives the same, and a subfolder is the class's own keyword
+    model_id, hub, kwargs = _Saved._from_pretrained(model_id="owner/name", local_files_only=True, subfolder="q")
+    assert (model_id, hub["local_files_only"], kwargs) == ("owner/name", True, {"subfolder": "q"})
+
+
+def test_hub_load_mixin_checks_the_source_unless_the_class_does(tmp_path):
+    file = tmp_path / "config.json"
+    file.write_text("{}")
+    with pytest.raises(FileNotFoundError, match="is a file; pass the folder written by save_pretrained"):
+        _Saved.from_pretrained(file)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        _Saved.from_pretrained(tmp_path / "missing")
+    assert _Unchecked.from_pretrained(file)[0] == str(file)  # left to the class's _load_pretrained

@@ -1,5 +1,5 @@
 """Issue 13, "nothing silent", for the curriculum: one test per bad input or fault (moved from
-tests/reliability/test_curriculum.py; the trainer and verl cases are in tests/integrations/test_curriculum_refusals.py).
+tests/reliability/test_curriculum.py; the trainer, verl and trl cases are in tests/integrations/test_curriculum_trainers.py).
 
 Each case asserts the error class and that the message names the problem (the argument, the value or the row);
 where data is involved, also that nothing was yielded from a bad buffer.

@@ -6,7 +6,8 @@ from datasets import Dataset
 from hf_saerl import sparse_matrix
 from hf_saerl.encoding.batching import plan_microbatches
 from hf_saerl.encoding.pooling import pool_tokens
-from hf_saerl.encoding.sparse import topk_rows
+from hf_saerl.encoding.sparse import check_integer_ids, check_paired_rows, csr_from_flat, topk_rows
+from hf_saerl.errors import InvalidParameterError, NonFiniteError, ParameterTypeError, WidthMismatchError
 
 
 def test_sparse_matrix_from_dataset_and_batch_agree():
@@ -76,3 +77,33 @@ def test_plan_microbatches_respects_budget():
         assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 48
     flat = [lengths[i] for b in batches for i in b]
     assert flat == sorted(flat, reverse=True)
+
+
+def test_csr_from_flat_matches_a_dense_build_by_hand():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(0, 6, size=9)
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    ids = rng.integers(0, 7, size=indptr[-1])  # repeats within a row: summed
+    vals = rng.normal(size=indptr[-1]).astype(np.float32)
+    dense = np.zeros((9, 7), np.float32)
+    for row in range(9):
+        for k in range(indptr[row], indptr[row + 1]):
+            dense[row, ids[k]] += vals[k]
+    X = csr_from_flat(ids.copy(), vals, indptr, d_sae=7)
+    assert X.shape == (9, 7) and X.dtype == np.float32 and X.has_sorted_indices
+    np.testing.assert_allclose(X.toarray(), dense, rtol=1e-6)
+    assert all(len(set(X.indices[X.indptr[r] : X.indptr[r + 1]])) == X.indptr[r + 1] - X.indptr[r] for r in range(9))
+
+
+def test_csr_from_flat_and_the_column_checks_refuse_bad_input_naming_the_column():
+    one = np.array([0, 1])
+    with pytest.raises(WidthMismatchError, match=r"Column 'ids' holds latent ids in \[4, 4\], outside \[0, d_sae=4\)"):
+        csr_from_flat(np.array([4]), np.array([1.0]), one, 4, "ids", "vals")
+    with pytest.raises(NonFiniteError, match="Column 'vals'"):
+        csr_from_flat(np.array([0]), np.array([np.nan]), one, 4, "ids", "vals")
+    with pytest.raises(InvalidParameterError, match="Columns 'ids' and 'vals' have rows of different lengths"):
+        check_paired_rows(np.array([1, 2]), np.array([1, 1]), "ids", "vals")
+    check_paired_rows(np.array([1, 2]), np.array([1, 2]), "ids", "vals")
+    with pytest.raises(ParameterTypeError, match="Column 'ids' holds latent ids of type float32, not integers"):
+        check_integer_ids(np.dtype("float32"), "ids")
+    check_integer_ids(np.dtype("int32"), "ids")
