@@ -835,7 +835,7 @@ def paired_bootstrap_ci(
     Example:
         >>> d = np.array([[1, 0, 0, 1], [0, 1, 0, 0]])
         >>> lo, hi = paired_bootstrap_ci(d, "problems", n_boot=500)
-        >>> lo <= d.mean() <= hi
+        >>> bool(lo <= d.mean() <= hi)
         True
     """
     diffs = np.asarray(diffs, dtype=np.float64)
@@ -1089,7 +1089,7 @@ def machine() -> dict[str, Any]:
     import transformers
     import trl
 
-    info = {
+    info: dict[str, Any] = {
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
