@@ -1,4 +1,4 @@
-"""SAERL curriculum vs vanilla TRL GRPO (issue 14): five arms, same model, data, rewards and steps, over seeds.
+"""SAERL curriculum vs vanilla TRL GRPO (issues 14, 24): seven arms, same model, data, rewards and steps, over seeds.
 
 Arms (only the order and selection of prompts differ; every other setting is shared):
 
@@ -8,20 +8,31 @@ Arms (only the order and selection of prompts differ; every other setting is sha
 3. ``saerl_nomix``: the same with ``mix_ratio=0``;
 4. ``saerl_fullmix``: a random shuffle of the filtered pool (TRL's shuffle on the quality-filtered rows);
 5. ``oracle``: the SAERL curriculum ordered by the policy's *true* pass rates (the labeller's, on the whole
-   filtered pool) instead of the proxy's.
+   filtered pool) instead of the proxy's;
+6. ``selector``: the online learnability selector (``SelectionGRPOTrainer``) over the filtered pool, its prior the
+   SAE difficulty proxy (``LearnabilitySelector.from_probe``), clusters capped as the selector's default;
+7. ``history``: the same selector and clusters with no prior (``Beta(1, 1)``: the policy's own rollouts only).
 
 The pool mixes easy reasoning-gym families where SmolLM2-135M has graded success, plus a share of corrupted
 prompts (word-shuffled questions) for the quality probe to remove. Held-out problems from the same families
-(other seeds, never trained on) are scored by the same verifier as the training reward: greedy accuracy and the
-mean accuracy of a few samples, every ``eval_every`` steps. Outputs under ``--out``: ``runs/<arm>_seed<k>.json``
-(one per run; runs already there with the same settings are kept, so seeds can be added later), ``results.json``
-(every number), ``results.md`` (the table) and ``accuracy.png`` (held-out accuracy vs step, mean +- sd bands).
+(other seeds, never trained on, deduplicated) are scored by the same verifier as the training reward, greedily,
+every ``eval_every`` steps (and the mean of ``eval_samples`` samples where that is > 0).
+
+Every run is one folder, ``OUT/runs/<arm>_seed<k>/``: ``eval.jsonl`` (one row per held-out problem and evaluated
+step: ``step, problem_id, family, correct, n_tokens``), ``steps.jsonl`` (one row per GRPO step: TRL's
+``frac_reward_zero_std``, the reward's mean and sd, completions, generated tokens, groups and gradient-carrying
+groups in the step and so far, and the selector's ``selection/*`` metrics in its arms) and ``run.json`` (written
+last: a folder without it is unfinished and runs again). A finished run with the same settings is skipped, so
+seeds and arms can be sharded across invocations into one ``--out``. Each invocation then analyses every finished
+run there: ``analysis.json``, ``results.md`` and ``accuracy_vs_completions.png`` (:func:`analyse`; ``--analyse-only``
+trains nothing), and writes ``meta_<time>.json`` (settings, machine, what it ran).
 
 Usage::
 
     python recipes/saerl_vs_grpo.py --preset ci  --out /tmp/svg_ci                 # 2 GRPO steps per arm, tiny model
+    python recipes/saerl_vs_grpo.py --preset pilot --arms pilot --seeds 0,1 --out svg_pilot   # issue 24's pilot
+    python recipes/saerl_vs_grpo.py --preset pilot --analyse-only --out svg_pilot
     python recipes/saerl_vs_grpo.py --preset cpu --arms all --seeds 0 1 2 --out saerl_vs_grpo_cpu
-    python recipes/saerl_vs_grpo.py --preset gpu --seeds 0 1 2 --out saerl_vs_grpo_gpu   # an H200, ~8 min
 
 Example (the presets; the CI smoke is tests/recipes/test_saerl_vs_grpo.py):
     >>> sorted(PRESETS), ARMS[0], ARMS[-1]
@@ -131,25 +142,28 @@ PRESETS: dict[str, dict[str, Any]] = {
         sae_total_tokens=60_000,
         learning_rate=1e-5,
     ),
-    # The decisive run's pilot (issue 24; docs/saerl_vs_grpo.md): 40 steps x 4 prompts = one epoch of the ~160-row
-    # filtered pool, greedy-only evaluation of ~300 held-out problems (75 per family before deduplication) at
-    # steps 0, 20 and 40, every problem's correctness saved. Same lr as `cpu` (chosen before any run).
+    # The decisive run's pilot (issue 24; docs/saerl_vs_grpo.md): issue 21's calibrated pool (six task configs,
+    # 27 prompts each: 162 + 24 noisy) with the calibration's instruction and 32-token answers, 40 steps x 4 prompts
+    # = one epoch of the ~162-row filtered pool, greedy-only evaluation of 300 held-out problems (70 per config
+    # before deduplication) at steps 0, 20 and 40, every problem's correctness saved. lr as `cpu` (chosen before
+    # any run).
     "pilot": dict(
         _SHARED,
         model="embedded",
         sae="train",
-        pool_per_family=40,
-        heldout_per_family=75,
-        quality_per_family=20,
+        families="calibrated",
+        pool_per_family=27,
+        heldout_per_family=70,
+        quality_per_family=15,
         num_generations=4,
         prompts_per_step=4,
         max_steps=40,
-        max_completion_length=12,
+        max_completion_length=32,
         eval_every=20,
         eval_samples=0,
         label_n=4,
         label_budget=48,
-        n_clusters=4,
+        n_clusters=6,
         gen_batch_size=64,
         sae_d_sae=1536,
         sae_k=32,
@@ -186,14 +200,42 @@ def _family(name: str) -> tuple[str, dict[str, Any]]:
     return ("chain_sum" if name.startswith("chain_sum") else name), FAMILIES[name]
 
 
-def make_problems(per_family: int, seed: int) -> list[dict[str, Any]]:
-    """``per_family`` reasoning-gym problems of each family in :data:`FAMILIES`, as rows (question, answer,
-    metadata JSON, family)."""
+def pool_families(cfg: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The pool's task configs, ``name -> (reasoning-gym family, config)``: the recipe's :data:`FAMILIES`, or with
+    ``families="calibrated"`` the configs where issue 21's calibration found SmolLM2-135M graded
+    (``hf_saerl.demo.presets.POOL_TASKS``; docs/results/calibration/README.md).
+
+    Example:
+        >>> list(pool_families({}))[0], len(pool_families({"families": "calibrated"})) > 0
+        ('chain_sum', True)
+    """
+    if cfg.get("families", "recipe") == "calibrated":
+        from hf_saerl.demo.presets import POOL_TASKS
+
+        return {name: (family, dict(config)) for name, family, config in POOL_TASKS}
+    return {name: _family(name) for name in FAMILIES}
+
+
+def instruction(cfg: dict[str, Any]) -> str:
+    """The answer-format instruction after each question: :data:`INSTRUCTION`, or the calibration's with
+    ``families="calibrated"`` (the pass rates it measured are for that wording)."""
+    if cfg.get("families", "recipe") == "calibrated":
+        from hf_saerl.demo.presets import ROLLOUT_INSTRUCTION
+
+        return ROLLOUT_INSTRUCTION
+    return INSTRUCTION
+
+
+def make_problems(
+    per_family: int, seed: int, families: dict[str, tuple[str, dict[str, Any]]] | None = None
+) -> list[dict[str, Any]]:
+    """``per_family`` reasoning-gym problems of each task config in ``families`` (default: :data:`FAMILIES`), as
+    rows (question, answer, metadata JSON, family)."""
     from hf_saerl.rollouts import reasoning_gym_dataset
 
+    families = families if families is not None else pool_families({})
     rows = []
-    for i, name in enumerate(FAMILIES):
-        rg_name, config = _family(name)
+    for i, (name, (rg_name, config)) in enumerate(families.items()):
         ds = reasoning_gym_dataset(rg_name, size=per_family, seed=seed * 100 + i, **config)
         for r in ds:
             rows.append({"question": r["prompt"], "answer": r["answer"], "metadata": r["metadata"], "family": name})
@@ -210,7 +252,7 @@ def corrupt(question: str, rng: random.Random) -> str:
     return " ".join(words)
 
 
-def as_rows(problems: list[dict[str, Any]], noise: list[bool] | None = None) -> Any:
+def as_rows(problems: list[dict[str, Any]], noise: list[bool] | None = None, instruction: str = INSTRUCTION) -> Any:
     """A ``Dataset`` with a TRL conversational ``prompt`` (question + the answer-format instruction)."""
     from datasets import Dataset
 
@@ -218,7 +260,7 @@ def as_rows(problems: list[dict[str, Any]], noise: list[bool] | None = None) -> 
     return Dataset.from_dict(
         {
             "question": [p["question"] for p in problems],
-            "prompt": [[{"role": "user", "content": f"{p['question']}\n\n{INSTRUCTION}"}] for p in problems],
+            "prompt": [[{"role": "user", "content": f"{p['question']}\n\n{instruction}"}] for p in problems],
             "answer": [p["answer"] for p in problems],
             "metadata": [p["metadata"] for p in problems],
             "family": [p["family"] for p in problems],
@@ -231,14 +273,17 @@ def build_pool(cfg: dict[str, Any]) -> tuple[Any, Any, Any]:
     """``(pool, heldout, quality_set)``: the training pool (with ``noise_fraction`` corrupted prompts), held-out
     problems (other reasoning-gym seeds, never trained on) and a separate labelled set for the quality probe."""
     rng = random.Random(0)
-    clean = make_problems(cfg["pool_per_family"], seed=1)
+    families, text = pool_families(cfg), instruction(cfg)
+    clean = make_problems(cfg["pool_per_family"], seed=1, families=families)
     n_noise = round(cfg["noise_fraction"] * len(clean))
     noisy = [dict(p, question=corrupt(p["question"], rng)) for p in rng.sample(clean, n_noise)]
-    pool = as_rows(clean + noisy, [False] * len(clean) + [True] * len(noisy))
-    heldout = as_rows(make_problems(cfg["heldout_per_family"], seed=2))
-    good = make_problems(cfg["quality_per_family"], seed=3)
+    pool = as_rows(clean + noisy, [False] * len(clean) + [True] * len(noisy), text)
+    heldout = as_rows(make_problems(cfg["heldout_per_family"], seed=2, families=families), instruction=text)
+    good = make_problems(cfg["quality_per_family"], seed=3, families=families)
     bad = [dict(p, question=corrupt(p["question"], rng)) for p in good]
-    quality = as_rows(good + bad, [False] * len(good) + [True] * len(bad)).map(lambda r: {"is_good": not r["is_noise"]})
+    quality = as_rows(good + bad, [False] * len(good) + [True] * len(bad), text).map(
+        lambda r: {"is_good": not r["is_noise"]}
+    )
     seen = set(list(pool["question"]))
     heldout = heldout.filter(lambda r: r["question"] not in seen)  # never trained on, even by coincidence
     first: dict[str, int] = {}  # deduplicated: each question once (its first occurrence), so problems pair 1:1
@@ -410,7 +455,7 @@ def prepare(cfg: dict[str, Any], model: Any, tokenizer: Any, sae_folder: str | N
         "pool_rows": len(pool),
         "pool_noise_rows": int(sum(list(pool["is_noise"]))),
         "heldout_rows": len(heldout),
-        "heldout_by_family": {f: list(heldout["family"]).count(f) for f in FAMILIES},
+        "heldout_by_family": {f: list(heldout["family"]).count(f) for f in pool_families(cfg)},
         "filtered_rows": len(filtered),
         "filtered_noise_rows_kept": noise_kept,
         "filtered_clean_rows_dropped": int(len(pool) - sum(list(pool["is_noise"])) - (len(filtered) - noise_kept)),
@@ -422,7 +467,7 @@ def prepare(cfg: dict[str, Any], model: Any, tokenizer: Any, sae_folder: str | N
         "mean_true_pass_rate": float(true_pass.mean()),
         "true_pass_rate_by_family": {
             f: float(np.mean([p for p, g in zip(true_pass, list(filtered["family"]), strict=True) if g == f]))
-            for f in FAMILIES
+            for f in pool_families(cfg)
             if f in list(filtered["family"])
         },
         "proxy_fitted": proxy_cv is not None or bool(np.ptp(budget_pass) > 0),
@@ -436,6 +481,7 @@ def prepare(cfg: dict[str, Any], model: Any, tokenizer: Any, sae_folder: str | N
 #: The settings that decide :func:`prepare`'s output (the GRPO and evaluation settings do not).
 PREP_KEYS = (
     "model",
+    "families",
     "sae",
     "pool_per_family",
     "heldout_per_family",
@@ -469,7 +515,9 @@ def prepare_cached(cfg: dict[str, Any], model: Any, tokenizer: Any, sae_folder: 
     from hf_saerl.core.fingerprint import stable_hash
     from hf_saerl.rollouts import ReasoningGymVerifier
 
-    key = stable_hash([{k: cfg.get(k) for k in PREP_KEYS}, sae_folder, FAMILIES, INSTRUCTION, PREP_VERSION])[:12]
+    key = stable_hash(
+        [{k: cfg.get(k) for k in PREP_KEYS}, sae_folder, pool_families(cfg), instruction(cfg), PREP_VERSION]
+    )[:12]
     where = folder / key
     if (where / "stats.json").is_file():
         stats = json.loads((where / "stats.json").read_text())
@@ -859,13 +907,14 @@ def _ms(values: list[float]) -> dict[str, Any]:
     }
 
 
-def _curve(run: dict[str, Any]) -> list[tuple[int, int, float]]:
-    """``(step, completions generated so far, held-out accuracy)`` at each evaluated step."""
-    done = {r["step"]: r["completions_total"] for r in run["steps"]}
+def _curve(run: dict[str, Any]) -> list[tuple[int, int, float, int]]:
+    """``(step, completions generated so far, held-out accuracy, tokens generated so far)`` at each evaluated step."""
+    done = {r["step"]: (r["completions_total"], r["generated_tokens_total"]) for r in run["steps"]}
     out = []
     for step in sorted({r["step"] for r in run["problems"]}):
         rows = [r["correct"] for r in run["problems"] if r["step"] == step]
-        out.append((step, 0 if step == 0 else int(done.get(step, 0)), float(np.mean(rows))))
+        completions, tokens = (0, 0) if step == 0 else done.get(step, (0, 0))
+        out.append((step, int(completions), float(np.mean(rows)), int(tokens)))
     return out
 
 
@@ -913,6 +962,7 @@ def analyse(
                 "step": st,
                 "completions": float(np.mean([c[1] for curve in curves for c in curve if c[0] == st])),
                 "accuracy": float(np.mean([c[2] for curve in curves for c in curve if c[0] == st])),
+                "generated_tokens": float(np.mean([c[3] for curve in curves for c in curve if c[0] == st])),
             }
             for st in steps
         ]
@@ -926,7 +976,9 @@ def analyse(
         target = arms[baseline]["final_accuracy"]["mean"]
         for arm, a in arms.items():
             hit = [c for c in a["mean_curve"] if c["accuracy"] >= target]
-            a["to_baseline_final"] = {"step": hit[0]["step"], "completions": hit[0]["completions"]} if hit else None
+            a["to_baseline_final"] = (
+                {k: hit[0][k] for k in ("step", "completions", "generated_tokens")} if hit else None
+            )
             if arm == baseline:
                 continue
             seeds = [s for s in a["seeds"] if (baseline, s) in by]
@@ -1007,14 +1059,22 @@ def results_markdown(result: dict[str, Any]) -> str:
         "(seed, problem) pairs, b = arm right and baseline wrong, c = the reverse; paired t over seeds):",
         "",
         "| arm | seeds | final accuracy % (mean ± sd) | Δ vs baseline | CI problems | CI seeds | CI both | McNemar "
-        "b / c, p | paired t p | carrying / 1k (mean) | Δ carrying / 1k | completions to baseline's final |",
+        "b / c, p | paired t p | carrying / 1k (mean) | Δ carrying / 1k | completions (tokens) to baseline's final |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for arm, a in result["arms"].items():
         fa, p = a["final_accuracy"], a.get("paired")
         sd = "" if fa["sd"] is None else f" ± {fa['sd'] * 100:.1f}"
         reach = a.get("to_baseline_final", "n/a")
-        reach = "n/a" if reach == "n/a" else ("not reached" if reach is None else f"{reach['completions']:.0f}")
+        reach = (
+            "n/a"
+            if reach == "n/a"
+            else (
+                "not reached"
+                if reach is None
+                else f"{reach['completions']:.0f} ({reach['generated_tokens']:.0f}) at step {reach['step']}"
+            )
+        )
         carry = a["carrying_per_1000"]["mean"]
         if p is None:
             cells = ["—"] * 6 if arm == base else ["n/a (no paired seed)"] + ["n/a"] * 5
@@ -1137,6 +1197,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--analyse-only", action="store_true", help="train nothing: analyse the finished runs of these settings"
     )
+    parser.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="prepare the data and the step-0 evaluation, train nothing (then start lanes that reuse them)",
+    )
     parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples of the analysis")
     args = parser.parse_args(argv)
     arms = _split(args.arms)
@@ -1198,6 +1263,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         prepared = prepare_cached(cfg, base_model, tokenizer, args.sae, Path(args.prep_cache or out / "prepared"))
         prep_s, prep_stats = time.perf_counter() - t0, prepared["stats"]
         logger.info("prepared in %.0f s: %s", prep_s, json.dumps(prepared["stats"], default=str))
+    if args.prepare_only:
+        base_model, tokenizer = load_policy(cfg)
+        prepared = prepare_cached(cfg, base_model, tokenizer, args.sae, Path(args.prep_cache or out / "prepared"))
+        if cfg.get("evaluate", True):
+            base_eval(base_model, tokenizer, prepared, cfg, out)
+        logger.info("prepared: %s", json.dumps(prepared["stats"], default=str))
+        return {"meta": {"prepare": prepared["stats"], "config_key": key}}
     for arm, seed in todo:
         logger.info("=== %s, seed %d ===", arm, seed)
         record = run_arm(arm, seed, cfg, base_model, tokenizer, prepared, out)

@@ -72,6 +72,10 @@ def test_ci_smoke_every_arm_writes_its_files_and_resumes(recipe, tmp_path):
     assert again["meta"]["arms_run_now"] == [["history", 0]]
     assert (tmp_path / "runs" / "vanilla_seed0" / "run.json").read_text() == before
     assert len(again["runs"]) == len(recipe.ARMS)
+    # --prepare-only reuses the cached preparation and trains nothing
+    prep = recipe.main(["--preset", "ci", "--prepare-only", "--out", str(tmp_path)])
+    assert "reloaded_from" in prep["meta"]["prepare"]
+    assert (tmp_path / "runs" / "vanilla_seed0" / "run.json").read_text() == before
 
 
 def test_selector_arm_uses_the_sae_proxy_and_history_does_not(recipe, tmp_path):
@@ -100,6 +104,18 @@ def test_selector_arm_uses_the_sae_proxy_and_history_does_not(recipe, tmp_path):
     assert hist.prior_mean([0, 4]).tolist() == [0.5, 0.5]  # Beta(1, 1)
     assert sel.config.seed == hist.config.seed == 3
     assert np.array_equal(sel.cluster_ids, hist.cluster_ids)
+
+
+def test_pilot_heldout_is_300_distinct_problems(recipe):
+    cfg = recipe.PRESETS["pilot"]
+    pool, heldout, _ = recipe.build_pool(cfg)
+    questions = list(heldout["question"])
+    assert len(questions) == len(set(questions)) == 300
+    assert not set(questions) & set(pool["question"])  # never trained on
+    assert len(set(heldout["problem_id"])) == 300
+    assert sorted(set(heldout["family"])) == sorted(recipe.pool_families(cfg))
+    assert len(pool) == 6 * cfg["pool_per_family"] + round(cfg["noise_fraction"] * 6 * cfg["pool_per_family"])
+    assert all(p[0]["content"].endswith("Answer with only the final answer.") for p in heldout["prompt"])
 
 
 def test_seeds_and_arms_take_commas(recipe):
@@ -172,8 +188,12 @@ def test_analysis_by_hand(recipe, tmp_path):
     assert result["arms"]["selector"]["carrying_per_1000"]["mean"] == pytest.approx(187.5)
     assert p["carrying_per_1000_diff"] == pytest.approx(125.0)
     # seed-mean curves: selector 0.5 at step 2 (after 32 completions) >= vanilla's final mean 0.35
-    assert result["arms"]["selector"]["to_baseline_final"] == {"step": 2, "completions": 32.0}
-    assert result["arms"]["vanilla"]["to_baseline_final"] == {"step": 4, "completions": 64.0}
+    assert result["arms"]["selector"]["to_baseline_final"] == {
+        "step": 2,
+        "completions": 32.0,
+        "generated_tokens": 160.0,
+    }
+    assert result["arms"]["vanilla"]["to_baseline_final"] == {"step": 4, "completions": 64.0, "generated_tokens": 320.0}
     # CIs: a problem resample never leaves [min, max] of the per-problem mean differences, and contains the mean
     lo, hi = p["ci95_problems"]
     assert lo <= 0.15 <= hi and lo >= -0.5 and hi <= 1.0
