@@ -650,6 +650,7 @@ def _pool_difficulty(
     return {
         "pool": pool_aug,
         "probe": probe,
+        "proxy": proxy,
         "clusterer": clusterer,
         "report": report,
         "oof": oof,
@@ -703,10 +704,10 @@ def _write_plots(
     plots.plot_pass_rate_fit(
         pool_stage["train_pass_rate"],
         pool_stage["oof"],
-        pool_stage["probe"].metrics_.get("spearman"),
+        pool_stage["proxy"].metrics_.get("spearman"),
         out / paths["pass_rate_fit"],
         held_out=(pool_stage["hold_actual"], pool_stage["hold_pred"]),
-        title="SmolLM2's own pass rates",
+        title=f"SmolLM2's own pass rates, {pool_stage['proxy'].feature_set} features",
     )
     plots.plot_difficulty_histogram(pool_aug["difficulty"], out / paths["difficulty_histogram"])
     plots.plot_schedule(info, out / paths["curriculum"])
