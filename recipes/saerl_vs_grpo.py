@@ -144,16 +144,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     # The decisive run's pilot (issue 24; docs/saerl_vs_grpo.md): issue 21's calibrated pool (six task configs,
     # 27 prompts each: 162 + 24 noisy) with the calibration's instruction and 32-token answers, 40 steps x 4 prompts
-    # = one epoch of the ~162-row filtered pool, greedy-only evaluation of 300 held-out problems (70 per config
-    # before deduplication) at steps 0, 20 and 40, every problem's correctness saved. lr as `cpu` (chosen before
-    # any run).
+    # = one epoch of the ~162-row filtered pool, greedy-only evaluation of 300 distinct held-out problems (100
+    # drawn per config, pool questions and duplicates removed, then taken round-robin over the configs:
+    # balanced_take) at steps 0, 20 and 40, every problem's correctness saved. lr as `cpu` (chosen before any run).
     "pilot": dict(
         _SHARED,
         model="embedded",
         sae="train",
         families="calibrated",
         pool_per_family=27,
-        heldout_per_family=70,
+        heldout_per_family=100,
+        heldout_size=300,
         quality_per_family=15,
         num_generations=4,
         prompts_per_step=4,
@@ -289,9 +290,38 @@ def build_pool(cfg: dict[str, Any]) -> tuple[Any, Any, Any]:
     first: dict[str, int] = {}  # deduplicated: each question once (its first occurrence), so problems pair 1:1
     for i, q in enumerate(heldout["question"]):
         first.setdefault(q, i)
-    heldout = heldout.select(sorted(first.values()))
+    keep = sorted(first.values())
+    if cfg.get("heldout_size"):
+        keep = balanced_take(keep, list(heldout["family"]), cfg["heldout_size"])
+    heldout = heldout.select(keep)
     heldout = heldout.add_column("problem_id", [problem_id(q) for q in heldout["question"]])
     return pool, heldout, quality
+
+
+def balanced_take(rows: list[int], families: list[str], size: int) -> list[int]:
+    """``size`` of ``rows`` (indices into ``families``), taken round-robin over the families in their order of first
+    appearance, each family's rows in order, so small problem spaces (1-digit sums have at most 100 distinct
+    questions) give what they have and the others fill the rest. Returned sorted.
+
+    Example:
+        >>> balanced_take([0, 1, 2, 3, 4], ["a", "a", "a", "b", "b"], 4)
+        [0, 1, 3, 4]
+    """
+    by_family: dict[str, list[int]] = {}
+    for row in rows:
+        by_family.setdefault(families[row], []).append(row)
+    if sum(map(len, by_family.values())) < size:
+        raise ValueError(
+            f"Only {sum(map(len, by_family.values()))} distinct held-out problems are left after removing pool "
+            f"questions and duplicates; heldout_size asks for {size}. Raise heldout_per_family, or lower heldout_size."
+        )
+    queues = [list(reversed(v)) for v in by_family.values()]
+    taken: list[int] = []
+    while len(taken) < size:
+        for queue in queues:
+            if queue and len(taken) < size:
+                taken.append(queue.pop())
+    return sorted(taken)
 
 
 def problem_id(question: str) -> str:

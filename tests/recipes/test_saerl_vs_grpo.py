@@ -118,6 +118,16 @@ def test_pilot_heldout_is_300_distinct_problems(recipe):
     assert all(p[0]["content"].endswith("Answer with only the final answer.") for p in heldout["prompt"])
 
 
+def test_balanced_take_round_robin_over_families(recipe):
+    families = ["a"] * 5 + ["b"] * 2 + ["c"] * 5
+    rows = list(range(12))
+    # round-robin a, b, c, a, b, c, a, (b empty) c, a: a takes 4, b its 2, c 3
+    assert recipe.balanced_take(rows, families, 9) == [0, 1, 2, 3, 5, 6, 7, 8, 9]
+    assert recipe.balanced_take(rows[::2], families, 3) == [0, 6, 8]  # only the rows given, in their order
+    with pytest.raises(ValueError, match="Raise heldout_per_family"):
+        recipe.balanced_take(rows, families, 13)
+
+
 def test_seeds_and_arms_take_commas(recipe):
     args = recipe.parse_args(["--seeds", "0,1", "3", "--arms", "pilot"])
     assert args.seeds == [0, 1, 3] and args.arms == list(recipe.PILOT_ARMS)
