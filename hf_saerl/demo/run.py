@@ -707,7 +707,7 @@ def _write_plots(
         pool_stage["proxy"].metrics_.get("spearman"),
         out / paths["pass_rate_fit"],
         held_out=(pool_stage["hold_actual"], pool_stage["hold_pred"]),
-        title=f"SmolLM2's own pass rates, {pool_stage['proxy'].feature_set} features",
+        title=f"SmolLM2's own pass rates\n({pool_stage['proxy'].feature_set} features)",
     )
     plots.plot_difficulty_histogram(pool_aug["difficulty"], out / paths["difficulty_histogram"])
     plots.plot_schedule(info, out / paths["curriculum"])

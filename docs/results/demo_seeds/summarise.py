@@ -41,8 +41,19 @@ ROWS = [
     ("curriculum Spearman(batch, difficulty)", ("curriculum", "spearman_batch_vs_difficulty")),
     ("quality AUROC: SAE", ("metrics", "quality", "auroc")),
     ("quality AUROC: raw", ("metrics", "quality", "baseline", "auroc")),
+    ("CHAMP topic accuracy: SAE", ("metrics", "topic", "accuracy")),
+    ("CHAMP topic accuracy: raw", ("metrics", "topic", "baseline", "accuracy")),
+    ("CHAMP cluster NMI vs category: SAE", ("metrics", "clusters", "nmi")),
+    ("CHAMP cluster NMI vs category: raw", ("metrics", "clusters", "baseline", "nmi")),
+    ("CHAMP difficulty Spearman (other models' pass rates): SAE", ("metrics", "difficulty_champ", "spearman")),
+    (
+        "CHAMP difficulty Spearman (other models' pass rates): raw",
+        ("metrics", "difficulty_champ", "baseline", "spearman"),
+    ),
     ("SAE explained variance", ("sae", "explained_variance")),
+    ("SAE dead latents (share)", ("sae", "dead_fraction")),
     ("label generation tokens/s", ("pool", "cost", "generation_tokens_per_second")),
+    ("proxy vs labels: times cheaper", ("pool", "cost", "label_to_proxy_ratio")),
     ("stage seconds: SAE (collect + train)", ("timings_seconds", "SAE")),
     ("stage seconds: rollout labels", ("timings_seconds", "rollout labels")),
     ("stage seconds: total", ("timings_seconds", "total")),
@@ -152,6 +163,8 @@ def main(runs: list[Path]) -> None:
         }
     seeds = {name: r["config"]["seed"] for name, r in reports.items()}
     out = {"runs": [str(r) for r in runs], "seeds": seeds, "load": {r.name: _load(r) for r in runs}, "table": table}
+    proxies = {n: _get(r, ("pool", "proxy", "feature_set")) for n, r in reports.items()}
+    out["proxy_feature_set"] = proxies
     (HERE / "summary.json").write_text(json.dumps(out, indent=2))
 
     def fmt(v):
@@ -166,6 +179,7 @@ def main(runs: list[Path]) -> None:
         cells = " | ".join(fmt(row["per_run"][n]) for n in names)
         spread = "—" if row["mean"] is None else f"{fmt(row['mean'])} ± {fmt(row['sd'])}"
         lines.append(f"| {name} | {cells} | {spread} |")
+    lines.append("| the curriculum's proxy reads | " + " | ".join(str(proxies[n]) for n in names) + " | |")
     lines.append("| load average (start / end) | " + " | ".join(out["load"][n] for n in names) + " | |")
     (HERE / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
