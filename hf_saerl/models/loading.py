@@ -276,8 +276,12 @@ def load_model(
         check_weights_finite(model, f"the model {type(model).__name__}")
         return model.eval(), tokenizer
     given = str(model)
-    model, gguf_file = resolve_model_spec(model, gguf_file, revision)
     device = torch.device(device) if device is not None else default_device()
+    if given == EMBEDDED and tokenizer is None and gguf_file is None and revision is None:
+        from .embedded import load_smollm2
+
+        return load_smollm2(dtype=resolve_dtype(dtype, device), device=device)  # the cached converted copy
+    model, gguf_file = resolve_model_spec(model, gguf_file, revision)
     kwargs: dict[str, Any] = {"revision": revision}
     if gguf_file:
         kwargs["gguf_file"] = gguf_file

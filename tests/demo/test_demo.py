@@ -234,6 +234,8 @@ def test_cli_demo_ci_on_smollm2(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_SAERL_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "demo"
     assert main(["demo", "--ci", "-o", str(out)]) == 0
+    # the dequantised model was kept as safetensors for the next load (hf_saerl.models.embedded.load_converted)
+    assert list((tmp_path / "cache" / "models").glob("SmolLM2-135M-Instruct-float32-*/model.safetensors"))
     printed = capsys.readouterr().out
     assert "batch 0:" in printed and "quality AUROC" in printed
     report = json.loads((out / "report.json").read_text())
