@@ -47,7 +47,7 @@ def main() -> None:
     import torch
     from datasets import concatenate_datasets
 
-    from hf_saerl.rollouts import ReasoningGymVerifier, RolloutLabeller
+    from hf_saerl.rollouts import ReasoningGymVerifier, RolloutLabeller, SamplingConfig
     from hf_saerl.rollouts.backends import derive_seed
     from hf_saerl.rollouts.calibration import PILOT_CONFIGS
     from hf_saerl.rollouts.tasks import reasoning_gym_dataset
@@ -64,12 +64,14 @@ def main() -> None:
     labeller = RolloutLabeller(
         "embedded",
         ReasoningGymVerifier(),
-        n=args.k,
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
+        sampling=SamplingConfig(
+            n=args.k,
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            seed=args.seed,
+            batch_size=48,
+        ),
         instruction=args.instruction,
-        seed=args.seed,
-        batch_size=48,
         keep_completions=True,
         progress=False,
         device="cpu",
