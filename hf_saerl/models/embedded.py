@@ -118,10 +118,11 @@ def load_smollm2(
     spec = default_model_spec()
 
     def from_gguf() -> tuple[Any, Any]:
-        _require_gguf()
+        if spec["gguf_file"]:
+            _require_gguf()
         return load_model(spec["model"], gguf_file=spec["gguf_file"], device="cpu", dtype=dtype)
 
-    if not cache:
+    if not cache or not spec["gguf_file"]:  # nothing to convert when the embedded default is a safetensors folder
         model, tokenizer = from_gguf()
         return model.to(device), tokenizer
     from ..core.cache import cache_root
