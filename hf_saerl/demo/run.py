@@ -528,9 +528,8 @@ def _pool_difficulty(
             from_cache = False
 
     with timer.stage("difficulty probe"):
-        label_cols = ["pass_rate", "pass_rate_mean", "n_samples", "n_correct", "n_wrong", "n_no_answer", "n_truncated"]
         lab_enc = pool_enc.select(chosen)
-        for col in label_cols:
+        for col in ("pass_rate", "n_samples"):
             lab_enc = lab_enc.add_column(col, list(labels[col]))
         train, hold = lab_enc.select(train_pos), lab_enc.select(hold_pos)
         probe = DifficultyProbe(encoder.d_sae, label="pass_rate", n_alphas=20, cv=config.cv, random_state=config.seed)
@@ -749,8 +748,8 @@ def render_report_markdown(report: dict[str, Any]) -> str:
         f"{sae['d_sae']} (d_in {sae['d_in']}). The RL pool is {pool['n_pool']} reasoning-gym prompts "
         f"({len(pool['per_task'])} tasks); {pool['n_labelled']} of them (stratified over {m['pool_clusters'].get('n_clusters')} "
         f"SAE clusters) were labelled with SmolLM2's own pass rate over {cost['samples_per_prompt']} samples "
-        f"(up to {cost.get('max_samples_per_prompt') or cost['samples_per_prompt']} where the first were unanimous) "
-        f"(T={report['config']['rollout_temperature']}, at most {report['config']['rollout_max_new_tokens']} new tokens): "
+        f"(up to {cost.get('max_samples_per_prompt') or cost['samples_per_prompt']} where the first were unanimous; "
+        f"T={report['config']['rollout_temperature']}, at most {report['config']['rollout_max_new_tokens']} new tokens): "
         f"{pool['n_train']} to fit the difficulty proxy, {pool['n_holdout']} held out. CHAMP "
         f"({report['data']['n_problems']} problems, {report['data']['n_negatives']} quality negatives) trains the "
         "quality and topic probes and the CHAMP clusters. Every metric is cross-validated unless it says held out.",
