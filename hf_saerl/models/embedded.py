@@ -104,7 +104,7 @@ def load_smollm2(
 
     The GGUF weights are dequantised to ``dtype``. Use float32 on CPU. For any other dtype, transformers warns
     that the weights "stay quantized". Without the ``kernels`` package they are dequantised all the same, to
-    270 MB in bfloat16. The first load takes about 20 s on CPU; with ``cache=True`` (default) the dequantised model
+    270 MB in bfloat16. The first load takes 20-40 s on CPU; with ``cache=True`` (default) the dequantised model
     and its tokenizer are saved as safetensors under ``$HF_SAERL_CACHE/models/`` (keyed by the GGUF file's content
     and ``dtype``), and later loads read them (the same weights, in a few seconds).
 
@@ -143,7 +143,8 @@ def load_converted(
     """The model and tokenizer saved in ``folder`` (safetensors), or ``convert()``'s, saved there for next time.
 
     The save goes to a temporary folder renamed into place, so an interrupted save leaves nothing half-written; a
-    save that fails (a full disk, a read-only cache) is logged and the converted model is returned all the same.
+    save that fails (a full disk, a read-only cache) is logged and the converted model is returned all the same. A
+    saved copy that cannot be read (damaged on disk) is logged, removed and converted again.
 
     Example:
         >>> import tempfile
@@ -154,11 +155,17 @@ def load_converted(
         >>> all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
         True
     """
+    from safetensors import SafetensorError
+
     from .loading import load_model
 
     folder = Path(folder)
     if (folder / "config.json").is_file():
-        return load_model(str(folder), device="cpu", dtype=dtype)
+        try:
+            return load_model(str(folder), device="cpu", dtype=dtype)
+        except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # a damaged copy: convert again
+            logger.warning("The converted copy in %s could not be read (%s); converting the model again.", folder, err)
+            shutil.rmtree(folder, ignore_errors=True)
     model, tokenizer = convert()
     partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
     try:

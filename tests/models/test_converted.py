@@ -57,3 +57,16 @@ def test_load_model_embedded_goes_through_the_cached_copy(monkeypatch):
     seen.clear()
     loading.load_model("embedded", device="cpu", dtype="bfloat16")
     assert seen["dtype"] == torch.bfloat16
+
+
+def test_a_damaged_copy_is_converted_again(tmp_path, caplog):
+    folder = tmp_path / "tiny"
+    load_converted(folder, lambda: (tiny_llama(n_layers=2, hidden_size=32), tiny_tokenizer()))
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated on disk
+    fresh = tiny_llama(n_layers=2, hidden_size=32)
+    with caplog.at_level(logging.WARNING):
+        got, _ = load_converted(folder, lambda: (fresh, tiny_tokenizer()))
+    assert got is fresh and "could not be read" in caplog.text
+    again, _ = load_converted(folder, lambda: 1 / 0)  # the fresh conversion was saved in its place
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), again.state_dict().values(), strict=True))
