@@ -386,16 +386,13 @@ def run_demo(
     report["pool"] = jsonable(pool_report)
 
     with timer.stage("curriculum"):
-        from ..curriculum import build_schedule, describe_schedule
+        from ..curriculum import CurriculumDataset
 
-        schedule = build_schedule(
-            pool_aug["cluster_id"],
-            pool_aug["difficulty"],
-            batch_size=config.batch_size,
-            mix_ratio=config.mix_ratio,
-            seed=config.seed,
+        # The seam a trainer uses: iterate `curriculum` (or hand it to a DataLoader) for the batches in this order.
+        curriculum = CurriculumDataset(
+            pool_aug, config.batch_size, mix_ratio=config.mix_ratio, seed=config.seed, yield_batches=True
         )
-        info = describe_schedule(schedule, pool_aug["cluster_id"], pool_aug["difficulty"])
+        schedule, info = curriculum.schedule(), curriculum.describe()
         pool_aug.save_to_disk(str(out / "pool"))
         pool_aug.to_parquet(str(out / "pool_saerl.parquet"))
     q = np.asarray(augmented["quality"])
