@@ -624,7 +624,7 @@ def _pool_difficulty(
         },
         "mean_pass_rate_labelled": _mean(lab_pr.tolist()),
         "fraction_labelled_never_solved": float(np.mean(lab_pr == 0)) if len(lab_pr) else None,
-        "labels": _label_summary(labels),
+        "labels": _label_summary(labeller.summary_, labels["n_samples"]),
         "holdout": {
             "n": len(hold_pos),
             "spearman": _spearman(hold_actual.tolist(), hold_pred.tolist()),
@@ -658,18 +658,21 @@ def _pool_difficulty(
     }
 
 
-def _label_summary(labels: Any) -> dict[str, Any]:
-    """What the rollout labels measured: the share of prompts whose pass-rate posterior mean lies in the learnable
-    band [0.1, 0.9], the samples spent, and why the failed samples failed (a wrong answer, no extractable answer,
-    or cut off at ``max_new_tokens``: a label that mostly measures truncation is not a difficulty label)."""
-    post = np.asarray(labels["pass_rate_mean"], dtype=np.float64)
-    n = np.asarray(labels["n_samples"], dtype=np.int64)
-    failures = {kind: int(np.sum(labels[f"n_{kind}"])) for kind in ("wrong", "no_answer", "truncated")}
+def _label_summary(summary: dict[str, Any], n_samples: Any) -> dict[str, Any]:
+    """What the rollout labels measured, from the labeller's own run totals (``RolloutLabeller.summary_``, also
+    computed on a cache hit) and the per-prompt sample counts: the share of prompts whose pass-rate posterior mean
+    lies in the learnable band [0.1, 0.9], the samples spent, and why the failed samples failed (a wrong answer,
+    no extractable answer, or cut off at ``max_new_tokens``: a label that mostly measures truncation is not a
+    difficulty label)."""
+    n = np.asarray(n_samples, dtype=np.int64)
+    if not len(n):
+        return {"fraction_in_band_0.1_0.9": None, "samples": 0, "samples_per_prompt": None}
+    failures = {kind: summary[kind] for kind in ("wrong", "no_answer", "truncated")}
     n_failed = sum(failures.values())
     return {
-        "fraction_in_band_0.1_0.9": float(np.mean((post >= 0.1) & (post <= 0.9))) if len(post) else None,
-        "samples": int(n.sum()),
-        "samples_per_prompt": {"min": int(n.min()), "mean": float(n.mean()), "max": int(n.max())} if len(n) else None,
+        "fraction_in_band_0.1_0.9": summary["rows_in_band_0.1_0.9"] / summary["rows"],
+        "samples": summary["samples"],
+        "samples_per_prompt": {"min": int(n.min()), "mean": float(n.mean()), "max": int(n.max())},
         "failed_samples": failures,
         "failed_share": {k: (v / n_failed if n_failed else None) for k, v in failures.items()},
     }
