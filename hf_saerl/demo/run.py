@@ -13,10 +13,12 @@
    budget with **SmolLM2's own pass rates** (:class:`~hf_saerl.rollouts.RolloutLabeller` with
    :class:`~hf_saerl.rollouts.ReasoningGymVerifier`, cached by the datasets fingerprint), fit the
    :class:`~hf_saerl.DifficultyProbe` on most of the labels (against raw activations and length), check it on a
-   held-out labelled slice, apply it to the unlabelled rest, and time the labels against the proxy;
+   held-out labelled slice, apply it with the quality probe and the clusters to the whole pool as one
+   :class:`~hf_saerl.pipeline.SAERLPipeline`, and time the labels against the proxy;
 5. build the curriculum over the pool;
-6. write the augmented datasets (``pool/``, ``pool_saerl.parquet``, ``dataset/``, ``champ_saerl.parquet``),
-   ``report.json``, ``report.md`` and PNG plots.
+6. write the augmented datasets (``pool/``, ``pool_saerl.parquet``, ``dataset/``, ``champ_saerl.parquet``), the
+   fitted :class:`~hf_saerl.pipeline.SAERLPipeline` (``pipeline/``: encoder spec, SAE, quality probe, difficulty
+   proxy, clusters), ``report.json``, ``report.md`` and PNG plots.
 
 Example:
     >>> from hf_saerl.demo import run_demo
@@ -263,9 +265,10 @@ def run_demo(
             from ..models.embedded import EMBEDDED_MODEL, load_smollm2
 
             model, tokenizer = load_smollm2()
-            model_name = EMBEDDED_MODEL
+            model_name = model_id = EMBEDDED_MODEL
         else:
             model_name = getattr(model.config, "_name_or_path", None) or type(model).__name__
+            model_id = None  # a model given in memory: the saved pipeline could not say where it loads from
     n_layers = model.config.num_hidden_layers
     from ..encoding.sae_training import middle_hook
 
@@ -378,12 +381,21 @@ def run_demo(
         augmented.to_parquet(str(out / "champ_saerl.parquet"))
 
     # ------------------------------------------------------------------ the RL pool: the policy's own difficulty
-    pool_stage = _pool_difficulty(pool, encoder, model, tokenizer, quality, config, timer, rollout_backend, progress)
+    pool_stage = _pool_difficulty(
+        pool, encoder, model, tokenizer, quality, config, timer, rollout_backend, progress, model_id
+    )
     pool_aug, pool_report = pool_stage["pool"], pool_stage["report"]
     metrics["difficulty"] = {**pool_stage["probe"].metrics_, **pool_stage["probe_compared"]}
     metrics["pool_clusters"] = {**pool_stage["clusterer"].metrics_, **pool_stage["clusterer_compared"]}
     report["metrics"] = jsonable(metrics)
     report["pool"] = jsonable(pool_report)
+    with timer.stage("save pipeline"):
+        # The bundle (SAE, probes, centroids: safetensors + JSON) that `hf-saerl augment --pipeline` applies to new
+        # prompts; it records the model by name, so only the embedded default (or a model loaded by id) can be saved.
+        report["pipeline"] = None
+        if model_id is not None:
+            pool_stage["pipeline"].save_pretrained(out / "pipeline")
+            report["pipeline"] = str(out / "pipeline")
 
     with timer.stage("curriculum"):
         from ..curriculum import CurriculumDataset
@@ -450,16 +462,20 @@ def _pool_difficulty(
     timer: _Timer,
     rollout_backend: Any,
     progress: bool,
+    model_id: str | None,
 ) -> dict[str, Any]:
     """SAERL's difficulty stage on the reasoning-gym pool: encode, cluster in SAE space, label a stratified budget
     with the policy's own rollouts (cached), fit the proxy on most of it, check it on a held-out labelled slice,
-    apply it (and the CHAMP quality probe) to the whole pool, and measure what the labels cost vs the proxy."""
+    apply it, the CHAMP quality probe and the clusters to the whole pool as one
+    :class:`~hf_saerl.pipeline.SAERLPipeline` (``model_id`` records where its model loads from; None for a model
+    given in memory), and measure what the labels cost vs the proxy."""
     from datasets import Value
 
     from ..core.cache import cache_root
     from ..core.serialization import read_json, write_json
     from ..estimators.clustering import SAEClusterer
     from ..estimators.probes import DifficultyProbe
+    from ..pipeline import SAERLPipeline
     from ..rollouts import ReasoningGymVerifier, RolloutLabeller, SamplingConfig, select_for_labelling
     from .presets import ROLLOUT_INSTRUCTION
 
@@ -568,8 +584,9 @@ def _pool_difficulty(
         start = time.perf_counter()
         proxy(encoder(pool.select(chosen)[:]))
         proxy_seconds = time.perf_counter() - start
-        pool_aug = pool_enc.map(proxy, batched=True, desc="DifficultyProbe (pool)")
-        pool_aug = pool_aug.map(quality, batched=True, desc="QualityProbe (pool)")
+        # The fitted parts as one SAERLPipeline, the object a user saves, pushes and applies to new prompts.
+        pipeline = SAERLPipeline(encoder, quality=quality, difficulty=proxy, clusterer=clusterer, model_id=model_id)
+        pool_aug = pipeline(_on_disk(pool), batch_size=64)
         split = np.full(len(pool_aug), "unlabelled", dtype=object)
         split[np.asarray(chosen)[train_pos]] = "train"
         split[np.asarray(chosen)[hold_pos]] = "holdout"
@@ -645,6 +662,7 @@ def _pool_difficulty(
     }
     return {
         "pool": pool_aug,
+        "pipeline": pipeline,
         "probe": probe,
         "proxy": proxy,
         "clusterer": clusterer,

@@ -195,6 +195,8 @@ def test_demo_on_tiny_model_reports_what_its_outputs_say(tmp_path, monkeypatch):
     assert report["sae"] == {"d_in": 32, "d_sae": 128, "source": "given"}
     assert report["model"]["hook_name"] == "blocks.1.hook_resid_post"
     assert report["pool"]["cost"]["labels_from_cache"] is False
+    # a model given in memory cannot be recorded, so no pipeline bundle is written
+    assert report["pipeline"] is None and not (tmp_path / "pipeline").exists()
     _check_outputs(tmp_path, report, config)
 
     # one generate call per prompt and round: 24 first rounds, and a round of rollout_n more per unanimous round
@@ -258,3 +260,14 @@ def test_cli_demo_ci_on_smollm2(tmp_path, monkeypatch, capsys):
     assert 0 < pool["mean_pass_rate_labelled"] < 1
     assert pool["cost"]["generated_tokens"] <= config.label_budget * config.rollout_n * config.rollout_max_new_tokens
     assert "difficulty Spearman on SmolLM2's own pass rates" in printed
+    # the saved pipeline, loaded back from its folder, gives new prompts the pool's own columns: one bundle holds
+    # the encoder spec, the SAE, the quality probe, the proxy and the clusters
+    from hf_saerl.pipeline import SAERLPipeline
+
+    assert report["pipeline"] == str(out / "pipeline")
+    loaded = SAERLPipeline.from_pretrained(out / "pipeline")
+    pool_ds = load_from_disk(str(out / "pool"))
+    rows = pool_ds.select(range(6))
+    again = loaded(rows.select_columns(["prompt"]).rename_column("prompt", "text"), batch_size=8)
+    for col in ("quality", "difficulty", "pass_rate_pred", "cluster_id"):
+        np.testing.assert_allclose(np.asarray(again[col], np.float64), np.asarray(rows[col], np.float64), atol=1e-5)
