@@ -1,4 +1,4 @@
-"""Data regions for the audit: given ids or labels, or pairs clustered on their **symmetric** activity (chosen + rejected).
+"""Data regions for the audit: given ids or labels, or pairs clustered on their symmetric activity (chosen + rejected).
 
 Clustering on the sum of both responses' features (never their difference) keeps the regions blind to
 which response was preferred, so testing disparities inside them does not presuppose the answer.
