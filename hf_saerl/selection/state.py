@@ -1,4 +1,4 @@
-"""A selector's saved state: the arrays and JSON meta of ``state_dict``, their checks on load, the safetensors file.
+"""A selector's saved state: the arrays and JSON meta of ``state_dict``, their checks on load, the safetensors file."""
 
 from __future__ import annotations
 
