@@ -309,15 +309,7 @@ class PreferenceAudit(
                 f"lengths {[len(side) for side in texts]}. Pass the texts of the pooled pairs, "
                 "in the same order, or texts=None."
             )
-        region_ids, region_names = _audit_regions(
-            regions,
-            region_labels,
-            chosen_freq,
-            rejected_freq,
-            n_regions=self.n_regions,
-            auto_range=self.auto_range,
-            random_state=self.random_state,
-        )
+        region_ids, region_names = _audit_regions(self, regions, region_labels, chosen_freq, rejected_freq)
         stats = _concept_table(self, concepts, disparity, region_ids, region_names, prompt_max)
 
         self.chosen_max_, self.chosen_freq_ = chosen_max, chosen_freq

@@ -88,21 +88,20 @@ def _region_ids(regions: Any, n: int) -> np.ndarray:
 
 
 def _audit_regions(
+    audit: Any,
     regions: Any,
     region_labels: Sequence[Any] | None,
     chosen_freq: sp.csr_matrix,
     rejected_freq: sp.csr_matrix,
-    *,
-    n_regions: int | str,
-    auto_range: tuple[int, int],
-    random_state: int | None,
 ) -> tuple[np.ndarray, list[str]]:
     """An audit's ``(region id per pair, region names)``: the given ``regions`` ids, else the given
-    ``region_labels``, else the pairs clustered by :func:`pair_regions` on their firing frequencies.
+    ``region_labels``, else the pairs clustered by :func:`pair_regions` on their firing frequencies (with the
+    ``audit``'s ``n_regions``, ``auto_range`` and ``random_state``).
 
     Example:
+        >>> from hf_saerl.audit import PreferenceAudit
         >>> X = sp.csr_matrix(np.ones((3, 2)))
-        >>> _audit_regions([0, 2, 2], None, X, X, n_regions="auto", auto_range=(2, 8), random_state=0)
+        >>> _audit_regions(PreferenceAudit(), [0, 2, 2], None, X, X)
         (array([0, 2, 2]), ['region 0', 'region 1', 'region 2'])
     """
     n = chosen_freq.shape[0]
@@ -113,7 +112,11 @@ def _audit_regions(
         region_ids, region_names = labels_to_regions(region_labels)
     else:
         region_ids, region_names = pair_regions(
-            chosen_freq, rejected_freq, n_regions=n_regions, auto_range=auto_range, random_state=random_state
+            chosen_freq,
+            rejected_freq,
+            n_regions=audit.n_regions,
+            auto_range=audit.auto_range,
+            random_state=audit.random_state,
         )
     if region_ids.shape != (n,):
         raise InvalidParameterError(f"regions must give one id per pair ({n}); got shape {region_ids.shape}.")

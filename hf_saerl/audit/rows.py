@@ -55,11 +55,8 @@ def _digests_of_pairs(pairs: Any, columns: Sequence[str], features: Any) -> np.n
     if names is not None:
         missing = [c for c in columns if c not in names]
         if missing:
-            raise MissingColumnError(
-                f"pairs lacks the column(s) {missing}; it has {sorted(names)}. Pass the "
-                "dataset the features were pooled from, or a (prompts, chosen, "
-                "rejected) tuple."
-            )
+            fix = "Pass the dataset the features were pooled from, or a (prompts, chosen, rejected) tuple."
+            raise MissingColumnError(f"pairs lacks the column(s) {missing}; it has {sorted(names)}. {fix}")
         pairs = tuple(list(pairs[c]) for c in columns)
     if not isinstance(pairs, (tuple, list)) or len(pairs) != 3:
         raise InvalidParameterError(
