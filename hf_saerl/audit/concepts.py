@@ -145,3 +145,38 @@ class LatentConcepts(BaseEstimator):
         B.data = (B.data != 0).astype(np.float64)
         sizes = np.array([len(g) for g in self.concepts_], dtype=np.float64)
         return sp.csr_matrix(sp.csr_matrix(B.multiply(F)) @ self.membership_ @ sp.diags(1.0 / np.maximum(sizes, 1)))
+
+
+def _concept_disparity(
+    chosen_fires: sp.csr_matrix,
+    rejected_fires: sp.csr_matrix,
+    min_support: int,
+    similarity: float,
+    max_grouped_latents: int,
+) -> tuple[LatentConcepts, sp.csr_matrix]:
+    """:class:`LatentConcepts` fitted on both sides' firing, and the per-pair disparity of each concept (share of its
+    latents firing on chosen minus on rejected, CSR ``(n, n_concepts)``); refused when nothing fires at all or no
+    latent has the support.
+
+    Example:
+        >>> c = sp.csr_matrix(np.array([[1.0, 1.0], [1.0, 0.0]]))
+        >>> r = sp.csr_matrix(np.array([[0.0, 1.0], [1.0, 0.0]]))
+        >>> concepts, disparity = _concept_disparity(c, r, min_support=1, similarity=0.9, max_grouped_latents=8)
+        >>> disparity.toarray().tolist()
+        [[1.0, 0.0], [0.0, 0.0]]
+    """
+    n = chosen_fires.shape[0]
+    empty = np.flatnonzero((chosen_fires.getnnz(axis=1) == 0) & (rejected_fires.getnnz(axis=1) == 0))
+    if len(empty) == n:
+        raise InvalidParameterError(
+            "No latent fires on any response: lower activation_threshold / "
+            "frequency_threshold, or check the encoder (hook, SAE) produces activations."
+        )
+    concepts = LatentConcepts(min_support, similarity, max_grouped_latents).fit(
+        sp.vstack([chosen_fires, rejected_fires])
+    )
+    if concepts.n_concepts_ == 0:
+        raise InvalidParameterError(
+            f"No latent fires on at least min_support={min_support} responses; lower min_support or audit more pairs."
+        )
+    return concepts, sp.csr_matrix(concepts.shares(chosen_fires) - concepts.shares(rejected_fires))

@@ -25,7 +25,6 @@ import scipy.sparse as sp
 from huggingface_hub import ModelHubMixin
 from sklearn.base import BaseEstimator
 
-from .._version import __version__
 from ..core.columns import column_names
 from ..core.hub import HubLoadMixin
 from ..core.validation import check_choice, check_fitted, check_integer, check_real
@@ -33,14 +32,12 @@ from ..errors import (
     InvalidParameterError,
     MissingColumnError,
     NonFiniteError,
-    ParameterTypeError,
-    RowMismatchError,
     WidthMismatchError,
 )
-from .concepts import LatentConcepts, firing
-from .regions import labels_to_regions, pair_regions
-from .rows import pair_digests
-from .saving import AUDIT_CARD, load_audit, save_audit
+from .concepts import LatentConcepts, _concept_disparity, firing
+from .regions import _audit_regions
+from .rows import _digests_of_pairs, pair_digests
+from .saving import AUDIT_CARD, _card_values, load_audit, save_audit
 from .spans import SpanFeatures, encode_prompts, encode_response_spans
 from .statistics import GLOBAL_REGION, concept_statistics
 
@@ -64,31 +61,6 @@ def _check_matrix(name: str, X: Any, n: int | None, d: int | None) -> sp.csr_mat
             f"{name} has width {X.shape[1]}, expected d_sae={d}. Pool every side with the same SAE."
         )
     return X
-
-
-def _region_ids(regions: Any, n: int) -> np.ndarray:
-    """Given region ids as ``int64``: whole, finite, non-negative numbers, one per pair."""
-    ids = np.asarray(regions)
-    fix = "Pass one non-negative integer id per pair, or region_labels= for labels of any kind."
-    if ids.shape != (n,):
-        raise InvalidParameterError(f"regions must give one id per pair ({n}); got shape {ids.shape}. {fix}")
-    if ids.dtype == bool or not np.issubdtype(ids.dtype, np.number):
-        raise ParameterTypeError(f"regions must be integer ids, got dtype {ids.dtype}. {fix}")
-    if not np.issubdtype(ids.dtype, np.integer):
-        bad = np.flatnonzero(~np.isfinite(ids))
-        if bad.size:
-            raise NonFiniteError(f"regions holds {bad.size} NaN or infinite id(s) (first at pair {int(bad[0])}). {fix}")
-        bad = np.flatnonzero(ids != np.round(ids))
-        if bad.size:
-            raise InvalidParameterError(
-                f"regions must be integer ids, got {ids[bad[0]].item()!r} at pair {int(bad[0])}. {fix}"
-            )
-    ids = ids.astype(np.int64)
-    if n and ids.min() < 0:
-        raise InvalidParameterError(
-            f"regions must be non-negative, got {ids.min()} at pair {int(np.argmin(ids))}. {fix}"
-        )
-    return ids
 
 
 def _concept_table(
@@ -287,29 +259,7 @@ class PreferenceAudit(
         digests = None
         if pairs is not None:
             columns = (self.prompt_column, self.chosen_column, self.rejected_column)
-            names = column_names(pairs)
-            if names is not None:
-                missing = [c for c in columns if c not in names]
-                if missing:
-                    raise MissingColumnError(
-                        f"pairs lacks the column(s) {missing}; it has {sorted(names)}. Pass the "
-                        "dataset the features were pooled from, or a (prompts, chosen, "
-                        "rejected) tuple."
-                    )
-                pairs = tuple(list(pairs[c]) for c in columns)
-            if not isinstance(pairs, (tuple, list)) or len(pairs) != 3:
-                raise InvalidParameterError(
-                    "pairs must be a dataset with the pair columns or a (prompts, chosen, "
-                    f"rejected) tuple; got {type(pairs).__name__}."
-                )
-            n = sp.csr_matrix(chosen_max).shape[0]
-            if any(len(side) != n for side in pairs):
-                raise RowMismatchError(
-                    f"pairs has {[len(side) for side in pairs]} prompts/chosen/rejected but the "
-                    f"features have {n} rows. Pass the pairs the features were pooled from, in "
-                    "the same order."
-                )
-            digests = pair_digests(*pairs)
+            digests = _digests_of_pairs(pairs, columns, chosen_max)
         return self._fit(
             chosen_max,
             chosen_freq,
@@ -350,42 +300,16 @@ class PreferenceAudit(
         prompt_max = None if prompt_max is None else _check_matrix("prompt_max", prompt_max, n, d)
         chosen_fires = firing(chosen_max, chosen_freq, self.activation_threshold, self.frequency_threshold)
         rejected_fires = firing(rejected_max, rejected_freq, self.activation_threshold, self.frequency_threshold)
-        empty = np.flatnonzero((chosen_fires.getnnz(axis=1) == 0) & (rejected_fires.getnnz(axis=1) == 0))
-        if len(empty) == n:
-            raise InvalidParameterError(
-                "No latent fires on any response: lower activation_threshold / "
-                "frequency_threshold, or check the encoder (hook, SAE) produces activations."
-            )
-        concepts = LatentConcepts(self.min_support, self.similarity, self.max_grouped_latents).fit(
-            sp.vstack([chosen_fires, rejected_fires])
+        concepts, disparity = _concept_disparity(
+            chosen_fires, rejected_fires, self.min_support, self.similarity, self.max_grouped_latents
         )
-        if concepts.n_concepts_ == 0:
-            raise InvalidParameterError(
-                f"No latent fires on at least min_support={self.min_support} responses; lower "
-                "min_support or audit more pairs."
-            )
-        disparity = sp.csr_matrix(concepts.shares(chosen_fires) - concepts.shares(rejected_fires))
         if texts is not None and (len(texts) != 2 or any(len(side) != n for side in texts)):
             raise InvalidParameterError(
                 f"texts must be (chosen, rejected) with one text per pair ({n}) each; got "
                 f"lengths {[len(side) for side in texts]}. Pass the texts of the pooled pairs, "
                 "in the same order, or texts=None."
             )
-        if regions is not None:
-            region_ids = _region_ids(regions, n)
-            region_names = [f"region {k}" for k in range(int(region_ids.max()) + 1)]
-        elif region_labels is not None:
-            region_ids, region_names = labels_to_regions(region_labels)
-        else:
-            region_ids, region_names = pair_regions(
-                chosen_freq,
-                rejected_freq,
-                n_regions=self.n_regions,
-                auto_range=self.auto_range,
-                random_state=self.random_state,
-            )
-        if region_ids.shape != (n,):
-            raise InvalidParameterError(f"regions must give one id per pair ({n}); got shape {region_ids.shape}.")
+        region_ids, region_names = _audit_regions(self, regions, region_labels, chosen_freq, rejected_freq)
         stats = _concept_table(self, concepts, disparity, region_ids, region_names, prompt_max)
 
         self.chosen_max_, self.chosen_freq_ = chosen_max, chosen_freq
@@ -513,15 +437,7 @@ class PreferenceAudit(
 
     def generate_model_card(self, *args: Any, **kwargs: Any):
         check_fitted(self, "generate_model_card")
-        values = {
-            "n_pairs": self.n_pairs_,
-            "d_sae": self.d_sae_,
-            "n_concepts": self.concepts_.n_concepts_,
-            "n_regions": len(self.region_names_),
-            "n_flagged": int(self.statistics_["flagged"].sum()),
-            "version": __version__,
-            **kwargs,
-        }
+        values = {**_card_values(self), **kwargs}
         return super().generate_model_card(*args, **values)
 
     @classmethod

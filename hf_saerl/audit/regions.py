@@ -1,4 +1,4 @@
-"""Data regions for the audit: pairs clustered on their **symmetric** activity (chosen + rejected).
+"""Data regions for the audit: given ids or labels, or pairs clustered on their symmetric activity (chosen + rejected).
 
 Clustering on the sum of both responses' features (never their difference) keeps the regions blind to
 which response was preferred, so testing disparities inside them does not presuppose the answer.
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import InvalidParameterError
+from ..errors import InvalidParameterError, NonFiniteError, ParameterTypeError
 
 __all__ = ["labels_to_regions", "pair_regions"]
 
@@ -60,3 +60,64 @@ def pair_regions(
     )
     ids = clusterer.fit(X).predict(X).astype(np.int64)
     return ids, [f"region {k}" for k in range(clusterer.n_clusters_)]
+
+
+def _region_ids(regions: Any, n: int) -> np.ndarray:
+    """Given region ids as ``int64``: whole, finite, non-negative numbers, one per pair."""
+    ids = np.asarray(regions)
+    fix = "Pass one non-negative integer id per pair, or region_labels= for labels of any kind."
+    if ids.shape != (n,):
+        raise InvalidParameterError(f"regions must give one id per pair ({n}); got shape {ids.shape}. {fix}")
+    if ids.dtype == bool or not np.issubdtype(ids.dtype, np.number):
+        raise ParameterTypeError(f"regions must be integer ids, got dtype {ids.dtype}. {fix}")
+    if not np.issubdtype(ids.dtype, np.integer):
+        bad = np.flatnonzero(~np.isfinite(ids))
+        if bad.size:
+            raise NonFiniteError(f"regions holds {bad.size} NaN or infinite id(s) (first at pair {int(bad[0])}). {fix}")
+        bad = np.flatnonzero(ids != np.round(ids))
+        if bad.size:
+            raise InvalidParameterError(
+                f"regions must be integer ids, got {ids[bad[0]].item()!r} at pair {int(bad[0])}. {fix}"
+            )
+    ids = ids.astype(np.int64)
+    if n and ids.min() < 0:
+        raise InvalidParameterError(
+            f"regions must be non-negative, got {ids.min()} at pair {int(np.argmin(ids))}. {fix}"
+        )
+    return ids
+
+
+def _audit_regions(
+    audit: Any,
+    regions: Any,
+    region_labels: Sequence[Any] | None,
+    chosen_freq: sp.csr_matrix,
+    rejected_freq: sp.csr_matrix,
+) -> tuple[np.ndarray, list[str]]:
+    """An audit's ``(region id per pair, region names)``: the given ``regions`` ids, else the given
+    ``region_labels``, else the pairs clustered by :func:`pair_regions` on their firing frequencies (with the
+    ``audit``'s ``n_regions``, ``auto_range`` and ``random_state``).
+
+    Example:
+        >>> from hf_saerl.audit import PreferenceAudit
+        >>> X = sp.csr_matrix(np.ones((3, 2)))
+        >>> _audit_regions(PreferenceAudit(), [0, 2, 2], None, X, X)
+        (array([0, 2, 2]), ['region 0', 'region 1', 'region 2'])
+    """
+    n = chosen_freq.shape[0]
+    if regions is not None:
+        region_ids = _region_ids(regions, n)
+        region_names = [f"region {k}" for k in range(int(region_ids.max()) + 1)]
+    elif region_labels is not None:
+        region_ids, region_names = labels_to_regions(region_labels)
+    else:
+        region_ids, region_names = pair_regions(
+            chosen_freq,
+            rejected_freq,
+            n_regions=audit.n_regions,
+            auto_range=audit.auto_range,
+            random_state=audit.random_state,
+        )
+    if region_ids.shape != (n,):
+        raise InvalidParameterError(f"regions must give one id per pair ({n}); got shape {region_ids.shape}.")
+    return region_ids, region_names

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..core.columns import column_names
 from ..core.validation import check_fitted
-from ..errors import RowMismatchError
+from ..errors import InvalidParameterError, MissingColumnError, RowMismatchError
 
 __all__ = ["check_rows", "pair_digests"]
 
@@ -39,6 +39,38 @@ def pair_digests(prompts: Sequence[Any], chosen: Sequence[Any], rejected: Sequen
         digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
         out[i] = int.from_bytes(digest, "little")
     return out
+
+
+def _digests_of_pairs(pairs: Any, columns: Sequence[str], features: Any) -> np.ndarray:
+    """:func:`pair_digests` of ``pairs`` (a dataset with the prompt / chosen / rejected ``columns``, or a
+    ``(prompts, chosen, rejected)`` tuple), refused unless it holds one pair per row of ``features``.
+
+    Example:
+        >>> _digests_of_pairs((["2+2?"], ["4"], ["5"]), ("prompt", "chosen", "rejected"), [[1.0, 0.0]]).shape
+        (1,)
+    """
+    import scipy.sparse as sp
+
+    names = column_names(pairs)
+    if names is not None:
+        missing = [c for c in columns if c not in names]
+        if missing:
+            fix = "Pass the dataset the features were pooled from, or a (prompts, chosen, rejected) tuple."
+            raise MissingColumnError(f"pairs lacks the column(s) {missing}; it has {sorted(names)}. {fix}")
+        pairs = tuple(list(pairs[c]) for c in columns)
+    if not isinstance(pairs, (tuple, list)) or len(pairs) != 3:
+        raise InvalidParameterError(
+            "pairs must be a dataset with the pair columns or a (prompts, chosen, "
+            f"rejected) tuple; got {type(pairs).__name__}."
+        )
+    n = sp.csr_matrix(features).shape[0]
+    if any(len(side) != n for side in pairs):
+        raise RowMismatchError(
+            f"pairs has {[len(side) for side in pairs]} prompts/chosen/rejected but the "
+            f"features have {n} rows. Pass the pairs the features were pooled from, in "
+            "the same order."
+        )
+    return pair_digests(*pairs)
 
 
 def check_rows(dataset: Any, audit: Any, method: str) -> None:

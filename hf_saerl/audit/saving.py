@@ -100,6 +100,18 @@ kept, counts = filter_pairs(pairs, audit, threshold=0.5)  # pairs: the audited d
 """
 
 
+def _card_values(audit: PreferenceAudit) -> dict[str, Any]:
+    """The summary numbers :data:`AUDIT_CARD` fills in for a fitted ``audit``."""
+    return {
+        "n_pairs": audit.n_pairs_,
+        "d_sae": audit.d_sae_,
+        "n_concepts": audit.concepts_.n_concepts_,
+        "n_regions": len(audit.region_names_),
+        "n_flagged": int(audit.statistics_["flagged"].sum()),
+        "version": __version__,
+    }
+
+
 def save_audit(audit: PreferenceAudit, directory: Path) -> None:
     """Write ``config.json``, ``audit.json``, ``audit.safetensors`` (and ``texts.json``) of a fitted ``audit``."""
     directory.mkdir(parents=True, exist_ok=True)

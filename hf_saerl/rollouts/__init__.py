@@ -10,6 +10,8 @@
 - :mod:`.labeller`: :class:`RolloutLabeller`, the ``Dataset.map`` transform that adds ``pass_rate``, its Beta
   posterior (``pass_rate_mean``, ``pass_rate_sd``), ``n_samples``, ``n_correct``, why samples failed
   (``n_wrong``, ``n_no_answer``, ``n_truncated``) and ``n_empty``;
+- :mod:`.rounds`, :mod:`.scoring`, :mod:`.progress`: the labeller's sampling rounds (generation, adaptive rounds
+  under the token budget), its verifier calls, and its run totals and progress bar;
 - :mod:`.budget`: the labelling budget, a seeded random or cluster-stratified subset;
 - :mod:`.tasks`: verifiable prompt pools from reasoning-gym as datasets;
 - :mod:`.calibration`: a pilot that measures pass rates per reasoning-gym task config and finds the graded ones.

@@ -12,17 +12,19 @@ completions and their rewards. These are the labels SAERL's difficulty proxy lea
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..core.fingerprint import Fingerprinted, stable_hash, transform_map_kwargs
 from ..core.validation import check_bool, is_missing
-from ..errors import HfSaerlError, InvalidParameterError, ParameterTypeError
+from ..errors import InvalidParameterError, ParameterTypeError
 from .backends import Completion, derive_seed, make_backend
 from .config import DEFAULT_INSTRUCTION, LabelColumns, SamplingConfig, as_label_columns, as_sampling_config
 from .labels import beta_posterior, failure_kind, label_columns, label_features, summarise_labels
-from .verifiers import VerificationError, as_verifier, callable_identity, completion_text
+from .progress import _RunMeter
+from .rounds import _generate_round, _next_round
+from .scoring import _score
+from .verifiers import as_verifier, callable_identity
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,6 @@ __all__ = [
 
 #: 2: adaptive rounds, the posterior and the failure kinds joined the output columns
 _FORMAT_VERSION = 2
-_TRL_RESERVED = ("prompt", "prompts", "completion", "completions", "completion_ids")
 
 
 class RolloutLabeller(Fingerprinted):
@@ -137,17 +138,12 @@ class RolloutLabeller(Fingerprinted):
 
     # ------------------------------------------------------------------ runtime (never pickled)
     def _clear_runtime(self) -> None:
-        self._bar: Any = None
-        self._tokens = 0
-        self._samples = 0
-        self._seconds = 0.0
-        self._step_tokens = 0
-        self._bar_start = 0.0
+        self._meter = _RunMeter()
         self._budget_left: int | None = None
         self._budget_set = False
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_bar": None, "_tokens": 0, "_samples": 0, "_seconds": 0.0}
+        return {**self.__dict__, "_meter": _RunMeter()}
 
     def _ensure_loaded(self, rank: int | None) -> None:
         load = getattr(self.backend, "load", None)
@@ -274,43 +270,22 @@ class RolloutLabeller(Fingerprinted):
         self._budget_set = True
         if not isinstance(dataset, Dataset):
             return dataset.map(self, **kwargs)
-        self._tokens, self._samples, self._seconds = 0, 0, 0.0
+        self._meter.reset_totals()
         if self.progress and not (map_kwargs.get("num_proc") or 1) > 1:
-            self._open_bar(len(dataset) * self.sampling.n)
+            self._meter.open(len(dataset) * self.sampling.n)
         try:
             out = dataset.map(self, **kwargs)
         finally:
-            self._close_bar()
+            self._meter.close()
         self.summary_ = summarise_labels(
-            out, self.columns, self.sampling.max_new_tokens, tokens=self._tokens, seconds=self._seconds, log=logger
+            out,
+            self.columns,
+            self.sampling.max_new_tokens,
+            tokens=self._meter.tokens,
+            seconds=self._meter.seconds,
+            log=logger,
         )
         return out
-
-    # ------------------------------------------------------------------ progress
-    def _open_bar(self, total: int | None) -> None:
-        from tqdm.auto import tqdm
-
-        self._close_bar()
-        self._bar = tqdm(total=total, desc="rollout samples", unit="sample", leave=False, dynamic_ncols=True)
-        self._bar_start = time.perf_counter()
-
-    def _close_bar(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-
-    def _on_step(self, tokens: int, finished: int) -> None:
-        """Called by the backend as tokens are generated: the bar advances per finished sample and shows the
-        tokens made so far with their rate."""
-        self._step_tokens += tokens
-        if self._bar is None:
-            return
-        made = self._tokens + self._step_tokens
-        seconds = time.perf_counter() - self._bar_start
-        self._bar.set_postfix_str(
-            f"{made:,} tok, {made / seconds:.0f} tok/s" if seconds > 0 else f"{made:,} tok", refresh=False
-        )
-        self._bar.update(finished) if finished else self._bar.refresh()
 
     # ------------------------------------------------------------------ prompts
     def prompts(self, batch: Mapping[str, Sequence[Any]]) -> list[Any]:
@@ -413,7 +388,7 @@ class RolloutLabeller(Fingerprinted):
             texts: list[list[str]] = [[] for _ in rendered]
             for i, row in zip(todo, completions, strict=True):
                 texts[i] = [c.text for c in row]
-            scored = self._score(batch, raw, texts, self._token_ids(texts, tokenizer))
+            scored = _score(self.verifier, batch, raw, texts, tokenizer, logger)
             spent = 0
             for i, row in zip(todo, completions, strict=True):
                 samples[i] += row
@@ -422,7 +397,7 @@ class RolloutLabeller(Fingerprinted):
             if round_index > 0 and self._budget_left is not None:
                 self._budget_left = max(0, self._budget_left - spent)
             round_index += 1
-            todo = self._next_round(todo, samples, rewards, seeds)
+            todo = _next_round(todo, samples, rewards, seeds, self.sampling, self.verifier, self._budget_left)
         return label_columns(
             samples,
             rewards,
@@ -432,154 +407,13 @@ class RolloutLabeller(Fingerprinted):
             keep_completions=self.keep_completions,
         )
 
-    def _next_round(
-        self, todo: list[int], samples: list[list[Completion]], rewards: list[list[float | None]], seeds: list[int]
-    ) -> list[int]:
-        """The rows that get another round: all their samples agree (0 of k or k of k), the cap leaves room, and
-        the token budget covers their expected cost. When the budget covers only some, the rows with the
-        smallest prompt seeds go first (a property of the prompt, not of its position in the batch)."""
-        cfg = self.sampling
-        if not cfg.adaptive:
-            return []
-        verifier = self.verifier
-        unresolved = []
-        for i in todo:
-            k = len(samples[i])
-            correct = sum(verifier.is_correct(r) for r in rewards[i])
-            if k < cfg.cap and correct in (0, k):
-                unresolved.append(i)
-        if self._budget_left is None or not unresolved:
-            return unresolved
-        kept = []
-        left = self._budget_left
-        for i in sorted(unresolved, key=lambda i: seeds[i]):
-            per_sample = max(1.0, sum(c.n_tokens for c in samples[i]) / len(samples[i]))
-            cost = per_sample * min(cfg.extra_round_size, cfg.cap - len(samples[i]))
-            if cost > left:
-                continue
-            left -= int(cost)
-            kept.append(i)
-        return sorted(kept)
-
     def _generate(self, prompts: list[str], n: int, seeds: list[int], tokenizer: Any) -> list[list[Completion]]:
-        """``n`` completions per prompt from the backend, as :class:`Completion` objects (token counts and cut-offs
-        from the engine where it reports them, else from the tokenizer), checked for shape."""
-        self._step_tokens = 0
-        if self.progress and self._bar is None:
-            self._open_bar(None)
-        elif (
-            self._bar is not None and self._bar.total is not None and self._samples + len(prompts) * n > self._bar.total
-        ):
-            self._bar.total = self._samples + len(prompts) * n  # extra rounds
-        start = time.perf_counter()
-        engine = self.sampling.engine_settings()
-        if callable(getattr(self.backend, "generate_completions", None)):
-            generated: Any = self.backend.generate_completions(prompts, n, engine, seeds=seeds, on_step=self._on_step)
-        else:
-            generated = self.backend.generate(prompts, n, engine, seeds=seeds)
-        seconds = time.perf_counter() - start
-        if len(generated) != len(prompts) or any(len(row) != n for row in generated):
-            shapes = [len(row) for row in generated][:10]
-            raise InvalidParameterError(
-                f"The backend {type(self.backend).__name__} returned {len(generated)} rows with {shapes} samples for "
-                f"{len(prompts)} prompts x n={n}. Its generate(prompts, n, ...) must return n strings per prompt."
-            )
-        out = [
-            [c if isinstance(c, Completion) else Completion(completion_text(c), -1, None) for c in row]
-            for row in generated
-        ]
-        unknown = [
-            (i, j) for i, row in enumerate(out) for j, c in enumerate(row) if c.n_tokens < 0 or c.truncated is None
-        ]
-        if unknown:  # a plain Generator: count tokens with the tokenizer; cut off when they fill max_new_tokens
-            texts = [out[i][j].text for i, j in unknown]
-            counts = (
-                [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-                if tokenizer is not None
-                else [0] * len(texts)
-            )
-            for (i, j), count in zip(unknown, counts, strict=True):
-                known = out[i][j]
-                count = known.n_tokens if known.n_tokens >= 0 else count
-                cut = (
-                    known.truncated
-                    if known.truncated is not None
-                    else (None if tokenizer is None else count >= self.sampling.max_new_tokens)
-                )
-                out[i][j] = Completion(known.text, count, cut)
-        made = sum(c.n_tokens for row in out for c in row)
-        if self._bar is not None and self._step_tokens == 0:  # the backend made no progress calls
-            self._on_step(made, 0)
-        if self._bar is not None:
-            finished_in_steps = self._bar.n - self._samples
-            self._bar.update(len(prompts) * n - finished_in_steps)
-        self._tokens += made
-        self._samples += len(prompts) * n
-        self._seconds += seconds
+        """One round of ``n`` completions per prompt (:func:`~.rounds._generate_round`), counted by the run's
+        meter (its totals and progress bar)."""
+        self._meter.start_round(len(prompts) * n, self.progress)
+        out, seconds = _generate_round(self.backend, prompts, n, self.sampling, seeds, tokenizer, self._meter.on_step)
+        self._meter.finish_round(len(prompts) * n, sum(c.n_tokens for row in out for c in row), seconds)
         return out
-
-    def _token_ids(self, texts: list[list[str]], tokenizer: Any) -> list[list[list[int]]] | None:
-        """The completions' token ids (what TRL passes reward functions as ``completion_ids``)."""
-        if tokenizer is None:
-            return None
-        flat = [t for row in texts for t in row]
-        encoded = tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
-        out, k = [], 0
-        for row in texts:
-            out.append([list(ids) for ids in encoded[k : k + len(row)]])
-            k += len(row)
-        return out
-
-    def _score(self, batch, raw, texts, token_ids) -> list[list[float | None]]:
-        positions = [(i, j) for i, row in enumerate(texts) for j, t in enumerate(row) if t.strip()]
-        rewards: list[list[float | None]] = [[0.0] * len(row) for row in texts]  # empty completions score 0
-        if not positions:
-            return rewards
-        scored = self._verify(batch, raw, texts, token_ids, positions)
-        unscored = 0
-        for (i, j), reward in zip(positions, scored, strict=True):
-            rewards[i][j] = reward
-            unscored += reward is None
-        if unscored:
-            logger.warning(
-                "The %s verifier could not score %d of %d completions in this batch (reward None); they "
-                "count as not correct.",
-                self.verifier.__name__,
-                unscored,
-                len(positions),
-            )
-        return rewards
-
-    def _verify(self, batch, raw, texts, token_ids, positions) -> list[float | None]:
-        columns = {k: list(v) for k, v in batch.items() if k not in _TRL_RESERVED}
-
-        def call(pos):
-            kwargs = {k: [v[i] for i, _ in pos] for k, v in columns.items()}
-            if token_ids is not None:
-                kwargs["completion_ids"] = [token_ids[i][j] for i, j in pos]
-            return self.verifier(prompts=[raw[i] for i, _ in pos], completions=[texts[i][j] for i, j in pos], **kwargs)
-
-        try:
-            return call(positions)
-        except HfSaerlError:
-            raise
-        except Exception as err:
-            row = self._failing_row(call, positions)
-            excerpt = str(completion_text(raw[row]))[:60] if row is not None else None
-            where = f"row {row} of this batch (prompt {excerpt!r})" if row is not None else "this batch"
-            raise VerificationError(
-                f"The verifier {self.verifier.__name__!r} raised {type(err).__name__}: {err} while scoring {where}. "
-                "Fix the verifier or that row's reference answer, or filter the row out before labelling."
-            ) from err
-
-    @staticmethod
-    def _failing_row(call, positions) -> int | None:
-        for row in dict.fromkeys(i for i, _ in positions):
-            try:
-                call([p for p in positions if p[0] == row])
-            except Exception:  # noqa: BLE001 - finding which row a user's verifier fails on; its error is re-raised
-                return row
-        return None
 
 
 #: flat keyword arguments of earlier versions -> where each lives now

@@ -11,7 +11,6 @@ step ``t`` use ``default_rng([seed, t])``: every rank that applies the same upda
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -19,24 +18,12 @@ import numpy as np
 
 from ..core.validation import check_integer
 from ..errors import InvalidParameterError, NonFiniteError, ParameterTypeError, RowMismatchError
+from .batching import _take
 from .config import SelectionConfig
 from .proxy import LinearProxy
+from .state import _load_state_dict, _read_state, _state_dict, _write_state
 
 __all__ = ["LearnabilitySelector", "beta_prior"]
-
-
-def _top(values: np.ndarray, m: int) -> np.ndarray:
-    """Indices of the ``m`` largest ``values``, largest first (ties by position)."""
-    if m <= 0:
-        return np.zeros(0, dtype=np.int64)
-    if m >= values.size:
-        return np.argsort(-values, kind="stable")
-    part = np.argpartition(-values, m - 1)[:m]
-    return part[np.argsort(-values[part], kind="stable")]
-
-
-_STATE_FORMAT = "hf_saerl.selection/1"
-_ARRAYS = ("successes", "trials", "last_step", "successes_total", "trials_total", "prior_at_first", "first_refit")
 
 
 def beta_prior(mean: np.ndarray, residual_var: float, low: float = 1.0, high: float = 32.0) -> np.ndarray:
@@ -281,53 +268,9 @@ class LearnabilitySelector:
             score = np.where(fade, score * c.fade_weight, score)
         # The exploration floor's untried prompts first, then everyone by score.
         n_explore = min(math.ceil(c.explore_fraction * n), int(untried.sum()))
-        chosen = cand[self._take(cand, score, untried, n, n_explore)]
+        chosen = cand[_take(cand, score, untried, n, n_explore, self.cluster_ids, c.max_cluster_share)]
         self.step += 1
         return chosen
-
-    def _take(self, cand: np.ndarray, score: np.ndarray, untried: np.ndarray, n: int, n_explore: int) -> np.ndarray:
-        """Positions in ``cand`` of the batch: ``n_explore`` untried prompts (best first), then the rest by score,
-        under the cluster cap."""
-        if n_explore:
-            pool = np.flatnonzero(untried)
-            floor = pool[_top(score[pool], n_explore)]
-            rest = np.ones(len(cand), dtype=bool)
-            rest[floor] = False
-            others = np.flatnonzero(rest)
-        else:
-            floor, others = np.zeros(0, dtype=np.int64), np.arange(len(cand))
-        k = n - floor.size
-        if self.cluster_ids is None:
-            return np.concatenate([floor, others[_top(score[others], k)]])
-        # The cap only looks down the ranking as far as it must: the top 8n first, everything if that falls short.
-        for m in (min(others.size, max(8 * n, 256)), others.size):
-            order = np.concatenate([floor, others[_top(score[others], m)]])
-            picked, enough = self._cluster_capped(cand, order, n)
-            if enough or m == others.size:
-                return order[picked]
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _cluster_capped(self, cand: np.ndarray, order: np.ndarray, n: int) -> tuple[np.ndarray, bool]:
-        """Positions of the first ``n`` of ``order`` with at most ``cap`` per cluster (filled from the rest if that is
-        short), and whether the cap alone found ``n``."""
-        assert self.cluster_ids is not None
-        clusters = self.cluster_ids[cand[order]]
-        by_cluster = np.argsort(clusters, kind="stable")
-        sorted_clusters = clusters[by_cluster]
-        change = np.concatenate(([True], sorted_clusters[1:] != sorted_clusters[:-1]))
-        n_present = int(change.sum())
-        if n_present <= 1:  # one cluster in this part of the ranking: the caller looks at all of it
-            return np.arange(min(n, len(order))), False
-        share = self.config.max_cluster_share
-        cap = max(math.ceil(share * n) if share > 0 else 0, math.ceil(n / n_present))
-        starts = np.maximum.accumulate(np.where(change, np.arange(len(order)), 0))
-        rank = np.empty(len(order), dtype=np.int64)
-        rank[by_cluster] = np.arange(len(order)) - starts
-        ok = rank < cap
-        picked = np.flatnonzero(ok)[:n]
-        if picked.size == n:
-            return picked, True
-        return np.sort(np.concatenate([picked, np.flatnonzero(~ok)[: n - picked.size]])), False
 
     # ------------------------------------------------------------------ learning
     def update(self, row_ids: Any, n_correct: Any, n_trials: Any) -> None:
@@ -448,73 +391,18 @@ class LearnabilitySelector:
     def state_dict(self) -> dict[str, Any]:
         """Plain numpy arrays and a JSON string ``"meta"``: everything :meth:`load_state_dict` needs to continue
         with the same choices (safetensors-friendly: ``{k: v for k, v in state.items() if k != "meta"}``)."""
-        state: dict[str, Any] = {name: getattr(self, name).copy() for name in _ARRAYS}
-        if self.proxy is not None:
-            state.update(self.proxy.state_arrays())
-        state["meta"] = json.dumps(
-            {
-                "format": _STATE_FORMAT,
-                "n_rows": self.n_rows,
-                "step": self.step,
-                "n_updates": self.n_updates,
-                "n_refits": self.n_refits,
-                "residual_var": self.residual_var,
-                "config": self.config.to_dict(),
-                "has_proxy": self.proxy is not None,
-            }
-        )
-        return state
+        return _state_dict(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> LearnabilitySelector:
         """Restore :meth:`state_dict` (the pool, proxy features and clusters stay this selector's own)."""
-        meta = json.loads(state["meta"])
-        if meta.get("format") != _STATE_FORMAT:
-            raise InvalidParameterError(
-                f"Not a selector state (format {meta.get('format')!r}, expected "
-                f"{_STATE_FORMAT!r}). Pass what state_dict() returned."
-            )
-        if meta["n_rows"] != self.n_rows:
-            raise RowMismatchError(
-                f"The state is of a pool of {meta['n_rows']} prompts, this selector has "
-                f"{self.n_rows}. Build the selector over the same dataset."
-            )
-        if meta["has_proxy"] != (self.proxy is not None):
-            raise InvalidParameterError(
-                "The state was saved "
-                + ("with" if meta["has_proxy"] else "without")
-                + " a proxy, and this selector differs. Build it the same way (from_probe or "
-                "not) before loading."
-            )
-        self.config = SelectionConfig(**meta["config"])
-        for name in _ARRAYS:
-            arr = np.asarray(state[name])
-            if arr.shape != (self.n_rows,):
-                raise RowMismatchError(f"State array {name!r} has shape {arr.shape}, expected ({self.n_rows},).")
-            setattr(self, name, arr.astype(getattr(self, name).dtype, copy=True))
-        if self.proxy is not None:
-            self.proxy.load_state_arrays(state)
-        self.step, self.n_updates, self.n_refits = meta["step"], meta["n_updates"], meta["n_refits"]
-        self.residual_var = float(meta["residual_var"])
+        _load_state_dict(self, state)
         self._refresh_prior()
         return self
 
     def save(self, path: Any) -> None:
         """Write :meth:`state_dict` to ``path`` (safetensors, with the JSON meta in its header)."""
-        from safetensors.numpy import save_file
-
-        state = self.state_dict()
-        save_file(
-            {k: np.ascontiguousarray(v) for k, v in state.items() if k != "meta"},
-            str(path),
-            metadata={"meta": state["meta"]},
-        )
+        _write_state(self.state_dict(), path)
 
     def load(self, path: Any) -> LearnabilitySelector:
         """Read a state written by :meth:`save`."""
-        from safetensors import safe_open
-        from safetensors.numpy import load_file
-
-        arrays: dict[str, Any] = dict(load_file(str(path)))
-        with safe_open(str(path), framework="np") as f:
-            arrays["meta"] = (f.metadata() or {})["meta"]
-        return self.load_state_dict(arrays)
+        return self.load_state_dict(_read_state(path))
