@@ -68,7 +68,9 @@ def as_config(cls: type[T], value: Any, param: str) -> T:
     )
 
 
-def refuse_moved(owner: str, moved: Mapping[str, Any], routes: Mapping[str, tuple[str, type, str]], hint: str) -> NoReturn:
+def refuse_moved(
+    owner: str, moved: Mapping[str, Any], routes: Mapping[str, tuple[str, type, str]], hint: str
+) -> NoReturn:
     """Raise a :class:`~hf_saerl.errors.ParameterTypeError` (a ``TypeError``, as Python gives for any unexpected
     keyword) for the first of ``moved``, the keyword arguments ``owner`` got beyond its parameters.
 

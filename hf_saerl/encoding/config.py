@@ -207,7 +207,8 @@ def grouped_options(options: Mapping[str, Any]) -> dict[str, Any]:
     from ..core.configs import as_config
 
     out = {k: v for k, v in options.items() if k not in MOVED}
-    for param, cls in (("columns", FeatureColumns), ("tokens", TokenPolicy)):
+    groups: tuple[tuple[str, type[Any]], ...] = (("columns", FeatureColumns), ("tokens", TokenPolicy))
+    for param, cls in groups:
         flat = {field: options[k] for k, (p, _, field) in MOVED.items() if p == param and k in options}
         out[param] = dataclasses.replace(as_config(cls, options.get(param), param), **flat)
     return out

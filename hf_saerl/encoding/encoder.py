@@ -418,7 +418,7 @@ class SAEEncoder(Fingerprinted):
             poolings: names from ``mean``, ``max``, ``sum``, ``last``, ``freq`` (repeats dropped, order kept);
                 ``None`` is the encoder's own ``pooling``.
             pool_from: per row, the first position to pool; the positions before it are read as context only
-                (e.g. a prompt before its response). The encoder's ``pool_start`` and ``exclude_bos`` still apply.
+                (e.g. a prompt before its response). The encoder's token rules (``tokens``) still apply.
             through_sae: ``False`` pools the raw hooked activations (``d_in`` wide) instead of the SAE codes.
             raw_poolings: also pool the raw activations these ways in the same pass (``PooledSpans.raw``).
 

@@ -212,7 +212,9 @@ def test_template_over_a_none_value_is_empty_not_the_word_none(model, sae, token
     map_leaves_nothing(
         enc, ds, tmp_path, InvalidParameterError, r"1 empty text\(s\) in this batch \(batch rows \[1\]\)"
     )
-    zeros = SAEEncoder(model, sae, tokenizer=tokenizer, text_column=None, template="Q: {q} A: {a}", tokens={"on_empty": "zeros"})
+    zeros = SAEEncoder(
+        model, sae, tokenizer=tokenizer, text_column=None, template="Q: {q} A: {a}", tokens={"on_empty": "zeros"}
+    )
     assert zeros({"q": ["1+1?", "2+2?"], "a": ["2", None]})["sae_n_tokens"][1] == 0
 
 
