@@ -1,8 +1,8 @@
 """Mapping a probe with ``feature_set="raw"``: the raw column read from the Arrow buffers vs through Python lists.
 
 A dataset of ``--rows`` rows holds ``--width`` pooled raw activations per row (576: SmolLM2-135M's hidden size) as
-the fixed-size float32 list column ``SAEEncoder(..., activations_column=...)`` writes. A ``QualityProbe`` fitted on
-2,000 of them maps the whole dataset two ways: ``ds.map(probe, batched=True)`` (the Arrow reader) and
+the fixed-size float32 list column ``SAEEncoder(..., columns=FeatureColumns(activations=...))`` writes. A
+``QualityProbe`` fitted on 2,000 of them maps the whole dataset two ways: ``ds.map(probe, batched=True)`` (the Arrow reader) and
 ``ds.map(lambda b: probe(dict(b)), batched=True)`` (the batch turned into Python lists first, the path the Arrow
 reader replaced). Both must give identical columns; the best of ``--repeats`` wall times is reported.
 

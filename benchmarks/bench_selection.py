@@ -114,7 +114,7 @@ def encode_table(rows: list[dict[str, Any]], sae: str | None, top_k: int) -> tup
             "SmolLM2), or a table that already has the SAE columns."
         )
     model, tok = load_smollm2()
-    enc = SAEEncoder(model, sae, tokenizer=tok, text_column="prompt", top_k=top_k, activations_column="mean_act")
+    enc = SAEEncoder(model, sae, tokenizer=tok, text_column="prompt", top_k=top_k, columns={"activations": "mean_act"})
     for start in range(0, len(rows), 64):
         chunk = rows[start : start + 64]
         out = enc({"prompt": [r["prompt"] for r in chunk]})

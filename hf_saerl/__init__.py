@@ -20,6 +20,8 @@ from .core.lazy import lazy_exports
 _EXPORTS: dict[str, str] = {
     "sparse_matrix": "hf_saerl.encoding.sparse",
     "SAEEncoder": "hf_saerl.encoding.encoder",
+    "FeatureColumns": "hf_saerl.encoding.config",
+    "TokenPolicy": "hf_saerl.encoding.config",
     "load_model": "hf_saerl.models.loading",
     "default_model_spec": "hf_saerl.models.embedded",
     "load_sae": "hf_saerl.encoding.saes",
@@ -70,6 +72,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .curriculum.sampler import CurriculumSampler as CurriculumSampler
     from .curriculum.schedule import build_schedule as build_schedule
     from .curriculum.schedule import describe_schedule as describe_schedule
+    from .encoding.config import FeatureColumns as FeatureColumns
+    from .encoding.config import TokenPolicy as TokenPolicy
     from .encoding.encoder import SAEEncoder as SAEEncoder
     from .encoding.hooks import resolve_hook as resolve_hook
     from .encoding.sae_training import train_sae as train_sae

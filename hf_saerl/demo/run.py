@@ -248,6 +248,7 @@ def run_demo(
     """
     from datasets import concatenate_datasets
 
+    from ..encoding.config import FeatureColumns
     from ..encoding.encoder import SAEEncoder
     from ..encoding.sparse import sparse_matrix
     from ..estimators.clustering import SAEClusterer
@@ -322,7 +323,7 @@ def run_demo(
         pooling=config.pooling,
         top_k=config.top_k,
         max_length=config.max_length,
-        activations_column=BASELINE_COLUMN,
+        columns=FeatureColumns(activations=BASELINE_COLUMN),
     )
     d_sae = encoder.d_sae
     with timer.stage("encode"):

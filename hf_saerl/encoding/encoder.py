@@ -17,14 +17,16 @@ import numpy as np
 import torch
 
 from ..core import columns as C
+from ..core.configs import as_config, refuse_moved
 from ..core.fingerprint import Fingerprinted, stable_hash, transform_map_kwargs
 from ..core.serialization import jsonable
-from ..core.validation import check_bool, check_finite, check_integer
+from ..core.validation import check_finite
 from ..errors import HookMismatchError, InvalidParameterError, ParameterTypeError, WidthMismatchError
 from ..models.text import TextBuilder, check_text_values, tokenize_texts
 from .activations import ActivationBatch, ActivationReader
+from .config import MOVED, FeatureColumns, TokenPolicy, check_feature_options, grouped_options
 from .hooks import check_hook_width
-from .pooling import POOLINGS, PooledSpans, check_poolings, pool_microbatches
+from .pooling import PooledSpans, check_poolings, pool_microbatches
 from .runtime import EncoderRuntime
 from .saes import sae_hook_name, sae_pool_start
 from .sparse import topk_rows
@@ -39,6 +41,10 @@ SAE_IDENTITY_KEY = "hf_saerl.sae_columns"
 
 TRUNCATED = C.SAE_TRUNCATED
 _FORMAT_VERSION = 1
+#: What :meth:`SAEEncoder.config` records of the model, tokenizer and SAE besides ``model`` and ``sae``: references
+#: that say what was read, which a rebuild passes again (or replaces), not options.
+_REFERENCES = ("tokenizer", "gguf_file", "revision")
+_MOVED_HINT = "Output column names go in columns=FeatureColumns(...), token rules in tokens=TokenPolicy(...)."
 
 
 def _delegated(name: str, doc: str, convert: Any = None) -> property:
@@ -74,17 +80,15 @@ class SAEEncoder(Fingerprinted):
             ``blocks.{L}.hook_resid_pre|resid_post|mlp_out|attn_out`` or an HF module path.
         text_column / template / chat_template: what to read from each row (see :class:`TextBuilder`).
         max_length: longer texts are truncated to this many tokens (counted in ``sae_truncated``),
-            or refused with ``on_overlong="error"``.
-        on_empty: ``"error"`` (default) refuses empty texts; ``"zeros"`` gives them no features.
+            or refused with ``tokens=TokenPolicy(on_overlong="error")``.
         pooling: ``mean`` (default), ``max``, ``sum``, ``last`` or ``freq``.
         top_k: latents kept per example (``None`` keeps every non-zero).
-        exclude_bos: leave out position 0 when it holds the tokenizer's BOS token.
-        pool_start: never pool positions before this one. ``None`` (default) follows the SAE's own
-            training (:func:`sae_pool_start`): 1 for SAEs trained without position 0, such as those
-            :func:`hf_saerl.encoding.sae_training.train_sae` makes, else 0.
-        activations_column: also write the raw hooked activations, pooled the same way, as this
-            fixed-length float32 column (``d_in`` wide) from the same forward pass: the dense baseline
-            that SAE features are compared against (``baseline=`` of the estimators).
+        tokens: :class:`~hf_saerl.encoding.config.TokenPolicy` (or a dict of its fields): what happens to
+            overlong (``on_overlong``) and empty (``on_empty``) texts, and which positions are pooled
+            (``exclude_bos``, ``pool_start``; by default the SAE's own training positions).
+        columns: :class:`~hf_saerl.encoding.config.FeatureColumns` (or a dict of its fields) renaming the
+            output columns; ``FeatureColumns(activations=...)`` also writes the raw hooked activations, pooled
+            the same way: the dense baseline that SAE features are compared against.
         token_budget: padded tokens per micro-batch; examples are length-sorted inside each map batch.
         device, dtype: default to CUDA (``cuda:{rank}`` under ``with_rank=True``) with bf16 when a GPU
             exists, else CPU with fp32.
@@ -122,83 +126,29 @@ class SAEEncoder(Fingerprinted):
         template: str | None = None,
         chat_template: bool = False,
         max_length: int = 512,
-        on_overlong: str = "truncate",
-        on_empty: str = "error",
         pooling: str = "mean",
         top_k: int | None = 64,
-        exclude_bos: bool = True,
-        pool_start: int | None = None,
+        tokens: TokenPolicy | Mapping[str, Any] | None = None,
+        columns: FeatureColumns | Mapping[str, Any] | None = None,
         token_budget: int = 4096,
         device: str | None = None,
         dtype: str | None = None,
-        indices_column: str = C.SAE_INDICES,
-        values_column: str = C.SAE_VALUES,
-        n_tokens_column: str = C.SAE_N_TOKENS,
-        truncated_column: str = TRUNCATED,
-        activations_column: str | None = None,
+        **moved: Any,
     ):
-        if pooling not in POOLINGS:
-            raise InvalidParameterError(f"Unknown pooling {pooling!r}; choose one of {POOLINGS}.")
-        if top_k is not None:
-            check_integer(
-                "top_k",
-                top_k,
-                "Pass a whole number of latents to keep per example, e.g. top_k=64, or "
-                "top_k=None to keep every non-zero latent.",
-            )
-        for name, value, example in (("max_length", max_length, 512), ("token_budget", token_budget, 4096)):
-            check_integer(name, value, f"Pass a whole number of tokens, e.g. {name}={example}.")
-        if pool_start is not None:
-            check_integer(
-                "pool_start",
-                pool_start,
-                "Pass the first token position to pool, e.g. pool_start=1, or "
-                "pool_start=None to follow the SAE's own training positions.",
-            )
-        for name, value in (("chat_template", chat_template), ("exclude_bos", exclude_bos)):
-            check_bool(name, value, f"Pass {name}=True or {name}=False.")
-        for name, column in (
-            ("indices_column", indices_column),
-            ("values_column", values_column),
-            ("n_tokens_column", n_tokens_column),
-            ("truncated_column", truncated_column),
-            ("activations_column", activations_column),
-        ):
-            if not (isinstance(column, str) and column) and not (column is None and name == "activations_column"):
-                raise ParameterTypeError(
-                    f"{name} must be a non-empty column name (str), got {column!r}. Pass a "
-                    f"column name, e.g. {name}='my_{name.replace('_column', '')}', or leave "
-                    "the default."
-                )
-        if top_k is not None and top_k < 1:
-            raise InvalidParameterError(f"top_k must be a positive int or None (keep all non-zeros), got {top_k}.")
-        if max_length < 2:
-            raise InvalidParameterError(f"max_length must be at least 2 tokens, got {max_length}; the default is 512.")
-        if token_budget < 1:
-            raise InvalidParameterError(
-                f"token_budget must be >= 1 (padded tokens per micro-batch), got {token_budget}; the default is 4096."
-            )
-        if on_overlong not in ("truncate", "error"):
-            raise InvalidParameterError(f"on_overlong must be 'truncate' or 'error', got {on_overlong!r}.")
-        if on_empty not in ("error", "zeros"):
-            raise InvalidParameterError(f"on_empty must be 'error' or 'zeros', got {on_empty!r}.")
+        if moved:
+            refuse_moved("SAEEncoder", moved, MOVED, _MOVED_HINT)
+        check_feature_options(max_length=max_length, pooling=pooling, top_k=top_k, token_budget=token_budget)
+        self.tokens = as_config(TokenPolicy, tokens, "tokens")
+        self.columns = as_config(FeatureColumns, columns, "columns")
         self.text = TextBuilder(text_column, template, chat_template)
-        self.max_length, self.on_overlong, self.on_empty = max_length, on_overlong, on_empty
-        self.pooling, self.top_k, self.exclude_bos, self.token_budget = pooling, top_k, exclude_bos, token_budget
-        self.indices_column, self.values_column = indices_column, values_column
-        self.n_tokens_column, self.truncated_column = n_tokens_column, truncated_column
-        self.activations_column = activations_column
+        self.max_length, self.pooling, self.top_k, self.token_budget = max_length, pooling, top_k, token_budget
         self.runtime = EncoderRuntime(
             model, sae, tokenizer=tokenizer, gguf_file=gguf_file, revision=revision, device=device, dtype=dtype
         )
         sae_obj = self.runtime.sae
         self.d_in, self.d_sae = int(sae_obj.cfg.d_in), int(sae_obj.cfg.d_sae)
-        self.pool_start = sae_pool_start(sae_obj) if pool_start is None else int(pool_start)
-        if self.pool_start < 0:
-            raise InvalidParameterError(
-                f"pool_start must be >= 0 (the first token position to pool), got "
-                f"{pool_start}; or leave it None to follow the SAE's own training positions."
-            )
+        #: The first position pooled: ``tokens.pool_start``, or the SAE's own (:func:`sae_pool_start`) when that is None.
+        self.pool_start = sae_pool_start(sae_obj) if self.tokens.pool_start is None else int(self.tokens.pool_start)
         resolved_hook = hook_name or sae_hook_name(sae_obj)
         if not resolved_hook:
             raise HookMismatchError(
@@ -236,12 +186,12 @@ class SAEEncoder(Fingerprinted):
     def config(self) -> dict[str, Any]:
         """The JSON-able configuration: everything that decides the output columns.
 
-        It holds every constructor option except :attr:`RUNTIME_OPTIONS` (``token_budget``, ``device``), which never
-        change the output, plus ``d_in`` and ``d_sae`` (the SAE's widths, not options). The references ``model``,
-        ``tokenizer``, ``sae`` (a ``(release, sae_id)`` as a list), ``gguf_file`` and ``revision`` say what was
-        read; every other key is an option that a saved pipeline restores as is, so
-        ``{k: v for k, v in config().items() if k in inspect.signature(SAEEncoder).parameters}`` minus the
-        references rebuilds an equal encoder, and a new option needs only its entry here.
+        It holds every option except :attr:`RUNTIME_OPTIONS` (``token_budget``, ``device``), which never change the
+        output, plus ``d_in`` and ``d_sae`` (the SAE's widths, not options). The references ``model``, ``tokenizer``,
+        ``sae`` (a ``(release, sae_id)`` as a list), ``gguf_file`` and ``revision`` say what was read. The grouped
+        options are recorded flat, under the names they had before they were grouped (``indices_column``, ...,
+        ``on_empty``, ``pool_start``), so fingerprints, caches and saved pipelines stay as they were;
+        :meth:`from_config` rebuilds an equal encoder from this dict.
 
         Example:
             >>> from hf_saerl import SAEEncoder
@@ -261,19 +211,52 @@ class SAEEncoder(Fingerprinted):
             "d_sae": self.d_sae,
             **self.text.to_dict(),
             "max_length": self.max_length,
-            "on_overlong": self.on_overlong,
-            "on_empty": self.on_empty,
+            "on_overlong": self.tokens.on_overlong,
+            "on_empty": self.tokens.on_empty,
             "pooling": self.pooling,
             "top_k": self.top_k,
-            "exclude_bos": self.exclude_bos,
+            "exclude_bos": self.tokens.exclude_bos,
             "pool_start": self.pool_start,
             "dtype": self.dtype,
-            "indices_column": self.indices_column,
-            "values_column": self.values_column,
-            "n_tokens_column": self.n_tokens_column,
-            "truncated_column": self.truncated_column,
-            "activations_column": self.activations_column,
+            **self.columns.to_config(),
         }
+
+    @classmethod
+    def option_names(cls) -> frozenset[str]:
+        """The flat option names :meth:`from_config` reads: the keys of :meth:`config` that are options (not
+        references or widths) and the :attr:`RUNTIME_OPTIONS`. A new constructor option joins it by itself."""
+        import inspect
+
+        own = set(inspect.signature(cls.__init__).parameters) - {"self", "model", "sae", "tokens", "columns", "moved"}
+        return frozenset((own - set(_REFERENCES)) | set(MOVED))
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], model: Any, sae: Any, **kwargs: Any) -> SAEEncoder:
+        """The encoder a flat ``config`` records (as :meth:`config` returns it, or a saved pipeline's encoder options).
+
+        The options (:meth:`option_names`) are taken, flat column names and token rules regrouped into ``columns``
+        and ``tokens``; the references and widths are left out (pass ``model``, ``sae`` and ``tokenizer=``).
+        ``kwargs`` (constructor arguments or flat options) override the config. Keys that are none of these are
+        refused (:class:`~hf_saerl.errors.InvalidParameterError`).
+
+        Example:
+            >>> from hf_saerl import SAEEncoder
+            >>> from hf_saerl.testing import tiny_llama, tiny_sae, tiny_tokenizer
+            >>> model, sae, tok = tiny_llama(), tiny_sae(), tiny_tokenizer()
+            >>> enc = SAEEncoder(model, sae, tokenizer=tok, top_k=8, columns={"indices": "ids"})
+            >>> clone = SAEEncoder.from_config(enc.config(), model, sae, tokenizer=tok)
+            >>> clone.columns.indices, clone.fingerprint == enc.fingerprint
+            ('ids', True)
+        """
+        names = cls.option_names()
+        unknown = sorted(set(config) - names - {"model", "sae", "d_in", "d_sae", *_REFERENCES})
+        if unknown:
+            raise InvalidParameterError(
+                f"The encoder config holds unknown option(s) {unknown}; SAEEncoder takes {sorted(names)}. "
+                "It was written by a newer hf_saerl: upgrade hf_saerl, or drop those keys."
+            )
+        options = {k: v for k, v in config.items() if k in names}
+        return cls(model, sae, **grouped_options({**options, **kwargs}))
 
     @property
     def fingerprint(self) -> str:
@@ -300,14 +283,14 @@ class SAEEncoder(Fingerprinted):
         identity = json.dumps({SAE_IDENTITY_KEY: self.column_identity()}, sort_keys=True)
         features = Features(
             {  # the identity rides in the Value's id: it survives map, save_to_disk and Parquet
-                self.indices_column: List(Value("int32", id=identity)),
-                self.values_column: List(Value("float32")),
-                self.n_tokens_column: Value("int32"),
-                self.truncated_column: Value("bool"),
+                self.columns.indices: List(Value("int32", id=identity)),
+                self.columns.values: List(Value("float32")),
+                self.columns.n_tokens: Value("int32"),
+                self.columns.truncated: Value("bool"),
             }
         )
-        if self.activations_column:
-            features[self.activations_column] = List(Value("float32"), length=self.d_in)
+        if self.columns.activations:
+            features[self.columns.activations] = List(Value("float32"), length=self.d_in)
         return features
 
     def column_identity(self) -> dict[str, Any]:
@@ -321,7 +304,7 @@ class SAEEncoder(Fingerprinted):
             "hook_name": self.hook_name,
             "pooling": self.pooling,
             "top_k": self.top_k,
-            "values_column": self.values_column,
+            "values_column": self.columns.values,
         }
 
     def output_features(self, input_features: Any, remove_columns: Sequence[str] = ()) -> Any:
@@ -338,16 +321,16 @@ class SAEEncoder(Fingerprinted):
         self._reader(rank)  # load (and place per rank) before anything else touches the runtime
         texts = self.text.build(batch, self.tokenizer)
         token_ids, truncated = self._tokenize(texts)
-        spans = self.pool_spans(token_ids, raw_poolings=(self.pooling,) if self.activations_column else ())
+        spans = self.pool_spans(token_ids, raw_poolings=(self.pooling,) if self.columns.activations else ())
         indices, values = topk_rows(spans.pooled[self.pooling], self.top_k)
         out = {  # plain lists: IterableDataset.map passes returned arrays through as numpy
-            self.indices_column: [row.tolist() for row in indices],
-            self.values_column: [row.tolist() for row in values],
-            self.n_tokens_column: spans.n_tokens.tolist(),
-            self.truncated_column: truncated,
+            self.columns.indices: [row.tolist() for row in indices],
+            self.columns.values: [row.tolist() for row in values],
+            self.columns.n_tokens: spans.n_tokens.tolist(),
+            self.columns.truncated: truncated,
         }
-        if self.activations_column:
-            out[self.activations_column] = spans.raw[self.pooling].tolist()
+        if self.columns.activations:
+            out[self.columns.activations] = spans.raw[self.pooling].tolist()
         return out
 
     def map(self, dataset: Any, *, batch_size: int = 256, desc: str | None = "SAE features", **map_kwargs: Any) -> Any:
@@ -363,14 +346,14 @@ class SAEEncoder(Fingerprinted):
         kwargs = transform_map_kwargs(self, dataset, batch_size=batch_size, desc=desc, map_kwargs=map_kwargs)
         if isinstance(dataset, Dataset):
             out = dataset.map(self, **kwargs)
-            n_trunc = int(np.sum(out[self.truncated_column])) if len(out) else 0
+            n_trunc = int(np.sum(out[self.columns.truncated])) if len(out) else 0
             if n_trunc:
                 logger.warning(
                     "SAEEncoder truncated %d of %d texts to max_length=%d tokens (see column %r).",
                     n_trunc,
                     len(out),
                     self.max_length,
-                    self.truncated_column,
+                    self.columns.truncated,
                 )
             return out
         return dataset.map(self, **kwargs)
@@ -435,7 +418,7 @@ class SAEEncoder(Fingerprinted):
             poolings: names from ``mean``, ``max``, ``sum``, ``last``, ``freq`` (repeats dropped, order kept);
                 ``None`` is the encoder's own ``pooling``.
             pool_from: per row, the first position to pool; the positions before it are read as context only
-                (e.g. a prompt before its response). The encoder's ``pool_start`` and ``exclude_bos`` still apply.
+                (e.g. a prompt before its response). The encoder's token rules (``tokens``) still apply.
             through_sae: ``False`` pools the raw hooked activations (``d_in`` wide) instead of the SAE codes.
             raw_poolings: also pool the raw activations these ways in the same pass (``PooledSpans.raw``).
 
@@ -493,7 +476,7 @@ class SAEEncoder(Fingerprinted):
             self.hook_name,
             max_length=self.max_length,
             token_budget=self.token_budget,
-            exclude_bos=self.exclude_bos,
+            exclude_bos=self.tokens.exclude_bos,
             rank=rank,
         )
 
@@ -542,8 +525,8 @@ class SAEEncoder(Fingerprinted):
             self.tokenizer,
             texts,
             max_length=self.max_length,
-            on_empty=self.on_empty,
-            on_overlong=self.on_overlong,
+            on_empty=self.tokens.on_empty,
+            on_overlong=self.tokens.on_overlong,
             add_special_tokens=not self.text.chat_template,
             column=self.text.columns[0],
         )

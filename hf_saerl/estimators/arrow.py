@@ -8,7 +8,7 @@ matrix, bit for bit, as :func:`~hf_saerl.encoding.sparse.sparse_matrix` on the s
 
 Chunked columns are combined, sliced arrays (offsets not starting at 0) are read from their first offset, and
 a null row or a null value is refused: an SAE row with no list is not an empty row. :func:`arrow_dense` reads a
-column of fixed-length float lists (e.g. the encoder's ``activations_column``, an Arrow ``fixed_size_list``) the
+column of fixed-length float lists (e.g. the encoder's ``columns.activations``, an Arrow ``fixed_size_list``) the
 same way, as the ``(n, width)`` float64 array that :func:`~hf_saerl.estimators.inputs.read_dense` returns.
 
 Example:
@@ -146,7 +146,8 @@ def arrow_dense(table: Any, column: str) -> np.ndarray:
     if column not in table.column_names:
         raise MissingColumnError(
             f"Missing column {column!r} holding the dense features (fixed-length float lists); found "
-            f"{sorted(table.column_names)}. Encode with SAEEncoder(..., activations_column={column!r}) to write it, "
+            f"{sorted(table.column_names)}. Encode with SAEEncoder(..., columns=FeatureColumns(activations={column!r})) to write "
+            "it, "
             "or name the column that holds them."
         )
     array = _column(table, column)

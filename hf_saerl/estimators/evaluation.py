@@ -8,8 +8,8 @@ feature sets (``features=``):
 
 ============ ==============================================================================================
 ``"sae"``    the SAE columns, with the estimator's own transform (always fitted: the others are its yardstick)
-``"raw"``    a column of pooled raw activations (fixed-length float lists, e.g. ``SAEEncoder(...,
-             activations_column="sae_activations")``), standardised
+``"raw"``    a column of pooled raw activations (fixed-length float lists, e.g. ``SAEEncoder(..., columns=
+             FeatureColumns(activations="sae_activations"))``), standardised
 ``"both"``   the transformed SAE latents and the standardised raw activations side by side
 ``"length"`` ``log1p(n_tokens)`` alone (probes only): the baseline a probe has to beat
 ============ ==============================================================================================
@@ -180,7 +180,7 @@ def _choose_sides(
     if raw_column is None and {"raw", "both"} & set(chosen):
         raise InvalidParameterError(
             f"features={chosen} needs the raw activations: pass raw_column='<column>' (e.g. "
-            "the encoder's activations_column) or an (n, width) array."
+            "the column SAEEncoder(columns=FeatureColumns(activations=...)) writes) or an (n, width) array."
         )
     if "length" in chosen and not is_probe:
         raise InvalidParameterError(f"features='length' applies to probes, not a {type(estimator).__name__}; drop it.")

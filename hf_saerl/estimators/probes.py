@@ -15,7 +15,7 @@ fit looks useless (constant, or below chance out of fold); it is also logged and
 
 The features are the user's choice (``feature_set=``): ``"sae"`` (the default) reads the SAE columns;
 ``"raw"`` reads a dense column of pooled raw activations (``raw_column=``, e.g. the encoder's
-``activations_column``) and standardises it with the mean and scale learnt at fit (``raw_mean_``,
+``columns=FeatureColumns(activations=...)``) and standardises it with the mean and scale learnt at fit (``raw_mean_``,
 ``raw_scale_``, saved with the probe); ``"both"`` puts the transformed SAE latents and the standardised raw
 activations side by side, ``coef_`` holding the ``d_sae`` SAE weights first, then the raw ones. Every choice
 predicts through ``dataset.map(probe, batched=True)`` with the same output columns. To see which choice is
@@ -66,7 +66,8 @@ FEATURE_SETS: dict[str, str] = {
     "both": "the transformed SAE latents and the standardised raw activations side by side",
 }
 _RAW_FIX = (
-    "Encode the dataset with SAEEncoder(..., activations_column=<column>) to write the pooled raw activations, "
+    "Encode the dataset with SAEEncoder(..., columns=FeatureColumns(activations=<column>)) to write the pooled raw "
+    "activations, "
     "or pass raw_column= naming the column that holds them."
 )
 
@@ -217,7 +218,7 @@ class _LinearProbe(SAEEstimator):
                 raise InvalidParameterError(
                     f"{name}(feature_set={self.feature_set!r}) reads the raw activations from a dataset column, but "
                     "raw_column=None. Pass raw_column='<column>' naming the column of pooled raw activations (e.g. "
-                    "the encoder's activations_column), or feature_set='sae' to fit on the SAE latents alone."
+                    "the column SAEEncoder(columns=FeatureColumns(activations=...)) writes), or feature_set='sae' to fit on the SAE latents alone."
                 )
             raw = dense_column(data, self.raw_column, _RAW_FIX)
             where = f"The raw activations (column {self.raw_column!r})"
@@ -438,7 +439,7 @@ class QualityProbe(_LinearProbe, tags=["quality-probe"], model_card_template=_QU
         feature_set: what the probe fits on: ``"sae"`` (default: the SAE latents), ``"raw"`` (the pooled raw
             activations of ``raw_column``, standardised; ``transform`` is then unused) or ``"both"`` (side by
             side). See the module docstring.
-        raw_column: the dense column of pooled raw activations (e.g. the encoder's ``activations_column``),
+        raw_column: the dense column of pooled raw activations (e.g. the encoder's ``columns.activations``),
             needed by ``"raw"`` / ``"both"`` on a dataset; no default is guessed.
 
     Fitted attributes: ``coef_``, ``intercept_``, ``task_``, ``classes_`` (``[bad, good]``, classifier

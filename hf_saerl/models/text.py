@@ -189,7 +189,7 @@ def tokenize_texts(
         raise InvalidParameterError(
             f"{len(empty)} empty text(s) in this batch (batch rows {empty[:10]}). Filter them first, e.g. "
             f"dataset.filter(lambda r: bool(r[{column!r}] and r[{column!r}].strip())), "
-            "or pass on_empty='zeros' to give them no features (sae_n_tokens=0)."
+            "or give them no features (sae_n_tokens=0) with SAEEncoder(tokens=TokenPolicy(on_empty='zeros'))."
         )
     encoded = tokenizer(
         [t if i not in empty else "" for i, t in enumerate(texts)],
@@ -202,7 +202,7 @@ def tokenize_texts(
         longest = max(len(encoded[i]) for i in rows)
         raise InvalidParameterError(
             f"{len(rows)} text(s) exceed max_length={max_length} tokens (batch rows {rows[:10]}, longest "
-            f"{longest}). Raise max_length=, shorten the texts, or pass on_overlong='truncate'."
+            f"{longest}). Raise max_length=, shorten the texts, or cut them: tokens=TokenPolicy(on_overlong='truncate')."
         )
     token_ids = [ids[:max_length] if i not in empty else [] for i, ids in enumerate(encoded)]
     return token_ids, truncated

@@ -178,8 +178,9 @@ def encoder_record(encoder: Any, *, model_id: str | None = None, tokenizer_id: s
 
 
 def encoder_options(encoder_config: Mapping[str, Any]) -> dict[str, Any]:
-    """The saved options of an encoder: the entries of its ``config()`` that ``SAEEncoder`` takes as arguments,
-    minus the references the ``model`` / ``sae`` records hold. A new encoder option needs no edit here."""
+    """The saved options of an encoder: the entries of its ``config()`` that are options
+    (:meth:`SAEEncoder.option_names`, flat as ``config()`` records them), minus the references the ``model`` /
+    ``sae`` records hold. A new encoder option needs no edit here."""
     accepted = _encoder_arguments() - set(_RECORDED_APART)
     return {k: v for k, v in encoder_config.items() if k in accepted}
 
@@ -229,11 +230,10 @@ def model_record(
 
 
 def _encoder_arguments() -> set[str]:
-    import inspect
-
+    """The flat options :meth:`SAEEncoder.from_config` reads, and the references recorded apart."""
     from ..encoding.encoder import SAEEncoder
 
-    return set(inspect.signature(SAEEncoder.__init__).parameters) - {"self"}
+    return set(SAEEncoder.option_names()) | set(_RECORDED_APART)
 
 
 def _is_embedded(spec: str, gguf_file: str | None) -> bool:
@@ -489,9 +489,9 @@ def build_encoder(
             "does not take; the pipeline was saved by a newer hf_saerl. Upgrade hf_saerl "
             "(pip install -U hf-saerl), or save the pipeline again with this version."
         )
-    kwargs.update(encoder_kwargs or {})
+    overrides: dict[str, Any] = {}
     if model is None:
-        model, kwargs["gguf_file"], kwargs["revision"] = resolve_model(record)
+        model, overrides["gguf_file"], overrides["revision"] = resolve_model(record)
         if tokenizer is None and record.get("tokenizer"):
             tokenizer = record["tokenizer"]
     sae_ref = config["sae"]
@@ -503,7 +503,8 @@ def build_encoder(
             raise BundleError(f"Could not load the SAE stored in {sae_dir}: {e}. {_RESAVE}") from e
     else:
         sae = (sae_ref["release"], sae_ref["sae_id"])
-    encoder = SAEEncoder(model, sae, tokenizer=tokenizer, **kwargs)
+    overrides = {"tokenizer": tokenizer, **overrides, **(encoder_kwargs or {})}
+    encoder = SAEEncoder.from_config(kwargs, model, sae, **overrides)
     for key in ("d_in", "d_sae"):
         if int(getattr(encoder, key)) != config[key]:
             raise WidthMismatchError(

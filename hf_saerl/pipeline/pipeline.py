@@ -148,11 +148,12 @@ class SAERLPipeline(
                     "this SAE, or build the pipeline with the encoder of the SAE it was fitted on."
                 )
             if self.encoder is not None:
-                for attr in ("indices_column", "values_column"):
-                    if getattr(est, attr) != getattr(self.encoder, attr):
+                for attr in ("indices", "values"):
+                    reads, writes = getattr(est, f"{attr}_column"), getattr(self.encoder.columns, attr)
+                    if reads != writes:
                         raise InvalidParameterError(
-                            f"The {role} reads {attr}={getattr(est, attr)!r} but the encoder writes "
-                            f"{getattr(self.encoder, attr)!r}; give them the same column name."
+                            f"The {role} reads {attr}_column={reads!r} but the encoder writes {writes!r}; give them "
+                            f"the same column name (the encoder's columns=FeatureColumns({attr}=...))."
                         )
 
     def _check_threshold(self) -> None:
@@ -287,7 +288,9 @@ class SAERLPipeline(
         return self.encoder.map(dataset, batch_size=batch_size, **kwargs)
 
     def _sae_columns(self) -> tuple[str, str]:
-        part = self.encoder if self.encoder is not None else next(iter(self.estimators().values()))
+        if self.encoder is not None:
+            return self.encoder.columns.indices, self.encoder.columns.values
+        part = next(iter(self.estimators().values()))
         return part.indices_column, part.values_column
 
     def _apply(self, dataset: Any, batch_size: int, num_proc: int | None) -> tuple[Any, dict[str, Any]]:
@@ -369,10 +372,10 @@ class SAERLPipeline(
         enc = self.encoder
         if enc is not None:
             cols.update(
-                indices=enc.indices_column,
-                values=enc.values_column,
-                n_tokens=enc.n_tokens_column,
-                truncated=enc.truncated_column,
+                indices=enc.columns.indices,
+                values=enc.columns.values,
+                n_tokens=enc.columns.n_tokens,
+                truncated=enc.columns.truncated,
             )
         if self.quality is not None:
             cols["quality"] = self.quality.output_column

@@ -5,7 +5,7 @@ import pytest
 import torch
 from datasets import Dataset
 
-from hf_saerl import SAEEncoder, resolve_hook, sparse_matrix
+from hf_saerl import FeatureColumns, SAEEncoder, TokenPolicy, resolve_hook, sparse_matrix
 from hf_saerl.errors import InvalidParameterError
 from hf_saerl.models.identity import tokenizer_identity
 from hf_saerl.testing import tiny_sae
@@ -203,7 +203,7 @@ def test_pool_start_follows_the_saes_training_positions(model, tokenizer, texts)
 
     sae = tiny_sae(d_in=32, d_sae=128, hook_name="blocks.1.hook_resid_post")
     sae.cfg.metadata.seqpos_slice = (3, None)
-    enc = SAEEncoder(model, sae, tokenizer=tokenizer, top_k=None, exclude_bos=False)
+    enc = SAEEncoder(model, sae, tokenizer=tokenizer, top_k=None, tokens=TokenPolicy(exclude_bos=False))
     assert enc.pool_start == 3 and enc.config()["pool_start"] == 3
     out = enc({"text": texts})
     got = sparse_matrix(out, 128).toarray()
@@ -215,16 +215,16 @@ def test_pool_start_follows_the_saes_training_positions(model, tokenizer, texts)
         assert out["sae_n_tokens"][i] == max(0, ids.shape[1] - 3)
         np.testing.assert_allclose(got[i], expected, rtol=1e-5, atol=1e-6)
     # an explicit pool_start overrides the SAE's, and a plain SAE pools from position 0 (BOS rules apply)
-    assert SAEEncoder(model, sae, tokenizer=tokenizer, pool_start=0).pool_start == 0
+    assert SAEEncoder(model, sae, tokenizer=tokenizer, tokens={"pool_start": 0}).pool_start == 0
     assert SAEEncoder(model, tiny_sae(d_in=32, d_sae=128), tokenizer=tokenizer).pool_start == 0
     with pytest.raises(ValueError, match="pool_start"):
-        SAEEncoder(model, sae, tokenizer=tokenizer, pool_start=-1)
+        SAEEncoder(model, sae, tokenizer=tokenizer, tokens=TokenPolicy(pool_start=-1))
 
 
 def test_activations_column_is_the_raw_baseline_from_the_same_pass(model, tokenizer, sae, texts):
     import torch
 
-    enc = SAEEncoder(model, sae, tokenizer=tokenizer, top_k=8, activations_column="mean_act")
+    enc = SAEEncoder(model, sae, tokenizer=tokenizer, top_k=8, columns=FeatureColumns(activations="mean_act"))
     ds = enc.map(Dataset.from_dict({"text": texts}), batch_size=4)
     assert ds.features["mean_act"].length == 32
     got = np.asarray(ds["mean_act"], dtype=np.float32)
@@ -308,11 +308,7 @@ def test_public_model_tokenizer_and_sae_load_lazily_one_at_a_time(model_dir, sae
 
 
 def test_config_holds_every_option_a_saved_pipeline_restores(model, tokenizer, sae):
-    """config() records every constructor option but the runtime ones, so rebuilding from it is one filter."""
-    import inspect
-
-    params = set(inspect.signature(SAEEncoder).parameters)
-    references = {"model", "sae", "tokenizer", "gguf_file", "revision"}
+    """config() records every option but the runtime ones, flat, so from_config rebuilds an equal encoder."""
     enc = SAEEncoder(
         model,
         sae,
@@ -320,26 +316,132 @@ def test_config_holds_every_option_a_saved_pipeline_restores(model, tokenizer, s
         pooling="max",
         top_k=7,
         max_length=33,
-        exclude_bos=False,
-        pool_start=2,
         dtype="float32",
         text_column=None,
         template="{q} {a}",
         chat_template=True,
-        on_overlong="error",
-        on_empty="zeros",
-        indices_column="i",
-        values_column="v",
-        n_tokens_column="n",
-        truncated_column="t",
-        activations_column="act",
+        tokens=TokenPolicy(on_overlong="error", on_empty="zeros", exclude_bos=False, pool_start=2),
+        columns=FeatureColumns(indices="i", values="v", n_tokens="n", truncated="t", activations="act"),
         token_budget=128,
     )
     config = enc.config()
-    assert params - set(SAEEncoder.RUNTIME_OPTIONS) <= set(config)
-    options = {k: v for k, v in config.items() if k in params and k not in references}
-    rebuilt = SAEEncoder(model, sae, tokenizer=tokenizer, **options)
+    assert SAEEncoder.option_names() - set(SAEEncoder.RUNTIME_OPTIONS) <= set(config)
+    expected = {
+        "on_overlong": "error",
+        "on_empty": "zeros",
+        "exclude_bos": False,
+        "pool_start": 2,
+        "indices_column": "i",
+        "values_column": "v",
+        "n_tokens_column": "n",
+        "truncated_column": "t",
+        "activations_column": "act",
+    }
+    assert {k: config[k] for k in expected} == expected
+    rebuilt = SAEEncoder.from_config(config, model, sae, tokenizer=tokenizer)
     assert rebuilt.config() == config and rebuilt.fingerprint == enc.fingerprint
+    assert rebuilt.columns == enc.columns and rebuilt.tokens == enc.tokens
+    # keyword arguments override the config; unknown keys are refused
+    assert SAEEncoder.from_config(config, model, sae, tokenizer=tokenizer, on_empty="error").tokens.on_empty == "error"
+    with pytest.raises(InvalidParameterError, match=r"unknown option\(s\) \['warp_speed'\].*newer hf_saerl"):
+        SAEEncoder.from_config({**config, "warp_speed": 9}, model, sae, tokenizer=tokenizer)
+
+
+#: ``SAEEncoder(...).fingerprint`` of ``tiny_llama()``, ``tiny_sae()``, ``tiny_tokenizer()`` at commit 3deef8a (before
+#: the column names and token rules were grouped), computed once from a scratch checkout of that commit
+#: (``git archive 3deef8a hf_saerl | tar -x``) with the flat keywords shown in the comments.
+FINGERPRINTS_3DEEF8A = {
+    "default": "70d6854167eba983",  # SAEEncoder(m, s, tokenizer=t)
+    # + indices_column="ids", values_column="vals", n_tokens_column="ntok", truncated_column="cut",
+    #   activations_column="acts"
+    "custom_columns": "fc6447432a7f7490",
+    # + the columns above and top_k=8, max_length=64, pooling="max", on_overlong="error", on_empty="zeros",
+    #   exclude_bos=False, pool_start=2
+    "custom_all": "e88b60ae44daf36e",
+}
+CUSTOM_COLUMNS = {"indices": "ids", "values": "vals", "n_tokens": "ntok", "truncated": "cut", "activations": "acts"}
+
+
+@pytest.mark.parametrize(
+    "case, kwargs",
+    [
+        ("default", {}),
+        ("custom_columns", {"columns": FeatureColumns(**CUSTOM_COLUMNS)}),
+        (
+            "custom_all",
+            {
+                "columns": CUSTOM_COLUMNS,
+                "top_k": 8,
+                "max_length": 64,
+                "pooling": "max",
+                "tokens": {"on_overlong": "error", "on_empty": "zeros", "exclude_bos": False, "pool_start": 2},
+            },
+        ),
+    ],
+)
+def test_fingerprints_are_those_of_the_flat_keywords_before_grouping(case, kwargs):
+    """Grouping the keywords changed no cache key: the fingerprints equal those computed at commit 3deef8a."""
+    from hf_saerl.testing import tiny_llama, tiny_tokenizer
+
+    enc = SAEEncoder(tiny_llama(), tiny_sae(), tokenizer=tiny_tokenizer(), **kwargs)
+    assert enc.fingerprint == FINGERPRINTS_3DEEF8A[case]
+
+
+def test_an_old_style_flat_config_builds_the_encoder_it_records(model, tokenizer, sae):
+    """A saved pipeline's encoder options (written before the grouping, flat) rebuild the encoder as the bundle
+    loader does, with every column name and token rule where it was."""
+    old = {  # the "encoder" entry of a config.json written at commit 3deef8a, with custom columns
+        "activations_column": "acts",
+        "chat_template": False,
+        "dtype": None,
+        "exclude_bos": False,
+        "hook_name": "blocks.1.hook_resid_post",
+        "indices_column": "ids",
+        "max_length": 64,
+        "n_tokens_column": "ntok",
+        "on_empty": "zeros",
+        "on_overlong": "truncate",
+        "pool_start": 1,
+        "pooling": "max",
+        "template": None,
+        "text_column": "prompt",
+        "top_k": 8,
+        "truncated_column": "cut",
+        "values_column": "vals",
+    }
+    enc = SAEEncoder.from_config(old, model, sae, tokenizer=tokenizer)
+    assert enc.columns == FeatureColumns(**CUSTOM_COLUMNS)
+    assert enc.tokens == TokenPolicy(on_overlong="truncate", on_empty="zeros", exclude_bos=False, pool_start=1)
+    assert {k: v for k, v in enc.config().items() if k in old} == old
+    out = enc({"prompt": ["2 + 2 = 4", ""]})
+    assert set(out) == {"ids", "vals", "ntok", "cut", "acts"}
+    assert out["ntok"] == [len("2 + 2 = 4") + 1 - 1, 0]  # one token per character plus BOS, from position 1
+
+
+@pytest.mark.parametrize(
+    "keyword, value, route",
+    [
+        ("indices_column", "ids", r"columns=FeatureColumns\(indices='ids'\) or columns=\{'indices': 'ids'\}"),
+        ("values_column", "v", r"columns=FeatureColumns\(values='v'\)"),
+        ("n_tokens_column", "n", r"columns=FeatureColumns\(n_tokens='n'\)"),
+        ("truncated_column", "t", r"columns=FeatureColumns\(truncated='t'\)"),
+        ("activations_column", "a", r"columns=FeatureColumns\(activations='a'\)"),
+        ("on_empty", "zeros", r"tokens=TokenPolicy\(on_empty='zeros'\) or tokens=\{'on_empty': 'zeros'\}"),
+        ("on_overlong", "error", r"tokens=TokenPolicy\(on_overlong='error'\)"),
+        ("exclude_bos", False, r"tokens=TokenPolicy\(exclude_bos=False\)"),
+        ("pool_start", 1, r"tokens=TokenPolicy\(pool_start=1\)"),
+    ],
+)
+def test_a_moved_keyword_says_where_it_went(model, tokenizer, sae, keyword, value, route):
+    from hf_saerl.errors import ParameterTypeError
+
+    with pytest.raises(ParameterTypeError, match=rf"SAEEncoder\({keyword}=\.\.\.\) is set through .*{route}"):
+        SAEEncoder(model, sae, tokenizer=tokenizer, **{keyword: value})
+
+
+def test_an_unknown_keyword_is_a_type_error_naming_it(model, tokenizer, sae):
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'topk'.*columns=FeatureColumns"):
+        SAEEncoder(model, sae, tokenizer=tokenizer, topk=8)
 
 
 def test_in_memory_model_pickles_after_output_hidden_states(tokenizer, sae):

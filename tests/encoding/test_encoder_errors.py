@@ -52,13 +52,13 @@ def test_empty_text(model, tokenizer, sae):
     message = r"2 empty text\(s\) in this batch \(batch rows \[1, 2\]\).*on_empty='zeros'"
     with pytest.raises(InvalidParameterError, match=message):
         enc({"text": ["fine", "  ", None]})
-    out = SAEEncoder(model, sae, tokenizer=tokenizer, on_empty="zeros")({"text": ["fine", "", None]})
+    out = SAEEncoder(model, sae, tokenizer=tokenizer, tokens={"on_empty": "zeros"})({"text": ["fine", "", None]})
     assert out["sae_n_tokens"] == [4, 0, 0]
     assert len(out["sae_indices"][1]) == 0 and len(out["sae_indices"][0]) > 0
 
 
 def test_overlong_text_error_mode(model, tokenizer, sae):
-    enc = SAEEncoder(model, sae, tokenizer=tokenizer, max_length=4, on_overlong="error")
+    enc = SAEEncoder(model, sae, tokenizer=tokenizer, max_length=4, tokens={"on_overlong": "error"})
     with pytest.raises(InvalidParameterError, match=r"1 text\(s\) exceed max_length=4 tokens.*longest 8"):
         enc({"text": ["ab", "abcdefg"]})
 
@@ -74,7 +74,7 @@ def test_chat_messages_need_chat_template(model, tokenizer, sae):
         ({"pooling": "median"}, "Unknown pooling 'median'"),
         ({"top_k": 0}, "top_k must be a positive int"),
         ({"max_length": 1}, "max_length must be at least 2"),
-        ({"on_empty": "skip"}, "on_empty must be"),
+        ({"tokens": {"on_empty": "skip"}}, "on_empty must be"),
         ({"text_column": None}, "Pass text_column="),
         ({"text_column": None, "template": "{}"}, "must name its columns"),
     ],

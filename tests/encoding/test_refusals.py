@@ -112,8 +112,14 @@ def test_sparse_matrix_refuses_nan_values():
         ({"max_length": "512"}, InvalidParameterError, r"max_length must be an integer, got '512' \(str\)"),
         ({"token_budget": 0}, InvalidParameterError, r"token_budget must be >= 1"),
         ({"chat_template": "yes"}, ParameterTypeError, r"chat_template must be a bool, got 'yes'"),
-        ({"exclude_bos": 1}, ParameterTypeError, r"exclude_bos must be a bool, got 1 \(int\)"),
-        ({"indices_column": 3}, ParameterTypeError, r"indices_column must be a non-empty column name \(str\), got 3"),
+        ({"tokens": {"exclude_bos": 1}}, ParameterTypeError, r"exclude_bos must be a bool, got 1 \(int\)"),
+        (
+            {"columns": {"indices": 3}},
+            ParameterTypeError,
+            r"FeatureColumns.indices must be a non-empty column name \(str\), got 3",
+        ),
+        ({"columns": ["ids"]}, ParameterTypeError, r"columns must be a FeatureColumns, a dict of its fields or None"),
+        ({"tokens": "zeros"}, ParameterTypeError, r"tokens must be a TokenPolicy, a dict of its fields or None"),
         ({"text_column": ["a", "b"]}, ParameterTypeError, r"text_column must be a str or None, got \['a', 'b'\]"),
     ],
 )
@@ -206,7 +212,9 @@ def test_template_over_a_none_value_is_empty_not_the_word_none(model, sae, token
     map_leaves_nothing(
         enc, ds, tmp_path, InvalidParameterError, r"1 empty text\(s\) in this batch \(batch rows \[1\]\)"
     )
-    zeros = SAEEncoder(model, sae, tokenizer=tokenizer, text_column=None, template="Q: {q} A: {a}", on_empty="zeros")
+    zeros = SAEEncoder(
+        model, sae, tokenizer=tokenizer, text_column=None, template="Q: {q} A: {a}", tokens={"on_empty": "zeros"}
+    )
     assert zeros({"q": ["1+1?", "2+2?"], "a": ["2", None]})["sae_n_tokens"][1] == 0
 
 
@@ -216,5 +224,5 @@ def test_chat_message_without_content_is_empty_not_scaffolding(model, sae, token
     map_leaves_nothing(
         enc, ds, tmp_path, InvalidParameterError, r"1 empty text\(s\) in this batch \(batch rows \[1\]\)"
     )
-    zeros = SAEEncoder(model, sae, tokenizer=tokenizer, chat_template=True, on_empty="zeros")
+    zeros = SAEEncoder(model, sae, tokenizer=tokenizer, chat_template=True, tokens={"on_empty": "zeros"})
     assert zeros({"text": [[{"role": "user"}]]})["sae_n_tokens"] == [0]

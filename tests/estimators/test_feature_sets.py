@@ -186,7 +186,9 @@ def test_a_missing_raw_column_is_a_clear_error_at_fit(data):
     probe = QualityProbe(D_SAE, feature_set="raw")  # constructing validates nothing (sklearn manners)
     with pytest.raises(InvalidParameterError, match=r"raw_column=None\. Pass raw_column=.*or feature_set='sae'"):
         probe.fit(ds, label_column="good")
-    with pytest.raises(MissingColumnError, match=r"Missing column 'acts'.*found \[.*'mean_act'.*activations_column"):
+    with pytest.raises(
+        MissingColumnError, match=r"Missing column 'acts'.*found \[.*'mean_act'.*FeatureColumns\(activations="
+    ):
         QualityProbe(D_SAE, feature_set="both", raw_column="acts").fit(ds, label_column="good")
     with pytest.raises(InvalidParameterError, match=r"feature_set must be 'sae', 'raw' or 'both'; got 'dense'"):
         QualityProbe(D_SAE, feature_set="dense").fit(ds, label_column="good")

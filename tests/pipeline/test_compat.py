@@ -34,6 +34,22 @@ def test_a_pipeline_saved_by_0_1_0_loads_and_scores_the_same(model, tokenizer, l
         np.testing.assert_array_equal(np.asarray(out[column]), expected[column], err_msg=column)
 
 
+def test_the_encoder_of_a_0_1_0_bundle_keeps_its_flat_options(model, tokenizer):
+    """The bundle records the encoder's options flat (``indices_column``, ``on_empty``, ...), as written before they
+    were grouped into ``columns=FeatureColumns`` and ``tokens=TokenPolicy``: they land in the groups, and the loaded
+    encoder's ``config()`` gives back every one of them unchanged (so a re-save writes the same options)."""
+    import json
+
+    from hf_saerl import FeatureColumns, TokenPolicy
+
+    saved = json.loads((FIXTURES / "pipeline" / "config.json").read_text())["encoder"]
+    encoder = SAERLPipeline.from_pretrained(FIXTURES / "pipeline", model=model, tokenizer=tokenizer).encoder
+    assert encoder.columns == FeatureColumns()
+    assert encoder.tokens == TokenPolicy(pool_start=0)
+    assert encoder.top_k == 16
+    assert {k: v for k, v in encoder.config().items() if k in saved} == saved
+
+
 def test_a_probe_saved_by_0_1_0_loads_with_its_fitted_state():
     probe = QualityProbe.from_pretrained(FIXTURES / "quality_probe")
     pipeline_probe = QualityProbe.from_pretrained(FIXTURES / "pipeline" / "quality")

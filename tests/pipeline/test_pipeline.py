@@ -170,13 +170,19 @@ def test_estimators_only_pipeline_on_preencoded_data(fitted, data):
         pipe(data)
 
 
-def test_parts_that_do_not_fit_together_are_refused_at_first_use(fitted, data):
+def test_parts_that_do_not_fit_together_are_refused_at_first_use(fitted, data, model_dir, sae_dir):
     """scikit-learn's rule: the constructor stores, fit (or a call, or saving) validates. So clone and set_params
     work on any parameters, and the error comes before any work."""
     from sklearn.base import clone
 
+    renamed = SAEEncoder(str(model_dir), str(sae_dir), top_k=16, columns={"indices": "ids"})
     cases = [
         (SAERLPipeline(fitted.encoder, quality=QualityProbe(d_sae=64)), WidthMismatchError, "width mismatch.*d_sae=64"),
+        (
+            SAERLPipeline(renamed, quality=QualityProbe(d_sae=fitted.d_sae)),
+            InvalidParameterError,
+            r"reads indices_column='sae_indices' but the encoder writes 'ids'.*columns=FeatureColumns\(indices=",
+        ),
         (SAERLPipeline(fitted.encoder, quality_threshold=0.5), InvalidParameterError, "needs a quality probe"),
         (SAERLPipeline(), InvalidParameterError, "empty SAERLPipeline"),
     ]
@@ -435,8 +441,6 @@ def test_estimator_registry_is_derived_from_the_classes(bundle):
 
 
 def test_encoder_options_come_from_the_encoder_config(fitted, bundle):
-    import inspect
-
     saved = json.loads((bundle / "config.json").read_text())["encoder"]
     # the same options bundles have always recorded, so earlier bundles load and new ones are byte-compatible
     assert set(saved) == {
@@ -458,7 +462,7 @@ def test_encoder_options_come_from_the_encoder_config(fitted, bundle):
         "truncated_column",
         "activations_column",
     }
-    assert set(saved) <= set(inspect.signature(SAEEncoder.__init__).parameters)
+    assert set(saved) <= SAEEncoder.option_names()
     assert all(saved[k] == v for k, v in fitted.encoder.config().items() if k in saved)
     # the options are the encoder's config() entries that SAEEncoder takes: widths and other keys are left out
     assert encoder_options({**fitted.encoder.config(), "not_an_argument": 1}) == saved
