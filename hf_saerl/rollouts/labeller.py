@@ -15,6 +15,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..core.configs import refuse_moved
 from ..core.fingerprint import Fingerprinted, stable_hash, transform_map_kwargs
 from ..core.validation import check_bool, is_missing
 from ..errors import InvalidParameterError, ParameterTypeError
@@ -121,7 +122,7 @@ class RolloutLabeller(Fingerprinted):
         from ..models.text import TextBuilder
 
         if moved:
-            _refuse_moved(moved)
+            refuse_moved("RolloutLabeller", moved, _MOVED, _MOVED_HINT)
         self.sampling = as_sampling_config(sampling)
         self.columns = as_label_columns(columns)
         self.text = TextBuilder(prompt_column, template)
@@ -416,37 +417,18 @@ class RolloutLabeller(Fingerprinted):
         return out
 
 
-#: flat keyword arguments of earlier versions -> where each lives now
+#: flat keyword arguments of earlier versions -> (parameter, config class, field) where each lives now
 _MOVED = {
     **{
-        name: "sampling"
+        name: ("sampling", SamplingConfig, name)
         for name in ("n", "max_new_tokens", "temperature", "top_p", "top_k", "min_p", "seed", "batch_size")
     },
     **{
-        f"{name}_column": "columns"
+        f"{name}_column": ("columns", LabelColumns, name)
         for name in ("pass_rate", "n_samples", "n_correct", "n_empty", "completions", "rewards")
     },
 }
-
-
-def _refuse_moved(moved: Mapping[str, Any]) -> None:
-    """A clear error for keyword arguments that moved into a config object (or never existed)."""
-    name = sorted(moved)[0]
-    if name in _MOVED and _MOVED[name] == "sampling":
-        raise ParameterTypeError(
-            f"RolloutLabeller({name}=...) is set through sampling=: pass sampling=SamplingConfig({name}="
-            f"{moved[name]!r}, ...) (from hf_saerl.rollouts import SamplingConfig), or sampling={{{name!r}: ...}}."
-        )
-    if name in _MOVED:
-        field_name = name[: -len("_column")]
-        raise ParameterTypeError(
-            f"RolloutLabeller({name}=...) is set through columns=: pass columns=LabelColumns({field_name}="
-            f"{moved[name]!r}) or columns={{{field_name!r}: {moved[name]!r}}}."
-        )
-    raise ParameterTypeError(
-        f"RolloutLabeller got an unexpected keyword argument {name!r}. Sampling settings go in "
-        "sampling=SamplingConfig(...), output column names in columns=LabelColumns(...)."
-    )
+_MOVED_HINT = "Sampling settings go in sampling=SamplingConfig(...), output column names in columns=LabelColumns(...)."
 
 
 class _Never:
