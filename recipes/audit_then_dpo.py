@@ -363,7 +363,7 @@ def micro_batches(cfg: dict[str, Any]) -> tuple[int, int]:
     from hf_saerl.errors import InvalidParameterError
 
     batch = int(cfg["batch_size"])
-    micro = int(cfg.get("micro_batch_size") or batch)
+    micro = batch if cfg.get("micro_batch_size") is None else int(cfg["micro_batch_size"])
     if batch < 1 or micro < 1 or batch % micro:
         raise InvalidParameterError(
             f"micro_batch_size={micro} must be a positive divisor of batch_size={batch} (the pairs per optimizer "
