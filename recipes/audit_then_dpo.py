@@ -22,6 +22,7 @@ are reused when the same command comes again; ``OUT/settings.json`` refuses a re
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import logging
@@ -31,6 +32,7 @@ import random
 import resource
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         lr=5e-3,
         beta=0.1,
         batch_size=8,
+        micro_batch_size=8,
+        logprob_vocab_chunk=0,
         concept_lambda=2.0,
         temperature=1.0,
         chat=True,
@@ -64,6 +68,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         lr=5e-5,
         beta=0.1,
         batch_size=4,
+        micro_batch_size=1,
+        logprob_vocab_chunk=8192,
         concept_lambda=2.0,
         temperature=1.0,
         chat=True,
@@ -79,6 +85,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         lr=2e-5,
         beta=0.1,
         batch_size=8,
+        micro_batch_size=8,
+        logprob_vocab_chunk=0,
         concept_lambda=2.0,
         temperature=1.0,
         chat=True,
@@ -235,17 +243,27 @@ def train_dpo(
     * Gradient checkpointing on the CPU: each layer's activations are recomputed in the backward pass instead of
       kept (the same arithmetic, about a third more compute). Off on a GPU, where memory is not the limit.
     * The trainer (optimizer states, accelerator) is released before the policy is returned.
+    * ``cfg["micro_batch_size"]`` pairs per forward and backward, their gradients accumulated over
+      ``batch_size / micro_batch_size`` micro-batches: the same ``batch_size`` pairs per optimizer step and the same
+      mean loss up to float rounding (TRL's DPO loss is a mean over pairs; the Trainer divides each micro-batch's by
+      the number of micro-batches). The reference log-probs are precomputed ``micro_batch_size`` pairs at a time too.
+      TRL's fused LM head works on tiles of (tokens × 32,768 vocabulary entries) and its CPU fallback holds several
+      such tiles at once, so its memory scales with the tokens per forward; the ``cpu`` preset takes one pair.
+    * ``cfg["logprob_vocab_chunk"]`` (> 0) narrows those tiles to that many vocabulary entries
+      (:func:`logprob_vocab_chunk`): the same log-softmax, its running log-sum-exp folded over more tiles.
     """
     import torch
     from trl import DPOConfig, DPOTrainer
 
     from hf_saerl.integrations.dpo import ConceptShapedDPOTrainer
 
+    micro, accumulation = micro_batches(cfg)
     policy = fresh_copy(reference).train()
     on_gpu = next(reference.parameters()).device.type == "cuda"
     args = DPOConfig(
         output_dir=out_dir,
-        per_device_train_batch_size=cfg["batch_size"],
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=accumulation,
         num_train_epochs=cfg["epochs"],
         learning_rate=cfg["lr"],
         beta=cfg["beta"],
@@ -265,11 +283,12 @@ def train_dpo(
         max_steps=max_steps,
     )
     kwargs = dict(ref_model=None, args=args, train_dataset=pairs, processing_class=tok)
-    if concept_lambda is None:
-        trainer = DPOTrainer(policy, **kwargs)
-    else:
-        trainer = ConceptShapedDPOTrainer(policy, concept_lambda=concept_lambda, **kwargs)
-    result = trainer.train()
+    with logprob_vocab_chunk(cfg.get("logprob_vocab_chunk") or None):  # the reference pass runs in the constructor
+        if concept_lambda is None:
+            trainer = DPOTrainer(policy, **kwargs)
+        else:
+            trainer = ConceptShapedDPOTrainer(policy, concept_lambda=concept_lambda, **kwargs)
+        result = trainer.train()
     logs = [h for h in trainer.state.log_history if "loss" in h]
     trainer.accelerator.free_memory()
     del trainer
@@ -285,7 +304,73 @@ def train_dpo(
         "last_loss": logs[-1]["loss"] if logs else None,
         "last_reward_accuracy": logs[-1].get("rewards/accuracies") if logs else None,
         "last_reward_margin": logs[-1].get("rewards/margins") if logs else None,
+        "losses": [h["loss"] for h in logs],
+        "micro_batch_size": micro,
+        "gradient_accumulation_steps": accumulation,
     }
+
+
+@contextlib.contextmanager
+def logprob_vocab_chunk(size: int | None) -> Iterator[None]:
+    """Within the block, TRL's fused LM head projects ``size`` vocabulary entries per tile instead of its 32,768.
+
+    TRL 1.16 (``trl.trainer.utils._CHUNKED_LOGPROB_CHUNK_SIZE``, read at each forward) computes the per-token
+    log-probabilities tile by tile with a running log-sum-exp, and on a CPU holds about nine (tokens × tile) float32
+    arrays at once in its backward. A narrower tile computes the same log-softmax (up to float rounding) in less
+    memory. ``None`` leaves TRL's default; a TRL without that constant is left alone, with a warning.
+
+    Example:
+        >>> import trl.trainer.utils as trl_utils
+        >>> with logprob_vocab_chunk(8192):
+        ...     trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
+        8192
+        >>> trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
+        32768
+    """
+    import trl.trainer.utils as trl_utils
+
+    name = "_CHUNKED_LOGPROB_CHUNK_SIZE"
+    if size is None or not hasattr(trl_utils, name):
+        if size is not None:
+            logger.warning("This TRL has no %s: the LM head keeps its own tile width (more memory).", name)
+        yield
+        return
+    if size < 1:
+        from hf_saerl.errors import InvalidParameterError
+
+        raise InvalidParameterError(
+            f"logprob_vocab_chunk={size} must be a positive number of vocabulary entries per tile, e.g. 8192; "
+            "or pass 0 / None for TRL's default."
+        )
+    before = getattr(trl_utils, name)
+    setattr(trl_utils, name, int(size))
+    try:
+        yield
+    finally:
+        setattr(trl_utils, name, before)
+
+
+def micro_batches(cfg: dict[str, Any]) -> tuple[int, int]:
+    """``(micro_batch_size, gradient_accumulation_steps)`` for ``cfg``: micro-batches of ``micro_batch_size`` pairs
+    (default: ``batch_size``, no accumulation) whose product with the accumulation steps is ``batch_size``.
+
+    Example:
+        >>> micro_batches({"batch_size": 4, "micro_batch_size": 1})
+        (1, 4)
+        >>> micro_batches({"batch_size": 8})
+        (8, 1)
+    """
+    from hf_saerl.errors import InvalidParameterError
+
+    batch = int(cfg["batch_size"])
+    micro = batch if cfg.get("micro_batch_size") is None else int(cfg["micro_batch_size"])
+    if batch < 1 or micro < 1 or batch % micro:
+        raise InvalidParameterError(
+            f"micro_batch_size={micro} must be a positive divisor of batch_size={batch} (the pairs per optimizer "
+            f"step). Pass --micro-batch-size {1 if batch >= 1 else 'N'} (one pair per forward), or "
+            f"--micro-batch-size {batch} (no gradient accumulation)."
+        )
+    return micro, batch // micro
 
 
 def intervention_effect(dpo: Any, intervened: Any, concept: int) -> dict[str, Any]:

@@ -78,3 +78,50 @@ def test_a_run_cut_short_resumes_and_other_settings_are_refused(recipe, tmp_path
     assert again["validation"]["dpo"]["metrics"] == first["validation"]["dpo"]["metrics"]  # the same rollouts
     with pytest.raises(SystemExit, match="from other settings"):
         recipe.main(["--preset", "ci", "--seed", "1", "--out", str(tmp_path)])
+
+
+def test_each_preset_accumulates_micro_batches_up_to_its_pairs_per_step(recipe):
+    for name, cfg in recipe.PRESETS.items():
+        micro, accumulation = recipe.micro_batches(cfg)
+        assert micro == cfg["micro_batch_size"] and micro * accumulation == cfg["batch_size"], name
+    assert recipe.micro_batches(recipe.PRESETS["cpu"]) == (1, 4)  # one pair per forward: the memory bound
+    assert recipe.PRESETS["cpu"]["logprob_vocab_chunk"] == 8192
+    for bad in (3, 0, 5):
+        with pytest.raises(ValueError, match="positive divisor of batch_size=4"):
+            recipe.micro_batches({"batch_size": 4, "micro_batch_size": bad})
+
+
+def test_micro_batches_and_narrow_logprob_tiles_train_exactly_as_one_batch(recipe, tmp_path):
+    """4 pairs per step as one batch with TRL's LM-head tiles, or as 4 accumulated micro-batches with tiles of 16
+    vocabulary entries (the cpu preset's memory settings): the same losses, step by step, and the same weights, up to
+    float rounding (pairs of different lengths, so each micro-batch is padded differently)."""
+    import torch
+    import trl.trainer.utils as trl_utils
+
+    cfg = dict(recipe.PRESETS["ci"], batch_size=4, epochs=1)
+    model, tok, _, pairs, *_ = recipe.load_ci(cfg)
+    assert model.config.vocab_size > 3 * 16  # several tiles
+    pairs = pairs.select(range(12)).map(lambda r, i: {"chosen": r["chosen"] + " ." * (i % 4)}, with_indices=True)
+    pairs = recipe.to_chat(pairs)
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    runs = {}
+    for micro, chunk in ((4, 0), (1, 16)):
+        settings = {**cfg, "micro_batch_size": micro, "logprob_vocab_chunk": chunk}
+        policy, log = recipe.train_dpo(
+            model, tok, pairs, settings, str(tmp_path / str(micro)), concept_lambda=None, seed=0, max_steps=3
+        )
+        assert log["steps"] == 3 and log["gradient_accumulation_steps"] == 4 // micro
+        runs[micro] = (log["losses"], {n: p.detach().clone() for n, p in policy.named_parameters()})
+    assert trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE == 32768  # restored
+    (one, w_one), (acc, w_acc) = runs[4], runs[1]
+    assert len(one) == len(acc) == 3 and one[0] == pytest.approx(np.log(2), abs=1e-4)  # the policy starts at the ref
+    assert acc == pytest.approx(one, abs=1e-5) and one[-1] < one[0]  # it trained, and the same way
+    moved = max(float((w_one[n] - start[n]).abs().max()) for n in w_one)
+    apart = max(float((w_one[n] - w_acc[n]).abs().max()) for n in w_one)
+    assert moved > 1e-3 and apart < 1e-3 * moved, (moved, apart)
+    assert all(torch.equal(p, start[n]) for n, p in model.named_parameters())  # the reference stays untouched
+
+
+def test_logprob_vocab_chunk_refuses_a_non_positive_width(recipe):
+    with pytest.raises(ValueError, match="logprob_vocab_chunk=-1"), recipe.logprob_vocab_chunk(-1):
+        pass

@@ -18,6 +18,7 @@ import argparse
 import importlib.util
 import json
 import os
+import signal
 import tempfile
 import threading
 import time
@@ -29,6 +30,78 @@ def rss_gb(field: str = "VmRSS") -> float:
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 2**20
     return float("nan")
+
+
+class StopRun(Exception):
+    """SIGTERM arrived (e.g. from ``timeout``): write what was measured so far, marked incomplete."""
+
+
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    raise StopRun(f"stopped by signal {signum} at {time.strftime('%H:%M:%S', time.gmtime())} UTC")
+
+
+class Phases:
+    """Exact peak RSS per training phase: at each change of phase the kernel's VmHWM (the peak since the last reset)
+    is charged to the phase that ends, then reset (``/proc/self/clear_refs``: 5). Phases: ``precompute ref`` (TRL's
+    reference log-probs), ``forward`` (``compute_loss``), ``backward`` (from the loss to the optimizer step or the
+    next micro-batch), ``optimizer step`` (``AdamW.step``), ``other`` (zero_grad, logging, data loading)."""
+
+    def __init__(self) -> None:
+        self.stage, self.phase = "start", "other"
+        self.peaks: dict[str, dict[str, float]] = {}
+        self.entry: dict[str, dict[str, float]] = {}
+        self.losses: list[list[float]] = []
+
+    def enter(self, phase: str) -> None:
+        key = f"{self.stage}: {self.phase}"
+        self.peaks.setdefault(key, {"peak_gb": 0.0, "count": 0})
+        self.peaks[key]["peak_gb"] = max(self.peaks[key]["peak_gb"], rss_gb("VmHWM"))
+        self.peaks[key]["count"] += 1
+        Path("/proc/self/clear_refs").write_text("5")
+        self.phase = phase
+        key = f"{self.stage}: {phase}"
+        rss = rss_gb()
+        low, high = self.entry.get(key, (rss, rss))
+        self.entry[key] = (min(low, rss), max(high, rss))
+
+    def install(self) -> None:
+        """Wrap TRL's DPOTrainer (and so its subclasses) and torch's AdamW to mark the phases."""
+        import torch
+        from trl.trainer.dpo_trainer import DPOTrainer
+
+        phases = self
+
+        def wrap(owner, name, before, after):
+            real = getattr(owner, name)
+
+            def wrapped(*a, **k):
+                phases.enter(before)
+                try:
+                    return real(*a, **k)
+                finally:
+                    phases.enter(after)
+
+            setattr(owner, name, wrapped)
+
+        wrap(DPOTrainer, "_precompute_ref_logps", "precompute ref", "other")
+        wrap(DPOTrainer, "compute_loss", "forward", "backward")
+        wrap(torch.optim.AdamW, "step", "optimizer step", "other")
+        real_train = DPOTrainer.train
+
+        def train(trainer, *a, **k):
+            try:
+                return real_train(trainer, *a, **k)
+            finally:
+                phases.losses.append([h["loss"] for h in trainer.state.log_history if "loss" in h])
+
+        DPOTrainer.train = train  # type: ignore[method-assign]  # a profiling wrapper, on purpose
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        self.enter("other")
+        return {
+            k: {"peak_gb": round(v["peak_gb"], 3), "rss_at_entry_gb": [round(x, 3) for x in self.entry.get(k, ())]}
+            for k, v in self.peaks.items()
+        }
 
 
 class Sampler(threading.Thread):
@@ -56,12 +129,15 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=3)
     parser.add_argument("--n-pairs", type=int, default=12, help="the longest pairs kept (max_steps x batch_size)")
     args = parser.parse_args()
+    load_at_start = list(os.getloadavg())
     sampler = Sampler()
     sampler.start()
 
     import torch
 
     torch.set_num_threads(1)
+    phases = Phases()
+    phases.install()
     spec = importlib.util.spec_from_file_location("recipe", args.recipe)
     assert spec is not None and spec.loader is not None
     recipe = importlib.util.module_from_spec(spec)
@@ -117,27 +193,40 @@ def main() -> None:
         "sequence_tokens_max": max(max(f) for _, f in lengths),
         "stages": {},
     }
-    for stage in ("dpo", "intervention"):
-        sampler.stage = f"train {stage}"
-        t = time.time()
-        with tempfile.TemporaryDirectory() as tmp:
-            policy, log = recipe.train_dpo(model, tok, subset, cfg, tmp, concept_lambda=None, seed=0)
-        sums = {n: [float(p.double().sum()), float((p.double() ** 2).sum())] for n, p in policy.named_parameters()}
-        sampler.stage = f"after {stage}"
-        del policy
-        if hasattr(recipe, "release_memory"):
-            recipe.release_memory()
-        out["stages"][stage] = {"seconds": round(time.time() - t, 1), "log": log, "rss_after_gb": rss_gb()}
-        if stage == "dpo":
-            out["weight_sums"] = sums
+    out["complete"] = False
+    signal.signal(signal.SIGTERM, stop_on_sigterm)  # `timeout` ends a bounded run: keep what it measured
+    try:
+        for stage in ("dpo", "intervention"):
+            sampler.stage = phases.stage = f"train {stage}"
+            phases.enter("other")
+            t = time.time()
+            with tempfile.TemporaryDirectory() as tmp:
+                policy, log = recipe.train_dpo(model, tok, subset, cfg, tmp, concept_lambda=None, seed=0)
+            sums = {n: [float(p.double().sum()), float((p.double() ** 2).sum())] for n, p in policy.named_parameters()}
+            sampler.stage = phases.stage = f"after {stage}"
+            phases.enter("other")
+            del policy
+            if hasattr(recipe, "release_memory"):
+                recipe.release_memory()
+            out["stages"][stage] = {"seconds": round(time.time() - t, 1), "log": log, "rss_after_gb": rss_gb()}
+            if stage == "dpo":
+                out["weight_sums"] = sums
+        out["complete"] = True
+    except StopRun as err:
+        out["stopped"] = str(err)
     sampler.stop = True
     sampler.join()
-    out["peak_rss_gb"] = rss_gb("VmHWM")
+    out["peak_by_phase_gb"] = phases.summary()  # resets VmHWM at each phase: the run's peak is their maximum
+    out["peak_rss_gb"] = max(v["peak_gb"] for v in out["peak_by_phase_gb"].values())
+    out["peak_rss_gb_sampled"] = max(sampler.peaks.values())
+    out["losses_per_step"] = dict(zip(("dpo", "intervention"), phases.losses, strict=False))
+    out["torch_threads"] = torch.get_num_threads()
     out["peak_by_stage_gb"] = {k: round(v, 3) for k, v in sampler.peaks.items()}
     out["trace"] = sampler.trace[::5]
     out["load_avg_at_end"] = list(os.getloadavg())
+    out["load_avg_at_start"] = load_at_start
     args.out.write_text(json.dumps(out, indent=1, default=str))
-    print(json.dumps({k: out[k] for k in ("peak_rss_gb", "peak_by_stage_gb", "prompt_tokens")}, indent=1))
+    print(json.dumps({k: out[k] for k in ("peak_rss_gb", "peak_by_stage_gb", "peak_by_phase_gb")}, indent=1))
 
 
 if __name__ == "__main__":
