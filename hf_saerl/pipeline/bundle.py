@@ -153,6 +153,28 @@ def write_bundle(
 # The encoder's identity lives in the "model" and "sae" records, not among its saved options.
 _RECORDED_APART = ("model", "sae", "tokenizer", "gguf_file", "revision")
 
+#: The entries of ``config.json`` that :func:`encoder_record` fills, in file order; None without an encoder.
+ENCODER_KEYS = ("model", "sae", "hook_name", "sae_hook_name", "d_in", "pooling", "top_k", "text", "encoder")
+
+
+def column_record(encoder: Any, estimators: Mapping[str, Any]) -> dict[str, str]:
+    """The ``columns`` entry of ``config.json``: the name of every column the pipeline's parts write, by role
+    (``indices``, ``values``, ``n_tokens``, ``truncated`` of the encoder; ``quality``; ``difficulty`` and, for a
+    pass-rate probe, ``pass_rate``; ``cluster_id`` and ``cluster_distance``)."""
+    cols: dict[str, str] = {}
+    if encoder is not None:
+        c = encoder.columns
+        cols.update(indices=c.indices, values=c.values, n_tokens=c.n_tokens, truncated=c.truncated)
+    if (quality := estimators.get("quality")) is not None:
+        cols["quality"] = quality.output_column
+    if (difficulty := estimators.get("difficulty")) is not None:
+        cols["difficulty"] = difficulty.difficulty_column
+        if getattr(difficulty, "label_", "pass_rate") == "pass_rate":
+            cols["pass_rate"] = difficulty.pass_rate_column
+    if (clusterer := estimators.get("clusterer")) is not None:
+        cols.update(cluster_id=clusterer.id_column, cluster_distance=clusterer.distance_column)
+    return cols
+
 
 def encoder_record(encoder: Any, *, model_id: str | None = None, tokenizer_id: str | None = None) -> dict[str, Any]:
     """What ``config.json`` records of an encoder: the ``model`` and ``sae`` records, ``hook_name``, the SAE's own

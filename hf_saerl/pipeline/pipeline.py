@@ -28,11 +28,13 @@ from ..core.validation import check_real, is_fitted
 from ..errors import InvalidParameterError, MissingColumnError, NonFiniteError, ParameterTypeError, WidthMismatchError
 from ..estimators.selection import check_probability_threshold
 from .bundle import (
+    ENCODER_KEYS,
     PIPELINE_FORMAT,
     PIPELINE_FORMAT_VERSION,
     build_encoder,
     bundle_folder,
     check_bundle,
+    column_record,
     encoder_record,
     estimator_classes,
     estimator_folder,
@@ -137,7 +139,7 @@ class SAERLPipeline(
             raise InvalidParameterError(
                 "quality_threshold needs a quality probe: pass quality=QualityProbe(...), or drop quality_threshold."
             )
-        self._check_threshold()
+        _check_threshold(self.quality_threshold, self.quality)
         width = self.d_sae
         source = "the encoder's SAE" if self.encoder is not None else "the first estimator"
         for role, est in self.estimators().items():
@@ -155,19 +157,6 @@ class SAERLPipeline(
                             f"The {role} reads {attr}_column={reads!r} but the encoder writes {writes!r}; give them "
                             f"the same column name (the encoder's columns=FeatureColumns({attr}=...))."
                         )
-
-    def _check_threshold(self) -> None:
-        """``quality_threshold`` is None or a finite number, and inside [0, 1] for a fitted classifier probe (its scores
-        are probabilities: a threshold outside would keep every row or none)."""
-        if self.quality_threshold is None:
-            return
-        check_real(
-            "quality_threshold",
-            self.quality_threshold,
-            "Pass a finite quality_threshold (e.g. 0.5), or None to keep every row.",
-        )
-        if getattr(self.quality, "task_", None) == "classification":
-            check_probability_threshold("quality_threshold", float(self.quality_threshold), "the quality probe")
 
     def __sklearn_is_fitted__(self) -> bool:
         """Fitted once :meth:`fit` ran or the pipeline was loaded, or when every estimator it holds is fitted
@@ -344,17 +333,9 @@ class SAERLPipeline(
             "d_sae": self.d_sae,
             "quality_threshold": self.quality_threshold,
             "estimators": {role: estimator_folder(role) for role in self.estimators()},
-            "columns": self._columns(),
+            "columns": column_record(self.encoder, self.estimators()),
             "fit": getattr(self, "fit_info_", None) or None,
-            "model": None,
-            "sae": None,
-            "hook_name": None,
-            "sae_hook_name": None,
-            "d_in": None,
-            "pooling": None,
-            "top_k": None,
-            "text": None,
-            "encoder": None,
+            **dict.fromkeys(ENCODER_KEYS),
         }
         if self.encoder is not None:
             model_id = model_id or self.model_id
@@ -366,26 +347,6 @@ class SAERLPipeline(
                 )
             )
         return config
-
-    def _columns(self) -> dict[str, str]:
-        cols: dict[str, str] = {}
-        enc = self.encoder
-        if enc is not None:
-            cols.update(
-                indices=enc.columns.indices,
-                values=enc.columns.values,
-                n_tokens=enc.columns.n_tokens,
-                truncated=enc.columns.truncated,
-            )
-        if self.quality is not None:
-            cols["quality"] = self.quality.output_column
-        if self.difficulty is not None:
-            cols["difficulty"] = self.difficulty.difficulty_column
-            if getattr(self.difficulty, "label_", "pass_rate") == "pass_rate":
-                cols["pass_rate"] = self.difficulty.pass_rate_column
-        if self.clusterer is not None:
-            cols.update(cluster_id=self.clusterer.id_column, cluster_distance=self.clusterer.distance_column)
-        return cols
 
     @property
     def fingerprint(self) -> str:
@@ -528,6 +489,16 @@ def _refuse_config(pipeline: SAERLPipeline, config: Any) -> None:
             "...)) to change where the model is recorded, or change the parts (encoder, estimators, "
             "quality_threshold) before saving."
         )
+
+
+def _check_threshold(threshold: Any, quality: Any) -> None:
+    """``quality_threshold`` is None or a finite number, and inside [0, 1] for a fitted classifier probe (its scores
+    are probabilities: a threshold outside would keep every row or none)."""
+    if threshold is None:
+        return
+    check_real("quality_threshold", threshold, "Pass a finite quality_threshold (e.g. 0.5), or None to keep every row.")
+    if getattr(quality, "task_", None) == "classification":
+        check_probability_threshold("quality_threshold", float(threshold), "the quality probe")
 
 
 def _map_estimator(ds: Any, est: Any, desc: str, batch_size: int, num_proc: int | None) -> Any:

@@ -20,7 +20,14 @@ from hf_saerl.errors import (
 )
 from hf_saerl.estimators.clustering import SAEClusterer
 from hf_saerl.estimators.probes import DifficultyProbe, QualityProbe
-from hf_saerl.pipeline.bundle import bundle_patterns, encoder_options, estimator_classes, model_record, resolve_model
+from hf_saerl.pipeline.bundle import (
+    ENCODER_KEYS,
+    bundle_patterns,
+    encoder_options,
+    estimator_classes,
+    model_record,
+    resolve_model,
+)
 from hf_saerl.pipeline.pipeline import PIPELINE_FORMAT_VERSION, SAERLPipeline, check_bundle
 from hf_saerl.testing import edit_json, tiny_sae
 
@@ -226,7 +233,20 @@ def test_bundle_layout_config_and_card(fitted, bundle, model_dir):
     assert (config["hook_name"], config["d_in"], config["d_sae"]) == ("blocks.1.hook_resid_post", 32, 128)
     assert (config["pooling"], config["top_k"]) == ("mean", 16)
     assert config["text"] == {"text_column": "text", "template": None, "chat_template": False}
-    assert config["columns"]["quality"] == "quality" and config["columns"]["cluster_id"] == "cluster_id"
+    # every column the parts write, by role, as the parts themselves name them
+    difficulty = fitted.difficulty
+    expected = {"indices": "sae_indices", "values": "sae_values", "n_tokens": "sae_n_tokens"}
+    expected.update(truncated="sae_truncated", quality=fitted.quality.output_column)
+    expected["difficulty"] = difficulty.difficulty_column
+    if difficulty.label_ == "pass_rate":
+        expected["pass_rate"] = difficulty.pass_rate_column
+    expected.update(cluster_id="cluster_id", cluster_distance="cluster_distance")
+    assert config["columns"] == expected
+    # the encoder's entries are all there; a pipeline without an encoder records each as None
+    assert set(ENCODER_KEYS) <= set(config)
+    bare = SAERLPipeline(quality=fitted.quality).config()
+    assert {k: bare[k] for k in ENCODER_KEYS} == dict.fromkeys(ENCODER_KEYS)
+    assert bare["columns"] == {"quality": fitted.quality.output_column}
     card = (bundle / "README.md").read_text()
     assert "library_name: hf_saerl" in card
     assert f"| auroc | {fitted.quality.metrics_['auroc']:.4g} |" in card
