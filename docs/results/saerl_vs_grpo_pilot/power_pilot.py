@@ -22,6 +22,7 @@ Run: python docs/results/saerl_vs_grpo_pilot/power_pilot.py [--out DIR]
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 from pathlib import Path
 
@@ -29,29 +30,18 @@ import numpy as np
 from scipy import stats
 
 HERE = Path(__file__).resolve().parent
-ALPHA, TARGET_POWER, EFFECT = 0.05, 0.80, 3.0  # points of accuracy
+ALPHA, TARGET_POWER, EFFECT = 0.05, 0.80, 3.0  # points of accuracy (as in power.py, whose functions are used)
 
 
-def power(n: int, sd: float, effect: float) -> float:
-    """Power of a two-sided paired t-test with ``n`` pairs, sd of a difference ``sd``, true difference ``effect``."""
-    if sd <= 0:
-        return 1.0
-    df = n - 1
-    t_crit = stats.t.ppf(1 - ALPHA / 2, df)
-    nc = effect / (sd / np.sqrt(n))
-    return float(1 - stats.nct.cdf(t_crit, df, nc) + stats.nct.cdf(-t_crit, df, nc))
+def _power_tools():
+    """``power``, ``seeds_needed`` and ``min_detectable`` of the CPU run's ``power.py``: one method for both."""
+    spec = importlib.util.spec_from_file_location("svg_cpu_power", HERE.parent / "saerl_vs_grpo_cpu" / "power.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.power, module.seeds_needed, module.min_detectable
 
 
-def seeds_needed(sd: float, effect: float, limit: int = 5000) -> int | None:
-    return next((n for n in range(2, limit) if power(n, sd, effect) >= TARGET_POWER), None)
-
-
-def min_detectable(n: int, sd: float) -> float:
-    lo, hi = 0.0, 100.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if power(n, sd, mid) < TARGET_POWER else (lo, mid)
-    return hi
+power, seeds_needed, min_detectable = _power_tools()
 
 
 def load_runs(out: Path) -> dict[tuple[str, int], dict]:
@@ -130,7 +120,10 @@ def compare(runs: dict, arm: str, baseline: str = "vanilla") -> dict:
                 f"{n_problems}_problems_upper80": seeds_needed(sd_upper, EFFECT),
             },
             min_detectable_difference_80pct={
-                str(n): {"point_estimate": round(min_detectable(n, sd_point), 1), "upper80": round(min_detectable(n, sd_upper), 1)}
+                str(n): {
+                    "point_estimate": round(min_detectable(n, sd_point), 1),
+                    "upper80": round(min_detectable(n, sd_upper), 1),
+                }
                 for n in (len(seeds), 4, 8, 12, 16)
                 if n >= 2
             },
