@@ -85,7 +85,7 @@ def test_each_preset_accumulates_micro_batches_up_to_its_pairs_per_step(recipe):
         micro, accumulation = recipe.micro_batches(cfg)
         assert micro == cfg["micro_batch_size"] and micro * accumulation == cfg["batch_size"], name
     assert recipe.micro_batches(recipe.PRESETS["cpu"]) == (1, 4)  # one pair per forward: the memory bound
-    assert recipe.PRESETS["cpu"]["logprob_vocab_chunk"] == 8192
+    assert recipe.PRESETS["cpu"]["logprob_vocab_chunk"] == 4096
     for bad in (3, 0, 5):
         with pytest.raises(ValueError, match="positive divisor of batch_size=4"):
             recipe.micro_batches({"batch_size": 4, "micro_batch_size": bad})
