@@ -281,17 +281,8 @@ class LabelColumns:
 
 
 def as_label_columns(columns: Any) -> LabelColumns:
-    """``columns`` as :class:`LabelColumns`: ``None`` for the defaults, a dict of renamed fields, or the object."""
-    from ..errors import InvalidParameterError, ParameterTypeError
+    """``columns`` as :class:`LabelColumns`: ``None`` for the defaults, a dict of renamed fields, or the object
+    (:func:`~hf_saerl.core.configs.as_config`)."""
+    from ..core.configs import as_config
 
-    if columns is None:
-        return LabelColumns()
-    if isinstance(columns, LabelColumns):
-        return columns
-    if isinstance(columns, Mapping):
-        names = {f.name for f in dataclasses.fields(LabelColumns)}
-        unknown = sorted(set(columns) - names)
-        if unknown:
-            raise InvalidParameterError(f"columns holds unknown key(s) {unknown}; LabelColumns has {sorted(names)}.")
-        return LabelColumns(**dict(columns))
-    raise ParameterTypeError(f"columns must be LabelColumns, a dict or None, got {type(columns).__name__}.")
+    return as_config(LabelColumns, columns, "columns")
