@@ -737,11 +737,13 @@ def make_selector(arm: str, seed: int, prepared: dict[str, Any]) -> tuple[Any, s
 
     ``selector``: ``LearnabilitySelector.from_probe`` (the SAE difficulty proxy as the prior, refitted online),
     clusters from ``cluster_id``. ``history``: the same selector and clusters with no prior (``Beta(1, 1)``: the
-    policy's own rollouts only). ``SelectionConfig(seed=seed)`` otherwise at its defaults in both. Where no proxy
-    could be fitted (every budget label equal), ``selector`` falls back to no prior and says so."""
+    policy's own rollouts only). ``SelectionConfig(seed=seed, refit_lag=0)`` otherwise at its defaults in both: the
+    refit runs inside ``update()``, as in the pilot's first runs, which predate ``refit_lag`` (so every seed of the
+    design chooses alike). Where no proxy could be fitted (every budget label equal), ``selector`` falls back to no
+    prior and says so."""
     from hf_saerl.selection import LearnabilitySelector, SelectionConfig
 
-    data, config = prepared["sets"][arm], SelectionConfig(seed=seed)
+    data, config = prepared["sets"][arm], SelectionConfig(seed=seed, refit_lag=0)
     if arm == "selector" and prepared.get("probe") is not None:
         return LearnabilitySelector.from_probe(
             prepared["probe"], data, config, cluster_column="cluster_id"

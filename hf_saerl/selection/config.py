@@ -41,6 +41,11 @@ class SelectionConfig:
             other clusters have candidates (1.0 turns the cap off; ``0`` means an even round-robin share,
             ``ceil(n / clusters)``).
         refit_every: refit the proxy after this many :meth:`update` calls (``None``: only when asked).
+        refit_lag: a refit started at update ``k`` runs in a background thread on the counts seen up to ``k`` and
+            replaces the prior at update ``k + refit_lag`` (waiting there only if it has not finished), so the
+            trainer does not wait for it and the choices do not depend on the thread's timing: the same on every
+            rank as a synchronous refit delayed by ``refit_lag`` updates. ``0`` refits inside :meth:`update`. At
+            most ``refit_every``.
         refit_min_rows: a refit needs observations of at least this many prompts.
         refit_max_features: the refit adjusts the weights of at most this many features (those active in the most
             observed prompts), which bounds its cost.
@@ -70,6 +75,7 @@ class SelectionConfig:
     fade_weight: float = 0.1
     max_cluster_share: float = 0.5
     refit_every: int | None = 16
+    refit_lag: int = 1
     refit_min_rows: int = 16
     refit_max_features: int = 2048
     success_threshold: float | None = None
@@ -110,6 +116,12 @@ class SelectionConfig:
         check_real("fade_min_trials", self.fade_min_trials, "Pass e.g. 8.0.", low=0.0)
         if self.refit_every is not None:
             check_integer("refit_every", self.refit_every, "Pass e.g. 16, or None to refit only on request.", minimum=1)
+        check_integer("refit_lag", self.refit_lag, "Pass e.g. 1, or 0 to refit inside update().", minimum=0)
+        if self.refit_every is not None and self.refit_lag > self.refit_every:
+            raise InvalidParameterError(
+                f"refit_lag ({self.refit_lag}) must be at most refit_every ({self.refit_every}): a refit has to be "
+                "swapped in before the next one starts. Pass a smaller refit_lag, or a larger refit_every."
+            )
         check_integer("refit_min_rows", self.refit_min_rows, "Pass e.g. 16.", minimum=2)
         check_integer("refit_max_features", self.refit_max_features, "Pass e.g. 2048.", minimum=1)
         if self.success_threshold is not None:

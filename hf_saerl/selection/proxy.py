@@ -149,24 +149,34 @@ class LinearProxy:
             max_features=max_features,
         )
 
-    def predict(self, rows: np.ndarray | None = None) -> np.ndarray:
-        """The predicted pass rate (unclipped, float64) of ``rows`` (default: every prompt)."""
-        if rows is None:
-            correction = np.asarray(self.features @ self.delta).reshape(-1) if self.delta.any() else 0.0
-            return self._base + correction + self.delta_intercept
-        part = self.features[rows]
-        correction = np.asarray(part @ self.delta).reshape(-1) if self.delta.any() else 0.0
-        return self._base[rows] + correction + self.delta_intercept
+    def predict(self, rows: np.ndarray | None = None, correction: tuple[np.ndarray, float] | None = None) -> np.ndarray:
+        """The predicted pass rate (unclipped, float64) of ``rows`` (default: every prompt), with the current
+        correction or the ``(delta, intercept)`` given."""
+        delta, intercept = (self.delta, self.delta_intercept) if correction is None else correction
+        part = self.features if rows is None else self.features[rows]
+        base = self._base if rows is None else self._base[rows]
+        return base + (np.asarray(part @ delta).reshape(-1) if delta.any() else 0.0) + intercept
 
     def refit(self, rows: np.ndarray, rate: np.ndarray, weight: np.ndarray) -> dict[str, Any]:
         """Refit the correction on observed pass rates ``rate`` of prompts ``rows`` with sample weights ``weight``
         (trials), warm-started from the current correction. Returns what it did (rows, features, training MSE)."""
+        delta, intercept, info = self.fit_correction(rows, rate, weight)
+        self.set_correction(delta, intercept)
+        return info
+
+    def fit_correction(
+        self, rows: np.ndarray, rate: np.ndarray, weight: np.ndarray, warm: np.ndarray | None = None
+    ) -> tuple[np.ndarray, float, dict[str, Any]]:
+        """What :meth:`refit` fits, without changing the proxy (so it may run in another thread while the proxy
+        serves predictions): the correction ``(delta, delta_intercept)``, warm-started from ``warm`` (default: the
+        current correction), and a summary."""
         from sklearn.linear_model import ElasticNet
 
         rows = np.asarray(rows, dtype=np.int64)
         X: Any = self.features[rows]
         target = np.asarray(rate, dtype=np.float64) - self._base[rows]
         weight = np.asarray(weight, dtype=np.float64)
+        warm = self.delta if warm is None else warm
         if not isinstance(X, np.ndarray):
             counts = np.bincount(X.indices, minlength=X.shape[1])
         else:
@@ -179,7 +189,7 @@ class LinearProxy:
             model = ElasticNet(
                 alpha=self.alpha, l1_ratio=self.l1_ratio, warm_start=True, max_iter=300, tol=1e-3, selection="cyclic"
             )
-            model.coef_ = np.asfortranarray(self.delta[active])  # warm start from the last correction
+            model.coef_ = np.asfortranarray(warm[active])  # warm start from the last correction
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a warm start that stops at max_iter is still a better correction
                 model.fit(X[:, active], target, sample_weight=weight)
@@ -187,15 +197,14 @@ class LinearProxy:
             intercept = float(model.intercept_)
         else:
             intercept = float(np.average(target, weights=weight))
-        self.delta, self.delta_intercept = delta, intercept
-        fitted = self.predict(rows)
+        fitted = self.predict(rows, (delta, intercept))
         mse = float(np.average((np.asarray(rate) - fitted) ** 2, weights=weight))
-        return {
-            "n_rows": int(rows.size),
-            "n_features": int(active.size),
-            "n_nonzero": int(np.count_nonzero(delta)),
-            "train_mse": mse,
-        }
+        info = {"n_rows": int(rows.size), "n_features": int(active.size), "n_nonzero": int(np.count_nonzero(delta))}
+        return delta, intercept, {**info, "train_mse": mse}
+
+    def set_correction(self, delta: np.ndarray, intercept: float) -> None:
+        """Use the correction ``(delta, intercept)`` (from :meth:`fit_correction`) from now on."""
+        self.delta, self.delta_intercept = np.asarray(delta, dtype=np.float64), float(intercept)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """The refitted correction (what differs from the offline fit), as arrays."""

@@ -21,6 +21,7 @@ from ..errors import InvalidParameterError, NonFiniteError, ParameterTypeError, 
 from .batching import _take
 from .config import SelectionConfig
 from .proxy import LinearProxy
+from .refit import PendingRefit, fit_job
 from .state import _load_state_dict, _read_state, _state_dict, _write_state
 
 __all__ = ["LearnabilitySelector", "beta_prior"]
@@ -131,6 +132,7 @@ class LearnabilitySelector:
         self.n_updates = 0
         self.n_refits = 0
         self.last_refit: dict[str, Any] = {}
+        self.pending_refit: PendingRefit | None = None
         self._refresh_prior()
 
     # ------------------------------------------------------------------ construction helpers
@@ -171,9 +173,11 @@ class LearnabilitySelector:
         return cls(proxy.n_rows, config, proxy=proxy, cluster_ids=clusters)
 
     # ------------------------------------------------------------------ the posterior
-    def _refresh_prior(self) -> None:
+    def _refresh_prior(self, predicted: np.ndarray | None = None) -> None:
         c = self.config
-        if self.proxy is not None:
+        if predicted is not None:
+            mean = predicted
+        elif self.proxy is not None:
             mean = self.proxy.predict()
         elif self._fixed_prior is not None:
             mean = self._fixed_prior
@@ -303,9 +307,14 @@ class LearnabilitySelector:
         np.add.at(self.successes_total, rows, correct)
         np.add.at(self.trials_total, rows, trials)
         self.n_updates += 1
+        if self.pending_refit is not None and self.n_updates >= self.pending_refit.due:
+            self._swap_in(self.pending_refit)
         every = self.config.refit_every
         if every is not None and self.proxy is not None and self.n_updates % every == 0:
-            self.refit()
+            if self.config.refit_lag:
+                self._start_refit(self.n_updates + self.config.refit_lag)
+            else:
+                self.refit()
 
     def update_rewards(self, row_ids: Any, rewards: Any) -> None:
         """Add rollout groups: ``rewards`` is ``(len(row_ids), G)`` (one group of G rewards per row). Rewards in
@@ -358,34 +367,62 @@ class LearnabilitySelector:
         return arr
 
     def refit(self) -> dict[str, Any]:
-        """Refit the proxy on every prompt seen (decayed pass rate, weighted by decayed trials), after measuring
-        its error on the prompts first tried since the last refit (which it had not seen). Returns a summary."""
+        """Refit the proxy now, in this thread, on every prompt seen (decayed pass rate, weighted by decayed trials),
+        after measuring its error on the prompts first tried since the last refit (which it had not seen). A refit
+        still pending (``refit_lag``) is swapped in first. Returns a summary."""
+        if self.pending_refit is not None:
+            self._swap_in(self.pending_refit)
+        info, inputs = self._plan_refit()
+        if inputs is None:
+            return info
+        assert self.proxy is not None
+        return self._swap_in(PendingRefit(self.n_updates, info[0], info[1], result=fit_job(self.proxy, *inputs)))
+
+    def _start_refit(self, due: int) -> None:
+        """Start a refit in the background thread, to be swapped in at update ``due`` (``refit_lag``)."""
+        if self.pending_refit is not None:  # refit_lag == refit_every: the last one is due now, take it first
+            self._swap_in(self.pending_refit)
+        info, inputs = self._plan_refit()
+        if inputs is not None:
+            assert self.proxy is not None
+            self.pending_refit = PendingRefit.start(due, info[0], info[1], self.proxy, inputs)
+
+    def _plan_refit(self) -> tuple[Any, Any]:
+        """``((info, residual_var), (rows, rate, weight, warm))`` of a refit on the counts seen so far, or
+        ``(summary, None)`` when there is nothing to refit. Measures the prior's held-out error and counts the refit
+        (prompts first tried from now on are held out for the next one)."""
         c = self.config
         if self.proxy is None:
-            return {"refitted": False, "reason": "no proxy"}
-        if self.config.decay != 1.0:
-            every = np.arange(self.n_rows)
-            s, t = self._decayed(every)
-        else:
-            s, t = self.successes, self.trials
+            return {"refitted": False, "reason": "no proxy"}, None
+        s, t = self._decayed(np.arange(self.n_rows)) if c.decay != 1.0 else (self.successes, self.trials)
         rows = np.flatnonzero(t > 1e-9)
         if rows.size < c.refit_min_rows:
-            return {"refitted": False, "reason": f"{rows.size} prompts seen < refit_min_rows={c.refit_min_rows}"}
-        info: dict[str, Any] = {"refitted": True, "step": self.step}
+            return {"refitted": False, "reason": f"{rows.size} prompts seen < refit_min_rows={c.refit_min_rows}"}, None
+        info: dict[str, Any] = {"refitted": True, "step": self.step, "update": self.n_updates}
+        residual_var = self.residual_var
         held = np.flatnonzero((self.first_refit == self.n_refits) & (self.trials_total >= 2))
         if held.size >= c.refit_min_rows:
             tt = self.trials_total[held]
             rate = self.successes_total[held] / tt
             err = np.average((rate - self.prior_at_first[held]) ** 2, weights=tt)
             noise = np.average(rate * (1 - rate) / (tt - 1), weights=tt)  # unbiased binomial variance of the rate
-            self.residual_var = max(float(err - noise), 1e-4)
-            info.update(held_out_rows=int(held.size), held_out_mse=float(err), residual_var=self.residual_var)
-        info.update(self.proxy.refit(rows, s[rows] / t[rows], t[rows]))
-        self.proxy.residual_var = self.residual_var
+            residual_var = max(float(err - noise), 1e-4)
+            info.update(held_out_rows=int(held.size), held_out_mse=float(err), residual_var=residual_var)
         self.n_refits += 1
-        self._refresh_prior()
-        self.last_refit = info
-        return info
+        inputs = (rows, s[rows] / t[rows], t[rows].copy(), self.proxy.delta.copy())
+        return (info, residual_var), inputs
+
+    def _swap_in(self, job: PendingRefit) -> dict[str, Any]:
+        """Use ``job``'s correction, prior error and predicted pass rates from now on (waiting for it if needed)."""
+        assert self.proxy is not None
+        delta, intercept, fit_info, predicted = job.result()
+        self.proxy.set_correction(delta, intercept)
+        self.residual_var = self.proxy.residual_var = job.residual_var
+        self._refresh_prior(predicted)
+        self.last_refit = {**job.info, **fit_info, "swapped_at_update": self.n_updates}
+        if job is self.pending_refit:
+            self.pending_refit = None
+        return self.last_refit
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:

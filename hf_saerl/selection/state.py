@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import InvalidParameterError, RowMismatchError
 from .config import SelectionConfig
+from .refit import PendingRefit
 
 _STATE_FORMAT = "hf_saerl.selection/1"
 #: the selector's per-prompt arrays, saved under their attribute names
@@ -18,8 +19,12 @@ _ARRAYS = ("successes", "trials", "last_step", "successes_total", "trials_total"
 def _state_dict(selector: Any) -> dict[str, Any]:
     """The per-prompt arrays (copies), the proxy's arrays and a JSON string ``"meta"`` of ``selector``."""
     state: dict[str, Any] = {name: getattr(selector, name).copy() for name in _ARRAYS}
+    pending = None
     if selector.proxy is not None:
         state.update(selector.proxy.state_arrays())
+    if selector.pending_refit is not None:  # waits for a running refit: the resumed run swaps in the same one
+        arrays, pending = selector.pending_refit.state()
+        state.update(arrays)
     state["meta"] = json.dumps(
         {
             "format": _STATE_FORMAT,
@@ -30,6 +35,7 @@ def _state_dict(selector: Any) -> dict[str, Any]:
             "residual_var": selector.residual_var,
             "config": selector.config.to_dict(),
             "has_proxy": selector.proxy is not None,
+            "pending_refit": pending,
         }
     )
     return state
@@ -64,6 +70,8 @@ def _load_state_dict(selector: Any, state: dict[str, Any]) -> None:
         setattr(selector, name, arr.astype(getattr(selector, name).dtype, copy=True))
     if selector.proxy is not None:
         selector.proxy.load_state_arrays(state)
+    pending = meta.get("pending_refit")
+    selector.pending_refit = None if pending is None else PendingRefit.from_state(state, pending, selector.proxy)
     selector.step, selector.n_updates, selector.n_refits = meta["step"], meta["n_updates"], meta["n_refits"]
     selector.residual_var = float(meta["residual_var"])
 

@@ -227,26 +227,93 @@ def _simulate(sel: LearnabilitySelector, true_p: np.ndarray, steps: range, seed:
     return out
 
 
-@pytest.mark.parametrize("decay", [1.0, 0.9])
-def test_resume_mid_run_gives_the_uninterrupted_choices(tmp_path, decay):
+def _fresh(X: Any, coef: np.ndarray, **config: Any) -> LearnabilitySelector:
+    proxy = LinearProxy(X, coef * 0.5, 0.3, alpha=1e-3, l1_ratio=0.5, residual_var=0.03)
+    config = {"seed": 3, "refit_every": 4, "refit_min_rows": 8, "n_candidates": 64, **config}
+    return LearnabilitySelector(X.shape[0], SelectionConfig(**config), proxy=proxy, cluster_ids=np.arange(150) % 4)
+
+
+@pytest.mark.parametrize(("decay", "lag"), [(1.0, 0), (0.9, 0), (1.0, 3)])
+def test_resume_mid_run_gives_the_uninterrupted_choices(tmp_path, decay, lag):
     X, coef, _ = _pool(150, 10, seed=2)
     true_p = np.clip(0.3 + X @ coef, 0.01, 0.99)
 
     def fresh() -> LearnabilitySelector:
-        proxy = LinearProxy(X, coef * 0.5, 0.3, alpha=1e-3, l1_ratio=0.5, residual_var=0.03)
-        config = SelectionConfig(seed=3, decay=decay, refit_every=4, refit_min_rows=8, n_candidates=64)
-        return LearnabilitySelector(150, config, proxy=proxy, cluster_ids=np.arange(150) % 4)
+        return _fresh(X, coef, decay=decay, refit_lag=lag)
 
     whole = fresh()
     straight = _simulate(whole, true_p, range(30), seed=9)
     first = fresh()
     head = _simulate(first, true_p, range(14), seed=9)
+    # with lag 3, the refit started at update 12 is still pending (due at 15): the state must carry it
+    assert (first.pending_refit is not None) == (lag == 3)
     first.save(tmp_path / "selector.safetensors")
     resumed = fresh().load(tmp_path / "selector.safetensors")
     assert resumed.n_refits == first.n_refits > 0
     tail = _simulate(resumed, true_p, range(14, 30), seed=9)
     assert head + tail == straight
     assert np.array_equal(resumed.posterior_params()[0], whole.posterior_params()[0])
+
+
+# ---------------------------------------------------------------------------- the refit in the background
+def test_refit_lag_swaps_in_at_k_plus_lag_the_refit_a_synchronous_one_makes_at_k():
+    X, coef, _ = _pool(150, 10, seed=4)
+    true_p = np.clip(0.3 + X @ coef, 0.01, 0.99)
+    lagged = _fresh(X, coef, refit_lag=3)
+    _simulate(lagged, true_p, range(4), seed=1)  # update 4 starts a refit, due at update 7
+    assert lagged.pending_refit is not None and lagged.pending_refit.due == 7
+    reference = _fresh(X, coef, refit_every=None).load_state_dict(lagged.state_dict())
+    reference.pending_refit = None  # the state carried the job: drop it and refit synchronously at update 4
+    reference.n_refits -= 1  # ... as the first refit, which the lagged selector has already counted
+    info = reference.refit()
+    untried = np.flatnonzero(lagged.trials_total == 0)
+    before = lagged.prior_mean(untried)
+    for t in range(4, 6):  # updates 5 and 6: the old prior still serves
+        _simulate(lagged, true_p, range(t, t + 1), seed=1)
+        assert lagged.proxy.delta.tolist() == [0.0] * 10
+    assert lagged.prior_mean(untried) == pytest.approx(before)  # untried prompts still follow the old proxy
+    _simulate(lagged, true_p, range(6, 7), seed=1)  # update 7: swapped in
+    assert lagged.pending_refit is None
+    assert np.array_equal(lagged.proxy.delta, reference.proxy.delta) and lagged.proxy.delta.any()
+    still = untried[lagged.trials_total[untried] == 0]
+    assert np.array_equal(lagged.prior_mean(still), reference.prior_mean(still))
+    assert lagged.last_refit["update"] == 4 and lagged.last_refit["swapped_at_update"] == 7
+    assert lagged.last_refit["train_mse"] == pytest.approx(info["train_mse"])
+
+
+def test_choices_do_not_depend_on_how_long_the_background_refit_takes(monkeypatch):
+    import time
+
+    from hf_saerl.selection import refit as refit_module
+
+    X, coef, _ = _pool(150, 10, seed=5)
+    true_p = np.clip(0.3 + X @ coef, 0.01, 0.99)
+    fast = _simulate(_fresh(X, coef, refit_lag=2), true_p, range(25), seed=2)
+    real_job = refit_module.fit_job
+
+    def slow_job(*args: Any) -> Any:
+        time.sleep(0.3)  # longer than the updates in between take: the swap has to wait for it
+        return real_job(*args)
+
+    monkeypatch.setattr(refit_module, "fit_job", slow_job)
+    slow_selector = _fresh(X, coef, refit_lag=2)
+    slow = _simulate(slow_selector, true_p, range(25), seed=2)
+    assert slow == fast and slow_selector.n_refits == 6
+    # and a selector with a refit in flight still copies and pickles (the job's result travels, not the thread)
+    import copy
+    import pickle
+
+    in_flight = _fresh(X, coef, refit_lag=2)
+    _simulate(in_flight, true_p, range(4), seed=2)
+    assert in_flight.pending_refit is not None
+    clone = pickle.loads(pickle.dumps(copy.deepcopy(in_flight)))
+    assert _simulate(clone, true_p, range(4, 12), seed=2) == fast[4:12]
+
+
+def test_refit_lag_is_refused_past_refit_every():
+    with pytest.raises(InvalidParameterError, match=r"refit_lag \(5\) must be at most refit_every \(4\)"):
+        SelectionConfig(refit_every=4, refit_lag=5)
+    assert SelectionConfig(refit_every=None, refit_lag=5).refit_lag == 5
 
 
 # ---------------------------------------------------------------------------- errors
