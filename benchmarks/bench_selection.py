@@ -303,6 +303,7 @@ def replay(args: argparse.Namespace, rows: list[dict[str, Any]], d_sae: int) -> 
                 config = SelectionConfig(
                     seed=seed,
                     refit_every=args.refit_every,
+                    refit_lag=args.refit_lag,
                     decay=args.decay,
                     explore_fraction=args.explore_fraction,
                     refit_min_rows=8,
@@ -349,6 +350,33 @@ def replay(args: argparse.Namespace, rows: list[dict[str, Any]], d_sae: int) -> 
         "pool_share_zero": float((p_true == 0).mean()),
         "pool_share_in_band": float(((p_true >= BAND[0]) & (p_true <= BAND[1])).mean()),
     }
+
+
+def paired(per_seed: dict[str, dict[int, list[dict[str, float]]]], ours: str, other: str) -> list[dict[str, Any]]:
+    """``ours - other`` per G and outcome, paired by seed (both arms replay the same labelled split and pool):
+    the mean difference, its standard error over seeds and the number of seeds in which ours is ahead."""
+    out: list[dict[str, Any]] = []
+    if ours not in per_seed or other not in per_seed:
+        return out
+    for g in per_seed[ours]:
+        for key, better in (("zero_var_share", -1), ("grad_groups_per_1k", 1), ("first_visit_in_band", 1)):
+            a = np.array([r[key] for r in per_seed[ours][g]], dtype=np.float64)
+            b = np.array([r[key] for r in per_seed[other][g]], dtype=np.float64)
+            d = (a - b)[np.isfinite(a - b)]
+            se = float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else float("nan")
+            out.append(
+                {
+                    "ours": ours,
+                    "other": other,
+                    "G": g,
+                    "outcome": key,
+                    "diff": float(d.mean()) if d.size else float("nan"),
+                    "se": se,
+                    "seeds_ours_ahead": int((better * d > 0).sum()),
+                    "seeds": int(d.size),
+                }
+            )
+    return out
 
 
 def targets(table: list[dict[str, Any]]) -> dict[str, Any]:
@@ -408,6 +436,7 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
     rate = sel.successes[seen] / sel.trials[seen]
     probe = DifficultyProbe(d_sae=d, label="pass_rate", alpha=1e-3, l1_ratio=0.5, cv=None, transform=("log1p",))
     base = timed(lambda: probe.fit(X[seen], rate))
+    waits = trainer_waits(sel, rng, true_p, b)
     step_ms = 1e3 * float(np.median(step_times))
     return {
         "pool_rows": n,
@@ -428,9 +457,41 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
         "probe_fit_s": base[0],
         "probe_fit_cpu_s": base[1],
         "refit_warm_speedup_vs_probe_fit": ratio(base[0], warm[0]),
+        **waits,
         "load_average_after": os.getloadavg()[0],
         "note": "wall times on a shared machine include waiting for a core; the CPU times (process_time) do not",
         "targets": {"step_le_10ms": step_ms <= 10, "refit_le_5s": warm[0] <= 5 and cold[0] <= 5},
+    }
+
+
+def trainer_waits(sel: LearnabilitySelector, rng: np.random.Generator, true_p: np.ndarray, b: int) -> dict[str, Any]:
+    """How long the trainer's ``update`` call waits at a refit: inside it (``refit_lag=0``, the baseline), or only to
+    start the background job and, one update later, to swap its result in (``refit_lag=1``, the default; the job
+    finishes in between, as it does while a trainer generates)."""
+
+    def one_update() -> float:
+        batch = sel.select(b)
+        t = time.perf_counter()
+        sel.update(batch, rng.binomial(8, true_p[batch]), 8)
+        return time.perf_counter() - t
+
+    sel.config = SelectionConfig(**{**sel.config.to_dict(), "refit_every": 1, "refit_lag": 0})
+    inline = one_update()
+    sel.config = SelectionConfig(**{**sel.config.to_dict(), "refit_lag": 1})
+    start = one_update()
+    job, t = sel.pending_refit, time.perf_counter()
+    assert job is not None
+    job.result()  # the trainer would be generating meanwhile
+    background = time.perf_counter() - t
+    swap = one_update()  # swaps in the finished job (and starts the next one: refit_every=1)
+    if sel.pending_refit is not None:
+        sel.pending_refit.result()
+    return {
+        "update_with_refit_inline_s": inline,
+        "update_starting_background_refit_ms": 1e3 * start,
+        "update_swapping_refit_in_ms": 1e3 * swap,
+        "background_refit_s": start + background,
+        "trainer_wait_speedup": ratio(inline, max(start, swap)),
     }
 
 
@@ -454,6 +515,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--neighbours", type=int, default=8)
     ap.add_argument("--label-fraction", type=float, default=0.25)
     ap.add_argument("--refit-every", type=int, default=4)
+    ap.add_argument(
+        "--refit-lag", type=int, default=SelectionConfig().refit_lag, help="updates between a refit's start and use"
+    )
     ap.add_argument("--decay", type=float, default=1.0)
     ap.add_argument("--explore-fraction", type=float, default=0.125)
     ap.add_argument("--table-seed", type=int, default=0)
@@ -486,6 +550,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "| warm refit vs probe fit:",
             times(res["refit_warm_speedup_vs_probe_fit"]),
         )
+        print(
+            f"trainer waits at a refit: {res['update_with_refit_inline_s']:.2f} s inline (refit_lag=0) vs "
+            f"{res['update_starting_background_refit_ms']:.1f} ms to start + "
+            f"{res['update_swapping_refit_in_ms']:.1f} ms to swap in (refit_lag=1; the refit ran "
+            f"{res['background_refit_s']:.2f} s in the background):",
+            times(res["trainer_wait_speedup"]),
+        )
         write_json(args.out, "selection_speed", args, res)
         return res
     if not (args.table or args.synthetic or args.tiny):
@@ -494,6 +565,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     res = replay(args, rows, d_sae)
     res["source"] = source
     res["targets"] = targets(res["table"])
+    pairs = (("sae_prior_refit", "history"), ("sae_prior_refit", "uniform"), ("raw_prior_refit", "sae_prior_refit"))
+    res["paired"] = [row for a, b in pairs for row in paired(res["per_seed"], a, b)]
     print(
         f"table: {source}; {len(rows)} prompts, mean pass rate {res['pool_mean_p']:.3f}, "
         f"{res['pool_share_zero']:.0%} at 0, {res['pool_share_in_band']:.0%} in [0.1, 0.9]; raw prior: "
@@ -511,6 +584,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             ("first_visit_in_band", "1st in band", ".3f"),
             ("first_visit_in_band_sd", "±", ".3f"),
             ("first_visits", "1st visits", ".1f"),
+        ],
+    )
+    print_table(
+        res["paired"],
+        [
+            ("ours", "arm", None),
+            ("other", "minus", None),
+            ("G", "G", None),
+            ("outcome", "outcome", None),
+            ("diff", "diff", ".3f"),
+            ("se", "se (seeds)", ".3f"),
+            ("seeds_ours_ahead", "seeds arm ahead", None),
         ],
     )
     print("targets:", json.dumps(res["targets"]))

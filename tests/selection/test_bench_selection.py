@@ -65,6 +65,12 @@ def test_tiny_run_writes_every_arm(bench, tmp_path):
     by = {row["arm"]: row for row in result["table"]}
     assert by["oracle"]["zero_var_share"] < by["uniform"]["zero_var_share"]
     assert set(result["targets"]) >= {"zero_var_ratio_ours_vs_uniform_G4", "first_visit_in_band_ours_minus_history_G4"}
+    # the paired differences, recomputed by hand from the per-seed runs
+    row = next(r for r in result["paired"] if r["other"] == "history" and r["outcome"] == "zero_var_share")
+    ours = [r["zero_var_share"] for r in result["per_seed"]["sae_prior_refit"]["4"]]
+    hist = [r["zero_var_share"] for r in result["per_seed"]["history"]["4"]]
+    assert row["diff"] == pytest.approx(np.mean(ours) - np.mean(hist))
+    assert row["seeds_ours_ahead"] == sum(a < b for a, b in zip(ours, hist, strict=True)) and row["seeds"] == 1
 
 
 def test_speed_mode_runs_small(bench, tmp_path):
@@ -87,4 +93,5 @@ def test_speed_mode_runs_small(bench, tmp_path):
         ]
     )
     assert res["observations"] >= 1000 and res["select_update_ms_median"] > 0
+    assert res["update_with_refit_inline_s"] > 0 and res["background_refit_s"] > 0
     assert json.loads(out.read_text())["results"]["pool_rows"] == 5000
