@@ -311,10 +311,7 @@ class LearnabilitySelector:
             self._swap_in(self.pending_refit)
         every = self.config.refit_every
         if every is not None and self.proxy is not None and self.n_updates % every == 0:
-            if self.config.refit_lag:
-                self._start_refit(self.n_updates + self.config.refit_lag)
-            else:
-                self.refit()
+            self._refit(lag=self.config.refit_lag)
 
     def update_rewards(self, row_ids: Any, rewards: Any) -> None:
         """Add rollout groups: ``rewards`` is ``(len(row_ids), G)`` (one group of G rewards per row). Rewards in
@@ -370,34 +367,21 @@ class LearnabilitySelector:
         """Refit the proxy now, in this thread, on every prompt seen (decayed pass rate, weighted by decayed trials),
         after measuring its error on the prompts first tried since the last refit (which it had not seen). A refit
         still pending (``refit_lag``) is swapped in first. Returns a summary."""
-        if self.pending_refit is not None:
-            self._swap_in(self.pending_refit)
-        info, inputs = self._plan_refit()
-        if inputs is None:
-            return info
-        assert self.proxy is not None
-        return self._swap_in(PendingRefit(self.n_updates, info[0], info[1], result=fit_job(self.proxy, *inputs)))
+        return self._refit(lag=0)
 
-    def _start_refit(self, due: int) -> None:
-        """Start a refit in the background thread, to be swapped in at update ``due`` (``refit_lag``)."""
-        if self.pending_refit is not None:  # refit_lag == refit_every: the last one is due now, take it first
+    def _refit(self, lag: int) -> dict[str, Any]:
+        """A refit on the counts seen so far: swapped in now (``lag=0``) or started in the background thread and
+        swapped in ``lag`` updates later. Measures the prior's held-out error and counts the refit at once (prompts
+        first tried from now on are held out for the next one)."""
+        if self.pending_refit is not None:  # refit_lag == refit_every, or an explicit refit(): take it first
             self._swap_in(self.pending_refit)
-        info, inputs = self._plan_refit()
-        if inputs is not None:
-            assert self.proxy is not None
-            self.pending_refit = PendingRefit.start(due, info[0], info[1], self.proxy, inputs)
-
-    def _plan_refit(self) -> tuple[Any, Any]:
-        """``((info, residual_var), (rows, rate, weight, warm))`` of a refit on the counts seen so far, or
-        ``(summary, None)`` when there is nothing to refit. Measures the prior's held-out error and counts the refit
-        (prompts first tried from now on are held out for the next one)."""
         c = self.config
         if self.proxy is None:
-            return {"refitted": False, "reason": "no proxy"}, None
+            return {"refitted": False, "reason": "no proxy"}
         s, t = self._decayed(np.arange(self.n_rows)) if c.decay != 1.0 else (self.successes, self.trials)
         rows = np.flatnonzero(t > 1e-9)
         if rows.size < c.refit_min_rows:
-            return {"refitted": False, "reason": f"{rows.size} prompts seen < refit_min_rows={c.refit_min_rows}"}, None
+            return {"refitted": False, "reason": f"{rows.size} prompts seen < refit_min_rows={c.refit_min_rows}"}
         info: dict[str, Any] = {"refitted": True, "step": self.step, "update": self.n_updates}
         residual_var = self.residual_var
         held = np.flatnonzero((self.first_refit == self.n_refits) & (self.trials_total >= 2))
@@ -410,7 +394,10 @@ class LearnabilitySelector:
             info.update(held_out_rows=int(held.size), held_out_mse=float(err), residual_var=residual_var)
         self.n_refits += 1
         inputs = (rows, s[rows] / t[rows], t[rows].copy(), self.proxy.delta.copy())
-        return (info, residual_var), inputs
+        if lag:
+            self.pending_refit = PendingRefit.start(self.n_updates + lag, info, residual_var, self.proxy, inputs)
+            return info
+        return self._swap_in(PendingRefit(self.n_updates, info, residual_var, result=fit_job(self.proxy, *inputs)))
 
     def _swap_in(self, job: PendingRefit) -> dict[str, Any]:
         """Use ``job``'s correction, prior error and predicted pass rates from now on (waiting for it if needed)."""
