@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import RowMismatchError
 from .proxy import LinearProxy
 
 _EXECUTOR: ThreadPoolExecutor | None = None
@@ -83,31 +82,25 @@ class PendingRefit:
             self._result, self._future = self._future.result(), None
         return self._result
 
-    def state(self, prefix: str = "pending.") -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """The finished job as arrays and a JSON-able dict (for the selector's ``state_dict``)."""
         delta, intercept, fit_info, _ = self.result()
         meta = {"due": self.due, "info": self.info, "residual_var": self.residual_var, "fit_info": fit_info}
-        return {f"{prefix}delta": delta.copy(), f"{prefix}intercept": np.array([intercept])}, meta
+        return {"pending.delta": delta.copy(), "pending.intercept": np.array([intercept])}, meta
 
     @classmethod
-    def from_state(
-        cls, arrays: dict[str, Any], meta: dict[str, Any], proxy: LinearProxy, prefix: str = "pending."
-    ) -> PendingRefit:
-        """Rebuild a finished job from :meth:`state` (the pool's prediction is recomputed from the correction)."""
-        delta = np.asarray(arrays[f"{prefix}delta"], dtype=np.float64).reshape(-1)
-        if delta.shape != proxy.delta.shape:
-            raise RowMismatchError(
-                f"The saved pending refit has {delta.shape[0]} weights, this proxy {proxy.delta.shape[0]}. Load a "
-                "state saved with the same features, or start a new selector."
-            )
-        intercept = float(np.asarray(arrays[f"{prefix}intercept"]).reshape(-1)[0])
+    def from_state(cls, arrays: dict[str, Any], meta: dict[str, Any], proxy: LinearProxy) -> PendingRefit:
+        """Rebuild a finished job from :meth:`state` (the pool's prediction is recomputed from the correction; the
+        selector has already checked the proxy's width on the same state)."""
+        delta = np.asarray(arrays["pending.delta"], dtype=np.float64).reshape(-1)
+        intercept = float(np.asarray(arrays["pending.intercept"]).reshape(-1)[0])
         prior = proxy.predict(correction=(delta, intercept))
         result = (delta, intercept, dict(meta["fit_info"]), prior)
         return cls(meta["due"], meta["info"], meta["residual_var"], result=result)
 
     def __getstate__(self) -> dict[str, Any]:  # a Future does not pickle or deep-copy: keep its result instead
         self.result()
-        return {k: v for k, v in self.__dict__.items() if k != "_future"} | {"_future": None}
+        return {**self.__dict__, "_future": None}
 
     def __repr__(self) -> str:
         status = "finished" if self._result is not None or (self._future and self._future.done()) else "running"
