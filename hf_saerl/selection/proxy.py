@@ -199,8 +199,16 @@ class LinearProxy:
             intercept = float(np.average(target, weights=weight))
         fitted = self.predict(rows, (delta, intercept))
         mse = float(np.average((np.asarray(rate) - fitted) ** 2, weights=weight))
-        info = {"n_rows": int(rows.size), "n_features": int(active.size), "n_nonzero": int(np.count_nonzero(delta))}
-        return delta, intercept, {**info, "train_mse": mse}
+        return (
+            delta,
+            intercept,
+            {
+                "n_rows": int(rows.size),
+                "n_features": int(active.size),
+                "n_nonzero": int(np.count_nonzero(delta)),
+                "train_mse": mse,
+            },
+        )
 
     def set_correction(self, delta: np.ndarray, intercept: float) -> None:
         """Use the correction ``(delta, intercept)`` (from :meth:`fit_correction`) from now on."""
